@@ -1,0 +1,91 @@
+"""The ``pfps-meta`` command line: thin wrappers that read input, call the library and print.
+
+Bad input never shows a traceback: it prints one line (``pfps-meta: error: FILE, line L (row R),
+column 'C': reason``) on standard error and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from . import __version__
+from .errors import ConvergenceWarning, InputError
+from .pooling import CI_METHODS, I2_METHODS, METHODS, PI_METHODS
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_model_options(parser, default_method="REML"):
+    parser.add_argument("--measure", choices=["MD", "SMD", "RR", "OR"],
+                        help="effect measure for arm-level data (experimental minus control)")
+    parser.add_argument("--method", choices=METHODS, default=default_method,
+                        help="tau^2 estimator, or FE for a common-effect model (default: %(default)s)")
+    parser.add_argument("--ci", choices=CI_METHODS, default="wald",
+                        help="CI for the pooled effect: wald (normal) or hksj (default: %(default)s)")
+    parser.add_argument("--pi", choices=PI_METHODS, default="auto",
+                        help="prediction-interval distribution (default: %(default)s = metafor's)")
+    parser.add_argument("--i2", choices=I2_METHODS, default="tau2",
+                        help="I^2 from tau^2 (metafor) or from Q (RevMan) (default: %(default)s)")
+    parser.add_argument("--smd", choices=["metafor", "revman5"], default="metafor",
+                        help="SMD convention (default: %(default)s)")
+    parser.add_argument("--pooled-sd", action="store_true", help="MD: pooled-SD variance (metafor vtype HO)")
+    parser.add_argument("--level", type=float, default=0.95, help="confidence level (default: 0.95)")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pfps-meta",
+        description="Meta-analysis of trial data: pooling that matches R metafor, the Nascimento 2018 "
+                    "reproduction, forest plots and reports.")
+    parser.add_argument("--version", action="version", version=f"pfps-meta {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_pool = sub.add_parser("pool", help="pool one CSV of studies and print the result")
+    p_pool.add_argument("file", help="CSV with one row per study (arm-level or effect-level columns)")
+    _add_model_options(p_pool)
+    p_pool.set_defaults(func=cmd_pool)
+
+    return parser
+
+
+def cmd_pool(args) -> int:
+    from .model import pool
+
+    result = pool(args.file, measure=args.measure, method=args.method, ci=args.ci, pi=args.pi,
+                  i2=args.i2, level=args.level, smd_convention=args.smd, pooled_sd=args.pooled_sd)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.summary())
+    return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    kind = "warning"
+    if issubclass(category, ConvergenceWarning):
+        kind = "convergence warning"
+    print(f"pfps-meta: {kind}: {message}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"pfps-meta: error: {exc.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        return 0
+    finally:
+        warnings.showwarning = previous
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Stage 2 of the pipeline: check input tables and turn them into study-level effect sizes.
+
+Every refusal is an :class:`~pfps_meta.errors.InputError` naming the file, line, row and column and
+the reason. Accepted input layouts (one row per study):
+
+============== ===================================================================== ==============
+layout         columns                                                               measure
+============== ===================================================================== ==============
+arm-level      study, n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl            MD or SMD
+binary         study, events_exp, n_exp, events_ctrl, n_ctrl                         RR or OR (log)
+effect-level   study, yi, vi  |  study, yi, sei  |  study, estimate, ci_low, ci_high  none needed
+============== ===================================================================== ==============
+
+With measure RR or OR, effect-level ``yi`` is the log ratio (as in metafor), while ``estimate, ci_low,
+ci_high`` are read as ratios (as papers print them) and are log-transformed before pooling.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from . import effects
+from .errors import InputError
+from .load import LINE_COLUMN
+
+ARM_COLUMNS = ("study", "n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl")
+BINARY_COLUMNS = ("study", "events_exp", "n_exp", "events_ctrl", "n_ctrl")
+EFFECT_LAYOUTS = (("study", "yi", "vi"), ("study", "yi", "sei"),
+                  ("study", "estimate", "ci_low", "ci_high"))
+CONTINUOUS_MEASURES = ("MD", "SMD")
+BINARY_MEASURES = ("RR", "OR")
+MEASURES = CONTINUOUS_MEASURES + BINARY_MEASURES
+
+
+class InputWarning(UserWarning):
+    """Input that is accepted but looks suspicious (an asymmetric CI, an SD that may be an SE)."""
+
+
+def _where(df: pd.DataFrame, position: int):
+    line = None
+    if LINE_COLUMN in df.columns:
+        line = int(df[LINE_COLUMN].iloc[position])
+    return {"file": df.attrs.get("source"), "line": line, "row": position + 1}
+
+
+def require_columns(df: pd.DataFrame, columns, purpose: str):
+    """Refuse a table that lacks any of ``columns``, naming every missing one."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        names = ", ".join(f"'{c}'" for c in missing)
+        raise InputError(f"missing column{'s' if len(missing) > 1 else ''} {names} needed for {purpose}",
+                         file=df.attrs.get("source"))
+
+
+def numeric_column(df: pd.DataFrame, column: str, *, integer=False, minimum=None, above=None,
+                   allow_missing=False) -> np.ndarray:
+    """Column ``column`` as floats, refusing text, missing values and values out of range.
+
+    ``minimum`` is inclusive (``value >= minimum``), ``above`` exclusive (``value > above``).
+    """
+    out = np.empty(len(df))
+    for position, cell in enumerate(df[column].tolist()):
+        value = _to_float(cell)
+        where = _where(df, position)
+        if value is None:
+            if allow_missing:
+                out[position] = np.nan
+                continue
+            raise InputError("value is missing", column=column, **where)
+        if isinstance(value, str):
+            raise InputError(f"'{value}' is not a number", column=column, **where)
+        if not math.isfinite(value):
+            raise InputError(f"value {value} is not finite", column=column, **where)
+        if integer and value != round(value):
+            raise InputError(f"{_fmt(value)} is not a whole number", column=column, **where)
+        if minimum is not None and value < minimum:
+            raise InputError(f"{_fmt(value)} is below the allowed minimum {_fmt(minimum)}",
+                             column=column, **where)
+        if above is not None and value <= above:
+            raise InputError(f"{_fmt(value)} must be greater than {_fmt(above)}", column=column, **where)
+        out[position] = value
+    return out
+
+
+def _fmt(value):
+    return f"{value:g}"
+
+
+def _to_float(cell):
+    """A float, None for an empty cell, or the offending text."""
+    if cell is None:
+        return None
+    if isinstance(cell, (int, float, np.integer, np.floating)) and not isinstance(cell, bool):
+        value = float(cell)
+        return None if math.isnan(value) else value
+    text = str(cell).strip()
+    if text == "" or text.upper() in ("NA", "NAN"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def study_labels(df: pd.DataFrame) -> list[str]:
+    """The ``study`` column as text; refuses empty labels and repeated labels."""
+    labels = []
+    first_seen = {}
+    for position, cell in enumerate(df["study"].tolist()):
+        label = "" if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell).strip()
+        where = _where(df, position)
+        if not label:
+            raise InputError("study label is empty", column="study", **where)
+        if label in first_seen:
+            raise InputError(f"study '{label}' appears twice (first in row {first_seen[label]})",
+                             column="study", **where)
+        first_seen[label] = position + 1
+        labels.append(label)
+    return labels
+
+
+def detect_layout(df: pd.DataFrame, measure: str | None) -> str:
+    """Which input layout a table uses: 'arm', 'binary', 'yi_vi', 'yi_sei' or 'estimate_ci'."""
+    cols = set(df.columns)
+    source = df.attrs.get("source")
+    if measure is not None and measure not in MEASURES:
+        raise InputError(f"measure must be one of {', '.join(MEASURES)} (got '{measure}')", file=source)
+    effect_layout = next((name for layout, name in zip(EFFECT_LAYOUTS, ("yi_vi", "yi_sei", "estimate_ci"))
+                          if set(layout) <= cols), None)
+    if measure in CONTINUOUS_MEASURES:
+        if set(ARM_COLUMNS) <= cols or effect_layout is None:
+            require_columns(df, ARM_COLUMNS, f"measure {measure} (arm-level data)")
+            return "arm"
+        return effect_layout
+    if measure in BINARY_MEASURES:
+        if set(BINARY_COLUMNS) <= cols or effect_layout is None:
+            require_columns(df, BINARY_COLUMNS, f"measure {measure} (binary arm-level data)")
+            return "binary"
+        return effect_layout
+    if effect_layout is not None:
+        return effect_layout
+    if set(ARM_COLUMNS) <= cols:
+        raise InputError("arm-level data needs a measure: MD or SMD (--measure on the command line)",
+                         file=source)
+    if set(BINARY_COLUMNS) <= cols:
+        raise InputError("binary arm-level data needs a measure: RR or OR", file=source)
+    if "study" not in cols:
+        raise InputError("missing column 'study'", file=source)
+    layouts = "; ".join(", ".join(layout[1:]) for layout in EFFECT_LAYOUTS)
+    raise InputError("cannot tell the input layout: expected arm-level columns "
+                     f"({', '.join(ARM_COLUMNS[1:])}), binary columns ({', '.join(BINARY_COLUMNS[1:])}) "
+                     f"or effect-level columns ({layouts})", file=source)
+
+
+def effect_table(df: pd.DataFrame, measure: str | None = None, *, smd_convention="metafor",
+                 pooled_sd=False, level=0.95) -> pd.DataFrame:
+    """Validate ``df`` and return it with ``yi`` and ``vi`` columns added (a new DataFrame).
+
+    For arm-level data ``measure`` is "MD" or "SMD"; for binary data "RR" or "OR" (log scale). For
+    effect-level data it may be None (or any label, which is only carried along).
+    """
+    if len(df) == 0:
+        raise InputError("table has no data rows", file=df.attrs.get("source"))
+    layout = detect_layout(df, measure if measure in MEASURES or measure is None else measure)
+    labels = study_labels(df)
+    out = df.copy()
+    out["study"] = labels
+    if layout == "arm":
+        n1 = numeric_column(df, "n_exp", integer=True, minimum=2)
+        m1 = numeric_column(df, "mean_exp")
+        s1 = numeric_column(df, "sd_exp", above=0)
+        n2 = numeric_column(df, "n_ctrl", integer=True, minimum=2)
+        m2 = numeric_column(df, "mean_ctrl")
+        s2 = numeric_column(df, "sd_ctrl", above=0)
+        if measure == "MD":
+            yi, vi = effects.mean_difference(n1, m1, s1, n2, m2, s2, pooled_sd=pooled_sd)
+        else:
+            yi, vi = effects.standardized_mean_difference(n1, m1, s1, n2, m2, s2, convention=smd_convention)
+    elif layout == "binary":
+        n1 = numeric_column(df, "n_exp", integer=True, minimum=1)
+        n2 = numeric_column(df, "n_ctrl", integer=True, minimum=1)
+        a = numeric_column(df, "events_exp", integer=True, minimum=0)
+        c = numeric_column(df, "events_ctrl", integer=True, minimum=0)
+        for events, n, column in ((a, n1, "events_exp"), (c, n2, "events_ctrl")):
+            bad = np.flatnonzero(events > n)
+            if bad.size:
+                raise InputError(f"{_fmt(events[bad[0]])} events but only {_fmt(n[bad[0]])} participants",
+                                 column=column, **_where(df, int(bad[0])))
+        func = effects.log_risk_ratio if measure == "RR" else effects.log_odds_ratio
+        yi, vi = func(a, n1, c, n2)
+    elif layout == "yi_vi":
+        yi = numeric_column(df, "yi")
+        vi = numeric_column(df, "vi", above=0)
+    elif layout == "yi_sei":
+        yi, vi = effects.from_standard_error(numeric_column(df, "yi"), numeric_column(df, "sei", above=0))
+    else:
+        ratio = measure in BINARY_MEASURES   # an RR/OR and its CI, given as ratios: pooled on the log scale
+        positive = {"above": 0} if ratio else {}
+        est = numeric_column(df, "estimate", **positive)
+        lo = numeric_column(df, "ci_low", **positive)
+        hi = numeric_column(df, "ci_high", **positive)
+        for position in range(len(df)):
+            if not lo[position] < hi[position]:
+                raise InputError(f"ci_low ({_fmt(lo[position])}) must be below ci_high ({_fmt(hi[position])})",
+                                 column="ci_low", **_where(df, position))
+            if not lo[position] <= est[position] <= hi[position]:
+                raise InputError(f"estimate {_fmt(est[position])} lies outside its CI",
+                                 column="estimate", **_where(df, position))
+        if ratio:
+            est, lo, hi = np.log(est), np.log(lo), np.log(hi)
+        yi, vi, asymmetric = effects.from_confidence_interval(est, lo, hi, level=level)
+        for position in np.flatnonzero(asymmetric):
+            where = _where(df, int(position))
+            warnings.warn(f"{where['file'] or 'data'} row {where['row']} ('{labels[position]}'): the CI is "
+                          "asymmetric around the estimate on the analysis scale; the SE derived from "
+                          "its width is approximate (was it computed on another scale, e.g. a ratio "
+                          "not on the log scale?)", InputWarning, stacklevel=2)
+    out["yi"] = yi
+    out["vi"] = vi
+    out.attrs = dict(df.attrs)
+    out.attrs["layout"] = layout
+    out.attrs["measure"] = measure
+    return out
+
+
+def sd_may_be_se(sd, n, factor=3.0) -> np.ndarray:
+    """Flag arms whose SD looks like a standard error entered where an SD was meant.
+
+    Heuristic (Cochrane Handbook 6.5.2.3 warns of this mix-up): with at least three arms on the same
+    scale, an arm is flagged when its SD is less than ``1/factor`` of the median SD of the other arms
+    while ``SD * sqrt(n)`` (what the SD would be if the value were an SE) lies within ``factor`` of
+    that median. Returns a boolean array; it flags, it never changes a value.
+    """
+    sd = np.asarray(sd, dtype=float)
+    n = np.asarray(n, dtype=float)
+    flags = np.zeros(sd.shape, dtype=bool)
+    ok = np.isfinite(sd) & np.isfinite(n)
+    if ok.sum() < 3:
+        return flags
+    for i in np.flatnonzero(ok):
+        others = np.median(sd[ok & (np.arange(sd.size) != i)])
+        as_sd = sd[i] * math.sqrt(n[i])
+        flags[i] = sd[i] < others / factor and others / factor <= as_sd <= others * factor
+    return flags
