@@ -49,7 +49,48 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p_pool)
     p_pool.set_defaults(func=cmd_pool)
 
+    p_rep = sub.add_parser("reproduce", help="published vs reproduced pooled estimates, side by side")
+    p_rep.add_argument("specs", nargs="*", help="analysis definitions (default: every analyses/*.toml)")
+    p_rep.add_argument("--format", choices=["text", "json"], default="text")
+    p_rep.set_defaults(func=cmd_reproduce)
     return parser
+
+
+def _spec_paths(specs):
+    from .analyses import default_spec_paths
+    from .errors import InputError
+
+    paths = specs or default_spec_paths()
+    if not paths:
+        raise InputError("no analysis definitions found (looked for analyses/*.toml in the current folder)")
+    return paths
+
+
+def cmd_reproduce(args) -> int:
+    """Runs every analysis and compares it with its published target; exits 0 whenever it ran."""
+    from .analyses import load_all, run_analysis
+    from .reproduce import format_table, reproduce_rows
+
+    results = [run_analysis(a, evidence) for spec, evidence in load_all(_spec_paths(args.specs))
+               for a in spec.analyses]
+    rows = reproduce_rows(results)
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, default=_json_default))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def _json_default(value):
+    import math
+
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def cmd_pool(args) -> int:

@@ -1,0 +1,376 @@
+"""Declarative analyses (``analyses/*.toml``): which trials and arms, which measure and model, which target.
+
+One definition drives the CLI (``pfps-meta reproduce``, ``pfps-meta report``), the Python API and the
+report. An analysis takes its studies either from a flat CSV (``data = "..."``, any layout that
+:func:`pfps_meta.pool` accepts) or from the evidence base (``trials = [...]``: rows of
+``data/outcomes.csv`` for arm-level numbers, else ``data/effects.csv`` for between-group effects).
+
+Rules applied when building a table from the evidence base (written in ``data/README.md`` too):
+
+- **Sign.** ``favourable = "lower"`` (pain) or ``"higher"`` (activity) states which direction favours the
+  experimental arm in the pooled result. A row whose scale runs the other way (``higher_is_better``) has
+  its effect sign reversed, so a negative pain MD and a positive activity SMD both favour the
+  experimental arm.
+- **Units.** For MD, ``target_range = [0, 10]`` rescales every arm's mean and SD linearly from its own
+  ``scale_min..scale_max`` (a 0-100 mm VAS is divided by 10). A row without a scale range cannot be
+  rescaled and is reported as missing.
+- **Change and final scores** are not mixed in one SMD unless ``allow_mixed_change_and_final = true``
+  (an SMD of change scores standardises by a different SD). MD may mix them (Cochrane Handbook 10.5.2).
+- **Multi-arm trials.** Each trial entry names one experimental and one control arm. Within one
+  analysis an arm may be used once; a shared arm (e.g. two experimental arms against one control) is
+  refused unless ``split_shared_arms = true``, which divides the shared arm's n equally between its
+  comparisons (Cochrane Handbook 23.3.4). Across analyses an arm may be reused freely.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import effects as es
+from .errors import InputError
+from .evidence import Evidence
+from .load import read_csv
+from .model import MetaResult, pool_effects
+from .pooling import CI_METHODS, I2_METHODS, METHODS, PI_METHODS
+from .validate import InputWarning, effect_table, sd_may_be_se
+
+SETTING_KEYS = ("method", "ci", "pi", "i2", "smd_convention", "level")
+DEFAULT_SETTINGS = {"method": "REML", "ci": "wald", "pi": "auto", "i2": "tau2", "smd_convention": "metafor",
+                    "level": 0.95}
+ANALYSIS_KEYS = {"id", "label", "comparison", "outcome", "measure", "timepoint", "favourable", "target_range",
+                 "published", "trials", "data", "allow_mixed_change_and_final", "split_shared_arms", "mcid",
+                 "notes", *SETTING_KEYS}
+
+
+@dataclass
+class TrialEntry:
+    trial: str
+    exp: str
+    ctrl: str
+    scale: str | None = None
+    timepoint: str | None = None
+    note: str = ""
+
+
+@dataclass
+class Analysis:
+    """One analysis of a spec file, with its settings already merged with the file's defaults."""
+
+    id: str
+    review: str
+    label: str
+    measure: str | None
+    settings: dict
+    source: Path
+    comparison: str = ""
+    outcome: str = ""
+    timepoint: str = "post"
+    favourable: str | None = None
+    target_range: tuple | None = None
+    published: str | None = None
+    trials: list = field(default_factory=list)
+    data: Path | None = None
+    allow_mixed: bool = False
+    split_shared: bool = False
+    mcid: float | None = None
+    notes: str = ""
+    assumption: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.review}/{self.id}"
+
+
+@dataclass
+class Spec:
+    """A parsed ``analyses/*.toml`` file."""
+
+    path: Path
+    review: dict
+    settings: dict
+    analyses: list
+    data_dir: Path
+
+
+def load_spec(path) -> Spec:
+    """Parse and check one analysis definition file."""
+    path = Path(path)
+    name = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("file not found", file=name) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"not valid TOML ({exc})", file=name) from None
+    review = raw.get("review", {})
+    if "id" not in review:
+        raise InputError("[review] needs an id", file=name)
+    settings = dict(DEFAULT_SETTINGS)
+    file_settings = raw.get("settings", {})
+    _check_settings(file_settings, name, "[settings]")
+    settings.update({k: v for k, v in file_settings.items() if k in SETTING_KEYS})
+    assumption = file_settings.get("assumption", "")
+    data_dir = (path.parent / review.get("data_dir", "../data")).resolve()
+    analyses = []
+    entries = raw.get("analyses", [])
+    if not entries:
+        raise InputError("no [[analyses]] entries", file=name)
+    ids = set()
+    for number, entry in enumerate(entries, start=1):
+        where = f"[[analyses]] entry {number}"
+        unknown = set(entry) - ANALYSIS_KEYS
+        if unknown:
+            raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", file=name)
+        if "id" not in entry:
+            raise InputError(f"{where}: needs an id", file=name)
+        if entry["id"] in ids:
+            raise InputError(f"{where}: id '{entry['id']}' used twice", file=name)
+        ids.add(entry["id"])
+        _check_settings(entry, name, where)
+        merged = dict(settings)
+        merged.update({k: entry[k] for k in SETTING_KEYS if k in entry})
+        if ("trials" in entry) == ("data" in entry):
+            raise InputError(f"{where} ('{entry['id']}'): give either trials = [...] or data = \"file.csv\"",
+                             file=name)
+        measure = entry.get("measure")
+        trials = []
+        for t_number, t in enumerate(entry.get("trials", []), start=1):
+            missing = [k for k in ("trial", "exp", "ctrl") if k not in t]
+            if missing:
+                raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: missing {', '.join(missing)}",
+                                 file=name)
+            trials.append(TrialEntry(trial=t["trial"], exp=t["exp"], ctrl=t["ctrl"], scale=t.get("scale"),
+                                     timepoint=t.get("timepoint"), note=t.get("note", "")))
+        favourable = entry.get("favourable")
+        if trials and favourable not in ("lower", "higher"):
+            raise InputError(f"{where} ('{entry['id']}'): favourable must be \"lower\" or \"higher\"", file=name)
+        if trials and measure not in ("MD", "SMD"):
+            raise InputError(f"{where} ('{entry['id']}'): measure must be MD or SMD for evidence-base analyses",
+                             file=name)
+        target = entry.get("target_range")
+        if measure == "MD" and trials and (not isinstance(target, list) or len(target) != 2):
+            raise InputError(f"{where} ('{entry['id']}'): an MD analysis needs target_range = [min, max]",
+                             file=name)
+        analyses.append(Analysis(
+            id=entry["id"], review=review["id"], label=entry.get("label", entry["id"]), measure=measure,
+            settings=merged, source=path, comparison=entry.get("comparison", ""),
+            outcome=entry.get("outcome", ""), timepoint=entry.get("timepoint", "post"), favourable=favourable,
+            target_range=tuple(target) if target else None, published=entry.get("published"), trials=trials,
+            data=(path.parent / entry["data"]).resolve() if "data" in entry else None,
+            allow_mixed=bool(entry.get("allow_mixed_change_and_final", False)),
+            split_shared=bool(entry.get("split_shared_arms", False)), mcid=entry.get("mcid"),
+            notes=entry.get("notes", ""), assumption=assumption))
+    return Spec(path=path, review=review, settings=settings, analyses=analyses, data_dir=data_dir)
+
+
+def _check_settings(entry, name, where):
+    allowed = {"method": METHODS, "ci": CI_METHODS, "pi": PI_METHODS, "i2": I2_METHODS,
+               "smd_convention": es.SMD_CONVENTIONS}
+    for key, values in allowed.items():
+        if key in entry and entry[key] not in values:
+            raise InputError(f"{where}: {key} = '{entry[key]}' is not one of {', '.join(values)}", file=name)
+
+
+# ------------------------------------------------------------------------------------------------
+# building a study table from the evidence base
+
+
+@dataclass
+class StudyTable:
+    """The studies of one analysis, ready to pool, and what could not be used."""
+
+    table: pd.DataFrame          # study, yi, vi (+ arm columns where arm-level)
+    missing: list                # [{trial, reason}]
+    expected: list               # trial ids the analysis names
+    notes: list
+
+
+def _arm_row(outcomes, trial, arm, outcome, timepoint, scale):
+    rows = outcomes[(outcomes["trial_id"] == trial) & (outcomes["arm"] == arm)
+                    & (outcomes["outcome"] == outcome) & (outcomes["timepoint"] == timepoint)]
+    if scale is not None:
+        rows = rows[rows["scale"] == scale]
+    complete = rows[rows["n"].notna() & rows["mean"].notna() & rows["sd"].notna()]
+    if len(complete) > 1:
+        raise InputError(f"{trial} arm {arm}: several complete {outcome} rows at {timepoint}; "
+                         "name the scale in the analysis", file=outcomes.attrs.get("source"))
+    return (complete.iloc[0] if len(complete) else None), rows
+
+
+def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
+    """Assemble yi, vi for every trial of an evidence-base analysis (rules in the module docstring)."""
+    outcomes, effects = evidence.outcomes, evidence.effects
+    usage = {}
+    for entry in analysis.trials:
+        for arm in (entry.exp, entry.ctrl):
+            usage[(entry.trial, arm)] = usage.get((entry.trial, arm), 0) + 1
+    shared = {key: count for key, count in usage.items() if count > 1}
+    if shared and not analysis.split_shared:
+        names = ", ".join(f"{t} arm {a}" for (t, a) in shared)
+        raise InputError(f"analysis '{analysis.key}': {names} used in more than one comparison; a shared arm "
+                         "would be counted twice (set split_shared_arms = true to split its n)",
+                         file=str(analysis.source))
+    records, missing, notes = [], [], []
+    lower_is_favourable = analysis.favourable == "lower"
+    for entry in analysis.trials:
+        timepoint = entry.timepoint or analysis.timepoint
+        exp, exp_rows = _arm_row(outcomes, entry.trial, entry.exp, analysis.outcome, timepoint, entry.scale)
+        ctrl, ctrl_rows = _arm_row(outcomes, entry.trial, entry.ctrl, analysis.outcome, timepoint, entry.scale)
+        record = None
+        if exp is not None and ctrl is not None:
+            record = _arm_level_record(analysis, entry, exp, ctrl, usage, lower_is_favourable, missing)
+        else:
+            eff = effects[(effects["trial_id"] == entry.trial) & (effects["exp_arm"] == entry.exp)
+                          & (effects["ctrl_arm"] == entry.ctrl) & (effects["outcome"] == analysis.outcome)
+                          & (effects["timepoint"] == timepoint) & (effects["measure"] == analysis.measure)]
+            if entry.scale is not None:
+                eff = eff[eff["scale"] == entry.scale]
+            if len(eff):
+                row = eff.iloc[0]
+                flip = bool(row["higher_is_better"]) == lower_is_favourable
+                yi = -row["yi"] if flip else row["yi"]
+                record = {"study": entry.trial, "yi": yi, "vi": row["sei"] ** 2, "value_type": row["value_type"],
+                          "input": f"{row['status']} between-group effect ({row['reported']})",
+                          "n_exp": _num(row.get("n_exp")), "n_ctrl": _num(row.get("n_ctrl"))}
+                if analysis.measure == "MD" and analysis.target_range is not None:
+                    notes.append(f"{entry.trial}: between-group MD used as reported on {row['scale']}; "
+                                 "check it is on the target range")
+            else:
+                have = [r for r, rows in (("experimental", exp_rows), ("control", ctrl_rows)) if len(rows)]
+                reason = ("no row in data/outcomes.csv or data/effects.csv" if not have else
+                          "post-intervention n, mean and SD not recovered for both arms")
+                missing.append({"trial": entry.trial, "reason": reason})
+        if record is not None:
+            records.append(record)
+    table = pd.DataFrame(records, columns=["study", "yi", "vi", "value_type", "input", "n_exp", "mean_exp",
+                                           "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl"])
+    if analysis.measure == "SMD" and table["value_type"].nunique() > 1 and not analysis.allow_mixed:
+        raise InputError(f"analysis '{analysis.key}': mixes change and final scores in one SMD "
+                         "(set allow_mixed_change_and_final = true to allow it)", file=str(analysis.source))
+    arms_sd = np.concatenate([table["sd_exp"].to_numpy(float), table["sd_ctrl"].to_numpy(float)])
+    arms_n = np.concatenate([table["n_exp"].to_numpy(float), table["n_ctrl"].to_numpy(float)])
+    for flag_index in np.flatnonzero(sd_may_be_se(arms_sd, arms_n)):
+        study = table["study"].iloc[flag_index % len(table)]
+        warnings.warn(f"analysis '{analysis.key}', {study}: an SD looks like a standard error "
+                      "(far smaller than the other arms', close to them once multiplied by sqrt(n))",
+                      InputWarning, stacklevel=2)
+    table.attrs["source"] = str(analysis.source)
+    return StudyTable(table=table, missing=missing, expected=[t.trial for t in analysis.trials], notes=notes)
+
+
+def _num(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _arm_level_record(analysis, entry, exp, ctrl, usage, lower_is_favourable, missing):
+    arms = []
+    for row, arm in ((exp, entry.exp), (ctrl, entry.ctrl)):
+        n, mean, sd = row["n"] / usage[(entry.trial, arm)], row["mean"], row["sd"]
+        if analysis.measure == "MD":
+            lo, hi = row["scale_min"], row["scale_max"]
+            if np.isnan(lo) or np.isnan(hi):
+                missing.append({"trial": entry.trial, "reason": f"scale range of {row['scale']} unknown; "
+                                "cannot convert to the target range"})
+                return None
+            factor = (analysis.target_range[1] - analysis.target_range[0]) / (hi - lo)
+            offset = analysis.target_range[0] - lo * factor if row["value_type"] == "final" else 0.0
+            mean, sd = mean * factor + offset, sd * factor
+        arms.append((n, mean, sd, bool(row["higher_is_better"]), row["value_type"]))
+    (n1, m1, s1, better1, type1), (n2, m2, s2, better2, type2) = arms
+    if better1 != better2 or type1 != type2:
+        missing.append({"trial": entry.trial, "reason": "the two arms' rows differ in direction or value type"})
+        return None
+    if analysis.measure == "MD":
+        yi, vi = es.mean_difference(n1, m1, s1, n2, m2, s2)
+    else:
+        yi, vi = es.standardized_mean_difference(n1, m1, s1, n2, m2, s2,
+                                                 convention=analysis.settings["smd_convention"])
+    flip = better1 == lower_is_favourable
+    return {"study": entry.trial, "yi": float(-yi if flip else yi), "vi": float(vi), "value_type": type1,
+            "input": "arm-level", "n_exp": n1, "mean_exp": m1, "sd_exp": s1, "n_ctrl": n2, "mean_ctrl": m2,
+            "sd_ctrl": s2}
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AnalysisResult:
+    """An analysis with its pooled result (None when no study has data) and what is missing."""
+
+    analysis: Analysis
+    result: MetaResult | None
+    studies: StudyTable
+    published: dict | None
+
+    @property
+    def k_available(self) -> int:
+        return 0 if self.result is None else int(self.result.stats["k"])
+
+    @property
+    def k_expected(self) -> int:
+        return len(self.studies.expected) if self.studies.expected else self.k_available
+
+    @property
+    def participants(self):
+        if self.result is None:
+            return None
+        s = self.result.studies
+        if {"n_exp", "n_ctrl"} <= set(s.columns):
+            total = pd.to_numeric(s["n_exp"], errors="coerce") + pd.to_numeric(s["n_ctrl"], errors="coerce")
+            return None if total.isna().any() else int(round(total.sum()))
+        return None
+
+
+def run_analysis(analysis: Analysis, evidence: Evidence | None = None, settings: dict | None = None) -> AnalysisResult:
+    """Build the study table of ``analysis`` and pool it with its settings (or ``settings`` overrides)."""
+    opts = dict(analysis.settings)
+    if settings:
+        opts.update(settings)
+    published = evidence.published_row(analysis.published) if (evidence is not None and analysis.published) else None
+    if analysis.data is not None:
+        frame = read_csv(analysis.data)
+        table = effect_table(frame, analysis.measure, smd_convention=opts["smd_convention"], level=opts["level"])
+        studies = StudyTable(table=table, missing=[], expected=list(table["study"]), notes=[])
+    else:
+        if evidence is None:
+            raise ValueError("an evidence-base analysis needs the Evidence tables")
+        studies = build_from_evidence(analysis, evidence)
+    result = None
+    if len(studies.table):
+        result = pool_effects(studies.table, measure=analysis.measure, method=opts["method"], ci=opts["ci"],
+                              pi=opts["pi"], i2=opts["i2"], level=opts["level"],
+                              smd_convention=opts["smd_convention"] if analysis.measure == "SMD" else None,
+                              notes=studies.notes)
+    return AnalysisResult(analysis=analysis, result=result, studies=studies, published=published)
+
+
+def default_spec_paths(root=None) -> list[Path]:
+    """Every ``analyses/*.toml`` below the project root (or ``root``)."""
+    base = Path(root) if root else Path.cwd()
+    return sorted((base / "analyses").glob("*.toml"))
+
+
+def load_all(paths) -> list[tuple[Spec, Evidence | None]]:
+    """Load spec files and, once per data directory, the evidence base they use."""
+    cache = {}
+    out = []
+    for path in paths:
+        spec = load_spec(path)
+        needs_evidence = any(a.data is None for a in spec.analyses) or any(a.published for a in spec.analyses)
+        evidence = None
+        if needs_evidence:
+            if spec.data_dir not in cache:
+                cache[spec.data_dir] = Evidence.load(spec.data_dir)
+            evidence = cache[spec.data_dir]
+        out.append((spec, evidence))
+    return out

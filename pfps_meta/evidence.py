@@ -1,0 +1,180 @@
+"""The curated evidence base in ``data/``: loading and checking its tables.
+
+``trials.csv`` (one row per trial), ``outcomes.csv`` (trial x arm x outcome x timepoint, arm-level
+numbers), ``effects.csv`` (between-group effects reported or derived from a trial's text) and
+``published.csv`` (pooled estimates from published reviews). The columns are documented in
+``data/README.md``. Every check ends in an :class:`~pfps_meta.errors.InputError` naming the file, line
+and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .load import read_csv
+from .validate import _where, numeric_column, require_columns
+
+OUTCOME_STATUS = ("verified", "partial", "not_recovered", "derived")
+EFFECT_STATUS = ("reported", "derived")
+VALUE_TYPES = ("final", "change")
+BOOLEAN = {"TRUE": True, "FALSE": False}
+
+OUTCOME_REQUIRED = ("trial_id", "arm", "role", "outcome", "scale", "scale_min", "scale_max",
+                    "higher_is_better", "timepoint", "value_type", "n", "mean", "sd", "status",
+                    "source_citation", "quote")
+EFFECT_REQUIRED = ("trial_id", "exp_arm", "ctrl_arm", "outcome", "scale", "higher_is_better", "timepoint",
+                   "value_type", "measure", "yi", "sei", "status", "source_citation", "quote")
+PUBLISHED_REQUIRED = ("id", "review", "citation", "comparison", "outcome", "measure", "estimate", "ci_low",
+                      "ci_high", "source_url", "quote")
+TRIALS_REQUIRED = ("trial_id", "citation", "year", "n_randomised", "nascimento_inclusion", "source")
+
+
+def _choice(df, column, allowed):
+    for position, value in enumerate(df[column].tolist()):
+        if value not in allowed:
+            raise InputError(f"'{value}' is not one of {', '.join(allowed)}", column=column,
+                             **_where(df, position))
+
+
+def _boolean(df, column):
+    _choice(df, column, tuple(BOOLEAN))
+    return df[column].map(BOOLEAN).to_numpy(dtype=bool)
+
+
+def load_outcomes(path) -> pd.DataFrame:
+    """Read and check ``outcomes.csv``; returns it with numeric columns as floats (NaN = empty)."""
+    df = read_csv(path)
+    require_columns(df, OUTCOME_REQUIRED, "the outcomes table")
+    out = df.copy()
+    _choice(df, "status", OUTCOME_STATUS)
+    _choice(df, "value_type", VALUE_TYPES)
+    out["higher_is_better"] = _boolean(df, "higher_is_better")
+    out["n"] = numeric_column(df, "n", integer=True, minimum=2, allow_missing=True)
+    out["mean"] = numeric_column(df, "mean", allow_missing=True)
+    out["sd"] = numeric_column(df, "sd", above=0, allow_missing=True)
+    out["scale_min"] = numeric_column(df, "scale_min", allow_missing=True)
+    out["scale_max"] = numeric_column(df, "scale_max", allow_missing=True)
+    if "timepoint_weeks" in df.columns:
+        out["timepoint_weeks"] = numeric_column(df, "timepoint_weeks", minimum=0, allow_missing=True)
+    for position, row in enumerate(out.itertuples(index=False)):
+        where = _where(df, position)
+        has_value = not (np.isnan(row.n) and np.isnan(row.mean) and np.isnan(row.sd))
+        if has_value and not (str(row.source_citation).strip() and str(row.quote).strip()):
+            raise InputError("a number without its source: source_citation and quote must both be filled",
+                             column="quote", **where)
+        if row.status == "verified" and (np.isnan(row.n) or np.isnan(row.mean) or np.isnan(row.sd)):
+            raise InputError("status 'verified' needs n, mean and sd", column="status", **where)
+        if row.status == "not_recovered" and has_value:
+            raise InputError("status 'not_recovered' but the row holds numbers", column="status", **where)
+        lo, hi = row.scale_min, row.scale_max
+        if not np.isnan(lo) and not np.isnan(hi):
+            if not lo < hi:
+                raise InputError(f"scale_min {lo:g} must be below scale_max {hi:g}", column="scale_min", **where)
+            if row.value_type == "final" and not np.isnan(row.mean) and not lo <= row.mean <= hi:
+                raise InputError(f"mean {row.mean:g} lies outside the scale range {lo:g}-{hi:g}",
+                                 column="mean", **where)
+            if not np.isnan(row.sd) and row.sd > hi - lo:
+                raise InputError(f"sd {row.sd:g} is larger than the whole scale range {lo:g}-{hi:g}",
+                                 column="sd", **where)
+    seen = {}
+    keys = out[["trial_id", "arm", "outcome", "scale", "timepoint", "value_type"]].astype(str).agg("|".join, axis=1)
+    for position, key in enumerate(keys):
+        if key in seen:
+            raise InputError(f"duplicate row for {key.replace('|', ', ')} (first in row {seen[key]})",
+                             column="trial_id", **_where(df, position))
+        seen[key] = position + 1
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def load_effects(path) -> pd.DataFrame:
+    """Read and check ``effects.csv`` (between-group effects with their SE)."""
+    df = read_csv(path)
+    require_columns(df, EFFECT_REQUIRED, "the effects table")
+    out = df.copy()
+    _choice(df, "status", EFFECT_STATUS)
+    _choice(df, "value_type", VALUE_TYPES)
+    _choice(df, "measure", ("MD", "SMD"))
+    out["higher_is_better"] = _boolean(df, "higher_is_better")
+    out["yi"] = numeric_column(df, "yi")
+    out["sei"] = numeric_column(df, "sei", above=0)
+    for position, row in enumerate(out.itertuples(index=False)):
+        if not (str(row.source_citation).strip() and str(row.quote).strip()):
+            raise InputError("a number without its source: source_citation and quote must both be filled",
+                             column="quote", **_where(df, position))
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def load_published(path) -> pd.DataFrame:
+    """Read ``published.csv``; estimate and CI stay as text too, so the published precision is known."""
+    df = read_csv(path)
+    require_columns(df, PUBLISHED_REQUIRED, "the published-results table")
+    out = df.copy()
+    for column in ("estimate", "ci_low", "ci_high"):
+        out[column + "_text"] = df[column]
+        out[column] = numeric_column(df, column, allow_missing=True)
+    ids = out["id"].tolist()
+    for position, rid in enumerate(ids):
+        if ids.index(rid) != position:
+            raise InputError(f"id '{rid}' appears twice", column="id", **_where(df, position))
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def load_trials(path) -> pd.DataFrame:
+    df = read_csv(path)
+    require_columns(df, TRIALS_REQUIRED, "the trials table")
+    _choice(df, "nascimento_inclusion", ("confirmed", "candidate", "not_included"))
+    out = df.copy()
+    out["n_randomised"] = numeric_column(df, "n_randomised", integer=True, minimum=1, allow_missing=True)
+    return out
+
+
+@dataclass
+class Evidence:
+    """The four tables of ``data/``, loaded and checked."""
+
+    trials: pd.DataFrame
+    outcomes: pd.DataFrame
+    effects: pd.DataFrame
+    published: pd.DataFrame
+    data_dir: Path
+
+    @classmethod
+    def load(cls, data_dir) -> "Evidence":
+        data_dir = Path(data_dir)
+        return cls(trials=load_trials(data_dir / "trials.csv"),
+                   outcomes=load_outcomes(data_dir / "outcomes.csv"),
+                   effects=load_effects(data_dir / "effects.csv"),
+                   published=load_published(data_dir / "published.csv"),
+                   data_dir=data_dir)
+
+    def published_row(self, target_id: str) -> dict | None:
+        rows = self.published[self.published["id"] == target_id]
+        return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def completeness(evidence: Evidence) -> pd.DataFrame:
+    """Per trial: how many outcome rows exist and how many hold poolable numbers (n, mean, SD)."""
+    o = evidence.outcomes
+    poolable = o["n"].notna() & o["mean"].notna() & o["sd"].notna()
+    partial = (o["n"].notna() | o["mean"].notna()) & ~poolable
+    summary = pd.DataFrame({"trial_id": o["trial_id"], "rows": 1, "complete": poolable, "partial": partial})
+    table = summary.groupby("trial_id", sort=False).sum().reset_index()
+    eff = evidence.effects.groupby("trial_id").size()
+    table["effect_rows"] = table["trial_id"].map(eff).fillna(0).astype(int)
+    extra = [t for t in eff.index if t not in set(table["trial_id"])]
+    if extra:
+        table = pd.concat([table, pd.DataFrame({"trial_id": extra, "rows": 0, "complete": 0, "partial": 0,
+                                                "effect_rows": [int(eff[t]) for t in extra]})],
+                          ignore_index=True)
+    return table
+
+
+__all__ = ["Evidence", "load_outcomes", "load_effects", "load_published", "load_trials", "completeness"]
