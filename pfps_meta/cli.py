@@ -53,7 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("specs", nargs="*", help="analysis definitions (default: every analyses/*.toml)")
     p_rep.add_argument("--format", choices=["text", "json"], default="text")
     p_rep.set_defaults(func=cmd_reproduce)
+
+    p_report = sub.add_parser("report", help="build the full report (HTML + Markdown) from analyses/ and data/")
+    p_report.add_argument("specs", nargs="*", help="analysis definitions (default: every analyses/*.toml)")
+    p_report.add_argument("--out", default="reports", help="output folder (default: %(default)s)")
+    p_report.set_defaults(func=cmd_report)
     return parser
+
+
+def cmd_report(args) -> int:
+    from .report import build_report
+
+    specs = _spec_paths(args.specs)
+    command = "pfps-meta report" + (f" --out {args.out}" if args.out != "reports" else "") + \
+        "".join(f" {s}" for s in args.specs)
+    build_report(specs, out_dir=args.out, command=command)
+    return 0
 
 
 def _spec_paths(specs):

@@ -246,6 +246,8 @@ def pool_effects(table: pd.DataFrame, *, measure=None, method="REML", ci="wald",
     front = pd.DataFrame({"study": table["study"].astype(str).to_numpy(), "yi": yi, "vi": vi, "se": se,
                           "ci_low": yi - z * se, "ci_high": yi + z * se, "weight": batch.weights[0]})
     rest = table.drop(columns=[c for c in ("study", "yi", "vi", LINE_COLUMN) if c in table.columns])
+    # input columns that share a name with a computed one (e.g. a CI given as input) keep a suffix
+    rest = rest.rename(columns={c: f"{c}_input" for c in rest.columns if c in front.columns})
     studies = pd.concat([front, rest.reset_index(drop=True)], axis=1)
     all_notes = list(notes)
     if stats["k"] == 2 and pi == "t_k2":

@@ -176,6 +176,8 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, smd_convention
         n2 = numeric_column(df, "n_ctrl", integer=True, minimum=2)
         m2 = numeric_column(df, "mean_ctrl")
         s2 = numeric_column(df, "sd_ctrl", above=0)
+        out["n_exp"], out["mean_exp"], out["sd_exp"] = n1, m1, s1
+        out["n_ctrl"], out["mean_ctrl"], out["sd_ctrl"] = n2, m2, s2
         if measure == "MD":
             yi, vi = effects.mean_difference(n1, m1, s1, n2, m2, s2, pooled_sd=pooled_sd)
         else:
@@ -190,6 +192,7 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, smd_convention
             if bad.size:
                 raise InputError(f"{_fmt(events[bad[0]])} events but only {_fmt(n[bad[0]])} participants",
                                  column=column, **_where(df, int(bad[0])))
+        out["events_exp"], out["n_exp"], out["events_ctrl"], out["n_ctrl"] = a, n1, c, n2
         func = effects.log_risk_ratio if measure == "RR" else effects.log_odds_ratio
         yi, vi = func(a, n1, c, n2)
     elif layout == "yi_vi":

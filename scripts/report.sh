@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs pfps-meta and runs the main job on the bundled data.
+# Installs pfps-meta and runs the main job: the full report from analyses/ and data/ into reports/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e .
-pfps-meta pool data/examples/normand1999.csv --measure MD --method REML --ci hksj
+pfps-meta report --out reports
+echo "open reports/index.html (or read reports/report.md)"

@@ -1,0 +1,268 @@
+"""``pfps-meta report``: every analysis in analyses/ turned into a self-contained HTML and a Markdown report.
+
+Deterministic: no timestamps; figures are written without dates; two runs give identical files.
+Every output is written atomically (to a temporary file in the same folder, then renamed), so an
+interrupted run never leaves a half-written report. Text from data files is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .analyses import load_all, run_analysis
+from .evidence import completeness
+from .reproduce import format_table, reproduce_rows
+from .tables import display_frame, summary_table, to_html, to_markdown
+
+METHOD_TEXT = {
+    "FE": "a common-effect (fixed-effect) inverse-variance model",
+    "DL": "a random-effects model with the DerSimonian-Laird estimator of tau²",
+    "REML": "a random-effects model with the restricted maximum-likelihood (REML) estimator of tau²",
+    "ML": "a random-effects model with the maximum-likelihood estimator of tau²",
+    "PM": "a random-effects model with the Paule-Mandel estimator of tau²",
+    "SJ": "a random-effects model with the Sidik-Jonkman estimator of tau²",
+    "HE": "a random-effects model with the Hedges estimator of tau²",
+    "EB": "a random-effects model with the empirical Bayes estimator of tau²",
+    "HS": "a random-effects model with the Hunter-Schmidt estimator of tau²",
+}
+
+
+def atomic_write_bytes(path, data: bytes):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path, text: str):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def methods_paragraph(spec, analyses) -> str:
+    """A methods paragraph generated from the settings actually used."""
+    settings = [a.settings for a in analyses]
+    methods = sorted({s["method"] for s in settings})
+    cis = sorted({s["ci"] for s in settings})
+    parts = [f"Analyses of {html.escape(spec.review.get('title', spec.review['id']))} were pooled with "
+             + "; ".join(METHOD_TEXT[m] for m in methods) + "."]
+    parts.append("Confidence intervals for the pooled effect used "
+                 + " and ".join("the Hartung-Knapp-Sidik-Jonkman method (t distribution, k-1 df)" if c == "hksj"
+                                else "the normal (Wald) approximation" for c in cis) + ".")
+    if any(a.measure == "SMD" for a in analyses):
+        conv = sorted({a.settings["smd_convention"] for a in analyses if a.measure == "SMD"})
+        parts.append("Standardised mean differences are Hedges' g with "
+                     + " and ".join("RevMan 5's correction J = 1 - 3/(4N - 9) and variance N/(n1 n2) + g²/(2(N - 3.94))"
+                                    if c == "revman5" else "the exact small-sample correction and variance "
+                                    "1/n1 + 1/n2 + g²/(2N)" for c in conv) + ".")
+    if any(a.measure == "MD" for a in analyses):
+        parts.append("Mean differences use unpooled variances; scales were rescaled linearly to each analysis's "
+                     "target range (e.g. a 100 mm VAS divided by 10).")
+    i2 = sorted({s["i2"] for s in settings})
+    parts.append("Heterogeneity is reported as tau² with its Q-profile confidence interval, Cochran's Q and I² "
+                 + ("computed from Q" if i2 == ["q"] else "computed from tau²") + "; prediction intervals "
+                 "follow metafor's predict() (normal with Wald CIs, t(k-1) with HKSJ).")
+    parts.append("Signs are experimental minus control, oriented so that a negative pain difference and a "
+                 "positive activity difference favour the experimental arm.")
+    assumption = analyses[0].assumption if analyses else ""
+    if assumption:
+        parts.append("Assumption: " + html.escape(" ".join(assumption.split())))
+    return " ".join(parts)
+
+
+def _hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_report(spec_paths, out_dir="reports", command="pfps-meta report", progress=True) -> dict:
+    """Run every analysis and write ``index.html``, ``report.md`` and ``figures/`` under ``out_dir``."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+    import scipy
+
+    from . import plots
+
+    out_dir = Path(out_dir)
+    figures = out_dir / "figures"
+    loaded = load_all(spec_paths)
+    total = sum(len(spec.analyses) for spec, _ in loaded)
+    results, count = [], 0
+    for spec, evidence in loaded:
+        for analysis in spec.analyses:
+            count += 1
+            if progress:
+                print(f"[{count}/{total}] {analysis.key}: {analysis.label}", file=sys.stderr)
+            results.append((spec, evidence, run_analysis(analysis, evidence)))
+
+    md, body = [], []
+    md.append("# pfps-meta report\n")
+    body.append("<h1>pfps-meta report</h1>")
+    intro = ("Published pooled estimates beside what this toolkit reproduces from the curated data in "
+             "<code>data/</code>, with forest plots, summary tables and the provenance of every input.")
+    md.append(intro.replace("<code>", "`").replace("</code>", "`") + "\n")
+    body.append(f"<p>{intro}</p>")
+
+    rows = reproduce_rows([r for _, _, r in results])
+    md.append("## Published vs reproduced\n")
+    md.append("```\n" + format_table(rows) + "\n```\n")
+    body.append("<h2>Published vs reproduced</h2>")
+    rep = pd.DataFrame([{
+        "Analysis": r["analysis"], "Measure": r["measure"],
+        "Published": _interval(r, "published"), "Reproduced": _interval(r, "reproduced"),
+        "k": f"{r['k_available']}/{r['k_expected']}", "Status": r["status"],
+        "Missing trials": ", ".join(r["missing_trials"])} for r in rows])
+    body.append(to_html(rep, "table reproduce"))
+
+    summary = display_frame(summary_table([r for _, _, r in results]))
+    md.append("## Summary of pooled results\n")
+    md.append(to_markdown(summary) + "\n")
+    body.append("<h2>Summary of pooled results</h2>" + to_html(summary, "table summary"))
+
+    seen_specs = []
+    for spec, evidence, _ in results:
+        if spec.path in [s.path for s in seen_specs]:
+            continue
+        seen_specs.append(spec)
+        analyses = [r.analysis for s, _, r in results if s.path == spec.path]
+        title = spec.review.get("title", spec.review["id"])
+        md.append(f"## {title}\n")
+        body.append(f"<h2>{html.escape(title)}</h2>")
+        citation = spec.review.get("citation", "")
+        if citation:
+            md.append(f"Source review: {citation}\n")
+            body.append(f"<p><i>Source review:</i> {html.escape(citation)}</p>")
+        methods = methods_paragraph(spec, analyses)
+        md.append("**Methods.** " + html.unescape(methods) + "\n")
+        body.append(f"<p><b>Methods.</b> {methods}</p>")
+        if evidence is not None and any(a.trials for a in analyses):
+            comp = completeness(evidence)
+            expected = sorted({t.trial for a in analyses for t in a.trials})
+            comp = comp[comp["trial_id"].isin(expected)]
+            table = pd.DataFrame({"Trial": comp["trial_id"], "Outcome rows": comp["rows"],
+                                  "Complete (n, mean, SD)": comp["complete"], "Partial": comp["partial"],
+                                  "Between-group effects": comp["effect_rows"]})
+            md.append("**Data completeness** (rows in data/outcomes.csv and data/effects.csv):\n")
+            md.append(to_markdown(table) + "\n")
+            body.append("<p><b>Data completeness</b> (rows in data/outcomes.csv and data/effects.csv):</p>"
+                        + to_html(table, "table completeness"))
+        for s, _, ar in results:
+            if s.path != spec.path:
+                continue
+            a = ar.analysis
+            md.append(f"### {a.label}\n")
+            body.append(f"<h3>{html.escape(a.label)}</h3>")
+            if ar.result is None:
+                msg = (f"No trial of this analysis has usable data yet ({ar.k_expected} expected). Missing: "
+                       + ", ".join(m["trial"] + " (" + m["reason"] + ")" for m in ar.studies.missing) + ".")
+                md.append(msg + "\n")
+                body.append(f"<p class='missing'>{html.escape(msg)}</p>")
+                continue
+            if ar.studies.missing:
+                msg = (f"Pooled from {ar.k_available} of {ar.k_expected} expected trials; missing: "
+                       + ", ".join(m["trial"] for m in ar.studies.missing) + ".")
+                md.append(msg + "\n")
+                body.append(f"<p class='missing'>{html.escape(msg)}</p>")
+            favours = None
+            if a.favourable == "lower":
+                favours = ("Favours experimental", "Favours control")
+            elif a.favourable == "higher":
+                favours = ("Favours control", "Favours experimental")
+            elif a.measure in ("RR", "OR"):
+                favours = ("Lower in experimental", "Higher in experimental")
+            fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid)
+            stem = figures / f"forest_{a.review}_{a.id}"
+            png, _ = plots.save(fig, stem)
+            plt.close(fig)
+            rel = png.relative_to(out_dir).as_posix()
+            md.append(f"![Forest plot: {a.label}]({rel})\n")
+            data_uri = base64.b64encode(png.read_bytes()).decode("ascii")
+            body.append(f'<figure><img class="forest" alt="Forest plot: {html.escape(a.label)}" '
+                        f'src="data:image/png;base64,{data_uri}"><figcaption>Figure files: '
+                        f'{html.escape(rel)} and .svg</figcaption></figure>')
+            for note in ar.result.notes:
+                md.append(f"- Note: {note}")
+                body.append(f"<p class='note'>Note: {html.escape(note)}</p>")
+
+    # provenance
+    inputs = set()
+    for spec, evidence, ar in results:
+        inputs.add(spec.path.resolve())
+        if ar.analysis.data is not None:
+            inputs.add(Path(ar.analysis.data).resolve())
+        if evidence is not None:
+            for name in ("trials.csv", "outcomes.csv", "effects.csv", "published.csv"):
+                inputs.add((evidence.data_dir / name).resolve())
+    root = Path.cwd().resolve()
+    prov = [{"Input": _relative(p, root), "SHA-256": _hash(p)} for p in sorted(inputs)]
+    versions = {"pfps-meta": __version__, "python": platform.python_version(), "numpy": np.__version__,
+                "scipy": scipy.__version__, "pandas": pd.__version__, "matplotlib": matplotlib.__version__}
+    prov_table = pd.DataFrame(prov)
+    ver_table = pd.DataFrame([{"Package": k, "Version": v} for k, v in versions.items()])
+    md.append("## Provenance\n")
+    md.append(f"Command: `{command}`\n")
+    md.append(to_markdown(prov_table) + "\n")
+    md.append(to_markdown(ver_table) + "\n")
+    body.append("<h2>Provenance</h2>" + f"<p>Command: <code>{html.escape(command)}</code></p>"
+                + to_html(prov_table, "table provenance") + to_html(ver_table, "table versions"))
+
+    html_text = _page("\n".join(body))
+    atomic_write_text(out_dir / "index.html", html_text)
+    atomic_write_text(out_dir / "report.md", "\n".join(md) + "\n")
+    if progress:
+        print(f"wrote {out_dir / 'index.html'}, {out_dir / 'report.md'} and {figures}/", file=sys.stderr)
+    return {"html": out_dir / "index.html", "markdown": out_dir / "report.md", "rows": rows}
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _interval(row, prefix):
+    def num(x):
+        return "-" if x is None else f"{x:.2f}"
+    return f"{num(row[prefix + '_estimate'])} [{num(row[prefix + '_ci_low'])}, {num(row[prefix + '_ci_high'])}]"
+
+
+def _page(body: str) -> str:
+    style = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
+color:#222;line-height:1.45;padding:0 1em}
+table{border-collapse:collapse;margin:0.8em 0;font-size:0.88em}
+th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+img.forest{max-width:100%;height:auto;border:1px solid #eee}
+.missing{color:#8a4b00}.note{color:#555;font-size:0.9em}
+figcaption{font-size:0.8em;color:#666}
+"""
+    check = """
+<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.every(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-images-ok', ok ? 'yes' : 'no');
+  document.body.setAttribute('data-tables', document.querySelectorAll('table').length);
+});
+</script>"""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>pfps-meta report</title><style>" + style + "</style>" + check + "</head><body>\n"
+            + body + "\n</body></html>\n")

@@ -1,0 +1,132 @@
+"""Plots, tables, the report (deterministic, escaped, atomic), the notebooks and a real-browser check."""
+
+import os
+import shutil
+import subprocess
+import warnings
+
+import matplotlib
+import nbformat
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+
+import pfps_meta as pm
+from pfps_meta import plots
+from pfps_meta.cli import main
+from pfps_meta.tables import to_html, to_markdown
+from tests.conftest import ROOT
+
+
+@pytest.fixture(autouse=True)
+def quiet_input_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pm.InputWarning)
+        yield
+
+
+@pytest.mark.parametrize("k", [2, 9, 40])
+def test_forest_plot_sizes(k, tmp_path):
+    frame = pd.DataFrame({"study": [f"Trial {i}" for i in range(k)],
+                          "yi": [(-1) ** i * 0.1 * i for i in range(k)],
+                          "vi": [0.05 + 0.01 * i for i in range(k)]})
+    res = pm.pool(frame, method="DL")
+    fig = plots.forest(res, title=f"k = {k}", favours=("Favours hip", "Favours knee"), mcid=0.5)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    width, height = fig.get_size_inches()
+    assert height > 0.2 * k          # one row per study
+    png, svg = plots.save(fig, tmp_path / "forest")
+    assert png.stat().st_size > 5000 and svg.read_text().startswith("<?xml")
+    texts = " ".join(t.get_text() for t in fig.texts)
+    assert "Total (random effects)" in texts and "Heterogeneity" in texts and "Trial 0" in texts
+
+
+def test_forest_plot_arm_columns_and_funnel():
+    res = pm.pool(ROOT / "data" / "examples" / "normand1999.csv", measure="MD")
+    fig = plots.forest(res)
+    texts = [t.get_text() for t in fig.texts]
+    assert "Experimental" in texts and "Control" in texts and "155" in texts
+    funnel = plots.funnel(res)
+    assert "too few studies" in " ".join(t.get_text() for t in funnel.axes[0].texts)
+
+
+def test_tables_escape_text():
+    frame = pd.DataFrame({"study": ["<script>alert(1)</script>", "a|b"]})
+    assert "<script>" not in to_html(frame) and "&lt;script&gt;" in to_html(frame)
+    assert "a\\|b" in to_markdown(frame)
+
+
+def run_report(tmp_path, out):
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        assert main(["report", "--out", str(out)]) == 0
+    finally:
+        os.chdir(cwd)
+
+
+def test_report_is_complete_and_deterministic(tmp_path):
+    first = tmp_path / "r1"
+    run_report(tmp_path, first)
+    snapshot = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    run_report(tmp_path, first)
+    html = (first / "index.html").read_text()
+    for part in ("Published vs reproduced", "Summary of pooled results", "Methods.", "Data completeness",
+                 "Provenance", "SHA-256", "DerSimonian-Laird", "reproduced", "incomplete",
+                 "data:image/png;base64,"):
+        assert part in html, part
+    assert (first / "report.md").read_text().count("![Forest plot") >= 1
+    again = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    assert again.keys() == snapshot.keys()
+    for path, content in snapshot.items():
+        assert again[path] == content, path
+    assert not list(first.rglob(".tmp-*"))
+
+
+def test_report_escapes_text_from_data(tmp_path):
+    data = tmp_path / "evil.csv"
+    data.write_text('study,yi,vi\n"<img src=x onerror=alert(1)>",0.1,0.04\nB,0.3,0.05\n')
+    spec = tmp_path / "analyses" / "evil.toml"
+    spec.parent.mkdir()
+    spec.write_text(f'[review]\nid = "evil"\ntitle = "<b>bold</b>"\n[[analyses]]\nid = "a"\n'
+                    f'label = "<script>x()</script>"\ndata = "{data}"\n')
+    assert main(["report", "--out", str(tmp_path / "out"), str(spec)]) == 0
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert "<script>x()" not in html and "&lt;script&gt;x()" in html
+    assert "<b>bold</b>" not in html
+
+
+@pytest.mark.parametrize("name", ["01_reproduce_nascimento2018.ipynb", "02_pool_your_own_trials.ipynb"])
+def test_notebooks_execute(name, tmp_path):
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    work = tmp_path / "repo"
+    for folder in ("data", "analyses"):
+        shutil.copytree(ROOT / folder, work / folder)
+    (work / "notebooks").mkdir()
+    NotebookClient(nb, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(work / "notebooks")}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+
+
+def test_report_renders_in_headless_chromium(tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (scripts/test.sh installs Debian's chromium)")
+        pytest.skip("chromium not installed")
+    out = tmp_path / "report"
+    run_report(tmp_path, out)
+    profile = tmp_path / "profile"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}"]
+    url = (out / "index.html").resolve().as_uri()
+    dom = subprocess.run([browser, *flags, "--virtual-time-budget=5000", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert 'data-images-ok="yes"' in dom, dom[:500]
+    assert 'data-tables="' in dom and 'data-tables="0"' not in dom
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,2000", url],
+                   capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000
