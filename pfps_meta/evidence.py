@@ -46,6 +46,13 @@ def _boolean(df, column):
     return df[column].map(BOOLEAN).to_numpy(dtype=bool)
 
 
+def _require_source(row, where):
+    """Every number in data/ carries its citation and the quoted text it came from."""
+    if not (str(row.source_citation).strip() and str(row.quote).strip()):
+        raise InputError("a number without its source: source_citation and quote must both be filled",
+                         column="quote", **where)
+
+
 def load_outcomes(path) -> pd.DataFrame:
     """Read and check ``outcomes.csv``; returns it with numeric columns as floats (NaN = empty)."""
     df = read_csv(path)
@@ -64,9 +71,8 @@ def load_outcomes(path) -> pd.DataFrame:
     for position, row in enumerate(out.itertuples(index=False)):
         where = _where(df, position)
         has_value = not (np.isnan(row.n) and np.isnan(row.mean) and np.isnan(row.sd))
-        if has_value and not (str(row.source_citation).strip() and str(row.quote).strip()):
-            raise InputError("a number without its source: source_citation and quote must both be filled",
-                             column="quote", **where)
+        if has_value:
+            _require_source(row, where)
         if row.status == "verified" and (np.isnan(row.n) or np.isnan(row.mean) or np.isnan(row.sd)):
             raise InputError("status 'verified' needs n, mean and sd", column="status", **where)
         if row.status == "not_recovered" and has_value:
@@ -104,9 +110,7 @@ def load_effects(path) -> pd.DataFrame:
     out["yi"] = numeric_column(df, "yi")
     out["sei"] = numeric_column(df, "sei", above=0)
     for position, row in enumerate(out.itertuples(index=False)):
-        if not (str(row.source_citation).strip() and str(row.quote).strip()):
-            raise InputError("a number without its source: source_citation and quote must both be filled",
-                             column="quote", **_where(df, position))
+        _require_source(row, _where(df, position))
     out.attrs = dict(df.attrs)
     return out
 
