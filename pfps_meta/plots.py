@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Polygon, Rectangle  # noqa: E402
+from scipy.special import ndtri  # noqa: E402
 
 RATIO = ("RR", "OR")
 BOX_COLOUR = "#2b5d8a"
@@ -246,7 +247,7 @@ def funnel(result, *, level=0.95, title=None, xlabel=None):
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     se_max = float(np.nanmax(studies["se"])) * 1.1 if len(studies) else 1.0
     se_grid = np.linspace(0, se_max, 50)
-    z = abs(float(np.round(1.959963984540054 if level == 0.95 else 0, 12))) or 1.959963984540054
+    z = float(ndtri(0.5 + level / 2))
     est = s["estimate"]
     ax.fill_betweenx(se_grid, est - z * se_grid, est + z * se_grid, color="#eeeeee", zorder=0,
                      label=f"pseudo {int(level * 100)}% limits")

@@ -30,7 +30,7 @@ Here ``Q(tau2) = sum w_i (y_i - mu_w)^2`` with ``w_i = 1/(v_i + tau2)`` is the g
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import chdtrc, chdtri, ndtr, ndtri, stdtr, stdtrit
@@ -466,7 +466,3 @@ def pool_batch(yi, vi, method="REML", ci="wald", pi="auto", i2="tau2", level=0.9
         converged=converged, iterations=iterations, weights=weights,
     )
 
-
-def batch_fields():
-    """Names of the fields of :class:`BatchResult`."""
-    return [f.name for f in fields(BatchResult)]
