@@ -17,7 +17,7 @@ import pandas as pd
 
 from .errors import InputError
 from .load import read_csv
-from .validate import _where, numeric_column, require_columns
+from .validate import _where, numeric_column, refuse_duplicates, require_columns
 
 OUTCOME_STATUS = ("verified", "partial", "not_recovered", "derived")
 EFFECT_STATUS = ("reported", "derived")
@@ -87,13 +87,8 @@ def load_outcomes(path) -> pd.DataFrame:
             if not np.isnan(row.sd) and row.sd > hi - lo:
                 raise InputError(f"sd {row.sd:g} is larger than the whole scale range {lo:g}-{hi:g}",
                                  column="sd", **where)
-    seen = {}
-    keys = out[["trial_id", "arm", "outcome", "scale", "timepoint", "value_type"]].astype(str).agg("|".join, axis=1)
-    for position, key in enumerate(keys):
-        if key in seen:
-            raise InputError(f"duplicate row for {key.replace('|', ', ')} (first in row {seen[key]})",
-                             column="trial_id", **_where(df, position))
-        seen[key] = position + 1
+    keys = out[["trial_id", "arm", "outcome", "scale", "timepoint", "value_type"]].astype(str).agg(", ".join, axis=1)
+    refuse_duplicates(df, keys, "trial_id", lambda key, first: f"duplicate row for {key} (first in row {first})")
     out.attrs = dict(df.attrs)
     return out
 
@@ -123,10 +118,7 @@ def load_published(path) -> pd.DataFrame:
     for column in ("estimate", "ci_low", "ci_high"):
         out[column + "_text"] = df[column]
         out[column] = numeric_column(df, column, allow_missing=True)
-    ids = out["id"].tolist()
-    for position, rid in enumerate(ids):
-        if ids.index(rid) != position:
-            raise InputError(f"id '{rid}' appears twice", column="id", **_where(df, position))
+    refuse_duplicates(df, out["id"].tolist(), "id", lambda rid, first: f"id '{rid}' appears twice")
     out.attrs = dict(df.attrs)
     return out
 

@@ -106,20 +106,24 @@ def _to_float(cell):
         return text
 
 
+def refuse_duplicates(df: pd.DataFrame, keys, column: str, describe):
+    """Refuse the first key that repeats; ``describe(key, first_row)`` words the reason."""
+    first_seen = {}
+    for position, key in enumerate(keys):
+        if key in first_seen:
+            raise InputError(describe(key, first_seen[key]), column=column, **_where(df, position))
+        first_seen[key] = position + 1
+
+
 def study_labels(df: pd.DataFrame) -> list[str]:
     """The ``study`` column as text; refuses empty labels and repeated labels."""
     labels = []
-    first_seen = {}
     for position, cell in enumerate(df["study"].tolist()):
         label = "" if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell).strip()
-        where = _where(df, position)
         if not label:
-            raise InputError("study label is empty", column="study", **where)
-        if label in first_seen:
-            raise InputError(f"study '{label}' appears twice (first in row {first_seen[label]})",
-                             column="study", **where)
-        first_seen[label] = position + 1
+            raise InputError("study label is empty", column="study", **_where(df, position))
         labels.append(label)
+    refuse_duplicates(df, labels, "study", lambda label, first: f"study '{label}' appears twice (first in row {first})")
     return labels
 
 

@@ -203,3 +203,15 @@ def test_reproduce_text_table(capsys):
     assert main(["reproduce", str(ROOT / "analyses" / "hackshaw1997.toml")]) == 0
     out = capsys.readouterr().out
     assert "published" in out and "reproduced" in out and "1.24 [1.13, 1.36]" in out
+
+
+def test_duplicate_outcome_rows_and_published_ids_are_refused(tmp_path):
+    data = make_evidence(tmp_path, [arm("t1", "H", 20, 3.0, 2.0), arm("t1", "H", 20, 3.1, 2.0)])
+    with pytest.raises(pm.InputError, match=r"duplicate row for t1, H, pain, VAS, post, final \(first in row 1\)") as info:
+        load_outcomes(data / "outcomes.csv")
+    assert info.value.line == 3
+    text = (data / "published.csv").read_text().splitlines()
+    (data / "published.csv").write_text("\n".join(text + [text[1]]) + "\n")
+    from pfps_meta.evidence import load_published
+    with pytest.raises(pm.InputError, match="id 'nascimento2018_A1' appears twice"):
+        load_published(data / "published.csv")
