@@ -134,12 +134,9 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
     md.append(to_markdown(summary) + "\n")
     body.append("<h2>Summary of pooled results</h2>" + to_html(summary, "table summary"))
 
-    seen_specs = []
-    for spec, evidence, _ in results:
-        if spec.path in [s.path for s in seen_specs]:
-            continue
-        seen_specs.append(spec)
-        analyses = [r.analysis for s, _, r in results if s.path == spec.path]
+    for spec, evidence in loaded:
+        spec_results = [ar for s, _, ar in results if s is spec]
+        analyses = [ar.analysis for ar in spec_results]
         title = spec.review.get("title", spec.review["id"])
         md.append(f"## {title}\n")
         body.append(f"<h2>{html.escape(title)}</h2>")
@@ -161,9 +158,7 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
             md.append(to_markdown(table) + "\n")
             body.append("<p><b>Data completeness</b> (rows in data/outcomes.csv and data/effects.csv):</p>"
                         + to_html(table, "table completeness"))
-        for s, _, ar in results:
-            if s.path != spec.path:
-                continue
+        for ar in spec_results:
             a = ar.analysis
             md.append(f"### {a.label}\n")
             body.append(f"<h3>{html.escape(a.label)}</h3>")
