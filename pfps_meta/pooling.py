@@ -150,22 +150,30 @@ def generalised_q(y, v, tau2):
 
 
 def _solve_q(y, v, present, target, rtol=1e-12, maxiter=200):
-    """Root in tau2 >= 0 of ``Q(tau2) = target`` (Q is decreasing in tau2; Viechtbauer 2007).
-
-    Rows where ``Q(0) <= target`` get 0. Newton steps on ``1/Q(tau2) - 1/target``, which is close to
-    linear in tau2 (``Q ~ S / (tau2 + v)``), inside a bracket that every evaluation narrows; a step that
-    leaves the bracket is replaced by bisection, so every row converges. Returns (root, converged, iters).
-    """
-    rows = y.shape[0]
-    target = np.broadcast_to(np.asarray(target, dtype=float), (rows,))
-    q0, _ = generalised_q(y, v, np.zeros(rows))
-    active = q0 > target
+    """Root in tau2 >= 0 of ``Q(tau2) = target`` for intercept-only rows (see :func:`decreasing_root`)."""
     k = present.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ybar = np.where(present, y, 0).sum(axis=1) / k
         spread = np.where(present, (y - ybar[:, None]) ** 2, 0.0).sum(axis=1)
-        vmin = v.min(axis=1)
-        # Q(t) <= sum (y - ybar)^2 / (vmin + t), so Q(hi) <= target at this hi.
+    return decreasing_root(lambda idx, t: generalised_q(y[idx], v[idx], t), target, spread, v.min(axis=1),
+                           rtol=rtol, maxiter=maxiter)
+
+
+def decreasing_root(q_at, target, spread, vmin, rtol=1e-12, maxiter=200):
+    """Root in tau2 >= 0 of ``Q(tau2) = target`` for every row, where Q decreases in tau2 (Viechtbauer 2007).
+
+    ``q_at(idx, tau2)`` returns Q and dQ/dtau2 for the rows ``idx``. ``spread`` is the unweighted residual
+    sum of squares of each row (OLS fit), ``vmin`` its smallest sampling variance: since
+    ``Q(t) <= spread / (vmin + t)``, ``Q(spread/target - vmin) <= target`` bounds the root from above.
+    Rows where ``Q(0) <= target`` get 0. Newton steps on ``1/Q(tau2) - 1/target``, which is close to
+    linear in tau2 (``Q ~ S / (tau2 + v)``), inside a bracket that every evaluation narrows; a step that
+    leaves the bracket is replaced by bisection, so every row converges. Returns (root, converged, iters).
+    """
+    rows = len(spread)
+    target = np.broadcast_to(np.asarray(target, dtype=float), (rows,))
+    q0, _ = q_at(np.arange(rows), np.zeros(rows))
+    active = q0 > target
+    with np.errstate(invalid="ignore", divide="ignore"):
         hi = np.where(active, np.maximum(spread / target - vmin, 0.0) * (1 + 1e-9) + 1e-300, 0.0)
     lo = np.zeros(rows)
     converged = ~active
@@ -176,7 +184,7 @@ def _solve_q(y, v, present, target, rtol=1e-12, maxiter=200):
         if idx.size == 0:
             break
         ti, tgt = t[idx], target[idx]
-        q, dq = generalised_q(y[idx], v[idx], ti)
+        q, dq = q_at(idx, ti)
         above = q > tgt
         lo_i = np.where(above, ti, lo[idx])
         hi_i = np.where(above, hi[idx], ti)
@@ -194,29 +202,12 @@ def _solve_q(y, v, present, target, rtol=1e-12, maxiter=200):
 
 
 def _likelihood_root(y, v, present, k, init, reml, tol=1e-12, maxiter=1000):
-    """Stationary point of the ML or REML likelihood in tau2 >= 0 (Viechtbauer 2005).
+    """ML/REML tau2 for intercept-only rows (see :func:`likelihood_root`).
 
-    The score (up to a factor 1/2) is ``S = y'PPy - A`` with ``P = W - w w'/sum w`` and ``A = tr P``
-    (REML) or ``sum w`` (ML); its derivative is ``S' = -2 y'PPPy + B`` with ``B = tr(PP)`` (REML) or
-    ``sum w^2`` (ML), since ``dP/dtau2 = -PP``. For the intercept-only model ``Py = w (y - mu_w)``.
-    Newton steps where the likelihood is concave (S' < 0), metafor's Fisher-scoring step ``S / B``
-    elsewhere, both kept inside a bracket [lo, hi] that every evaluation narrows (bisection when a step
-    leaves it). Plain Fisher scoring, as metafor iterates it, can oscillate around the root for
-    hundreds of iterations; the bracket removes that while converging to the same root. A negative
-    score at tau2 = 0 ends at the boundary 0, as metafor's step halving does.
-    Stops when ``|change| <= tol * max(1, tau2)``.
+    For the intercept-only model ``Py = w (y - mu_w)``, ``tr P = sum w - sum w^2 / sum w`` and
+    ``tr PP = sum w^2 - 2 sum w^3 / sum w + (sum w^2 / sum w)^2``.
     """
-    rows = y.shape[0]
-    t = np.maximum(init, 0.0)
-    lo = np.zeros(rows)
-    hi = np.full(rows, np.inf)
-    converged = np.zeros(rows, dtype=bool)
-    iterations = np.zeros(rows, dtype=int)
-    for _ in range(maxiter):
-        idx = np.flatnonzero(~converged)
-        if idx.size == 0:
-            break
-        ti = t[idx]
+    def score_at(idx, ti):
         w, sum_w, _, resid = _fit_at(y[idx], v[idx], ti)
         a = w * resid                                   # P y
         ypppy = (a ** 2).sum(axis=1)
@@ -229,8 +220,37 @@ def _likelihood_root(y, v, present, k, init, reml, tol=1e-12, maxiter=1000):
             b_term = sum_w2 - 2.0 * sum_w3 / sum_w + (sum_w2 / sum_w) ** 2
         else:
             a_term, b_term = sum_w, sum_w2
-        score = ypppy - a_term
-        slope = b_term - 2.0 * yp3y
+        return ypppy - a_term, b_term - 2.0 * yp3y, b_term
+
+    return likelihood_root(score_at, lambda t: _loglik(y, v, present, k, t, reml), init, tol=tol, maxiter=maxiter)
+
+
+def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000):
+    """Stationary point of the ML or REML likelihood in tau2 >= 0 for every row (Viechtbauer 2005).
+
+    ``score_at(idx, tau2)`` returns, for the rows ``idx``, the score (up to a factor 1/2)
+    ``S = y'PPy - A``, its derivative ``S' = -2 y'PPPy + B`` and the Fisher information ``B``, with
+    ``P = W - W X (X'WX)^-1 X'W``, ``A = tr P`` and ``B = tr(PP)`` (REML) or ``A = sum w``, ``B = sum w^2``
+    (ML); ``dP/dtau2 = -PP``. ``loglik_at(tau2)`` returns every row's log-likelihood.
+    Newton steps where the likelihood is concave (S' < 0), metafor's Fisher-scoring step ``S / B``
+    elsewhere, both kept inside a bracket [lo, hi] that every evaluation narrows (bisection when a step
+    leaves it). Plain Fisher scoring, as metafor iterates it, can oscillate around the root for
+    hundreds of iterations; the bracket removes that while converging to the same root. A negative
+    score at tau2 = 0 ends at the boundary 0, as metafor's step halving does.
+    Stops when ``|change| <= tol * max(1, tau2)``.
+    """
+    t = np.maximum(np.asarray(init, dtype=float), 0.0)
+    rows = t.shape[0]
+    lo = np.zeros(rows)
+    hi = np.full(rows, np.inf)
+    converged = np.zeros(rows, dtype=bool)
+    iterations = np.zeros(rows, dtype=int)
+    for _ in range(maxiter):
+        idx = np.flatnonzero(~converged)
+        if idx.size == 0:
+            break
+        ti = t[idx]
+        score, slope, b_term = score_at(idx, ti)
         lo_i = np.where(score > 0, ti, lo[idx])
         hi_i = np.where(score > 0, hi[idx], ti)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -247,8 +267,8 @@ def _likelihood_root(y, v, present, k, init, reml, tol=1e-12, maxiter=1000):
         collapsed = np.isfinite(hi_i) & (hi_i - lo_i <= tol * np.maximum(1.0, hi_i))
         converged[idx] = at_zero | (score == 0) | (np.abs(new - ti) <= tol * np.maximum(1.0, new)) | collapsed
     # metafor's ll0check: keep tau2 = 0 when the likelihood there is higher than at the root found.
-    ll_here = _loglik(y, v, present, k, t, reml)
-    ll_zero = _loglik(y, v, present, k, np.zeros_like(t), reml)
+    ll_here = loglik_at(t)
+    ll_zero = loglik_at(np.zeros_like(t))
     to_zero = converged & (t > tol) & (ll_zero - ll_here > 1e-10)
     if np.any(to_zero):
         warnings.warn(f"{int(to_zero.sum())} fit(s): the likelihood is higher at tau2 = 0 than at the "
