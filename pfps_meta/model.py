@@ -253,7 +253,7 @@ def pool_effects(table: pd.DataFrame, *, measure=None, method="REML", ci="wald",
     if stats["k"] == 2 and pi == "t_k2":
         all_notes.append("t(k-2) prediction interval is undefined for k = 2 (metafor silently uses df = 1)")
     if stats["k"] == 1 and ci == "hksj":
-        all_notes.append("HKSJ needs k >= 2: the CI and p-value are undefined for a single study")
+        all_notes.append("HKSJ needs k >= 2: a single study gets the Wald (z) CI and p-value, as in metafor")
     return MetaResult(studies=studies, stats=stats, method=method, ci=ci, pi=pi, i2_method=i2,
                       level=level, measure=measure, smd_convention=smd_convention,
                       source=table.attrs.get("source"), notes=all_notes)

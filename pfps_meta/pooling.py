@@ -363,7 +363,7 @@ def pool_batch(yi, vi, method="REML", ci="wald", pi="auto", i2="tau2", level=0.9
     ci : {"wald", "hksj"}
         Wald (normal) CI, or Hartung-Knapp-Sidik-Jonkman: ``se^2 = sum w (y - mu)^2 / ((k-1) sum w)``
         with t(k-1) (Hartung & Knapp 2001; Sidik & Jonkman 2002), without the ad hoc truncation, as
-        metafor's ``test="knha"``.
+        metafor's ``test="knha"``. A single study (k = 1) gets the Wald z CI, as in metafor.
     pi : {"auto", "z", "t", "t_k2"}
         Prediction interval ``mu +/- crit sqrt(se^2 + tau2)`` (Higgins et al. 2009). "auto" is metafor's
         ``predict()``: normal with Wald, t(k-1) with HKSJ. "t" forces t(k-1); "t_k2" uses t(k-2)
@@ -405,10 +405,11 @@ def pool_batch(yi, vi, method="REML", ci="wald", pi="auto", i2="tau2", level=0.9
         if ci == "hksj":
             rss = (w * resid ** 2).sum(axis=1)
             s2w = np.where(rss <= _EPS, 0.0, rss / df)
+            # k = 1: no residual df, so the Wald z test is used, as metafor does
             se = np.where(multi, np.sqrt(s2w / sum_w), se)
             statistic = mu / se
-            p = np.where(multi, 2.0 * stdtr(df, -np.abs(statistic)), np.nan)
-            crit = np.where(multi, stdtrit(df, 0.5 + level / 2), np.nan)
+            p = np.where(multi, 2.0 * stdtr(df, -np.abs(statistic)), 2.0 * ndtr(-np.abs(statistic)))
+            crit = np.where(multi, stdtrit(df, 0.5 + level / 2), ndtri(0.5 + level / 2))
             df_out = np.where(multi, df, np.nan)
         else:
             statistic = mu / se

@@ -1,15 +1,47 @@
-"""Sensitivity analyses as functions of a fitted :class:`~pfps_meta.model.MetaResult`.
+"""Sensitivity analyses, heterogeneity exploration and small-study effects, as functions of a fitted
+:class:`~pfps_meta.model.MetaResult` (metafor's design).
 
-Built on the batch core: leave-one-out is one ``pool_batch`` call on a (k x k) array whose row i has
-study i set to NaN.
+Every refit goes through the batch core (:func:`pfps_meta.pooling.pool_batch`): leave-one-out,
+cumulative meta-analysis, influence diagnostics, permutations and bootstraps are each one call on a
+2-D array in which each row is one meta-analysis. Meta-regressions (Egger's mixed form, the side of
+trim-and-fill, subgroups with a common tau2) use :mod:`pfps_meta.metareg`. Each function cites the
+metafor function it reproduces; the tests compare them with metafor's output.
 """
 
 from __future__ import annotations
 
+import math
+import sys
+import warnings
+
 import numpy as np
 import pandas as pd
+from scipy import stats
+from scipy.special import ndtr, stdtr
 
+from .metareg import meta_regression
 from .pooling import pool_batch
+
+SMALL_K = 10
+
+
+class SmallStudyWarning(UserWarning):
+    """Small-study tests with fewer than 10 studies have little power (Sterne et al. 2011, BMJ 343:d4002)."""
+
+
+def _yv(result):
+    return result.studies["yi"].to_numpy(dtype=float), result.studies["vi"].to_numpy(dtype=float)
+
+
+def _refit(result, yi, vi, **overrides):
+    options = dict(method=result.method, ci=result.ci, pi=result.pi, i2=result.i2_method, level=result.level,
+                   tau2_ci=False)
+    options.update(overrides)
+    return pool_batch(yi, vi, **options)
+
+
+ROW_COLUMNS = ["k", "estimate", "se", "ci_low", "ci_high", "p", "tau2", "i2", "h2", "q", "q_p", "pi_low",
+               "pi_high", "converged"]
 
 
 def leave_one_out(result) -> pd.DataFrame:
@@ -18,15 +50,312 @@ def leave_one_out(result) -> pd.DataFrame:
     Columns: study (the one omitted), k, estimate, se, ci_low, ci_high, p, tau2, i2, h2, q, q_p,
     pi_low, pi_high, converged.
     """
-    yi = result.studies["yi"].to_numpy(dtype=float)
-    vi = result.studies["vi"].to_numpy(dtype=float)
-    k = len(yi)
-    omitted = np.eye(k, dtype=bool)
-    batch = pool_batch(np.where(omitted, np.nan, yi), np.where(omitted, np.nan, vi), method=result.method,
-                       ci=result.ci, pi=result.pi, i2=result.i2_method, level=result.level, tau2_ci=False)
-    frame = batch.summary_frame()
-    columns = ["k", "estimate", "se", "ci_low", "ci_high", "p", "tau2", "i2", "h2", "q", "q_p", "pi_low",
-               "pi_high", "converged"]
-    out = frame[columns].copy()
+    yi, vi = _yv(result)
+    omitted = np.eye(len(yi), dtype=bool)
+    batch = _refit(result, np.where(omitted, np.nan, yi), np.where(omitted, np.nan, vi))
+    out = batch.summary_frame()[ROW_COLUMNS].copy()
     out.insert(0, "study", result.studies["study"].to_numpy())
     return out
+
+
+def cumulative(result, order=None) -> pd.DataFrame:
+    """Cumulative meta-analysis (metafor ``cumul``): row i pools the first i studies in ``order``.
+
+    ``order`` is a column name of ``result.studies`` (e.g. "year"), an array of sort keys, or None
+    (the table's order). Ties keep the table order (a stable sort, like R's ``order``).
+    """
+    yi, vi = _yv(result)
+    k = len(yi)
+    if order is None:
+        index = np.arange(k)
+    else:
+        keys = result.studies[order].to_numpy() if isinstance(order, str) else np.asarray(order)
+        index = np.argsort(pd.to_numeric(pd.Series(keys), errors="coerce").to_numpy(), kind="stable")
+    included = np.tril(np.ones((k, k), dtype=bool))
+    ys, vs = yi[index], vi[index]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        batch = _refit(result, np.where(included, ys, np.nan), np.where(included, vs, np.nan))
+    out = batch.summary_frame()[ROW_COLUMNS].copy()
+    out.insert(0, "study", result.studies["study"].to_numpy()[index])
+    return out
+
+
+def influence(result) -> pd.DataFrame:
+    """Case-deletion diagnostics as metafor's ``influence.rma.uni`` (Viechtbauer & Cheung 2010).
+
+    Per study: externally standardised residual ``rstudent``, ``dffits``, Cook's distance ``cook_d``,
+    covariance ratio ``cov_r``, ``tau2_del`` and ``q_del`` (with the study deleted), ``hat`` and
+    ``weight`` (%). With the deleted fit's mean ``mu_i``, variance ``vb_i`` and HKSJ factor ``s2w_i``
+    (1 for Wald): ``rstudent = (y_i - mu_i) / sqrt(s2w_i (v_i + tau2_i) + vb_i)``,
+    ``dffits = (mu - mu_i) / sqrt(s2w_i h_i (tau2_i + v_i))``, ``cook_d = (mu - mu_i)^2 / vb``,
+    ``cov_r = vb_i / vb``.
+    """
+    yi, vi = _yv(result)
+    s = result.stats
+    loo = leave_one_out(result)
+    tau2_full = 0.0 if result.method == "FE" else s["tau2"]
+    w = 1.0 / (vi + tau2_full)
+    hat = w / w.sum()
+    tau2_del = loo["tau2"].to_numpy(dtype=float)
+    mu_del = loo["estimate"].to_numpy(dtype=float)
+    vb_del = loo["se"].to_numpy(dtype=float) ** 2
+    if result.ci == "hksj":
+        omitted = np.eye(len(yi), dtype=bool)
+        sum_w_del = np.where(omitted, 0.0, 1.0 / (vi[None, :] + tau2_del[:, None])).sum(axis=1)
+        s2w_del = vb_del * sum_w_del
+    else:
+        s2w_del = np.ones_like(yi)
+    vb_full = s["se"] ** 2
+    resid = yi - mu_del
+    resid[np.abs(resid) < 100 * np.finfo(float).eps] = 0.0
+    out = pd.DataFrame({
+        "study": result.studies["study"].to_numpy(),
+        "rstudent": resid / np.sqrt(vi * s2w_del + vb_del + tau2_del * s2w_del),
+        "dffits": (s["estimate"] - mu_del) / np.sqrt(s2w_del * hat * (tau2_del + vi)),
+        "cook_d": (s["estimate"] - mu_del) ** 2 / vb_full,
+        "cov_r": vb_del / vb_full,
+        "tau2_del": tau2_del,
+        "q_del": loo["q"].to_numpy(dtype=float),
+        "hat": hat,
+        "weight": 100 * hat,
+    })
+    k, p = len(yi), 1
+    out["influential"] = ((np.abs(out["dffits"]) > 3 * math.sqrt(p / (k - p)))
+                          | (stats.chi2.cdf(out["cook_d"], df=p) > 0.5) | (out["hat"] > 3 * p / k))
+    return out
+
+
+def _small_k_warning(result, what):
+    if result.stats["k"] < SMALL_K:
+        warnings.warn(f"{what} with k = {result.stats['k']} < {SMALL_K} studies has little power; "
+                      "a non-significant result is weak evidence of no small-study effects",
+                      SmallStudyWarning, stacklevel=3)
+
+
+def egger(result) -> dict:
+    """Egger's regression test in both forms, named (Egger et al. 1997; Sterne & Egger 2005).
+
+    ``classic``: weighted least squares of ``y_i`` on ``se_i`` with weights ``1/v_i`` (metafor
+    ``regtest(model="lm")``), equivalent to regressing ``y_i/se_i`` on ``1/se_i``; ``intercept`` is that
+    classic intercept (the coefficient of ``se_i`` here), tested with t(k-2). ``limit_estimate`` is the
+    predicted effect at ``se = 0``.
+    ``mixed``: metafor's default ``regtest()``: a meta-regression on ``se_i`` with the model's own tau2
+    estimator and CI method (z, or t(k-2) with HKSJ).
+    """
+    import statsmodels.api as sm
+
+    _small_k_warning(result, "Egger's test")
+    yi, vi = _yv(result)
+    sei = np.sqrt(vi)
+    k = len(yi)
+    design = np.column_stack([np.ones(k), sei])
+    wls = sm.WLS(yi, design, weights=1.0 / vi).fit()
+    classic = {"form": "classic weighted regression (metafor regtest model='lm'; what most papers report)",
+               "intercept": float(wls.params[1]), "se": float(wls.bse[1]), "statistic": float(wls.tvalues[1]),
+               "df": k - 2, "p": float(wls.pvalues[1]), "limit_estimate": float(wls.params[0])}
+    fit = meta_regression(yi, vi, sei, names=["sei"], method=result.method, ci=result.ci, level=result.level)
+    mixed = {"form": f"mixed-effects meta-regression on the SE (metafor regtest default; {result.method}, "
+                     f"{'t' if result.ci == 'hksj' else 'z'})",
+             "coefficient": float(fit.beta[1]), "se": float(fit.se[1]), "statistic": float(fit.statistic[1]),
+             "df": None if result.ci != "hksj" else k - 2, "p": float(fit.p[1]),
+             "limit_estimate": float(fit.beta[0])}
+    return {"classic": classic, "mixed": mixed, "k": k, "low_power": k < SMALL_K}
+
+
+def begg(result) -> dict:
+    """Begg & Mazumdar (1994) rank correlation, as metafor's ``ranktest``.
+
+    Kendall's tau between ``(y_i - theta) / sqrt(v_i - vb)`` (common-effect ``theta`` and its variance
+    ``vb``) and ``v_i``, with the exact two-sided p-value when there are no ties (as R's
+    ``cor.test(exact = TRUE)``) and the normal approximation otherwise.
+    """
+    _small_k_warning(result, "Begg's test")
+    yi, vi = _yv(result)
+    w = 1.0 / vi
+    theta = np.sum(w * yi) / np.sum(w)
+    ystar = (yi - theta) / np.sqrt(vi - 1.0 / np.sum(w))
+    ties = len(np.unique(ystar)) < len(ystar) or len(np.unique(vi)) < len(vi)
+    res = stats.kendalltau(ystar, vi, method="asymptotic" if ties else "exact")
+    return {"tau": float(res.statistic), "p": float(res.pvalue), "exact": not ties, "k": len(yi),
+            "low_power": len(yi) < SMALL_K}
+
+
+def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
+    """Duval & Tweedie (2000) trim-and-fill, following metafor's ``trimfill.rma.uni``.
+
+    ``side`` ("left"/"right") is where studies are missing; by default it is chosen from the sign of
+    the slope of a meta-regression on the SE (negative slope: missing on the right). The trimmed fits
+    use the model's tau2 estimator; the final fit on observed plus filled studies uses the model's
+    estimator and CI method. Filled studies mirror the k0 most extreme ones around the trimmed estimate.
+    """
+    if estimator not in ("L0", "R0"):
+        raise ValueError("estimator must be 'L0' or 'R0'")
+    _small_k_warning(result, "Trim-and-fill")
+    yi0, vi0 = _yv(result)
+    k = len(yi0)
+    if side is None:
+        slope = meta_regression(yi0, vi0, np.sqrt(vi0), method=result.method).beta[1]
+        side = "right" if slope < 0 else "left"
+    sign = -1.0 if side == "right" else 1.0
+    order = np.argsort(sign * yi0, kind="stable")
+    yi, vi = sign * yi0[order], vi0[order]
+    k0, k0_previous, beta, iterations = 0, -1, np.nan, 0
+    while k0 != k0_previous:
+        k0_previous = k0
+        iterations += 1
+        if iterations > maxiter:
+            raise RuntimeError("trim-and-fill did not converge")
+        beta = pool_batch(yi[: k - k0], vi[: k - k0], method=result.method, tau2_ci=False).estimate[0]
+        centred = yi - beta
+        ranks = stats.rankdata(np.abs(centred), method="ordinal")
+        signed = np.sign(centred) * ranks
+        if estimator == "R0":
+            k0 = (k - np.max(-signed[signed < 0])) - 1 if np.any(signed < 0) else k - 1
+        else:
+            s_r = np.sum(signed[signed > 0])
+            k0 = (4 * s_r - k * (k + 1)) / (2 * k - 1)
+        k0 = int(max(0, np.round(k0)))
+    filled_y = np.array([])
+    filled_v = np.array([])
+    if k0 > 0:      # mirror the k0 most extreme studies around the trimmed estimate (data scale)
+        filled_y = 2 * sign * beta - sign * yi[k - k0:]
+        filled_v = vi[k - k0:]
+    all_y = np.concatenate([yi0, filled_y])
+    all_v = np.concatenate([vi0, filled_v])
+    fit = pool_batch(all_y, all_v, method=result.method, ci=result.ci, level=result.level, tau2_ci=False)
+    return {"k0": k0, "side": side, "estimator": estimator, "estimate": float(fit.estimate[0]),
+            "se": float(fit.se[0]), "ci_low": float(fit.ci_low[0]), "ci_high": float(fit.ci_high[0]),
+            "tau2": float(fit.tau2[0]), "filled_yi": filled_y.tolist(), "filled_vi": filled_v.tolist(),
+            "method": result.method, "low_power": k < SMALL_K}
+
+
+def subgroups(result, groups, tau2="separate") -> dict:
+    """Subgroup analysis with the test for subgroup differences.
+
+    ``tau2="separate"`` (RevMan, R meta's default): each subgroup pooled on its own, then Cochran's Q
+    between the subgroup estimates with a common-effect model (Borenstein et al. 2009, ch. 19).
+    ``tau2="common"``: one meta-regression on subgroup indicators (metafor ``rma(mods = ~ factor(g))``);
+    the omnibus ``QM`` is the test of differences (chi2, or F with HKSJ); subgroup estimates use that
+    common tau2.
+    """
+    yi, vi = _yv(result)
+    labels = pd.Series(groups if not isinstance(groups, str) else result.studies[groups]).astype(str).to_numpy()
+    levels = sorted(set(labels))
+    if len(levels) < 2:
+        raise ValueError("subgroup analysis needs at least two subgroups")
+    rows = []
+    if tau2 == "separate":
+        width = max(np.sum(labels == g) for g in levels)
+        ys = np.full((len(levels), width), np.nan)
+        vs = np.full((len(levels), width), np.nan)
+        for i, g in enumerate(levels):
+            sel = labels == g
+            ys[i, : sel.sum()] = yi[sel]
+            vs[i, : sel.sum()] = vi[sel]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            batch = _refit(result, ys, vs, tau2_ci=True)
+        frame = batch.summary_frame()
+        frame.insert(0, "group", levels)
+        between = pool_batch(frame["estimate"].to_numpy(), frame["se"].to_numpy() ** 2, method="FE")
+        test = {"q": float(between.q[0]), "df": len(levels) - 1, "p": float(between.q_p[0]),
+                "distribution": "chi2"}
+        rows = frame
+    elif tau2 == "common":
+        dummies = np.column_stack([(labels == g).astype(float) for g in levels[1:]])
+        fit = meta_regression(yi, vi, dummies, names=[f"group[{g}]" for g in levels[1:]], method=result.method,
+                              ci=result.ci, level=result.level)
+        test = {"q": float(fit.qm), "df": list(fit.qm_df), "p": float(fit.qm_p),
+                "distribution": "F" if result.ci == "hksj" else "chi2", "tau2": float(fit.tau2)}
+        records = []
+        for g in levels:
+            sel = labels == g
+            w = 1.0 / (vi[sel] + fit.tau2)
+            est, se = np.sum(w * yi[sel]) / np.sum(w), math.sqrt(1.0 / np.sum(w))
+            records.append({"group": g, "k": int(sel.sum()), "estimate": est, "se": se,
+                            "ci_low": est - 1.959963984540054 * se, "ci_high": est + 1.959963984540054 * se,
+                            "tau2": fit.tau2})
+        rows = pd.DataFrame(records)
+    else:
+        raise ValueError("tau2 must be 'separate' or 'common'")
+    return {"groups": rows, "test": test, "tau2": tau2}
+
+
+def permutation_test(result, n_permutations=1000, exact=None, seed=2018, progress=None) -> dict:
+    """Permutation test of the pooled effect (Follmann & Proschan 1999), as metafor's ``permutest``.
+
+    Sign flips of the effects: every one of the ``2^k`` flips when ``exact`` (default when ``2^k`` is at
+    most 2^16), else ``n_permutations`` random flips (seeded) with the observed signs counted as the
+    first. Two-sided p = share of permuted test statistics with ``|z*| >= |z|``. All refits are one
+    ``pool_batch`` call per chunk.
+    """
+    yi, vi = _yv(result)
+    k = len(yi)
+    if exact is None:
+        exact = k <= 16
+    if exact:
+        signs = 1.0 - 2.0 * ((np.arange(2 ** k)[:, None] >> np.arange(k)[::-1]) & 1)
+    else:
+        rng = np.random.default_rng(seed)
+        signs = rng.choice([-1.0, 1.0], size=(n_permutations, k))
+        signs[0] = 1.0
+    statistics = _chunked(lambda s: _refit(result, s * yi, np.broadcast_to(vi, s.shape)).statistic, signs,
+                          progress, "permutations")
+    observed = result.stats["statistic"]
+    p = float(np.mean(np.abs(statistics) >= abs(observed) - np.sqrt(np.finfo(float).eps)))
+    return {"p": min(p, 1.0), "statistic": observed, "n": len(signs), "exact": bool(exact),
+            "seed": None if exact else seed}
+
+
+def bootstrap_tau2(result, n_boot=2000, seed=2018, level=None, progress=None) -> dict:
+    """Non-parametric bootstrap of tau2 (resampling studies with replacement), percentile CI.
+
+    Seeded, so the same call gives the same interval; each chunk of resamples is one ``pool_batch`` call.
+    """
+    yi, vi = _yv(result)
+    level = level or result.level
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(yi), size=(n_boot, len(yi)))
+    tau2 = _chunked(lambda idx: _refit(result, yi[idx], vi[idx]).tau2, index, progress, "bootstrap samples")
+    lo, hi = np.quantile(tau2, [(1 - level) / 2, (1 + level) / 2])
+    return {"tau2": result.stats["tau2"], "ci_low": float(lo), "ci_high": float(hi), "n": n_boot, "seed": seed,
+            "level": level}
+
+
+def _chunked(func, rows, progress, what, chunk=20_000):
+    """Apply ``func`` to chunks of rows; a progress bar on stderr for long runs (or when asked)."""
+    show = progress if progress is not None else len(rows) > 50_000
+    out = []
+    for start in range(0, len(rows), chunk):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out.append(func(rows[start: start + chunk]))
+        if show:
+            done = min(start + chunk, len(rows))
+            bar = "#" * int(30 * done / len(rows))
+            print(f"\r{what}: [{bar:<30}] {done}/{len(rows)}", end="", file=sys.stderr)
+    if show:
+        print(file=sys.stderr)
+    return np.concatenate(out)
+
+
+def predictive_probability(result, threshold, direction="below") -> dict:
+    """Probability that the true effect in a new trial lies below (or above) ``threshold``.
+
+    From the predictive distribution used for the prediction interval: ``mu + sqrt(se^2 + tau2) T``
+    with T normal, or t(df) where the prediction interval uses t (Higgins et al. 2009). E.g. for pain
+    on 0-10, ``threshold=-2, direction="below"``: the chance that a new trial shows at least a 2-point
+    reduction.
+    """
+    s = result.stats
+    if s["k"] < 2 or s.get("pi_low") is None or not np.isfinite(s["pi_low"]):
+        return {"probability": None, "threshold": threshold, "direction": direction,
+                "reason": "no prediction distribution (k < 2 or a common-effect model)"}
+    scale = math.sqrt(s["se"] ** 2 + s["tau2"])
+    z = (threshold - s["estimate"]) / scale
+    df = s.get("pi_df")
+    below = float(stdtr(df, z)) if df is not None and np.isfinite(df) else float(ndtr(z))
+    prob = below if direction == "below" else 1.0 - below
+    return {"probability": prob, "threshold": threshold, "direction": direction,
+            "distribution": f"t({int(df)})" if df is not None and np.isfinite(df) else "normal"}
