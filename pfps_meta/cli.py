@@ -52,7 +52,32 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep = sub.add_parser("reproduce", help="published vs reproduced pooled estimates, side by side")
     p_rep.add_argument("specs", nargs="*", help="analysis definitions (default: every analyses/*.toml)")
     p_rep.add_argument("--format", choices=["text", "json"], default="text")
+    p_rep.add_argument("--presets", action="store_true",
+                       help="also try every convention preset and say which reproduces each target")
     p_rep.set_defaults(func=cmd_reproduce)
+
+    p_sens = sub.add_parser("sensitivity", help="leave-one-out, influence, small-study tests and more for one CSV")
+    p_sens.add_argument("file", help="CSV with one row per study (same layouts as pool)")
+    _add_model_options(p_sens)
+    p_sens.add_argument("--order", help="column to order the cumulative meta-analysis by (e.g. year)")
+    p_sens.add_argument("--subgroup", help="column defining subgroups (test for subgroup differences)")
+    p_sens.add_argument("--moderator", help="numeric column for a meta-regression")
+    p_sens.add_argument("--mcid", type=float,
+                        help="threshold for the predictive probability (e.g. -2 for a 2-point pain reduction)")
+    p_sens.add_argument("--direction", choices=["below", "above"], default="below",
+                        help="probability that a new trial's true effect is below/above --mcid")
+    p_sens.add_argument("--permutations", type=int, default=0, help="permutation test with this many draws "
+                        "(exact enumeration when k <= 16)")
+    p_sens.add_argument("--bootstrap", type=int, default=0, help="bootstrap CI for tau2 with this many resamples")
+    p_sens.add_argument("--seed", type=int, default=2018)
+    p_sens.set_defaults(func=cmd_sensitivity)
+
+    p_diff = sub.add_parser("diff", help="one analysis under two convention presets, side by side")
+    p_diff.add_argument("spec", help="analysis definition (analyses/*.toml)")
+    p_diff.add_argument("analysis", help="analysis id within the file")
+    p_diff.add_argument("--presets", nargs=2, default=["revman5", "metafor"], metavar=("A", "B"))
+    p_diff.add_argument("--format", choices=["text", "json"], default="text")
+    p_diff.set_defaults(func=cmd_diff)
 
     p_report = sub.add_parser("report", help="build the full report (HTML + Markdown) from analyses/ and data/")
     p_report.add_argument("specs", nargs="*", help="analysis definitions (default: every analyses/*.toml)")
@@ -86,13 +111,66 @@ def cmd_reproduce(args) -> int:
     from .analyses import load_all, run_analysis
     from .reproduce import format_table, reproduce_rows
 
-    results = [run_analysis(a, evidence) for spec, evidence in load_all(_spec_paths(args.specs))
-               for a in spec.analyses]
+    loaded = load_all(_spec_paths(args.specs))
+    results = [run_analysis(a, evidence) for spec, evidence in loaded for a in spec.analyses]
     rows = reproduce_rows(results)
+    if args.presets:
+        from .reproduce import preset_statuses
+
+        for row, result in zip(rows, results):
+            evidence = next(ev for spec, ev in loaded if result.analysis in spec.analyses)
+            row["presets"] = preset_statuses(result.analysis, evidence)
+            row["reproduced_by"] = [name for name, p in row["presets"].items() if p["status"] == "reproduced"]
     if args.format == "json":
         print(json.dumps(rows, indent=2, default=_json_default))
     else:
         print(format_table(rows))
+        if args.presets:
+            print()
+            for row in rows:
+                statuses = ", ".join(f"{name}: {p['status']}" for name, p in row["presets"].items())
+                print(f"{row['analysis']:24} {statuses}")
+    return 0
+
+
+def cmd_sensitivity(args) -> int:
+    from .sensitivity import sensitivity_report
+
+    from .model import pool
+
+    result = pool(args.file, measure=args.measure, method=args.method, ci=args.ci, pi=args.pi, i2=args.i2,
+                  level=args.level, smd_convention=args.smd, pooled_sd=args.pooled_sd)
+    report = sensitivity_report(result, order=args.order, subgroup=args.subgroup, moderator=args.moderator,
+                                mcid=args.mcid, direction=args.direction, permutations=args.permutations,
+                                bootstrap=args.bootstrap, seed=args.seed)
+    if args.format == "json":
+        print(json.dumps(report, indent=2, default=_json_default))
+    else:
+        from .sensitivity import format_sensitivity
+
+        print(format_sensitivity(report))
+    return 0
+
+
+def cmd_diff(args) -> int:
+    from .analyses import load_all
+    from .errors import InputError
+    from .presets import PRESETS, preset_diff
+
+    for name in args.presets:
+        if name not in PRESETS:
+            raise InputError(f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
+    [(spec, evidence)] = load_all([args.spec])
+    matches = [a for a in spec.analyses if a.id == args.analysis]
+    if not matches:
+        raise InputError(f"no analysis '{args.analysis}' (have: {', '.join(a.id for a in spec.analyses)})",
+                         file=args.spec)
+    table = preset_diff(matches[0], evidence, *args.presets)
+    if args.format == "json":
+        print(json.dumps(table.to_dict("records"), indent=2, default=_json_default))
+    else:
+        print(f"{matches[0].key}: {args.presets[0]} vs {args.presets[1]}")
+        print(table.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.6g}"))
     return 0
 
 

@@ -114,3 +114,15 @@ def format_table(frame) -> str:
                      f"{interval(row, 'reproduced'):24} {row['k_available']:>3}/{row['k_expected']:<3} "
                      f"{row['status']:11} {detail}")
     return "\n".join(lines)
+
+
+def preset_statuses(analysis, evidence) -> dict:
+    """For one analysis: which convention presets reproduce its published target, and how closely."""
+    from .presets import PRESETS, run_with_preset
+
+    out = {}
+    for name in PRESETS:
+        row = compare(run_with_preset(analysis, evidence, name))
+        out[name] = {key: row[key] for key in ("status", "reproduced_estimate", "reproduced_ci_low",
+                                                "reproduced_ci_high", "difference")}
+    return out

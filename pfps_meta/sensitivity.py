@@ -359,3 +359,106 @@ def predictive_probability(result, threshold, direction="below") -> dict:
     prob = below if direction == "below" else 1.0 - below
     return {"probability": prob, "threshold": threshold, "direction": direction,
             "distribution": f"t({int(df)})" if df is not None and np.isfinite(df) else "normal"}
+
+
+def _clean(value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, pd.DataFrame):
+        return [_clean(r) for r in value.to_dict("records")]
+    return value
+
+
+def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=None, direction="below",
+                       permutations=0, bootstrap=0, seed=2018) -> dict:
+    """Everything above for one fitted model, JSON-ready (``pfps-meta sensitivity --format json``).
+
+    ``order``, ``subgroup`` and ``moderator`` name columns of the input table; a missing column or a
+    non-numeric moderator is an :class:`~pfps_meta.errors.InputError`.
+    """
+    from .errors import InputError
+
+    for role, column in (("--order", order), ("--subgroup", subgroup), ("--moderator", moderator)):
+        if column and column not in result.studies.columns:
+            raise InputError(f"{role}: no column '{column}' in the input", file=result.source)
+    if moderator:
+        x = pd.to_numeric(result.studies[moderator], errors="coerce")
+        if x.isna().any():
+            row = int(np.flatnonzero(x.isna().to_numpy())[0]) + 1
+            raise InputError("moderator value is missing or not a number", file=result.source, row=row,
+                             column=moderator)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SmallStudyWarning)
+        report = {
+            "k": result.stats["k"], "method": result.method, "ci": result.ci, "measure": result.measure,
+            "estimate": result.stats["estimate"], "ci_low": result.stats["ci_low"],
+            "ci_high": result.stats["ci_high"],
+            "leave_one_out": leave_one_out(result)[["study", "estimate", "ci_low", "ci_high", "tau2", "i2", "p"]],
+            "cumulative": cumulative(result, order)[["study", "k", "estimate", "ci_low", "ci_high", "tau2", "i2"]],
+            "influence": influence(result),
+        }
+        if result.stats["k"] >= 3:
+            report["egger"] = egger(result)
+            report["begg"] = begg(result)
+            report["trimfill"] = {key: value for key, value in trimfill(result).items()
+                                  if key in ("k0", "side", "estimator", "estimate", "ci_low", "ci_high", "tau2",
+                                             "filled_yi", "filled_vi", "method")}
+        if subgroup:
+            separate = subgroups(result, subgroup, "separate")
+            common = subgroups(result, subgroup, "common")
+            report["subgroups"] = {"separate_tau2": separate, "common_tau2": common}
+        if moderator:
+            x = pd.to_numeric(result.studies[moderator]).to_numpy(dtype=float)
+            report["meta_regression"] = meta_regression(result.studies["yi"], result.studies["vi"], x,
+                                                        names=[moderator], method=result.method, ci=result.ci,
+                                                        level=result.level).to_dict()
+        if mcid is not None:
+            report["predictive_probability"] = predictive_probability(result, mcid, direction)
+        if permutations:
+            report["permutation"] = permutation_test(result, permutations, seed=seed)
+        if bootstrap:
+            report["bootstrap_tau2"] = bootstrap_tau2(result, bootstrap, seed=seed)
+    report["warnings"] = sorted({str(w.message) for w in caught if issubclass(w.category, SmallStudyWarning)})
+    return _clean(report)
+
+
+def format_sensitivity(report) -> str:
+    """A text rendering of :func:`sensitivity_report` for people."""
+    def f(x, places=4):
+        return "NA" if x is None else f"{x:.{places}f}"
+
+    lines = [f"Sensitivity analyses (k = {report['k']}; {report['method']}, {report['ci']}): "
+             f"pooled {f(report['estimate'])} [{f(report['ci_low'])}, {f(report['ci_high'])}]", ""]
+    lines.append("Leave-one-out (study omitted):")
+    for row in report["leave_one_out"]:
+        lines.append(f"  {row['study']:<28} {f(row['estimate'])} [{f(row['ci_low'])}, {f(row['ci_high'])}]  "
+                     f"tau2 {f(row['tau2'])}  I2 {f(row['i2'], 1)}%")
+    lines.append("")
+    lines.append("Influence (metafor influence()):")
+    for row in report["influence"]:
+        flag = "  <- influential" if row["influential"] else ""
+        lines.append(f"  {row['study']:<28} rstudent {f(row['rstudent'], 3)}  dffits {f(row['dffits'], 3)}  "
+                     f"cook {f(row['cook_d'], 3)}  hat {f(row['hat'], 3)}{flag}")
+    if "egger" in report:
+        e, b, t = report["egger"], report["begg"], report["trimfill"]
+        lines += ["", "Small-study effects:",
+                  f"  Egger, classic weighted regression: intercept {f(e['classic']['intercept'])}, "
+                  f"t({e['classic']['df']}) = {f(e['classic']['statistic'], 3)}, p = {f(e['classic']['p'])}",
+                  f"  Egger, mixed-effects (metafor default): coefficient {f(e['mixed']['coefficient'])}, "
+                  f"stat = {f(e['mixed']['statistic'], 3)}, p = {f(e['mixed']['p'])}",
+                  f"  Begg rank correlation: tau = {f(b['tau'], 3)}, p = {f(b['p'])}",
+                  f"  Trim-and-fill ({t['estimator']}): {t['k0']} studies filled on the {t['side']}; "
+                  f"adjusted {f(t['estimate'])} [{f(t['ci_low'])}, {f(t['ci_high'])}]"]
+    if "predictive_probability" in report:
+        p = report["predictive_probability"]
+        lines += ["", f"Predictive probability that a new trial's true effect is {p['direction']} "
+                      f"{p['threshold']}: {f(p['probability'], 3)}"]
+    for warning in report.get("warnings", []):
+        lines.append(f"Warning: {warning}")
+    return "\n".join(lines)
