@@ -14,8 +14,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.patches import Polygon, Rectangle  # noqa: E402
 from scipy.special import ndtri  # noqa: E402
+
+from .pooling import pool_batch  # noqa: E402
 
 RATIO = ("RR", "OR")
 BOX_COLOUR = "#2b5d8a"
@@ -34,160 +37,193 @@ def _scale(result):
 
 
 def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=True, show_common=False,
-           common_result=None, quality=None, quality_label="PEDro", xlim=None, digits=2):
-    """A RevMan-style forest plot.
+           quality=None, quality_label="PEDro", subgroups=None, subgroup_tau2="separate", xlim=None, digits=2):
+    """A RevMan-style forest plot; returns the matplotlib Figure.
 
-    Columns: study, arm data (mean, SD, total per arm) when the studies are arm-level, weight %, effect
-    with CI as text; squares sized by weight, CI whiskers (arrows when clipped), the pooled diamond, the
-    prediction interval, a heterogeneity footer and the test for overall effect.
+    Columns: study, arm data (mean, SD, total per arm) when the studies are arm-level, an optional
+    quality column (e.g. PEDro), weight %, effect with CI as text; squares sized by weight (area
+    proportional to weight), CI whiskers with arrow heads where they run off the axis, the pooled
+    diamond (random effects; ``show_common`` adds the common-effect diamond), the prediction interval,
+    the heterogeneity line and the test for overall effect.
 
     Parameters
     ----------
     result : MetaResult
     favours : (left, right) labels under the axis, e.g. ("Favours hip + knee", "Favours knee").
     mcid : float or None
-        Draws dashed lines at +/- mcid (e.g. 2 points on a 0-10 pain scale).
-    show_common, common_result : also draw a common-effect diamond (``common_result`` fitted with FE).
-    quality : dict study -> score (e.g. PEDro) shown in an extra column.
+        Dashed lines at +/- mcid (e.g. 2 points on a 0-10 pain scale).
+    quality : dict study -> score, or the name of a column of ``result.studies``.
+    subgroups : column name of ``result.studies`` or a sequence of labels: studies are grouped under
+        headers, each group gets its own diamond and heterogeneity line, and the test for subgroup
+        differences (``subgroup_tau2`` "separate" or "common", see ``sensitivity.subgroups``) is printed.
     """
+    from .sensitivity import subgroups as subgroup_analysis
+
     s = result.stats
-    studies = result.studies
+    studies = result.studies.reset_index(drop=True)
     k = len(studies)
     shown = _scale(result)
+    pct = int(round(result.level * 100))
     arm_level = {"mean_exp", "sd_exp", "n_exp", "mean_ctrl", "sd_ctrl", "n_ctrl"} <= set(studies.columns) \
         and studies[["mean_exp", "sd_exp"]].notna().all().all()
+    if isinstance(quality, str):
+        quality = dict(zip(studies["study"], studies[quality]))
+
+    # ---- the rows, top to bottom: (kind, payload)
+    rows = []
+    group_test = None
+    if subgroups is not None:
+        labels = (studies[subgroups] if isinstance(subgroups, str) else pd.Series(list(subgroups))).astype(str)
+        analysis = subgroup_analysis(result, labels.to_numpy(), tau2=subgroup_tau2)
+        group_stats = {r["group"]: r for r in analysis["groups"].to_dict("records")}
+        group_test = analysis["test"]
+        for group in sorted(set(labels)):
+            members = np.flatnonzero(labels.to_numpy() == group)
+            rows.append(("header", group))
+            rows += [("study", i) for i in members]
+            g = group_stats[group]
+            share = studies["weight"].to_numpy()[members].sum()
+            rows.append(("diamond", (f"Subtotal ({pct}% CI)", g, False, share)))
+            if g["k"] >= 2 and subgroup_tau2 == "separate":
+                rows.append(("small", _heterogeneity_text(g, result.method)))
+            rows.append(("gap", None))
+    else:
+        rows += [("study", i) for i in range(k)]
+        rows.append(("gap", None))
+    label = "Total (random effects)" if result.method != "FE" else "Total (common effect)"
+    rows.append(("diamond", (f"{label} ({pct}% CI)", s, True, 100.0)))
+    if show_common and result.method != "FE":
+        common = pool_batch(studies["yi"].to_numpy(float), studies["vi"].to_numpy(float), method="FE",
+                            level=result.level, tau2_ci=False).row(0)
+        rows.append(("diamond", (f"Total (common effect) ({pct}% CI)", common, True, None)))
+    if show_pi and not _isnan(s.get("pi_low")):
+        rows.append(("pi", s))
+    if s["k"] >= 2:
+        rows.append(("small", _heterogeneity_text(s, result.method)))
+    stat = "t" if result.ci == "hksj" else "Z"
+    rows.append(("small", f"Test for overall effect: {stat} = {abs(s['statistic']):.2f} (P {_p(s['p'])})"))
+    if group_test is not None:
+        df = group_test["df"]
+        df_text = df if not isinstance(df, list) else ", ".join(str(d) for d in df)
+        name = "Chi²" if group_test["distribution"] == "chi2" else "F"
+        rows.append(("small", f"Test for subgroup differences: {name} = {group_test['q']:.2f}, df = {df_text} "
+                              f"(P {_p(group_test['p'])})"))
 
     # ---- text columns (x positions in inches from the left edge)
     columns = [("Study", 0.1, "left")]
     x = 2.3
+    arm_columns = []
     if arm_level:
-        for header in ("Mean", "SD", "Total"):
-            columns.append((header, x, "right"))
-            x += 0.6
-        x += 0.2
-        for header in ("Mean", "SD", "Total"):
-            columns.append((header, x, "right"))
-            x += 0.6
+        for side in ("exp", "ctrl"):
+            for header, field in (("Mean", "mean"), ("SD", "sd"), ("Total", "n")):
+                columns.append((header, x, "right"))
+                arm_columns.append((x, f"{field}_{side}"))
+                x += 0.6
+            x += 0.2
+    quality_x = None
     if quality is not None:
-        columns.append((quality_label, x + 0.1, "right"))
+        quality_x = x + 0.1
+        columns.append((quality_label, quality_x, "right"))
         x += 0.7
-    columns.append(("Weight", x + 0.3, "right"))
-    columns.append((f"{result.measure or 'Effect'} [{int(round(result.level * 100))}% CI]", x + 2.2, "right"))
+    weight_x, effect_x = x + 0.3, x + 2.2
+    columns.append(("Weight", weight_x, "right"))
+    columns.append((f"{result.measure or 'Effect'} [{pct}% CI]", effect_x, "right"))
     text_width = x + 2.45
     plot_width = 4.2
     width = text_width + plot_width + 0.3
 
-    has_pi = show_pi and not _isnan(s.get("pi_low"))
-    n_diamonds = 2 if (show_common and common_result is not None) else 1
-    top = k + 2.0
-    y_last = top - 1.5 - k - 0.6 - (n_diamonds - 1) - (1 if has_pi else 0)
-    bottom = y_last - 0.6
+    # ---- geometry: one unit per row; plotted rows inside the axis, trailing text rows below it
+    plotted = max(i for i, (kind, _) in enumerate(rows) if kind in ("study", "diamond", "pi", "header")) + 1
+    trailing = len(rows) - plotted
     row_h = 0.26
+    top = plotted + 1.5
+    bottom = 0.4
     axes_h = (top - bottom) * row_h
-    margin_bottom, margin_top = 1.15, 0.45
+    margin_bottom, margin_top = max(1.15, 0.45 + trailing * 0.22), 0.45
     height = axes_h + margin_bottom + margin_top
     fig = plt.figure(figsize=(width, height))
     ax = fig.add_axes([text_width / width, margin_bottom / height, plot_width / width, axes_h / height])
     ax.set_ylim(bottom, top)
-    y_of = {i: top - 1.5 - i for i in range(k)}
 
-    def text(xpos, y, value, ha="left", bold=False, size=8.5):
-        fig.text(xpos / width, ax.transData.transform((0, y))[1] / fig.dpi / height, value, ha=ha, va="center",
-                 fontsize=size, fontweight="bold" if bold else "normal")
+    # x range from every interval drawn
+    values = [studies["ci_low"].to_numpy(), studies["ci_high"].to_numpy(),
+              np.array([s["estimate"], s["ci_low"], s["ci_high"]], dtype=float)]
+    candidates = shown(np.concatenate(values))
+    candidates = candidates[np.isfinite(candidates)]
+    if xlim is None:
+        lo, hi = float(np.min(candidates)), float(np.max(candidates))
+        if result.measure in RATIO:
+            lo, hi = min(lo, 1.0), max(hi, 1.0)
+            xlim = (lo / 1.15, hi * 1.15)
+        else:
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+            pad = 0.08 * (hi - lo or 1.0)
+            xlim = (lo - pad, hi + pad)
+    if result.measure in RATIO:
+        ax.set_xscale("log")
+    ax.set_xlim(*xlim)
 
-    fig.canvas.draw()
+    def text(xpos, y, value, ha="left", bold=False, size=8.5, italic=False):
+        fig.text(xpos / width, ax.transData.transform((0, y))[1] / fig.dpi / height, value, ha=ha,
+                 va="center", fontsize=size, fontweight="bold" if bold else "normal",
+                 fontstyle="italic" if italic else "normal")
+
     header_y = top - 0.5
     if arm_level:
         text(2.3 + 0.6, header_y + 0.75, "Experimental", ha="center", bold=True)
         text(2.3 + 1.8 + 0.2 + 0.6, header_y + 0.75, "Control", ha="center", bold=True)
     for header, xpos, ha in columns:
         text(xpos, header_y, header, ha=ha, bold=True)
-    text(text_width + plot_width / 2, header_y, f"{result.measure or 'Effect'} ({result.method}, "
-         f"{'HKSJ' if result.ci == 'hksj' else 'Wald'}) [{int(round(result.level * 100))}% CI]",
+    text(text_width + plot_width / 2, header_y,
+         f"{result.measure or 'Effect'} ({result.method}, {'HKSJ' if result.ci == 'hksj' else 'Wald'}) [{pct}% CI]",
          ha="center", bold=True)
 
-    # ---- study rows
-    lows, highs = shown(studies["ci_low"].to_numpy()), shown(studies["ci_high"].to_numpy())
-    estimates = shown(studies["yi"].to_numpy())
-    pooled = [shown(s["estimate"]), shown(s["ci_low"]), shown(s["ci_high"])]
-    candidates = np.concatenate([lows, highs, pooled])
-    candidates = candidates[np.isfinite(candidates)]
-    if xlim is None:
-        span_lo, span_hi = float(np.min(candidates)), float(np.max(candidates))
-        if result.measure in RATIO:
-            span_lo, span_hi = min(span_lo, 1.0), max(span_hi, 1.0)
-            xlim = (span_lo / 1.15, span_hi * 1.15)
-        else:
-            span_lo, span_hi = min(span_lo, 0.0), max(span_hi, 0.0)
-            pad = 0.08 * (span_hi - span_lo or 1.0)
-            xlim = (span_lo - pad, span_hi + pad)
-    if result.measure in RATIO:
-        ax.set_xscale("log")
-    ax.set_xlim(*xlim)
     weights = studies["weight"].to_numpy()
     max_w = np.nanmax(weights) if k else 1.0
-    trans = ax.transData
-    for i, row in enumerate(studies.itertuples(index=False)):
-        y = y_of[i]
-        text(0.1, y, str(row.study))
-        if arm_level:
-            values = [row.mean_exp, row.sd_exp, row.n_exp, row.mean_ctrl, row.sd_ctrl, row.n_ctrl]
-            for (header, xpos, ha), value in zip(columns[1:7], values):
-                is_n = header == "Total"
-                text(xpos, y, _fmt(value, 0 if is_n and float(value).is_integer() else 1) if not is_n
-                     else (f"{value:g}"), ha=ha)
-        if quality is not None:
-            text(columns[-3][1], y, str(quality.get(row.study, "")), ha="right")
-        text(columns[-2][1], y, f"{row.weight:.1f}%", ha="right")
-        text(columns[-1][1], y, f"{_fmt(estimates[i], digits)} [{_fmt(lows[i], digits)}, {_fmt(highs[i], digits)}]",
-             ha="right")
-        lo, hi = lows[i], highs[i]
-        clipped_lo, clipped_hi = lo < xlim[0], hi > xlim[1]
-        ax.plot([max(lo, xlim[0]), min(hi, xlim[1])], [y, y], color="black", lw=1, solid_capstyle="butt")
-        for clipped, edge, marker in ((clipped_lo, xlim[0], "<"), (clipped_hi, xlim[1], ">")):
-            if clipped:      # arrow head where the CI runs off the axis
-                ax.plot([edge], [y], marker=marker, color="black", ms=5, clip_on=False)
-        size = 0.25 + 0.45 * math.sqrt(row.weight / max_w)      # area proportional to weight
-        _box(ax, trans, estimates[i], y, size, fig)
-
-    # ---- pooled rows
-    y = top - 1.5 - k - 0.6
-    diamonds = [("Total (random effects)" if result.method != "FE" else "Total (common effect)", s, result)]
-    if show_common and common_result is not None:
-        diamonds.append(("Total (common effect)", common_result.stats, common_result))
-    for label, st, res in diamonds:
-        est, lo, hi = shown(st["estimate"]), shown(st["ci_low"]), shown(st["ci_high"])
-        text(0.1, y, f"{label}", bold=True)
-        if arm_level:
-            text(columns[3][1], y, f"{studies['n_exp'].sum():g}", ha="right", bold=True)
-            text(columns[6][1], y, f"{studies['n_ctrl'].sum():g}", ha="right", bold=True)
-        text(columns[-2][1], y, "100.0%", ha="right", bold=True)
-        text(columns[-1][1], y, f"{_fmt(est, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right", bold=True)
-        ax.add_patch(Polygon([[lo, y], [est, y + 0.32], [hi, y], [est, y - 0.32]], closed=True,
-                             facecolor=DIAMOND_COLOUR, edgecolor=DIAMOND_COLOUR))
-        y -= 1
-    if has_pi:
-        lo, hi = shown(s["pi_low"]), shown(s["pi_high"])
-        text(0.1, y, "Prediction interval")
-        text(columns[-1][1], y, f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right")
-        ax.plot([max(lo, xlim[0]), min(hi, xlim[1])], [y, y], color=DIAMOND_COLOUR, lw=2.5)
-        y -= 1
-
-    # ---- footer: heterogeneity and overall effect (left of the axis, below the last row)
-    footer = []
-    if s["k"] >= 2:
-        tau2 = "" if result.method == "FE" else f"Tau² = {_fmt(s['tau2'], 3)}; "
-        footer.append(f"Heterogeneity: {tau2}Chi² = {_fmt(s['q'], 2)}, df = {int(s['q_df'])} "
-                      f"(P {_p(s['q_p'])}); I² = {s['i2']:.0f}%")
-    stat = "t" if result.ci == "hksj" else "Z"
-    footer.append(f"Test for overall effect: {stat} = {abs(s['statistic']):.2f} (P {_p(s['p'])})")
-    for line in footer:
-        text(0.1, y, line, size=8)
-        y -= 0.8
+    y = top - 1.5
+    for kind, payload in rows:
+        if kind == "header":
+            text(0.1, y, str(payload), bold=True, italic=True)
+        elif kind == "study":
+            row = studies.iloc[payload]
+            est, lo, hi = shown(row["yi"]), shown(row["ci_low"]), shown(row["ci_high"])
+            text(0.1, y, str(row["study"]))
+            for xpos, field in arm_columns:
+                value = row[field]
+                text(xpos, y, f"{value:g}" if field.startswith("n_") else _fmt(value, 1), ha="right")
+            if quality_x is not None:
+                text(quality_x, y, _quality_text(quality.get(row["study"])), ha="right")
+            text(weight_x, y, f"{row['weight']:.1f}%", ha="right")
+            text(effect_x, y, f"{_fmt(est, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right")
+            ax.plot([max(lo, xlim[0]), min(hi, xlim[1])], [y, y], color="black", lw=1, solid_capstyle="butt")
+            for clipped, edge, marker in ((lo < xlim[0], xlim[0], "<"), (hi > xlim[1], xlim[1], ">")):
+                if clipped:      # arrow head where the CI runs off the axis
+                    ax.plot([edge], [y], marker=marker, color="black", ms=5, clip_on=False)
+            _box(ax, ax.transData, est, y, 0.25 + 0.45 * math.sqrt(row["weight"] / max_w), fig)
+        elif kind == "diamond":
+            label_text, st, bold, share = payload
+            est, lo, hi = shown(st["estimate"]), shown(st["ci_low"]), shown(st["ci_high"])
+            text(0.1, y, label_text, bold=bold)
+            if arm_level and bold:
+                text(arm_columns[2][0], y, f"{studies['n_exp'].sum():g}", ha="right", bold=True)
+                text(arm_columns[5][0], y, f"{studies['n_ctrl'].sum():g}", ha="right", bold=True)
+            if share is not None:
+                text(weight_x, y, f"{share:.1f}%", ha="right", bold=bold)
+            text(effect_x, y, f"{_fmt(est, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right", bold=bold)
+            colour = DIAMOND_COLOUR if bold else "#555555"
+            ax.add_patch(Polygon([[lo, y], [est, y + 0.32], [hi, y], [est, y - 0.32]], closed=True,
+                                 facecolor=colour, edgecolor=colour))
+        elif kind == "pi":
+            lo, hi = shown(payload["pi_low"]), shown(payload["pi_high"])
+            text(0.1, y, "Prediction interval")
+            text(effect_x, y, f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right")
+            ax.plot([max(lo, xlim[0]), min(hi, xlim[1])], [y, y], color=DIAMOND_COLOUR, lw=2.5)
+        elif kind == "small":
+            text(0.1, y, payload, size=8)
+        y -= 0.85 if kind == "small" else 1
 
     # ---- axis, reference lines, favours labels
-    null = 1.0 if result.measure in RATIO else 0.0
-    ax.axvline(null, color="black", lw=0.8)
+    ax.axvline(1.0 if result.measure in RATIO else 0.0, color="black", lw=0.8)
     if mcid is not None:
         for m in (-mcid, mcid):
             if xlim[0] < m < xlim[1]:
@@ -216,6 +252,21 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     return fig
 
 
+def _heterogeneity_text(stats, method):
+    tau2 = "" if method == "FE" else f"Tau² = {_fmt(stats['tau2'], 3)}; "
+    return (f"Heterogeneity: {tau2}Chi² = {_fmt(stats['q'], 2)}, df = {int(stats['q_df'])} "
+            f"(P {_p(stats['q_p'])}); I² = {stats['i2']:.0f}%")
+
+
+def _quality_text(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return "?"
+    try:
+        return f"{float(value):g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _box(ax, trans, x, y, size_in, fig):
     """A square of side ``size_in`` (in row units vertically), drawn square on the page."""
     if not np.isfinite(x):
@@ -240,30 +291,82 @@ def _p(p):
     return "< 0.00001" if p < 1e-5 else f"= {p:.2g}" if p < 0.01 else f"= {p:.2f}"
 
 
-def funnel(result, *, level=0.95, title=None, xlabel=None):
-    """Funnel plot: effect against standard error, with pseudo confidence limits around the pooled effect."""
+def funnel(result, *, level=0.95, contours=False, title=None, xlabel=None, filled=None):
+    """Funnel plot: effect against standard error.
+
+    Pseudo confidence limits (dashed) around the pooled effect; with ``contours=True`` the
+    contour-enhanced version (Peters et al. 2008): shaded regions where a study would be significant
+    at p < 0.01, 0.01-0.05 and 0.05-0.10 against the null, so asymmetry from publication bias
+    (missing studies in the non-significant region) can be told from other causes. ``filled`` takes
+    the ``trimfill()`` output to add the filled studies as open circles.
+    """
     s = result.stats
     studies = result.studies
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = plt.subplots(figsize=(5.8, 4.6))
     se_max = float(np.nanmax(studies["se"])) * 1.1 if len(studies) else 1.0
-    se_grid = np.linspace(0, se_max, 50)
+    se_grid = np.linspace(0, se_max, 60)
+    null = 0.0
+    if contours:
+        from matplotlib.patches import Patch
+
+        ax.set_facecolor("#9a9a9a")                       # p < 0.01 outside every band
+        bands = ((0.01, "#c4c4c4", "0.01 < p < 0.05"), (0.05, "#e3e3e3", "0.05 < p < 0.10"),
+                 (0.10, "#ffffff", "p > 0.10"))
+        for p_level, shade, _ in bands:                   # widest first, narrower bands on top
+            z = float(ndtri(1 - p_level / 2))
+            ax.fill_betweenx(se_grid, null - z * se_grid, null + z * se_grid, color=shade, zorder=0)
+        contour_handles = [Patch(color=shade, label=label) for _, shade, label in bands[::-1]]
+        contour_handles.append(Patch(color="#9a9a9a", label="p < 0.01"))
     z = float(ndtri(0.5 + level / 2))
     est = s["estimate"]
-    ax.fill_betweenx(se_grid, est - z * se_grid, est + z * se_grid, color="#eeeeee", zorder=0,
-                     label=f"pseudo {int(level * 100)}% limits")
-    ax.plot(est - z * se_grid, se_grid, color="#999999", lw=0.8, ls="--")
-    ax.plot(est + z * se_grid, se_grid, color="#999999", lw=0.8, ls="--")
+    if not contours:
+        ax.fill_betweenx(se_grid, est - z * se_grid, est + z * se_grid, color="#eeeeee", zorder=0,
+                         label=f"pseudo {int(level * 100)}% limits")
+    ax.plot(est - z * se_grid, se_grid, color="#777777", lw=0.8, ls="--")
+    ax.plot(est + z * se_grid, se_grid, color="#777777", lw=0.8, ls="--")
     ax.axvline(est, color="black", lw=0.8)
-    ax.scatter(studies["yi"], studies["se"], color=BOX_COLOUR, zorder=3, s=22)
+    ax.scatter(studies["yi"], studies["se"], color=BOX_COLOUR, zorder=3, s=22, label="studies")
+    if filled is not None and filled.get("k0"):
+        ax.scatter(filled["filled_yi"], np.sqrt(filled["filled_vi"]), facecolors="white", edgecolors=BOX_COLOUR,
+                   zorder=3, s=22, label=f"filled ({filled['estimator']})")
     ax.set_ylim(se_max, 0)
     ax.set_ylabel("Standard error")
-    ax.set_xlabel(xlabel or (f"{result.measure} (log scale)" if result.measure in RATIO else result.measure or "Effect"))
+    ax.set_xlabel(xlabel or (f"log {result.measure}" if result.measure in RATIO else result.measure or "Effect"))
     if title:
         ax.set_title(title, fontsize=10)
     if s["k"] < 10:
         ax.text(0.02, 0.02, f"k = {s['k']}: too few studies to judge asymmetry", transform=ax.transAxes,
                 fontsize=7, color="#aa0000")
-    ax.legend(loc="lower right", fontsize=7, frameon=False)
+    handles, _ = ax.get_legend_handles_labels()
+    if contours:
+        handles += contour_handles
+    ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=True)
+    fig.tight_layout()
+    return fig
+
+
+def baujat(result, *, title=None):
+    """Baujat et al. (2002) plot: each study's contribution to Cochran's Q (x, with common-effect
+    weights) against its influence on the pooled estimate (y: squared change in the estimate when the
+    study is left out, divided by the variance of the leave-one-out estimate), as metafor's ``baujat``.
+    """
+    from .sensitivity import leave_one_out
+
+    studies = result.studies
+    yi, vi = studies["yi"].to_numpy(float), studies["vi"].to_numpy(float)
+    w = 1.0 / vi
+    mu_fe = np.sum(w * yi) / np.sum(w)
+    contribution = (yi - mu_fe) ** 2 / vi
+    loo = leave_one_out(result)
+    influence = (result.stats["estimate"] - loo["estimate"].to_numpy()) ** 2 / loo["se"].to_numpy() ** 2
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.scatter(contribution, influence, color=BOX_COLOUR, s=18)
+    for x, y, label in zip(contribution, influence, studies["study"]):
+        ax.annotate(str(label), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xlabel("Contribution to overall heterogeneity (Q)")
+    ax.set_ylabel("Influence on overall result")
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -130,3 +130,25 @@ def test_report_renders_in_headless_chromium(tmp_path):
     subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,2000", url],
                    capture_output=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_forest_plot_subgroups_quality_and_common_effect():
+    res = pm.pool(ROOT / "data" / "examples" / "bcg.csv", measure="RR")
+    fig = plots.forest(res, subgroups="alloc", quality={"Aronson 1948": 6}, show_common=True)
+    texts = " ".join(t.get_text() for t in fig.texts)
+    for part in ("alternate", "random", "systematic", "Subtotal (95% CI)", "Test for subgroup differences",
+                 "Total (common effect)", "PEDro"):
+        assert part in texts, part
+    assert texts.count("Subtotal") == 3
+    assert "?" in texts           # unknown quality scores are marked, not invented
+
+
+def test_contour_funnel_and_baujat():
+    from pfps_meta import sensitivity
+
+    res = pm.pool(ROOT / "data" / "examples" / "hackshaw1998.csv", measure="OR", method="DL")
+    fig = plots.funnel(res, contours=True, filled=sensitivity.trimfill(res))
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "p < 0.01" in labels and "p > 0.10" in labels and any(l.startswith("filled") for l in labels)
+    fig = plots.baujat(res)
+    assert len(fig.axes[0].texts) == 37
