@@ -45,7 +45,7 @@ DEFAULT_SETTINGS = {"method": "REML", "ci": "wald", "pi": "auto", "i2": "tau2", 
                     "level": 0.95}
 ANALYSIS_KEYS = {"id", "label", "comparison", "outcome", "measure", "timepoint", "favourable", "target_range",
                  "published", "trials", "data", "allow_mixed_change_and_final", "split_shared_arms", "mcid",
-                 "notes", *SETTING_KEYS}
+                 "notes", "design", *SETTING_KEYS}
 
 
 @dataclass
@@ -81,6 +81,7 @@ class Analysis:
     mcid: float | None = None
     notes: str = ""
     assumption: str = ""
+    design: str = "randomised"      # GRADE's starting level: randomised -> High, observational -> Low
 
     @property
     def key(self) -> str:
@@ -147,6 +148,9 @@ def load_spec(path) -> Spec:
                                  file=name)
             trials.append(TrialEntry(trial=t["trial"], exp=t["exp"], ctrl=t["ctrl"], scale=t.get("scale"),
                                      timepoint=t.get("timepoint"), note=t.get("note", "")))
+        if entry.get("design", "randomised") not in ("randomised", "observational"):
+            raise InputError(f"{where} ('{entry['id']}'): design must be \"randomised\" or \"observational\"",
+                             file=name)
         favourable = entry.get("favourable")
         if trials and favourable not in ("lower", "higher"):
             raise InputError(f"{where} ('{entry['id']}'): favourable must be \"lower\" or \"higher\"", file=name)
@@ -165,7 +169,7 @@ def load_spec(path) -> Spec:
             data=(path.parent / entry["data"]).resolve() if "data" in entry else None,
             allow_mixed=bool(entry.get("allow_mixed_change_and_final", False)),
             split_shared=bool(entry.get("split_shared_arms", False)), mcid=entry.get("mcid"),
-            notes=entry.get("notes", ""), assumption=assumption))
+            notes=entry.get("notes", ""), assumption=assumption, design=entry.get("design", "randomised")))
     return Spec(path=path, review=review, settings=settings, analyses=analyses, data_dir=data_dir)
 
 
