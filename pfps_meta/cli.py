@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.set_defaults(func=cmd_reproduce)
 
     p_sens = sub.add_parser("sensitivity", help="leave-one-out, influence, small-study tests and more for one CSV")
-    p_sens.add_argument("file", help="CSV with one row per study (same layouts as pool)")
+    p_sens.add_argument("file", help="CSV with one row per study (same layouts as pool), or an analysis "
+                        "definition (analyses/*.toml) with --analysis")
+    p_sens.add_argument("--analysis", help="analysis id, when FILE is an analysis definition (.toml)")
     _add_model_options(p_sens)
     p_sens.add_argument("--order", help="column to order the cumulative meta-analysis by (e.g. year)")
     p_sens.add_argument("--subgroup", help="column defining subgroups (test for subgroup differences)")
@@ -138,8 +140,11 @@ def cmd_sensitivity(args) -> int:
 
     from .model import pool
 
-    result = pool(args.file, measure=args.measure, method=args.method, ci=args.ci, pi=args.pi, i2=args.i2,
-                  level=args.level, smd_convention=args.smd, pooled_sd=args.pooled_sd)
+    if str(args.file).endswith(".toml"):
+        result = _analysis_result(args)
+    else:
+        result = pool(args.file, measure=args.measure, method=args.method, ci=args.ci, pi=args.pi, i2=args.i2,
+                      level=args.level, smd_convention=args.smd, pooled_sd=args.pooled_sd)
     report = sensitivity_report(result, order=args.order, subgroup=args.subgroup, moderator=args.moderator,
                                 mcid=args.mcid, direction=args.direction, permutations=args.permutations,
                                 bootstrap=args.bootstrap, seed=args.seed)
@@ -150,6 +155,23 @@ def cmd_sensitivity(args) -> int:
 
         print(format_sensitivity(report))
     return 0
+
+
+def _analysis_result(args):
+    """The fitted result of ``--analysis`` in a spec file, with the spec's own settings."""
+    from .analyses import load_all, run_analysis
+    from .errors import InputError
+
+    [(spec, evidence)] = load_all([args.file])
+    matches = [a for a in spec.analyses if a.id == args.analysis]
+    if not matches:
+        raise InputError(f"--analysis: no analysis '{args.analysis}' (have: "
+                         f"{', '.join(a.id for a in spec.analyses)})", file=args.file)
+    run = run_analysis(matches[0], evidence)
+    if run.result is None:
+        raise InputError(f"analysis '{matches[0].key}' has no trial with usable data yet (missing: "
+                         f"{', '.join(m['trial'] for m in run.studies.missing)})", file=args.file)
+    return run.result
 
 
 def cmd_diff(args) -> int:

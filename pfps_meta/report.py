@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import math
 import os
 import platform
 import sys
@@ -19,7 +20,8 @@ from pathlib import Path
 from . import __version__
 from .analyses import load_all, run_analysis
 from .evidence import completeness
-from .reproduce import format_table, reproduce_rows
+from .grade import summary_of_findings
+from .reproduce import format_table, preset_statuses, reproduce_rows
 from .tables import display_frame, summary_table, to_html, to_markdown
 
 METHOD_TEXT = {
@@ -119,13 +121,22 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
     body.append(f"<p>{intro}</p>")
 
     rows = reproduce_rows([r for _, _, r in results])
+    for row, (_, evidence, ar) in zip(rows, results):
+        if ar.published is not None and ar.result is not None:
+            statuses = preset_statuses(ar.analysis, evidence)
+            row["reproduced_by"] = [name for name, p in statuses.items() if p["status"] == "reproduced"]
+        else:
+            row["reproduced_by"] = []
     md.append("## Published vs reproduced\n")
     md.append("```\n" + format_table(rows) + "\n```\n")
+    md.append("Presets that reproduce each target: " + "; ".join(
+        f"{r['analysis']}: {', '.join(r['reproduced_by']) or '-'}" for r in rows) + "\n")
     body.append("<h2>Published vs reproduced</h2>")
     rep = pd.DataFrame([{
         "Analysis": r["analysis"], "Measure": r["measure"],
         "Published": _interval(r, "published"), "Reproduced": _interval(r, "reproduced"),
         "k": f"{r['k_available']}/{r['k_expected']}", "Status": r["status"],
+        "Presets that reproduce it": ", ".join(r["reproduced_by"]) or "-",
         "Missing trials": ", ".join(r["missing_trials"])} for r in rows])
     body.append(to_html(rep, "table reproduce"))
 
@@ -133,6 +144,16 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
     md.append("## Summary of pooled results\n")
     md.append(to_markdown(summary) + "\n")
     body.append("<h2>Summary of pooled results</h2>" + to_html(summary, "table summary"))
+
+    sof = pd.concat([summary_of_findings([ar for s_, _, ar in results if s_ is spec], evidence)
+                     for spec, evidence in loaded], ignore_index=True)
+    sof_note = ("GRADE layout. Judgements marked 'suggested' follow the rules in pfps_meta.grade; "
+                "'for reviewer' marks what the data cannot decide, and such certainty is provisional.")
+    md.append("## Summary of findings (GRADE)\n")
+    md.append(sof_note + "\n")
+    md.append(to_markdown(sof) + "\n")
+    body.append("<h2>Summary of findings (GRADE)</h2>" + f"<p class='note'>{html.escape(sof_note)}</p>"
+                + to_html(sof, "table sof"))
 
     for spec, evidence in loaded:
         spec_results = [ar for s, _, ar in results if s is spec]
@@ -180,19 +201,16 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
                 favours = ("Favours control", "Favours experimental")
             elif a.measure in ("RR", "OR"):
                 favours = ("Lower in experimental", "Higher in experimental")
-            fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid)
-            stem = figures / f"forest_{a.review}_{a.id}"
-            png, _ = plots.save(fig, stem)
-            plt.close(fig)
-            rel = png.relative_to(out_dir).as_posix()
-            md.append(f"![Forest plot: {a.label}]({rel})\n")
-            data_uri = base64.b64encode(png.read_bytes()).decode("ascii")
-            body.append(f'<figure><img class="forest" alt="Forest plot: {html.escape(a.label)}" '
-                        f'src="data:image/png;base64,{data_uri}"><figcaption>Figure files: '
-                        f'{html.escape(rel)} and .svg</figcaption></figure>')
+            quality = None
+            if a.trials and evidence is not None:
+                scores = evidence.trials.set_index("trial_id")["pedro_score"]
+                quality = {t.trial: scores.get(t.trial) for t in a.trials}
+            fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality)
+            _figure(fig, figures / f"forest_{a.review}_{a.id}", f"Forest plot: {a.label}", out_dir, md, body)
             for note in ar.result.notes:
                 md.append(f"- Note: {note}")
                 body.append(f"<p class='note'>Note: {html.escape(note)}</p>")
+            _sensitivity_section(ar, figures, out_dir, md, body)
 
     # provenance
     inputs = set()
@@ -222,6 +240,84 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
     if progress:
         print(f"wrote {out_dir / 'index.html'}, {out_dir / 'report.md'} and {figures}/", file=sys.stderr)
     return {"html": out_dir / "index.html", "markdown": out_dir / "report.md", "rows": rows}
+
+
+def _figure(fig, stem, alt, out_dir, md, body):
+    """Save a figure (PNG + SVG), link it from the Markdown and inline it in the HTML."""
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    png, _ = plots.save(fig, stem)
+    plt.close(fig)
+    rel = png.relative_to(out_dir).as_posix()
+    md.append(f"![{alt}]({rel})\n")
+    data_uri = base64.b64encode(png.read_bytes()).decode("ascii")
+    body.append(f'<figure><img class="forest" alt="{html.escape(alt)}" src="data:image/png;base64,{data_uri}">'
+                f'<figcaption>Figure files: {html.escape(rel)} and .svg</figcaption></figure>')
+
+
+def _sensitivity_section(ar, figures, out_dir, md, body):
+    """Leave-one-out, influence, small-study tests, funnel plot and predictive probability of one analysis."""
+    import warnings
+
+    import pandas as pd
+
+    from . import plots, sensitivity
+
+    res, a = ar.result, ar.analysis
+    k = res.stats["k"]
+    if k < 2:
+        return
+    ratio = a.measure in ("RR", "OR")
+    show = (lambda x: None if x is None else math.exp(x)) if ratio else (lambda x: x)
+    md.append("**Sensitivity analyses**\n")
+    body.append("<h4>Sensitivity analyses</h4>")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sensitivity.SmallStudyWarning)
+        loo = sensitivity.leave_one_out(res)
+        table = pd.DataFrame({
+            "Study omitted": loo["study"],
+            "Estimate [95% CI]": [f"{show(e):.2f} [{show(lo):.2f}, {show(hi):.2f}]"
+                                  for e, lo, hi in zip(loo["estimate"], loo["ci_low"], loo["ci_high"])],
+            "tau²": [("" if t != t else f"{t:.3f}") for t in loo["tau2"]],
+            "I²": [("" if i != i else f"{i:.0f}%") for i in loo["i2"]]})
+        md.append("Leave-one-out:\n")
+        md.append(to_markdown(table) + "\n")
+        body.append("<p>Leave-one-out:</p>" + to_html(table, "table loo"))
+        if k >= 3:
+            inf = sensitivity.influence(res)
+            flagged = ", ".join(inf.loc[inf["influential"], "study"]) or "none"
+            egger = sensitivity.egger(res)
+            begg = sensitivity.begg(res)
+            tf = sensitivity.trimfill(res)
+            lines = [f"Influential studies (metafor's criteria on DFFITS, Cook's distance, hat): {flagged}.",
+                     f"Egger's test, classic weighted regression: intercept {egger['classic']['intercept']:.3f}, "
+                     f"t({egger['classic']['df']}) = {egger['classic']['statistic']:.2f}, p = {egger['classic']['p']:.3f}; "
+                     f"mixed-effects form (metafor's default): p = {egger['mixed']['p']:.3f}.",
+                     f"Begg's rank correlation: tau = {begg['tau']:.3f}, p = {begg['p']:.3f}.",
+                     f"Trim-and-fill ({tf['estimator']}): {tf['k0']} studies filled on the {tf['side']}; adjusted "
+                     f"estimate {show(tf['estimate']):.2f} [{show(tf['ci_low']):.2f}, {show(tf['ci_high']):.2f}]."]
+            if k < sensitivity.SMALL_K:
+                lines.append(f"With k = {k} < {sensitivity.SMALL_K} these small-study tests have little power; "
+                             "a non-significant result is weak evidence.")
+            for line in lines:
+                md.append(f"- {line}")
+                body.append(f"<p class='note'>{html.escape(line)}</p>")
+            md.append("")
+            fig = plots.funnel(res, contours=True, filled=tf, title=f"Contour-enhanced funnel plot: {a.label}")
+            _figure(fig, figures / f"funnel_{a.review}_{a.id}", f"Funnel plot: {a.label}", out_dir, md, body)
+            fig = plots.baujat(res, title=f"Baujat plot: {a.label}")
+            _figure(fig, figures / f"baujat_{a.review}_{a.id}", f"Baujat plot: {a.label}", out_dir, md, body)
+        if a.mcid is not None and a.favourable in ("lower", "higher"):
+            threshold = -abs(a.mcid) if a.favourable == "lower" else abs(a.mcid)
+            direction = "below" if a.favourable == "lower" else "above"
+            prob = sensitivity.predictive_probability(res, threshold, direction)
+            if prob["probability"] is not None:
+                line = (f"Predictive probability that the true effect in a new trial is {direction} {threshold:g} "
+                        f"(the MCID): {prob['probability']:.2f} ({prob['distribution']} prediction distribution).")
+                md.append(line + "\n")
+                body.append(f"<p>{html.escape(line)}</p>")
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -393,6 +393,11 @@ def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=N
             row = int(np.flatnonzero(x.isna().to_numpy())[0]) + 1
             raise InputError("moderator value is missing or not a number", file=result.source, row=row,
                              column=moderator)
+    if result.stats["k"] < 2:
+        return _clean({"k": result.stats["k"], "method": result.method, "ci": result.ci, "measure": result.measure,
+                       "estimate": result.stats["estimate"], "ci_low": result.stats["ci_low"],
+                       "ci_high": result.stats["ci_high"], "leave_one_out": [], "cumulative": [], "influence": [],
+                       "warnings": [f"k = {result.stats['k']}: sensitivity analyses need at least 2 studies"]})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SmallStudyWarning)
         report = {
@@ -435,6 +440,8 @@ def format_sensitivity(report) -> str:
 
     lines = [f"Sensitivity analyses (k = {report['k']}; {report['method']}, {report['ci']}): "
              f"pooled {f(report['estimate'])} [{f(report['ci_low'])}, {f(report['ci_high'])}]", ""]
+    if not report["leave_one_out"]:
+        return "\n".join(lines + [f"Warning: {w}" for w in report.get("warnings", [])])
     lines.append("Leave-one-out (study omitted):")
     for row in report["leave_one_out"]:
         lines.append(f"  {row['study']:<28} {f(row['estimate'])} [{f(row['ci_low'])}, {f(row['ci_high'])}]  "

@@ -71,7 +71,8 @@ def test_report_is_complete_and_deterministic(tmp_path):
     snapshot = {p.relative_to(first): p.read_bytes() for p in first.rglob("*") if p.is_file()}
     run_report(tmp_path, first)
     html = (first / "index.html").read_text()
-    for part in ("Published vs reproduced", "Summary of pooled results", "Methods.", "Data completeness",
+    for part in ("Published vs reproduced", "Summary of pooled results", "Summary of findings (GRADE)",
+                 "Leave-one-out", "Egger", "Presets that reproduce it", "Methods.", "Data completeness",
                  "Provenance", "SHA-256", "DerSimonian-Laird", "reproduced", "incomplete",
                  "data:image/png;base64,"):
         assert part in html, part

@@ -65,3 +65,17 @@ def test_smd_conventions_differ_in_a_preset_diff(tmp_path, capsys):
     assert main(["diff", str(spec), "smd", "--format", "json"]) == 0
     rows = {r["quantity"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["yi [Edinburgh]"]["difference"] != 0
+
+
+def test_sensitivity_on_analyses_from_the_definitions(capsys):
+    spec = str(ROOT / "analyses" / "nascimento2018.toml")
+    assert main(["sensitivity", spec, "--analysis", "B2", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["k"] == 1 and out["leave_one_out"] == [] and "at least 2 studies" in out["warnings"][0]
+    assert main(["sensitivity", spec, "--analysis", "B1"]) == 2
+    assert "no trial with usable data yet" in capsys.readouterr().err
+    assert main(["sensitivity", spec, "--analysis", "Z9"]) == 2
+    assert main(["sensitivity", str(ROOT / "analyses" / "hackshaw1997.toml"), "--analysis", "main",
+                 "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["k"] == 37 and out["method"] == "DL" and out["trimfill"]["k0"] >= 0
