@@ -45,6 +45,12 @@ reproduce = notebook([
              "        rows.append({'method': method, 'ci': ci, 'OR': math.exp(r.estimate),\n"
              "                     'ci_low': math.exp(r.ci_low), 'ci_high': math.exp(r.ci_high)})\n"
              "pd.DataFrame(rows).round(3)"),
+    ("md", "## Which conventions reproduce the paper?\n\nThe same question, asked of four named presets "
+           "(metafor, RevMan 5, RevMan Web 2025, R meta); `pfps-meta reproduce --presets` prints the same."),
+    ("code", "from pfps_meta.reproduce import preset_statuses\n"
+             "pd.DataFrame({name: p['status'] for name, p in preset_statuses(hack.analysis, None).items()}, index=['status'])"),
+    ("code", "from pfps_meta.presets import preset_diff\n"
+             "preset_diff(hack.analysis, None, 'revman5', 'metafor').head(22)"),
 ])
 
 pool_own = notebook([
@@ -63,6 +69,15 @@ pool_own = notebook([
     ("code", "fig = plots.forest(res, title='Length of stay (days)', favours=('Favours specialist care', "
              "'Favours routine care'), xlabel='Mean difference (days)')\n"
              "written = plots.save(fig, Path('reports') / 'figures' / 'notebook_normand1999_forest')\n[str(p) for p in written]"),
+    ("md", "How robust is it? Leave-one-out, influence, and small-study tests (with a warning: k = 9 < 10)."),
+    ("code", "from pfps_meta import sensitivity\nsensitivity.leave_one_out(res)[['study', 'estimate', 'ci_low', 'ci_high', 'tau2', 'i2']]"),
+    ("code", "import warnings\nwith warnings.catch_warnings(record=True) as caught:\n"
+             "    warnings.simplefilter('always')\n    egger = sensitivity.egger(res)\n"
+             "print(egger['classic'])\nprint(egger['mixed'])\nprint([str(w.message) for w in caught])"),
+    ("md", "Subgroups are drawn with their own diamonds and the test for subgroup differences:"),
+    ("code", "bcg = pm.pool('data/examples/bcg.csv', measure='RR')\n"
+             "fig = plots.forest(bcg, subgroups='alloc', title='BCG vaccine by allocation', "
+             "favours=('Favours vaccine', 'Favours control'))"),
     ("md", "Bad input is refused with its location, never silently dropped:"),
     ("code", "bad = trials.copy()\nbad.loc[2, 'sd_exp'] = -1\ntry:\n    pm.pool(bad, measure='MD')\n"
              "except pm.InputError as err:\n    print(err)"),
