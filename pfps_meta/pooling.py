@@ -267,9 +267,12 @@ def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000):
         collapsed = np.isfinite(hi_i) & (hi_i - lo_i <= tol * np.maximum(1.0, hi_i))
         converged[idx] = at_zero | (score == 0) | (np.abs(new - ti) <= tol * np.maximum(1.0, new)) | collapsed
     # metafor's ll0check: keep tau2 = 0 when the likelihood there is higher than at the root found.
+    candidates = converged & (t > tol)
+    if not np.any(candidates):          # every root is already at the boundary: nothing to compare
+        return t, converged, iterations
     ll_here = loglik_at(t)
     ll_zero = loglik_at(np.zeros_like(t))
-    to_zero = converged & (t > tol) & (ll_zero - ll_here > 1e-10)
+    to_zero = candidates & (ll_zero - ll_here > 1e-10)
     if np.any(to_zero):
         warnings.warn(f"{int(to_zero.sum())} fit(s): the likelihood is higher at tau2 = 0 than at the "
                       "stationary point found; tau2 = 0 is used instead (as metafor does).",
@@ -465,8 +468,11 @@ def pool_batch(yi, vi, method="REML", ci="wald", pi="auto", i2="tau2", level=0.9
 
         weights = np.where(present, 100.0 * w / sum_w[:, None], np.nan)
 
-    hetero = np.where(multi, 1.0, np.nan)      # heterogeneity is undefined for k < 2
+    # heterogeneity is undefined for k < 2 and everything for k = 0; skip the masking when no row needs it
+    hetero = 1.0 if multi.all() else np.where(multi, 1.0, np.nan)
     empty = k == 0
+    if not empty.any():
+        empty = False
     if np.any(~converged):
         warnings.warn(f"tau2 estimator {method} did not converge for {int((~converged).sum())} "
                       "meta-analysis row(s); their results are marked converged=False",
