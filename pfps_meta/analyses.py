@@ -26,23 +26,21 @@ from __future__ import annotations
 
 import tomllib
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import effects as es
-from .errors import InputError
+from . import measures
+from .conventions import ALIASES, OPTION_BY_NAME, Settings
+from .errors import InputError, SettingsError
 from .evidence import Evidence
 from .load import read_csv
 from .model import MetaResult, pool_effects
-from .pooling import CI_METHODS, I2_METHODS, METHODS, PI_METHODS
 from .validate import InputWarning, effect_table, sd_may_be_se
 
-SETTING_KEYS = ("method", "ci", "pi", "i2", "smd_convention", "level")
-DEFAULT_SETTINGS = {"method": "REML", "ci": "wald", "pi": "auto", "i2": "tau2", "smd_convention": "metafor",
-                    "level": 0.95}
+SETTING_KEYS = (*OPTION_BY_NAME, *ALIASES)      # every option name of conventions.OPTIONS, and aliases
 ANALYSIS_KEYS = {"id", "label", "comparison", "outcome", "measure", "timepoint", "favourable", "target_range",
                  "published", "trials", "data", "allow_mixed_change_and_final", "split_shared_arms", "mcid",
                  "notes", "design", *SETTING_KEYS}
@@ -66,7 +64,7 @@ class Analysis:
     review: str
     label: str
     measure: str | None
-    settings: dict
+    settings: Settings
     source: Path
     comparison: str = ""
     outcome: str = ""
@@ -94,7 +92,7 @@ class Spec:
 
     path: Path
     review: dict
-    settings: dict
+    settings: Settings
     analyses: list
     data_dir: Path
 
@@ -112,10 +110,12 @@ def load_spec(path) -> Spec:
     review = raw.get("review", {})
     if "id" not in review:
         raise InputError("[review] needs an id", file=name)
-    settings = dict(DEFAULT_SETTINGS)
     file_settings = raw.get("settings", {})
-    _check_settings(file_settings, name, "[settings]")
-    settings.update({k: v for k, v in file_settings.items() if k in SETTING_KEYS})
+    unknown = set(file_settings) - set(SETTING_KEYS) - {"assumption"}
+    if unknown:
+        raise InputError(f"[settings]: unknown key(s) {', '.join(sorted(unknown))}; known: "
+                         f"{', '.join(OPTION_BY_NAME)}, assumption", file=name)
+    settings = _settings({k: v for k, v in file_settings.items() if k in SETTING_KEYS}, None, name, "[settings]")
     assumption = file_settings.get("assumption", "")
     data_dir = (path.parent / review.get("data_dir", "../data")).resolve()
     analyses = []
@@ -133,9 +133,7 @@ def load_spec(path) -> Spec:
         if entry["id"] in ids:
             raise InputError(f"{where}: id '{entry['id']}' used twice", file=name)
         ids.add(entry["id"])
-        _check_settings(entry, name, where)
-        merged = dict(settings)
-        merged.update({k: entry[k] for k in SETTING_KEYS if k in entry})
+        merged = _settings({k: entry[k] for k in SETTING_KEYS if k in entry}, settings, name, where)
         if ("trials" in entry) == ("data" in entry):
             raise InputError(f"{where} ('{entry['id']}'): give either trials = [...] or data = \"file.csv\"",
                              file=name)
@@ -154,9 +152,9 @@ def load_spec(path) -> Spec:
         favourable = entry.get("favourable")
         if trials and favourable not in ("lower", "higher"):
             raise InputError(f"{where} ('{entry['id']}'): favourable must be \"lower\" or \"higher\"", file=name)
-        if trials and measure not in ("MD", "SMD"):
-            raise InputError(f"{where} ('{entry['id']}'): measure must be MD or SMD for evidence-base analyses",
-                             file=name)
+        if trials and measures.get(measure).layout != "arm":
+            raise InputError(f"{where} ('{entry['id']}'): measure must be one of "
+                             f"{', '.join(measures.names('arm'))} for evidence-base analyses", file=name)
         target = entry.get("target_range")
         if measure == "MD" and trials and (not isinstance(target, list) or len(target) != 2):
             raise InputError(f"{where} ('{entry['id']}'): an MD analysis needs target_range = [min, max]",
@@ -173,12 +171,12 @@ def load_spec(path) -> Spec:
     return Spec(path=path, review=review, settings=settings, analyses=analyses, data_dir=data_dir)
 
 
-def _check_settings(entry, name, where):
-    allowed = {"method": METHODS, "ci": CI_METHODS, "pi": PI_METHODS, "i2": I2_METHODS,
-               "smd_convention": es.SMD_CONVENTIONS}
-    for key, values in allowed.items():
-        if key in entry and entry[key] not in values:
-            raise InputError(f"{where}: {key} = '{entry[key]}' is not one of {', '.join(values)}", file=name)
+def _settings(values, base, name, where) -> Settings:
+    """Settings from a spec's keys on top of ``base``; a bad value names the file and the key."""
+    try:
+        return Settings.from_mapping(values, base=base)
+    except SettingsError as exc:
+        raise InputError(f"{where}: {exc.reason}", file=name) from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,11 +291,7 @@ def _arm_level_record(analysis, entry, exp, ctrl, usage, lower_is_favourable, mi
     if better1 != better2 or type1 != type2:
         missing.append({"trial": entry.trial, "reason": "the two arms' rows differ in direction or value type"})
         return None
-    if analysis.measure == "MD":
-        yi, vi = es.mean_difference(n1, m1, s1, n2, m2, s2)
-    else:
-        yi, vi = es.standardized_mean_difference(n1, m1, s1, n2, m2, s2,
-                                                 convention=analysis.settings["smd_convention"])
+    yi, vi = measures.get(analysis.measure).compute(n1, m1, s1, n2, m2, s2, analysis.settings)
     flip = better1 == lower_is_favourable
     return {"study": entry.trial, "yi": float(-yi if flip else yi), "vi": float(vi), "value_type": type1,
             "input": "arm-level", "n_exp": n1, "mean_exp": m1, "sd_exp": s1, "n_ctrl": n2, "mean_ctrl": m2,
@@ -335,15 +329,19 @@ class AnalysisResult:
         return None
 
 
-def run_analysis(analysis: Analysis, evidence: Evidence | None = None, settings: dict | None = None) -> AnalysisResult:
-    """Build the study table of ``analysis`` and pool it with its settings (or ``settings`` overrides)."""
-    opts = dict(analysis.settings)
-    if settings:
-        opts.update(settings)
+def run_analysis(analysis: Analysis, evidence: Evidence | None = None,
+                 settings: Settings | dict | None = None) -> AnalysisResult:
+    """Build the study table of ``analysis`` and pool it with its settings, or with ``settings`` (a
+    :class:`Settings`, or a dict of options applied on top of the analysis's own)."""
+    if isinstance(settings, dict):
+        settings = _settings(settings, analysis.settings, str(analysis.source), f"analysis '{analysis.key}'")
+    opts = settings if settings is not None else analysis.settings
+    if settings is not None and settings != analysis.settings:
+        analysis = replace(analysis, settings=settings)
     published = evidence.published_row(analysis.published) if (evidence is not None and analysis.published) else None
     if analysis.data is not None:
         frame = read_csv(analysis.data)
-        table = effect_table(frame, analysis.measure, smd_convention=opts["smd_convention"], level=opts["level"])
+        table = effect_table(frame, analysis.measure, settings=opts)
         studies = StudyTable(table=table, missing=[], expected=list(table["study"]), notes=[])
     else:
         if evidence is None:
@@ -351,10 +349,7 @@ def run_analysis(analysis: Analysis, evidence: Evidence | None = None, settings:
         studies = build_from_evidence(analysis, evidence)
     result = None
     if len(studies.table):
-        result = pool_effects(studies.table, measure=analysis.measure, method=opts["method"], ci=opts["ci"],
-                              pi=opts["pi"], i2=opts["i2"], level=opts["level"],
-                              smd_convention=opts["smd_convention"] if analysis.measure == "SMD" else None,
-                              notes=studies.notes)
+        result = pool_effects(studies.table, measure=analysis.measure, settings=opts, notes=studies.notes)
     return AnalysisResult(analysis=analysis, result=result, studies=studies, published=published)
 
 

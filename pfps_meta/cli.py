@@ -12,28 +12,50 @@ import sys
 import warnings
 
 from . import __version__
+from . import measures
+from .conventions import OPTIONS, Settings, cli_flag
 from .errors import ConvergenceWarning, InputError
-from .pooling import CI_METHODS, I2_METHODS, METHODS, PI_METHODS
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
 
 
-def _add_model_options(parser, default_method="REML"):
-    parser.add_argument("--measure", choices=["MD", "SMD", "RR", "OR"],
-                        help="effect measure for arm-level data (experimental minus control)")
-    parser.add_argument("--method", choices=METHODS, default=default_method,
-                        help="tau^2 estimator, or FE for a common-effect model (default: %(default)s)")
-    parser.add_argument("--ci", choices=CI_METHODS, default="wald",
-                        help="CI for the pooled effect: wald (normal) or hksj (default: %(default)s)")
-    parser.add_argument("--pi", choices=PI_METHODS, default="auto",
-                        help="prediction-interval distribution (default: %(default)s = metafor's)")
-    parser.add_argument("--i2", choices=I2_METHODS, default="tau2",
-                        help="I^2 from tau^2 (metafor) or from Q (RevMan) (default: %(default)s)")
-    parser.add_argument("--smd", choices=["metafor", "revman5"], default="metafor",
-                        help="SMD convention (default: %(default)s)")
-    parser.add_argument("--pooled-sd", action="store_true", help="MD: pooled-SD variance (metafor vtype HO)")
-    parser.add_argument("--level", type=float, default=0.95, help="confidence level (default: 0.95)")
+def _printable(text: str) -> str:
+    """One line without terminal control characters (labels are data, never escape sequences)."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text).replace("\n", " "))
+
+
+def _add_model_options(parser):
+    """One flag per option of ``conventions.OPTIONS`` (and its aliases). Defaults are not set here: an
+    option not given stays absent, so it neither overrides an analysis spec's settings nor hides where a
+    default lives (``conventions.Settings``)."""
+    parser.add_argument("--measure", choices=list(measures.MEASURES),
+                        help="effect measure for arm-level or binary data (experimental vs control)")
+    for option in OPTIONS:
+        if not option.cli:
+            continue
+        flags = [cli_flag(option)] + [f"--{alias}" for alias in option.aliases]
+        default_text = f" (default: {_shown(option.default)})"
+        if option.kind is bool:
+            parser.add_argument(*flags, dest=option.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=option.help + default_text)
+        else:
+            kind = option.kind if option.kind is not int else float
+            parser.add_argument(*flags, dest=option.name, type=kind, default=argparse.SUPPRESS,
+                                choices=list(option.choices) if option.choices else None,
+                                metavar=None if option.choices else option.name.upper(),
+                                help=option.help + default_text)
     parser.add_argument("--format", choices=["text", "json"], default="text")
+
+
+def _shown(value):
+    return str(value).lower() if isinstance(value, bool) else value
+
+
+def _given_settings(args) -> dict:
+    """The options given on the command line (and only those), by their canonical names."""
+    return {o.name: getattr(args, o.name) for o in OPTIONS if o.cli and hasattr(args, o.name)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,8 +165,7 @@ def cmd_sensitivity(args) -> int:
     if str(args.file).endswith(".toml"):
         result = _analysis_result(args)
     else:
-        result = pool(args.file, measure=args.measure, method=args.method, ci=args.ci, pi=args.pi, i2=args.i2,
-                      level=args.level, smd_convention=args.smd, pooled_sd=args.pooled_sd)
+        result = pool(args.file, measure=args.measure, settings=Settings.from_mapping(_given_settings(args)))
     report = sensitivity_report(result, order=args.order, subgroup=args.subgroup, moderator=args.moderator,
                                 mcid=args.mcid, direction=args.direction, permutations=args.permutations,
                                 bootstrap=args.bootstrap, seed=args.seed)
@@ -167,7 +188,13 @@ def _analysis_result(args):
     if not matches:
         raise InputError(f"--analysis: no analysis '{args.analysis}' (have: "
                          f"{', '.join(a.id for a in spec.analyses)})", file=args.file)
-    run = run_analysis(matches[0], evidence)
+    analysis = matches[0]
+    if args.measure is not None and args.measure != analysis.measure:
+        raise InputError(f"--measure {args.measure}: analysis '{analysis.key}' is defined with measure "
+                         f"{analysis.measure}; change it in the spec", file=args.file)
+    # options given on the command line override the spec's settings; the rest come from the spec
+    run = run_analysis(analysis, evidence,
+                       settings=Settings.from_mapping(_given_settings(args), base=analysis.settings))
     if run.result is None:
         raise InputError(f"analysis '{matches[0].key}' has no trial with usable data yet (missing: "
                          f"{', '.join(m['trial'] for m in run.studies.missing)})", file=args.file)
@@ -211,8 +238,7 @@ def _json_default(value):
 def cmd_pool(args) -> int:
     from .model import pool
 
-    result = pool(args.file, measure=args.measure, method=args.method, ci=args.ci, pi=args.pi,
-                  i2=args.i2, level=args.level, smd_convention=args.smd, pooled_sd=args.pooled_sd)
+    result = pool(args.file, measure=args.measure, settings=Settings.from_mapping(_given_settings(args)))
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -235,10 +261,23 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except InputError as exc:
-        print(f"pfps-meta: error: {exc.message}", file=sys.stderr)
+        print(f"pfps-meta: error: {_printable(exc.message)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("pfps-meta: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except MemoryError:
+        print("pfps-meta: error: out of memory (the input is too large for this machine)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception:       # anything else is a bug in pfps-meta: show it, and say so
+        import traceback
+
+        traceback.print_exc()
+        print("pfps-meta: internal error: the traceback above is a bug in pfps-meta, not a problem with "
+              "your input; please report it with the command you ran", file=sys.stderr)
+        return EXIT_INTERNAL
     finally:
         warnings.showwarning = previous
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln, ndtri
 
-SMD_CONVENTIONS = ("metafor", "revman5")
+from .conventions import SMD_CONVENTIONS, SMD_VTYPES
 
 
 def _arrays(*values):
@@ -60,29 +60,52 @@ def mean_difference(n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl, pooled_
 
 
 def standardized_mean_difference(n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl,
-                                 convention="metafor"):
+                                 convention="metafor", vtype="LS"):
     """Hedges' g, experimental minus control, and its sampling variance.
 
     ``d = (m1 - m2) / s_p`` with the pooled SD ``s_p`` (n - 1 weighting), then ``g = J d``.
 
-    convention="metafor" (metafor ``escalc(measure="SMD")``, R meta's default):
-        exact J through log-gamma; ``vi = 1/n1 + 1/n2 + g^2 / (2 (n1 + n2))``.
+    convention="metafor" (metafor ``escalc(measure="SMD")``, R meta): exact J through log-gamma, and
+    the variance chosen by ``vtype`` (metafor's names; Hedges 1983, Borenstein et al. 2009 eq. 4.20):
+
+    - "LS" (metafor's default): ``vi = 1/n1 + 1/n2 + g^2 / (2N)``;
+    - "UB" (unbiased; R meta's default since 6.0): ``vi = 1/n1 + 1/n2 + (1 - (m - 2)/(m J^2)) g^2``
+      with ``m = N - 2``;
+    - "AV": as "LS" with the unweighted mean of g over all studies in place of each study's g.
+
     convention="revman5" (RevMan 5, Deeks & Higgins 2010):
-        ``J = 1 - 3/(4N - 9)``; ``vi = N/(n1 n2) + g^2 / (2 (N - 3.94))``.
+        ``J = 1 - 3/(4N - 9)``; ``vi = N/(n1 n2) + g^2 / (2 (N - 3.94))`` (``vtype`` must be "LS").
     """
     if convention not in SMD_CONVENTIONS:
-        raise ValueError(f"convention must be one of {SMD_CONVENTIONS}, got {convention!r}")
+        raise ValueError(f"convention must be one of {tuple(SMD_CONVENTIONS)}, got {convention!r}")
+    if vtype not in SMD_VTYPES or (convention == "revman5" and vtype != "LS"):
+        raise ValueError(f"vtype {vtype!r} is not available with the {convention} convention")
     n1, m1, s1, n2, m2, s2 = _arrays(n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl)
     n_total = n1 + n2
     sd_pooled = np.sqrt(((n1 - 1) * s1 ** 2 + (n2 - 1) * s2 ** 2) / (n_total - 2))
     d = (m1 - m2) / sd_pooled
-    if convention == "metafor":
-        g = hedges_correction(n_total - 2) * d
-        vi = 1.0 / n1 + 1.0 / n2 + g ** 2 / (2.0 * n_total)
-    else:
+    if convention == "revman5":
         g = revman_correction(n_total) * d
-        vi = n_total / (n1 * n2) + g ** 2 / (2.0 * (n_total - 3.94))
-    return g, vi
+        return g, n_total / (n1 * n2) + g ** 2 / (2.0 * (n_total - 3.94))
+    j = hedges_correction(n_total - 2)
+    g = j * d
+    base = 1.0 / n1 + 1.0 / n2
+    if vtype == "UB":
+        m = n_total - 2
+        return g, base + (1.0 - (m - 2.0) / (m * j ** 2)) * g ** 2
+    if vtype == "AV":
+        return g, base + np.nanmean(g) ** 2 / (2.0 * n_total)
+    return g, base + g ** 2 / (2.0 * n_total)
+
+
+def log_ratio_of_means(n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl):
+    """Log ratio of means (metafor ``escalc(measure="ROM")``; Hedges, Gurevitch & Curtis 1999).
+
+    ``yi = log(m1 / m2)``, ``vi = sd1^2 / (n1 m1^2) + sd2^2 / (n2 m2^2)``; both means must be positive.
+    """
+    n1, m1, s1, n2, m2, s2 = _arrays(n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.log(m1 / m2), s1 ** 2 / (n1 * m1 ** 2) + s2 ** 2 / (n2 * m2 ** 2)
 
 
 def log_risk_ratio(events_exp, n_exp, events_ctrl, n_ctrl):
@@ -102,6 +125,19 @@ def log_odds_ratio(events_exp, n_exp, events_ctrl, n_ctrl):
     a, n1, c, n2 = _arrays(events_exp, n_exp, events_ctrl, n_ctrl)
     a, b, c, d = _continuity(a, n1 - a, c, n2 - c)
     return np.log(a * d / (b * c)), 1.0 / a + 1.0 / b + 1.0 / c + 1.0 / d
+
+
+def risk_difference(events_exp, n_exp, events_ctrl, n_ctrl):
+    """Risk difference and its large-sample variance (metafor ``escalc(measure="RD")``).
+
+    ``yi = a/n1 - c/n2``, ``vi = p1 (1 - p1) / n1 + p2 (1 - p2) / n2``, after metafor's default
+    0.5 added to every cell of a table with a zero cell.
+    """
+    a, n1, c, n2 = _arrays(events_exp, n_exp, events_ctrl, n_ctrl)
+    a, b, c, d = _continuity(a, n1 - a, c, n2 - c)
+    n1, n2 = a + b, c + d
+    p1, p2 = a / n1, c / n2
+    return p1 - p2, p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2
 
 
 def _continuity(a, b, c, d):

@@ -1,4 +1,4 @@
-"""The one exception type the library raises for bad input.
+"""The one exception type the library raises for bad input, and the one family of warnings.
 
 Every check on user data ends in :class:`InputError`, which carries where the problem is (file, line,
 data row, column) and why, so the command line can print one readable line instead of a traceback.
@@ -51,5 +51,29 @@ class InputError(ValueError):
                 "reason": self.reason}
 
 
-class ConvergenceWarning(UserWarning):
+class SettingsError(InputError):
+    """An option value that is not allowed (``key`` names the option): same one-line contract."""
+
+    def __init__(self, key: str, reason: str, **where):
+        self.key = key
+        super().__init__(f"setting '{key}': {reason}", **where)
+
+
+# ------------------------------------------------------------------------------------------------
+# warnings: one family, so a user can filter all of pfps-meta's with ``PfpsWarning``
+
+
+class PfpsWarning(UserWarning):
+    """Base class of every warning pfps-meta issues."""
+
+
+class InputWarning(PfpsWarning):
+    """Input that is accepted but looks suspicious (an asymmetric CI, an SD that may be an SE)."""
+
+
+class ConvergenceWarning(PfpsWarning):
     """An iterative estimator stopped without meeting its tolerance, or was moved to the boundary."""
+
+
+class SmallStudyWarning(PfpsWarning):
+    """Small-study tests with fewer than 10 studies have little power (Sterne et al. 2011, BMJ 343:d4002)."""

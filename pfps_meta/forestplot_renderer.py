@@ -16,6 +16,8 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
+from . import measures
+
 
 @contextmanager
 def _global_state_kept():
@@ -45,8 +47,7 @@ def import_forestplot():
 def forestplot_frame(result, digits=2) -> pd.DataFrame:
     """Our result as the frame ``forestplot.forestplot`` expects: one row per study plus the pooled row
     (label, est, ll, hl, weight as text), on the reporting scale (exp for RR/OR)."""
-    ratio = result.measure in ("RR", "OR")
-    show = np.exp if ratio else (lambda x: x)
+    show = measures.get(result.measure).to_reporting
     s = result.stats
     frame = pd.DataFrame({
         "label": result.studies["study"].astype(str).to_numpy(),
@@ -55,7 +56,7 @@ def forestplot_frame(result, digits=2) -> pd.DataFrame:
         "hl": show(result.studies["ci_high"].to_numpy(float)),
         "weight": [f"{w:.1f}%" for w in result.studies["weight"]],
     })
-    pooled = pd.DataFrame({"label": [f"Pooled ({result.method}, {result.ci})"], "est": [show(s["estimate"])],
+    pooled = pd.DataFrame({"label": [f"Pooled ({result.method}, {result.ci_method})"], "est": [show(s["estimate"])],
                            "ll": [show(s["ci_low"])], "hl": [show(s["ci_high"])], "weight": ["100.0%"]})
     return pd.concat([frame, pooled], ignore_index=True).round({"est": 6, "ll": 6, "hl": 6})
 
@@ -66,7 +67,7 @@ def draw(result, **kwargs):
     frame = forestplot_frame(result)
     options = dict(estimate="est", ll="ll", hl="hl", varlabel="label", annote=["weight"],
                    annoteheaders=["Weight"], xlabel=result.measure or "Effect",
-                   logscale=result.measure in ("RR", "OR"), figsize=(5, max(3, 0.35 * len(frame))))
+                   logscale=measures.get(result.measure).ratio, figsize=(5, max(3, 0.35 * len(frame))))
     options.update(kwargs)
     with _global_state_kept():
         ax = fp.forestplot(frame, **options)

@@ -30,6 +30,8 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from . import measures
+
 LEVELS = ["Very low", "Low", "Moderate", "High"]
 OPTIMAL_INFORMATION_SIZE = 400
 PEDRO_HIGH_QUALITY = 6
@@ -121,9 +123,8 @@ def summary_of_findings(analysis_results, evidence=None) -> pd.DataFrame:
                          "Inconsistency": "", "Indirectness": "", "Imprecision": "", "Publication bias": ""})
             continue
         s = ar.result.stats
-        ratio = a.measure in ("RR", "OR")
-        null = 0.0
-        show = math.exp if ratio else (lambda x: x)
+        null = 0.0          # the rules below work on the analysis (log for ratios) scale
+        show = measures.get(a.measure).to_reporting
         participants = ar.participants
         domains = {
             "Risk of bias": _risk_of_bias(ar, evidence),

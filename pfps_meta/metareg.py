@@ -5,10 +5,8 @@ same iterations (:func:`pfps_meta.pooling.likelihood_root`, :func:`pfps_meta.poo
 Formulas follow metafor's ``rma.uni(mods=...)`` (Viechtbauer 2010; Raudenbush 2009 for the moment
 estimators with moderators):
 
-- ``P = W - W X (X'WX)^-1 X'W`` with ``W = diag(1/(v + tau2))``; ``Q(tau2) = y'Py``.
-- DL: ``max(0, (Q_FE - (k-p)) / tr P_FE)``; HE: ``max(0, (y'P0y - tr(P0 V)) / (k-p))`` with the OLS
-  projection ``P0``; HS: ``max(0, (Q_FE - k) / sum w)``; SJ: ``tau0 Q(tau0) / (k-p)`` with
-  ``tau0 = var(y) (k-1)/k``; PM and EB: the root of ``Q(tau2) = k - p``; ML and REML: the likelihood root.
+- ``P = W - W X (X'WX)^-1 X'W`` with ``W = diag(1/(v + tau2))``; ``Q(tau2) = y'Py``; the tau2
+  estimators with moderators are in :mod:`pfps_meta.tau2`.
 - Wald tests (z, chi2 omnibus ``QM``) or Knapp-Hartung (t(k-p), F omnibus ``QM / m``) with
   ``vb = s2w (X'WX)^-1``, ``s2w = y'Py / (k-p)``.
 - ``R2 = max(0, 100 (tau2_RE - tau2_ME) / tau2_RE)`` against the intercept-only fit with the same
@@ -24,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import chdtrc, fdtrc, ndtr, ndtri, stdtr, stdtrit
 
-from .pooling import METHODS, decreasing_root, likelihood_root
+from .conventions import Settings
+from .tau2 import _q, _weighted, estimate_tau2_mods
 
 _EPS = np.finfo(float).eps
 
@@ -36,83 +35,6 @@ def _design(X, k):
     if X.shape[0] != k:
         raise ValueError(f"the design matrix has {X.shape[0]} rows for {k} studies")
     return X
-
-
-def _weighted(y, v, X, tau2):
-    """Weights, (X'WX)^-1, beta and residuals at one tau2."""
-    w = 1.0 / (v + tau2)
-    xtwx_inv = np.linalg.inv(X.T @ (w[:, None] * X))
-    beta = xtwx_inv @ (X.T @ (w * y))
-    return w, xtwx_inv, beta, y - X @ beta
-
-
-def _q(y, v, X, tau2):
-    """``Q(tau2) = y'Py`` and its derivative ``-y'PPy``."""
-    w, _, _, r = _weighted(y, v, X, tau2)
-    return float(np.sum(w * r ** 2)), -float(np.sum((w * r) ** 2))
-
-
-def _score(y, v, X, tau2, reml):
-    """(score, slope, information) of the ML or REML likelihood at tau2 (see ``likelihood_root``)."""
-    w, m, _, r = _weighted(y, v, X, tau2)
-    a = w * r                                   # P y
-    xwa = X.T @ (w * a)
-    yp3y = float(np.sum(w * a ** 2) - xwa @ m @ xwa)
-    ypppy = float(np.sum(a ** 2))
-    if reml:
-        xw2x = X.T @ ((w ** 2)[:, None] * X)
-        xw3x = X.T @ ((w ** 3)[:, None] * X)
-        tr_p = float(np.sum(w) - np.trace(m @ xw2x))
-        tr_pp = float(np.sum(w ** 2) - 2 * np.trace(m @ xw3x) + np.trace(m @ xw2x @ m @ xw2x))
-        a_term, b_term = tr_p, tr_pp
-    else:
-        a_term, b_term = float(np.sum(w)), float(np.sum(w ** 2))
-    return ypppy - a_term, b_term - 2 * yp3y, b_term
-
-
-def _loglik(y, v, X, tau2, reml):
-    w, m, _, r = _weighted(y, v, X, tau2)
-    k, p = X.shape
-    rss = float(np.sum(w * r ** 2))
-    ll = -0.5 * np.sum(np.log(v + tau2)) - 0.5 * rss
-    if reml:
-        return ll - 0.5 * (k - p) * math.log(2 * math.pi) + 0.5 * np.linalg.slogdet(m)[1]
-    return ll - 0.5 * k * math.log(2 * math.pi)
-
-
-def estimate_tau2_mods(y, v, X, method, maxiter=1000):
-    """tau2 of a meta-regression; returns (tau2, converged, iterations)."""
-    k, p = X.shape
-    if method == "FE":
-        return 0.0, True, 0
-    w = 1.0 / v
-    xtwx_inv = np.linalg.inv(X.T @ (w[:, None] * X))
-    q_fe, _ = _q(y, v, X, 0.0)
-    if method == "DL":
-        tr_p = float(np.sum(w) - np.trace(xtwx_inv @ (X.T @ ((w ** 2)[:, None] * X))))
-        return max(0.0, (q_fe - (k - p)) / tr_p), True, 0
-    if method == "HS":
-        return max(0.0, (q_fe - k) / float(np.sum(w))), True, 0
-    xtx_inv = np.linalg.inv(X.T @ X)
-    resid_ols = y - X @ (xtx_inv @ (X.T @ y))
-    rss_ols = float(np.sum(resid_ols ** 2))
-    he = (rss_ols - (np.sum(v) - np.trace(xtx_inv @ (X.T @ (v[:, None] * X))))) / (k - p)
-    if method == "HE":
-        return max(0.0, he), True, 0
-    if method == "SJ":
-        tau0 = float(np.var(y, ddof=1) * (k - 1) / k)
-        return tau0 * _q(y, v, X, tau0)[0] / (k - p), True, 0
-    if method in ("PM", "EB"):
-        root, conv, it = decreasing_root(lambda idx, t: tuple(np.array([c]) for c in _q(y, v, X, float(t[0]))),
-                                         float(k - p), np.array([rss_ols]), np.array([v.min()]), maxiter=200)
-        return float(root[0]), bool(conv[0]), int(it[0])
-    if method in ("ML", "REML"):
-        reml = method == "REML"
-        root, conv, it = likelihood_root(
-            lambda idx, t: tuple(np.array([c]) for c in _score(y, v, X, float(t[0]), reml)),
-            lambda t: np.array([_loglik(y, v, X, float(t[0]), reml)]), np.array([max(0.0, he)]), maxiter=maxiter)
-        return float(root[0]), bool(conv[0]), int(it[0])
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
 @dataclass
@@ -161,13 +83,17 @@ class MetaRegression:
                 "ci": self.ci, "df": clean(self.df), "converged": self.converged}
 
 
-def meta_regression(yi, vi, X, names=None, method="REML", ci="wald", level=0.95, intercept=True,
-                    maxiter=1000) -> MetaRegression:
+def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, intercept=True,
+                    **options) -> MetaRegression:
     """Fit ``y = X beta`` with random effects (numpy in; see the module docstring for the formulas).
 
     ``X`` holds the moderators (k x m, or a vector); a column of ones is prepended when ``intercept``.
-    The omnibus test ``QM`` covers every coefficient but the intercept.
+    The omnibus test ``QM`` covers every coefficient but the intercept. ``settings`` (default: the
+    defaults) with keyword ``options`` on top give the tau2 estimator (``method``), the CI method
+    (``ci_method``: Wald or Knapp-Hartung) and the ``level``.
     """
+    settings = Settings.from_mapping(options, base=settings)
+    method, ci, level, maxiter = settings.method, settings.ci_method, settings.level, settings.maxiter
     y = np.asarray(yi, dtype=float)
     v = np.asarray(vi, dtype=float)
     k = y.size
@@ -179,6 +105,9 @@ def meta_regression(yi, vi, X, names=None, method="REML", ci="wald", level=0.95,
     p = X.shape[1]
     if k <= p:
         raise ValueError(f"{k} studies cannot support {p} coefficients")
+    if np.linalg.matrix_rank(X) < p:
+        raise ValueError("the moderators are collinear or constant (the design matrix is not of full rank), "
+                         "so their coefficients are not identifiable")
     tau2, converged, _ = estimate_tau2_mods(y, v, X, method, maxiter=maxiter)
     w, xtwx_inv, beta, r = _weighted(y, v, X, tau2)
     vb = xtwx_inv

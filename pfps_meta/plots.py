@@ -1,7 +1,9 @@
 """Forest and funnel plots drawn with matplotlib from a fitted :class:`~pfps_meta.model.MetaResult`.
 
-Presentation only: every number drawn comes from the result object; nothing is recomputed here except
-positions on the page. Each function returns the matplotlib Figure; :func:`save` writes PNG and SVG.
+Presentation only: every number drawn comes from the result object, except where a function says it calls
+the analysis layer explicitly (subgroup diamonds: :func:`pfps_meta.sensitivity.subgroups`; the optional
+common-effect diamond: a refit with ``method="FE"``; the Baujat plot: leave-one-out). Importing this
+module does not choose a matplotlib backend. Each function returns the matplotlib Figure; :func:`save` writes PNG and SVG.
 """
 
 from __future__ import annotations
@@ -10,17 +12,15 @@ import math
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.patches import Polygon, Rectangle
+from scipy.special import ndtri
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.patches import Polygon, Rectangle  # noqa: E402
-from scipy.special import ndtri  # noqa: E402
-
-from .pooling import pool_batch  # noqa: E402
-
-RATIO = ("RR", "OR")
+from . import measures
+from .outputs import atomic_write_bytes
+from .pooling import pool_batch
 BOX_COLOUR = "#2b5d8a"
 DIAMOND_COLOUR = "#111111"
 
@@ -31,9 +31,7 @@ def _fmt(x, places=2):
 
 def _scale(result):
     """Functions to show values on the reporting scale (exp for ratio measures)."""
-    if result.measure in RATIO:
-        return np.exp
-    return lambda x: x
+    return measures.get(result.measure).to_reporting
 
 
 def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=True, show_common=False,
@@ -93,14 +91,14 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     label = "Total (random effects)" if result.method != "FE" else "Total (common effect)"
     rows.append(("diamond", (f"{label} ({pct}% CI)", s, True, 100.0)))
     if show_common and result.method != "FE":
-        common = pool_batch(studies["yi"].to_numpy(float), studies["vi"].to_numpy(float), method="FE",
-                            level=result.level, tau2_ci=False).row(0)
+        common = pool_batch(studies["yi"].to_numpy(float), studies["vi"].to_numpy(float),
+                            result.settings.replace(method="FE", tau2_ci=False)).row(0)
         rows.append(("diamond", (f"Total (common effect) ({pct}% CI)", common, True, None)))
     if show_pi and not _isnan(s.get("pi_low")):
         rows.append(("pi", s))
     if s["k"] >= 2:
         rows.append(("small", _heterogeneity_text(s, result.method)))
-    stat = "t" if result.ci == "hksj" else "Z"
+    stat = "t" if result.settings.test == "t" else "Z"
     rows.append(("small", f"Test for overall effect: {stat} = {abs(s['statistic']):.2f} (P {_p(s['p'])})"))
     if group_test is not None:
         df = group_test["df"]
@@ -152,14 +150,14 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     candidates = candidates[np.isfinite(candidates)]
     if xlim is None:
         lo, hi = float(np.min(candidates)), float(np.max(candidates))
-        if result.measure in RATIO:
+        if measures.get(result.measure).ratio:
             lo, hi = min(lo, 1.0), max(hi, 1.0)
             xlim = (lo / 1.15, hi * 1.15)
         else:
             lo, hi = min(lo, 0.0), max(hi, 0.0)
             pad = 0.08 * (hi - lo or 1.0)
             xlim = (lo - pad, hi + pad)
-    if result.measure in RATIO:
+    if measures.get(result.measure).ratio:
         ax.set_xscale("log")
     ax.set_xlim(*xlim)
 
@@ -175,7 +173,7 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     for header, xpos, ha in columns:
         text(xpos, header_y, header, ha=ha, bold=True)
     text(text_width + plot_width / 2, header_y,
-         f"{result.measure or 'Effect'} ({result.method}, {'HKSJ' if result.ci == 'hksj' else 'Wald'}) [{pct}% CI]",
+         f"{result.measure or 'Effect'} ({result.method}, {'HKSJ' if result.ci_method == 'hksj' else 'Wald'}) [{pct}% CI]",
          ha="center", bold=True)
 
     weights = studies["weight"].to_numpy()
@@ -223,7 +221,7 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
         y -= 0.85 if kind == "small" else 1
 
     # ---- axis, reference lines, favours labels
-    ax.axvline(1.0 if result.measure in RATIO else 0.0, color="black", lw=0.8)
+    ax.axvline(1.0 if measures.get(result.measure).ratio else 0.0, color="black", lw=0.8)
     if mcid is not None:
         for m in (-mcid, mcid):
             if xlim[0] < m < xlim[1]:
@@ -234,7 +232,7 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     ax.tick_params(axis="x", labelsize=8)
     if xlabel:
         ax.set_xlabel(xlabel, fontsize=8)
-    if result.measure in RATIO:
+    if measures.get(result.measure).ratio:
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
         ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if xlim[0] <= t <= xlim[1]]
@@ -331,7 +329,7 @@ def funnel(result, *, level=0.95, contours=False, title=None, xlabel=None, fille
                    zorder=3, s=22, label=f"filled ({filled['estimator']})")
     ax.set_ylim(se_max, 0)
     ax.set_ylabel("Standard error")
-    ax.set_xlabel(xlabel or (f"log {result.measure}" if result.measure in RATIO else result.measure or "Effect"))
+    ax.set_xlabel(xlabel or (f"log {result.measure}" if measures.get(result.measure).ratio else result.measure or "Effect"))
     if title:
         ax.set_title(title, fontsize=10)
     if s["k"] < 10:
@@ -373,7 +371,6 @@ def baujat(result, *, title=None):
 
 def save(fig, stem) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg`` atomically and deterministically (no dates in the files)."""
-    from .report import atomic_write_bytes
     import io
 
     stem = Path(stem)

@@ -8,51 +8,49 @@ side); RevMan Web's 2024-2025 methods change (REML, HKSJ, Q-profile, t-based pre
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
-PRESETS = {
-    "metafor": {
-        "description": "R metafor rma() defaults: REML, Wald z CI, exact Hedges' g, I2 from tau2, normal PI",
-        "settings": {"method": "REML", "ci": "wald", "pi": "auto", "i2": "tau2", "smd_convention": "metafor"},
-        "prediction_interval": True,
-    },
-    "revman5": {
-        "description": "RevMan 5: DerSimonian-Laird, Wald z CI, RevMan SMD, I2 from Q, no prediction interval",
-        "settings": {"method": "DL", "ci": "wald", "pi": "auto", "i2": "q", "smd_convention": "revman5"},
-        "prediction_interval": False,
-    },
-    "revman_web_2025": {
-        "description": "RevMan Web (2025 methods): REML, HKSJ CI, Q-profile tau2 CI, t(k-1) PI, I2 from tau2",
-        "settings": {"method": "REML", "ci": "hksj", "pi": "t", "i2": "tau2", "smd_convention": "revman5"},
-        "prediction_interval": True,
-    },
-    "r_meta": {
-        "description": "R meta defaults: REML, Wald z CI, exact Hedges' g, I2 from Q, PI t(k-1) when requested",
-        "settings": {"method": "REML", "ci": "wald", "pi": "t", "i2": "q", "smd_convention": "metafor"},
-        "prediction_interval": True,
-    },
-}
+from .conventions import Settings
+from .errors import InputError
 
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    settings: Settings
+
+
+PRESETS = {p.name: p for p in (
+    Preset("metafor", "R metafor rma() defaults: REML, Wald z CI, exact Hedges' g with the large-sample "
+           "variance, I2 from tau2, normal PI", Settings()),
+    Preset("revman5", "RevMan 5: DerSimonian-Laird, Wald z CI, RevMan SMD, I2 from Q, no prediction interval",
+           Settings(method="DL", i2_method="q", smd_convention="revman5", prediction_interval=False)),
+    Preset("revman_web_2025", "RevMan Web (2025 methods): REML, HKSJ CI, Q-profile tau2 CI, t(k-1) PI, "
+           "I2 from tau2", Settings(ci_method="hksj", pi_method="t", smd_convention="revman5")),
+    Preset("r_meta", "R meta (>= 6.0) defaults: REML, Wald z CI, exact Hedges' g with the unbiased variance "
+           "(metafor vtype UB), I2 from Q, PI t(k-1)", Settings(pi_method="t", i2_method="q", vtype="UB")),
+)}
+
+SETTING_ROWS = ("method", "ci_method", "pi_method", "i2_method", "prediction_interval", "smd_convention", "vtype")
 DIFF_STATS = ("estimate", "se", "ci_low", "ci_high", "p", "tau2", "tau2_ci_low", "tau2_ci_high", "i2",
               "i2_ci_low", "i2_ci_high", "h2", "q", "q_p", "pi_low", "pi_high")
 
 
-def preset(name: str) -> dict:
+def preset(name: str) -> Preset:
     if name not in PRESETS:
-        raise KeyError(f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
 def run_with_preset(analysis, evidence, name):
-    """``run_analysis`` with the preset's settings (the prediction interval blanked where it has none)."""
+    """``run_analysis`` with the preset's conventions (the analysis's level and input level kept)."""
     from .analyses import run_analysis
 
-    chosen = preset(name)
-    result = run_analysis(analysis, evidence, settings=chosen["settings"])
-    if result.result is not None and not chosen["prediction_interval"]:
-        result.result.stats["pi_low"] = result.result.stats["pi_high"] = float("nan")
-    return result
+    chosen = preset(name).settings.replace(level=analysis.settings.level, input_level=analysis.settings.input_level)
+    return run_analysis(analysis, evidence, settings=chosen)
 
 
 def _value(x):
@@ -64,9 +62,9 @@ def preset_diff(analysis, evidence, first="revman5", second="metafor") -> pd.Dat
     effect, variance and weight. Columns: ``quantity``, the two preset names, ``difference``."""
     runs = [run_with_preset(analysis, evidence, name) for name in (first, second)]
     rows = []
-    for setting in ("method", "ci", "pi", "i2", "smd_convention"):
-        rows.append({"quantity": f"setting: {setting}", first: preset(first)["settings"][setting],
-                     second: preset(second)["settings"][setting], "difference": None})
+    for setting in SETTING_ROWS:
+        rows.append({"quantity": f"setting: {setting}", first: getattr(preset(first).settings, setting),
+                     second: getattr(preset(second).settings, setting), "difference": None})
     results = [r.result for r in runs]
     if all(r is None for r in results):
         return pd.DataFrame(rows)

@@ -10,74 +10,44 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import math
-import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 
-from . import __version__
+from . import __version__, measures
 from .analyses import load_all, run_analysis
+from .conventions import CI_METHODS, I2_METHODS, PI_METHODS, SMD_CONVENTIONS, SMD_VTYPES, TAU2_ESTIMATORS
 from .evidence import completeness
 from .grade import summary_of_findings
+from .outputs import atomic_write_text
 from .reproduce import format_table, preset_statuses, reproduce_rows
 from .tables import display_frame, summary_table, to_html, to_markdown
 
-METHOD_TEXT = {
-    "FE": "a common-effect (fixed-effect) inverse-variance model",
-    "DL": "a random-effects model with the DerSimonian-Laird estimator of tau²",
-    "REML": "a random-effects model with the restricted maximum-likelihood (REML) estimator of tau²",
-    "ML": "a random-effects model with the maximum-likelihood estimator of tau²",
-    "PM": "a random-effects model with the Paule-Mandel estimator of tau²",
-    "SJ": "a random-effects model with the Sidik-Jonkman estimator of tau²",
-    "HE": "a random-effects model with the Hedges estimator of tau²",
-    "EB": "a random-effects model with the empirical Bayes estimator of tau²",
-    "HS": "a random-effects model with the Hunter-Schmidt estimator of tau²",
-}
-
-
-def atomic_write_bytes(path, data: bytes):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path, text: str):
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def methods_paragraph(spec, analyses) -> str:
-    """A methods paragraph generated from the settings actually used."""
+    """A methods paragraph generated from the settings actually used (texts from conventions)."""
     settings = [a.settings for a in analyses]
-    methods = sorted({s["method"] for s in settings})
-    cis = sorted({s["ci"] for s in settings})
+    methods = sorted({s.method for s in settings})
+    cis = sorted({s.ci_method for s in settings})
     parts = [f"Analyses of {html.escape(spec.review.get('title', spec.review['id']))} were pooled with "
-             + "; ".join(METHOD_TEXT[m] for m in methods) + "."]
-    parts.append("Confidence intervals for the pooled effect used "
-                 + " and ".join("the Hartung-Knapp-Sidik-Jonkman method (t distribution, k-1 df)" if c == "hksj"
-                                else "the normal (Wald) approximation" for c in cis) + ".")
-    if any(a.measure == "SMD" for a in analyses):
-        conv = sorted({a.settings["smd_convention"] for a in analyses if a.measure == "SMD"})
+             + "; ".join(TAU2_ESTIMATORS[m].methods_text for m in methods) + "."]
+    parts.append("Confidence intervals for the pooled effect used " + " and ".join(CI_METHODS[c] for c in cis) + ".")
+    smd = [a.settings for a in analyses if measures.get(a.measure).uses_smd_settings]
+    if smd:
+        conv = sorted({(s.smd_convention, s.vtype) for s in smd})
         parts.append("Standardised mean differences are Hedges' g with "
-                     + " and ".join("RevMan 5's correction J = 1 - 3/(4N - 9) and variance N/(n1 n2) + g²/(2(N - 3.94))"
-                                    if c == "revman5" else "the exact small-sample correction and variance "
-                                    "1/n1 + 1/n2 + g²/(2N)" for c in conv) + ".")
+                     + " and ".join(SMD_CONVENTIONS[c] + ("" if c == "revman5" else f" and the {SMD_VTYPES[v]}")
+                                    for c, v in conv) + ".")
     if any(a.measure == "MD" for a in analyses):
-        parts.append("Mean differences use unpooled variances; scales were rescaled linearly to each analysis's "
-                     "target range (e.g. a 100 mm VAS divided by 10).")
-    i2 = sorted({s["i2"] for s in settings})
+        pooled = sorted({a.settings.pooled_sd for a in analyses if a.measure == "MD"})
+        parts.append("Mean differences use " + " and ".join("pooled" if p else "unpooled" for p in pooled)
+                     + " variances; scales were rescaled linearly to each analysis's target range (e.g. a "
+                     "100 mm VAS divided by 10).")
+    i2 = sorted({s.i2_method for s in settings})
+    pis = sorted({s.pi_method for s in settings if s.prediction_interval})
     parts.append("Heterogeneity is reported as tau² with its Q-profile confidence interval, Cochran's Q and I² "
-                 + ("computed from Q" if i2 == ["q"] else "computed from tau²") + "; prediction intervals "
-                 "follow metafor's predict() (normal with Wald CIs, t(k-1) with HKSJ).")
+                 + " and ".join(I2_METHODS[i] for i in i2) + "; "
+                 + ("prediction intervals use " + " and ".join(PI_METHODS[p] for p in pis) if pis
+                    else "no prediction interval is reported") + ".")
     parts.append("Signs are experimental minus control, oriented so that a negative pain difference and a "
                  "positive activity difference favour the experimental arm.")
     assumption = analyses[0].assumption if analyses else ""
@@ -199,7 +169,7 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
                 favours = ("Favours experimental", "Favours control")
             elif a.favourable == "higher":
                 favours = ("Favours control", "Favours experimental")
-            elif a.measure in ("RR", "OR"):
+            elif measures.get(a.measure).ratio:
                 favours = ("Lower in experimental", "Higher in experimental")
             quality = None
             if a.trials and evidence is not None:
@@ -269,8 +239,7 @@ def _sensitivity_section(ar, figures, out_dir, md, body):
     k = res.stats["k"]
     if k < 2:
         return
-    ratio = a.measure in ("RR", "OR")
-    show = (lambda x: None if x is None else math.exp(x)) if ratio else (lambda x: x)
+    show = measures.get(a.measure).to_reporting
     md.append("**Sensitivity analyses**\n")
     body.append("<h4>Sensitivity analyses</h4>")
     with warnings.catch_warnings():

@@ -16,9 +16,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 
+from . import measures
 from .analyses import AnalysisResult
 
-RATIO_MEASURES = ("RR", "OR")
 COLUMNS = ["analysis", "label", "comparison", "outcome", "measure", "published_estimate", "published_ci_low",
            "published_ci_high", "reproduced_estimate", "reproduced_ci_low", "reproduced_ci_high",
            "k_available", "k_expected", "participants", "missing_trials", "status", "difference", "method",
@@ -38,7 +38,7 @@ def round_half_up(value: float, places: int) -> float:
 def on_reporting_scale(value, measure):
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    return math.exp(value) if measure in RATIO_MEASURES else value
+    return measures.get(measure).to_reporting(value)
 
 
 def compare(analysis_result: AnalysisResult) -> dict:
@@ -59,8 +59,8 @@ def compare(analysis_result: AnalysisResult) -> dict:
         "k_available": analysis_result.k_available, "k_expected": analysis_result.k_expected,
         "participants": analysis_result.participants,
         "missing_trials": [m["trial"] for m in analysis_result.studies.missing],
-        "method": a.settings["method"], "ci": a.settings["ci"],
-        "smd_convention": a.settings["smd_convention"] if a.measure == "SMD" else None,
+        "method": a.settings.method, "ci": a.settings.ci_method,
+        "smd_convention": a.settings.smd_convention if measures.get(a.measure).uses_smd_settings else None,
         "difference": None,
     }
     if pub is None:

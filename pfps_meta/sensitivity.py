@@ -19,14 +19,11 @@ import pandas as pd
 from scipy import stats
 from scipy.special import ndtr, stdtr
 
+from .errors import ConvergenceWarning, InputError, SmallStudyWarning  # noqa: F401  (re-exported)
 from .metareg import meta_regression
 from .pooling import pool_batch
 
 SMALL_K = 10
-
-
-class SmallStudyWarning(UserWarning):
-    """Small-study tests with fewer than 10 studies have little power (Sterne et al. 2011, BMJ 343:d4002)."""
 
 
 def _yv(result):
@@ -34,10 +31,8 @@ def _yv(result):
 
 
 def _refit(result, yi, vi, **overrides):
-    options = dict(method=result.method, ci=result.ci, pi=result.pi, i2=result.i2_method, level=result.level,
-                   tau2_ci=False)
-    options.update(overrides)
-    return pool_batch(yi, vi, **options)
+    """Refit rows with the result's own settings (every refit inherits them), tau2 CI off unless asked."""
+    return pool_batch(yi, vi, result.settings.replace(**{"tau2_ci": False, **overrides}))
 
 
 ROW_COLUMNS = ["k", "estimate", "se", "ci_low", "ci_high", "p", "tau2", "i2", "h2", "q", "q_p", "pi_low",
@@ -100,7 +95,7 @@ def influence(result) -> pd.DataFrame:
     tau2_del = loo["tau2"].to_numpy(dtype=float)
     mu_del = loo["estimate"].to_numpy(dtype=float)
     vb_del = loo["se"].to_numpy(dtype=float) ** 2
-    if result.ci == "hksj":
+    if result.ci_method == "hksj":
         omitted = np.eye(len(yi), dtype=bool)
         sum_w_del = np.where(omitted, 0.0, 1.0 / (vi[None, :] + tau2_del[:, None])).sum(axis=1)
         s2w_del = vb_del * sum_w_del
@@ -154,11 +149,11 @@ def egger(result) -> dict:
     classic = {"form": "classic weighted regression (metafor regtest model='lm'; what most papers report)",
                "intercept": float(wls.params[1]), "se": float(wls.bse[1]), "statistic": float(wls.tvalues[1]),
                "df": k - 2, "p": float(wls.pvalues[1]), "limit_estimate": float(wls.params[0])}
-    fit = meta_regression(yi, vi, sei, names=["sei"], method=result.method, ci=result.ci, level=result.level)
+    fit = _meta_regression(result, yi, vi, sei, names=["sei"])
     mixed = {"form": f"mixed-effects meta-regression on the SE (metafor regtest default; {result.method}, "
-                     f"{'t' if result.ci == 'hksj' else 'z'})",
+                     f"{result.settings.test})",
              "coefficient": float(fit.beta[1]), "se": float(fit.se[1]), "statistic": float(fit.statistic[1]),
-             "df": None if result.ci != "hksj" else k - 2, "p": float(fit.p[1]),
+             "df": None if result.ci_method != "hksj" else k - 2, "p": float(fit.p[1]),
              "limit_estimate": float(fit.beta[0])}
     return {"classic": classic, "mixed": mixed, "k": k, "low_power": k < SMALL_K}
 
@@ -195,7 +190,7 @@ def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
     yi0, vi0 = _yv(result)
     k = len(yi0)
     if side is None:
-        slope = meta_regression(yi0, vi0, np.sqrt(vi0), method=result.method).beta[1]
+        slope = _meta_regression(result, yi0, vi0, np.sqrt(vi0), ci_method="wald").beta[1]
         side = "right" if slope < 0 else "left"
     sign = -1.0 if side == "right" else 1.0
     order = np.argsort(sign * yi0, kind="stable")
@@ -205,8 +200,8 @@ def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
         k0_previous = k0
         iterations += 1
         if iterations > maxiter:
-            raise RuntimeError("trim-and-fill did not converge")
-        beta = pool_batch(yi[: k - k0], vi[: k - k0], method=result.method, tau2_ci=False).estimate[0]
+            raise InputError(f"trim-and-fill did not converge in {maxiter} iterations", file=result.source)
+        beta = _refit(result, yi[: k - k0], vi[: k - k0], ci_method="wald").estimate[0]
         centred = yi - beta
         ranks = stats.rankdata(np.abs(centred), method="ordinal")
         signed = np.sign(centred) * ranks
@@ -223,7 +218,7 @@ def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
         filled_v = vi[k - k0:]
     all_y = np.concatenate([yi0, filled_y])
     all_v = np.concatenate([vi0, filled_v])
-    fit = pool_batch(all_y, all_v, method=result.method, ci=result.ci, level=result.level, tau2_ci=False)
+    fit = _refit(result, all_y, all_v)
     return {"k0": k0, "side": side, "estimator": estimator, "estimate": float(fit.estimate[0]),
             "se": float(fit.se[0]), "ci_low": float(fit.ci_low[0]), "ci_high": float(fit.ci_high[0]),
             "tau2": float(fit.tau2[0]), "filled_yi": filled_y.tolist(), "filled_vi": filled_v.tolist(),
@@ -231,20 +226,22 @@ def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
 
 
 def subgroups(result, groups, tau2="separate") -> dict:
-    """Subgroup analysis with the test for subgroup differences.
+    """Subgroup analysis with the test for subgroup differences, with the result's own settings.
 
     ``tau2="separate"`` (RevMan, R meta's default): each subgroup pooled on its own, then Cochran's Q
     between the subgroup estimates with a common-effect model (Borenstein et al. 2009, ch. 19).
     ``tau2="common"``: one meta-regression on subgroup indicators (metafor ``rma(mods = ~ factor(g))``);
-    the omnibus ``QM`` is the test of differences (chi2, or F with HKSJ); subgroup estimates use that
-    common tau2.
+    the omnibus ``QM`` is the test of differences (chi2, or F with HKSJ); the subgroup estimates, their
+    SEs and CIs are those of ``rma(mods = ~ factor(g) - 1)`` with the same tau2 estimator, CI method and
+    level (so HKSJ gives t(k - groups) intervals).
     """
     yi, vi = _yv(result)
     labels = pd.Series(groups if not isinstance(groups, str) else result.studies[groups]).astype(str).to_numpy()
     levels = sorted(set(labels))
     if len(levels) < 2:
-        raise ValueError("subgroup analysis needs at least two subgroups")
-    rows = []
+        name = f"column '{groups}'" if isinstance(groups, str) else "the subgroup labels"
+        raise InputError(f"subgroup analysis needs at least two subgroups, but {name} has "
+                         f"{len(levels)} ({', '.join(levels)})", file=result.source)
     if tau2 == "separate":
         width = max(np.sum(labels == g) for g in levels)
         ys = np.full((len(levels), width), np.nan)
@@ -258,28 +255,33 @@ def subgroups(result, groups, tau2="separate") -> dict:
             batch = _refit(result, ys, vs, tau2_ci=True)
         frame = batch.summary_frame()
         frame.insert(0, "group", levels)
-        between = pool_batch(frame["estimate"].to_numpy(), frame["se"].to_numpy() ** 2, method="FE")
+        between = pool_batch(frame["estimate"].to_numpy(), frame["se"].to_numpy() ** 2,
+                             result.settings.replace(method="FE", ci_method="wald", tau2_ci=False))
         test = {"q": float(between.q[0]), "df": len(levels) - 1, "p": float(between.q_p[0]),
                 "distribution": "chi2"}
         rows = frame
     elif tau2 == "common":
-        dummies = np.column_stack([(labels == g).astype(float) for g in levels[1:]])
-        fit = meta_regression(yi, vi, dummies, names=[f"group[{g}]" for g in levels[1:]], method=result.method,
-                              ci=result.ci, level=result.level)
+        contrasts = np.column_stack([(labels == g).astype(float) for g in levels[1:]])
+        fit = _meta_regression(result, yi, vi, contrasts, names=[f"group[{g}]" for g in levels[1:]])
         test = {"q": float(fit.qm), "df": list(fit.qm_df), "p": float(fit.qm_p),
-                "distribution": "F" if result.ci == "hksj" else "chi2", "tau2": float(fit.tau2)}
-        records = []
-        for g in levels:
-            sel = labels == g
-            w = 1.0 / (vi[sel] + fit.tau2)
-            est, se = np.sum(w * yi[sel]) / np.sum(w), math.sqrt(1.0 / np.sum(w))
-            records.append({"group": g, "k": int(sel.sum()), "estimate": est, "se": se,
-                            "ci_low": est - 1.959963984540054 * se, "ci_high": est + 1.959963984540054 * se,
-                            "tau2": fit.tau2})
-        rows = pd.DataFrame(records)
+                "distribution": "F" if result.ci_method == "hksj" else "chi2", "tau2": float(fit.tau2)}
+        cells = np.column_stack([(labels == g).astype(float) for g in levels])
+        means = _meta_regression(result, yi, vi, cells, names=levels, intercept=False)
+        rows = pd.DataFrame({"group": levels, "k": [int(np.sum(labels == g)) for g in levels],
+                             "estimate": means.beta, "se": means.se, "ci_low": means.ci_low,
+                             "ci_high": means.ci_high, "p": means.p, "tau2": means.tau2})
     else:
-        raise ValueError("tau2 must be 'separate' or 'common'")
+        raise InputError(f"tau2 must be 'separate' or 'common' (got '{tau2}')")
     return {"groups": rows, "test": test, "tau2": tau2}
+
+
+def _meta_regression(result, yi, vi, X, names=None, intercept=True, **overrides):
+    """A meta-regression with the result's settings (its estimator, CI method and level)."""
+    try:
+        return meta_regression(yi, vi, X, names=names, settings=result.settings.replace(**overrides),
+                               intercept=intercept)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        raise InputError(f"meta-regression not possible: {exc}", file=result.source) from None
 
 
 def permutation_test(result, n_permutations=1000, exact=None, seed=2018, progress=None) -> dict:
@@ -300,8 +302,9 @@ def permutation_test(result, n_permutations=1000, exact=None, seed=2018, progres
         rng = np.random.default_rng(seed)
         signs = rng.choice([-1.0, 1.0], size=(n_permutations, k))
         signs[0] = 1.0
-    statistics = _chunked(lambda s: _refit(result, s * yi, np.broadcast_to(vi, s.shape)).statistic, signs,
-                          progress, "permutations")
+    batches = _chunked(lambda s: _refit(result, s * yi, np.broadcast_to(vi, s.shape)), signs, progress,
+                       "permutation")
+    statistics = np.concatenate([b.statistic for b in batches])
     observed = result.stats["statistic"]
     p = float(np.mean(np.abs(statistics) >= abs(observed) - np.sqrt(np.finfo(float).eps)))
     return {"p": min(p, 1.0), "statistic": observed, "n": len(signs), "exact": bool(exact),
@@ -317,27 +320,39 @@ def bootstrap_tau2(result, n_boot=2000, seed=2018, level=None, progress=None) ->
     level = level or result.level
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(yi), size=(n_boot, len(yi)))
-    tau2 = _chunked(lambda idx: _refit(result, yi[idx], vi[idx]).tau2, index, progress, "bootstrap samples")
+    batches = _chunked(lambda idx: _refit(result, yi[idx], vi[idx]), index, progress, "bootstrap")
+    tau2 = np.concatenate([b.tau2 for b in batches])
     lo, hi = np.quantile(tau2, [(1 - level) / 2, (1 + level) / 2])
     return {"tau2": result.stats["tau2"], "ci_low": float(lo), "ci_high": float(hi), "n": n_boot, "seed": seed,
             "level": level}
 
 
 def _chunked(func, rows, progress, what, chunk=20_000):
-    """Apply ``func`` to chunks of rows; a progress bar on stderr for long runs (or when asked)."""
+    """Apply ``func`` to chunks of rows; a progress bar on stderr for long runs (or when asked).
+
+    ``func`` returns a BatchResult; the refits' convergence warnings are collected, not shown one by
+    one, and a single ConvergenceWarning says how many refits did not converge. Returns the list of
+    batch results.
+    """
     show = progress if progress is not None else len(rows) > 50_000
     out = []
+    failed = 0
     for start in range(0, len(rows), chunk):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out.append(func(rows[start: start + chunk]))
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            batch = func(rows[start: start + chunk])
+        failed += int(np.sum(~batch.converged))
+        out.append(batch)
         if show:
             done = min(start + chunk, len(rows))
             bar = "#" * int(30 * done / len(rows))
             print(f"\r{what}: [{bar:<30}] {done}/{len(rows)}", end="", file=sys.stderr)
     if show:
         print(file=sys.stderr)
-    return np.concatenate(out)
+    if failed:
+        warnings.warn(f"{failed} of {len(rows)} {what} refits did not converge (their last iterate is used)",
+                      ConvergenceWarning, stacklevel=3)
+    return out
 
 
 def predictive_probability(result, threshold, direction="below") -> dict:
@@ -382,8 +397,6 @@ def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=N
     ``order``, ``subgroup`` and ``moderator`` name columns of the input table; a missing column or a
     non-numeric moderator is an :class:`~pfps_meta.errors.InputError`.
     """
-    from .errors import InputError
-
     for role, column in (("--order", order), ("--subgroup", subgroup), ("--moderator", moderator)):
         if column and column not in result.studies.columns:
             raise InputError(f"{role}: no column '{column}' in the input", file=result.source)
@@ -394,14 +407,14 @@ def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=N
             raise InputError("moderator value is missing or not a number", file=result.source, row=row,
                              column=moderator)
     if result.stats["k"] < 2:
-        return _clean({"k": result.stats["k"], "method": result.method, "ci": result.ci, "measure": result.measure,
+        return _clean({"k": result.stats["k"], "method": result.method, "ci": result.ci_method, "measure": result.measure,
                        "estimate": result.stats["estimate"], "ci_low": result.stats["ci_low"],
                        "ci_high": result.stats["ci_high"], "leave_one_out": [], "cumulative": [], "influence": [],
                        "warnings": [f"k = {result.stats['k']}: sensitivity analyses need at least 2 studies"]})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SmallStudyWarning)
         report = {
-            "k": result.stats["k"], "method": result.method, "ci": result.ci, "measure": result.measure,
+            "k": result.stats["k"], "method": result.method, "ci": result.ci_method, "measure": result.measure,
             "estimate": result.stats["estimate"], "ci_low": result.stats["ci_low"],
             "ci_high": result.stats["ci_high"],
             "leave_one_out": leave_one_out(result)[["study", "estimate", "ci_low", "ci_high", "tau2", "i2", "p"]],
@@ -420,9 +433,9 @@ def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=N
             report["subgroups"] = {"separate_tau2": separate, "common_tau2": common}
         if moderator:
             x = pd.to_numeric(result.studies[moderator]).to_numpy(dtype=float)
-            report["meta_regression"] = meta_regression(result.studies["yi"], result.studies["vi"], x,
-                                                        names=[moderator], method=result.method, ci=result.ci,
-                                                        level=result.level).to_dict()
+            report["meta_regression"] = _meta_regression(result, result.studies["yi"].to_numpy(float),
+                                                         result.studies["vi"].to_numpy(float), x,
+                                                         names=[moderator]).to_dict()
         if mcid is not None:
             report["predictive_probability"] = predictive_probability(result, mcid, direction)
         if permutations:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import html
+import math
+
+import numpy as np
+
+from . import measures
+from .conventions import TAU2_ESTIMATORS
 
 
 def result_html(result) -> str:
     """A compact HTML rendering of a :class:`~pfps_meta.model.MetaResult` for notebooks."""
     s = result.stats
     pct = int(round(result.level * 100))
-    head = (f"<p><b>{html.escape(result.method)}</b> ({html.escape(result.ci)}), k = {s['k']}: "
+    head = (f"<p><b>{html.escape(result.method)}</b> ({html.escape(result.ci_method)}), k = {s['k']}: "
             f"estimate {s['estimate']:.4f} [{pct}% CI {s['ci_low']:.4f}, {s['ci_high']:.4f}], "
             f"p = {s['p']:.4g}")
     if s["k"] >= 2:
@@ -36,8 +42,7 @@ def summary_table(analysis_results) -> "pandas.DataFrame":
     rows = []
     for ar in analysis_results:
         a, res = ar.analysis, ar.result
-        ratio = a.measure in ("RR", "OR")
-        tr = (lambda x: math.exp(x) if x is not None and not math.isnan(x) else x) if ratio else (lambda x: x)
+        tr = measures.get(a.measure).to_reporting
         s = res.stats if res is not None else {}
         rows.append({
             "analysis": a.key, "outcome": a.label, "measure": a.measure,
@@ -46,7 +51,7 @@ def summary_table(analysis_results) -> "pandas.DataFrame":
             "estimate": tr(s.get("estimate")), "ci_low": tr(s.get("ci_low")), "ci_high": tr(s.get("ci_high")),
             "pi_low": tr(s.get("pi_low")), "pi_high": tr(s.get("pi_high")),
             "tau2": s.get("tau2"), "i2": s.get("i2"), "p": s.get("p"),
-            "model": f"{a.settings['method']}, {a.settings['ci']}",
+            "model": f"{a.settings.method}, {a.settings.ci_method}",
         })
     return pd.DataFrame(rows)
 
@@ -87,3 +92,86 @@ def to_html(frame, css_class="table") -> str:
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
                    for row in frame.itertuples(index=False))
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def result_text(result, digits: int = 4) -> str:
+    """A plain-text summary of a fitted result in the spirit of metafor's ``print.rma``."""
+    s = result.stats
+    f = _formatter(digits)
+    pct = int(round(result.level * 100))
+    lines = []
+    settings = result.settings
+    info = measures.get(result.measure)
+    if result.method == "FE":
+        lines.append(f"Common-effect (fixed-effect) model (k = {s['k']})")
+    else:
+        lines.append(f"Random-effects model (k = {s['k']}; tau^2 estimator: {result.method}, "
+                     f"{TAU2_ESTIMATORS[result.method].label})")
+    measure = result.measure or "effect"
+    if info.ratio:
+        measure = f"log {result.measure} (results on the log scale; back-transformed below)"
+    if info.uses_smd_settings:
+        measure += f" (Hedges' g, {settings.smd_convention} convention, variance {settings.vtype})"
+    lines.append(f"Measure: {measure}; sign = experimental minus control")
+    lines.append("")
+    if s["k"] >= 2:
+        if result.method != "FE":
+            lines.append(f"tau^2 (estimated amount of total heterogeneity): {f(s['tau2'])}"
+                         f"  [{pct}% CI {f(s['tau2_ci_low'])}, {f(s['tau2_ci_high'])}]")
+            lines.append(f"tau (square root of estimated tau^2 value):      {f(s['tau'])}")
+        i2_ci = ""
+        if s["i2_ci_low"] is not None and np.isfinite(s["i2_ci_low"]):
+            i2_ci = f"  [{pct}% CI {s['i2_ci_low']:.2f}%, {s['i2_ci_high']:.2f}%]"
+        basis = "from Q" if (result.i2_method == "q" or result.method == "FE") else "from tau^2"
+        lines.append(f"I^2 (total heterogeneity / total variability):   {s['i2']:.2f}%{i2_ci}  ({basis})")
+        lines.append(f"H^2 (total variability / sampling variability):  {s['h2']:.2f}")
+        lines.append("")
+        lines.append(f"Test for heterogeneity: Q(df = {int(s['q_df'])}) = {s['q']:.4f}, "
+                     f"p {_pval(s['q_p'])}")
+        lines.append("")
+    else:
+        lines.append("k = 1: the pooled estimate is the single study's; no heterogeneity statistics.")
+        lines.append("")
+    test = settings.test
+    hksj = settings.ci_method == "hksj" and s["k"] >= 2
+    lines.append(f"Model results ({'Hartung-Knapp-Sidik-Jonkman, t(' + str(s['k'] - 1) + ')' if hksj else 'Wald, normal'}):")
+    header = f"{'estimate':>10} {'se':>9} {test + 'val':>8} {'pval':>8} {'ci.lb':>10} {'ci.ub':>10}"
+    lines.append(header)
+    lines.append(f"{f(s['estimate']):>10} {f(s['se']):>9} {f(s['statistic']):>8} "
+                 f"{_pval(s['p'], bare=True):>8} {f(s['ci_low']):>10} {f(s['ci_high']):>10}")
+    if info.ratio and s["estimate"] is not None:
+        lines.append(f"Back-transformed ({result.measure}, exp): {f(info.to_reporting(s['estimate']))} "
+                     f"[{f(info.to_reporting(s['ci_low']))}, {f(info.to_reporting(s['ci_high']))}]")
+    lines.append("")
+    if s["k"] >= 2 and not settings.prediction_interval:
+        lines.append("No prediction interval (prediction_interval = false).")
+    elif s["k"] >= 2:
+        dist = {"auto": "t(k-1)" if settings.ci_method == "hksj" else "normal", "z": "normal",
+                "t": "t(k-1)", "t_k2": "t(k-2)"}[settings.pi_method]
+        lines.append(f"{pct}% prediction interval ({dist}): [{f(s['pi_low'])}, {f(s['pi_high'])}]")
+    if not s["converged"]:
+        lines.append(f"WARNING: the {result.method} estimator did not converge "
+                     f"({s['iterations']} iterations); treat tau^2 and everything after it with care.")
+    for note in result.notes:
+        lines.append(f"Note: {note}")
+    lines.append("")
+    lines.append("Studies:")
+    table = result.studies[["study", "yi", "se", "ci_low", "ci_high", "weight"]].copy()
+    lines.append(table.to_string(index=False, float_format=lambda x: f"{x:.{digits}f}"))
+    return "\n".join(lines)
+
+
+def _formatter(digits):
+    def f(x):
+        if x is None or (isinstance(x, float) and not math.isfinite(x)):
+            return "NA"
+        return f"{x:.{digits}f}"
+    return f
+
+
+def _pval(p, bare=False):
+    if p is None or not math.isfinite(p):
+        return "NA"
+    if p < 1e-4:
+        return "<.0001" if bare else "< .0001"
+    return f"{p:.4f}" if bare else f"= {p:.4f}"

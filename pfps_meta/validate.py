@@ -23,21 +23,16 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import effects
-from .errors import InputError
+from . import effects, measures
+from .conventions import Settings
+from .errors import InputError, InputWarning  # noqa: F401  (InputWarning re-exported)
 from .load import LINE_COLUMN
 
 ARM_COLUMNS = ("study", "n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl")
 BINARY_COLUMNS = ("study", "events_exp", "n_exp", "events_ctrl", "n_ctrl")
+LAYOUT_COLUMNS = {"arm": ARM_COLUMNS, "binary": BINARY_COLUMNS}
 EFFECT_LAYOUTS = (("study", "yi", "vi"), ("study", "yi", "sei"),
                   ("study", "estimate", "ci_low", "ci_high"))
-CONTINUOUS_MEASURES = ("MD", "SMD")
-BINARY_MEASURES = ("RR", "OR")
-MEASURES = CONTINUOUS_MEASURES + BINARY_MEASURES
-
-
-class InputWarning(UserWarning):
-    """Input that is accepted but looks suspicious (an asymmetric CI, an SD that may be an SE)."""
 
 
 def _where(df: pd.DataFrame, position: int):
@@ -131,27 +126,22 @@ def detect_layout(df: pd.DataFrame, measure: str | None) -> str:
     """Which input layout a table uses: 'arm', 'binary', 'yi_vi', 'yi_sei' or 'estimate_ci'."""
     cols = set(df.columns)
     source = df.attrs.get("source")
-    if measure is not None and measure not in MEASURES:
-        raise InputError(f"measure must be one of {', '.join(MEASURES)} (got '{measure}')", file=source)
+    if measure is not None and measure not in measures.MEASURES:
+        raise InputError(f"measure must be one of {', '.join(measures.MEASURES)} (got '{measure}')", file=source)
     effect_layout = next((name for layout, name in zip(EFFECT_LAYOUTS, ("yi_vi", "yi_sei", "estimate_ci"))
                           if set(layout) <= cols), None)
-    if measure in CONTINUOUS_MEASURES:
-        if set(ARM_COLUMNS) <= cols or effect_layout is None:
-            require_columns(df, ARM_COLUMNS, f"measure {measure} (arm-level data)")
-            return "arm"
-        return effect_layout
-    if measure in BINARY_MEASURES:
-        if set(BINARY_COLUMNS) <= cols or effect_layout is None:
-            require_columns(df, BINARY_COLUMNS, f"measure {measure} (binary arm-level data)")
-            return "binary"
+    if measure is not None:
+        layout = measures.get(measure).layout
+        if arm_layout_present(df, layout) or effect_layout is None:
+            require_arm_columns(df, layout, f"measure {measure} ({layout} arm-level data)")
+            return layout
         return effect_layout
     if effect_layout is not None:
         return effect_layout
-    if set(ARM_COLUMNS) <= cols:
-        raise InputError("arm-level data needs a measure: MD or SMD (--measure on the command line)",
-                         file=source)
-    if set(BINARY_COLUMNS) <= cols:
-        raise InputError("binary arm-level data needs a measure: RR or OR", file=source)
+    for layout in LAYOUT_COLUMNS:
+        if arm_layout_present(df, layout):
+            raise InputError(f"{layout} arm-level data needs a measure: {', '.join(measures.names(layout))} "
+                             "(--measure on the command line)", file=source)
     if "study" not in cols:
         raise InputError("missing column 'study'", file=source)
     layouts = "; ".join(", ".join(layout[1:]) for layout in EFFECT_LAYOUTS)
@@ -160,32 +150,41 @@ def detect_layout(df: pd.DataFrame, measure: str | None) -> str:
                      f"or effect-level columns ({layouts})", file=source)
 
 
-def effect_table(df: pd.DataFrame, measure: str | None = None, *, smd_convention="metafor",
-                 pooled_sd=False, level=0.95) -> pd.DataFrame:
+def arm_layout_present(df, layout) -> bool:
+    return set(LAYOUT_COLUMNS[layout]) <= set(df.columns)
+
+
+def require_arm_columns(df, layout, purpose):
+    require_columns(df, LAYOUT_COLUMNS[layout], purpose)
+
+
+def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Settings | None = None,
+                 **options) -> pd.DataFrame:
     """Validate ``df`` and return it with ``yi`` and ``vi`` columns added (a new DataFrame).
 
-    For arm-level data ``measure`` is "MD" or "SMD"; for binary data "RR" or "OR" (log scale). For
-    effect-level data it may be None (or any label, which is only carried along).
+    ``measure`` names a row of :mod:`pfps_meta.measures`: arm-level data for MD, SMD, ROM; binary data
+    for RR, OR, RD (ratios on the log scale). For effect-level data it may be None. ``settings`` (with
+    keyword ``options`` on top) supplies the SMD convention and variance, the MD pooled-SD choice and
+    ``input_level``, the confidence level of CIs read from the input.
     """
+    settings = Settings.from_mapping(options, base=settings)
     if len(df) == 0:
         raise InputError("table has no data rows", file=df.attrs.get("source"))
-    layout = detect_layout(df, measure if measure in MEASURES or measure is None else measure)
+    layout = detect_layout(df, measure)
+    info = measures.get(measure)
     labels = study_labels(df)
     out = df.copy()
     out["study"] = labels
     if layout == "arm":
         n1 = numeric_column(df, "n_exp", integer=True, minimum=2)
-        m1 = numeric_column(df, "mean_exp")
+        m1 = numeric_column(df, "mean_exp", **({"above": 0} if info.positive_means else {}))
         s1 = numeric_column(df, "sd_exp", above=0)
         n2 = numeric_column(df, "n_ctrl", integer=True, minimum=2)
-        m2 = numeric_column(df, "mean_ctrl")
+        m2 = numeric_column(df, "mean_ctrl", **({"above": 0} if info.positive_means else {}))
         s2 = numeric_column(df, "sd_ctrl", above=0)
         out["n_exp"], out["mean_exp"], out["sd_exp"] = n1, m1, s1
         out["n_ctrl"], out["mean_ctrl"], out["sd_ctrl"] = n2, m2, s2
-        if measure == "MD":
-            yi, vi = effects.mean_difference(n1, m1, s1, n2, m2, s2, pooled_sd=pooled_sd)
-        else:
-            yi, vi = effects.standardized_mean_difference(n1, m1, s1, n2, m2, s2, convention=smd_convention)
+        yi, vi = info.compute(n1, m1, s1, n2, m2, s2, settings)
     elif layout == "binary":
         n1 = numeric_column(df, "n_exp", integer=True, minimum=1)
         n2 = numeric_column(df, "n_ctrl", integer=True, minimum=1)
@@ -197,15 +196,14 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, smd_convention
                 raise InputError(f"{_fmt(events[bad[0]])} events but only {_fmt(n[bad[0]])} participants",
                                  column=column, **_where(df, int(bad[0])))
         out["events_exp"], out["n_exp"], out["events_ctrl"], out["n_ctrl"] = a, n1, c, n2
-        func = effects.log_risk_ratio if measure == "RR" else effects.log_odds_ratio
-        yi, vi = func(a, n1, c, n2)
+        yi, vi = info.compute(a, n1, c, n2, settings)
     elif layout == "yi_vi":
         yi = numeric_column(df, "yi")
         vi = numeric_column(df, "vi", above=0)
     elif layout == "yi_sei":
         yi, vi = effects.from_standard_error(numeric_column(df, "yi"), numeric_column(df, "sei", above=0))
     else:
-        ratio = measure in BINARY_MEASURES   # an RR/OR and its CI, given as ratios: pooled on the log scale
+        ratio = info.ratio   # a ratio and its CI, given as papers print them: pooled on the log scale
         positive = {"above": 0} if ratio else {}
         est = numeric_column(df, "estimate", **positive)
         lo = numeric_column(df, "ci_low", **positive)
@@ -219,7 +217,7 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, smd_convention
                                  column="estimate", **_where(df, position))
         if ratio:
             est, lo, hi = np.log(est), np.log(lo), np.log(hi)
-        yi, vi, asymmetric = effects.from_confidence_interval(est, lo, hi, level=level)
+        yi, vi, asymmetric = effects.from_confidence_interval(est, lo, hi, level=settings.input_level)
         for position in np.flatnonzero(asymmetric):
             where = _where(df, int(position))
             warnings.warn(f"{where['file'] or 'data'} row {where['row']} ('{labels[position]}'): the CI is "

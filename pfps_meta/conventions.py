@@ -1,0 +1,208 @@
+"""One home for every convention: the model settings, their defaults and the tau² estimators' names.
+
+This is a leaf module (it imports nothing from the package but the leaf ``errors``), so every other layer can read it: the
+pooling core, the API (:func:`pfps_meta.pool`), the command line (its flags are generated from
+:data:`OPTIONS`), the analysis specs (``[settings]`` in ``analyses/*.toml``), the presets and the report.
+A default lives here and nowhere else; ``tests/test_conventions.py`` checks that the CLI, the TOML
+loader and the API all read it.
+
+A fitted :class:`~pfps_meta.model.MetaResult` carries the :class:`Settings` it was fitted with, and every
+refit (leave-one-out, subgroups, trim-and-fill, permutations, bootstraps, presets) derives its own
+settings from those with :meth:`Settings.replace`, as metafor re-reads the options stored in an ``rma``
+object.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace as _dc_replace
+
+
+from .errors import SettingsError  # noqa: E402  (errors.py is a leaf too)
+
+
+# --------------------------------------------------------------------------------------------------
+# tau² estimators: name -> what it is called and how the methods section describes it. The
+# implementations (intercept-only, vectorised; and with moderators) live in ``pfps_meta.tau2``, keyed
+# by the same names; that module refuses to import if the two disagree.
+
+
+@dataclass(frozen=True)
+class EstimatorInfo:
+    name: str
+    label: str            # short name, e.g. "restricted maximum likelihood"
+    methods_text: str     # how the report's methods paragraph words it
+    reference: str
+
+
+TAU2_ESTIMATORS = {e.name: e for e in (
+    EstimatorInfo("FE", "common-effect (fixed-effect) model",
+                  "a common-effect (fixed-effect) inverse-variance model", "tau² = 0"),
+    EstimatorInfo("DL", "DerSimonian-Laird",
+                  "a random-effects model with the DerSimonian-Laird estimator of tau²",
+                  "DerSimonian & Laird 1986"),
+    EstimatorInfo("REML", "restricted maximum likelihood",
+                  "a random-effects model with the restricted maximum-likelihood (REML) estimator of tau²",
+                  "Viechtbauer 2005"),
+    EstimatorInfo("ML", "maximum likelihood",
+                  "a random-effects model with the maximum-likelihood estimator of tau²", "Viechtbauer 2005"),
+    EstimatorInfo("PM", "Paule-Mandel",
+                  "a random-effects model with the Paule-Mandel estimator of tau²", "Paule & Mandel 1982"),
+    EstimatorInfo("SJ", "Sidik-Jonkman",
+                  "a random-effects model with the Sidik-Jonkman estimator of tau²", "Sidik & Jonkman 2005"),
+    EstimatorInfo("HE", "Hedges", "a random-effects model with the Hedges estimator of tau²", "Hedges 1983"),
+    EstimatorInfo("EB", "empirical Bayes",
+                  "a random-effects model with the empirical Bayes estimator of tau²", "Morris 1983"),
+    EstimatorInfo("HS", "Hunter-Schmidt",
+                  "a random-effects model with the Hunter-Schmidt estimator of tau²", "Hunter & Schmidt 2004"),
+)}
+
+CI_METHODS = {"wald": "the normal (Wald) approximation",
+              "hksj": "the Hartung-Knapp-Sidik-Jonkman method (t distribution, k-1 df)"}
+PI_METHODS = {"auto": "metafor's predict(): normal with Wald CIs, t(k-1) with HKSJ",
+              "z": "the normal distribution", "t": "the t distribution with k-1 df",
+              "t_k2": "the t distribution with k-2 df (Higgins et al. 2009)"}
+I2_METHODS = {"tau2": "computed from tau²", "q": "computed from Q"}
+SMD_CONVENTIONS = {
+    "metafor": "Hedges' g with the exact small-sample correction (metafor, R meta)",
+    "revman5": "RevMan 5's correction J = 1 - 3/(4N - 9) and variance N/(n1 n2) + g²/(2(N - 3.94))",
+}
+SMD_VTYPES = {"LS": "large-sample variance 1/n1 + 1/n2 + g²/(2N) (metafor's default)",
+              "UB": "unbiased variance 1/n1 + 1/n2 + (1 - (m-2)/(m J²)) g² (R meta >= 6.0's default)",
+              "AV": "large-sample variance with the average g across studies in place of each g"}
+MEAN_METHODS = {"luo": "Luo et al. 2018", "wan": "Wan et al. 2014"}
+SD_METHODS = {"shi": "Shi et al. 2020", "wan": "Wan et al. 2014"}
+
+
+# --------------------------------------------------------------------------------------------------
+# the options: one row each. ``choices`` is a dict (value -> description) or None; ``kind`` is the type.
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: object
+    kind: type
+    help: str
+    choices: dict | None = None
+    aliases: tuple = ()          # older names still accepted (API keyword, TOML key and CLI flag)
+    cli: bool = True             # offered on the command line
+
+
+OPTIONS = (
+    Option("method", "REML", str, "tau² estimator, or FE for a common-effect model", TAU2_ESTIMATORS),
+    Option("ci_method", "wald", str, "CI for the pooled effect: wald (normal) or hksj", CI_METHODS, ("ci",)),
+    Option("pi_method", "auto", str, "prediction-interval distribution (auto = metafor's)", PI_METHODS, ("pi",)),
+    Option("i2_method", "tau2", str, "I² from tau² (metafor) or from Q (RevMan, R meta)", I2_METHODS, ("i2",)),
+    Option("prediction_interval", True, bool, "report a prediction interval (RevMan 5 shows none)"),
+    Option("level", 0.95, float, "confidence level of every output interval"),
+    Option("input_level", 0.95, float, "confidence level of the CIs read from input files "
+           "(effect-level estimate, ci_low, ci_high; arm-level ci_low/ci_high of a mean)"),
+    Option("smd_convention", "metafor", str, "SMD correction and variance family", SMD_CONVENTIONS, ("smd",)),
+    Option("vtype", "LS", str, "SMD sampling variance (metafor escalc vtype); with the metafor convention",
+           SMD_VTYPES),
+    Option("pooled_sd", False, bool, "MD: pooled-SD variance (metafor vtype HO)"),
+    Option("mean_method", "luo", str, "mean from a median with quartiles and/or range", MEAN_METHODS),
+    Option("sd_method", "shi", str, "SD from quartiles and/or range", SD_METHODS),
+    Option("tau2_ci", True, bool, "compute the Q-profile CI for tau² (and for tau, I², H²)", cli=False),
+    Option("maxiter", 1000, int, "iteration limit of the iterative tau² estimators", cli=False),
+)
+OPTION_BY_NAME = {o.name: o for o in OPTIONS}
+ALIASES = {alias: o.name for o in OPTIONS for alias in o.aliases}
+
+
+def canonical(key: str) -> str:
+    """The option name for ``key`` (an option name or one of its aliases); SettingsError if unknown."""
+    if key in OPTION_BY_NAME:
+        return key
+    if key in ALIASES:
+        return ALIASES[key]
+    raise SettingsError(key, f"unknown setting; known: {', '.join(OPTION_BY_NAME)}")
+
+
+def _check(option: Option, value):
+    name = option.name
+    if option.kind is bool:
+        if not isinstance(value, bool):
+            raise SettingsError(name, f"must be true or false (got {value!r})")
+        return value
+    if option.kind in (float, int):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(name, f"must be a number (got {value!r})")
+        if not math.isfinite(value):
+            raise SettingsError(name, f"must be finite (got {value!r})")
+        if name in ("level", "input_level") and not 0 < value < 1:
+            raise SettingsError(name, f"must lie strictly between 0 and 1 (got {value:g}; 0.95 means 95%)")
+        if option.kind is int:
+            if value != int(value) or value < 1:
+                raise SettingsError(name, f"must be a positive whole number (got {value!r})")
+            return int(value)
+        return float(value)
+    if not isinstance(value, str):
+        raise SettingsError(name, f"must be text (got {value!r})")
+    if option.choices is not None and value not in option.choices:
+        raise SettingsError(name, f"'{value}' is not one of {', '.join(option.choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every convention a fit depends on, validated on construction (frozen: derive with ``replace``).
+
+    Field names are the API keywords, the TOML keys and (with ``-`` for ``_``) the CLI flags.
+    """
+
+    method: str = OPTION_BY_NAME["method"].default
+    ci_method: str = OPTION_BY_NAME["ci_method"].default
+    pi_method: str = OPTION_BY_NAME["pi_method"].default
+    i2_method: str = OPTION_BY_NAME["i2_method"].default
+    prediction_interval: bool = OPTION_BY_NAME["prediction_interval"].default
+    level: float = OPTION_BY_NAME["level"].default
+    input_level: float = OPTION_BY_NAME["input_level"].default
+    smd_convention: str = OPTION_BY_NAME["smd_convention"].default
+    vtype: str = OPTION_BY_NAME["vtype"].default
+    pooled_sd: bool = OPTION_BY_NAME["pooled_sd"].default
+    mean_method: str = OPTION_BY_NAME["mean_method"].default
+    sd_method: str = OPTION_BY_NAME["sd_method"].default
+    tau2_ci: bool = OPTION_BY_NAME["tau2_ci"].default
+    maxiter: int = OPTION_BY_NAME["maxiter"].default
+
+    def __post_init__(self):
+        for f in fields(self):
+            object.__setattr__(self, f.name, _check(OPTION_BY_NAME[f.name], getattr(self, f.name)))
+        if self.smd_convention == "revman5" and self.vtype != "LS":
+            raise SettingsError("vtype", f"'{self.vtype}' applies to the metafor SMD convention; RevMan 5 "
+                                "has its own variance (leave vtype at LS)")
+
+    @classmethod
+    def from_mapping(cls, mapping=None, base: "Settings | None" = None) -> "Settings":
+        """Settings from a dict of option names or aliases, on top of ``base`` (default: the defaults).
+
+        Keys that name no option raise :class:`SettingsError`; a key given twice (name and alias) too.
+        """
+        values = {}
+        for key, value in (mapping or {}).items():
+            name = canonical(key)
+            if name in values:
+                raise SettingsError(key, f"given twice (as '{name}' and an alias)")
+            values[name] = value
+        return (base or cls()).replace(**values)
+
+    def replace(self, **changes) -> "Settings":
+        """A copy with ``changes`` (option names or aliases) applied and validated."""
+        return _dc_replace(self, **{canonical(k): v for k, v in changes.items()})
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def test(self) -> str:
+        """The test statistic's distribution: "t" with HKSJ, "z" with Wald."""
+        return "t" if self.ci_method == "hksj" else "z"
+
+
+DEFAULTS = Settings()
+
+
+def cli_flag(option: Option) -> str:
+    return "--" + option.name.replace("_", "-")

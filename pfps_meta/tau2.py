@@ -1,0 +1,384 @@
+"""Every tau² estimator, in two forms: intercept-only (vectorised over rows of a 2-D array) and with
+moderators (one k x p design matrix). Their names, labels and methods text are the registry in
+:mod:`pfps_meta.conventions`; :data:`IMPLEMENTATIONS` maps each name to its two functions here, and the
+module refuses to import if the two lists differ. Adding an estimator: one row in
+``conventions.TAU2_ESTIMATORS`` and its two functions in this module.
+
+The model is ``y = X beta + u + e`` with ``u ~ N(0, tau2)`` and ``e ~ N(0, v_i)``; the intercept-only
+model has ``X = 1``. Formulas follow metafor's ``rma.uni()`` (Viechtbauer 2005, 2010; Veroniki et al.
+2016, Res Synth Methods 7:55-79, give them all in one place; Raudenbush 2009 for the moment estimators
+with moderators):
+
+- ``FE``   common (fixed) effect, tau2 = 0.
+- ``DL``   DerSimonian & Laird (1986): ``max(0, (Q - (k-p)) / tr P_FE)``; intercept-only
+  ``tr P_FE = sum w - sum w^2 / sum w``.
+- ``HE``   Hedges (1983) method of moments: ``max(0, (y'P0y - tr(P0 V)) / (k-p))`` with the OLS
+  projection ``P0``; intercept-only ``sum (y - ybar)^2 / (k-1) - mean(v)``.
+- ``HS``   Hunter & Schmidt (2004): ``max(0, (Q - k) / sum w)``.
+- ``SJ``   Sidik & Jonkman (2005): ``tau0 * Q(tau0) / (k-p)`` with ``tau0 = sum (y - ybar)^2 / k``.
+- ``PM``   Paule & Mandel (1982): the root of ``Q(tau2) = k - p`` (0 if Q(0) < k - p).
+- ``EB``   empirical Bayes (Morris 1983; Berkey et al. 1995). Its estimating equation,
+  ``Q(tau2) k/(k-p) = k``, is Paule-Mandel's, so it is solved by the same root finder (metafor
+  iterates a fixed point to the same root).
+- ``ML``, ``REML`` maximum and restricted maximum likelihood (Viechtbauer 2005), started at max(0, HE),
+  with metafor's check that the likelihood at tau2 = 0 is not higher than at the stationary point found.
+
+Here ``Q(tau2) = y'Py`` with ``P = W - W X (X'WX)^-1 X'W``, ``W = diag(1/(v + tau2))`` is the generalised
+Q statistic.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from .conventions import TAU2_ESTIMATORS
+from .errors import ConvergenceWarning
+
+def _fit_at(y, v, tau2):
+    """Weights, their sum, the weighted mean and residuals at the given tau2 (one per row).
+
+    Absent studies have v = inf, hence w = 0: every weighted sum ignores them without masking.
+    """
+    w = 1.0 / (v + tau2[:, None])
+    sum_w = w.sum(axis=1)
+    mu = (w * y).sum(axis=1) / sum_w
+    resid = y - mu[:, None]
+    return w, sum_w, mu, resid
+
+
+def generalised_q(y, v, tau2):
+    """``Q(tau2) = sum w (y - mu_w)^2`` and its derivative ``-sum w^2 (y - mu_w)^2``."""
+    w, _, _, resid = _fit_at(y, v, tau2)
+    wr2 = w * resid ** 2
+    return wr2.sum(axis=1), -(w * wr2).sum(axis=1)
+
+
+def _solve_q(y, v, present, target, rtol=1e-12, maxiter=200):
+    """Root in tau2 >= 0 of ``Q(tau2) = target`` for intercept-only rows (see :func:`decreasing_root`)."""
+    k = present.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ybar = np.where(present, y, 0).sum(axis=1) / k
+        spread = np.where(present, (y - ybar[:, None]) ** 2, 0.0).sum(axis=1)
+    return decreasing_root(lambda idx, t: generalised_q(y[idx], v[idx], t), target, spread, v.min(axis=1),
+                           rtol=rtol, maxiter=maxiter)
+
+
+def decreasing_root(q_at, target, spread, vmin, rtol=1e-12, maxiter=200):
+    """Root in tau2 >= 0 of ``Q(tau2) = target`` for every row, where Q decreases in tau2 (Viechtbauer 2007).
+
+    ``q_at(idx, tau2)`` returns Q and dQ/dtau2 for the rows ``idx``. ``spread`` is the unweighted residual
+    sum of squares of each row (OLS fit), ``vmin`` its smallest sampling variance: since
+    ``Q(t) <= spread / (vmin + t)``, ``Q(spread/target - vmin) <= target`` bounds the root from above.
+    Rows where ``Q(0) <= target`` get 0. Newton steps on ``1/Q(tau2) - 1/target``, which is close to
+    linear in tau2 (``Q ~ S / (tau2 + v)``), inside a bracket that every evaluation narrows; a step that
+    leaves the bracket is replaced by bisection, so every row converges. Returns (root, converged, iters).
+    """
+    rows = len(spread)
+    target = np.broadcast_to(np.asarray(target, dtype=float), (rows,))
+    q0, _ = q_at(np.arange(rows), np.zeros(rows))
+    active = q0 > target
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hi = np.where(active, np.maximum(spread / target - vmin, 0.0) * (1 + 1e-9) + 1e-300, 0.0)
+    lo = np.zeros(rows)
+    converged = ~active
+    iterations = np.zeros(rows, dtype=int)
+    t = np.zeros(rows)
+    for _ in range(maxiter):
+        idx = np.flatnonzero(~converged)
+        if idx.size == 0:
+            break
+        ti, tgt = t[idx], target[idx]
+        q, dq = q_at(idx, ti)
+        above = q > tgt
+        lo_i = np.where(above, ti, lo[idx])
+        hi_i = np.where(above, hi[idx], ti)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # g(t) = 1/Q - 1/target, g'(t) = -Q'/Q^2
+            newton = ti - (1.0 / q - 1.0 / tgt) * q ** 2 / (-dq)
+        inside = np.isfinite(newton) & (newton >= lo_i) & (newton <= hi_i)
+        new = np.where(q == tgt, ti, np.where(inside, newton, 0.5 * (lo_i + hi_i)))
+        lo[idx], hi[idx] = lo_i, hi_i
+        t[idx] = new
+        iterations[idx] += 1
+        converged[idx] = ((np.abs(new - ti) <= rtol * np.maximum(new, 1e-300)) | (np.abs(q - tgt) <= rtol * tgt)
+                          | (hi_i - lo_i <= rtol * hi_i))
+    return np.where(active, t, 0.0), converged, iterations
+
+
+def _likelihood_root(y, v, present, k, init, reml, tol=1e-12, maxiter=1000):
+    """ML/REML tau2 for intercept-only rows (see :func:`likelihood_root`).
+
+    For the intercept-only model ``Py = w (y - mu_w)``, ``tr P = sum w - sum w^2 / sum w`` and
+    ``tr PP = sum w^2 - 2 sum w^3 / sum w + (sum w^2 / sum w)^2``.
+    """
+    def score_at(idx, ti):
+        w, sum_w, _, resid = _fit_at(y[idx], v[idx], ti)
+        a = w * resid                                   # P y
+        ypppy = (a ** 2).sum(axis=1)
+        wa = (w * a).sum(axis=1)
+        yp3y = (w * a ** 2).sum(axis=1) - wa ** 2 / sum_w   # (Py)' P (Py)
+        sum_w2 = (w ** 2).sum(axis=1)
+        if reml:
+            sum_w3 = (w ** 3).sum(axis=1)
+            a_term = sum_w - sum_w2 / sum_w
+            b_term = sum_w2 - 2.0 * sum_w3 / sum_w + (sum_w2 / sum_w) ** 2
+        else:
+            a_term, b_term = sum_w, sum_w2
+        return ypppy - a_term, b_term - 2.0 * yp3y, b_term
+
+    return likelihood_root(score_at, lambda t: _loglik(y, v, present, k, t, reml), init, tol=tol, maxiter=maxiter)
+
+
+def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000):
+    """Stationary point of the ML or REML likelihood in tau2 >= 0 for every row (Viechtbauer 2005).
+
+    ``score_at(idx, tau2)`` returns, for the rows ``idx``, the score (up to a factor 1/2)
+    ``S = y'PPy - A``, its derivative ``S' = -2 y'PPPy + B`` and the Fisher information ``B``, with
+    ``P = W - W X (X'WX)^-1 X'W``, ``A = tr P`` and ``B = tr(PP)`` (REML) or ``A = sum w``, ``B = sum w^2``
+    (ML); ``dP/dtau2 = -PP``. ``loglik_at(tau2)`` returns every row's log-likelihood.
+    Newton steps where the likelihood is concave (S' < 0), metafor's Fisher-scoring step ``S / B``
+    elsewhere, both kept inside a bracket [lo, hi] that every evaluation narrows (bisection when a step
+    leaves it). Plain Fisher scoring, as metafor iterates it, can oscillate around the root for
+    hundreds of iterations; the bracket removes that while converging to the same root. A negative
+    score at tau2 = 0 ends at the boundary 0, as metafor's step halving does.
+    Stops when ``|change| <= tol * max(1, tau2)``.
+    """
+    t = np.maximum(np.asarray(init, dtype=float), 0.0)
+    rows = t.shape[0]
+    lo = np.zeros(rows)
+    hi = np.full(rows, np.inf)
+    converged = np.zeros(rows, dtype=bool)
+    iterations = np.zeros(rows, dtype=int)
+    for _ in range(maxiter):
+        idx = np.flatnonzero(~converged)
+        if idx.size == 0:
+            break
+        ti = t[idx]
+        score, slope, b_term = score_at(idx, ti)
+        lo_i = np.where(score > 0, ti, lo[idx])
+        hi_i = np.where(score > 0, hi[idx], ti)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            step = np.where(slope < 0, -score / slope, score / b_term)
+        new = ti + np.where(np.isfinite(step), step, 0.0)
+        outside = ~((new >= lo_i) & (new <= hi_i))
+        bisect = np.where(np.isfinite(hi_i), 0.5 * (lo_i + hi_i), 2.0 * ti + 1.0)
+        new = np.where(outside, bisect, new)
+        at_zero = (ti == 0) & (score <= 0)              # boundary: likelihood decreasing at tau2 = 0
+        new = np.where(at_zero, 0.0, np.where(score == 0, ti, np.maximum(new, 0.0)))
+        lo[idx], hi[idx] = lo_i, hi_i
+        t[idx] = new
+        iterations[idx] += 1
+        collapsed = np.isfinite(hi_i) & (hi_i - lo_i <= tol * np.maximum(1.0, hi_i))
+        converged[idx] = at_zero | (score == 0) | (np.abs(new - ti) <= tol * np.maximum(1.0, new)) | collapsed
+    # metafor's ll0check: keep tau2 = 0 when the likelihood there is higher than at the root found.
+    candidates = converged & (t > tol)
+    if not np.any(candidates):          # every root is already at the boundary: nothing to compare
+        return t, converged, iterations
+    ll_here = loglik_at(t)
+    ll_zero = loglik_at(np.zeros_like(t))
+    to_zero = candidates & (ll_zero - ll_here > 1e-10)
+    if np.any(to_zero):
+        warnings.warn(f"{int(to_zero.sum())} fit(s): the likelihood is higher at tau2 = 0 than at the "
+                      "stationary point found; tau2 = 0 is used instead (as metafor does).",
+                      ConvergenceWarning, stacklevel=3)
+        t = np.where(to_zero, 0.0, t)
+    return t, converged, iterations
+
+
+def _loglik(y, v, present, k, tau2, reml):
+    """Log-likelihood of the intercept-only model (ML, or REML when ``reml``), as metafor's ``logLik``."""
+    w, sum_w, _, resid = _fit_at(y, v, tau2)
+    rss = (w * resid ** 2).sum(axis=1)
+    logdet = np.where(present, np.log(np.where(present, v, 1.0) + tau2[:, None]), 0.0).sum(axis=1)
+    if reml:
+        return -0.5 * (k - 1) * np.log(2 * np.pi) - 0.5 * logdet - 0.5 * np.log(sum_w) - 0.5 * rss
+    return -0.5 * k * np.log(2 * np.pi) - 0.5 * logdet - 0.5 * rss
+
+
+# ------------------------------------------------------------------------------------------------
+# intercept-only estimators: f(y, v, present, k, maxiter) -> (tau2, converged, iterations), per row
+
+
+def _spread(y, present, k):
+    ybar = np.where(present, y, 0.0).sum(axis=1) / k
+    return np.where(present, (y - ybar[:, None]) ** 2, 0.0).sum(axis=1)
+
+
+def _done(tau2):
+    rows = tau2.shape[0]
+    return tau2, np.ones(rows, dtype=bool), np.zeros(rows, dtype=int)
+
+
+def _fe(y, v, present, k, maxiter):
+    return _done(np.zeros(y.shape[0]))
+
+
+def _dl(y, v, present, k, maxiter):
+    q, _ = generalised_q(y, v, np.zeros(y.shape[0]))
+    w = 1.0 / v
+    sum_w = w.sum(axis=1)
+    return _done(np.maximum((q - (k - 1)) / (sum_w - (w ** 2).sum(axis=1) / sum_w), 0.0))
+
+
+def _hs(y, v, present, k, maxiter):
+    q, _ = generalised_q(y, v, np.zeros(y.shape[0]))
+    return _done(np.maximum((q - k) / (1.0 / v).sum(axis=1), 0.0))
+
+
+def _hedges(y, v, present, k):
+    return _spread(y, present, k) / (k - 1) - np.where(present, v, 0.0).sum(axis=1) / k
+
+
+def _he(y, v, present, k, maxiter):
+    return _done(np.maximum(_hedges(y, v, present, k), 0.0))
+
+
+def _sj(y, v, present, k, maxiter):
+    tau0 = _spread(y, present, k) / k
+    q, _ = generalised_q(y, v, tau0)
+    return _done(np.maximum(tau0 * q / (k - 1), 0.0))
+
+
+def _pm(y, v, present, k, maxiter):
+    return _solve_q(y, v, present, (k - 1).astype(float), maxiter=maxiter)
+
+
+def _likelihood(reml):
+    def estimator(y, v, present, k, maxiter):
+        he = _hedges(y, v, present, k)
+        return _likelihood_root(y, v, present, k, np.where(np.isfinite(he), he, 0.0), reml, maxiter=maxiter)
+    return estimator
+
+
+def estimate_intercept_only(y, v, present, k, method, maxiter=1000):
+    """tau2 of every row of prepared (rows x slots) arrays (absent studies: y = 0, v = inf)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return IMPLEMENTATIONS[method][0](y, v, present, k, maxiter)
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers with a design matrix
+
+
+def _weighted(y, v, X, tau2):
+    """Weights, (X'WX)^-1, beta and residuals at one tau2."""
+    w = 1.0 / (v + tau2)
+    xtwx_inv = np.linalg.inv(X.T @ (w[:, None] * X))
+    beta = xtwx_inv @ (X.T @ (w * y))
+    return w, xtwx_inv, beta, y - X @ beta
+
+
+def _q(y, v, X, tau2):
+    """``Q(tau2) = y'Py`` and its derivative ``-y'PPy``."""
+    w, _, _, r = _weighted(y, v, X, tau2)
+    return float(np.sum(w * r ** 2)), -float(np.sum((w * r) ** 2))
+
+
+def _score(y, v, X, tau2, reml):
+    """(score, slope, information) of the ML or REML likelihood at tau2 (see ``likelihood_root``)."""
+    w, m, _, r = _weighted(y, v, X, tau2)
+    a = w * r                                   # P y
+    xwa = X.T @ (w * a)
+    yp3y = float(np.sum(w * a ** 2) - xwa @ m @ xwa)
+    ypppy = float(np.sum(a ** 2))
+    if reml:
+        xw2x = X.T @ ((w ** 2)[:, None] * X)
+        xw3x = X.T @ ((w ** 3)[:, None] * X)
+        tr_p = float(np.sum(w) - np.trace(m @ xw2x))
+        tr_pp = float(np.sum(w ** 2) - 2 * np.trace(m @ xw3x) + np.trace(m @ xw2x @ m @ xw2x))
+        a_term, b_term = tr_p, tr_pp
+    else:
+        a_term, b_term = float(np.sum(w)), float(np.sum(w ** 2))
+    return ypppy - a_term, b_term - 2 * yp3y, b_term
+
+
+def _loglik_mods(y, v, X, tau2, reml):
+    w, m, _, r = _weighted(y, v, X, tau2)
+    k, p = X.shape
+    rss = float(np.sum(w * r ** 2))
+    ll = -0.5 * np.sum(np.log(v + tau2)) - 0.5 * rss
+    if reml:
+        return ll - 0.5 * (k - p) * math.log(2 * math.pi) + 0.5 * np.linalg.slogdet(m)[1]
+    return ll - 0.5 * k * math.log(2 * math.pi)
+
+
+# ------------------------------------------------------------------------------------------------
+# estimators with moderators: f(y, v, X, maxiter) -> (tau2, converged, iterations)
+
+
+def _ols_hedges(y, v, X):
+    k, p = X.shape
+    xtx_inv = np.linalg.inv(X.T @ X)
+    resid_ols = y - X @ (xtx_inv @ (X.T @ y))
+    rss_ols = float(np.sum(resid_ols ** 2))
+    return rss_ols, (rss_ols - (np.sum(v) - np.trace(xtx_inv @ (X.T @ (v[:, None] * X))))) / (k - p)
+
+
+def _fe_mods(y, v, X, maxiter):
+    return 0.0, True, 0
+
+
+def _dl_mods(y, v, X, maxiter):
+    k, p = X.shape
+    w = 1.0 / v
+    xtwx_inv = np.linalg.inv(X.T @ (w[:, None] * X))
+    tr_p = float(np.sum(w) - np.trace(xtwx_inv @ (X.T @ ((w ** 2)[:, None] * X))))
+    return max(0.0, (_q(y, v, X, 0.0)[0] - (k - p)) / tr_p), True, 0
+
+
+def _hs_mods(y, v, X, maxiter):
+    k = X.shape[0]
+    return max(0.0, (_q(y, v, X, 0.0)[0] - k) / float(np.sum(1.0 / v))), True, 0
+
+
+def _he_mods(y, v, X, maxiter):
+    return max(0.0, _ols_hedges(y, v, X)[1]), True, 0
+
+
+def _sj_mods(y, v, X, maxiter):
+    k, p = X.shape
+    tau0 = float(np.var(y, ddof=1) * (k - 1) / k)
+    return tau0 * _q(y, v, X, tau0)[0] / (k - p), True, 0
+
+
+def _pm_mods(y, v, X, maxiter):
+    k, p = X.shape
+    rss_ols, _ = _ols_hedges(y, v, X)
+    root, conv, it = decreasing_root(lambda idx, t: tuple(np.array([c]) for c in _q(y, v, X, float(t[0]))),
+                                     float(k - p), np.array([rss_ols]), np.array([v.min()]), maxiter=200)
+    return float(root[0]), bool(conv[0]), int(it[0])
+
+
+def _likelihood_mods(reml):
+    def estimator(y, v, X, maxiter):
+        he = _ols_hedges(y, v, X)[1]
+        root, conv, it = likelihood_root(
+            lambda idx, t: tuple(np.array([c]) for c in _score(y, v, X, float(t[0]), reml)),
+            lambda t: np.array([_loglik_mods(y, v, X, float(t[0]), reml)]), np.array([max(0.0, he)]),
+            maxiter=maxiter)
+        return float(root[0]), bool(conv[0]), int(it[0])
+    return estimator
+
+
+def estimate_tau2_mods(y, v, X, method, maxiter=1000):
+    """tau2 of a meta-regression; returns (tau2, converged, iterations)."""
+    return IMPLEMENTATIONS[method][1](y, v, X, maxiter)
+
+
+IMPLEMENTATIONS = {
+    "FE": (_fe, _fe_mods),
+    "DL": (_dl, _dl_mods),
+    "REML": (_likelihood(True), _likelihood_mods(True)),
+    "ML": (_likelihood(False), _likelihood_mods(False)),
+    "PM": (_pm, _pm_mods),
+    "SJ": (_sj, _sj_mods),
+    "HE": (_he, _he_mods),
+    "EB": (_pm, _pm_mods),
+    "HS": (_hs, _hs_mods),
+}
+if set(IMPLEMENTATIONS) != set(TAU2_ESTIMATORS):
+    raise ImportError("pfps_meta.tau2: the implementations and conventions.TAU2_ESTIMATORS name different "
+                      f"estimators: {sorted(set(IMPLEMENTATIONS) ^ set(TAU2_ESTIMATORS))}")
