@@ -354,9 +354,10 @@ def run_analysis(analysis: Analysis, evidence: Evidence | None = None,
 
 
 def default_spec_paths(root=None) -> list[Path]:
-    """Every ``analyses/*.toml`` below the project root (or ``root``)."""
+    """The review analyses (``analyses/*.toml``) first, then the worked examples
+    (``analyses/examples/*.toml``), below the project root (or ``root``)."""
     base = Path(root) if root else Path.cwd()
-    return sorted((base / "analyses").glob("*.toml"))
+    return sorted((base / "analyses").glob("*.toml")) + sorted((base / "analyses" / "examples").glob("*.toml"))
 
 
 def load_all(paths) -> list[tuple[Spec, Evidence | None]]:

@@ -69,7 +69,7 @@ SMD_CONVENTIONS = {
 }
 SMD_VTYPES = {"LS": "large-sample variance 1/n1 + 1/n2 + g²/(2N) (metafor's default)",
               "UB": "unbiased variance 1/n1 + 1/n2 + (1 - (m-2)/(m J²)) g² (R meta >= 6.0's default)",
-              "AV": "large-sample variance with the average g across studies in place of each g"}
+              "AV": "large-sample variance with the sample-size-weighted average g in place of each g"}
 MEAN_METHODS = {"luo": "Luo et al. 2018", "wan": "Wan et al. 2014"}
 SD_METHODS = {"shi": "Shi et al. 2020", "wan": "Wan et al. 2014"}
 

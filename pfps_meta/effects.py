@@ -71,7 +71,8 @@ def standardized_mean_difference(n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_
     - "LS" (metafor's default): ``vi = 1/n1 + 1/n2 + g^2 / (2N)``;
     - "UB" (unbiased; R meta's default since 6.0): ``vi = 1/n1 + 1/n2 + (1 - (m - 2)/(m J^2)) g^2``
       with ``m = N - 2``;
-    - "AV": as "LS" with the unweighted mean of g over all studies in place of each study's g.
+    - "AV": as "LS" with the sample-size-weighted average of g over all studies,
+      ``sum(N_i g_i) / sum(N_i)``, in place of each study's g (as metafor computes it).
 
     convention="revman5" (RevMan 5, Deeks & Higgins 2010):
         ``J = 1 - 3/(4N - 9)``; ``vi = N/(n1 n2) + g^2 / (2 (N - 3.94))`` (``vtype`` must be "LS").
@@ -94,7 +95,9 @@ def standardized_mean_difference(n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_
         m = n_total - 2
         return g, base + (1.0 - (m - 2.0) / (m * j ** 2)) * g ** 2
     if vtype == "AV":
-        return g, base + np.nanmean(g) ** 2 / (2.0 * n_total)
+        ok = np.isfinite(g)
+        g_bar = np.sum(np.where(ok, n_total * g, 0.0)) / np.sum(np.where(ok, n_total, 0.0))
+        return g, base + g_bar ** 2 / (2.0 * n_total)
     return g, base + g ** 2 / (2.0 * n_total)
 
 

@@ -172,7 +172,7 @@ def test_outcome_validation_names_file_line_and_column(tmp_path, mutation, messa
 
 
 def test_reproduce_worked_example_and_incomplete_nascimento(capsys):
-    assert main(["reproduce", "--format", "json", str(ROOT / "analyses" / "hackshaw1997.toml"),
+    assert main(["reproduce", "--format", "json", str(ROOT / "analyses" / "examples" / "hackshaw1997.toml"),
                  str(ROOT / "analyses" / "nascimento2018.toml")]) == 0
     rows = {r["analysis"]: r for r in json.loads(capsys.readouterr().out)}
     required = {"analysis", "comparison", "outcome", "measure", "published_estimate", "published_ci_low",
@@ -190,8 +190,8 @@ def test_reproduce_worked_example_and_incomplete_nascimento(capsys):
 def test_reproduce_says_differs_when_settings_do_not_match(tmp_path, capsys):
     spec = tmp_path / "analyses" / "h.toml"
     spec.parent.mkdir()
-    text = (ROOT / "analyses" / "hackshaw1997.toml").read_text()
-    text = text.replace('method = "DL"', 'method = "FE"').replace('"../data', f'"{ROOT}/data')
+    text = (ROOT / "analyses" / "examples" / "hackshaw1997.toml").read_text()
+    text = text.replace('method = "DL"', 'method = "FE"').replace('"../../data', f'"{ROOT}/data')
     spec.write_text(text)
     assert main(["reproduce", "--format", "json", str(spec)]) == 0
     row = json.loads(capsys.readouterr().out)[0]
@@ -200,7 +200,7 @@ def test_reproduce_says_differs_when_settings_do_not_match(tmp_path, capsys):
 
 
 def test_reproduce_text_table(capsys):
-    assert main(["reproduce", str(ROOT / "analyses" / "hackshaw1997.toml")]) == 0
+    assert main(["reproduce", str(ROOT / "analyses" / "examples" / "hackshaw1997.toml")]) == 0
     out = capsys.readouterr().out
     assert "published" in out and "reproduced" in out and "1.24 [1.13, 1.36]" in out
 

@@ -40,7 +40,7 @@ def test_summary_of_findings_marks_what_only_a_reviewer_can_decide():
 
 
 def test_summary_of_findings_rules_on_the_worked_example():
-    res, evidence = results("hackshaw1997.toml")
+    res, evidence = results("examples/hackshaw1997.toml")
     row = summary_of_findings(res, evidence).iloc[0]
     assert row["Effect (95% CI)"] == "OR 1.24 (95% CI 1.13 to 1.36)"
     assert row["Inconsistency"].startswith("serious") and "prediction interval" in row["Inconsistency"]

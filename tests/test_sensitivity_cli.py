@@ -39,7 +39,7 @@ def test_sensitivity_text_and_bad_column(capsys):
 
 
 def test_presets_say_which_conventions_reproduce_the_worked_example(capsys):
-    assert main(["reproduce", "--presets", "--format", "json", str(ROOT / "analyses" / "hackshaw1997.toml")]) == 0
+    assert main(["reproduce", "--presets", "--format", "json", str(ROOT / "analyses" / "examples" / "hackshaw1997.toml")]) == 0
     row = json.loads(capsys.readouterr().out)[0]
     assert set(row["presets"]) == set(PRESETS)
     assert row["reproduced_by"] == ["revman5"]
@@ -47,7 +47,7 @@ def test_presets_say_which_conventions_reproduce_the_worked_example(capsys):
 
 
 def test_preset_diff_lists_every_number(capsys):
-    assert main(["diff", str(ROOT / "analyses" / "hackshaw1997.toml"), "main", "--presets", "revman5",
+    assert main(["diff", str(ROOT / "analyses" / "examples" / "hackshaw1997.toml"), "main", "--presets", "revman5",
                  "metafor", "--format", "json"]) == 0
     rows = {r["quantity"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["setting: method"]["revman5"] == "DL" and rows["setting: method"]["metafor"] == "REML"
@@ -55,7 +55,7 @@ def test_preset_diff_lists_every_number(capsys):
     assert rows["q"]["difference"] == pytest.approx(0)
     assert rows["estimate"]["difference"] == pytest.approx(rows["estimate"]["metafor"] - rows["estimate"]["revman5"])
     assert sum(q.startswith("weight [") for q in rows) == 37
-    assert main(["diff", str(ROOT / "analyses" / "hackshaw1997.toml"), "main", "--presets", "x", "metafor"]) == 2
+    assert main(["diff", str(ROOT / "analyses" / "examples" / "hackshaw1997.toml"), "main", "--presets", "x", "metafor"]) == 2
 
 
 def test_smd_conventions_differ_in_a_preset_diff(tmp_path, capsys):
@@ -75,7 +75,7 @@ def test_sensitivity_on_analyses_from_the_definitions(capsys):
     assert main(["sensitivity", spec, "--analysis", "B1"]) == 2
     assert "no trial with usable data yet" in capsys.readouterr().err
     assert main(["sensitivity", spec, "--analysis", "Z9"]) == 2
-    assert main(["sensitivity", str(ROOT / "analyses" / "hackshaw1997.toml"), "--analysis", "main",
+    assert main(["sensitivity", str(ROOT / "analyses" / "examples" / "hackshaw1997.toml"), "--analysis", "main",
                  "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["k"] == 37 and out["method"] == "DL" and out["trimfill"]["k0"] >= 0
