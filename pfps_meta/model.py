@@ -26,6 +26,11 @@ JSON_FIELDS = ("k", "estimate", "se", "statistic", "df", "p", "ci_low", "ci_high
                "i2", "i2_ci_low", "i2_ci_high", "h2", "h2_ci_low", "h2_ci_high",
                "q", "q_df", "q_p", "pi_low", "pi_high", "pi_df", "converged", "iterations")
 
+STUDY_JSON_FIELDS = ("yi", "vi", "se", "ci_low", "ci_high", "weight")
+# arm-level inputs as actually used (after any conversion), and how they were obtained
+ARM_JSON_FIELDS = ("n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl", "conversion")
+
+
 def _clean(value):
     """JSON-safe scalar: NaN becomes None, numpy scalars become Python ones."""
     if isinstance(value, (np.generic,)):
@@ -86,10 +91,11 @@ class MetaResult:
         out.update(method=self.method, ci=self.ci_method, pi=self.pi_method, i2_method=self.i2_method,
                    level=self.level, measure=self.measure, smd_convention=self.smd_convention,
                    settings=self.settings.to_dict(), notes=list(self.notes))
+        arm = [c for c in ARM_JSON_FIELDS if c in self.studies.columns]
         out["studies"] = [
-            {"study": row.study, "yi": _clean(row.yi), "vi": _clean(row.vi), "se": _clean(row.se),
-             "ci_low": _clean(row.ci_low), "ci_high": _clean(row.ci_high), "weight": _clean(row.weight)}
-            for row in self.studies.itertuples(index=False)
+            {"study": row["study"], **{name: _clean(row[name]) for name in STUDY_JSON_FIELDS},
+             **{name: _clean(row[name]) if name != "conversion" else (row[name] or None) for name in arm}}
+            for row in self.studies.to_dict("records")
         ]
         return out
 

@@ -154,6 +154,13 @@ def result_text(result, digits: int = 4) -> str:
                      f"({s['iterations']} iterations); treat tau^2 and everything after it with care.")
     for note in result.notes:
         lines.append(f"Note: {note}")
+    converted = [(row["study"], row["conversion"]) for row in result.studies.to_dict("records")
+                 if row.get("conversion")]
+    if converted:
+        lines.append("")
+        lines.append(f"Converted from what the papers print ({len(converted)} of {s['k']} studies; "
+                     "the means and SDs used are in --format json):")
+        lines += [f"  {study}: {rule}" for study, rule in converted]
     lines.append("")
     lines.append("Studies:")
     table = result.studies[["study", "yi", "se", "ci_low", "ci_high", "weight"]].copy()

@@ -29,6 +29,8 @@ from .errors import InputError, InputWarning  # noqa: F401  (InputWarning re-exp
 from .load import LINE_COLUMN
 
 ARM_COLUMNS = ("study", "n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl")
+# What papers print instead of a mean and SD, per arm (suffix _exp / _ctrl); see ``arm_statistics``.
+ARM_FIELDS = ("n", "mean", "sd", "se", "ci_low", "ci_high", "median", "q1", "q3", "min", "max")
 BINARY_COLUMNS = ("study", "events_exp", "n_exp", "events_ctrl", "n_ctrl")
 LAYOUT_COLUMNS = {"arm": ARM_COLUMNS, "binary": BINARY_COLUMNS}
 EFFECT_LAYOUTS = (("study", "yi", "vi"), ("study", "yi", "sei"),
@@ -133,7 +135,8 @@ def detect_layout(df: pd.DataFrame, measure: str | None) -> str:
     if measure is not None:
         layout = measures.get(measure).layout
         if arm_layout_present(df, layout) or effect_layout is None:
-            require_arm_columns(df, layout, f"measure {measure} ({layout} arm-level data)")
+            kind = "arm-level data" if layout == "arm" else "binary arm-level data"
+            require_arm_columns(df, layout, f"measure {measure} ({kind})")
             return layout
         return effect_layout
     if effect_layout is not None:
@@ -151,11 +154,123 @@ def detect_layout(df: pd.DataFrame, measure: str | None) -> str:
 
 
 def arm_layout_present(df, layout) -> bool:
-    return set(LAYOUT_COLUMNS[layout]) <= set(df.columns)
+    cols = set(df.columns)
+    if layout == "arm":     # n per arm, and per arm a mean or a median to start from
+        return {"study", "n_exp", "n_ctrl"} <= cols and all(
+            f"mean_{side}" in cols or f"median_{side}" in cols for side in ("exp", "ctrl"))
+    return set(LAYOUT_COLUMNS[layout]) <= cols
 
 
 def require_arm_columns(df, layout, purpose):
-    require_columns(df, LAYOUT_COLUMNS[layout], purpose)
+    if layout != "arm":
+        require_columns(df, LAYOUT_COLUMNS[layout], purpose)
+        return
+    # n per arm, and per arm a mean or a median; which SD source a row uses is checked row by row
+    missing = [c for c in ("study", "n_exp") if c not in df.columns]
+    if "mean_exp" not in df.columns and "median_exp" not in df.columns:
+        missing.append("mean_exp (or median_exp)")
+    missing += [c for c in ("n_ctrl",) if c not in df.columns]
+    if "mean_ctrl" not in df.columns and "median_ctrl" not in df.columns:
+        missing.append("mean_ctrl (or median_ctrl)")
+    if "mean_exp" in df.columns and not {"sd_exp", "se_exp", "ci_low_exp", "median_exp"} & set(df.columns):
+        missing.append("sd_exp")
+    if "mean_ctrl" in df.columns and not {"sd_ctrl", "se_ctrl", "ci_low_ctrl", "median_ctrl"} & set(df.columns):
+        missing.append("sd_ctrl")
+    if missing:
+        names = ", ".join(f"'{c}'" for c in missing)
+        raise InputError(f"missing column{'s' if len(missing) > 1 else ''} {names} needed for {purpose}",
+                         file=df.attrs.get("source"))
+
+
+def _optional(df, column, **checks):
+    """A numeric column that may be absent (all NaN) or have empty cells."""
+    if column not in df.columns:
+        return np.full(len(df), np.nan)
+    return numeric_column(df, column, allow_missing=True, **checks)
+
+
+def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
+    """n, mean and SD of one arm (``side`` "exp" or "ctrl") for every row, from whatever the row gives.
+
+    Per row, in this order: ``mean`` with ``sd``, or with ``se`` (SD = SE sqrt(n)), or with
+    ``ci_low, ci_high`` (the CI of the mean, at ``settings.input_level``, t with n - 1 df); else a
+    ``median`` with ``q1, q3`` and/or ``min, max`` (mean by ``settings.mean_method``, SD by
+    ``settings.sd_method``, as R meta's ``metacont``; an ``sd`` given beside a median is used as
+    printed). Returns ``(n, mean, sd, rules)`` with ``rules[i]`` empty where the row was used as printed.
+    Refuses, naming file, row and column: a median without quartiles or range, half a pair (q1 without
+    q3, ci_low without ci_high), values out of order (min <= q1 <= median <= q3 <= max), a mean outside
+    its CI, and a row with neither a mean nor a median.
+    """
+    from . import conversions
+
+    col = {f: f"{f}_{side}" for f in ARM_FIELDS}
+    n = numeric_column(df, col["n"], integer=True, minimum=2)
+    values = {f: _optional(df, col[f], **({"above": 0} if f in ("sd", "se") else {}))
+              for f in ARM_FIELDS if f != "n"}
+    mean, sd = values["mean"].copy(), values["sd"].copy()
+    rules = [""] * len(df)
+    for i in range(len(df)):
+        where = _where(df, i)
+        has = {f: not np.isnan(values[f][i]) for f in values}
+        for first, second in (("q1", "q3"), ("min", "max"), ("ci_low", "ci_high")):
+            if has[first] != has[second]:
+                given, absent = (first, second) if has[first] else (second, first)
+                raise InputError(f"{col[given]} is given but {col[absent]} is empty: both are needed",
+                                 column=col[absent], **where)
+        if has["mean"]:
+            if has["ci_low"]:
+                lo, hi = values["ci_low"][i], values["ci_high"][i]
+                if not lo < hi:
+                    raise InputError(f"{col['ci_low']} ({_fmt(lo)}) must be below {col['ci_high']} ({_fmt(hi)})",
+                                     column=col["ci_low"], **where)
+                if not lo <= mean[i] <= hi:
+                    raise InputError(f"mean {_fmt(mean[i])} lies outside its CI {_fmt(lo)} to {_fmt(hi)}",
+                                     column=col["mean"], **where)
+            if has["sd"]:
+                continue
+            if has["se"]:
+                converted = conversions.sd_from_se(values["se"][i], n[i])
+            elif has["ci_low"]:
+                converted = conversions.sd_from_ci(values["ci_low"][i], values["ci_high"][i], n[i],
+                                                   level=settings.input_level)
+            else:
+                raise InputError(f"no SD for this arm: give {col['sd']}, {col['se']}, or {col['ci_low']} and "
+                                 f"{col['ci_high']}", column=col["sd"], **where)
+            sd[i] = float(converted.value)
+            rules[i] = converted.rule
+            continue
+        if not has["median"]:
+            raise InputError(f"neither {col['mean']} nor {col['median']} is given for this arm",
+                             column=col["mean"] if col["mean"] in df.columns else col["median"], **where)
+        if not (has["q1"] or has["min"]):
+            raise InputError(f"a median needs its quartiles ({col['q1']}, {col['q3']}) and/or its range "
+                             f"({col['min']}, {col['max']}) to give a mean and SD", column=col["median"], **where)
+        order = [(f, values[f][i]) for f in ("min", "q1", "median", "q3", "max") if has[f]]
+        for (name_a, a), (name_b, b) in zip(order, order[1:]):
+            if a > b:
+                raise InputError(f"{col[name_a]} ({_fmt(a)}) is above {col[name_b]} ({_fmt(b)}): expected "
+                                 "min <= q1 <= median <= q3 <= max", column=col[name_b], **where)
+        args = dict(mean_method=settings.mean_method)
+        if has["q1"] and has["min"]:
+            got = conversions.mean_sd_from_five_numbers(n[i], values["median"][i], values["q1"][i], values["q3"][i],
+                                                        values["min"][i], values["max"][i],
+                                                        sd_method=settings.sd_method, **args)
+        elif has["q1"]:
+            got = conversions.mean_sd_from_quartiles(n[i], values["median"][i], values["q1"][i], values["q3"][i],
+                                                     **args)
+        else:
+            got = conversions.mean_sd_from_range(n[i], values["median"][i], values["min"][i], values["max"][i],
+                                                 **args)
+        mean[i] = float(got.mean)
+        if has["sd"]:
+            rules[i] = f"mean: {got.mean_rule}; sd: as printed"
+        else:
+            sd[i] = float(got.sd)
+            rules[i] = got.rule
+        if not sd[i] > 0:
+            raise InputError("the quartiles or range give an SD of 0 (all values equal?)", column=col["median"],
+                             **where)
+    return n, mean, sd, rules
 
 
 def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Settings | None = None,
@@ -176,14 +291,17 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
     out = df.copy()
     out["study"] = labels
     if layout == "arm":
-        n1 = numeric_column(df, "n_exp", integer=True, minimum=2)
-        m1 = numeric_column(df, "mean_exp", **({"above": 0} if info.positive_means else {}))
-        s1 = numeric_column(df, "sd_exp", above=0)
-        n2 = numeric_column(df, "n_ctrl", integer=True, minimum=2)
-        m2 = numeric_column(df, "mean_ctrl", **({"above": 0} if info.positive_means else {}))
-        s2 = numeric_column(df, "sd_ctrl", above=0)
+        (n1, m1, s1, rules1), (n2, m2, s2, rules2) = (arm_statistics(df, side, settings) for side in ("exp", "ctrl"))
+        if info.positive_means:
+            for means, side in ((m1, "exp"), (m2, "ctrl")):
+                bad = np.flatnonzero(~(means > 0))
+                if bad.size:
+                    raise InputError(f"measure {measure} needs positive means (got {_fmt(means[bad[0]])})",
+                                     column=f"mean_{side}", **_where(df, int(bad[0])))
         out["n_exp"], out["mean_exp"], out["sd_exp"] = n1, m1, s1
         out["n_ctrl"], out["mean_ctrl"], out["sd_ctrl"] = n2, m2, s2
+        out["conversion"] = ["; ".join(f"{side}: {rule}" for side, rule in (("exp", r1), ("ctrl", r2)) if rule)
+                             for r1, r2 in zip(rules1, rules2)]
         yi, vi = info.compute(n1, m1, s1, n2, m2, s2, settings)
     elif layout == "binary":
         n1 = numeric_column(df, "n_exp", integer=True, minimum=1)

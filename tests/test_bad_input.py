@@ -28,7 +28,7 @@ CASES = {
     "empty_file": ("", None, "file is empty"),
     "header_only": (HEADER, None, "no data rows"),
     "ragged_row": (HEADER + GOOD + "C,12,2.0\n", ("line 4",), "row has 3 fields but the header has 7"),
-    "missing_value": (HEADER + GOOD + "C,12,,1.0,12,3.0,1.0\n", ("line 4", "'mean_exp'"), "value is missing"),
+    "missing_value": (HEADER + GOOD + "C,12,,1.0,12,3.0,1.0\n", ("line 4", "'mean_exp'"), "neither mean_exp nor median_exp is given"),
     "vi_not_positive": ("study,yi,vi\nA,0.5,0.1\nB,0.2,0\n", ("line 3", "'vi'"), "must be greater than 0"),
     "ci_reversed": ("study,estimate,ci_low,ci_high\nA,0.5,0.9,0.1\n", ("line 2", "'ci_low'"), "must be below"),
     "unknown_layout": ("study,effect,variance\nA,1,2\n", None, "cannot tell the input layout"),

@@ -1,0 +1,157 @@
+"""From what papers print to means and SDs (issue 9): every rule in pfps_meta.conversions against R meta
+8.2-1 (fixtures in tests/fixtures/r_meta/, written by validation/r_meta/make_r_meta_conversions.R) or a
+worked example from the Cochrane Handbook, and the arm-level input that uses them."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import pfps_meta as pm
+from pfps_meta import conversions as cv
+from pfps_meta.cli import main
+from tests.conftest import FIXTURES
+
+R_META = FIXTURES / "r_meta"
+SINGLE = json.loads((R_META / "single_arm_reference.json").read_text())["arms"]
+METACONT = json.loads((R_META / "metacont_reference.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", SINGLE, ids=lambda c: f"{c['kind']}-n{c['n']}-{c['mean_method']}-{c.get('sd_method', '')}")
+def test_single_arm_conversions_match_r_meta(case):
+    if case["kind"] == "median_q1_q3":
+        got = cv.mean_sd_from_quartiles(case["n"], case["median"], case["q1"], case["q3"], case["mean_method"])
+    elif case["kind"] == "median_min_max":
+        got = cv.mean_sd_from_range(case["n"], case["median"], case["min"], case["max"], case["mean_method"])
+    else:
+        got = cv.mean_sd_from_five_numbers(case["n"], case["median"], case["q1"], case["q3"], case["min"],
+                                           case["max"], case["mean_method"], case["sd_method"])
+    assert float(got.mean) == pytest.approx(case["mean"], rel=1e-10)
+    assert float(got.sd) == pytest.approx(case["sd"], rel=1e-10)
+    assert got.mean_rule and got.sd_rule
+
+
+def _settings(case):
+    options = {"mean_method": case["mean_method"], "sd_method": case["sd_method"], "method": "REML"}
+    if case["measure"] == "SMD":
+        options["vtype"] = "UB"            # R meta's SMD variance (metafor vtype "UB")
+    return options
+
+
+@pytest.mark.parametrize("case", METACONT,
+                         ids=lambda c: f"{c['dataset']}-{c['measure']}-{c['mean_method']}-{c['sd_method']}")
+def test_pool_on_medians_matches_r_meta_metacont(case):
+    res = pm.pool(R_META / "data" / f"{case['dataset']}.csv", measure=case["measure"], **_settings(case))
+    for column in ("mean_exp", "sd_exp", "mean_ctrl", "sd_ctrl", "yi"):
+        np.testing.assert_allclose(res.studies[column], case[column], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res.studies["se"], case["sei"], rtol=1e-10)
+    for ours, theirs in (("estimate", "estimate"), ("se", "se"), ("ci_low", "ci_low"), ("ci_high", "ci_high"),
+                         ("tau2", "tau2")):
+        assert res.stats[ours] == pytest.approx(case[theirs], rel=1e-6, abs=1e-12)
+
+
+def test_cli_pool_on_medians_reports_the_conversion(capsys):
+    case = next(c for c in METACONT if c["dataset"] == "both_k8" and c["measure"] == "MD"
+                and c["mean_method"] == "wan" and c["sd_method"] == "wan")
+    path = str(R_META / "data" / "both_k8.csv")
+    assert main(["pool", path, "--measure", "MD", "--mean-method", "wan", "--sd-method", "wan",
+                 "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose([s["mean_exp"] for s in out["studies"]], case["mean_exp"], rtol=1e-10)
+    np.testing.assert_allclose([s["sd_ctrl"] for s in out["studies"]], case["sd_ctrl"], rtol=1e-10)
+    assert all("wan2014_s3" in s["conversion"] for s in out["studies"])
+    assert out["estimate"] == pytest.approx(case["estimate"], rel=1e-6)
+    assert main(["pool", path, "--measure", "MD"]) == 0
+    text = capsys.readouterr().out
+    assert "Converted from what the papers print (8 of 8 studies" in text and "shi2020_s3" in text
+
+
+def test_mixed_layouts_per_row_and_per_arm():
+    """One arm as a median with IQR, the other as a mean with a 95% CI (what notebook 03 shows)."""
+    table = pd.DataFrame({"study": ["A", "B"], "n_exp": [20, 30], "median_exp": [3.0, None],
+                          "q1_exp": [2.0, None], "q3_exp": [4.5, None], "mean_exp": [None, 3.1],
+                          "sd_exp": [None, 1.4], "n_ctrl": [21, 30], "mean_ctrl": [4.0, 4.2],
+                          "ci_low_ctrl": [3.2, None], "ci_high_ctrl": [4.8, None], "se_ctrl": [None, 0.3]})
+    res = pm.pool(table, measure="MD")
+    a, b = res.studies.iloc[0], res.studies.iloc[1]
+    expected = cv.mean_sd_from_quartiles(20, 3.0, 2.0, 4.5)
+    assert a["mean_exp"] == pytest.approx(float(expected.mean)) and a["sd_exp"] == pytest.approx(float(expected.sd))
+    assert a["sd_ctrl"] == pytest.approx(np.sqrt(21) * 1.6 / (2 * stats.t.ppf(0.975, 20)))
+    assert b["sd_ctrl"] == pytest.approx(0.3 * np.sqrt(30)) and b["sd_exp"] == 1.4
+    assert "luo2018_s2" in a["conversion"] and "sd_from_ci" in a["conversion"]
+    assert b["conversion"] == "ctrl: sd_from_se: sd = se*sqrt(n) (Cochrane Handbook 6.5.2.2)"
+
+
+# ------------------------------------------------------------------ Cochrane Handbook worked examples
+
+def test_sd_from_ci_uses_t_with_n_minus_1_df():
+    # Handbook 6.5.2.2: for n = 25 the divisor 3.92 becomes 2 x 2.0639 = 4.128
+    got = cv.sd_from_ci(0.0, 4.128, 25)
+    assert float(got.value) == pytest.approx(5.0, abs=5e-4)       # 4.128 is printed to 3 decimals
+    assert float(cv.sd_from_ci(0.0, 3.92, 100, dist="z").value) == pytest.approx(10.0, rel=1e-3)
+    assert float(cv.sd_from_se(2.0, 25).value) == 10.0
+
+
+def test_se_of_a_difference_from_p_t_and_ci():
+    # Handbook 6.5.2.3: MD 3.8, P = 0.008, 25 + 22 participants -> t = 2.78, SE = 1.37
+    assert float(cv.se_from_p(3.8, 0.008, df=45).value) == pytest.approx(1.37, abs=0.005)
+    assert float(cv.se_from_t(3.8, 2.78).value) == pytest.approx(1.367, abs=0.001)
+    assert float(cv.se_from_ci(-1.0, 2.92).value) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_sd_of_change_and_correlation():
+    # Handbook (5.1) 16.4.6.4: SD 2.38 and 2.21, Corr 0.68, n = 10 -> SE of the MD 0.583
+    sd = float(cv.sd_change(2.38, 2.21, 0.68).value)
+    assert sd / np.sqrt(10) == pytest.approx(0.583, abs=5e-4)
+    assert float(cv.correlation_from_sds(2.38, 2.21, sd).value) == pytest.approx(0.68, rel=1e-12)
+
+
+def test_combine_arms_equals_pooling_the_raw_data():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(3, 1, 17), rng.normal(5, 2, 12)
+    n, mean, sd, rule = cv.combine_arms(17, a.mean(), a.std(ddof=1), 12, b.mean(), b.std(ddof=1))
+    both = np.concatenate([a, b])
+    assert n == 29 and mean == pytest.approx(both.mean()) and sd == pytest.approx(both.std(ddof=1), rel=1e-12)
+    assert "6.5.a" in rule
+
+
+def test_hedges_g_from_t_and_f_equal_the_smd_from_arms():
+    table = pd.read_csv(FIXTURES.parent.parent / "data" / "examples" / "normand1999.csv")
+    n1, n2 = table["n_exp"].to_numpy(float), table["n_ctrl"].to_numpy(float)
+    sp = np.sqrt(((n1 - 1) * table["sd_exp"] ** 2 + (n2 - 1) * table["sd_ctrl"] ** 2) / (n1 + n2 - 2))
+    t = (table["mean_exp"] - table["mean_ctrl"]) / (sp * np.sqrt(1 / n1 + 1 / n2))
+    g, vi, _ = cv.hedges_g_from_t(t, n1, n2)
+    reference = pm.escalc(table, "SMD")
+    np.testing.assert_allclose(g, reference["yi"], rtol=1e-12)
+    np.testing.assert_allclose(vi, reference["vi"], rtol=1e-12)
+    g_f, _, _ = cv.hedges_g_from_f(t ** 2, n1, n2, np.sign(t))
+    np.testing.assert_allclose(g_f, g, rtol=1e-12)
+
+
+# ------------------------------------------------------------------ bad input in the new fields
+
+@pytest.mark.parametrize("row, column, message", [
+    ("A,20,3.0,,,,,21,4.0,1.0", "median_exp", "needs its quartiles"),
+    ("A,20,3.0,2.0,,,,21,4.0,1.0", "q3_exp", "q1_exp is given but q3_exp is empty"),
+    ("A,20,3.0,3.5,4.5,,,21,4.0,1.0", "median_exp", "expected min <= q1 <= median <= q3 <= max"),
+    ("A,20,3.0,2.0,4.0,5,9,21,4.0,1.0", "q1_exp", "expected min <= q1 <= median <= q3 <= max"),
+    ("A,20,,,,,,21,4.0,1.0", "median_exp", "neither mean_exp nor median_exp"),
+    ("A,20,3.0,2.0,4.0,,,21,4.0,", "sd_ctrl", "no SD for this arm"),
+    ("A,20,3.0,2.0,4.0,,,21,4.0,-1", "sd_ctrl", "must be greater than 0"),
+])
+def test_bad_conversion_input_is_one_line_and_exit_2(tmp_path, capsys, row, column, message):
+    path = tmp_path / "bad.csv"
+    path.write_text("study,n_exp,median_exp,q1_exp,q3_exp,min_exp,max_exp,n_ctrl,mean_ctrl,sd_ctrl\n"
+                    "Z,20,3.0,2.0,4.0,,,21,4.0,1.0\n" + row + "\n")
+    assert main(["pool", str(path), "--measure", "MD"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "line 3 (row 2)" in err[0] and f"column '{column}'" in err[0] and message in err[0]
+
+
+def test_mean_outside_its_ci_is_refused(tmp_path, capsys):
+    path = tmp_path / "ci.csv"
+    path.write_text("study,n_exp,mean_exp,ci_low_exp,ci_high_exp,n_ctrl,mean_ctrl,sd_ctrl\nA,20,5,1,4,20,3,1\n")
+    assert main(["pool", str(path), "--measure", "MD"]) == 2
+    assert "lies outside its CI" in capsys.readouterr().err
