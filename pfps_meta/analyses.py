@@ -159,6 +159,11 @@ def load_spec(path) -> Spec:
         if measure == "MD" and trials and (not isinstance(target, list) or len(target) != 2):
             raise InputError(f"{where} ('{entry['id']}'): an MD analysis needs target_range = [min, max]",
                              file=name)
+        if target is not None and not (isinstance(target, list) and len(target) == 2
+                                       and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in target)
+                                       and target[0] < target[1]):
+            raise InputError(f"{where} ('{entry['id']}'): target_range must be [min, max] with min < max "
+                             f"(got {target!r})", file=name)
         analyses.append(Analysis(
             id=entry["id"], review=review["id"], label=entry.get("label", entry["id"]), measure=measure,
             settings=merged, source=path, comparison=entry.get("comparison", ""),
@@ -249,8 +254,13 @@ def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
                           "post-intervention n, mean and SD not recovered for both arms")
                 missing.append({"trial": entry.trial, "reason": reason})
         if record is not None:
+            if record.get("status") == "inferred":
+                rows = (exp, ctrl)
+                notes.append(f"{entry.trial} (inferred): " + " ".join(sorted({str(r['notes']) for r in rows}))
+                             + f" n used: {exp['n']:g}/{ctrl['n']:g} ({exp['n_type']}).")
             records.append(record)
-    table = pd.DataFrame(records, columns=["study", "yi", "vi", "value_type", "input", "n_exp", "mean_exp",
+    table = pd.DataFrame(records, columns=["study", "yi", "vi", "value_type", "input", "status", "conversion",
+                                           "n_exp", "mean_exp",
                                            "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl"])
     if analysis.measure == "SMD" and table["value_type"].nunique() > 1 and not analysis.allow_mixed:
         raise InputError(f"analysis '{analysis.key}': mixes change and final scores in one SMD "
@@ -293,9 +303,13 @@ def _arm_level_record(analysis, entry, exp, ctrl, usage, lower_is_favourable, mi
         return None
     yi, vi = measures.get(analysis.measure).compute(n1, m1, s1, n2, m2, s2, analysis.settings)
     flip = better1 == lower_is_favourable
+    statuses = {exp["status"], ctrl["status"]}
+    status = next((s for s in ("inferred", "derived") if s in statuses), "verified")
+    conversion = "; ".join(f"{side}: {row['derivation']}" for side, row in (("exp", exp), ("ctrl", ctrl))
+                           if row.get("derivation"))
     return {"study": entry.trial, "yi": float(-yi if flip else yi), "vi": float(vi), "value_type": type1,
             "input": "arm-level", "n_exp": n1, "mean_exp": m1, "sd_exp": s1, "n_ctrl": n2, "mean_ctrl": m2,
-            "sd_ctrl": s2}
+            "sd_ctrl": s2, "status": status, "conversion": conversion}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -351,6 +365,46 @@ def run_analysis(analysis: Analysis, evidence: Evidence | None = None,
     if len(studies.table):
         result = pool_effects(studies.table, measure=analysis.measure, settings=opts, notes=studies.notes)
     return AnalysisResult(analysis=analysis, result=result, studies=studies, published=published)
+
+
+def arm_size_scenarios(analysis: Analysis, evidence: Evidence) -> list[dict]:
+    """The analysis re-run under every plausible arm size of the trials whose n is inferred.
+
+    Rows of ``outcomes.csv`` with status ``inferred`` may list other plausible arm sizes in
+    ``n_alternatives`` (e.g. completers, randomised). For each label that both arms of such a trial
+    carry, the analysis is pooled again with those sizes. Returns one dict per scenario:
+    ``{"scenario", "trial", "n_exp", "n_ctrl", "result"}``, the first being the sizes used.
+    """
+    base = run_analysis(analysis, evidence)
+    if base.result is None or "status" not in base.result.studies.columns:
+        return []
+    inferred = base.result.studies.loc[base.result.studies["status"] == "inferred", "study"].tolist()
+    scenarios = []
+    for trial in inferred:
+        entry = next(t for t in analysis.trials if t.trial == trial)
+        timepoint = entry.timepoint or analysis.timepoint
+        o = evidence.outcomes
+        arms = {}
+        for arm in (entry.exp, entry.ctrl):
+            rows = o[(o["trial_id"] == trial) & (o["arm"] == arm) & (o["outcome"] == analysis.outcome)
+                     & (o["timepoint"] == timepoint) & (o["status"] == "inferred")]
+            if entry.scale is not None:
+                rows = rows[rows["scale"] == entry.scale]
+            arms[arm] = rows
+        first = base.result.studies.set_index("study").loc[trial]
+        scenarios.append({"scenario": "as used", "trial": trial, "n_exp": first["n_exp"], "n_ctrl": first["n_ctrl"],
+                          "result": base.result})
+        labels = [label for label in arms[entry.exp].iloc[0]["n_alternatives"]
+                  if label in arms[entry.ctrl].iloc[0]["n_alternatives"]]
+        for label in labels:
+            outcomes = o.copy()
+            for arm, rows in arms.items():
+                outcomes.loc[rows.index, "n"] = rows.iloc[0]["n_alternatives"][label]
+            run = run_analysis(analysis, replace(evidence, outcomes=outcomes))
+            studies = run.result.studies.set_index("study")
+            scenarios.append({"scenario": label, "trial": trial, "n_exp": studies.loc[trial, "n_exp"],
+                              "n_ctrl": studies.loc[trial, "n_ctrl"], "result": run.result})
+    return scenarios
 
 
 def default_spec_paths(root=None) -> list[Path]:

@@ -15,11 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import checks
+from .conventions import DEFAULTS
 from .errors import InputError
 from .load import read_csv
-from .validate import _where, numeric_column, refuse_duplicates, require_columns
+from .validate import ROW_COLUMN, _where, arm_statistics, numeric_column, refuse_duplicates, require_columns
 
-OUTCOME_STATUS = ("verified", "partial", "not_recovered", "derived")
+OUTCOME_STATUS = ("verified", "partial", "not_recovered", "derived", "inferred")
+# what a paper printed instead of a mean and SD (optional columns; see validate.arm_statistics)
+PRINTED_FIELDS = ("se", "ci_low", "ci_high", "median", "q1", "q3", "min", "max")
 EFFECT_STATUS = ("reported", "derived")
 VALUE_TYPES = ("final", "change")
 BOOLEAN = {"TRUE": True, "FALSE": False}
@@ -54,7 +58,18 @@ def _require_source(row, where):
 
 
 def load_outcomes(path) -> pd.DataFrame:
-    """Read and check ``outcomes.csv``; returns it with numeric columns as floats (NaN = empty)."""
+    """Read and check ``outcomes.csv``; returns it with numeric columns as floats (NaN = empty).
+
+    A row may hold what the paper printed instead of a mean and SD (``se``, ``ci_low``/``ci_high`` of the
+    mean, ``median`` with ``q1``/``q3`` and/or ``min``/``max``): its mean and SD are then derived with the
+    rules of :func:`pfps_meta.validate.arm_statistics` (R meta's defaults: Luo mean, Shi SD; t for CIs),
+    the row must say ``status = derived``, and the rule used is in the ``derivation`` column.
+
+    Refused (one line naming file, row and column): a number without citation and quote; a status that
+    does not fit the numbers; a final mean outside the scale; an SD larger than any sample on the scale
+    could have given its mean and n; a mean that fails the GRIM test on a whole-number scale
+    (``integer_valued = TRUE``); malformed ``n_alternatives``.
+    """
     df = read_csv(path)
     require_columns(df, OUTCOME_REQUIRED, "the outcomes table")
     out = df.copy()
@@ -68,15 +83,27 @@ def load_outcomes(path) -> pd.DataFrame:
     out["scale_max"] = numeric_column(df, "scale_max", allow_missing=True)
     if "timepoint_weeks" in df.columns:
         out["timepoint_weeks"] = numeric_column(df, "timepoint_weeks", minimum=0, allow_missing=True)
+    integer_valued = np.zeros(len(df), dtype=bool)
+    if "integer_valued" in df.columns:
+        _choice(df, "integer_valued", (*BOOLEAN, ""))
+        integer_valued = df["integer_valued"].map(lambda v: BOOLEAN.get(v, False)).to_numpy(dtype=bool)
+    out["derivation"] = ""
+    _derive_printed(df, out)
+    out["n_alternatives"] = [_alternatives(df, i) for i in range(len(df))]
     for position, row in enumerate(out.itertuples(index=False)):
         where = _where(df, position)
-        has_value = not (np.isnan(row.n) and np.isnan(row.mean) and np.isnan(row.sd))
+        printed = any(str(df[c].iloc[position]).strip() for c in PRINTED_FIELDS if c in df.columns)
+        has_value = printed or not (np.isnan(row.n) and np.isnan(row.mean) and np.isnan(row.sd))
         if has_value:
             _require_source(row, where)
-        if row.status == "verified" and (np.isnan(row.n) or np.isnan(row.mean) or np.isnan(row.sd)):
-            raise InputError("status 'verified' needs n, mean and sd", column="status", **where)
+        complete = not (np.isnan(row.n) or np.isnan(row.mean) or np.isnan(row.sd))
+        if row.status in ("verified", "inferred", "derived") and not complete:
+            raise InputError(f"status '{row.status}' needs n, mean and sd (or what they are derived from)",
+                             column="status", **where)
         if row.status == "not_recovered" and has_value:
             raise InputError("status 'not_recovered' but the row holds numbers", column="status", **where)
+        if row.status == "inferred" and not str(row.notes).strip():
+            raise InputError("status 'inferred' needs notes saying what is inferred", column="notes", **where)
         lo, hi = row.scale_min, row.scale_max
         if not np.isnan(lo) and not np.isnan(hi):
             if not lo < hi:
@@ -87,9 +114,64 @@ def load_outcomes(path) -> pd.DataFrame:
             if not np.isnan(row.sd) and row.sd > hi - lo:
                 raise InputError(f"sd {row.sd:g} is larger than the whole scale range {lo:g}-{hi:g}",
                                  column="sd", **where)
+            if row.value_type == "final" and complete:
+                bound = float(checks.max_sd_bounded(row.mean, row.n, lo, hi))
+                if row.sd > bound * (1 + 1e-9):
+                    raise InputError(f"sd {row.sd:g} is impossible on a {lo:g}-{hi:g} scale with mean {row.mean:g} "
+                                     f"and n = {row.n:g} (at most {bound:.3g}); was a variance or a range "
+                                     "entered?", column="sd", **where)
+        if integer_valued[position] and complete and str(df["mean"].iloc[position]).strip():
+            if not checks.grim_consistent(df["mean"].iloc[position], row.n):
+                raise InputError(f"mean {df['mean'].iloc[position]} cannot be the mean of {row.n:g} whole-number "
+                                 "scores (GRIM test); check the mean and n", column="mean", **where)
     keys = out[["trial_id", "arm", "outcome", "scale", "timepoint", "value_type"]].astype(str).agg(", ".join, axis=1)
     refuse_duplicates(df, keys, "trial_id", lambda key, first: f"duplicate row for {key} (first in row {first})")
     out.attrs = dict(df.attrs)
+    return out
+
+
+def _derive_printed(df, out):
+    """Fill mean and SD of rows that give what the paper printed instead, and record the rule used."""
+    present = [c for c in PRINTED_FIELDS if c in df.columns]
+    if not present:
+        return
+    needs = [i for i in range(len(df)) if any(str(df[c].iloc[i]).strip() for c in present)
+             and (np.isnan(out["mean"].iloc[i]) or np.isnan(out["sd"].iloc[i]))]
+    if not needs:
+        return
+    sub = df.iloc[needs].copy()
+    sub[ROW_COLUMN] = [i + 1 for i in needs]
+    for position, i in enumerate(needs):
+        if df["status"].iloc[i] != "derived":
+            raise InputError("a row whose mean or SD is derived from what the paper printed needs status 'derived'",
+                             column="status", **_where(sub, position))
+        if np.isnan(out["n"].iloc[i]):
+            raise InputError("n is needed to derive the mean and SD from what the paper printed", column="n",
+                             **_where(sub, position))
+    n, mean, sd, rules = arm_statistics(sub, "", DEFAULTS)
+    column = {name: out.columns.get_loc(name) for name in ("mean", "sd", "derivation")}
+    for position, i in enumerate(needs):
+        out.iat[i, column["mean"]] = mean[position]
+        out.iat[i, column["sd"]] = sd[position]
+        out.iat[i, column["derivation"]] = rules[position] or "as printed"
+
+
+def _alternatives(df, position) -> dict:
+    """``n_alternatives`` ("label=n; label=n") as a dict; other plausible arm sizes of an inferred n."""
+    if "n_alternatives" not in df.columns:
+        return {}
+    text = str(df["n_alternatives"].iloc[position]).strip()
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        label, _, value = part.partition("=")
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if not label.strip() or n < 2:
+            raise InputError(f"'{part}' is not label=n with a whole n >= 2", column="n_alternatives",
+                             **_where(df, position))
+        out[label.strip()] = n
     return out
 
 
@@ -145,15 +227,42 @@ class Evidence:
     @classmethod
     def load(cls, data_dir) -> "Evidence":
         data_dir = Path(data_dir)
-        return cls(trials=load_trials(data_dir / "trials.csv"),
-                   outcomes=load_outcomes(data_dir / "outcomes.csv"),
-                   effects=load_effects(data_dir / "effects.csv"),
-                   published=load_published(data_dir / "published.csv"),
-                   data_dir=data_dir)
+        evidence = cls(trials=load_trials(data_dir / "trials.csv"),
+                       outcomes=load_outcomes(data_dir / "outcomes.csv"),
+                       effects=load_effects(data_dir / "effects.csv"),
+                       published=load_published(data_dir / "published.csv"),
+                       data_dir=data_dir)
+        check_arm_sizes(evidence)
+        return evidence
 
     def published_row(self, target_id: str) -> dict | None:
         rows = self.published[self.published["id"] == target_id]
         return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def check_arm_sizes(evidence: Evidence):
+    """No arm (nor the arms of one outcome and timepoint together, nor an alternative arm size) may hold
+    more participants than the trial randomised (``trials.csv`` ``n_randomised``, where known)."""
+    randomised = dict(zip(evidence.trials["trial_id"], evidence.trials["n_randomised"]))
+    o = evidence.outcomes
+    totals = {}
+    for position, row in enumerate(o.itertuples(index=False)):
+        limit = randomised.get(row.trial_id, np.nan)
+        if np.isnan(limit):
+            continue
+        where = _where(o, position)
+        for label, n in [("n", row.n), *row.n_alternatives.items()]:
+            if not np.isnan(n) and n > limit:
+                raise InputError(f"{label} = {n:g} but {row.trial_id} randomised only {limit:g} participants "
+                                 "(trials.csv)", column="n" if label == "n" else "n_alternatives", **where)
+        if not np.isnan(row.n):
+            key = (row.trial_id, row.outcome, row.scale, row.timepoint)
+            total, first = totals.get(key, (0.0, where))
+            totals[key] = (total + row.n, first)
+    for (trial, outcome, scale, timepoint), (total, where) in totals.items():
+        if total > randomised[trial]:
+            raise InputError(f"the arms of {trial} ({outcome}, {scale}, {timepoint}) hold {total:g} participants "
+                             f"but the trial randomised {randomised[trial]:g} (trials.csv)", column="n", **where)
 
 
 def completeness(evidence: Evidence) -> pd.DataFrame:

@@ -37,11 +37,15 @@ EFFECT_LAYOUTS = (("study", "yi", "vi"), ("study", "yi", "sei"),
                   ("study", "estimate", "ci_low", "ci_high"))
 
 
+ROW_COLUMN = "_row"     # a row's 1-based position in its whole file, kept when a table is subset
+
+
 def _where(df: pd.DataFrame, position: int):
     line = None
     if LINE_COLUMN in df.columns:
         line = int(df[LINE_COLUMN].iloc[position])
-    return {"file": df.attrs.get("source"), "line": line, "row": position + 1}
+    row = int(df[ROW_COLUMN].iloc[position]) if ROW_COLUMN in df.columns else position + 1
+    return {"file": df.attrs.get("source"), "line": line, "row": row}
 
 
 def require_columns(df: pd.DataFrame, columns, purpose: str):
@@ -190,7 +194,8 @@ def _optional(df, column, **checks):
 
 
 def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
-    """n, mean and SD of one arm (``side`` "exp" or "ctrl") for every row, from whatever the row gives.
+    """n, mean and SD of one arm (``side`` "exp" or "ctrl"; "" for unsuffixed columns, as in the curated
+    ``outcomes.csv``) for every row, from whatever the row gives.
 
     Per row, in this order: ``mean`` with ``sd``, or with ``se`` (SD = SE sqrt(n)), or with
     ``ci_low, ci_high`` (the CI of the mean, at ``settings.input_level``, t with n - 1 df); else a
@@ -203,7 +208,7 @@ def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
     """
     from . import conversions
 
-    col = {f: f"{f}_{side}" for f in ARM_FIELDS}
+    col = {f: f"{f}_{side}" if side else f for f in ARM_FIELDS}
     n = numeric_column(df, col["n"], integer=True, minimum=2)
     values = {f: _optional(df, col[f], **({"above": 0} if f in ("sd", "se") else {}))
               for f in ARM_FIELDS if f != "n"}

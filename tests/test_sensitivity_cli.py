@@ -72,8 +72,10 @@ def test_sensitivity_on_analyses_from_the_definitions(capsys):
     assert main(["sensitivity", spec, "--analysis", "B2", "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["k"] == 1 and out["leave_one_out"] == [] and "at least 2 studies" in out["warnings"][0]
-    assert main(["sensitivity", spec, "--analysis", "B1"]) == 2
+    assert main(["sensitivity", spec, "--analysis", "A1"]) == 2
     assert "no trial with usable data yet" in capsys.readouterr().err
+    assert main(["sensitivity", spec, "--analysis", "B1", "--format", "json"]) == 0     # Dolak 2011 only
+    assert json.loads(capsys.readouterr().out)["k"] == 1
     assert main(["sensitivity", spec, "--analysis", "Z9"]) == 2
     assert main(["sensitivity", str(ROOT / "analyses" / "examples" / "hackshaw1997.toml"), "--analysis", "main",
                  "--format", "json"]) == 0

@@ -17,9 +17,9 @@ from pfps_meta.effects import hedges_correction
 DATA = Path(__file__).resolve().parents[1]
 
 OUTCOME_COLUMNS = ["trial_id", "arm", "role", "outcome", "scale", "scale_min", "scale_max",
-                   "higher_is_better", "timepoint", "timepoint_weeks", "value_type", "n", "n_type",
-                   "mean", "sd", "status", "source_citation", "source_location", "source_url", "quote",
-                   "notes"]
+                   "higher_is_better", "integer_valued", "timepoint", "timepoint_weeks", "value_type", "n", "n_type",
+                   "n_alternatives", "mean", "sd", "se", "ci_low", "ci_high", "median", "q1", "q3", "min", "max",
+                   "status", "source_citation", "source_location", "source_url", "quote", "notes"]
 
 Q_FUKUDA = ("Seventy females (average SD age, 25 07 years), with a diagnosis of unilateral PFPS, were "
             "distributed randomly into 3 groups: 22 females in the knee exercise group [...] 23 females in "
@@ -30,6 +30,9 @@ Q_KHAY14 = ("the posterolateral hip exercise group (n=18; 10 with bilateral pain
             "and the quadriceps exercise group (n=18; 12 with bilateral pain, 6 with unilateral symptoms)")
 Q_FERBER = ("Participants were randomly allocated to either a hip and core-focused (n = 111) or knee-focused "
             "(n = 88) rehabilitation group for a 6-week program.")
+Q_DOLAK_REGISTRY = ("Participant milestones | Measure | Hip Strengthening Then Combined Exercises [...] | Quadricep Group "
+                    "Then Combined Exercises [...] | Specific Exercises STARTED | 17 | 16 | Specific Exercises Baseline | "
+                    "17 | 16 | Specific Exercises 4 Weeks | 14 | 13 | Specific Exercises COMPLETED | 13 | 13 |")
 Q_DOLAK = ("Methods: Thirty-three females with PFPS performed either initial hip strengthening (hip group) or "
            "initial quadriceps strengthening (quad group) for 4 weeks, prior to 4 weeks of a similar program "
            "of functional weight-bearing exercises. [...] Results: After 4 weeks, there was less mean ± SD "
@@ -106,17 +109,26 @@ def outcomes():
                      [PAIN_VAS10 + ("post", 8), ("activity", "LEFS", 0, 80, "TRUE", "post", 8)],
                      "Dolak KL et al. J Orthop Sports Phys Ther 2011", url="https://medluna.com/article/21654093",
                      notes="8-week values not recovered; abstract reports within-group change only")
-    for arm, mean, sd in (("HIP", 2.4, 2.0), ("QUAD", 4.1, 2.5)):
+    # n per arm from the trial registration NCT00445224 (shared/evidence/armdata3.md): the link between the
+    # registration and the paper is an INFERENCE (same sample of 33 women, same design, near-identical
+    # wording), so the status is "inferred" and the other plausible arm sizes are kept as alternatives.
+    for arm, mean, sd, n, completers, randomised in (("HIP", 2.4, 2.0, 14, 13, 17), ("QUAD", 4.1, 2.5, 13, 13, 16)):
         rows.append({"trial_id": "dolak2011", "arm": arm, "role": "hip" if arm == "HIP" else "knee",
                      "outcome": "pain", "scale": "VAS", "scale_min": 0, "scale_max": 10,
                      "higher_is_better": "FALSE", "timepoint": "4wk", "timepoint_weeks": 4,
-                     "value_type": "final", "n": "", "n_type": "", "mean": mean, "sd": sd, "status": "partial",
-                     "source_citation": "Dolak KL et al. J Orthop Sports Phys Ther 2011",
-                     "source_location": "abstract, Results",
-                     "source_url": "https://medluna.com/article/21654093 ; https://scribd.com/document/505753649",
-                     "quote": Q_DOLAK,
-                     "notes": "end of the isolated-strengthening phase, not end of the 8-week programme; per-arm n "
-                              "(33 women in total) not recovered, so this row cannot be pooled"})
+                     "value_type": "final", "n": n,
+                     "n_type": "assessed at 4 weeks (registry NCT00445224; registry-to-paper link inferred)",
+                     "n_alternatives": f"completers={completers}; randomised={randomised}",
+                     "mean": mean, "sd": sd, "status": "inferred",
+                     "source_citation": "Dolak KL et al. J Orthop Sports Phys Ther 2011 (mean, SD); "
+                                        "ClinicalTrials.gov NCT00445224 participant flow (n)",
+                     "source_location": "abstract, Results; registry results, Participant Flow",
+                     "source_url": "https://medluna.com/article/21654093 ; https://scribd.com/document/505753649 ; "
+                                   "https://meddatax.com/clinical-trials/NCT00445224/results",
+                     "quote": Q_DOLAK + " || " + Q_DOLAK_REGISTRY,
+                     "notes": "end of the isolated-strengthening phase (hip-only vs quadriceps-only), not end of the "
+                              "8-week programme (both arms cross over to combined hip + quadriceps work after week 4); "
+                              "the paper's analysis was a mixed model, and which n its SDs use is not stated"})
     rows += arm_rows("khayambashi2014", [("HIP", "hip", 18), ("QUAD", "knee", 18)],
                      [PAIN_VAS10 + ("post", 8), ("activity", "WOMAC", 0, 96, "FALSE", "post", 8)],
                      "Khayambashi K et al. Arch Phys Med Rehabil 2014 (issue 5, pp. 900-907)", "Methods (copied text)",
@@ -256,12 +268,43 @@ def published():
          "Very low quality evidence suggested short-term effects (≤3 months) of hip strengthening on pain intensity "
          "(MD of 4.1, 95% CI: 2.1 to 6.2; two trials, n = 48 participants)"),
     ]
+    q_rogan = ("When comparing a combined hip and knee muscle strengthening with knee muscle strengthening alone, pain "
+               "was reduced in the combined hip and knee-strengthening group (SMD -0.99; 95% CI -1.99 to 0.02; p = "
+               "0.05), whereas function showed a SMD of 0.70 (95% CI 0.25 to 1.14; p = 0.002) again favoring the "
+               "combined hip and knee-strengthening group.")
+    q_hks = ("Six RCTs involving 241 patients (96.3% females) were included. HKS significantly improved pain "
+             "(SMD=-1.29, 95% CI [-1.98, -0.59], p=0.0003, I2=87%) and functional activity (SMD=0.99, 95% CI "
+             "[0.22, 1.76], p=0.01, I2=88%) compared to KS.")
+    hks_url = ("https://discovery.researcher.life/article/the-efficacy-of-hip-and-knee-muscles-strengthening-versus-"
+               "knee-muscle-strengthening-alone-in-managing-patellofemoral-pain-syndrome-a-systematic-review-and-"
+               "meta-analysis/7337c535d6a73a008346ea9a7da97d94")
+    q_ji = ("For the primary outcomes, all included treatments were superior to a wait-and-see approach: ... hip-and "
+            "knee-focused exercise therapy (-1.32, -2.57 to -0.06), ... hip exercise (-1.10, -2.44 to 0.24), ... knee "
+            "exercise (-0.92, -2.16 to 0.33)")
+    other += [
+        ("rogan2019_function", "rogan2019", "Rogan et al. J Strength Cond Res 2019;33:3174", "hip_knee_vs_knee_alone",
+         "activity", "SMD", "0.70", "0.25", "1.14", "http://search.pedro.org.au/search-results/record-detail/58898",
+         q_rogan),
+        ("hks_vs_ks_crd42023451065_pain", "hks_vs_ks_crd42023451065",
+         "HKS vs KS systematic review and meta-analysis (PROSPERO CRD42023451065; journal and year not verified)",
+         "hip_knee_vs_knee_alone", "pain", "SMD", "-1.29", "-1.98", "-0.59", hks_url, q_hks),
+        ("hks_vs_ks_crd42023451065_function", "hks_vs_ks_crd42023451065",
+         "HKS vs KS systematic review and meta-analysis (PROSPERO CRD42023451065; journal and year not verified)",
+         "hip_knee_vs_knee_alone", "activity", "SMD", "0.99", "0.22", "1.76", hks_url, q_hks),
+        ("ji2023_hip_knee_vs_wait_pain", "ji2023", "Ji et al. 2023 network meta-analysis (medRxiv 2023.01.01.22284033; "
+         "preprint)", "hip_knee_vs_wait_and_see", "pain", "SMD", "-1.32", "-2.57", "-0.06",
+         "http://medrxiv.org/highwire/citation/600869/refworks-tagged", q_ji),
+    ]
+    counts = {"hks_vs_ks_crd42023451065_pain": ("6", "241"), "hks_vs_ks_crd42023451065_function": ("6", "241"),
+              "silva2022_pain": ("2", "48")}
     for rid, review, citation, comparison, outcome, measure, est, lo, hi, url, quote in other:
         rows.append(dict(id=rid, review=review, citation=citation, comparison=comparison, outcome=outcome,
                          measure=measure, estimate=est, ci_low=lo, ci_high=hi,
-                         k="2" if rid == "silva2022_pain" else "",
-                         participants="48" if rid == "silva2022_pain" else "", model="",
-                         scale_note="sign as published (check direction before comparing)",
+                         k=counts.get(rid, ("", ""))[0], participants=counts.get(rid, ("", ""))[1],
+                         model="network meta-analysis" if review == "ji2023" else "",
+                         scale_note=("vs wait-and-see, not vs knee strengthening; worst pain; the abstract does "
+                                     "not name the measure" if review == "ji2023" else
+                                     "sign as published (check direction before comparing)"),
                          source_url=url, location="abstract", quote=quote, status="verified (abstract)"))
     rows.append(dict(id="hackshaw1997_main", review="hackshaw1997",
                      citation="Hackshaw AK, Law MR, Wald NJ. BMJ 1997;315:980-988",
