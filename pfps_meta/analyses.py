@@ -414,9 +414,15 @@ def default_spec_paths(root=None) -> list[Path]:
     return sorted((base / "analyses").glob("*.toml")) + sorted((base / "analyses" / "examples").glob("*.toml"))
 
 
-def load_all(paths) -> list[tuple[Spec, Evidence | None]]:
-    """Load spec files and, once per data directory, the evidence base they use."""
+def load_all(paths, extraction=None) -> list[tuple[Spec, Evidence | None]]:
+    """Load spec files and, once per data directory, the evidence base they use; with ``extraction`` (a
+    filled sheet from ``pfps-meta template``), its rows replace the curated rows they describe."""
     cache = {}
+    sheet = None
+    if extraction is not None:
+        from .extraction import load_extraction
+
+        sheet = load_extraction(extraction)
     out = []
     for path in paths:
         spec = load_spec(path)
@@ -425,6 +431,10 @@ def load_all(paths) -> list[tuple[Spec, Evidence | None]]:
         if needs_evidence:
             if spec.data_dir not in cache:
                 cache[spec.data_dir] = Evidence.load(spec.data_dir)
+                if sheet is not None:
+                    from .extraction import with_extraction
+
+                    cache[spec.data_dir] = with_extraction(cache[spec.data_dir], sheet)
             evidence = cache[spec.data_dir]
         out.append((spec, evidence))
     return out

@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep = sub.add_parser("reproduce", help="published vs reproduced pooled estimates, side by side")
     p_rep.add_argument("specs", nargs="*", help="analysis definitions (default: every analyses/*.toml)")
     p_rep.add_argument("--format", choices=["text", "json"], default="text")
+    p_rep.add_argument("--extraction", metavar="FILE",
+                       help="a filled extraction sheet (pfps-meta template): its rows replace the curated ones")
     p_rep.add_argument("--presets", action="store_true",
                        help="also try every convention preset and say which reproduces each target")
     p_rep.set_defaults(func=cmd_reproduce)
@@ -106,7 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_report = sub.add_parser("report", help="build the full report (HTML + Markdown) from analyses/ and data/")
     p_report.add_argument("specs", nargs="*", help="analysis definitions (default: every analyses/*.toml)")
     p_report.add_argument("--out", default="reports", help="output folder (default: %(default)s)")
+    p_report.add_argument("--extraction", metavar="FILE",
+                          help="a filled extraction sheet (pfps-meta template): its rows replace the curated ones")
     p_report.set_defaults(func=cmd_report)
+
+    p_tpl = sub.add_parser("template", help="write the extraction sheet of an analysis definition (CSV)")
+    p_tpl.add_argument("spec", help="analysis definition (analyses/*.toml)")
+    p_tpl.add_argument("--out", metavar="FILE", help="write to FILE (default: standard output)")
+    p_tpl.set_defaults(func=cmd_template)
     return parser
 
 
@@ -116,7 +125,9 @@ def cmd_report(args) -> int:
     specs = _spec_paths(args.specs)
     command = "pfps-meta report" + (f" --out {args.out}" if args.out != "reports" else "") + \
         "".join(f" {s}" for s in args.specs)
-    build_report(specs, out_dir=args.out, command=command)
+    if args.extraction:
+        command += f" --extraction {args.extraction}"
+    build_report(specs, out_dir=args.out, command=command, extraction=args.extraction)
     return 0
 
 
@@ -130,12 +141,31 @@ def _spec_paths(specs):
     return paths
 
 
+def cmd_template(args) -> int:
+    from .analyses import load_all
+    from .extraction import template, to_csv_text
+    from .outputs import atomic_write_text
+
+    [(spec, evidence)] = load_all([args.spec])
+    if evidence is None or not any(a.trials for a in spec.analyses):
+        raise InputError("no evidence-base analysis (trials = [...]) in this spec: nothing to extract",
+                         file=args.spec)
+    text = to_csv_text(template(spec, evidence))
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"wrote {args.out}: fill the empty cells with what each paper prints, with source_location and "
+              "quote, then run: pfps-meta reproduce " + args.spec + " --extraction " + args.out, file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_reproduce(args) -> int:
     """Runs every analysis and compares it with its published target; exits 0 whenever it ran."""
     from .analyses import load_all, run_analysis
     from .reproduce import format_table, reproduce_rows
 
-    loaded = load_all(_spec_paths(args.specs))
+    loaded = load_all(_spec_paths(args.specs), extraction=args.extraction)
     results = [run_analysis(a, evidence) for spec, evidence in loaded for a in spec.analyses]
     rows = reproduce_rows(results)
     if args.presets:

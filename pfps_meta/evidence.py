@@ -70,7 +70,11 @@ def load_outcomes(path) -> pd.DataFrame:
     could have given its mean and n; a mean that fails the GRIM test on a whole-number scale
     (``integer_valued = TRUE``); malformed ``n_alternatives``.
     """
-    df = read_csv(path)
+    return check_outcomes(read_csv(path))
+
+
+def check_outcomes(df: pd.DataFrame) -> pd.DataFrame:
+    """The checks of :func:`load_outcomes` on a table already read (e.g. a filled extraction sheet)."""
     require_columns(df, OUTCOME_REQUIRED, "the outcomes table")
     out = df.copy()
     _choice(df, "status", OUTCOME_STATUS)
@@ -282,4 +286,4 @@ def completeness(evidence: Evidence) -> pd.DataFrame:
     return table
 
 
-__all__ = ["Evidence", "load_outcomes", "load_effects", "load_published", "load_trials", "completeness"]
+__all__ = ["Evidence", "load_outcomes", "check_outcomes", "load_effects", "load_published", "load_trials", "completeness"]

@@ -60,7 +60,7 @@ def _hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build_report(spec_paths, out_dir="reports", command="pfps-meta report", progress=True) -> dict:
+def build_report(spec_paths, out_dir="reports", command="pfps-meta report", progress=True, extraction=None) -> dict:
     """Run every analysis and write ``index.html``, ``report.md`` and ``figures/`` under ``out_dir``."""
     import matplotlib
     import matplotlib.pyplot as plt
@@ -72,7 +72,7 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
 
     out_dir = Path(out_dir)
     figures = out_dir / "figures"
-    loaded = load_all(spec_paths)
+    loaded = load_all(spec_paths, extraction=extraction)
     total = sum(len(spec.analyses) for spec, _ in loaded)
     results, count = [], 0
     for spec, evidence in loaded:

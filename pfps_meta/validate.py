@@ -38,6 +38,7 @@ EFFECT_LAYOUTS = (("study", "yi", "vi"), ("study", "yi", "sei"),
 
 
 ROW_COLUMN = "_row"     # a row's 1-based position in its whole file, kept when a table is subset
+FILE_COLUMN = "_file"   # the file a row came from, kept when tables from several files are merged
 
 
 def _where(df: pd.DataFrame, position: int):
@@ -45,7 +46,8 @@ def _where(df: pd.DataFrame, position: int):
     if LINE_COLUMN in df.columns:
         line = int(df[LINE_COLUMN].iloc[position])
     row = int(df[ROW_COLUMN].iloc[position]) if ROW_COLUMN in df.columns else position + 1
-    return {"file": df.attrs.get("source"), "line": line, "row": row}
+    source = df[FILE_COLUMN].iloc[position] if FILE_COLUMN in df.columns else df.attrs.get("source")
+    return {"file": source, "line": line, "row": row}
 
 
 def require_columns(df: pd.DataFrame, columns, purpose: str):

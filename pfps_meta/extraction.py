@@ -1,0 +1,184 @@
+"""The extraction workbench: from a spec's expected trials to a sheet to fill, and back into the analysis.
+
+1. :func:`template` lists one row per expected trial x arm x outcome x timepoint of every evidence-base
+   analysis in a spec, with what is already known filled in (arm label, scale, range, direction, n
+   randomised, any n/mean/SD already curated) and the numeric cells empty, in the columns of
+   ``data/outcomes.csv`` plus the fields papers print instead of a mean and SD (se, ci_low, ci_high,
+   median, q1, q3, min, max). ``pfps-meta template SPEC [--out FILE]`` writes it.
+2. The user fills what each paper prints, with ``source_location`` and ``quote``.
+3. :func:`load_extraction` reads the filled sheet with the checks of ``data/outcomes.csv`` (a status
+   left empty is set from what the row holds: verified, derived or not_recovered), and
+   :func:`with_extraction` lays its rows over the evidence base: a filled row replaces the curated row
+   with the same trial, arm, outcome, scale, timepoint and value type. ``pfps-meta reproduce SPEC
+   --extraction FILE`` (and ``report``) then pool with it.
+
+:func:`todo` lists, for each trial an analysis is still missing, which numbers are missing and where
+they are likely printed, from the curated notes and the trial's citation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .evidence import PRINTED_FIELDS, Evidence, check_outcomes, check_arm_sizes
+from .load import read_csv
+from .validate import FILE_COLUMN, ROW_COLUMN
+
+SHEET_COLUMNS = ("trial_id", "arm", "role", "outcome", "scale", "scale_min", "scale_max", "higher_is_better",
+                 "integer_valued", "timepoint", "timepoint_weeks", "value_type", "n_randomised_trial", "n",
+                 "n_type", "n_alternatives", "mean", "sd", *PRINTED_FIELDS, "status", "source_citation", "source_location",
+                 "source_url", "quote", "notes", "analyses")
+KEY = ("trial_id", "arm", "outcome", "scale", "timepoint", "value_type")
+NUMERIC = ("n", "mean", "sd", *PRINTED_FIELDS)
+
+
+def _text(value) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{label}={n}" for label, n in value.items())
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def template(spec, evidence: Evidence) -> pd.DataFrame:
+    """The extraction sheet of ``spec`` (a loaded :class:`~pfps_meta.analyses.Spec`): one row per
+    trial x arm x outcome x scale x timepoint that its evidence-base analyses expect."""
+    o = evidence.outcomes
+    trials = evidence.trials.set_index("trial_id")
+    rows = {}
+    for analysis in spec.analyses:
+        for entry in analysis.trials:
+            timepoint = entry.timepoint or analysis.timepoint
+            for arm in (entry.exp, entry.ctrl):
+                known = o[(o["trial_id"] == entry.trial) & (o["arm"] == arm) & (o["outcome"] == analysis.outcome)
+                          & (o["timepoint"] == timepoint)]
+                if entry.scale is not None:
+                    known = known[known["scale"] == entry.scale]
+                if known.empty:        # nothing curated yet: one row with the facts the spec gives
+                    known = pd.DataFrame([{"trial_id": entry.trial, "arm": arm, "outcome": analysis.outcome,
+                                           "scale": entry.scale or "", "timepoint": timepoint,
+                                           "value_type": "final",
+                                           "higher_is_better": analysis.favourable == "higher"}])
+                for record in known.to_dict("records"):
+                    key = tuple(_text(record.get(k)) for k in KEY)
+                    row = rows.setdefault(key, {c: "" for c in SHEET_COLUMNS})
+                    for column in SHEET_COLUMNS:
+                        if column in record and column not in ("status", "quote", "source_location", "notes",
+                                                               "n_randomised_trial", "analyses"):
+                            row[column] = _text(record[column])
+                    if record.get("status") in ("verified", "inferred", "derived", "partial"):
+                        row["quote"] = _text(record.get("quote"))
+                        row["source_location"] = _text(record.get("source_location"))
+                        row["status"] = "" if record.get("status") == "partial" else _text(record.get("status"))
+                    row["notes"] = _text(record.get("notes"))
+                    if entry.trial in trials.index:
+                        row["n_randomised_trial"] = _text(trials.loc[entry.trial, "n_randomised"])
+                        if not row["source_citation"]:
+                            row["source_citation"] = _text(trials.loc[entry.trial, "citation"])
+                    row["analyses"] = ";".join(filter(None, [row["analyses"], analysis.key]))
+    frame = pd.DataFrame(list(rows.values()), columns=list(SHEET_COLUMNS))
+    return frame.sort_values(["trial_id", "outcome", "timepoint", "arm"], kind="stable").reset_index(drop=True)
+
+
+def to_csv_text(frame: pd.DataFrame) -> str:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+    return buffer.getvalue()
+
+
+def load_extraction(path) -> pd.DataFrame:
+    """A filled extraction sheet, checked as ``data/outcomes.csv`` is. A status left empty is set from the
+    row: ``verified`` with n, mean and SD; ``derived`` when the mean or SD comes from printed fields;
+    ``partial`` with some numbers; ``not_recovered`` with none."""
+    df = read_csv(path)
+    for column in ("status", "trial_id", "arm"):
+        if column not in df.columns:
+            raise InputError(f"missing column '{column}': is this an extraction sheet from 'pfps-meta template'?",
+                             file=str(path))
+    def filled(row, columns):
+        return [c for c in columns if c in row and str(row[c]).strip()]
+    statuses = []
+    for row in df.to_dict("records"):
+        status = str(row["status"]).strip()
+        if not status:
+            has = filled(row, NUMERIC)
+            printed = filled(row, PRINTED_FIELDS)
+            if printed and not ({"mean", "sd"} <= set(has)):
+                status = "derived"
+            elif {"n", "mean", "sd"} <= set(has):
+                status = "verified"
+            elif has:
+                status = "partial"
+            else:
+                status = "not_recovered"
+        statuses.append(status)
+    df["status"] = statuses
+    return check_outcomes(df)
+
+
+def with_extraction(evidence: Evidence, sheet: pd.DataFrame) -> Evidence:
+    """The evidence base with the filled sheet's rows in place of the curated rows they describe."""
+    filled = sheet[sheet["status"] != "not_recovered"]
+    keys = set(filled[list(KEY)].astype(str).agg("|".join, axis=1))
+    curated = evidence.outcomes
+    keep = ~curated[list(KEY)].astype(str).agg("|".join, axis=1).isin(keys)
+    columns = [c for c in curated.columns if c in filled.columns]
+    parts = []
+    for frame, rows in ((curated, keep), (sheet, sheet["status"] != "not_recovered")):
+        part = frame.loc[rows, columns if frame is sheet else list(curated.columns)].copy()
+        part[FILE_COLUMN] = frame.attrs.get("source")
+        part[ROW_COLUMN] = np.flatnonzero(rows.to_numpy()) + 1
+        parts.append(part)
+    merged = pd.concat(parts, ignore_index=True)
+    merged["n_alternatives"] = [a if isinstance(a, dict) else {} for a in merged["n_alternatives"]]
+    merged.attrs = dict(curated.attrs)
+    merged.attrs["extraction"] = sheet.attrs.get("source")
+    out = replace(evidence, outcomes=merged)
+    check_arm_sizes(out)
+    return out
+
+
+def todo(analysis_result, evidence: Evidence) -> pd.DataFrame:
+    """For each trial the analysis still misses: what is missing and where it is likely printed."""
+    a = analysis_result.analysis
+    o = evidence.outcomes
+    trials = evidence.trials.set_index("trial_id")
+    records = []
+    for missing in analysis_result.studies.missing:
+        trial = missing["trial"]
+        entry = next(t for t in a.trials if t.trial == trial)
+        timepoint = entry.timepoint or a.timepoint
+        gaps, notes = [], set()
+        for arm in (entry.exp, entry.ctrl):
+            rows = o[(o["trial_id"] == trial) & (o["arm"] == arm) & (o["outcome"] == a.outcome)
+                     & (o["timepoint"] == timepoint)]
+            if entry.scale is not None:
+                rows = rows[rows["scale"] == entry.scale]
+            if rows.empty:
+                gaps.append(f"{arm}: n, mean, SD (no row yet)")
+                continue
+            row = rows.iloc[0]
+            absent = [name for name in ("n", "mean", "sd") if np.isnan(row[name])]
+            if absent:
+                gaps.append(f"{arm}: {', '.join(absent)}")
+            if np.isnan(row["scale_min"]) or np.isnan(row["scale_max"]):
+                gaps.append(f"{arm}: scale range")
+            if str(row["notes"]).strip():
+                notes.add(str(row["notes"]).strip())
+        citation = _text(trials.loc[trial, "citation"]) if trial in trials.index else trial
+        where = ("the results table of post-intervention scores per group (mean and SD, or median and IQR) in "
+                 f"{citation}; failing that, the trial registration's posted results")
+        records.append({"Trial": trial, "Timepoint": timepoint, "Missing": "; ".join(gaps) or missing["reason"],
+                        "Where it is likely printed": where, "Curated notes": " ".join(sorted(notes))})
+    return pd.DataFrame(records, columns=["Trial", "Timepoint", "Missing", "Where it is likely printed",
+                                          "Curated notes"])
