@@ -83,6 +83,72 @@ pool_own = notebook([
              "except pm.InputError as err:\n    print(err)"),
 ])
 
+from_paper = notebook([
+    ("md", "# From a trial paper to the pooled estimate\n\n"
+           "Trial papers rarely print what a meta-analysis needs (n, mean and SD per arm at follow-up). They "
+           "print medians with quartiles, confidence intervals, standard errors. This notebook takes one trial "
+           "of Nascimento 2018's hip + knee vs knee comparison (B1, pain) from what its paper prints to the "
+           "reproduce table, recording every step.\n\n"
+           "**The numbers typed below are illustrative, made up for this notebook: they are not Ferber 2015's "
+           "results**, which are not in `data/` yet. With the paper at hand, type what it prints instead."),
+    ("code", "import os, tempfile\nfrom pathlib import Path\nif Path.cwd().name == 'notebooks':\n    os.chdir('..')\n"
+             "import warnings\nimport pandas as pd\nimport pfps_meta as pm\n"
+             "from pfps_meta import conversions\n"
+             "from pfps_meta.analyses import load_all, run_analysis\n"
+             "from pfps_meta.extraction import template, to_csv_text\n"
+             "from pfps_meta.reproduce import reproduce_table\n"
+             "SPEC = 'analyses/nascimento2018.toml'\n"
+             "def reproduce_row(extraction=None):\n"
+             "    with warnings.catch_warnings():\n"
+             "        warnings.simplefilter('ignore', pm.InputWarning)\n"
+             "        [(spec, evidence)] = load_all([SPEC], extraction=extraction)\n"
+             "        results = [run_analysis(a, evidence) for a in spec.analyses]\n"
+             "    table = reproduce_table(results)\n"
+             "    return table[table['analysis'] == 'nascimento2018/B1'][['analysis', 'published_estimate', "
+             "'published_ci_low', 'published_ci_high', 'reproduced_estimate', 'reproduced_ci_low', "
+             "'reproduced_ci_high', 'k_available', 'k_expected', 'status']]\n"
+             "reproduce_row()"),
+    ("md", "## 1. The extraction sheet\n\n`pfps-meta template analyses/nascimento2018.toml --out sheet.csv` writes one "
+           "row per trial x arm x outcome x timepoint the analyses expect, with what is already known filled in. "
+           "Here are Ferber 2015's pain rows: the arm sizes are known (111 and 88), the mean and SD are not."),
+    ("code", "[(spec, evidence)] = load_all([SPEC])\nsheet = template(spec, evidence)\n"
+             "ferber = (sheet['trial_id'] == 'ferber2015') & (sheet['outcome'] == 'pain')\n"
+             "sheet.loc[ferber, ['trial_id', 'arm', 'scale', 'scale_min', 'scale_max', 'n', 'mean', 'sd', "
+             "'median', 'q1', 'q3', 'ci_low', 'ci_high', 'analyses']]"),
+    ("md", "## 2. Type what the paper prints\n\nSuppose (illustration only) the hip arm is printed as a median "
+           "with its interquartile range, and the knee arm as a mean with a 95% CI. Each goes into its own columns, "
+           "with where it was printed and the quoted text."),
+    ("code", "hip = ferber & (sheet['arm'] == 'HIP')\nknee = ferber & (sheet['arm'] == 'KNEE')\n"
+             "sheet.loc[hip, ['median', 'q1', 'q3']] = ['2.0', '1.0', '3.5']\n"
+             "sheet.loc[knee, ['mean', 'ci_low', 'ci_high']] = ['3.1', '2.6', '3.6']\n"
+             "sheet.loc[hip | knee, 'source_location'] = 'ILLUSTRATION (notebook 03), not the paper'\n"
+             "sheet.loc[hip | knee, 'quote'] = 'illustrative numbers typed for notebook 03; not from Ferber 2015'\n"
+             "sheet.loc[ferber, ['arm', 'n', 'mean', 'median', 'q1', 'q3', 'ci_low', 'ci_high']]"),
+    ("md", "## 3. The conversions, one rule each\n\nThe median and quartiles become a mean (Luo et al. 2018) and "
+           "an SD (Wan et al. 2014), as R meta does by default; the CI of a mean becomes an SD with the t "
+           "distribution on n - 1 degrees of freedom (Cochrane Handbook 6.5.2.2). Each result says how it was "
+           "obtained."),
+    ("code", "from_quartiles = conversions.mean_sd_from_quartiles(111, 2.0, 1.0, 3.5)\n"
+             "from_ci = conversions.sd_from_ci(2.6, 3.6, 88)\n"
+             "print(f'hip:  mean {float(from_quartiles.mean):.3f}, SD {float(from_quartiles.sd):.3f}  ({from_quartiles.rule})')\n"
+             "print(f'knee: SD {float(from_ci.value):.3f}  ({from_ci.rule})')"),
+    ("md", "## 4. The checks\n\nThe same sheet is checked like `data/outcomes.csv`. A typing slip is caught with "
+           "its file, row and column: here an SD larger than any sample on a 0-10 scale could have."),
+    ("code", "folder = Path(tempfile.mkdtemp())\n"
+             "slip = sheet.copy()\nslip.loc[knee, ['mean', 'ci_low', 'ci_high', 'sd']] = ['3.1', '', '', '7.5']\n"
+             "(folder / 'slip.csv').write_text(to_csv_text(slip))\n"
+             "try:\n    reproduce_row(folder / 'slip.csv')\nexcept pm.InputError as err:\n    print(err)"),
+    ("md", "## 5. The updated reproduce row\n\nWith the filled sheet, B1 gains Ferber 2015 (k goes from 1 to 2). "
+           "It stays `incomplete` until every expected trial has data; then it becomes `reproduced` or `differs`."),
+    ("code", "(folder / 'sheet.csv').write_text(to_csv_text(sheet))\nreproduce_row(folder / 'sheet.csv')"),
+    ("md", "Every converted number keeps its rule all the way to the pooled result:"),
+    ("code", "[(spec, evidence)] = load_all([SPEC], extraction=folder / 'sheet.csv')\n"
+             "b1 = run_analysis(next(a for a in spec.analyses if a.id == 'B1'), evidence)\n"
+             "b1.result.studies[['study', 'n_exp', 'mean_exp', 'sd_exp', 'n_ctrl', 'mean_ctrl', 'sd_ctrl', 'status', "
+             "'conversion']]"),
+])
+
 nbf.write(reproduce, HERE / "01_reproduce_nascimento2018.ipynb")
 nbf.write(pool_own, HERE / "02_pool_your_own_trials.ipynb")
-print("wrote 2 notebooks")
+nbf.write(from_paper, HERE / "03_from_trial_paper_to_pooled_estimate.ipynb")
+print("wrote 3 notebooks")

@@ -24,6 +24,7 @@ Rules applied when building a table from the evidence base (written in ``data/RE
 
 from __future__ import annotations
 
+import re
 import tomllib
 import warnings
 from dataclasses import dataclass, field, replace
@@ -105,11 +106,26 @@ def load_spec(path) -> Spec:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError("file not found", file=name) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not an analysis definition", file=name) from None
+    except UnicodeDecodeError:
+        raise InputError("file is not UTF-8 text", file=name) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror})", file=name) from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML ({exc})", file=name) from None
+    for table in ("review", "settings"):
+        if not isinstance(raw.get(table, {}), dict):
+            raise InputError(f"[{table}] must be a table", file=name)
     review = raw.get("review", {})
     if "id" not in review:
         raise InputError("[review] needs an id", file=name)
+    _check_id(review["id"], name, "[review] id")
+    for key in ("title", "citation", "data_dir"):
+        if key in review and not isinstance(review[key], str):
+            raise InputError(f"[review] {key} must be text", file=name)
+    if not all(isinstance(c, str) for c in review.get("context_comparisons", [])):
+        raise InputError("[review] context_comparisons must be a list of comparison names", file=name)
     file_settings = raw.get("settings", {})
     unknown = set(file_settings) - set(SETTING_KEYS) - {"assumption"}
     if unknown:
@@ -122,14 +138,18 @@ def load_spec(path) -> Spec:
     entries = raw.get("analyses", [])
     if not entries:
         raise InputError("no [[analyses]] entries", file=name)
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InputError("[[analyses]] must be an array of tables", file=name)
     ids = set()
     for number, entry in enumerate(entries, start=1):
         where = f"[[analyses]] entry {number}"
+        _check_types(entry, name, where)
         unknown = set(entry) - ANALYSIS_KEYS
         if unknown:
             raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", file=name)
         if "id" not in entry:
             raise InputError(f"{where}: needs an id", file=name)
+        _check_id(entry["id"], name, f"{where}: id")
         if entry["id"] in ids:
             raise InputError(f"{where}: id '{entry['id']}' used twice", file=name)
         ids.add(entry["id"])
@@ -143,6 +163,10 @@ def load_spec(path) -> Spec:
             missing = [k for k in ("trial", "exp", "ctrl") if k not in t]
             if missing:
                 raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: missing {', '.join(missing)}",
+                                 file=name)
+            bad = [k for k in ("trial", "exp", "ctrl", "scale", "timepoint", "note") if k in t and not isinstance(t[k], str)]
+            if bad:
+                raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: {', '.join(bad)} must be text",
                                  file=name)
             trials.append(TrialEntry(trial=t["trial"], exp=t["exp"], ctrl=t["ctrl"], scale=t.get("scale"),
                                      timepoint=t.get("timepoint"), note=t.get("note", "")))
@@ -174,6 +198,32 @@ def load_spec(path) -> Spec:
             split_shared=bool(entry.get("split_shared_arms", False)), mcid=entry.get("mcid"),
             notes=entry.get("notes", ""), assumption=assumption, design=entry.get("design", "randomised")))
     return Spec(path=path, review=review, settings=settings, analyses=analyses, data_dir=data_dir)
+
+
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+TEXT_KEYS = ("id", "label", "comparison", "outcome", "measure", "timepoint", "favourable", "published", "data",
+             "notes", "design")
+
+
+def _check_id(value, name, what):
+    """Ids become parts of file names (figures): letters, digits, '_', '.', '-' only, no path."""
+    if not isinstance(value, str) or not SAFE_ID.fullmatch(value) or ".." in value:
+        raise InputError(f"{what} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit "
+                         f"(got {value!r})", file=name)
+
+
+def _check_types(entry, name, where):
+    for key in TEXT_KEYS:
+        if key in entry and not isinstance(entry[key], str):
+            raise InputError(f"{where}: {key} must be text (got {entry[key]!r})", file=name)
+    if "trials" in entry and (not isinstance(entry["trials"], list)
+                              or not all(isinstance(t, dict) for t in entry["trials"])):
+        raise InputError(f"{where}: trials must be a list of {{ trial = ..., exp = ..., ctrl = ... }}", file=name)
+    if "mcid" in entry and (isinstance(entry["mcid"], bool) or not isinstance(entry["mcid"], (int, float))):
+        raise InputError(f"{where}: mcid must be a number", file=name)
+    for key in ("allow_mixed_change_and_final", "split_shared_arms"):
+        if key in entry and not isinstance(entry[key], bool):
+            raise InputError(f"{where}: {key} must be true or false", file=name)
 
 
 def _settings(values, base, name, where) -> Settings:

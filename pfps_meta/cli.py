@@ -276,18 +276,25 @@ def cmd_pool(args) -> int:
     return 0
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    kind = "warning"
-    if issubclass(category, ConvergenceWarning):
-        kind = "convergence warning"
-    print(f"pfps-meta: {kind}: {message}", file=sys.stderr)
+def _warning_printer():
+    """A ``warnings.showwarning`` that prints each distinct warning once per run, on one line (the same
+    input is read again by presets and sensitivity refits; its warning is news only the first time)."""
+    shown = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        kind = "convergence warning" if issubclass(category, ConvergenceWarning) else "warning"
+        text = f"pfps-meta: {kind}: {_printable(message)}"
+        if text not in shown:
+            shown.add(text)
+            print(text, file=sys.stderr)
+    return show
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     previous = warnings.showwarning
-    warnings.showwarning = _show_warning
+    warnings.showwarning = _warning_printer()
     try:
         return args.func(args)
     except InputError as exc:

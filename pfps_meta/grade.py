@@ -142,7 +142,7 @@ def summary_of_findings(analysis_results, evidence=None) -> pd.DataFrame:
         rows.append({
             "Outcome": a.label,
             "Participants (studies)": f"{participants if participants is not None else '?'} ({s['k']})",
-            "Effect (95% CI)": f"{a.measure} {show(s['estimate']):.2f} ({pct}% CI {show(s['ci_low']):.2f} to "
+            "Effect (95% CI)": f"{a.measure or 'Effect'} {show(s['estimate']):.2f} ({pct}% CI {show(s['ci_low']):.2f} to "
                                f"{show(s['ci_high']):.2f})",
             "Certainty": certainty,
             **{name: text for name, (_, text) in domains.items()},

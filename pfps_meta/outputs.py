@@ -14,6 +14,11 @@ def _umask() -> int:
     return current
 
 
+def umask_mode(mode: int) -> int:
+    """``mode`` as the umask would leave it for a newly created file or folder."""
+    return mode & ~_umask()
+
+
 def atomic_write_bytes(path, data: bytes):
     """Write ``data`` to ``path`` atomically; the file gets the mode the umask gives a new file."""
     path = Path(path)
@@ -22,7 +27,7 @@ def atomic_write_bytes(path, data: bytes):
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, umask_mode(0o666))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

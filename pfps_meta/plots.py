@@ -8,6 +8,7 @@ module does not choose a matplotlib backend. Each function returns the matplotli
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -21,6 +22,23 @@ from scipy.special import ndtri
 from . import measures
 from .outputs import atomic_write_bytes
 from .pooling import pool_batch
+from .tables import plain_text
+
+
+def _literal_text(draw):
+    """Labels are data: draw every text literally (no mathtext from a '$' in a study name) and with
+    control characters made visible, so the SVG stays well-formed XML."""
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context({"text.parse_math": False}):
+            fig = draw(*args, **kwargs)
+        for text in fig.findobj(matplotlib.text.Text):
+            text.set_parse_math(False)
+            shown = text.get_text()
+            if shown and plain_text(shown) != shown:
+                text.set_text(plain_text(shown))
+        return fig
+    return wrapper
 BOX_COLOUR = "#2b5d8a"
 DIAMOND_COLOUR = "#111111"
 
@@ -34,6 +52,7 @@ def _scale(result):
     return measures.get(result.measure).to_reporting
 
 
+@_literal_text
 def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=True, show_common=False,
            quality=None, quality_label="PEDro", subgroups=None, subgroup_tau2="separate", xlim=None, digits=2):
     """A RevMan-style forest plot; returns the matplotlib Figure.
@@ -289,6 +308,7 @@ def _p(p):
     return "< 0.00001" if p < 1e-5 else f"= {p:.2g}" if p < 0.01 else f"= {p:.2f}"
 
 
+@_literal_text
 def funnel(result, *, level=0.95, contours=False, title=None, xlabel=None, filled=None):
     """Funnel plot: effect against standard error.
 
@@ -343,6 +363,7 @@ def funnel(result, *, level=0.95, contours=False, title=None, xlabel=None, fille
     return fig
 
 
+@_literal_text
 def baujat(result, *, title=None):
     """Baujat et al. (2002) plot: each study's contribution to Cochran's Q (x, with common-effect
     weights) against its influence on the pooled estimate (y: squared change in the estimate when the
@@ -365,6 +386,38 @@ def baujat(result, *, title=None):
     ax.set_ylabel("Influence on overall result")
     if title:
         ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@_literal_text
+def published_estimates(frame, *, title=None):
+    """Published pooled estimates with their CIs, one row per review and outcome, a panel per measure.
+
+    ``frame`` has columns ``label``, ``measure``, ``estimate``, ``ci_low``, ``ci_high`` (as published;
+    rows whose measure is not MD or SMD, or whose numbers are missing, are not drawn). Nothing is
+    pooled: reviews share trials. Returns the Figure.
+    """
+    frame = frame[frame["measure"].isin(["MD", "SMD"])].dropna(subset=["estimate", "ci_low", "ci_high"])
+    panels = [m for m in ("MD", "SMD") if (frame["measure"] == m).any()]
+    heights = [max(1, int((frame["measure"] == m).sum())) for m in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8.5, 1.0 + 0.34 * sum(heights) + 0.7 * len(panels)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, measure in zip(axes[:, 0], panels):
+        rows = frame[frame["measure"] == measure].reset_index(drop=True)
+        y = np.arange(len(rows))[::-1]
+        ax.errorbar(rows["estimate"], y, xerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
+                    fmt="s", color=BOX_COLOUR, ecolor="#333333", elinewidth=1.2, capsize=3, markersize=5)
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_yticks(y)
+        ax.set_yticklabels(rows["label"], fontsize=8)
+        ax.set_xlabel("SMD" if measure == "SMD" else "MD (pain on 0-10 unless stated)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        for side in ("right", "top"):
+            ax.spines[side].set_visible(False)
+    if title:
+        fig.suptitle(title, x=0.02, ha="left", fontsize=10, fontweight="bold")
     fig.tight_layout()
     return fig
 

@@ -1,34 +1,50 @@
 """``pfps-meta report``: every analysis in analyses/ turned into a self-contained HTML and a Markdown report.
 
+Order: each review spec in turn, the patellofemoral review first (``analyses/*.toml``) and the worked
+examples after it (``analyses/examples/*.toml``). A review section opens with what is already known (every
+published pooled estimate of the comparisons its spec names in ``context_comparisons``, as a table and a
+plot, not pooled), then published vs reproduced, the summary and GRADE tables, the methods, and one
+part per analysis: what is missing and where to find it, the forest plot, arm-size scenarios for
+inferred arm sizes, and the sensitivity analyses.
+
 Deterministic: no timestamps; figures are written without dates; two runs give identical files.
-Every output is written atomically (to a temporary file in the same folder, then renamed), so an
-interrupted run never leaves a half-written report. Text from data files is HTML-escaped.
+Atomic as a whole: the report is built in a temporary sibling folder and swapped in with one rename, so
+``--out`` holds either the complete old report or the complete new one. Text from data files is escaped
+in HTML and neutralised in Markdown (no raw HTML, links or headings can come from a label).
 """
 
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import hashlib
-import html
+import os
 import platform
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from . import __version__, measures
-from .analyses import load_all, run_analysis
+from .analyses import arm_size_scenarios, load_all, run_analysis
 from .conventions import CI_METHODS, I2_METHODS, PI_METHODS, SMD_CONVENTIONS, SMD_VTYPES, TAU2_ESTIMATORS
 from .evidence import completeness
+from .extraction import todo
 from .grade import summary_of_findings
-from .outputs import atomic_write_text
-from .reproduce import format_table, preset_statuses, reproduce_rows
-from .tables import display_frame, summary_table, to_html, to_markdown
+from .outputs import atomic_write_text, umask_mode
+from .reproduce import preset_statuses, reproduce_rows
+from .tables import display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
+
+REPORT_ENTRIES = ("index.html", "report.md", "figures")
+
 
 def methods_paragraph(spec, analyses) -> str:
-    """A methods paragraph generated from the settings actually used (texts from conventions)."""
+    """A methods paragraph generated from the settings actually used (texts from conventions); plain text."""
     settings = [a.settings for a in analyses]
     methods = sorted({s.method for s in settings})
     cis = sorted({s.ci_method for s in settings})
-    parts = [f"Analyses of {html.escape(spec.review.get('title', spec.review['id']))} were pooled with "
+    parts = [f"Analyses of {spec.review.get('title', spec.review['id'])} were pooled with "
              + "; ".join(TAU2_ESTIMATORS[m].methods_text for m in methods) + "."]
     parts.append("Confidence intervals for the pooled effect used " + " and ".join(CI_METHODS[c] for c in cis) + ".")
     smd = [a.settings for a in analyses if measures.get(a.measure).uses_smd_settings]
@@ -52,8 +68,53 @@ def methods_paragraph(spec, analyses) -> str:
                  "positive activity difference favour the experimental arm.")
     assumption = analyses[0].assumption if analyses else ""
     if assumption:
-        parts.append("Assumption: " + html.escape(" ".join(assumption.split())))
+        parts.append("Assumption: " + " ".join(assumption.split()))
     return " ".join(parts)
+
+
+class _Document:
+    """The report written twice at once: Markdown (``md``) and HTML (``body``). Every piece of text
+    handed to it is data: it is escaped for HTML and neutralised for Markdown here, in one place."""
+
+    def __init__(self, out_dir: Path, final_dir: Path):
+        self.md, self.body = [], []
+        self.out_dir = out_dir          # where files are written now (the temporary build folder)
+        self.final_dir = final_dir
+
+    def heading(self, level: int, text: str):
+        self.md.append(f"{'#' * level} {markdown_text(text)}\n")
+        self.body.append(f"<h{level}>{html_text(text)}</h{level}>")
+
+    def para(self, text: str, css: str | None = None, bold_prefix: str | None = None):
+        prefix_md = f"**{markdown_text(bold_prefix)}** " if bold_prefix else ""
+        prefix_html = f"<b>{html_text(bold_prefix)}</b> " if bold_prefix else ""
+        self.md.append(prefix_md + markdown_text(text) + "\n")
+        klass = f" class='{css}'" if css else ""
+        self.body.append(f"<p{klass}>{prefix_html}{html_text(text)}</p>")
+
+    def bullets(self, lines, css="note"):
+        for line in lines:
+            self.md.append(f"- {markdown_text(line)}")
+            self.body.append(f"<p class='{css}'>{html_text(line)}</p>")
+        self.md.append("")
+
+    def table(self, frame, css="table"):
+        self.md.append(to_markdown(frame) + "\n")
+        self.body.append(to_html(frame, css))
+
+    def figure(self, fig, stem: str, alt: str):
+        """Save a figure (PNG + SVG), link it from the Markdown and inline it in the HTML."""
+        import matplotlib.pyplot as plt
+
+        from . import plots
+
+        png, _ = plots.save(fig, self.out_dir / "figures" / stem)
+        plt.close(fig)
+        rel = png.relative_to(self.out_dir).as_posix()
+        self.md.append(f"![{markdown_text(alt)}]({rel})\n")
+        data_uri = base64.b64encode(png.read_bytes()).decode("ascii")
+        self.body.append(f'<figure><img class="forest" alt="{html_text(alt)}" src="data:image/png;base64,'
+                         f'{data_uri}"><figcaption>Figure files: {html_text(rel)} and .svg</figcaption></figure>')
 
 
 def _hash(path: Path) -> str:
@@ -61,17 +122,17 @@ def _hash(path: Path) -> str:
 
 
 def build_report(spec_paths, out_dir="reports", command="pfps-meta report", progress=True, extraction=None) -> dict:
-    """Run every analysis and write ``index.html``, ``report.md`` and ``figures/`` under ``out_dir``."""
-    import matplotlib
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import pandas as pd
-    import scipy
+    """Run every analysis and write ``index.html``, ``report.md`` and ``figures/`` under ``out_dir``.
 
-    from . import plots
-
+    The report is built in a temporary folder beside ``out_dir`` and swapped in at the end; anything
+    else already in ``out_dir`` (e.g. a ``.gitkeep``) is carried over. A failure or an interrupt leaves
+    ``out_dir`` as it was.
+    """
     out_dir = Path(out_dir)
-    figures = out_dir / "figures"
+    if out_dir.exists() and not out_dir.is_dir():
+        from .errors import InputError
+
+        raise InputError("--out names a file, not a folder", file=str(out_dir))
     loaded = load_all(spec_paths, extraction=extraction)
     total = sum(len(spec.analyses) for spec, _ in loaded)
     results, count = [], 0
@@ -79,110 +140,47 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
         for analysis in spec.analyses:
             count += 1
             if progress:
-                print(f"[{count}/{total}] {analysis.key}: {analysis.label}", file=sys.stderr)
+                print(plain_text(f"[{count}/{total}] {analysis.key}: {analysis.label}"), file=sys.stderr)
             results.append((spec, evidence, run_analysis(analysis, evidence)))
 
-    md, body = [], []
-    md.append("# pfps-meta report\n")
-    body.append("<h1>pfps-meta report</h1>")
-    intro = ("Published pooled estimates beside what this toolkit reproduces from the curated data in "
-             "<code>data/</code>, with forest plots, summary tables and the provenance of every input.")
-    md.append(intro.replace("<code>", "`").replace("</code>", "`") + "\n")
-    body.append(f"<p>{intro}</p>")
+    parent = out_dir.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build-", dir=parent))
+    except OSError as exc:
+        from .errors import InputError
 
-    rows = reproduce_rows([r for _, _, r in results])
-    for row, (_, evidence, ar) in zip(rows, results):
-        if ar.published is not None and ar.result is not None:
-            statuses = preset_statuses(ar.analysis, evidence)
-            row["reproduced_by"] = [name for name, p in statuses.items() if p["status"] == "reproduced"]
-        else:
-            row["reproduced_by"] = []
-    md.append("## Published vs reproduced\n")
-    md.append("```\n" + format_table(rows) + "\n```\n")
-    md.append("Presets that reproduce each target: " + "; ".join(
-        f"{r['analysis']}: {', '.join(r['reproduced_by']) or '-'}" for r in rows) + "\n")
-    body.append("<h2>Published vs reproduced</h2>")
-    rep = pd.DataFrame([{
-        "Analysis": r["analysis"], "Measure": r["measure"],
-        "Published": _interval(r, "published"), "Reproduced": _interval(r, "reproduced"),
-        "k": f"{r['k_available']}/{r['k_expected']}", "Status": r["status"],
-        "Presets that reproduce it": ", ".join(r["reproduced_by"]) or "-",
-        "Missing trials": ", ".join(r["missing_trials"])} for r in rows])
-    body.append(to_html(rep, "table reproduce"))
+        raise InputError(f"cannot create the output folder ({exc.strerror})", file=str(out_dir)) from None
+    try:
+        os.chmod(build, umask_mode(0o777))
+        doc = _Document(build, out_dir)
+        rows = _write_document(doc, loaded, results, command)
+        atomic_write_text(build / "index.html", _page("\n".join(doc.body)))
+        atomic_write_text(build / "report.md", "\n".join(doc.md) + "\n")
+        _swap_in(build, out_dir)
+    finally:
+        if build.exists():
+            shutil.rmtree(build, ignore_errors=True)
+    if progress:
+        print(f"wrote {out_dir / 'index.html'}, {out_dir / 'report.md'} and {out_dir / 'figures'}/", file=sys.stderr)
+    return {"html": out_dir / "index.html", "markdown": out_dir / "report.md", "rows": rows}
 
-    summary = display_frame(summary_table([r for _, _, r in results]))
-    md.append("## Summary of pooled results\n")
-    md.append(to_markdown(summary) + "\n")
-    body.append("<h2>Summary of pooled results</h2>" + to_html(summary, "table summary"))
 
-    sof = pd.concat([summary_of_findings([ar for s_, _, ar in results if s_ is spec], evidence)
-                     for spec, evidence in loaded], ignore_index=True)
-    sof_note = ("GRADE layout. Judgements marked 'suggested' follow the rules in pfps_meta.grade; "
-                "'for reviewer' marks what the data cannot decide, and such certainty is provisional.")
-    md.append("## Summary of findings (GRADE)\n")
-    md.append(sof_note + "\n")
-    md.append(to_markdown(sof) + "\n")
-    body.append("<h2>Summary of findings (GRADE)</h2>" + f"<p class='note'>{html.escape(sof_note)}</p>"
-                + to_html(sof, "table sof"))
+def _write_document(doc, loaded, results, command):
+    import matplotlib
+    import numpy as np
+    import pandas as pd
+    import scipy
 
+    doc.heading(1, "pfps-meta report")
+    doc.para("The patellofemoral pain review comes first: what published reviews found, what this toolkit "
+             "reproduces from the curated data in data/, and what is still missing and where to find it. "
+             "Worked examples follow. Every input's provenance is at the end.")
+    all_rows = []
     for spec, evidence in loaded:
         spec_results = [ar for s, _, ar in results if s is spec]
-        analyses = [ar.analysis for ar in spec_results]
-        title = spec.review.get("title", spec.review["id"])
-        md.append(f"## {title}\n")
-        body.append(f"<h2>{html.escape(title)}</h2>")
-        citation = spec.review.get("citation", "")
-        if citation:
-            md.append(f"Source review: {citation}\n")
-            body.append(f"<p><i>Source review:</i> {html.escape(citation)}</p>")
-        methods = methods_paragraph(spec, analyses)
-        md.append("**Methods.** " + html.unescape(methods) + "\n")
-        body.append(f"<p><b>Methods.</b> {methods}</p>")
-        if evidence is not None and any(a.trials for a in analyses):
-            comp = completeness(evidence)
-            expected = sorted({t.trial for a in analyses for t in a.trials})
-            comp = comp[comp["trial_id"].isin(expected)]
-            table = pd.DataFrame({"Trial": comp["trial_id"], "Outcome rows": comp["rows"],
-                                  "Complete (n, mean, SD)": comp["complete"], "Partial": comp["partial"],
-                                  "Between-group effects": comp["effect_rows"]})
-            md.append("**Data completeness** (rows in data/outcomes.csv and data/effects.csv):\n")
-            md.append(to_markdown(table) + "\n")
-            body.append("<p><b>Data completeness</b> (rows in data/outcomes.csv and data/effects.csv):</p>"
-                        + to_html(table, "table completeness"))
-        for ar in spec_results:
-            a = ar.analysis
-            md.append(f"### {a.label}\n")
-            body.append(f"<h3>{html.escape(a.label)}</h3>")
-            if ar.result is None:
-                msg = (f"No trial of this analysis has usable data yet ({ar.k_expected} expected). Missing: "
-                       + ", ".join(m["trial"] + " (" + m["reason"] + ")" for m in ar.studies.missing) + ".")
-                md.append(msg + "\n")
-                body.append(f"<p class='missing'>{html.escape(msg)}</p>")
-                continue
-            if ar.studies.missing:
-                msg = (f"Pooled from {ar.k_available} of {ar.k_expected} expected trials; missing: "
-                       + ", ".join(m["trial"] for m in ar.studies.missing) + ".")
-                md.append(msg + "\n")
-                body.append(f"<p class='missing'>{html.escape(msg)}</p>")
-            favours = None
-            if a.favourable == "lower":
-                favours = ("Favours experimental", "Favours control")
-            elif a.favourable == "higher":
-                favours = ("Favours control", "Favours experimental")
-            elif measures.get(a.measure).ratio:
-                favours = ("Lower in experimental", "Higher in experimental")
-            quality = None
-            if a.trials and evidence is not None:
-                scores = evidence.trials.set_index("trial_id")["pedro_score"]
-                quality = {t.trial: scores.get(t.trial) for t in a.trials}
-            fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality)
-            _figure(fig, figures / f"forest_{a.review}_{a.id}", f"Forest plot: {a.label}", out_dir, md, body)
-            for note in ar.result.notes:
-                md.append(f"- Note: {note}")
-                body.append(f"<p class='note'>Note: {html.escape(note)}</p>")
-            _sensitivity_section(ar, figures, out_dir, md, body)
+        all_rows += _review_section(doc, spec, evidence, spec_results)
 
-    # provenance
     inputs = set()
     for spec, evidence, ar in results:
         inputs.add(spec.path.resolve())
@@ -191,43 +189,149 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
         if evidence is not None:
             for name in ("trials.csv", "outcomes.csv", "effects.csv", "published.csv"):
                 inputs.add((evidence.data_dir / name).resolve())
+            if evidence.outcomes.attrs.get("extraction"):
+                inputs.add(Path(evidence.outcomes.attrs["extraction"]).resolve())
     root = Path.cwd().resolve()
-    prov = [{"Input": _relative(p, root), "SHA-256": _hash(p)} for p in sorted(inputs)]
+    prov = pd.DataFrame([{"Input": _relative(p, root), "SHA-256": _hash(p)} for p in sorted(inputs)])
     versions = {"pfps-meta": __version__, "python": platform.python_version(), "numpy": np.__version__,
                 "scipy": scipy.__version__, "pandas": pd.__version__, "matplotlib": matplotlib.__version__}
-    prov_table = pd.DataFrame(prov)
-    ver_table = pd.DataFrame([{"Package": k, "Version": v} for k, v in versions.items()])
-    md.append("## Provenance\n")
-    md.append(f"Command: `{command}`\n")
-    md.append(to_markdown(prov_table) + "\n")
-    md.append(to_markdown(ver_table) + "\n")
-    body.append("<h2>Provenance</h2>" + f"<p>Command: <code>{html.escape(command)}</code></p>"
-                + to_html(prov_table, "table provenance") + to_html(ver_table, "table versions"))
-
-    html_text = _page("\n".join(body))
-    atomic_write_text(out_dir / "index.html", html_text)
-    atomic_write_text(out_dir / "report.md", "\n".join(md) + "\n")
-    if progress:
-        print(f"wrote {out_dir / 'index.html'}, {out_dir / 'report.md'} and {figures}/", file=sys.stderr)
-    return {"html": out_dir / "index.html", "markdown": out_dir / "report.md", "rows": rows}
+    doc.heading(2, "Provenance")
+    doc.para(f"Command: {command}")
+    doc.table(prov, "table provenance")
+    doc.table(pd.DataFrame([{"Package": k, "Version": v} for k, v in versions.items()]), "table versions")
+    return all_rows
 
 
-def _figure(fig, stem, alt, out_dir, md, body):
-    """Save a figure (PNG + SVG), link it from the Markdown and inline it in the HTML."""
-    import matplotlib.pyplot as plt
+def _review_section(doc, spec, evidence, spec_results):
+    import pandas as pd
 
     from . import plots
 
-    png, _ = plots.save(fig, stem)
-    plt.close(fig)
-    rel = png.relative_to(out_dir).as_posix()
-    md.append(f"![{alt}]({rel})\n")
-    data_uri = base64.b64encode(png.read_bytes()).decode("ascii")
-    body.append(f'<figure><img class="forest" alt="{html.escape(alt)}" src="data:image/png;base64,{data_uri}">'
-                f'<figcaption>Figure files: {html.escape(rel)} and .svg</figcaption></figure>')
+    title = spec.review.get("title", spec.review["id"])
+    doc.heading(2, title)
+    if spec.review.get("citation"):
+        doc.para(spec.review["citation"], bold_prefix="Source review:")
+
+    known = spec.review.get("context_comparisons", [])
+    if known and evidence is not None:
+        doc.heading(3, "What is known: published pooled estimates")
+        doc.para("Every pooled estimate in data/published.csv for these comparisons, one row per review and "
+                 "outcome, each with its source. They are not pooled with each other: the reviews share trials. "
+                 "Estimates are as printed: a review may orient its difference the other way (check the Note "
+                 "column), and a row whose measure the source does not name is listed but not plotted.")
+        table, plot_frame = _published_table(evidence.published, known)
+        doc.table(table, "table published")
+        if len(plot_frame):
+            fig = plots.published_estimates(plot_frame, title="Published pooled estimates (as printed)")
+            doc.figure(fig, f"published_{spec.review['id']}", f"Published pooled estimates: {title}")
+
+    rows = reproduce_rows(spec_results)
+    for row, ar in zip(rows, spec_results):
+        row["reproduced_by"] = []
+        if ar.published is not None and ar.result is not None:
+            statuses = preset_statuses(ar.analysis, evidence)
+            row["reproduced_by"] = [name for name, p in statuses.items() if p["status"] == "reproduced"]
+    doc.heading(3, "Published vs reproduced")
+    doc.table(pd.DataFrame([{
+        "Analysis": r["analysis"], "Measure": r["measure"],
+        "Published": _interval(r, "published"), "Reproduced": _interval(r, "reproduced"),
+        "k": f"{r['k_available']}/{r['k_expected']}", "Status": r["status"],
+        "Presets that reproduce it": ", ".join(r["reproduced_by"]) or "-",
+        "Missing trials": ", ".join(r["missing_trials"])} for r in rows]), "table reproduce")
+
+    doc.heading(3, "Summary of pooled results")
+    doc.table(display_frame(summary_table(spec_results)), "table summary")
+    doc.heading(3, "Summary of findings (GRADE)")
+    doc.para("GRADE layout. Judgements marked 'suggested' follow the rules in pfps_meta.grade; 'for reviewer' "
+             "marks what the data cannot decide, and such certainty is provisional.", css="note")
+    doc.table(summary_of_findings(spec_results, evidence), "table sof")
+
+    analyses = [ar.analysis for ar in spec_results]
+    doc.para(methods_paragraph(spec, analyses), bold_prefix="Methods.")
+    if evidence is not None and any(a.trials for a in analyses):
+        comp = completeness(evidence)
+        expected = sorted({t.trial for a in analyses for t in a.trials})
+        comp = comp[comp["trial_id"].isin(expected)]
+        doc.para("(rows in data/outcomes.csv and data/effects.csv):", bold_prefix="Data completeness")
+        doc.table(pd.DataFrame({"Trial": comp["trial_id"], "Outcome rows": comp["rows"],
+                                "Complete (n, mean, SD)": comp["complete"], "Partial": comp["partial"],
+                                "Between-group effects": comp["effect_rows"]}), "table completeness")
+    for ar in spec_results:
+        _analysis_section(doc, ar, evidence)
+    return rows
 
 
-def _sensitivity_section(ar, figures, out_dir, md, body):
+def _published_table(published, comparisons):
+    import pandas as pd
+
+    rows = published[published["comparison"].isin(comparisons)]
+    order = {c: i for i, c in enumerate(comparisons)}
+    outcome_order = {"pain": 0, "activity": 1}
+    rows = rows.assign(_order=rows["comparison"].map(order), _outcome=rows["outcome"].map(outcome_order).fillna(2))
+    rows = rows.sort_values(["_order", "_outcome", "review"], kind="stable")
+    table = pd.DataFrame({
+        "Review": rows["citation"], "Comparison": rows["comparison"].str.replace("_", " "),
+        "Outcome": rows["outcome"], "Measure": rows["measure"],
+        "Estimate (95% CI)": [f"{e} ({lo} to {hi})" for e, lo, hi in
+                              zip(rows["estimate_text"], rows["ci_low_text"], rows["ci_high_text"])],
+        "k / participants": [f"{k or '?'} / {n or '?'}" for k, n in zip(rows["k"], rows["participants"])],
+        "Note": rows["scale_note"], "Source": rows["source_url"], "Status": rows["status"]})
+    plot = pd.DataFrame({
+        "label": [f"{r} — {c.replace('_', ' ')}: {o}" for r, c, o in zip(rows["review"], rows["comparison"], rows["outcome"])],
+        "measure": rows["measure"], "estimate": rows["estimate"], "ci_low": rows["ci_low"], "ci_high": rows["ci_high"]})
+    return table, plot
+
+
+def _analysis_section(doc, ar, evidence):
+    import pandas as pd
+
+    from . import plots
+
+    a = ar.analysis
+    doc.heading(3, a.label)
+    if ar.studies.missing:
+        if ar.result is None:
+            doc.para(f"No trial of this analysis has usable data yet ({ar.k_expected} expected).", css="missing")
+        else:
+            doc.para(f"Pooled from {ar.k_available} of {ar.k_expected} expected trials.", css="missing")
+        if a.trials and evidence is not None:
+            doc.para("what each missing trial lacks, and where it is likely printed. Fill the sheet that "
+                     "'pfps-meta template' writes and pass it with --extraction.", bold_prefix="Extraction to-do:")
+            doc.table(todo(ar, evidence), "table todo")
+        else:
+            doc.bullets([f"{m['trial']}: {m['reason']}" for m in ar.studies.missing])
+    if ar.result is None:
+        return
+    favours = None
+    if a.favourable == "lower":
+        favours = ("Favours experimental", "Favours control")
+    elif a.favourable == "higher":
+        favours = ("Favours control", "Favours experimental")
+    elif measures.get(a.measure).ratio:
+        favours = ("Lower in experimental", "Higher in experimental")
+    quality = None
+    if a.trials and evidence is not None:
+        scores = evidence.trials.set_index("trial_id")["pedro_score"]
+        quality = {t.trial: scores.get(t.trial) for t in a.trials}
+    fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality)
+    doc.figure(fig, f"forest_{a.review}_{a.id}", f"Forest plot: {a.label}")
+    doc.bullets([f"Note: {note}" for note in ar.result.notes])
+    if a.trials and evidence is not None:
+        scenarios = arm_size_scenarios(a, evidence)
+        if scenarios:
+            show = measures.get(a.measure).to_reporting
+            doc.para("a trial's arm sizes are inferred (see the note above), so the analysis is shown under each "
+                     "plausible arm size.", bold_prefix="Arm-size scenarios:")
+            doc.table(pd.DataFrame([{
+                "Trial": s["trial"], "Arm sizes": s["scenario"], "n (exp/ctrl)": f"{s['n_exp']:g}/{s['n_ctrl']:g}",
+                "Pooled estimate [95% CI]": f"{show(s['result'].stats['estimate']):.2f} "
+                                            f"[{show(s['result'].stats['ci_low']):.2f}, "
+                                            f"{show(s['result'].stats['ci_high']):.2f}]",
+                "k": s["result"].stats["k"]} for s in scenarios]), "table scenarios")
+    _sensitivity_section(doc, ar)
+
+
+def _sensitivity_section(doc, ar):
     """Leave-one-out, influence, small-study tests, funnel plot and predictive probability of one analysis."""
     import warnings
 
@@ -240,20 +344,17 @@ def _sensitivity_section(ar, figures, out_dir, md, body):
     if k < 2:
         return
     show = measures.get(a.measure).to_reporting
-    md.append("**Sensitivity analyses**\n")
-    body.append("<h4>Sensitivity analyses</h4>")
+    doc.heading(4, "Sensitivity analyses")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sensitivity.SmallStudyWarning)
         loo = sensitivity.leave_one_out(res)
-        table = pd.DataFrame({
+        doc.para("Leave-one-out:")
+        doc.table(pd.DataFrame({
             "Study omitted": loo["study"],
             "Estimate [95% CI]": [f"{show(e):.2f} [{show(lo):.2f}, {show(hi):.2f}]"
                                   for e, lo, hi in zip(loo["estimate"], loo["ci_low"], loo["ci_high"])],
             "tau²": [("" if t != t else f"{t:.3f}") for t in loo["tau2"]],
-            "I²": [("" if i != i else f"{i:.0f}%") for i in loo["i2"]]})
-        md.append("Leave-one-out:\n")
-        md.append(to_markdown(table) + "\n")
-        body.append("<p>Leave-one-out:</p>" + to_html(table, "table loo"))
+            "I²": [("" if i != i else f"{i:.0f}%") for i in loo["i2"]]}), "table loo")
         if k >= 3:
             inf = sensitivity.influence(res)
             flagged = ", ".join(inf.loc[inf["influential"], "study"]) or "none"
@@ -270,23 +371,58 @@ def _sensitivity_section(ar, figures, out_dir, md, body):
             if k < sensitivity.SMALL_K:
                 lines.append(f"With k = {k} < {sensitivity.SMALL_K} these small-study tests have little power; "
                              "a non-significant result is weak evidence.")
-            for line in lines:
-                md.append(f"- {line}")
-                body.append(f"<p class='note'>{html.escape(line)}</p>")
-            md.append("")
+            doc.bullets(lines)
             fig = plots.funnel(res, contours=True, filled=tf, title=f"Contour-enhanced funnel plot: {a.label}")
-            _figure(fig, figures / f"funnel_{a.review}_{a.id}", f"Funnel plot: {a.label}", out_dir, md, body)
+            doc.figure(fig, f"funnel_{a.review}_{a.id}", f"Funnel plot: {a.label}")
             fig = plots.baujat(res, title=f"Baujat plot: {a.label}")
-            _figure(fig, figures / f"baujat_{a.review}_{a.id}", f"Baujat plot: {a.label}", out_dir, md, body)
+            doc.figure(fig, f"baujat_{a.review}_{a.id}", f"Baujat plot: {a.label}")
         if a.mcid is not None and a.favourable in ("lower", "higher"):
             threshold = -abs(a.mcid) if a.favourable == "lower" else abs(a.mcid)
             direction = "below" if a.favourable == "lower" else "above"
             prob = sensitivity.predictive_probability(res, threshold, direction)
             if prob["probability"] is not None:
-                line = (f"Predictive probability that the true effect in a new trial is {direction} {threshold:g} "
-                        f"(the MCID): {prob['probability']:.2f} ({prob['distribution']} prediction distribution).")
-                md.append(line + "\n")
-                body.append(f"<p>{html.escape(line)}</p>")
+                doc.para(f"Predictive probability that the true effect in a new trial is {direction} {threshold:g} "
+                         f"(the MCID): {prob['probability']:.2f} ({prob['distribution']} prediction distribution).")
+
+
+# --------------------------------------------------------------------------------------------------
+# swapping the finished report in
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths (Linux renameat2 RENAME_EXCHANGE); False where not available."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _swap_in(build: Path, out_dir: Path):
+    """Make ``build`` the new ``out_dir``: anything else the old folder held is carried over, then the two
+    folders are exchanged in one atomic step (or, where the system cannot, two renames in a row)."""
+    if not out_dir.exists():
+        os.replace(build, out_dir)
+        return
+    for entry in out_dir.iterdir():
+        if entry.name not in REPORT_ENTRIES:
+            target = build / entry.name
+            if entry.is_dir():
+                shutil.copytree(entry, target, symlinks=True)
+            else:
+                shutil.copy2(entry, target, follow_symlinks=False)
+    if not _exchange(build, out_dir):
+        old = build.with_name(build.name + "-old")
+        os.replace(out_dir, old)
+        os.replace(build, out_dir)
+        build = old
+    shutil.rmtree(build, ignore_errors=True)       # now the old report
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -75,10 +75,29 @@ def display_frame(frame):
     return out
 
 
+_MARKDOWN_SPECIAL = set("\\`*_[]<>#|!~")
+
+
+def plain_text(value) -> str:
+    """One line of text with control characters (including terminal escape sequences) made visible."""
+    text = " ".join(str(value).splitlines())
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def html_text(value) -> str:
+    """Text from data for HTML: escaped, with control characters made visible."""
+    return html.escape(plain_text(value))
+
+
+def markdown_text(value) -> str:
+    """Text from data made inert in Markdown: no raw HTML, links, emphasis, headings or table breaks."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in plain_text(value))
+
+
 def to_markdown(frame) -> str:
-    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    """A GitHub-flavoured Markdown table (no extra dependency); every cell is neutralised."""
     def cell(value):
-        return str(value).replace("|", "\\|").replace("\n", " ")
+        return markdown_text(value)
 
     header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
@@ -88,8 +107,8 @@ def to_markdown(frame) -> str:
 
 def to_html(frame, css_class="table") -> str:
     """An HTML table with every cell escaped."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+    head = "".join(f"<th>{html_text(c)}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{html_text(v)}</td>" for v in row) + "</tr>"
                    for row in frame.itertuples(index=False))
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 

@@ -97,7 +97,8 @@ def test_report_escapes_text_from_data(tmp_path):
     assert "<b>bold</b>" not in html
 
 
-@pytest.mark.parametrize("name", ["01_reproduce_nascimento2018.ipynb", "02_pool_your_own_trials.ipynb"])
+@pytest.mark.parametrize("name", ["01_reproduce_nascimento2018.ipynb", "02_pool_your_own_trials.ipynb",
+                                  "03_from_trial_paper_to_pooled_estimate.ipynb"])
 def test_notebooks_execute(name, tmp_path):
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     work = tmp_path / "repo"

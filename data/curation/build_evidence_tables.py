@@ -292,7 +292,7 @@ def published():
          "HKS vs KS systematic review and meta-analysis (PROSPERO CRD42023451065; journal and year not verified)",
          "hip_knee_vs_knee_alone", "activity", "SMD", "0.99", "0.22", "1.76", hks_url, q_hks),
         ("ji2023_hip_knee_vs_wait_pain", "ji2023", "Ji et al. 2023 network meta-analysis (medRxiv 2023.01.01.22284033; "
-         "preprint)", "hip_knee_vs_wait_and_see", "pain", "SMD", "-1.32", "-2.57", "-0.06",
+         "preprint)", "hip_knee_vs_wait_and_see", "pain", "not stated", "-1.32", "-2.57", "-0.06",
          "http://medrxiv.org/highwire/citation/600869/refworks-tagged", q_ji),
     ]
     counts = {"hks_vs_ks_crd42023451065_pain": ("6", "241"), "hks_vs_ks_crd42023451065_function": ("6", "241"),

@@ -1,0 +1,134 @@
+"""The report leads with the patellofemoral review (issue 9), and is safe with hostile labels and atomic
+as a whole (issue 10)."""
+
+import os
+import re
+import xml.dom.minidom
+from pathlib import Path
+
+import pytest
+
+import pfps_meta as pm
+from pfps_meta import report as report_module
+from pfps_meta.cli import main
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "out"
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        assert main(["report", "--out", str(out)]) == 0
+    finally:
+        os.chdir(cwd)
+    return out
+
+
+def test_pfp_review_comes_first_with_what_is_known(full_report):
+    md = (full_report / "report.md").read_text()
+    assert md.index("## Hip and knee strengthening") < md.index("## Environmental tobacco smoke")
+    known = md.index("### What is known: published pooled estimates")
+    assert known < md.index("### Published vs reproduced")
+    for text in ("Rogan et al. J Strength Cond Res 2019", "CRD42023451065", "Manojlović", "Ji et al. 2023",
+                 "search.pedro.org.au/search-results/record-detail/51308", "-1.29 (-1.98 to -0.59)"):
+        assert text in md, text
+    assert (full_report / "figures" / "published_nascimento2018.png").stat().st_size > 5000
+
+
+def test_missing_trials_get_an_extraction_todo_and_dolak_its_scenarios(full_report):
+    md = (full_report / "report.md").read_text()
+    b1 = md[md.index("### Hip + knee vs knee strengthening alone: pain"):]
+    assert "Extraction to-do:" in b1 and "ferber2015" in b1 and "HIP: mean, sd" in b1
+    assert "Arm-size scenarios:" in b1
+    for row in ("14/13", "13/13", "17/16", "-1.70 \\[-3.42, 0.02\\]", "-1.70 \\[-3.25, -0.15\\]"):
+        assert row in b1, row
+    assert "inferred" in b1
+
+
+def _spec(tmp_path, label, study):
+    data = tmp_path / "evil.csv"
+    data.write_text(f'study,yi,vi\n"{study}",0.1,0.04\nB,0.3,0.05\nC,0.2,0.06\n')
+    spec = tmp_path / "analyses" / "evil.toml"
+    spec.parent.mkdir(exist_ok=True)
+    spec.write_text(f'[review]\nid = "evil"\ntitle = "## heading from data"\n[[analyses]]\nid = "a"\n'
+                    f"label = '''{label}'''\ndata = \"{data}\"\n")
+    return spec
+
+
+def test_hostile_labels_stay_inert_everywhere(tmp_path):
+    label = "<script>alert(1)</script> [x](javascript:alert(1)) $\\badcommand A^B $x^$"
+    spec = _spec(tmp_path, label, "Lee $\\badcommand \x1b[31mred")
+    out = tmp_path / "out"
+    assert main(["report", "--out", str(out), str(spec)]) == 0
+    md = (out / "report.md").read_text()
+    # every markup character from data is backslash-escaped (CommonMark then shows it literally)
+    assert not re.search(r"(?<!\\)<script", md) and not re.search(r"(?<!\\)\]\(javascript", md)
+    assert "\\<script\\>" in md and "\x1b" not in md
+    assert "\n## heading from data" not in md and "## \\#\\# heading from data" in md
+    html_text = (out / "index.html").read_text()
+    assert "<script>alert" not in html_text and "\x1b" not in html_text
+    for svg in (out / "figures").glob("*.svg"):
+        xml.dom.minidom.parse(str(svg))            # well-formed despite the control character
+    assert any((out / "figures").glob("*.png"))
+
+
+def test_unsafe_ids_are_refused(tmp_path, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text('[review]\nid = "../../x"\n[[analyses]]\nid = "a"\ndata = "x.csv"\n')
+    assert main(["report", "--out", str(tmp_path / "out"), str(spec)]) == 2
+    assert "[review] id must be" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not list(tmp_path.parent.glob("x_*"))
+
+
+def test_report_keeps_other_files_and_follows_the_umask(tmp_path):
+    spec = _spec(tmp_path, "fine", "A")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".gitkeep").write_text("")
+    old = os.umask(0o027)
+    try:
+        assert main(["report", "--out", str(out), str(spec)]) == 0
+    finally:
+        os.umask(old)
+    assert (out / ".gitkeep").exists() and (out / "index.html").exists()
+    assert (out / "index.html").stat().st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob(".out.build-*"))
+
+
+def test_a_failed_or_interrupted_report_leaves_the_old_one_intact(tmp_path, monkeypatch):
+    spec = _spec(tmp_path, "first", "A")
+    out = tmp_path / "out"
+    assert main(["report", "--out", str(out), str(spec)]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    spec.write_text(spec.read_text().replace("first", "second"))
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_module, "_sensitivity_section", stop)     # dies after figures were written
+    assert main(["report", "--out", str(out), str(spec)]) == 130
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert not list(tmp_path.glob(".out.build-*"))
+
+
+def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    spec = _spec(tmp_path, "x", "A")
+    target = tmp_path / "afile"
+    target.write_text("keep me")
+    assert main(["report", "--out", str(target), str(spec)]) == 2
+    assert "names a file" in capsys.readouterr().err and target.read_text() == "keep me"
+
+
+def test_warnings_print_once_per_run(tmp_path, capsys):
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        assert main(["reproduce", "--presets", str(Path("analyses") / "examples" / "hackshaw1997.toml")]) == 0
+    finally:
+        os.chdir(cwd)
+    err = capsys.readouterr().err.splitlines()
+    cardenas = [line for line in err if "Cardenas 1997" in line]
+    assert len(cardenas) == 1
