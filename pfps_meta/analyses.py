@@ -44,7 +44,11 @@ from .validate import InputWarning, effect_table, sd_may_be_se
 SETTING_KEYS = (*OPTION_BY_NAME, *ALIASES)      # every option name of conventions.OPTIONS, and aliases
 ANALYSIS_KEYS = {"id", "label", "comparison", "outcome", "measure", "timepoint", "favourable", "target_range",
                  "published", "trials", "data", "allow_mixed_change_and_final", "split_shared_arms", "mcid",
-                 "notes", "design", *SETTING_KEYS}
+                 "notes", "design", "impute_sd", *SETTING_KEYS}
+# Missing-SD imputation (Cochrane Handbook 6.5.2.7), only when an analysis names a rule: the SD borrowed
+# from the other trials of the same analysis (same scale for SMD; on the target range for MD).
+IMPUTE_SD = {"borrow_largest": "the largest SD among the other trials' arms in this analysis",
+             "borrow_average": "the average SD of the other trials' arms in this analysis"}
 
 
 @dataclass
@@ -79,6 +83,7 @@ class Analysis:
     split_shared: bool = False
     mcid: float | None = None
     notes: str = ""
+    impute_sd: str | None = None
     assumption: str = ""
     design: str = "randomised"      # GRADE's starting level: randomised -> High, observational -> Low
 
@@ -170,6 +175,9 @@ def load_spec(path) -> Spec:
                                  file=name)
             trials.append(TrialEntry(trial=t["trial"], exp=t["exp"], ctrl=t["ctrl"], scale=t.get("scale"),
                                      timepoint=t.get("timepoint"), note=t.get("note", "")))
+        if entry.get("impute_sd") is not None and entry["impute_sd"] not in IMPUTE_SD:
+            raise InputError(f"{where} ('{entry['id']}'): impute_sd must be one of {', '.join(IMPUTE_SD)}",
+                             file=name)
         if entry.get("design", "randomised") not in ("randomised", "observational"):
             raise InputError(f"{where} ('{entry['id']}'): design must be \"randomised\" or \"observational\"",
                              file=name)
@@ -196,7 +204,8 @@ def load_spec(path) -> Spec:
             data=(path.parent / entry["data"]).resolve() if "data" in entry else None,
             allow_mixed=bool(entry.get("allow_mixed_change_and_final", False)),
             split_shared=bool(entry.get("split_shared_arms", False)), mcid=entry.get("mcid"),
-            notes=entry.get("notes", ""), assumption=assumption, design=entry.get("design", "randomised")))
+            notes=entry.get("notes", ""), assumption=assumption, design=entry.get("design", "randomised"),
+            impute_sd=entry.get("impute_sd")))
     return Spec(path=path, review=review, settings=settings, analyses=analyses, data_dir=data_dir)
 
 
@@ -260,9 +269,46 @@ def _arm_row(outcomes, trial, arm, outcome, timepoint, scale):
     return (complete.iloc[0] if len(complete) else None), rows
 
 
+def _impute_missing_sds(analysis: Analysis, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``outcomes`` where this analysis's arms with n and mean but no SD borrow one (status
+    ``imputed``), by the rule the analysis names (``impute_sd``; Cochrane Handbook 6.5.2.7)."""
+    donors, takers = [], []
+    for entry in analysis.trials:
+        timepoint = entry.timepoint or analysis.timepoint
+        for arm in (entry.exp, entry.ctrl):
+            rows = outcomes[(outcomes["trial_id"] == entry.trial) & (outcomes["arm"] == arm)
+                            & (outcomes["outcome"] == analysis.outcome) & (outcomes["timepoint"] == timepoint)]
+            if entry.scale is not None:
+                rows = rows[rows["scale"] == entry.scale]
+            for index, row in rows.iterrows():
+                if np.isnan(row["n"]) or np.isnan(row["mean"]):
+                    continue
+                width = row["scale_max"] - row["scale_min"]
+                (takers if np.isnan(row["sd"]) else donors).append((index, entry.trial, row["scale"], width, row["sd"]))
+    out = outcomes.copy()
+    for index, trial, scale, width, _ in takers:
+        if analysis.measure == "MD":        # compare SDs on the analysis's target range
+            target = analysis.target_range[1] - analysis.target_range[0]
+            pool = [sd * target / w for _, t, _, w, sd in donors if t != trial and np.isfinite(w)]
+            factor = width / target
+        else:                               # an SMD may only borrow from the same scale
+            pool = [sd for _, t, sc, _, sd in donors if t != trial and sc == scale]
+            factor = 1.0
+        if not pool or not np.isfinite(factor):
+            continue
+        borrowed = (max(pool) if analysis.impute_sd == "borrow_largest" else float(np.mean(pool))) * factor
+        out.loc[index, "sd"] = borrowed
+        out.loc[index, "status"] = "imputed"
+        out.loc[index, "derivation"] = (f"sd imputed ({analysis.impute_sd}): {IMPUTE_SD[analysis.impute_sd]} "
+                                        f"({len(pool)} arms; Cochrane Handbook 6.5.2.7)")
+    return out
+
+
 def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
     """Assemble yi, vi for every trial of an evidence-base analysis (rules in the module docstring)."""
     outcomes, effects = evidence.outcomes, evidence.effects
+    if analysis.impute_sd:
+        outcomes = _impute_missing_sds(analysis, outcomes)
     usage = {}
     for entry in analysis.trials:
         for arm in (entry.exp, entry.ctrl):
@@ -304,6 +350,9 @@ def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
                           "post-intervention n, mean and SD not recovered for both arms")
                 missing.append({"trial": entry.trial, "reason": reason})
         if record is not None:
+            if record.get("status") == "imputed":
+                notes.append(f"{entry.trial} (IMPUTED SD): {record['conversion']}; the report shows the analysis "
+                             "with and without imputed trials.")
             if record.get("status") == "inferred":
                 rows = (exp, ctrl)
                 notes.append(f"{entry.trial} (inferred): " + " ".join(sorted({str(r['notes']) for r in rows}))
@@ -354,7 +403,7 @@ def _arm_level_record(analysis, entry, exp, ctrl, usage, lower_is_favourable, mi
     yi, vi = measures.get(analysis.measure).compute(n1, m1, s1, n2, m2, s2, analysis.settings)
     flip = better1 == lower_is_favourable
     statuses = {exp["status"], ctrl["status"]}
-    status = next((s for s in ("inferred", "derived") if s in statuses), "verified")
+    status = next((s for s in ("imputed", "inferred", "derived") if s in statuses), "verified")
     conversion = "; ".join(f"{side}: {row['derivation']}" for side, row in (("exp", exp), ("ctrl", ctrl))
                            if row.get("derivation"))
     return {"study": entry.trial, "yi": float(-yi if flip else yi), "vi": float(vi), "value_type": type1,

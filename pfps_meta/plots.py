@@ -25,6 +25,10 @@ from .pooling import pool_batch
 from .tables import plain_text
 
 
+# how a study whose numbers rest on an assumption is marked wherever it is drawn
+FLAGS = {"imputed": " [imputed SD]", "inferred": " [inferred n]"}
+
+
 def _literal_text(draw):
     """Labels are data: draw every text literally (no mathtext from a '$' in a study name) and with
     control characters made visible, so the SVG stays well-formed XML."""
@@ -204,7 +208,7 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
         elif kind == "study":
             row = studies.iloc[payload]
             est, lo, hi = shown(row["yi"]), shown(row["ci_low"]), shown(row["ci_high"])
-            text(0.1, y, str(row["study"]))
+            text(0.1, y, str(row["study"]) + FLAGS.get(row.get("status"), ""))
             for xpos, field in arm_columns:
                 value = row[field]
                 text(xpos, y, f"{value:g}" if field.startswith("n_") else _fmt(value, 1), ha="right")

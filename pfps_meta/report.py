@@ -24,6 +24,7 @@ import platform
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, measures
@@ -316,6 +317,17 @@ def _analysis_section(doc, ar, evidence):
     fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality)
     doc.figure(fig, f"forest_{a.review}_{a.id}", f"Forest plot: {a.label}")
     doc.bullets([f"Note: {note}" for note in ar.result.notes])
+    if a.impute_sd and "status" in ar.result.studies.columns and (ar.result.studies["status"] == "imputed").any():
+        without = run_analysis(replace(a, impute_sd=None), evidence)
+        show = measures.get(a.measure).to_reporting
+        def pooled(result):
+            if result is None:
+                return "no trial left"
+            st = result.stats
+            return f"{show(st['estimate']):.2f} [{show(st['ci_low']):.2f}, {show(st['ci_high']):.2f}], k = {st['k']}"
+        imputed = ", ".join(ar.result.studies.loc[ar.result.studies["status"] == "imputed", "study"])
+        doc.para(f"imputed SDs ({a.impute_sd}) for {imputed}. With them: {pooled(ar.result)}; without them: "
+                 f"{pooled(without.result)}.", bold_prefix="Imputation flagged:", css="missing")
     if a.trials and evidence is not None:
         scenarios = arm_size_scenarios(a, evidence)
         if scenarios:

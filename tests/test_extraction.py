@@ -179,3 +179,39 @@ def test_sd_larger_than_possible_in_a_pool_csv_is_fine_without_a_scale():
     from pfps_meta import pool
 
     assert pool(table, "MD").stats["k"] == 2
+
+
+def test_missing_sd_is_imputed_only_when_the_spec_asks_and_is_flagged(tmp_path):
+    """A synthetic sheet where Ferber 2015 prints means without any SD: left out by default, borrowed
+    (largest SD of the other trials, Handbook 6.5.2.7) when the analysis says impute_sd, and flagged."""
+    from pfps_meta.extraction import with_extraction
+    from pfps_meta import plots
+
+    sheet = load_extraction(SHEET)
+    ferber = (sheet["trial_id"] == "ferber2015") & (sheet["outcome"] == "pain")
+    sheet.loc[ferber, ["sd", "se", "ci_low", "ci_high", "median", "q1", "q3", "min", "max"]] = np.nan
+    sheet.loc[ferber, "mean"] = [3.0, 4.2]
+    sheet.loc[ferber, "status"] = "partial"
+    evidence = with_extraction(Evidence.load(ROOT / "data"), sheet)
+    b1 = next(a for a in load_spec(SPEC).analyses if a.id == "B1")
+    plain = run_analysis(b1, evidence)
+    assert "ferber2015" in [m["trial"] for m in plain.studies.missing]
+    from dataclasses import replace
+
+    imputed = run_analysis(replace(b1, impute_sd="borrow_largest"), evidence)
+    studies = imputed.result.studies.set_index("study")
+    assert studies.loc["ferber2015", "status"] == "imputed"
+    others = studies.drop(index="ferber2015")
+    assert studies.loc["ferber2015", "sd_exp"] == pytest.approx(max(others["sd_exp"].max(), others["sd_ctrl"].max()))
+    assert any("IMPUTED SD" in note for note in imputed.result.notes)
+    fig = plots.forest(imputed.result)
+    assert any("[imputed SD]" in t.get_text() for t in fig.texts)
+    average = run_analysis(replace(b1, impute_sd="borrow_average"), evidence).result.studies.set_index("study")
+    assert average.loc["ferber2015", "sd_exp"] < studies.loc["ferber2015", "sd_exp"]
+
+
+def test_impute_sd_must_name_a_rule(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text(open(SPEC).read().replace('id = "B1"', 'id = "B1"\nimpute_sd = "guess"'))
+    with pytest.raises(InputError, match="impute_sd must be one of borrow_largest, borrow_average"):
+        load_spec(spec)
