@@ -138,7 +138,7 @@ def load_spec(path) -> Spec:
                          f"{', '.join(OPTION_BY_NAME)}, assumption", file=name)
     settings = _settings({k: v for k, v in file_settings.items() if k in SETTING_KEYS}, None, name, "[settings]")
     assumption = file_settings.get("assumption", "")
-    data_dir = (path.parent / review.get("data_dir", "../data")).resolve()
+    data_dir = _inside_project(path, review.get("data_dir", "../data"), name, "[review] data_dir")
     analyses = []
     entries = raw.get("analyses", [])
     if not entries:
@@ -159,6 +159,8 @@ def load_spec(path) -> Spec:
             raise InputError(f"{where}: id '{entry['id']}' used twice", file=name)
         ids.add(entry["id"])
         merged = _settings({k: entry[k] for k in SETTING_KEYS if k in entry}, settings, name, where)
+        if "trials" in entry and not entry["trials"]:
+            raise InputError(f"{where} ('{entry['id']}'): trials = [] lists no trial", file=name)
         if ("trials" in entry) == ("data" in entry):
             raise InputError(f"{where} ('{entry['id']}'): give either trials = [...] or data = \"file.csv\"",
                              file=name)
@@ -201,7 +203,7 @@ def load_spec(path) -> Spec:
             settings=merged, source=path, comparison=entry.get("comparison", ""),
             outcome=entry.get("outcome", ""), timepoint=entry.get("timepoint", "post"), favourable=favourable,
             target_range=tuple(target) if target else None, published=entry.get("published"), trials=trials,
-            data=(path.parent / entry["data"]).resolve() if "data" in entry else None,
+            data=_inside_project(path, entry["data"], name, f"{where}: data") if "data" in entry else None,
             allow_mixed=bool(entry.get("allow_mixed_change_and_final", False)),
             split_shared=bool(entry.get("split_shared_arms", False)), mcid=entry.get("mcid"),
             notes=entry.get("notes", ""), assumption=assumption, design=entry.get("design", "randomised"),
@@ -212,6 +214,28 @@ def load_spec(path) -> Spec:
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 TEXT_KEYS = ("id", "label", "comparison", "outcome", "measure", "timepoint", "favourable", "published", "data",
              "notes", "design")
+
+
+def _project_root(spec_path: Path) -> Path:
+    """The project a spec belongs to: the nearest folder above it with a pyproject.toml, a .git or a data
+    folder, else the folder above the spec's own."""
+    folder = spec_path.resolve().parent
+    for candidate in (folder, *folder.parents):
+        if any((candidate / marker).exists() for marker in ("pyproject.toml", ".git", "data")):
+            return candidate
+    return folder.parent
+
+
+def _inside_project(spec_path: Path, relative: str, name: str, what: str) -> Path:
+    """A path from a spec. A relative path must stay inside the spec's project (no '../..' walk out of
+    it); an absolute path is the user's explicit choice and is used as given."""
+    target = (spec_path.parent / relative).resolve()
+    if not Path(relative).is_absolute():
+        root = _project_root(spec_path)
+        if not target.is_relative_to(root):
+            raise InputError(f"{what} = '{relative}' leads outside the project ({root}); give an absolute path "
+                             "if that is really meant", file=name)
+    return target
 
 
 def _check_id(value, name, what):
@@ -535,5 +559,10 @@ def load_all(paths, extraction=None) -> list[tuple[Spec, Evidence | None]]:
 
                     cache[spec.data_dir] = with_extraction(cache[spec.data_dir], sheet)
             evidence = cache[spec.data_dir]
+        if evidence is not None:
+            for analysis in spec.analyses:
+                if analysis.published and evidence.published_row(analysis.published) is None:
+                    raise InputError(f"analysis '{analysis.id}': published = '{analysis.published}' names no row of "
+                                     f"{evidence.data_dir / 'published.csv'}", file=str(spec.path))
         out.append((spec, evidence))
     return out

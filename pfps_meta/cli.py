@@ -176,9 +176,9 @@ def cmd_reproduce(args) -> int:
             row["presets"] = preset_statuses(result.analysis, evidence)
             row["reproduced_by"] = [name for name, p in row["presets"].items() if p["status"] == "reproduced"]
     if args.format == "json":
-        print(json.dumps(rows, indent=2, default=_json_default))
+        print(strict_json(rows))
     else:
-        print(format_table(rows))
+        _print_text(format_table(rows))
         if args.presets:
             print()
             for row in rows:
@@ -188,7 +188,16 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_sensitivity(args) -> int:
+    import math
+
     from .sensitivity import sensitivity_report
+
+    for flag, value, limit in (("--permutations", args.permutations, 10_000_000),
+                               ("--bootstrap", args.bootstrap, 10_000_000), ("--seed", args.seed, 2 ** 63 - 1)):
+        if not 0 <= value <= limit:
+            raise InputError(f"{flag} must be a whole number from 0 to {limit:,} (got {value})")
+    if args.mcid is not None and not math.isfinite(args.mcid):
+        raise InputError(f"--mcid must be a finite number (got {args.mcid})")
 
     from .model import pool
 
@@ -200,11 +209,11 @@ def cmd_sensitivity(args) -> int:
                                 mcid=args.mcid, direction=args.direction, permutations=args.permutations,
                                 bootstrap=args.bootstrap, seed=args.seed)
     if args.format == "json":
-        print(json.dumps(report, indent=2, default=_json_default))
+        print(strict_json(report))
     else:
         from .sensitivity import format_sensitivity
 
-        print(format_sensitivity(report))
+        _print_text(format_sensitivity(report))
     return 0
 
 
@@ -246,23 +255,42 @@ def cmd_diff(args) -> int:
                          file=args.spec)
     table = preset_diff(matches[0], evidence, *args.presets)
     if args.format == "json":
-        print(json.dumps(table.to_dict("records"), indent=2, default=_json_default))
+        print(strict_json(table.to_dict("records")))
     else:
         print(f"{matches[0].key}: {args.presets[0]} vs {args.presets[1]}")
-        print(table.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.6g}"))
+        _print_text(table.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.6g}"))
     return 0
 
 
-def _json_default(value):
+def _json_ready(value):
+    """Plain JSON values: numpy scalars as Python ones, NaN and infinities as None (null)."""
     import math
 
     import numpy as np
 
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_json_ready(v) for v in value.tolist()]
     return value
+
+
+def _print_text(text: str):
+    """Text output for a terminal: labels from data cannot carry escape sequences or control characters."""
+    from .tables import plain_text
+
+    print("\n".join(plain_text(line) for line in str(text).split("\n")))
+
+
+def strict_json(value) -> str:
+    """Strict JSON (RFC 8259): undefined numbers are null, never NaN or Infinity."""
+    return json.dumps(_json_ready(value), indent=2, allow_nan=False)
 
 
 def cmd_pool(args) -> int:
@@ -270,9 +298,9 @@ def cmd_pool(args) -> int:
 
     result = pool(args.file, measure=args.measure, settings=Settings.from_mapping(_given_settings(args)))
     if args.format == "json":
-        print(json.dumps(result.to_dict(), indent=2))
+        print(strict_json(result.to_dict()))
     else:
-        print(result.summary())
+        _print_text(result.summary())
     return 0
 
 

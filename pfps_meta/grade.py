@@ -106,7 +106,10 @@ def _publication_bias(analysis_result):
         return 0, f"not assessable (k = {k} < 10)"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallStudyWarning)
-        p = egger(analysis_result.result)["classic"]["p"]
+        test = egger(analysis_result.result)
+    if test["classic"] is None:
+        return None, f"for reviewer: {test['reason']}"
+    p = test["classic"]["p"]
     if p < 0.10:
         return 1, f"suspected (suggested): Egger's classic test p = {p:.3f}"
     return 0, f"not detected: Egger's classic test p = {p:.3f}"

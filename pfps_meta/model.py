@@ -186,6 +186,15 @@ def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None
     all_notes = list(notes) + list(table.attrs.get("notes", []))
     if stats["k"] == 2 and settings.pi_method == "t_k2" and settings.prediction_interval:
         all_notes.append("t(k-2) prediction interval is undefined for k = 2 (metafor silently uses df = 1)")
+    if stats["k"] >= 2 and settings.ci_method == "hksj" and not math.isfinite(stats["se"]):
+        all_notes.append("HKSJ is undefined here: every study has the same effect, so the residual variance "
+                         "factor is 0 (metafor reports se = 0); se, CI, p and the prediction interval are "
+                         "null. Use the Wald CI (ci_method='wald') for these data.")
+    if stats["k"] >= 1 and not all(math.isfinite(stats[name]) for name in ("estimate",)):
+        from .errors import InputError
+
+        raise InputError("the pooled estimate is not a finite number (numerical overflow in the inputs?)",
+                         file=table.attrs.get("source"))
     if stats["k"] == 1 and settings.ci_method == "hksj":
         all_notes.append("HKSJ needs k >= 2: a single study gets the Wald (z) CI and p-value, as in metafor")
     return MetaResult(studies=studies, stats=stats, settings=settings, measure=measure,

@@ -188,7 +188,9 @@ def pool_batch(yi, vi, settings: Settings | None = None, **options) -> BatchResu
         df = np.where(k >= 2, k - 1, 0).astype(float)
         if ci == "hksj":
             rss = (w * resid ** 2).sum(axis=1)
-            s2w = np.where(rss <= _EPS, 0.0, rss / df)
+            # identical effects: the HKSJ variance factor is 0 and the t test undefined (metafor prints
+            # se = 0); we return NaN and pool_effects says why, rather than a CI of zero width
+            s2w = np.where(rss <= _EPS * np.maximum(1.0, (w * y ** 2).sum(axis=1)), np.nan, rss / df)
             # k = 1: no residual df, so the Wald z test is used, as metafor does
             se = np.where(multi, np.sqrt(s2w / sum_w), se)
             statistic = mu / se

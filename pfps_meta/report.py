@@ -374,11 +374,15 @@ def _sensitivity_section(doc, ar):
             begg = sensitivity.begg(res)
             tf = sensitivity.trimfill(res)
             lines = [f"Influential studies (metafor's criteria on DFFITS, Cook's distance, hat): {flagged}.",
-                     f"Egger's test, classic weighted regression: intercept {egger['classic']['intercept']:.3f}, "
-                     f"t({egger['classic']['df']}) = {egger['classic']['statistic']:.2f}, p = {egger['classic']['p']:.3f}; "
-                     f"mixed-effects form (metafor's default): p = {egger['mixed']['p']:.3f}.",
-                     f"Begg's rank correlation: tau = {begg['tau']:.3f}, p = {begg['p']:.3f}.",
-                     f"Trim-and-fill ({tf['estimator']}): {tf['k0']} studies filled on the {tf['side']}; adjusted "
+                     (f"Egger's test: not computed ({egger['reason']})." if egger["classic"] is None else
+                      f"Egger's test, classic weighted regression: intercept {egger['classic']['intercept']:.3f}, "
+                      f"t({egger['classic']['df']}) = {egger['classic']['statistic']:.2f}, "
+                      f"p = {egger['classic']['p']:.3f}; mixed-effects form (metafor's default): "
+                      f"p = {egger['mixed']['p']:.3f}."),
+                     (f"Begg's rank correlation: not computed ({begg['reason']})." if begg["p"] is None else
+                      f"Begg's rank correlation: tau = {begg['tau']:.3f}, p = {begg['p']:.3f}."),
+                     f"Trim-and-fill ({tf['estimator']}): {tf['k0']} studies filled on the {tf['side']}"
+                     + (f" ({tf['side_note']})" if tf["side_note"] else "") + "; adjusted "
                      f"estimate {show(tf['estimate']):.2f} [{show(tf['ci_low']):.2f}, {show(tf['ci_high']):.2f}]."]
             if k < sensitivity.SMALL_K:
                 lines.append(f"With k = {k} < {sensitivity.SMALL_K} these small-study tests have little power; "

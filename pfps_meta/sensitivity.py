@@ -121,6 +121,14 @@ def influence(result) -> pd.DataFrame:
     return out
 
 
+SAME_SE = "all studies have the same standard error, so Egger's regression on the SE is undefined"
+
+
+def _constant(values) -> bool:
+    values = np.asarray(values, dtype=float)
+    return bool(np.ptp(values) <= 1e-12 * np.max(np.abs(values)))
+
+
 def _small_k_warning(result, what):
     if result.stats["k"] < SMALL_K:
         warnings.warn(f"{what} with k = {result.stats['k']} < {SMALL_K} studies has little power; "
@@ -144,6 +152,8 @@ def egger(result) -> dict:
     yi, vi = _yv(result)
     sei = np.sqrt(vi)
     k = len(yi)
+    if _constant(sei):
+        return {"classic": None, "mixed": None, "k": k, "low_power": k < SMALL_K, "reason": SAME_SE}
     design = np.column_stack([np.ones(k), sei])
     wls = sm.WLS(yi, design, weights=1.0 / vi).fit()
     classic = {"form": "classic weighted regression (metafor regtest model='lm'; what most papers report)",
@@ -167,6 +177,9 @@ def begg(result) -> dict:
     """
     _small_k_warning(result, "Begg's test")
     yi, vi = _yv(result)
+    if _constant(vi):
+        return {"tau": None, "p": None, "exact": False, "k": len(yi), "low_power": len(yi) < SMALL_K,
+                "reason": "all studies have the same variance, so the rank correlation is undefined"}
     w = 1.0 / vi
     theta = np.sum(w * yi) / np.sum(w)
     ystar = (yi - theta) / np.sqrt(vi - 1.0 / np.sum(w))
@@ -189,7 +202,10 @@ def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
     _small_k_warning(result, "Trim-and-fill")
     yi0, vi0 = _yv(result)
     k = len(yi0)
-    if side is None:
+    side_note = None
+    if side is None and _constant(vi0):
+        side, side_note = "left", "side 'left' by default: " + SAME_SE + " (its slope chooses the side)"
+    elif side is None:
         slope = _meta_regression(result, yi0, vi0, np.sqrt(vi0), ci_method="wald").beta[1]
         side = "right" if slope < 0 else "left"
     sign = -1.0 if side == "right" else 1.0
@@ -222,7 +238,7 @@ def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
     return {"k0": k0, "side": side, "estimator": estimator, "estimate": float(fit.estimate[0]),
             "se": float(fit.se[0]), "ci_low": float(fit.ci_low[0]), "ci_high": float(fit.ci_high[0]),
             "tau2": float(fit.tau2[0]), "filled_yi": filled_y.tolist(), "filled_vi": filled_v.tolist(),
-            "method": result.method, "low_power": k < SMALL_K}
+            "method": result.method, "low_power": k < SMALL_K, "side_note": side_note}
 
 
 def subgroups(result, groups, tau2="separate") -> dict:
@@ -426,7 +442,7 @@ def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=N
             report["begg"] = begg(result)
             report["trimfill"] = {key: value for key, value in trimfill(result).items()
                                   if key in ("k0", "side", "estimator", "estimate", "ci_low", "ci_high", "tau2",
-                                             "filled_yi", "filled_vi", "method")}
+                                             "filled_yi", "filled_vi", "method", "side_note")}
         if subgroup:
             separate = subgroups(result, subgroup, "separate")
             common = subgroups(result, subgroup, "common")
@@ -467,12 +483,16 @@ def format_sensitivity(report) -> str:
                      f"cook {f(row['cook_d'], 3)}  hat {f(row['hat'], 3)}{flag}")
     if "egger" in report:
         e, b, t = report["egger"], report["begg"], report["trimfill"]
-        lines += ["", "Small-study effects:",
-                  f"  Egger, classic weighted regression: intercept {f(e['classic']['intercept'])}, "
-                  f"t({e['classic']['df']}) = {f(e['classic']['statistic'], 3)}, p = {f(e['classic']['p'])}",
-                  f"  Egger, mixed-effects (metafor default): coefficient {f(e['mixed']['coefficient'])}, "
-                  f"stat = {f(e['mixed']['statistic'], 3)}, p = {f(e['mixed']['p'])}",
-                  f"  Begg rank correlation: tau = {f(b['tau'], 3)}, p = {f(b['p'])}",
+        lines += ["", "Small-study effects:"]
+        if e["classic"] is None:
+            lines.append(f"  Egger: not computed ({e['reason']})")
+        else:
+            lines += [f"  Egger, classic weighted regression: intercept {f(e['classic']['intercept'])}, "
+                      f"t({e['classic']['df']}) = {f(e['classic']['statistic'], 3)}, p = {f(e['classic']['p'])}",
+                      f"  Egger, mixed-effects (metafor default): coefficient {f(e['mixed']['coefficient'])}, "
+                      f"stat = {f(e['mixed']['statistic'], 3)}, p = {f(e['mixed']['p'])}"]
+        lines += [f"  Begg rank correlation: tau = {f(b['tau'], 3)}, p = {f(b['p'])}"
+                  + (f" ({b['reason']})" if b.get("reason") else ""),
                   f"  Trim-and-fill ({t['estimator']}): {t['k0']} studies filled on the {t['side']}; "
                   f"adjusted {f(t['estimate'])} [{f(t['ci_low'])}, {f(t['ci_high'])}]"]
     if "predictive_probability" in report:

@@ -76,6 +76,9 @@ def numeric_column(df: pd.DataFrame, column: str, *, integer=False, minimum=None
             raise InputError("value is missing", column=column, **where)
         if isinstance(value, str):
             raise InputError(f"'{value}' is not a number", column=column, **where)
+        if math.isfinite(value) and abs(value) > 1e12:
+            raise InputError(f"{_fmt(value)} is too large to be a real trial value (more than 1e12 in size)",
+                             column=column, **where)
         if not math.isfinite(value):
             raise InputError(f"value {value} is not finite", column=column, **where)
         if integer and value != round(value):
@@ -309,7 +312,8 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
         out["n_ctrl"], out["mean_ctrl"], out["sd_ctrl"] = n2, m2, s2
         out["conversion"] = ["; ".join(f"{side}: {rule}" for side, rule in (("exp", r1), ("ctrl", r2)) if rule)
                              for r1, r2 in zip(rules1, rules2)]
-        yi, vi = info.compute(n1, m1, s1, n2, m2, s2, settings)
+        with np.errstate(all="ignore"):
+            yi, vi = info.compute(n1, m1, s1, n2, m2, s2, settings)
     elif layout == "binary":
         n1 = numeric_column(df, "n_exp", integer=True, minimum=1)
         n2 = numeric_column(df, "n_ctrl", integer=True, minimum=1)
@@ -321,7 +325,8 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
                 raise InputError(f"{_fmt(events[bad[0]])} events but only {_fmt(n[bad[0]])} participants",
                                  column=column, **_where(df, int(bad[0])))
         out["events_exp"], out["n_exp"], out["events_ctrl"], out["n_ctrl"] = a, n1, c, n2
-        yi, vi = info.compute(a, n1, c, n2, settings)
+        with np.errstate(all="ignore"):
+            yi, vi = info.compute(a, n1, c, n2, settings)
     elif layout == "yi_vi":
         yi = numeric_column(df, "yi")
         vi = numeric_column(df, "vi", above=0)
@@ -349,6 +354,14 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
                           "asymmetric around the estimate on the analysis scale; the SE derived from "
                           "its width is approximate (was it computed on another scale, e.g. a ratio "
                           "not on the log scale?)", InputWarning, stacklevel=2)
+    with np.errstate(all="ignore"):
+        yi, vi = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float)
+        bad = np.flatnonzero(~(np.isfinite(yi) & np.isfinite(vi) & (vi > 0)))
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(f"the effect size of study '{labels[i]}' cannot be computed from these values "
+                         f"(yi = {yi[i]:g}, vi = {vi[i]:g}): a value is too large or too small to be real "
+                         "(overflow), or the variance is 0", **_where(df, i))
     out["yi"] = yi
     out["vi"] = vi
     out.attrs = dict(df.attrs)
