@@ -58,8 +58,15 @@ def _given_settings(args) -> dict:
     return {o.name: getattr(args, o.name) for o in OPTIONS if o.cli and hasattr(args, o.name)}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error contract: a bad flag or value is an InputError, not usage text."""
+
+    def error(self, message):
+        raise InputError(f"{message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pfps-meta",
         description="Meta-analysis of trial data: pooling that matches R metafor, the Nascimento 2018 "
                     "reproduction, forest plots and reports.")
@@ -320,10 +327,10 @@ def _warning_printer():
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     previous = warnings.showwarning
     warnings.showwarning = _warning_printer()
     try:
+        args = parser.parse_args(argv)
         return args.func(args)
     except InputError as exc:
         print(f"pfps-meta: error: {_printable(exc.message)}", file=sys.stderr)
