@@ -335,17 +335,25 @@ def permutation_test(result, n_permutations=1000, exact=None, seed=2018, progres
     if exact is None:
         exact = k <= 16
     if exact:
-        signs = 1.0 - 2.0 * ((np.arange(2 ** k)[:, None] >> np.arange(k)[::-1]) & 1)
+        total = 2 ** k
+
+        def signs(start, stop):
+            return 1.0 - 2.0 * ((np.arange(start, stop)[:, None] >> np.arange(k)[::-1]) & 1)
     else:
+        total = n_permutations
         rng = np.random.default_rng(seed)
-        signs = rng.choice([-1.0, 1.0], size=(n_permutations, k))
-        signs[0] = 1.0
-    batches = _chunked(lambda s: _refit(result, s * yi, np.broadcast_to(vi, s.shape)), signs, progress,
+
+        def signs(start, stop):         # drawn chunk by chunk from one seeded stream (bounded memory)
+            drawn = rng.choice([-1.0, 1.0], size=(stop - start, k))
+            if start == 0:
+                drawn[0] = 1.0          # the observed signs count as the first permutation
+            return drawn
+    batches = _chunked(lambda s: _refit(result, s * yi, np.broadcast_to(vi, s.shape)), total, signs, progress,
                        "permutation")
     statistics = np.concatenate([b.statistic for b in batches])
     observed = result.stats["statistic"]
     p = float(np.mean(np.abs(statistics) >= abs(observed) - np.sqrt(np.finfo(float).eps)))
-    return {"p": min(p, 1.0), "statistic": observed, "n": len(signs), "exact": bool(exact),
+    return {"p": min(p, 1.0), "statistic": observed, "n": total, "exact": bool(exact),
             "seed": None if exact else seed}
 
 
@@ -357,38 +365,40 @@ def bootstrap_tau2(result, n_boot=2000, seed=2018, level=None, progress=None) ->
     yi, vi = _yv(result)
     level = level or result.level
     rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(yi), size=(n_boot, len(yi)))
-    batches = _chunked(lambda idx: _refit(result, yi[idx], vi[idx]), index, progress, "bootstrap")
+    batches = _chunked(lambda idx: _refit(result, yi[idx], vi[idx]), n_boot,
+                       lambda start, stop: rng.integers(0, len(yi), size=(stop - start, len(yi))), progress,
+                       "bootstrap")
     tau2 = np.concatenate([b.tau2 for b in batches])
     lo, hi = np.quantile(tau2, [(1 - level) / 2, (1 + level) / 2])
     return {"tau2": result.stats["tau2"], "ci_low": float(lo), "ci_high": float(hi), "n": n_boot, "seed": seed,
             "level": level}
 
 
-def _chunked(func, rows, progress, what, chunk=20_000):
-    """Apply ``func`` to chunks of rows; a progress bar on stderr for long runs (or when asked).
+def _chunked(func, total, make_rows, progress, what, chunk=20_000):
+    """Apply ``func`` to ``total`` rows made chunk by chunk by ``make_rows(start, stop)`` (so memory stays
+    bounded); a progress bar on stderr for long runs (or when asked).
 
     ``func`` returns a BatchResult; the refits' convergence warnings are collected, not shown one by
     one, and a single ConvergenceWarning says how many refits did not converge. Returns the list of
     batch results.
     """
-    show = progress if progress is not None else len(rows) > 50_000
+    show = progress if progress is not None else total > 50_000
     out = []
     failed = 0
-    for start in range(0, len(rows), chunk):
+    for start in range(0, total, chunk):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            batch = func(rows[start: start + chunk])
+            batch = func(make_rows(start, min(start + chunk, total)))
         failed += int(np.sum(~batch.converged))
         out.append(batch)
         if show:
-            done = min(start + chunk, len(rows))
-            bar = "#" * int(30 * done / len(rows))
-            print(f"\r{what}: [{bar:<30}] {done}/{len(rows)}", end="", file=sys.stderr)
+            done = min(start + chunk, total)
+            bar = "#" * int(30 * done / total)
+            print(f"\r{what}: [{bar:<30}] {done}/{total}", end="", file=sys.stderr)
     if show:
         print(file=sys.stderr)
     if failed:
-        warnings.warn(f"{failed} of {len(rows)} {what} refits did not converge (their last iterate is used)",
+        warnings.warn(f"{failed} of {total} {what} refits did not converge (their last iterate is used)",
                       ConvergenceWarning, stacklevel=3)
     return out
 
