@@ -37,7 +37,7 @@ from . import measures
 from .conventions import ALIASES, OPTION_BY_NAME, Settings
 from .errors import InputError, SettingsError
 from .evidence import Evidence
-from .load import read_csv
+from .load import read_csv, read_text
 from .model import MetaResult, pool_effects
 from .validate import InputWarning, effect_table, sd_may_be_se
 
@@ -108,15 +108,7 @@ def load_spec(path) -> Spec:
     path = Path(path)
     name = str(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("file not found", file=name) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not an analysis definition", file=name) from None
-    except UnicodeDecodeError:
-        raise InputError("file is not UTF-8 text", file=name) from None
-    except OSError as exc:
-        raise InputError(f"cannot read file ({exc.strerror})", file=name) from None
+        raw = tomllib.loads(read_text(path, "an analysis definition"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML ({exc})", file=name) from None
     for table in ("review", "settings"):

@@ -17,6 +17,25 @@ from .errors import InputError
 LINE_COLUMN = "_line"   # 1-based line of each data row in its file (header = line 1)
 
 
+def read_text(path, kind: str) -> str:
+    """The UTF-8 text of an input file (a BOM is dropped); every way reading can fail is an InputError
+    naming the file (and, for bad bytes, the line). ``kind`` words what the file should be."""
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError("file not found", file=name) from None
+    except IsADirectoryError:
+        raise InputError(f"is a directory, not {kind}", file=name) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror})", file=name) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError("file is not UTF-8 text", file=name, line=line) from None
+
+
 def read_csv(path) -> pd.DataFrame:
     """Read ``path`` into a DataFrame of strings, with a ``_line`` column giving each row's line.
 
@@ -27,19 +46,7 @@ def read_csv(path) -> pd.DataFrame:
     """
     path = Path(path)
     name = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", file=name) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a CSV file", file=name) from None
-    except OSError as exc:
-        raise InputError(f"cannot read file ({exc.strerror})", file=name) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InputError("file is not UTF-8 text", file=name, line=line) from None
+    text = read_text(path, "a CSV file")
     if not text.strip():
         raise InputError("file is empty", file=name)
 
