@@ -44,7 +44,7 @@ from .validate import InputWarning, effect_table, sd_may_be_se
 SETTING_KEYS = (*OPTION_BY_NAME, *ALIASES)      # every option name of conventions.OPTIONS, and aliases
 ANALYSIS_KEYS = {"id", "label", "comparison", "outcome", "measure", "timepoint", "favourable", "target_range",
                  "published", "trials", "data", "allow_mixed_change_and_final", "split_shared_arms", "mcid",
-                 "notes", "design", "impute_sd", *SETTING_KEYS}
+                 "notes", "design", "impute_sd", "show_blups", *SETTING_KEYS}
 # Missing-SD imputation (Cochrane Handbook 6.5.2.7), only when an analysis names a rule: the SD borrowed
 # from the other trials of the same analysis (same scale for SMD; on the target range for MD).
 IMPUTE_SD = {"borrow_largest": "the largest SD among the other trials' arms in this analysis",
@@ -84,6 +84,7 @@ class Analysis:
     mcid: float | None = None
     notes: str = ""
     impute_sd: str | None = None
+    show_blups: bool = False
     assumption: str = ""
     design: str = "randomised"      # GRADE's starting level: randomised -> High, observational -> Low
 
@@ -199,7 +200,7 @@ def load_spec(path) -> Spec:
             allow_mixed=bool(entry.get("allow_mixed_change_and_final", False)),
             split_shared=bool(entry.get("split_shared_arms", False)), mcid=entry.get("mcid"),
             notes=entry.get("notes", ""), assumption=assumption, design=entry.get("design", "randomised"),
-            impute_sd=entry.get("impute_sd")))
+            impute_sd=entry.get("impute_sd"), show_blups=bool(entry.get("show_blups", False))))
     return Spec(path=path, review=review, settings=settings, analyses=analyses, data_dir=data_dir)
 
 
@@ -246,7 +247,7 @@ def _check_types(entry, name, where):
         raise InputError(f"{where}: trials must be a list of {{ trial = ..., exp = ..., ctrl = ... }}", file=name)
     if "mcid" in entry and (isinstance(entry["mcid"], bool) or not isinstance(entry["mcid"], (int, float))):
         raise InputError(f"{where}: mcid must be a number", file=name)
-    for key in ("allow_mixed_change_and_final", "split_shared_arms"):
+    for key in ("allow_mixed_change_and_final", "split_shared_arms", "show_blups"):
         if key in entry and not isinstance(entry[key], bool):
             raise InputError(f"{where}: {key} must be true or false", file=name)
 

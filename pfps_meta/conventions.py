@@ -104,6 +104,10 @@ OPTIONS = (
     Option("pooled_sd", False, bool, "MD: pooled-SD variance (metafor vtype HO)"),
     Option("mean_method", "luo", str, "mean from a median with quartiles and/or range", MEAN_METHODS),
     Option("sd_method", "shi", str, "SD from quartiles and/or range", SD_METHODS),
+    Option("prepost_r", None, float, "pre-post correlation borrowed for studies of a pre-post measure (MC, SMCC, "
+           "SMCR) whose r is empty (e.g. the mean r of the studies that report it); flagged per study"),
+    Option("drop_missing", False, bool, "drop (and list by file and line) rows whose effect cannot be formed "
+           "because a needed value is empty; by default such rows are refused"),
     Option("tau2_ci", True, bool, "compute the Q-profile CI for tau² (and for tau, I², H²)", cli=False),
     Option("maxiter", 1000, int, "iteration limit of the iterative tau² estimators", cli=False),
 )
@@ -122,6 +126,8 @@ def canonical(key: str) -> str:
 
 def _check(option: Option, value):
     name = option.name
+    if value is None and option.default is None:
+        return None
     if option.kind is bool:
         if not isinstance(value, bool):
             raise SettingsError(name, f"must be true or false (got {value!r})")
@@ -133,6 +139,8 @@ def _check(option: Option, value):
             raise SettingsError(name, f"must be finite (got {value!r})")
         if name in ("level", "input_level") and not 0 < value < 1:
             raise SettingsError(name, f"must lie strictly between 0 and 1 (got {value:g}; 0.95 means 95%)")
+        if name == "prepost_r" and not -1 < value < 1:
+            raise SettingsError(name, f"a correlation must lie strictly between -1 and 1 (got {value:g})")
         if option.kind is int:
             if value != int(value) or value < 1:
                 raise SettingsError(name, f"must be a positive whole number (got {value!r})")
@@ -164,6 +172,8 @@ class Settings:
     pooled_sd: bool = OPTION_BY_NAME["pooled_sd"].default
     mean_method: str = OPTION_BY_NAME["mean_method"].default
     sd_method: str = OPTION_BY_NAME["sd_method"].default
+    prepost_r: float | None = OPTION_BY_NAME["prepost_r"].default
+    drop_missing: bool = OPTION_BY_NAME["drop_missing"].default
     tau2_ci: bool = OPTION_BY_NAME["tau2_ci"].default
     maxiter: int = OPTION_BY_NAME["maxiter"].default
 

@@ -101,6 +101,46 @@ def standardized_mean_difference(n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_
     return g, base + g ** 2 / (2.0 * n_total)
 
 
+def smd_heteroscedastic(n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl):
+    """SMD with heteroscedastic SDs (Bonett 2009; metafor ``escalc(measure="SMDH")``).
+
+    ``g = J (m1 - m2) / s`` with ``s = sqrt((sd1^2 + sd2^2)/2)`` and the exact J at n1 + n2 - 2 df;
+    ``vi = J^2 [g^2 (sd1^4/(n1-1) + sd2^4/(n2-1)) / (2 (sd1^2 + sd2^2)^2)
+    + (sd1^2/(n1-1) + sd2^2/(n2-1)) / s^2]`` (metafor plugs the corrected g into Bonett's formula).
+    """
+    n1, m1, s1, n2, m2, s2 = _arrays(n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl)
+    j = hedges_correction(n1 + n2 - 2)
+    s2_avg = (s1 ** 2 + s2 ** 2) / 2.0
+    g = j * (m1 - m2) / np.sqrt(s2_avg)
+    vi = (g ** 2 * (s1 ** 4 / (n1 - 1) + s2 ** 4 / (n2 - 1)) / (2.0 * (s1 ** 2 + s2 ** 2) ** 2)
+          + (s1 ** 2 / (n1 - 1) + s2 ** 2 / (n2 - 1)) / s2_avg)
+    return g, j ** 2 * vi
+
+
+def mean_change(n, mean_t1, sd_t1, mean_t2, sd_t2, r):
+    """Raw mean change in one group measured twice (metafor ``measure="MC"``): ``yi = m1 - m2``,
+    ``vi = (sd1^2 + sd2^2 - 2 r sd1 sd2) / n`` (Morris & DeShon 2002)."""
+    n, m1, s1, m2, s2, r = _arrays(n, mean_t1, sd_t1, mean_t2, sd_t2, r)
+    return m1 - m2, (s1 ** 2 + s2 ** 2 - 2.0 * r * s1 * s2) / n
+
+
+def standardized_mean_change_change(n, mean_t1, sd_t1, mean_t2, sd_t2, r):
+    """Standardised mean change, change-score standardisation (metafor ``"SMCC"``; Gibbons et al. 1993):
+    ``yi = J(n-1) (m1 - m2) / sd_d`` with ``sd_d = sqrt(sd1^2 + sd2^2 - 2 r sd1 sd2)``,
+    ``vi = 1/n + yi^2 / (2n)``."""
+    n, m1, s1, m2, s2, r = _arrays(n, mean_t1, sd_t1, mean_t2, sd_t2, r)
+    yi = hedges_correction(n - 1) * (m1 - m2) / np.sqrt(s1 ** 2 + s2 ** 2 - 2.0 * r * s1 * s2)
+    return yi, 1.0 / n + yi ** 2 / (2.0 * n)
+
+
+def standardized_mean_change_raw(n, mean_t1, sd_t1, mean_t2, r):
+    """Standardised mean change, raw-score standardisation (metafor ``"SMCR"``; Becker 1988):
+    ``yi = J(n-1) (m1 - m2) / sd1``, ``vi = 2 (1 - r) / n + yi^2 / (2n)``."""
+    n, m1, s1, m2, r = _arrays(n, mean_t1, sd_t1, mean_t2, r)
+    yi = hedges_correction(n - 1) * (m1 - m2) / s1
+    return yi, 2.0 * (1.0 - r) / n + yi ** 2 / (2.0 * n)
+
+
 def log_ratio_of_means(n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl):
     """Log ratio of means (metafor ``escalc(measure="ROM")``; Hedges, Gurevitch & Curtis 1999).
 

@@ -24,7 +24,8 @@ from . import effects
 class Measure:
     name: str
     label: str                  # e.g. "mean difference"
-    layout: str | None          # "arm" (n, mean, SD per arm), "binary" (events, n per arm) or None
+    layout: str | None          # "arm" (n, mean, SD per arm), "binary" (events, n per arm), "prepost"
+                                # (one group measured twice: n, mean/sd at t1 and t2, r) or None
     compute: Callable | None    # compute(arrays..., settings) -> (yi, vi)
     ratio: bool = False         # pooled on the log scale; reported as exp()
     positive_means: bool = False  # arm means must be > 0 (ratio of means)
@@ -65,6 +66,16 @@ def _rom(n1, m1, s1, n2, m2, s2, settings):
     return effects.log_ratio_of_means(n1, m1, s1, n2, m2, s2)
 
 
+def _smdh(n1, m1, s1, n2, m2, s2, settings):
+    return effects.smd_heteroscedastic(n1, m1, s1, n2, m2, s2)
+
+
+def _prepost(func, needs_sd_t2=True):
+    if needs_sd_t2:
+        return lambda n, m1, s1, m2, s2, r, settings: func(n, m1, s1, m2, s2, r)
+    return lambda n, m1, s1, m2, s2, r, settings: func(n, m1, s1, m2, r)
+
+
 def _binary(func):
     return lambda a, n1, c, n2, settings: func(a, n1, c, n2)
 
@@ -72,7 +83,13 @@ def _binary(func):
 MEASURES = {m.name: m for m in (
     Measure("MD", "mean difference", "arm", _md),
     Measure("SMD", "standardised mean difference (Hedges' g)", "arm", _smd, uses_smd_settings=True),
+    Measure("SMDH", "standardised mean difference, heteroscedastic SDs (Bonett)", "arm", _smdh),
     Measure("ROM", "ratio of means", "arm", _rom, ratio=True, positive_means=True),
+    Measure("MC", "raw mean change (t1 minus t2)", "prepost", _prepost(effects.mean_change)),
+    Measure("SMCC", "standardised mean change, change-score standardisation", "prepost",
+            _prepost(effects.standardized_mean_change_change)),
+    Measure("SMCR", "standardised mean change, raw-score standardisation", "prepost",
+            _prepost(effects.standardized_mean_change_raw, needs_sd_t2=False)),
     Measure("RR", "risk ratio", "binary", _binary(effects.log_risk_ratio), ratio=True),
     Measure("OR", "odds ratio", "binary", _binary(effects.log_odds_ratio), ratio=True),
     Measure("RD", "risk difference", "binary", _binary(effects.risk_difference)),

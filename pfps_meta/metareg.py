@@ -23,7 +23,7 @@ import numpy as np
 from scipy.special import chdtrc, fdtrc, ndtr, ndtri, stdtr, stdtrit
 
 from .conventions import Settings
-from .tau2 import _q, _weighted, estimate_tau2_mods
+from .tau2 import _loglik_mods, _q, _weighted, estimate_tau2_mods, fit_statistics
 
 _EPS = np.finfo(float).eps
 
@@ -63,6 +63,101 @@ class MetaRegression:
     method: str
     ci: str
     converged: bool
+    X: np.ndarray = None            # the design (k x p), intercept column included when fitted with one
+    yi: np.ndarray = None
+    vi: np.ndarray = None
+    vb: np.ndarray = None           # covariance of beta (HKSJ-scaled under Knapp-Hartung)
+    settings: Settings = None
+    fit: dict = None                # loglik, deviance, aic, bic, aicc (metafor's fitstats)
+    intercept: bool = True
+
+    # ------------------------------------------------------------------ predictions and tests
+
+    def _crit(self):
+        level = self.settings.level
+        if self.ci == "hksj":
+            return stdtrit(self.df, 0.5 + level / 2)
+        return ndtri(0.5 + level / 2)
+
+    def predict(self, newmods=None):
+        """Predicted average effects at new moderator values with CI and PI (metafor ``predict(newmods=)``).
+
+        ``newmods`` is (m x moderators), without the intercept column (it is added when the model has one);
+        None predicts at the studies' own values (fitted values). The PI is
+        ``pred +/- crit sqrt(se^2 + tau2)``; crit is normal with Wald and t(k - p) with HKSJ.
+        """
+        import pandas as pd
+
+        if newmods is None:
+            X = self.X
+        else:
+            X = np.asarray(newmods, dtype=float)
+            if X.ndim == 1:
+                X = X[:, None] if self.X.shape[1] - self.intercept == 1 else X[None, :]
+            if self.intercept:
+                X = np.column_stack([np.ones(len(X)), X])
+        if X.shape[1] != self.X.shape[1]:
+            raise ValueError(f"newmods has {X.shape[1] - self.intercept} moderator columns; the model has "
+                             f"{self.X.shape[1] - self.intercept}")
+        pred = X @ self.beta
+        se = np.sqrt(np.einsum("ij,jk,ik->i", X, self.vb, X))
+        crit = self._crit()
+        pi_half = crit * np.sqrt(se ** 2 + self.tau2)
+        return pd.DataFrame({"pred": pred, "se": se, "ci_low": pred - crit * se, "ci_high": pred + crit * se,
+                             "pi_low": pred - pi_half, "pi_high": pred + pi_half})
+
+    def anova(self, btt=None, X=None) -> dict:
+        """Wald tests (metafor ``anova(res, btt=)`` and ``anova(res, X=)``).
+
+        ``btt``: indices of the coefficients tested jointly (0 = intercept): ``QM = b' V^-1 b`` against
+        chi2(m), or ``QM/m`` against F(m, k - p) under HKSJ. ``X``: rows of a matrix of linear combinations
+        ``L beta``: each with its estimate, se, statistic (z, or t(k - p)) and p, and the joint test of all
+        rows (``QM``, df = rank of L).
+        """
+        import pandas as pd
+
+        k, p = self.X.shape
+        if (btt is None) == (X is None):
+            raise ValueError("give either btt or X")
+        if btt is not None:
+            index = np.atleast_1d(np.asarray(btt, dtype=int))
+            b, V = self.beta[index], self.vb[np.ix_(index, index)]
+            m = len(index)
+            qm = float(b @ np.linalg.solve(V, b))
+            if self.ci == "hksj":
+                return {"qm": qm / m, "df": (m, k - p), "p": float(fdtrc(m, k - p, qm / m)), "distribution": "F",
+                        "coefficients": [self.names[i] for i in index]}
+            return {"qm": qm, "df": (m,), "p": float(chdtrc(m, qm)), "distribution": "chi2",
+                    "coefficients": [self.names[i] for i in index]}
+        L = np.atleast_2d(np.asarray(X, dtype=float))
+        est = L @ self.beta
+        V = L @ self.vb @ L.T
+        se = np.sqrt(np.diag(V))
+        stat = est / se
+        m = int(np.linalg.matrix_rank(L))
+        qm = float(est @ np.linalg.pinv(V) @ est)
+        if self.ci == "hksj":
+            p_each = 2 * stdtr(k - p, -np.abs(stat))
+            joint = {"qm": qm / m, "df": (m, k - p), "p": float(fdtrc(m, k - p, qm / m)), "distribution": "F"}
+        else:
+            p_each = 2 * ndtr(-np.abs(stat))
+            joint = {"qm": qm, "df": (m,), "p": float(chdtrc(m, qm)), "distribution": "chi2"}
+        combos = pd.DataFrame({"estimate": est, "se": se, "statistic": stat, "p": p_each})
+        return {"combinations": combos, **joint}
+
+    def fitstats(self) -> dict:
+        """metafor's ``fitstats``: loglik, deviance, aic, bic, aicc (REML or ML likelihood)."""
+        return dict(self.fit)
+
+    def rstandard(self):
+        """Standardised residuals (metafor ``rstandard``): ``e_i / sqrt(v_i + tau2 - x_i' (X'WX)^-1 x_i)``."""
+        import pandas as pd
+
+        w = 1.0 / (self.vi + self.tau2)
+        inv = np.linalg.inv(self.X.T @ (w[:, None] * self.X))
+        resid = self.yi - self.X @ self.beta
+        se = np.sqrt(self.vi + self.tau2 - np.einsum("ij,jk,ik->i", self.X, inv, self.X))
+        return pd.DataFrame({"resid": resid, "se": se, "z": resid / se})
 
     def summary_frame(self):
         import pandas as pd
@@ -80,7 +175,8 @@ class MetaRegression:
                 "tau2": clean(self.tau2), "i2": clean(self.i2), "h2": clean(self.h2), "qe": clean(self.qe),
                 "qe_df": self.qe_df, "qe_p": clean(self.qe_p), "qm": clean(self.qm), "qm_df": list(self.qm_df),
                 "qm_p": clean(self.qm_p), "r2": clean(self.r2), "k": self.k, "method": self.method,
-                "ci": self.ci, "df": clean(self.df), "converged": self.converged}
+                "ci": self.ci, "df": clean(self.df), "converged": self.converged,
+                **{name: clean(value) for name, value in (self.fit or {}).items()}}
 
 
 def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, intercept=True,
@@ -152,7 +248,76 @@ def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, int
         if intercept and p > 1:
             tau2_re, _, _ = estimate_tau2_mods(y, v, np.ones((k, 1)), method, maxiter=maxiter)
             r2 = 0.0 if tau2_re <= 0 else max(0.0, 100 * (tau2_re - tau2) / tau2_re)
+    ll = float(_loglik_mods(y, v, X, tau2, method == "REML"))
+    if method == "REML":        # metafor's REML log-likelihood includes log|X'X| / 2
+        ll += 0.5 * float(np.linalg.slogdet(X.T @ X)[1])
+    sat = -0.5 * (k * math.log(2 * math.pi) + float(np.sum(np.log(v))))
+    fit = {name: float(value) for name, value in fit_statistics(ll, k, p, method, sat).items()}
     return MetaRegression(names=names, beta=beta, se=se, statistic=stat, p=p_val, ci_low=beta - crit * se,
                           ci_high=beta + crit * se, df=df, tau2=tau2, i2=i2, h2=h2, qe=qe, qe_df=k - p,
                           qe_p=float(chdtrc(k - p, qe)), qm=qm, qm_df=qm_df, qm_p=qm_p, r2=r2, k=k,
-                          method=method, ci=ci, converged=converged)
+                          method=method, ci=ci, converged=converged, X=X, yi=y, vi=v, vb=vb, settings=settings,
+                          fit=fit, intercept=intercept)
+
+
+def likelihood_ratio_test(full, reduced) -> dict:
+    """Likelihood-ratio test of nested meta-regressions (metafor ``anova(full, reduced)``).
+
+    ``LRT = 2 (ll_full - ll_reduced)`` against chi2 with the difference in parameters. Both must be fitted
+    by ML or REML with the same method; REML fits must have the same fixed effects (their restricted
+    likelihoods are not comparable otherwise), as metafor refuses too.
+    """
+    if full.method != reduced.method or full.method not in ("ML", "REML"):
+        raise ValueError("a likelihood-ratio test needs two ML fits or two REML fits")
+    if full.method == "REML" and (full.X.shape != reduced.X.shape or not np.allclose(full.X, reduced.X)):
+        raise ValueError("REML fits with different fixed effects cannot be compared by a likelihood-ratio test "
+                         "(refit both with method='ML')")
+    if not np.allclose(full.yi, reduced.yi) or not np.allclose(full.vi, reduced.vi):
+        raise ValueError("the two models were not fitted to the same data")
+    q_full = full.X.shape[1] + (full.method != "FE")
+    q_reduced = reduced.X.shape[1] + (reduced.method != "FE")
+    if q_full <= q_reduced:
+        raise ValueError("the first model must have more parameters than the second (full, reduced)")
+    lrt = 2.0 * (full.fit["loglik"] - reduced.fit["loglik"])
+    df = q_full - q_reduced
+    return {"lrt": lrt, "df": df, "p": float(chdtrc(df, max(lrt, 0.0))), "loglik_full": full.fit["loglik"],
+            "loglik_reduced": reduced.fit["loglik"], "aic_full": full.fit["aic"], "aic_reduced": reduced.fit["aic"]}
+
+
+def design(table, columns, reference=None):
+    """Moderator matrix from columns of a table: numeric columns as they are, text columns dummy-coded
+    with a stated reference level (default: the first level in sorted order), as R's ``factor()``.
+
+    Returns ``(X, names, references)`` with ``references`` naming the reference level of each
+    categorical column. Missing values are refused (``InputError``).
+    """
+    import pandas as pd
+
+    from .errors import InputError
+
+    blocks, names, references = [], [], {}
+    for column in ([columns] if isinstance(columns, str) else list(columns)):
+        values = table[column]
+        numeric = pd.to_numeric(values, errors="coerce")
+        missing = values.isna() | (values.astype(str).str.strip() == "")
+        if missing.any():
+            row = int(np.flatnonzero(missing.to_numpy())[0]) + 1
+            raise InputError("moderator value is missing", row=row, column=column, file=table.attrs.get("source"))
+        if numeric.notna().all():
+            blocks.append(numeric.to_numpy(dtype=float)[:, None])
+            names.append(column)
+            continue
+        labels = values.astype(str).str.strip().to_numpy()
+        levels = sorted(set(labels))
+        ref = reference.get(column) if isinstance(reference, dict) else (reference or levels[0])
+        if ref not in levels:
+            raise InputError(f"reference level '{ref}' is not a value of the column ({', '.join(levels)})",
+                             column=column, file=table.attrs.get("source"))
+        if len(levels) < 2:
+            raise InputError(f"a categorical moderator needs at least two levels (has {levels[0]!r})",
+                             column=column, file=table.attrs.get("source"))
+        others = [lv for lv in levels if lv != ref]
+        blocks.append(np.column_stack([(labels == lv).astype(float) for lv in others]))
+        names += [f"{column}[{lv}]" for lv in others]
+        references[column] = ref
+    return np.column_stack(blocks), names, references

@@ -18,13 +18,15 @@ from scipy.special import ndtri
 from . import pooling
 from .conventions import Settings
 from .load import LINE_COLUMN, read_csv
+from .tau2 import tau2_standard_error
 from .validate import effect_table
 
 # Field names of ``to_dict()`` / ``--format json``: scripts depend on them; do not rename.
 JSON_FIELDS = ("k", "estimate", "se", "statistic", "df", "p", "ci_low", "ci_high",
                "tau2", "tau2_ci_low", "tau2_ci_high", "tau", "tau_ci_low", "tau_ci_high",
                "i2", "i2_ci_low", "i2_ci_high", "h2", "h2_ci_low", "h2_ci_high",
-               "q", "q_df", "q_p", "pi_low", "pi_high", "pi_df", "converged", "iterations")
+               "q", "q_df", "q_p", "pi_low", "pi_high", "pi_df", "converged", "iterations",
+               "loglik", "deviance", "aic", "bic", "aicc", "tau2_se")
 
 STUDY_JSON_FIELDS = ("yi", "vi", "se", "ci_low", "ci_high", "weight")
 # arm-level inputs as actually used (after any conversion), and how they were obtained
@@ -195,6 +197,8 @@ def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None
 
         raise InputError("the pooled estimate is not a finite number (numerical overflow in the inputs?)",
                          file=table.attrs.get("source"))
+    stats["tau2_se"] = (tau2_standard_error(vi, stats["tau2"], settings.method)
+                        if settings.method in ("ML", "REML") and stats["k"] >= 2 else None)
     if stats["k"] == 1 and settings.ci_method == "hksj":
         all_notes.append("HKSJ needs k >= 2: a single study gets the Wald (z) CI and p-value, as in metafor")
     return MetaResult(studies=studies, stats=stats, settings=settings, measure=measure,

@@ -45,6 +45,7 @@ def _literal_text(draw):
     return wrapper
 BOX_COLOUR = "#2b5d8a"
 DIAMOND_COLOUR = "#111111"
+BLUP_COLOUR = "#888888"
 
 
 def _fmt(x, places=2):
@@ -58,7 +59,8 @@ def _scale(result):
 
 @_literal_text
 def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=True, show_common=False,
-           quality=None, quality_label="PEDro", subgroups=None, subgroup_tau2="separate", xlim=None, digits=2):
+           quality=None, quality_label="PEDro", subgroups=None, subgroup_tau2="separate", xlim=None, digits=2,
+           blups=None):
     """A RevMan-style forest plot; returns the matplotlib Figure.
 
     Columns: study, arm data (mean, SD, total per arm) when the studies are arm-level, an optional
@@ -74,6 +76,8 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     mcid : float or None
         Dashed lines at +/- mcid (e.g. 2 points on a 0-10 pain scale).
     quality : dict study -> score, or the name of a column of ``result.studies``.
+    blups : DataFrame from :func:`pfps_meta.diagnostics.blup` (computed beforehand): each study's BLUP of
+        its true effect is drawn as a hollow grey diamond with its prediction interval under the study's CI.
     subgroups : column name of ``result.studies`` or a sequence of labels: studies are grouped under
         headers, each group gets its own diamond and heterogeneity line, and the test for subgroup
         differences (``subgroup_tau2`` "separate" or "common", see ``sensitivity.subgroups``) is printed.
@@ -221,6 +225,11 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
                 if clipped:      # arrow head where the CI runs off the axis
                     ax.plot([edge], [y], marker=marker, color="black", ms=5, clip_on=False)
             _box(ax, ax.transData, est, y, 0.25 + 0.45 * math.sqrt(row["weight"] / max_w), fig)
+            if blups is not None:
+                b = blups.iloc[payload]
+                b_lo, b_hi = max(shown(b["pi_low"]), xlim[0]), min(shown(b["pi_high"]), xlim[1])
+                ax.plot([b_lo, b_hi], [y - 0.3, y - 0.3], color=BLUP_COLOUR, lw=0.8)
+                ax.plot([shown(b["pred"])], [y - 0.3], marker="D", ms=4, mfc="white", mec=BLUP_COLOUR)
         elif kind == "diamond":
             label_text, st, bold, share = payload
             est, lo, hi = shown(st["estimate"]), shown(st["ci_low"]), shown(st["ci_high"])

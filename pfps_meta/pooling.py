@@ -22,7 +22,7 @@ from scipy.special import chdtrc, chdtri, ndtr, ndtri, stdtr, stdtrit
 
 from .conventions import Settings
 from .errors import ConvergenceWarning
-from .tau2 import _fit_at, _solve_q, estimate_intercept_only
+from .tau2 import _fit_at, _solve_q, estimate_intercept_only, intercept_fit_statistics
 
 _EPS = np.finfo(float).eps
 
@@ -64,13 +64,19 @@ class BatchResult:
     pi_df: np.ndarray
     converged: np.ndarray
     iterations: np.ndarray
+    loglik: np.ndarray
+    deviance: np.ndarray
+    aic: np.ndarray
+    bic: np.ndarray
+    aicc: np.ndarray
     weights: np.ndarray
     notes: list = field(default_factory=list)
 
     ROW_FIELDS = ("k", "estimate", "se", "statistic", "df", "p", "ci_low", "ci_high", "tau2",
                   "tau2_ci_low", "tau2_ci_high", "tau", "tau_ci_low", "tau_ci_high", "i2",
                   "i2_ci_low", "i2_ci_high", "h2", "h2_ci_low", "h2_ci_high", "q", "q_df", "q_p",
-                  "pi_low", "pi_high", "pi_df", "converged", "iterations")
+                  "pi_low", "pi_high", "pi_df", "converged", "iterations", "loglik", "deviance", "aic", "bic",
+                  "aicc")
 
     def __len__(self):
         return len(self.estimate)
@@ -275,5 +281,6 @@ def pool_batch(yi, vi, settings: Settings | None = None, **options) -> BatchResu
         q=q * hetero, q_df=df * hetero, q_p=q_p * hetero,
         pi_low=pi_low, pi_high=pi_high, pi_df=pi_df,
         converged=converged, iterations=iterations, weights=weights,
+        **{name: value * hetero for name, value in intercept_fit_statistics(y, v, present, k, tau2, method).items()},
     )
 

@@ -314,7 +314,15 @@ def _analysis_section(doc, ar, evidence):
     if a.trials and evidence is not None:
         scores = evidence.trials.set_index("trial_id")["pedro_score"]
         quality = {t.trial: scores.get(t.trial) for t in a.trials}
-    fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality)
+    blups = None
+    if a.show_blups and ar.result.stats["k"] >= 2 and ar.result.method != "FE":
+        from .diagnostics import blup
+
+        blups = blup(ar.result)
+    fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality, blups=blups)
+    if blups is not None:
+        doc.para("hollow grey diamonds under each study are the BLUPs of its true effect with their prediction "
+                 "intervals (metafor blup()).", bold_prefix="BLUPs:", css="note")
     doc.figure(fig, f"forest_{a.review}_{a.id}", f"Forest plot: {a.label}")
     doc.bullets([f"Note: {note}" for note in ar.result.notes])
     if a.impute_sd and "status" in ar.result.studies.columns and (ar.result.studies["status"] == "imputed").any():

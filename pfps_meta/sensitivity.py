@@ -20,7 +20,7 @@ from scipy import stats
 from scipy.special import ndtr, stdtr
 
 from .errors import ConvergenceWarning, InputError, SmallStudyWarning  # noqa: F401  (re-exported)
-from .metareg import meta_regression
+from .metareg import design, meta_regression
 from .pooling import pool_batch
 
 SMALL_K = 10
@@ -448,12 +448,10 @@ def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=N
     for role, column in (("--order", order), ("--subgroup", subgroup), ("--moderator", moderator)):
         if column and column not in result.studies.columns:
             raise InputError(f"{role}: no column '{column}' in the input", file=result.source)
-    if moderator:
-        x = pd.to_numeric(result.studies[moderator], errors="coerce")
-        if x.isna().any():
-            row = int(np.flatnonzero(x.isna().to_numpy())[0]) + 1
-            raise InputError("moderator value is missing or not a number", file=result.source, row=row,
-                             column=moderator)
+    if moderator:      # numeric as it is; text dummy-coded against a stated reference level
+        table = result.studies.copy()
+        table.attrs["source"] = result.source
+        moderator_x, moderator_names, references = design(table, moderator)
     if result.stats["k"] < 2:
         return _clean({"k": result.stats["k"], "method": result.method, "ci": result.ci_method, "measure": result.measure,
                        "estimate": result.stats["estimate"], "ci_low": result.stats["ci_low"],
@@ -480,10 +478,9 @@ def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=N
             common = subgroups(result, subgroup, "common")
             report["subgroups"] = {"separate_tau2": separate, "common_tau2": common}
         if moderator:
-            x = pd.to_numeric(result.studies[moderator]).to_numpy(dtype=float)
-            report["meta_regression"] = _meta_regression(result, result.studies["yi"].to_numpy(float),
-                                                         result.studies["vi"].to_numpy(float), x,
-                                                         names=[moderator]).to_dict()
+            fit = _meta_regression(result, result.studies["yi"].to_numpy(float), result.studies["vi"].to_numpy(float),
+                                   moderator_x, names=moderator_names)
+            report["meta_regression"] = {**fit.to_dict(), "reference_levels": references}
         if mcid is not None:
             report["predictive_probability"] = predictive_probability(result, mcid, direction)
         if permutations:

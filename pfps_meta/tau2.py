@@ -198,6 +198,46 @@ def _loglik(y, v, present, k, tau2, reml):
     return -0.5 * k * np.log(2 * np.pi) - 0.5 * logdet - 0.5 * rss
 
 
+def tau2_standard_error(vi, tau2, method) -> float:
+    """SE of an intercept-only ML or REML tau2 from the Fisher information, as metafor's ``se.tau2``:
+    ``sqrt(2 / sum w^2)`` (ML) or ``sqrt(2 / tr(PP))`` (REML) with
+    ``tr(PP) = sum w^2 - 2 sum w^3 / sum w + (sum w^2 / sum w)^2``."""
+    w = 1.0 / (np.asarray(vi, dtype=float) + tau2)
+    s1, s2, s3 = w.sum(), (w ** 2).sum(), (w ** 3).sum()
+    info = (s2 - 2 * s3 / s1 + (s2 / s1) ** 2) if method == "REML" else s2
+    return float(math.sqrt(2.0 / info))
+
+
+def fit_statistics(loglik, k, p, method, sat_loglik):
+    """metafor's ``fitstats``: log-likelihood, deviance, AIC, BIC, AICc (arrays over rows).
+
+    ``loglik`` is the REML log-likelihood for REML fits and the ML one otherwise (as metafor's
+    ``logLik``); ``p`` counts the fixed effects, and tau2 adds one parameter unless the model is FE.
+    Deviance: ``-2 ll`` for REML, ``-2 (ll - ll_saturated)`` for ML with
+    ``ll_saturated = -(k log 2 pi + sum log v_i) / 2``. BIC and AICc use ``n = k - p`` for REML and ``k``
+    otherwise: ``BIC = -2 ll + q log n``, ``AICc = -2 ll + 2 q max(n, q + 2) / (max(n, q + 2) - q - 1)``.
+    """
+    q = p + (0 if method == "FE" else 1)
+    n = k - p if method == "REML" else k
+    deviance = -2.0 * loglik if method == "REML" else -2.0 * (loglik - sat_loglik)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.maximum(n, q + 2)
+        return {"loglik": loglik, "deviance": deviance, "aic": -2.0 * loglik + 2.0 * q,
+                "bic": -2.0 * loglik + q * np.log(n), "aicc": -2.0 * loglik + 2.0 * q * m / (m - q - 1)}
+
+
+def intercept_fit_statistics(y, v, present, k, tau2, method):
+    """:func:`fit_statistics` of intercept-only rows (metafor's REML log-likelihood includes
+    ``+ log|X'X| / 2 = log(k) / 2``)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reml = method == "REML"
+        ll = _loglik(y, v, present, k, tau2, reml)
+        if reml:
+            ll = ll + 0.5 * np.log(k)
+        sat = -0.5 * (k * np.log(2 * np.pi) + np.where(present, np.log(np.where(present, v, 1.0)), 0.0).sum(axis=1))
+        return fit_statistics(ll, k, 1, method, sat)
+
+
 # ------------------------------------------------------------------------------------------------
 # intercept-only estimators: f(y, v, present, k, maxiter) -> (tau2, converged, iterations), per row
 

@@ -32,7 +32,8 @@ ARM_COLUMNS = ("study", "n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "s
 # What papers print instead of a mean and SD, per arm (suffix _exp / _ctrl); see ``arm_statistics``.
 ARM_FIELDS = ("n", "mean", "sd", "se", "ci_low", "ci_high", "median", "q1", "q3", "min", "max")
 BINARY_COLUMNS = ("study", "events_exp", "n_exp", "events_ctrl", "n_ctrl")
-LAYOUT_COLUMNS = {"arm": ARM_COLUMNS, "binary": BINARY_COLUMNS}
+PREPOST_COLUMNS = ("study", "n", "mean_t1", "sd_t1", "mean_t2", "sd_t2", "r")
+LAYOUT_COLUMNS = {"arm": ARM_COLUMNS, "binary": BINARY_COLUMNS, "prepost": PREPOST_COLUMNS}
 EFFECT_LAYOUTS = (("study", "yi", "vi"), ("study", "yi", "sei"),
                   ("study", "estimate", "ci_low", "ci_high"))
 
@@ -144,7 +145,8 @@ def detect_layout(df: pd.DataFrame, measure: str | None) -> str:
     if measure is not None:
         layout = measures.get(measure).layout
         if arm_layout_present(df, layout) or effect_layout is None:
-            kind = "arm-level data" if layout == "arm" else "binary arm-level data"
+            kind = {"arm": "arm-level data", "binary": "binary arm-level data",
+                    "prepost": "one group measured twice"}[layout]
             require_arm_columns(df, layout, f"measure {measure} ({kind})")
             return layout
         return effect_layout
@@ -171,6 +173,10 @@ def arm_layout_present(df, layout) -> bool:
 
 
 def require_arm_columns(df, layout, purpose):
+    if layout == "prepost":      # SMCR standardises by sd_t1 and needs no sd_t2
+        needed = [c for c in PREPOST_COLUMNS if c != "sd_t2" or purpose.split()[1] != "SMCR"]
+        require_columns(df, needed, purpose)
+        return
     if layout != "arm":
         require_columns(df, LAYOUT_COLUMNS[layout], purpose)
         return
@@ -296,6 +302,9 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
     if len(df) == 0:
         raise InputError("table has no data rows", file=df.attrs.get("source"))
     layout = detect_layout(df, measure)
+    dropped = []
+    if settings.drop_missing:
+        df, dropped = _drop_missing(df, layout, measure)
     info = measures.get(measure)
     labels = study_labels(df)
     out = df.copy()
@@ -327,6 +336,26 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
         out["events_exp"], out["n_exp"], out["events_ctrl"], out["n_ctrl"] = a, n1, c, n2
         with np.errstate(all="ignore"):
             yi, vi = info.compute(a, n1, c, n2, settings)
+    elif layout == "prepost":
+        n = numeric_column(df, "n", integer=True, minimum=2)
+        m1, m2 = numeric_column(df, "mean_t1"), numeric_column(df, "mean_t2")
+        s1 = numeric_column(df, "sd_t1", above=0)
+        s2 = numeric_column(df, "sd_t2", above=0) if measure != "SMCR" else _optional(df, "sd_t2", above=0)
+        r = numeric_column(df, "r", minimum=-1, allow_missing=True)
+        out["conversion"] = ""
+        for i in np.flatnonzero(np.isnan(r)):
+            if settings.prepost_r is None:
+                raise InputError("the pre-post correlation r is empty: give it, or borrow one for every such study "
+                                 "with prepost_r (--prepost-r)", column="r", **_where(df, int(i)))
+            r[i] = settings.prepost_r
+            out.loc[out.index[i], "conversion"] = f"r borrowed: prepost_r = {settings.prepost_r:g}"
+        above = np.flatnonzero(r > 1)
+        if above.size:
+            raise InputError(f"a correlation cannot exceed 1 (got {_fmt(r[above[0]])})", column="r",
+                             **_where(df, int(above[0])))
+        out["n"], out["mean_t1"], out["sd_t1"], out["mean_t2"], out["sd_t2"], out["r"] = n, m1, s1, m2, s2, r
+        with np.errstate(all="ignore"):
+            yi, vi = info.compute(n, m1, s1, m2, s2, r, settings)
     elif layout == "yi_vi":
         yi = numeric_column(df, "yi")
         vi = numeric_column(df, "vi", above=0)
@@ -366,8 +395,42 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
     out["vi"] = vi
     out.attrs = dict(df.attrs)
     out.attrs["layout"] = layout
+    if dropped:
+        out.attrs["notes"] = [f"dropped (drop_missing): {d}" for d in dropped]
     out.attrs["measure"] = measure
     return out
+
+
+def _needed(layout, measure):
+    """Groups of columns a row needs for its effect; within a group any one column will do."""
+    if layout == "arm":
+        return [("n_exp",), ("mean_exp", "median_exp"), ("n_ctrl",), ("mean_ctrl", "median_ctrl")]
+    if layout == "prepost":
+        return [("n",), ("mean_t1",), ("sd_t1",), ("mean_t2",)] + ([] if measure == "SMCR" else [("sd_t2",)])
+    columns = {"binary": BINARY_COLUMNS[1:], "yi_vi": ("yi", "vi"), "yi_sei": ("yi", "sei"),
+               "estimate_ci": ("estimate", "ci_low", "ci_high")}[layout]
+    return [(c,) for c in columns]
+
+
+def _drop_missing(df, layout, measure):
+    """Rows with an empty needed value removed, each listed by file and line (never silently)."""
+    keep, dropped = [], []
+    for position in range(len(df)):
+        empty = [group[0] for group in _needed(layout, measure)
+                 if all(_to_float(df[c].iloc[position]) is None for c in group if c in df.columns)]
+        if empty:
+            where = _where(df, position)
+            place = f"{where['file'] or 'data'}, line {where['line']}" if where["line"] else \
+                f"{where['file'] or 'data'}, row {where['row']}"
+            dropped.append(f"{place} ('{df['study'].iloc[position]}'): {', '.join(empty)} empty")
+            warnings.warn(f"dropped {dropped[-1]}", InputWarning, stacklevel=3)
+        else:
+            keep.append(position)
+    if not keep:
+        raise InputError("every row has an empty needed value; nothing is left to pool", file=df.attrs.get("source"))
+    kept = df.iloc[keep].copy()
+    kept.attrs = dict(df.attrs)
+    return kept, dropped
 
 
 def sd_may_be_se(sd, n, factor=3.0) -> np.ndarray:
