@@ -119,6 +119,29 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a filled extraction sheet (pfps-meta template): its rows replace the curated ones")
     p_report.set_defaults(func=cmd_report)
 
+    p_sim = sub.add_parser("simulate", help="how often each method's CI covers the truth, for meta-analyses of "
+                           "a given shape (simulation)")
+    p_sim.add_argument("spec", nargs="?", help="analysis definition whose --analysis gives the shape (optional)")
+    p_sim.add_argument("--analysis", help="analysis id in SPEC: its expected trials and arm sizes")
+    p_sim.add_argument("--design", metavar="CSV", help="a CSV of arm sizes (n_exp, n_ctrl) or variances (vi)")
+    p_sim.add_argument("--k", type=int, default=5, help="number of trials, without SPEC or --design (default 5)")
+    p_sim.add_argument("--n-min", type=int, default=15, help="smallest arm size drawn (default 15)")
+    p_sim.add_argument("--n-max", type=int, default=60, help="largest arm size drawn (default 60)")
+    p_sim.add_argument("--mu", default="0.5", help="true average effect(s), comma-separated (default 0.5)")
+    p_sim.add_argument("--tau2", default="0,0.05,0.2", help="between-trial variance(s), comma-separated")
+    p_sim.add_argument("--measure", default="SMD", choices=list(measures.names("arm")))
+    p_sim.add_argument("--sd", type=float, default=1.0, help="within-arm SD of the outcome (default 1)")
+    p_sim.add_argument("--methods", default="DL,REML", help="tau2 estimators, comma-separated")
+    p_sim.add_argument("--ci-methods", default="wald,hksj", help="CI methods, comma-separated")
+    p_sim.add_argument("--pi-methods", default="auto", help="prediction-interval rules, comma-separated")
+    p_sim.add_argument("--replicates", type=int, default=1000, help="meta-analyses per grid cell (default 1000)")
+    p_sim.add_argument("--seed", type=int, default=2018)
+    p_sim.add_argument("--level", type=float, default=0.95)
+    p_sim.add_argument("--scheduler", help="run on Dask: 'local' (a LocalCluster here) or a scheduler address")
+    p_sim.add_argument("--plot", metavar="FILE", help="write the coverage plot (FILE.png and FILE.svg)")
+    p_sim.add_argument("--format", choices=["text", "json"], default="text")
+    p_sim.set_defaults(func=cmd_simulate)
+
     p_tpl = sub.add_parser("template", help="write the extraction sheet of an analysis definition (CSV)")
     p_tpl.add_argument("spec", help="analysis definition (analyses/*.toml)")
     p_tpl.add_argument("--out", metavar="FILE", help="write to FILE (default: standard output)")
@@ -146,6 +169,65 @@ def _spec_paths(specs):
     if not paths:
         raise InputError("no analysis definitions found (looked for analyses/*.toml in the current folder)")
     return paths
+
+
+def _numbers(flag, text, cast=float):
+    try:
+        values = [cast(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"{flag}: '{text}' is not a comma-separated list of numbers") from None
+    if not values:
+        raise InputError(f"{flag} is empty")
+    return values
+
+
+def cmd_simulate(args) -> int:
+    from .simulate import Design, simulate
+
+    if args.spec and args.design:
+        raise InputError("give either SPEC --analysis or --design, not both")
+    if args.spec:
+        from .analyses import load_all, run_analysis
+
+        [(spec, evidence)] = load_all([args.spec])
+        matches = [a for a in spec.analyses if a.id == args.analysis]
+        if not matches:
+            raise InputError(f"--analysis: no analysis '{args.analysis}' (have: "
+                             f"{', '.join(a.id for a in spec.analyses)})", file=args.spec)
+        run = run_analysis(matches[0], evidence)
+        design = Design.from_analysis(matches[0], evidence, run.result)
+    elif args.design:
+        design = Design.from_csv(args.design)
+    else:
+        design = Design.from_range(args.k, args.n_min, args.n_max, seed=args.seed)
+    names = {flag: [p.strip() for p in text.split(",") if p.strip()]
+             for flag, text in (("methods", args.methods), ("ci_methods", args.ci_methods),
+                                ("pi_methods", args.pi_methods))}
+    Settings(level=args.level)      # validates the level
+    result = simulate(design, mu=_numbers("--mu", args.mu), tau2=_numbers("--tau2", args.tau2),
+                      measure=args.measure, sd=args.sd, methods=names["methods"], ci_methods=names["ci_methods"],
+                      pi_methods=names["pi_methods"], replicates=args.replicates, seed=args.seed, level=args.level,
+                      client=args.scheduler)
+    if args.plot:
+        from . import plots
+
+        plots.save(plots.coverage(result), args.plot)
+    if args.format == "json":
+        print(strict_json(result.to_dict()))
+        return 0
+    lines = [f"Simulation: {design.label} ({design.k} trials; "
+             + (f"arm sizes {', '.join(f'{a}/{b}' for a, b in zip(design.n_exp, design.n_ctrl))}"
+                if design.n_exp else "given sampling variances") + ")",
+             f"true effect mu = {', '.join(f'{m:g}' for m in result.setup['mu'])}; "
+             f"{result.setup['replicates']:,} meta-analyses per cell; seed {args.seed}", *design.notes, "",
+             f"Coverage of the {100 * args.level:g}% CI (Monte Carlo SE in brackets):",
+             result.coverage_table().to_string(index=False), "",
+             "Per cell and method (bias, RMSE, CI width, rejection rate of 'effect = 0', PI coverage):",
+             result.table[["mu", "tau2", "method", "ci_method", "pi_method", "bias", "rmse", "ci_width",
+                           "rejection_rate", "pi_coverage", "nonconverged"]].to_string(
+                 index=False, float_format=lambda x: f"{x:.4f}")]
+    _print_text("\n".join(lines))
+    return 0
 
 
 def cmd_template(args) -> int:

@@ -435,6 +435,30 @@ def published_estimates(frame, *, title=None):
     return fig
 
 
+@_literal_text
+def coverage(simulation, *, title=None, level=None):
+    """Coverage of the CI against tau2, one line per method x CI method, with 2 x MC SE error bars and the
+    nominal level as a dashed line. ``simulation`` is a :class:`pfps_meta.simulate.SimulationResult`."""
+    table = simulation.table.drop_duplicates(["mu", "tau2", "method", "ci_method"])
+    level = level or simulation.setup["level"]
+    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    for (method, ci_method), rows in table.groupby(["method", "ci_method"], sort=False):
+        rows = rows.sort_values("tau2")
+        ax.errorbar(rows["tau2"], 100 * rows["ci_coverage"], yerr=200 * rows["ci_coverage_mcse"], marker="o",
+                    ms=4, capsize=2, lw=1.2, label=f"{method} + {'HKSJ' if ci_method == 'hksj' else 'Wald'}")
+    ax.axhline(100 * level, color="black", lw=0.8, ls="--")
+    ax.set_xlabel("tau² (between-trial variance)", fontsize=8)
+    ax.set_ylabel(f"coverage of the {100 * level:g}% CI (%)", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7, frameon=False)
+    for side in ("right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title or f"{simulation.design.label}: {simulation.setup['replicates']:,} replicates per point",
+                 fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
 def save(fig, stem) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg`` atomically and deterministically (no dates in the files)."""
     import io

@@ -144,6 +144,30 @@ def _q_profile(y, v, present, k, level):
 # --------------------------------------------------------------------------------------------------
 
 
+def prediction_interval(estimate, se, tau2, k, settings: Settings):
+    """Prediction interval ``mu +/- crit sqrt(se^2 + tau2)`` per row (Higgins et al. 2009), by the rule of
+    ``settings.pi_method``: "auto" as metafor's ``predict()`` (normal with Wald, t(k-1) with HKSJ), "z",
+    "t" (k-1 df) or "t_k2" (k-2 df; metafor ``pi.type="riley"``; undefined for k = 2). None (NaN) for
+    k < 2, for a common-effect model (as metafor) and when ``prediction_interval`` is false (RevMan 5).
+    Returns ``(pi_low, pi_high, pi_df)``; ``se`` is the pooled estimate's SE under the CI method used.
+    """
+    k = np.asarray(k, dtype=float)
+    level = settings.level
+    rule = settings.pi_method
+    hksj = settings.ci_method == "hksj"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if rule == "z" or (rule == "auto" and not hksj):
+            pi_df = np.full(k.shape, np.nan)
+            crit = np.full(k.shape, ndtri(0.5 + level / 2))
+        else:
+            pi_df = k - (2 if rule == "t_k2" else 1)
+            pi_df = np.where(pi_df >= 1, pi_df, np.nan)
+            crit = stdtrit(pi_df, 0.5 + level / 2)
+        half = crit * np.sqrt(se ** 2 + tau2)
+    shown = (k >= 2) & (settings.method != "FE") & settings.prediction_interval
+    return np.where(shown, estimate - half, np.nan), np.where(shown, estimate + half, np.nan), pi_df
+
+
 def pool_batch(yi, vi, settings: Settings | None = None, **options) -> BatchResult:
     """Pool every row of ``yi``/``vi`` (meta-analyses x study slots; NaN = study absent).
 
@@ -239,22 +263,7 @@ def pool_batch(yi, vi, settings: Settings | None = None, **options) -> BatchResu
         if i2 == "q":
             i2_lo = i2_hi = h2_lo = h2_hi = nan.copy()
 
-        # prediction interval
-        if pi == "auto":
-            pi_df = df_out
-            pi_crit = crit
-        elif pi == "z":
-            pi_df = nan.copy()
-            pi_crit = np.full(rows, ndtri(0.5 + level / 2))
-        else:
-            pi_df = df - (1 if pi == "t_k2" else 0)
-            pi_df = np.where(pi_df >= 1, pi_df, np.nan)
-            pi_crit = stdtrit(pi_df, 0.5 + level / 2)
-        pi_half = pi_crit * np.sqrt(se ** 2 + tau2)
-        # metafor's predict() gives none for a common-effect model; RevMan 5 shows none at all
-        has_pi = multi & (method != "FE") & settings.prediction_interval
-        pi_low = np.where(has_pi, mu - pi_half, np.nan)
-        pi_high = np.where(has_pi, mu + pi_half, np.nan)
+        pi_low, pi_high, pi_df = prediction_interval(mu, se, tau2, k, settings)
 
         weights = np.where(present, 100.0 * w / sum_w[:, None], np.nan)
 
