@@ -144,6 +144,14 @@ def _q_profile(y, v, present, k, level):
 # --------------------------------------------------------------------------------------------------
 
 
+def t_quantile(df, p):
+    """``stdtrit(df, p)`` computed once per distinct df (rows of one design share it; the t quantile is
+    far slower than the arithmetic around it)."""
+    df = np.asarray(df, dtype=float)
+    values, inverse = np.unique(df, return_inverse=True)
+    return stdtrit(values, p)[inverse].reshape(df.shape)
+
+
 def prediction_interval(estimate, se, tau2, k, settings: Settings):
     """Prediction interval ``mu +/- crit sqrt(se^2 + tau2)`` per row (Higgins et al. 2009), by the rule of
     ``settings.pi_method``: "auto" as metafor's ``predict()`` (normal with Wald, t(k-1) with HKSJ), "z",
@@ -162,7 +170,7 @@ def prediction_interval(estimate, se, tau2, k, settings: Settings):
         else:
             pi_df = k - (2 if rule == "t_k2" else 1)
             pi_df = np.where(pi_df >= 1, pi_df, np.nan)
-            crit = stdtrit(pi_df, 0.5 + level / 2)
+            crit = t_quantile(pi_df, 0.5 + level / 2)
         half = crit * np.sqrt(se ** 2 + tau2)
     shown = (k >= 2) & (settings.method != "FE") & settings.prediction_interval
     return np.where(shown, estimate - half, np.nan), np.where(shown, estimate + half, np.nan), pi_df
@@ -225,7 +233,7 @@ def pool_batch(yi, vi, settings: Settings | None = None, **options) -> BatchResu
             se = np.where(multi, np.sqrt(s2w / sum_w), se)
             statistic = mu / se
             p = np.where(multi, 2.0 * stdtr(df, -np.abs(statistic)), 2.0 * ndtr(-np.abs(statistic)))
-            crit = np.where(multi, stdtrit(df, 0.5 + level / 2), ndtri(0.5 + level / 2))
+            crit = np.where(multi, t_quantile(df, 0.5 + level / 2), ndtri(0.5 + level / 2))
             df_out = np.where(multi, df, np.nan)
         else:
             statistic = mu / se

@@ -29,6 +29,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from functools import reduce
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -181,7 +182,7 @@ def _draw(design: Design, measure, mu, tau2, sd, rng, replicates, settings):
 
 def _block_sums(task):
     """The metric sums of one (cell, block) for every method x CI x PI combination (a 2-D array)."""
-    (cell, block, design, measure, mu, tau2, sd, seed, combos, base, replicates) = task
+    (cell, block, design, measure, mu, tau2, sd, seed, combos, base, replicates, engine) = task
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(cell, block)))
     with np.errstate(all="ignore"):
         yi, vi = _draw(design, measure, mu, tau2, sd, rng, replicates, base)
@@ -190,9 +191,14 @@ def _block_sums(task):
     for method, ci_method, pi_method in combos:
         key = (method, ci_method)
         if key not in fits:        # non-convergence is counted below, not shown per block
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                fits[key] = pool_batch(yi, vi, base.replace(method=method, ci_method=ci_method, tau2_ci=False))
+            if engine == "numba":
+                from .fast import pool_rows
+
+                fits[key] = SimpleNamespace(**pool_rows(yi, vi, method, ci_method, base.level, base.maxiter))
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    fits[key] = pool_batch(yi, vi, base.replace(method=method, ci_method=ci_method, tau2_ci=False))
         fit = fits[key]
         settings = base.replace(method=method, ci_method=ci_method, pi_method=pi_method)
         est, lo, hi = fit.estimate, fit.ci_low, fit.ci_high
@@ -216,13 +222,17 @@ def _block_sums(task):
 
 def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd=1.0,
              methods=("DL", "REML"), ci_methods=("wald", "hksj"), pi_methods=("auto",), replicates=1000,
-             seed=2018, level=0.95, blocks_per_task=8, client=None, progress=None) -> SimulationResult:
+             seed=2018, level=0.95, blocks_per_task=8, client=None, progress=None, engine="auto") -> SimulationResult:
     """Simulate ``replicates`` meta-analyses of ``design`` per grid cell (every ``mu`` x ``tau2``) and pool
     each with every method x CI method; returns a :class:`SimulationResult` (see the module docstring).
 
     ``measure``: a registry measure computed from arm data (MD, SMD, SMDH, ROM), ignored for a design by
     variances. ``replicates`` is rounded up to a whole number of blocks of ``BLOCK``. ``client``: None
     (in-process), "local" (a ``dask.distributed.LocalCluster``), a scheduler address, or a Client.
+    ``engine``: "numpy" (the reference core, :func:`pfps_meta.pooling.pool_batch`), "numba" (the compiled
+    kernel of :mod:`pfps_meta.fast`, FE/DL/ML/REML), or "auto" (numba when installed and every method is
+    one it covers). Results are bit-identical across task sizes and workers for a given engine; the two
+    engines agree to about 1e-10 per fit.
     """
     mus, tau2s = _as_tuple(mu), _as_tuple(tau2)
     if any(t < 0 or not np.isfinite(t) for t in tau2s) or not all(np.isfinite(mus)):
@@ -232,13 +242,22 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     if not design.vi and measures.get(measure).layout != "arm":
         raise InputError(f"measure {measure} is not computed from two arms; use one of "
                          f"{', '.join(measures.names('arm'))}")
+    from .fast import KERNEL_METHODS, available
+
+    if engine == "auto":
+        engine = "numba" if available() and set(methods) <= set(KERNEL_METHODS) else "numpy"
+    if engine not in ("numpy", "numba"):
+        raise InputError(f"engine must be auto, numpy or numba (got '{engine}')")
+    if engine == "numba" and not (available() and set(methods) <= set(KERNEL_METHODS)):
+        raise InputError("the numba engine needs numba installed (pip install 'pfps-meta[fast]') and methods "
+                         f"among {', '.join(KERNEL_METHODS)}")
     base = Settings(level=level, tau2_ci=False)
     combos = list(itertools.product(methods, ci_methods, pi_methods))
     for method, ci_method, pi_method in combos:      # validates every name before any work
         base.replace(method=method, ci_method=ci_method, pi_method=pi_method)
     n_blocks = -(-int(replicates) // BLOCK)
     cells = list(itertools.product(mus, tau2s))
-    tasks = [(c, b, design, measure, m, t, sd, seed, combos, base, BLOCK)
+    tasks = [(c, b, design, measure, m, t, sd, seed, combos, base, BLOCK, engine)
              for c, (m, t) in enumerate(cells) for b in range(n_blocks)]
     groups = [tasks[i:i + blocks_per_task] for i in range(0, len(tasks), max(1, int(blocks_per_task)))]
     results = _run(groups, client, progress)
@@ -253,7 +272,7 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
                          **_metrics(dict(zip(METRICS, sums)))})
     setup = {"mu": list(mus), "tau2": list(tau2s), "measure": None if design.vi else measure, "sd": sd,
              "methods": list(methods), "ci_methods": list(ci_methods), "pi_methods": list(pi_methods),
-             "replicates": n_blocks * BLOCK, "seed": seed, "level": level, "block": BLOCK}
+             "replicates": n_blocks * BLOCK, "seed": seed, "level": level, "block": BLOCK, "engine": engine}
     return SimulationResult(table=pd.DataFrame(rows), design=design, setup=setup)
 
 
