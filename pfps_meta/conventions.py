@@ -14,6 +14,7 @@ object.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields, replace as _dc_replace
 
@@ -109,6 +110,8 @@ OPTIONS = (
     Option("drop_missing", False, bool, "drop (and list by file and line) rows whose effect cannot be formed "
            "because a needed value is empty; by default such rows are refused"),
     Option("tau2_ci", True, bool, "compute the Q-profile CI for tau² (and for tau, I², H²)", cli=False),
+    Option("fit_statistics", True, bool, "compute loglik, deviance, AIC, BIC, AICc (refits leave them out)",
+           cli=False),
     Option("maxiter", 1000, int, "iteration limit of the iterative tau² estimators", cli=False),
 )
 OPTION_BY_NAME = {o.name: o for o in OPTIONS}
@@ -175,6 +178,7 @@ class Settings:
     prepost_r: float | None = OPTION_BY_NAME["prepost_r"].default
     drop_missing: bool = OPTION_BY_NAME["drop_missing"].default
     tau2_ci: bool = OPTION_BY_NAME["tau2_ci"].default
+    fit_statistics: bool = OPTION_BY_NAME["fit_statistics"].default
     maxiter: int = OPTION_BY_NAME["maxiter"].default
 
     def __post_init__(self):
@@ -190,8 +194,10 @@ class Settings:
 
         Keys that name no option raise :class:`SettingsError`; a key given twice (name and alias) too.
         """
+        if not mapping:
+            return base if base is not None else DEFAULTS
         values = {}
-        for key, value in (mapping or {}).items():
+        for key, value in mapping.items():
             name = canonical(key)
             if name in values:
                 raise SettingsError(key, f"given twice (as '{name}' and an alias)")
@@ -199,8 +205,14 @@ class Settings:
         return (base or cls()).replace(**values)
 
     def replace(self, **changes) -> "Settings":
-        """A copy with ``changes`` (option names or aliases) applied and validated."""
-        return _dc_replace(self, **{canonical(k): v for k, v in changes.items()})
+        """A copy with ``changes`` (option names or aliases) applied and validated (cached: refits in a
+        loop derive the same settings again and again)."""
+        if not changes:
+            return self
+        try:
+            return _replaced(self, tuple(sorted((canonical(k), v) for k, v in changes.items())))
+        except TypeError:           # an unhashable value: validate it the slow way (and refuse it there)
+            return _dc_replace(self, **{canonical(k): v for k, v in changes.items()})
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -209,6 +221,11 @@ class Settings:
     def test(self) -> str:
         """The test statistic's distribution: "t" with HKSJ, "z" with Wald."""
         return "t" if self.ci_method == "hksj" else "z"
+
+
+@functools.lru_cache(maxsize=512)
+def _replaced(settings: Settings, changes: tuple) -> Settings:
+    return _dc_replace(settings, **dict(changes))
 
 
 DEFAULTS = Settings()

@@ -5,7 +5,8 @@ The numpy core (:func:`pfps_meta.pooling.pool_batch`) stays the reference: this 
 formulas and the same bracketed Newton/Fisher-scoring iteration with metafor's check of the likelihood
 at tau2 = 0, and ``tests/test_fast.py`` holds it to ``pool_batch`` at 1e-10. It is optional
 (``pip install 'pfps-meta[fast]'``): :func:`available` says whether numba is installed, nothing is
-compiled on import, and the first call compiles (cached on disk by numba afterwards). Quantiles and
+compiled on import (importing ``pfps_meta`` does not import this module), and the first call compiles
+(cached on disk by numba afterwards). Quantiles and
 p-values (scipy) are computed outside the kernel, vectorised.
 """
 
@@ -17,26 +18,77 @@ import numpy as np
 from scipy.special import ndtr, ndtri, stdtr
 
 KERNEL_METHODS = ("FE", "DL", "ML", "REML")
-_KERNEL = None
+
+
+try:                 # numba is optional: without it the kernel is never called (see available())
+    import numba
+
+    _jit = numba.njit(cache=True)     # compiled on first call, then cached on disk; nothing on import
+except ImportError:  # pragma: no cover - exercised where numba is absent
+    numba = None
+
+    def _jit(func):
+        return func
 
 
 def available() -> bool:
     """True when numba is installed (the kernel can be compiled)."""
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return numba is not None
 
 
-def _compile():
-    global _KERNEL
-    if _KERNEL is not None:
-        return _KERNEL
-    import numba
+@_jit
+def _loglik_kernel(y, v, n, t, reml):
+    sw = 0.0
+    swy = 0.0
+    for i in range(n):
+        w = 1.0 / (v[i] + t)
+        sw += w
+        swy += w * y[i]
+    mu = swy / sw
+    out = 0.0
+    for i in range(n):
+        w = 1.0 / (v[i] + t)
+        out += math.log(v[i] + t) + w * (y[i] - mu) ** 2
+    if reml:
+        return -0.5 * (n - 1) * math.log(2 * math.pi) - 0.5 * out - 0.5 * math.log(sw)
+    return -0.5 * n * math.log(2 * math.pi) - 0.5 * out
 
-    @numba.njit(cache=True)
-    def loglik(y, v, n, t, reml):
+@_jit
+def _tau2_kernel(y, v, n, method, maxiter, tol):
+    # method: 0 FE, 1 DL, 2 ML, 3 REML; returns (tau2, converged)
+    if n < 2 or method == 0:
+        return 0.0, True
+    if method == 1:
+        sw = 0.0
+        sw2 = 0.0
+        swy = 0.0
+        for i in range(n):
+            w = 1.0 / v[i]
+            sw += w
+            sw2 += w * w
+            swy += w * y[i]
+        mu = swy / sw
+        q = 0.0
+        for i in range(n):
+            q += (y[i] - mu) ** 2 / v[i]
+        return max(0.0, (q - (n - 1)) / (sw - sw2 / sw)), True
+    reml = method == 3
+    ybar = 0.0
+    for i in range(n):
+        ybar += y[i]
+    ybar /= n
+    spread = 0.0
+    vsum = 0.0
+    for i in range(n):
+        spread += (y[i] - ybar) ** 2
+        vsum += v[i]
+    t = spread / (n - 1) - vsum / n
+    if not (t > 0.0):
+        t = 0.0
+    lo = 0.0
+    hi = math.inf
+    converged = False
+    for _ in range(maxiter):
         sw = 0.0
         swy = 0.0
         for i in range(n):
@@ -44,151 +96,97 @@ def _compile():
             sw += w
             swy += w * y[i]
         mu = swy / sw
-        out = 0.0
+        ypppy = 0.0
+        wa = 0.0
+        wa2 = 0.0
+        sw2 = 0.0
+        sw3 = 0.0
         for i in range(n):
             w = 1.0 / (v[i] + t)
-            out += math.log(v[i] + t) + w * (y[i] - mu) ** 2
+            a = w * (y[i] - mu)
+            ypppy += a * a
+            wa += w * a
+            wa2 += w * a * a
+            sw2 += w * w
+            sw3 += w * w * w
+        yp3y = wa2 - wa * wa / sw
         if reml:
-            return -0.5 * (n - 1) * math.log(2 * math.pi) - 0.5 * out - 0.5 * math.log(sw)
-        return -0.5 * n * math.log(2 * math.pi) - 0.5 * out
+            a_term = sw - sw2 / sw
+            b_term = sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
+        else:
+            a_term = sw
+            b_term = sw2
+        score = ypppy - a_term
+        slope = b_term - 2.0 * yp3y
+        if score > 0:
+            lo = t
+        else:
+            hi = t
+        step = -score / slope if slope < 0 else score / b_term
+        new = t + step if math.isfinite(step) else t
+        if not (lo <= new <= hi):
+            new = 0.5 * (lo + hi) if math.isfinite(hi) else 2.0 * t + 1.0
+        at_zero = t == 0.0 and score <= 0
+        if at_zero:
+            new = 0.0
+        elif score == 0:
+            new = t
+        else:
+            new = max(new, 0.0)
+        collapsed = math.isfinite(hi) and hi - lo <= tol * max(1.0, hi)
+        done = at_zero or score == 0 or abs(new - t) <= tol * max(1.0, new) or collapsed
+        t = new
+        if done:
+            converged = True
+            break
+    if converged and t > tol and _loglik_kernel(y, v, n, 0.0, reml) - _loglik_kernel(y, v, n, t, reml) > 1e-10:
+        t = 0.0
+    return t, converged
 
-    @numba.njit(cache=True)
-    def tau2_row(y, v, n, method, maxiter, tol):
-        # method: 0 FE, 1 DL, 2 ML, 3 REML; returns (tau2, converged)
-        if n < 2 or method == 0:
-            return 0.0, True
-        if method == 1:
-            sw = 0.0
-            sw2 = 0.0
-            swy = 0.0
-            for i in range(n):
-                w = 1.0 / v[i]
-                sw += w
-                sw2 += w * w
-                swy += w * y[i]
-            mu = swy / sw
-            q = 0.0
-            for i in range(n):
-                q += (y[i] - mu) ** 2 / v[i]
-            return max(0.0, (q - (n - 1)) / (sw - sw2 / sw)), True
-        reml = method == 3
-        ybar = 0.0
+@_jit
+def _pool_rows_kernel(yi, vi, method, hksj, maxiter, tol, eps):
+    rows, slots = yi.shape
+    est = np.full(rows, np.nan)
+    se = np.full(rows, np.nan)
+    tau2 = np.full(rows, np.nan)
+    k = np.zeros(rows, dtype=np.int64)
+    conv = np.ones(rows, dtype=np.bool_)
+    y = np.empty(slots)
+    v = np.empty(slots)
+    for r in range(rows):
+        n = 0
+        for j in range(slots):
+            if math.isfinite(yi[r, j]) and math.isfinite(vi[r, j]):
+                y[n] = yi[r, j]
+                v[n] = vi[r, j]
+                n += 1
+        k[r] = n
+        if n == 0:
+            continue
+        t, c = _tau2_kernel(y, v, n, method, maxiter, tol)
+        conv[r] = c
+        tau2[r] = t if n >= 2 else np.nan
+        sw = 0.0
+        swy = 0.0
+        swy2 = 0.0
         for i in range(n):
-            ybar += y[i]
-        ybar /= n
-        spread = 0.0
-        vsum = 0.0
-        for i in range(n):
-            spread += (y[i] - ybar) ** 2
-            vsum += v[i]
-        t = spread / (n - 1) - vsum / n
-        if not (t > 0.0):
-            t = 0.0
-        lo = 0.0
-        hi = math.inf
-        converged = False
-        for _ in range(maxiter):
-            sw = 0.0
-            swy = 0.0
+            w = 1.0 / (v[i] + t)
+            sw += w
+            swy += w * y[i]
+            swy2 += w * y[i] * y[i]
+        mu = swy / sw
+        est[r] = mu
+        if hksj and n >= 2:
+            rss = 0.0
             for i in range(n):
-                w = 1.0 / (v[i] + t)
-                sw += w
-                swy += w * y[i]
-            mu = swy / sw
-            ypppy = 0.0
-            wa = 0.0
-            wa2 = 0.0
-            sw2 = 0.0
-            sw3 = 0.0
-            for i in range(n):
-                w = 1.0 / (v[i] + t)
-                a = w * (y[i] - mu)
-                ypppy += a * a
-                wa += w * a
-                wa2 += w * a * a
-                sw2 += w * w
-                sw3 += w * w * w
-            yp3y = wa2 - wa * wa / sw
-            if reml:
-                a_term = sw - sw2 / sw
-                b_term = sw2 - 2.0 * sw3 / sw + (sw2 / sw) ** 2
+                rss += (y[i] - mu) ** 2 / (v[i] + t)
+            if rss <= eps * max(1.0, swy2):
+                se[r] = np.nan
             else:
-                a_term = sw
-                b_term = sw2
-            score = ypppy - a_term
-            slope = b_term - 2.0 * yp3y
-            if score > 0:
-                lo = t
-            else:
-                hi = t
-            step = -score / slope if slope < 0 else score / b_term
-            new = t + step if math.isfinite(step) else t
-            if not (lo <= new <= hi):
-                new = 0.5 * (lo + hi) if math.isfinite(hi) else 2.0 * t + 1.0
-            at_zero = t == 0.0 and score <= 0
-            if at_zero:
-                new = 0.0
-            elif score == 0:
-                new = t
-            else:
-                new = max(new, 0.0)
-            collapsed = math.isfinite(hi) and hi - lo <= tol * max(1.0, hi)
-            done = at_zero or score == 0 or abs(new - t) <= tol * max(1.0, new) or collapsed
-            t = new
-            if done:
-                converged = True
-                break
-        if converged and t > tol and loglik(y, v, n, 0.0, reml) - loglik(y, v, n, t, reml) > 1e-10:
-            t = 0.0
-        return t, converged
-
-    @numba.njit(cache=True)
-    def pool_rows(yi, vi, method, hksj, maxiter, tol, eps):
-        rows, slots = yi.shape
-        est = np.full(rows, np.nan)
-        se = np.full(rows, np.nan)
-        tau2 = np.full(rows, np.nan)
-        k = np.zeros(rows, dtype=np.int64)
-        conv = np.ones(rows, dtype=np.bool_)
-        y = np.empty(slots)
-        v = np.empty(slots)
-        for r in range(rows):
-            n = 0
-            for j in range(slots):
-                if math.isfinite(yi[r, j]) and math.isfinite(vi[r, j]):
-                    y[n] = yi[r, j]
-                    v[n] = vi[r, j]
-                    n += 1
-            k[r] = n
-            if n == 0:
-                continue
-            t, c = tau2_row(y, v, n, method, maxiter, tol)
-            conv[r] = c
-            tau2[r] = t if n >= 2 else np.nan
-            sw = 0.0
-            swy = 0.0
-            swy2 = 0.0
-            for i in range(n):
-                w = 1.0 / (v[i] + t)
-                sw += w
-                swy += w * y[i]
-                swy2 += w * y[i] * y[i]
-            mu = swy / sw
-            est[r] = mu
-            if hksj and n >= 2:
-                rss = 0.0
-                for i in range(n):
-                    rss += (y[i] - mu) ** 2 / (v[i] + t)
-                if rss <= eps * max(1.0, swy2):
-                    se[r] = np.nan
-                else:
-                    se[r] = math.sqrt(rss / (n - 1) / sw)
-            else:
-                se[r] = math.sqrt(1.0 / sw)
-        return est, se, tau2, k, conv
-
-    _KERNEL = pool_rows
-    return _KERNEL
+                se[r] = math.sqrt(rss / (n - 1) / sw)
+        else:
+            se[r] = math.sqrt(1.0 / sw)
+    return est, se, tau2, k, conv
 
 
 def pool_rows(yi, vi, method="REML", ci_method="hksj", level=0.95, maxiter=1000):
@@ -201,11 +199,12 @@ def pool_rows(yi, vi, method="REML", ci_method="hksj", level=0.95, maxiter=1000)
         raise ValueError(f"the compiled kernel covers {', '.join(KERNEL_METHODS)}; use pool_batch for {method}")
     if ci_method not in ("wald", "hksj"):
         raise ValueError("ci_method must be 'wald' or 'hksj'")
-    kernel = _compile()
+    if not available():
+        raise ImportError("the compiled kernel needs numba: pip install 'pfps-meta[fast]'")
     y = np.ascontiguousarray(np.atleast_2d(np.asarray(yi, dtype=float)))
     v = np.ascontiguousarray(np.atleast_2d(np.asarray(vi, dtype=float)))
     hksj = ci_method == "hksj"
-    est, se, tau2, k, conv = kernel(y, v, KERNEL_METHODS.index(method), hksj, int(maxiter), 1e-12,
+    est, se, tau2, k, conv = _pool_rows_kernel(y, v, KERNEL_METHODS.index(method), hksj, int(maxiter), 1e-12,
                                     np.finfo(float).eps)
     from .pooling import t_quantile
 

@@ -298,6 +298,7 @@ def pool_batch(yi, vi, settings: Settings | None = None, **options) -> BatchResu
         q=q * hetero, q_df=df * hetero, q_p=q_p * hetero,
         pi_low=pi_low, pi_high=pi_high, pi_df=pi_df,
         converged=converged, iterations=iterations, weights=weights,
-        **{name: value * hetero for name, value in intercept_fit_statistics(y, v, present, k, tau2, method).items()},
+        **({name: value * hetero for name, value in intercept_fit_statistics(y, v, present, k, tau2, method).items()}
+           if settings.fit_statistics else {name: nan for name in ("loglik", "deviance", "aic", "bic", "aicc")}),
     )
 

@@ -32,7 +32,7 @@ def _yv(result):
 
 def _refit(result, yi, vi, **overrides):
     """Refit rows with the result's own settings (every refit inherits them), tau2 CI off unless asked."""
-    return pool_batch(yi, vi, result.settings.replace(**{"tau2_ci": False, **overrides}))
+    return pool_batch(yi, vi, result.settings.replace(**{"tau2_ci": False, "fit_statistics": False, **overrides}))
 
 
 ROW_COLUMNS = ["k", "estimate", "se", "ci_low", "ci_high", "p", "tau2", "i2", "h2", "q", "q_p", "pi_low",

@@ -198,7 +198,7 @@ def _block_sums(task):
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
-                    fits[key] = pool_batch(yi, vi, base.replace(method=method, ci_method=ci_method, tau2_ci=False))
+                    fits[key] = pool_batch(yi, vi, base.replace(method=method, ci_method=ci_method))
         fit = fits[key]
         settings = base.replace(method=method, ci_method=ci_method, pi_method=pi_method)
         est, lo, hi = fit.estimate, fit.ci_low, fit.ci_high
@@ -251,7 +251,7 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     if engine == "numba" and not (available() and set(methods) <= set(KERNEL_METHODS)):
         raise InputError("the numba engine needs numba installed (pip install 'pfps-meta[fast]') and methods "
                          f"among {', '.join(KERNEL_METHODS)}")
-    base = Settings(level=level, tau2_ci=False)
+    base = Settings(level=level, tau2_ci=False, fit_statistics=False)
     combos = list(itertools.product(methods, ci_methods, pi_methods))
     for method, ci_method, pi_method in combos:      # validates every name before any work
         base.replace(method=method, ci_method=ci_method, pi_method=pi_method)
