@@ -27,6 +27,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 import pfps_meta as pm  # noqa: E402
+from bench_pool import best_of  # noqa: E402  (same folder)
 from pfps_meta import fast  # noqa: E402
 
 
@@ -38,13 +39,7 @@ def data(rows, k, seed=2018):
 
 
 def best(func, repeat=5, number=1):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            func()
-        times.append((time.perf_counter() - start) / number)
-    return min(times), float(np.median(times))
+    return best_of(func, repeat, number)
 
 
 MEMORY_CHILD = """

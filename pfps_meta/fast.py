@@ -37,14 +37,22 @@ def available() -> bool:
 
 
 @_jit
-def _loglik_kernel(y, v, n, t, reml):
+def _weighted_mean(y, v, n, t):
+    """(sum of weights, weighted mean, sum of w y^2) at tau2 = t."""
     sw = 0.0
     swy = 0.0
+    swy2 = 0.0
     for i in range(n):
         w = 1.0 / (v[i] + t)
         sw += w
         swy += w * y[i]
-    mu = swy / sw
+        swy2 += w * y[i] * y[i]
+    return sw, swy / sw, swy2
+
+
+@_jit
+def _loglik_kernel(y, v, n, t, reml):
+    sw, mu, _ = _weighted_mean(y, v, n, t)
     out = 0.0
     for i in range(n):
         w = 1.0 / (v[i] + t)
@@ -89,13 +97,7 @@ def _tau2_kernel(y, v, n, method, maxiter, tol):
     hi = math.inf
     converged = False
     for _ in range(maxiter):
-        sw = 0.0
-        swy = 0.0
-        for i in range(n):
-            w = 1.0 / (v[i] + t)
-            sw += w
-            swy += w * y[i]
-        mu = swy / sw
+        sw, mu, _ = _weighted_mean(y, v, n, t)
         ypppy = 0.0
         wa = 0.0
         wa2 = 0.0
@@ -166,15 +168,7 @@ def _pool_rows_kernel(yi, vi, method, hksj, maxiter, tol, eps):
         t, c = _tau2_kernel(y, v, n, method, maxiter, tol)
         conv[r] = c
         tau2[r] = t if n >= 2 else np.nan
-        sw = 0.0
-        swy = 0.0
-        swy2 = 0.0
-        for i in range(n):
-            w = 1.0 / (v[i] + t)
-            sw += w
-            swy += w * y[i]
-            swy2 += w * y[i] * y[i]
-        mu = swy / sw
+        sw, mu, swy2 = _weighted_mean(y, v, n, t)
         est[r] = mu
         if hksj and n >= 2:
             rss = 0.0

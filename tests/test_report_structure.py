@@ -16,13 +16,10 @@ from tests.conftest import ROOT
 
 @pytest.fixture(scope="module")
 def full_report(tmp_path_factory):
+    from tests.test_report import run_report
+
     out = tmp_path_factory.mktemp("rep") / "out"
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        assert main(["report", "--out", str(out)]) == 0
-    finally:
-        os.chdir(cwd)
+    run_report(None, out)
     return out
 
 
