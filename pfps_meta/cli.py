@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_pool = sub.add_parser("pool", help="pool one CSV of studies and print the result")
     p_pool.add_argument("file", help="CSV with one row per study (arm-level or effect-level columns)")
     _add_model_options(p_pool)
+    p_pool.add_argument("--weights", metavar="COLUMN",
+                        help="user weights from this column (metafor rma(weights=)); Wald CIs only")
     p_pool.set_defaults(func=cmd_pool)
 
     p_rep = sub.add_parser("reproduce", help="published vs reproduced pooled estimates, side by side")
@@ -385,7 +387,8 @@ def strict_json(value) -> str:
 def cmd_pool(args) -> int:
     from .model import pool
 
-    result = pool(args.file, measure=args.measure, settings=Settings.from_mapping(_given_settings(args)))
+    result = pool(args.file, measure=args.measure, settings=Settings.from_mapping(_given_settings(args)),
+                  weights=args.weights)
     if args.format == "json":
         print(strict_json(result.to_dict()))
     else:

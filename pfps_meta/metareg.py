@@ -159,6 +159,65 @@ class MetaRegression:
         se = np.sqrt(self.vi + self.tau2 - np.einsum("ij,jk,ik->i", self.X, inv, self.X))
         return pd.DataFrame({"resid": resid, "se": se, "z": resid / se})
 
+    def _refit(self, rows, moderators=None):
+        mods = self.X[:, 1:] if self.intercept else self.X
+        mods = mods if moderators is None else moderators
+        return meta_regression(self.yi[rows], self.vi[rows], mods[rows], names=self.names[1:] if self.intercept
+                               else self.names, settings=self.settings, intercept=self.intercept)
+
+    def dfbetas(self):
+        """DFBETAS (metafor ``influence()$dfbs``): per study deleted in turn,
+        ``(b - b_(-i)) / sqrt(s2w_(-i) diag((X' W_(-i) X)^-1))`` with ``W_(-i) = diag(1/(v + tau2_(-i)))``
+        over all k studies (the deleted fit's tau2 and, under HKSJ, its variance factor s2w)."""
+        import pandas as pd
+
+        k = len(self.yi)
+        out = []
+        for i in range(k):
+            keep = np.arange(k) != i
+            fit = self._refit(keep)
+            s2w = 1.0
+            if self.ci == "hksj":
+                w_del = 1.0 / (fit.vi + fit.tau2)
+                s2w = float(np.sum(w_del * (fit.yi - fit.X @ fit.beta) ** 2)) / (fit.k - fit.X.shape[1])
+            w = 1.0 / (self.vi + fit.tau2)
+            vb_del = np.linalg.inv(self.X.T @ (w[:, None] * self.X))
+            out.append((self.beta - fit.beta) / np.sqrt(s2w * np.diag(vb_del)))
+        return pd.DataFrame(out, columns=self.names)
+
+    def permutation_test(self, n_permutations=1000, exact=None, seed=2018) -> dict:
+        """Permutation test of the moderators (Higgins & Thompson 2004; metafor ``permutest``): the rows
+        of the moderator matrix are permuted across studies and the model refitted; each coefficient's
+        p-value is the share of permuted ``|z|`` (or ``|t|``) at least the observed one, and likewise for
+        ``QM``. Exact (all ``k!`` orderings) when ``exact`` or, by default, when ``k <= 7``; else
+        ``n_permutations`` random orderings (seeded), the observed one counted first."""
+        import itertools
+        import math as _math
+
+        k = len(self.yi)
+        if exact is None:
+            exact = _math.factorial(k) <= 5040
+        mods = self.X[:, 1:] if self.intercept else self.X
+        if exact:
+            orders = itertools.permutations(range(k))
+            total = _math.factorial(k)
+        else:
+            rng = np.random.default_rng(seed)
+            orders = itertools.chain([tuple(range(k))], (rng.permutation(k) for _ in range(n_permutations - 1)))
+            total = n_permutations
+        rows = np.arange(k)
+        stats, qms = [], []
+        for order in orders:
+            fit = self._refit(rows, moderators=mods[np.asarray(order)])
+            stats.append(np.abs(fit.statistic))
+            qms.append(fit.qm)
+        stats, qms = np.asarray(stats), np.asarray(qms)
+        tol = np.sqrt(np.finfo(float).eps)
+        p = np.mean(stats >= np.abs(self.statistic)[None, :] - tol, axis=0)
+        qm_p = float(np.mean(qms >= self.qm - tol)) if np.isfinite(self.qm) else float("nan")
+        return {"terms": list(self.names), "p": p.tolist(), "qm_p": qm_p, "n": total, "exact": bool(exact),
+                "seed": None if exact else seed}
+
     def summary_frame(self):
         import pandas as pd
 

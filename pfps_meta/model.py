@@ -137,7 +137,7 @@ class MetaResult:
         return result_html(self)
 
 
-def pool(data, measure=None, settings: Settings | None = None, **options) -> MetaResult:
+def pool(data, measure=None, settings: Settings | None = None, weights=None, **options) -> MetaResult:
     """Fit a meta-analysis to a table of studies.
 
     Parameters
@@ -153,6 +153,8 @@ def pool(data, measure=None, settings: Settings | None = None, **options) -> Met
         Conventions to use (default: :data:`pfps_meta.conventions.DEFAULTS`); keyword ``options``
         (``method="DL"``, ``ci_method="hksj"`` or its alias ``ci="hksj"``, ``level=0.9``, ...) override it.
         Every option, its default and meaning: :data:`pfps_meta.conventions.OPTIONS`.
+    weights : column name or array, optional
+        User weights (metafor ``rma(weights=)``; see :func:`pfps_meta.pooling.pool_batch`).
 
     Raises
     ------
@@ -163,16 +165,27 @@ def pool(data, measure=None, settings: Settings | None = None, **options) -> Met
     if isinstance(data, (str, Path)):
         data = read_csv(data)
     table = effect_table(data, measure, settings=settings)
-    return pool_effects(table, measure=measure, settings=settings)
+    return pool_effects(table, measure=measure, settings=settings, weights=weights)
 
 
-def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None = None, notes=(),
+def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None = None, notes=(), weights=None,
                  **options) -> MetaResult:
     """Pool a table that already has ``study, yi, vi`` columns (see :func:`pool`)."""
+    from .errors import InputError
+
     settings = Settings.from_mapping(options, base=settings)
     yi = table["yi"].to_numpy(dtype=float)
     vi = table["vi"].to_numpy(dtype=float)
-    batch = pooling.pool_batch(yi, vi, settings)
+    if isinstance(weights, str):
+        if weights not in table.columns:
+            raise InputError(f"weights: no column '{weights}'", file=table.attrs.get("source"))
+        weights = pd.to_numeric(table[weights], errors="coerce").to_numpy(dtype=float)
+    try:
+        batch = pooling.pool_batch(yi, vi, settings, weights=weights)
+    except ValueError as exc:
+        if weights is None:
+            raise
+        raise InputError(f"weights: {exc}", file=table.attrs.get("source")) from None
     stats = batch.row(0)
     stats["k"] = int(stats["k"])
     stats["iterations"] = int(stats["iterations"])

@@ -176,7 +176,7 @@ def prediction_interval(estimate, se, tau2, k, settings: Settings):
     return np.where(shown, estimate - half, np.nan), np.where(shown, estimate + half, np.nan), pi_df
 
 
-def pool_batch(yi, vi, settings: Settings | None = None, **options) -> BatchResult:
+def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options) -> BatchResult:
     """Pool every row of ``yi``/``vi`` (meta-analyses x study slots; NaN = study absent).
 
     Parameters
@@ -206,6 +206,11 @@ def pool_batch(yi, vi, settings: Settings | None = None, **options) -> BatchResu
         - ``maxiter``: iteration limit of ML, REML, PM and EB. Rows that hit it are reported with
           ``converged=False`` and a ConvergenceWarning; their tau2 is the last iterate, never a silent
           substitute.
+    weights : array_like, optional
+        User weights (metafor ``rma(weights=)``), same shape as ``yi``, > 0: tau2 is estimated as usual,
+        then ``mu = sum a y / sum a`` with ``var(mu) = sum a^2 (v + tau2) / (sum a)^2``; all ones give an
+        unweighted average. Wald CIs only (HKSJ with user weights is refused). Q and I2 keep the
+        inverse-variance weights, as in metafor.
     """
     if options or settings is None:
         settings = Settings.from_mapping(options, base=settings)
@@ -223,6 +228,16 @@ def pool_batch(yi, vi, settings: Settings | None = None, **options) -> BatchResu
         tau2 = np.where(multi, tau2, 0.0)
         w, sum_w, mu, resid = _fit_at(y, v, tau2)
         se = np.sqrt(1.0 / sum_w)
+        if weights is not None:
+            if ci == "hksj":
+                raise ValueError("user weights are supported with Wald CIs only (ci_method='wald')")
+            a = np.where(present, np.broadcast_to(np.asarray(weights, dtype=float), y.shape), 0.0)
+            if np.any(~(a[present] > 0)) or np.any(~np.isfinite(a[present])):
+                raise ValueError("user weights must be finite and > 0")
+            sum_a = a.sum(axis=1)
+            mu = (a * y).sum(axis=1) / sum_a
+            se = np.sqrt((a ** 2 * np.where(present, v + tau2[:, None], 0.0)).sum(axis=1)) / sum_a
+            w, sum_w = a, sum_a                         # the weights reported are the user's
         df = np.where(k >= 2, k - 1, 0).astype(float)
         if ci == "hksj":
             rss = (w * resid ** 2).sum(axis=1)

@@ -174,3 +174,45 @@ def test_forest_draws_blups_when_given():
     fig = plots.forest(res, blups=diagnostics.blup(res))
     markers = [line for line in fig.axes[0].lines if line.get_marker() == "D"]
     assert len(markers) == res.stats["k"]
+
+
+@pytest.mark.parametrize("case", REF["weighted"], ids=lambda c: c["method"])
+def test_user_weights_match_rma_weights(case):
+    res = pm.pool(BCG[["study", "yi", "vi"]], method=case["method"], weights=np.array(case["weights"], float))
+    for name in ("estimate", "se", "ci_low", "ci_high", "p", "tau2"):
+        assert res.stats[name] == pytest.approx(case[name], rel=RTOL, abs=1e-12), name
+    assert res.studies["weight"].to_numpy() == pytest.approx(100 * np.array(case["weights"]) / np.sum(case["weights"]))
+
+
+def test_user_weights_refusals_and_cli(tmp_path, capsys):
+    with pytest.raises(pm.InputError, match="Wald CIs only"):
+        pm.pool(BCG[["study", "yi", "vi"]], ci_method="hksj", weights=np.ones(len(BCG)))
+    with pytest.raises(pm.InputError, match="finite and > 0"):
+        pm.pool(BCG[["study", "yi", "vi"]], weights=-np.ones(len(BCG)))
+    unweighted = pm.pool(BCG[["study", "yi", "vi"]], method="DL", weights=np.ones(len(BCG))).stats
+    assert unweighted["estimate"] == pytest.approx(BCG["yi"].mean())
+    path = tmp_path / "w.csv"
+    BCG.assign(w=BCG["year"] - 1930)[["study", "yi", "vi", "w"]].to_csv(path, index=False)
+    assert main(["pool", str(path), "--weights", "w", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["estimate"] == pytest.approx(next(c for c in REF["weighted"] if c["method"] == "REML")["estimate"])
+    assert main(["pool", str(path), "--weights", "nope"]) == 2
+    assert "weights: no column 'nope'" in capsys.readouterr().err
+
+
+def test_dfbetas_match_influence():
+    fit = meta_regression(BCG["yi"], BCG["vi"], BCG["ablat"].to_numpy(float), names=["ablat"], method="REML")
+    dfb = fit.dfbetas()
+    np.testing.assert_allclose(dfb["intercept"], REF["dfbetas"]["intercept"], rtol=RTOL)
+    np.testing.assert_allclose(dfb["ablat"], REF["dfbetas"]["ablat"], rtol=RTOL)
+
+
+def test_exact_moderator_permutation_test_matches_permutest():
+    case = REF["permutation"]
+    fit = meta_regression(case["yi"], case["vi"], case["x"], names=["ablat"], method="REML")
+    out = fit.permutation_test()
+    assert out["exact"] and out["n"] == 720
+    np.testing.assert_allclose(out["p"], case["p"], rtol=1e-12)
+    assert out["qm_p"] == pytest.approx(case["qm_p"], rel=1e-12)
+    seeded = fit.permutation_test(n_permutations=200, exact=False, seed=4)
+    assert seeded == fit.permutation_test(n_permutations=200, exact=False, seed=4) and seeded["n"] == 200

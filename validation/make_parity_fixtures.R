@@ -5,7 +5,8 @@
 #  - confint(type = "PL") profile-likelihood CI for tau2 (ML, REML);
 #  - blup(), rstandard(), rstudent(), fitted() of intercept-only fits;
 #  - meta-regression: predict() at new moderator values (CI and PI), anova(btt=), anova(X=),
-#    fitstats, the likelihood-ratio test anova(full, reduced) (ML), a categorical moderator.
+#    fitstats, the likelihood-ratio test anova(full, reduced) (ML), a categorical moderator;
+#  - user weights (rma(weights =)), DFBETAS (influence()$dfbs) and an exact moderator permutation test.
 suppressPackageStartupMessages({ library(metafor); library(jsonlite) })
 tight <- list(threshold = 1e-10, tol = 1e-13, maxiter = 10000, tau2.max = 1e7)
 num <- function(x) as.numeric(x)
@@ -71,7 +72,27 @@ cat_fit <- rma(yi, vi, mods = ~ factor(alloc), data = bcg, method = "REML", cont
 categorical <- list(levels = sort(unique(dat.bcg$alloc)), beta = num(cat_fit$beta), se = num(cat_fit$se),
                     qm = num(cat_fit$QM), qm_p = num(cat_fit$QMp))
 
+# user weights (rma(weights =)): tau2 is estimated as usual, the estimate uses the given weights
+weighted <- list()
+for (method in c("REML", "DL", "FE")) {
+  w <- dat.bcg$year - 1930
+  res <- rma(yi, vi, weights = w, data = bcg, method = method, control = tight)
+  weighted[[length(weighted) + 1]] <- list(method = method, weights = w, estimate = num(res$beta), se = num(res$se),
+                                           ci_low = num(res$ci.lb), ci_high = num(res$ci.ub), tau2 = num(res$tau2),
+                                           p = num(res$pval))
+}
+# DFBETAS of a meta-regression
+mreg <- rma(yi, vi, mods = ~ ablat, data = bcg, method = "REML", control = tight)
+dfb <- influence(mreg)$dfbs
+dfbetas <- list(intercept = num(dfb[[1]]), ablat = num(dfb[[2]]))
+# exact permutation test of a moderator (6 studies: all permutations)
+small <- bcg[1:6, ]
+ms <- rma(yi, vi, mods = ~ ablat, data = small, method = "REML", control = tight)
+pt <- suppressMessages(permutest(ms, exact = TRUE, control = tight))
+permutation <- list(yi = num(small$yi), vi = num(small$vi), x = num(small$ablat), p = num(pt$pval), qm_p = num(pt$QMp))
+
 out <- list(metafor_version = as.character(packageVersion("metafor")), prepost = as.list(pp), measures = measures,
-            fits = fits, regressions = regs, lrt = lrt_out, categorical = categorical)
+            fits = fits, regressions = regs, lrt = lrt_out, categorical = categorical, weighted = weighted,
+            dfbetas = dfbetas, permutation = permutation)
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE), "tests/fixtures/metafor_parity.json")
 cat("wrote tests/fixtures/metafor_parity.json\n")
