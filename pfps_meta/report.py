@@ -147,7 +147,8 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
     parent = out_dir.resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build-", dir=parent))
+        _remove_abandoned_builds(parent, out_dir.name)
+        build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build-{os.getpid()}-", dir=parent))
     except OSError as exc:
         from .errors import InputError
 
@@ -490,6 +491,18 @@ def _swap_in(build: Path, out_dir: Path):
         os.replace(build, out_dir)
         build = old
     shutil.rmtree(build, ignore_errors=True)       # now the old report
+
+
+def _remove_abandoned_builds(parent: Path, name: str):
+    """Build folders left by a run that was killed (its process no longer exists) are removed."""
+    for folder in parent.glob(f".{name}.build-*"):
+        try:
+            pid = int(folder.name[len(f".{name}.build-"):].split("-")[0])
+            os.kill(pid, 0)             # raises when no such process
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            continue
 
 
 def _relative(path: Path, root: Path) -> str:

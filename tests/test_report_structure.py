@@ -129,3 +129,31 @@ def test_warnings_print_once_per_run(tmp_path, capsys):
     err = capsys.readouterr().err.splitlines()
     cardenas = [line for line in err if "Cardenas 1997" in line]
     assert len(cardenas) == 1
+
+
+def test_a_killed_report_leaves_one_whole_report(tmp_path):
+    """SIGKILL mid-run: --out holds the whole old report or the whole new one, never a mix."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = _spec(tmp_path, "old label", "A")
+    out = tmp_path / "out"
+    assert main(["report", "--out", str(out), str(spec)]) == 0
+    old = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    spec.write_text(spec.read_text().replace("old label", "new label"))
+    for delay in (0.3, 0.9, 1.6):
+        proc = subprocess.Popen([sys.executable, "-m", "pfps_meta.cli", "report", "--out", str(out), str(spec)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        now = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        md = now[Path("report.md")].decode()
+        if "new label" in md:
+            assert all(b"old label" not in content for content in now.values())
+        else:
+            assert now == old
+    assert main(["report", "--out", str(out), str(spec)]) == 0
+    assert not list(tmp_path.glob(".out.build-*"))          # what the killed runs left is cleaned up
