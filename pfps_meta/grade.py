@@ -24,7 +24,6 @@ Rules (each suggestion is labelled "suggested" in the table):
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np

@@ -214,8 +214,7 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
     """
     if options or settings is None:
         settings = Settings.from_mapping(options, base=settings)
-    method, ci, pi, i2, level = (settings.method, settings.ci_method, settings.pi_method, settings.i2_method,
-                                 settings.level)
+    method, ci, i2, level = settings.method, settings.ci_method, settings.i2_method, settings.level
     tau2_ci, maxiter = settings.tau2_ci, settings.maxiter
     y, v, present = _prepare(yi, vi)
     k = present.sum(axis=1)

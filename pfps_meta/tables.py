@@ -35,8 +35,6 @@ def _num(value, places=2):
 
 def summary_table(analysis_results) -> "pandas.DataFrame":
     """Per analysis: k, participants, estimate with CI, prediction interval, tau2, I2, p (reporting scale)."""
-    import math
-
     import pandas as pd
 
     rows = []

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import pfps_meta as pm
 from pfps_meta import report as report_module
 from pfps_meta.cli import main
 from tests.conftest import ROOT
