@@ -113,6 +113,9 @@ def test_meta_regression_predict_anova_fitstats(case):
     assert combos["qm"] == pytest.approx(case["x_qm"], rel=RTOL) and combos["p"] == pytest.approx(case["x_qm_p"], rel=RTOL)
     for name in ("loglik", "deviance", "aic", "bic", "aicc"):
         assert fit.fitstats()[name] == pytest.approx(case[name], rel=RTOL), name
+    rs = fit.rstandard()
+    for column in ("resid", "se", "z"):
+        np.testing.assert_allclose(rs[column], case["rstandard"][column], rtol=RTOL)
 
 
 def test_likelihood_ratio_test_and_its_refusals():
@@ -200,11 +203,13 @@ def test_user_weights_refusals_and_cli(tmp_path, capsys):
     assert "weights: no column 'nope'" in capsys.readouterr().err
 
 
-def test_dfbetas_match_influence():
-    fit = meta_regression(BCG["yi"], BCG["vi"], BCG["ablat"].to_numpy(float), names=["ablat"], method="REML")
+@pytest.mark.parametrize("ci_method, key", [("wald", "dfbetas"), ("hksj", "dfbetas_knha")])
+def test_dfbetas_match_influence(ci_method, key):
+    fit = meta_regression(BCG["yi"], BCG["vi"], BCG["ablat"].to_numpy(float), names=["ablat"], method="REML",
+                          ci_method=ci_method)
     dfb = fit.dfbetas()
-    np.testing.assert_allclose(dfb["intercept"], REF["dfbetas"]["intercept"], rtol=RTOL)
-    np.testing.assert_allclose(dfb["ablat"], REF["dfbetas"]["ablat"], rtol=RTOL)
+    np.testing.assert_allclose(dfb["intercept"], REF[key]["intercept"], rtol=RTOL)
+    np.testing.assert_allclose(dfb["ablat"], REF[key]["ablat"], rtol=RTOL)
 
 
 def test_exact_moderator_permutation_test_matches_permutest():

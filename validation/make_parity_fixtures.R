@@ -55,7 +55,9 @@ for (method in c("REML", "ML", "DL")) for (test in c("z", "knha")) {
   L <- rbind(c(0, 1, 0), c(0, 1, -1), c(1, 30, 1960))
   a2 <- anova(res, X = L)
   fs <- fitstats(res)
+  rs <- rstandard(res)
   regs[[length(regs) + 1]] <- list(method = method, test = test,
+    rstandard = list(resid = num(rs$resid), se = num(rs$se), z = num(rs$z)),
     beta = num(res$beta), pred = num(pr$pred), pred_se = num(pr$se), ci_low = num(pr$ci.lb), ci_high = num(pr$ci.ub),
     pi_low = num(pr$pi.lb), pi_high = num(pr$pi.ub),
     btt_stat = num(a1$QM), btt_p = num(a1$QMp), btt_df = num(c(a1$QMdf)),
@@ -85,6 +87,9 @@ for (method in c("REML", "DL", "FE")) {
 mreg <- rma(yi, vi, mods = ~ ablat, data = bcg, method = "REML", control = tight)
 dfb <- influence(mreg)$dfbs
 dfbetas <- list(intercept = num(dfb[[1]]), ablat = num(dfb[[2]]))
+mreg_k <- rma(yi, vi, mods = ~ ablat, data = bcg, method = "REML", test = "knha", control = tight)
+dfb_k <- influence(mreg_k)$dfbs
+dfbetas_knha <- list(intercept = num(dfb_k[[1]]), ablat = num(dfb_k[[2]]))
 # exact permutation test of a moderator (6 studies: all permutations)
 small <- bcg[1:6, ]
 ms <- rma(yi, vi, mods = ~ ablat, data = small, method = "REML", control = tight)
@@ -93,6 +98,6 @@ permutation <- list(yi = num(small$yi), vi = num(small$vi), x = num(small$ablat)
 
 out <- list(metafor_version = as.character(packageVersion("metafor")), prepost = as.list(pp), measures = measures,
             fits = fits, regressions = regs, lrt = lrt_out, categorical = categorical, weighted = weighted,
-            dfbetas = dfbetas, permutation = permutation)
+            dfbetas = dfbetas, dfbetas_knha = dfbetas_knha, permutation = permutation)
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, pretty = TRUE), "tests/fixtures/metafor_parity.json")
 cat("wrote tests/fixtures/metafor_parity.json\n")
