@@ -96,7 +96,7 @@ class MetaResult:
         arm = [c for c in ARM_JSON_FIELDS if c in self.studies.columns]
         out["studies"] = [
             {"study": row["study"], **{name: _clean(row[name]) for name in STUDY_JSON_FIELDS},
-             **{name: _clean(row[name]) if name != "conversion" else (row[name] or None) for name in arm}}
+             **{name: _clean(row[name]) if name != "conversion" else (_clean(row[name]) or None) for name in arm}}
             for row in self.studies.to_dict("records")
         ]
         return out

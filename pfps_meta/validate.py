@@ -187,14 +187,28 @@ def require_arm_columns(df, layout, purpose):
     missing += [c for c in ("n_ctrl",) if c not in df.columns]
     if "mean_ctrl" not in df.columns and "median_ctrl" not in df.columns:
         missing.append("mean_ctrl (or median_ctrl)")
-    if "mean_exp" in df.columns and not {"sd_exp", "se_exp", "ci_low_exp", "median_exp"} & set(df.columns):
-        missing.append("sd_exp")
-    if "mean_ctrl" in df.columns and not {"sd_ctrl", "se_ctrl", "ci_low_ctrl", "median_ctrl"} & set(df.columns):
-        missing.append("sd_ctrl")
+    for side in ("exp", "ctrl"):      # a mean needs something an SD can come from
+        sources = {f"{f}_{side}" for f in ("sd", "se", "ci_low", "median", "q1", "min")}
+        if f"mean_{side}" in df.columns and not sources & set(df.columns):
+            missing.append(f"sd_{side}")
     if missing:
         names = ", ".join(f"'{c}'" for c in missing)
         raise InputError(f"missing column{'s' if len(missing) > 1 else ''} {names} needed for {purpose}",
                          file=df.attrs.get("source"))
+
+
+def _from_quantiles(conversions, values, has, n, i, settings):
+    """Mean and SD of row i from its median with quartiles and/or range (scenario S1, S2 or S3)."""
+    median = values["median"][i]
+    if has["q1"] and has["min"]:
+        return conversions.mean_sd_from_five_numbers(n, median, values["q1"][i], values["q3"][i], values["min"][i],
+                                                     values["max"][i], mean_method=settings.mean_method,
+                                                     sd_method=settings.sd_method)
+    if has["q1"]:
+        return conversions.mean_sd_from_quartiles(n, median, values["q1"][i], values["q3"][i],
+                                                  mean_method=settings.mean_method)
+    return conversions.mean_sd_from_range(n, median, values["min"][i], values["max"][i],
+                                          mean_method=settings.mean_method)
 
 
 def _optional(df, column, **checks):
@@ -249,6 +263,9 @@ def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
             elif has["ci_low"]:
                 converted = conversions.sd_from_ci(values["ci_low"][i], values["ci_high"][i], n[i],
                                                    level=settings.input_level)
+            elif has["q1"] or has["min"]:       # a mean printed with its IQR and/or range: the SD rules
+                got = _from_quantiles(conversions, values, has, n[i], i, settings)      # need no median
+                converted = conversions.Converted(got.sd, f"mean: as printed; sd: {got.sd_rule}")
             else:
                 raise InputError(f"no SD for this arm: give {col['sd']}, {col['se']}, or {col['ci_low']} and "
                                  f"{col['ci_high']}", column=col["sd"], **where)
@@ -266,17 +283,7 @@ def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
             if a > b:
                 raise InputError(f"{col[name_a]} ({_fmt(a)}) is above {col[name_b]} ({_fmt(b)}): expected "
                                  "min <= q1 <= median <= q3 <= max", column=col[name_b], **where)
-        args = dict(mean_method=settings.mean_method)
-        if has["q1"] and has["min"]:
-            got = conversions.mean_sd_from_five_numbers(n[i], values["median"][i], values["q1"][i], values["q3"][i],
-                                                        values["min"][i], values["max"][i],
-                                                        sd_method=settings.sd_method, **args)
-        elif has["q1"]:
-            got = conversions.mean_sd_from_quartiles(n[i], values["median"][i], values["q1"][i], values["q3"][i],
-                                                     **args)
-        else:
-            got = conversions.mean_sd_from_range(n[i], values["median"][i], values["min"][i], values["max"][i],
-                                                 **args)
+        got = _from_quantiles(conversions, values, has, n[i], i, settings)
         mean[i] = float(got.mean)
         if has["sd"]:
             rules[i] = f"mean: {got.mean_rule}; sd: as printed"

@@ -150,6 +150,15 @@ def test_bad_conversion_input_is_one_line_and_exit_2(tmp_path, capsys, row, colu
     assert len(err) == 1 and "line 3 (row 2)" in err[0] and f"column '{column}'" in err[0] and message in err[0]
 
 
+def test_a_mean_printed_with_its_iqr_keeps_the_mean_and_takes_the_sd_from_the_iqr():
+    table = pd.DataFrame({"study": ["A", "B"], "n_exp": [20, 30], "mean_exp": [3.1, 2.9], "q1_exp": [2.0, 1.9],
+                          "q3_exp": [4.2, 4.0], "n_ctrl": [20, 30], "mean_ctrl": [4.0, 4.2], "sd_ctrl": [1.0, 1.2]})
+    res = pm.pool(table, measure="MD")
+    assert list(res.studies["mean_exp"]) == [3.1, 2.9]
+    assert res.studies["sd_exp"].iloc[0] == pytest.approx(float(cv.mean_sd_from_quartiles(20, 3.0, 2.0, 4.2).sd))
+    assert res.studies["conversion"].iloc[0] == "exp: mean: as printed; sd: wan2014_s2 (iqr/eta(n))"
+
+
 def test_mean_outside_its_ci_is_refused(tmp_path, capsys):
     path = tmp_path / "ci.csv"
     path.write_text("study,n_exp,mean_exp,ci_low_exp,ci_high_exp,n_ctrl,mean_ctrl,sd_ctrl\nA,20,5,1,4,20,3,1\n")
