@@ -114,15 +114,20 @@ def _likelihood_root(y, v, present, k, init, reml, tol=1e-12, maxiter=1000):
     For the intercept-only model ``Py = w (y - mu_w)``, ``tr P = sum w - sum w^2 / sum w`` and
     ``tr PP = sum w^2 - 2 sum w^3 / sum w + (sum w^2 / sum w)^2``.
     """
+    rows = y.shape[0]
+
     def score_at(idx, ti):
-        w, sum_w, _, resid = _fit_at(y[idx], v[idx], ti)
+        every = idx.size == rows                        # no copy while every row is still iterating
+        w, sum_w, _, resid = _fit_at(y if every else y[idx], v if every else v[idx], ti)
         a = w * resid                                   # P y
-        ypppy = (a ** 2).sum(axis=1)
+        a2 = a * a
+        ypppy = a2.sum(axis=1)
         wa = (w * a).sum(axis=1)
-        yp3y = (w * a ** 2).sum(axis=1) - wa ** 2 / sum_w   # (Py)' P (Py)
-        sum_w2 = (w ** 2).sum(axis=1)
+        yp3y = (w * a2).sum(axis=1) - wa ** 2 / sum_w   # (Py)' P (Py)
+        w2 = w * w
+        sum_w2 = w2.sum(axis=1)
         if reml:
-            sum_w3 = (w ** 3).sum(axis=1)
+            sum_w3 = (w2 * w).sum(axis=1)
             a_term = sum_w - sum_w2 / sum_w
             b_term = sum_w2 - 2.0 * sum_w3 / sum_w + (sum_w2 / sum_w) ** 2
         else:
@@ -191,8 +196,11 @@ def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000):
 def _loglik(y, v, present, k, tau2, reml):
     """Log-likelihood of the intercept-only model (ML, or REML when ``reml``), as metafor's ``logLik``."""
     w, sum_w, _, resid = _fit_at(y, v, tau2)
-    rss = (w * resid ** 2).sum(axis=1)
-    logdet = np.where(present, np.log(np.where(present, v, 1.0) + tau2[:, None]), 0.0).sum(axis=1)
+    rss = (w * resid * resid).sum(axis=1)
+    if present.all():
+        logdet = np.log(v + tau2[:, None]).sum(axis=1)
+    else:
+        logdet = np.where(present, np.log(np.where(present, v, 1.0) + tau2[:, None]), 0.0).sum(axis=1)
     if reml:
         return -0.5 * (k - 1) * np.log(2 * np.pi) - 0.5 * logdet - 0.5 * np.log(sum_w) - 0.5 * rss
     return -0.5 * k * np.log(2 * np.pi) - 0.5 * logdet - 0.5 * rss
