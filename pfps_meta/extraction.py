@@ -128,13 +128,15 @@ def load_extraction(path) -> pd.DataFrame:
 
 def with_extraction(evidence: Evidence, sheet: pd.DataFrame) -> Evidence:
     """The evidence base with the filled sheet's rows in place of the curated rows they describe."""
-    filled = sheet[sheet["status"] != "not_recovered"]
-    keys = set(filled[list(KEY)].astype(str).agg("|".join, axis=1))
+    def key(frame):
+        return frame[list(KEY)].astype(str).agg("|".join, axis=1)
+
+    filled = sheet["status"] != "not_recovered"
     curated = evidence.outcomes
-    keep = ~curated[list(KEY)].astype(str).agg("|".join, axis=1).isin(keys)
-    columns = [c for c in curated.columns if c in filled.columns]
+    keep = ~key(curated).isin(set(key(sheet[filled])))
+    columns = [c for c in curated.columns if c in sheet.columns]
     parts = []
-    for frame, rows in ((curated, keep), (sheet, sheet["status"] != "not_recovered")):
+    for frame, rows in ((curated, keep), (sheet, filled)):
         part = frame.loc[rows, columns if frame is sheet else list(curated.columns)].copy()
         part[FILE_COLUMN] = frame.attrs.get("source")
         part[ROW_COLUMN] = np.flatnonzero(rows.to_numpy()) + 1
