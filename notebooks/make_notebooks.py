@@ -78,6 +78,21 @@ pool_own = notebook([
     ("code", "bcg = pm.pool('data/examples/bcg.csv', measure='RR')\n"
              "fig = plots.forest(bcg, subgroups='alloc', title='BCG vaccine by allocation', "
              "favours=('Favours vaccine', 'Favours control'))"),
+    ("md", "What a metafor user reaches for next: BLUPs of each study's true effect, fit statistics, and a "
+           "meta-regression with predictions and a Wald test (metafor's blup, fitstats, predict, anova)."),
+    ("code", "from pfps_meta import diagnostics\nfrom pfps_meta.metareg import meta_regression\n"
+             "print(diagnostics.blup(res).round(2).head())\n"
+             "print({name: round(res.stats[name], 3) for name in ('loglik', 'aic', 'bic', 'tau2_se')})\n"
+             "bcg_table = pm.escalc(pd.read_csv('data/examples/bcg.csv'), 'RR')\n"
+             "fit = meta_regression(bcg_table['yi'], bcg_table['vi'], bcg_table['ablat'], names=['ablat'])\n"
+             "print(fit.predict([[20], [40], [60]]).round(3))\nprint(fit.anova(btt=[1]))"),
+    ("md", "Can I trust this method for a meta-analysis like mine? Simulate meta-analyses of the same shape "
+           "(here the normand1999 arm sizes, on the SMD scale) and see how often each method's 95% CI covers the "
+           "truth as heterogeneity grows."),
+    ("code", "from pfps_meta.simulate import Design, simulate\n"
+             "design = Design.from_arm_sizes(trials['n_exp'], trials['n_ctrl'], label='normand1999 arm sizes')\n"
+             "sim = simulate(design, mu=0.5, tau2=(0, 0.1, 0.3), replicates=500)\n"
+             "sim.coverage_table()"),
     ("md", "Bad input is refused with its location, never silently dropped:"),
     ("code", "bad = trials.copy()\nbad.loc[2, 'sd_exp'] = -1\ntry:\n    pm.pool(bad, measure='MD')\n"
              "except pm.InputError as err:\n    print(err)"),
