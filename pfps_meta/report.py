@@ -99,9 +99,9 @@ class _Document:
             self.body.append(f"<p class='{css}'>{html_text(line)}</p>")
         self.md.append("")
 
-    def table(self, frame, css="table"):
+    def table(self, frame, css="table", link_columns=()):
         self.md.append(to_markdown(frame) + "\n")
-        self.body.append(to_html(frame, css))
+        self.body.append(to_html(frame, css, link_columns))
 
     def figure(self, fig, stem: str, alt: str):
         """Save a figure (PNG + SVG), link it from the Markdown and inline it in the HTML."""
@@ -222,7 +222,7 @@ def _review_section(doc, spec, evidence, spec_results):
                  "Estimates are as printed: a review may orient its difference the other way (check the Note "
                  "column), and a row whose measure the source does not name is listed but not plotted.")
         table, plot_frame = _published_table(evidence.published, known)
-        doc.table(table, "table published")
+        doc.table(table, "table published", link_columns=("Source",))
         if len(plot_frame):
             fig = plots.published_estimates(plot_frame, title="Published pooled estimates (as printed)")
             doc.figure(fig, f"published_{spec.review['id']}", f"Published pooled estimates: {title}")

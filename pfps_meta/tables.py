@@ -103,10 +103,25 @@ def to_markdown(frame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def to_html(frame, css_class="table") -> str:
-    """An HTML table with every cell escaped."""
+def html_links(value) -> str:
+    """Cell text of web addresses (several separated by ' ; ') as links; anything that is not an http(s)
+    address stays escaped text, so a ``javascript:`` address from data can never become a link."""
+    parts = []
+    for part in plain_text(value).split(" ; "):
+        address = part.strip()
+        if address.startswith(("http://", "https://")) and not any(c in address for c in "\"'<> "):
+            label = address.split("://", 1)[1].split("/", 1)[0]
+            parts.append(f'<a href="{html.escape(address)}">{html.escape(label)}</a>')
+        else:
+            parts.append(html.escape(part))
+    return " ; ".join(parts)
+
+
+def to_html(frame, css_class="table", link_columns=()) -> str:
+    """An HTML table with every cell escaped; cells of ``link_columns`` become links (see html_links)."""
     head = "".join(f"<th>{html_text(c)}</th>" for c in frame.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html_text(v)}</td>" for v in row) + "</tr>"
+    cell = [html_links if column in link_columns else html_text for column in frame.columns]
+    rows = "".join("<tr>" + "".join(f"<td>{show(v)}</td>" for show, v in zip(cell, row)) + "</tr>"
                    for row in frame.itertuples(index=False))
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 

@@ -156,3 +156,11 @@ def test_a_killed_report_leaves_one_whole_report(tmp_path):
             assert now == old
     assert main(["report", "--out", str(out), str(spec)]) == 0
     assert not list(tmp_path.glob(".out.build-*"))          # what the killed runs left is cleaned up
+
+
+def test_published_sources_are_links_and_nothing_else_is(full_report):
+    html = (full_report / "index.html").read_text()
+    assert '<a href="http://search.pedro.org.au/search-results/record-detail/58898">search.pedro.org.au</a>' in html
+    from pfps_meta.tables import html_links
+
+    assert "<a" not in html_links("javascript:alert(1)") and "<a" not in html_links('https://x.org/"onmouseover=1')
