@@ -274,15 +274,22 @@ class StudyTable:
     notes: list
 
 
-def _arm_row(outcomes, trial, arm, outcome, timepoint, scale):
-    rows = outcomes[(outcomes["trial_id"] == trial) & (outcomes["arm"] == arm)
-                    & (outcomes["outcome"] == outcome) & (outcomes["timepoint"] == timepoint)]
-    if scale is not None:
-        rows = rows[rows["scale"] == scale]
+def entry_rows(outcomes: pd.DataFrame, analysis: Analysis, entry: TrialEntry, arm: str) -> pd.DataFrame:
+    """The rows of ``outcomes`` for one arm of one trial of an analysis: the analysis's outcome, the
+    entry's timepoint (else the analysis's) and, when the entry names one, its scale."""
+    timepoint = entry.timepoint or analysis.timepoint
+    rows = outcomes[(outcomes["trial_id"] == entry.trial) & (outcomes["arm"] == arm)
+                    & (outcomes["outcome"] == analysis.outcome) & (outcomes["timepoint"] == timepoint)]
+    return rows if entry.scale is None else rows[rows["scale"] == entry.scale]
+
+
+def _arm_row(outcomes, analysis, entry, arm):
+    rows = entry_rows(outcomes, analysis, entry, arm)
     complete = rows[rows["n"].notna() & rows["mean"].notna() & rows["sd"].notna()]
     if len(complete) > 1:
-        raise InputError(f"{trial} arm {arm}: several complete {outcome} rows at {timepoint}; "
-                         "name the scale in the analysis", file=outcomes.attrs.get("source"))
+        raise InputError(f"{entry.trial} arm {arm}: several complete {analysis.outcome} rows at "
+                         f"{entry.timepoint or analysis.timepoint}; name the scale in the analysis",
+                         file=outcomes.attrs.get("source"))
     return (complete.iloc[0] if len(complete) else None), rows
 
 
@@ -291,13 +298,8 @@ def _impute_missing_sds(analysis: Analysis, outcomes: pd.DataFrame) -> pd.DataFr
     ``imputed``), by the rule the analysis names (``impute_sd``; Cochrane Handbook 6.5.2.7)."""
     donors, takers = [], []
     for entry in analysis.trials:
-        timepoint = entry.timepoint or analysis.timepoint
         for arm in (entry.exp, entry.ctrl):
-            rows = outcomes[(outcomes["trial_id"] == entry.trial) & (outcomes["arm"] == arm)
-                            & (outcomes["outcome"] == analysis.outcome) & (outcomes["timepoint"] == timepoint)]
-            if entry.scale is not None:
-                rows = rows[rows["scale"] == entry.scale]
-            for index, row in rows.iterrows():
+            for index, row in entry_rows(outcomes, analysis, entry, arm).iterrows():
                 if np.isnan(row["n"]) or np.isnan(row["mean"]):
                     continue
                 width = row["scale_max"] - row["scale_min"]
@@ -340,8 +342,8 @@ def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
     lower_is_favourable = analysis.favourable == "lower"
     for entry in analysis.trials:
         timepoint = entry.timepoint or analysis.timepoint
-        exp, exp_rows = _arm_row(outcomes, entry.trial, entry.exp, analysis.outcome, timepoint, entry.scale)
-        ctrl, ctrl_rows = _arm_row(outcomes, entry.trial, entry.ctrl, analysis.outcome, timepoint, entry.scale)
+        exp, exp_rows = _arm_row(outcomes, analysis, entry, entry.exp)
+        ctrl, ctrl_rows = _arm_row(outcomes, analysis, entry, entry.ctrl)
         record = None
         if exp is not None and ctrl is not None:
             record = _arm_level_record(analysis, entry, exp, ctrl, usage, lower_is_favourable, missing)
@@ -498,15 +500,11 @@ def arm_size_scenarios(analysis: Analysis, evidence: Evidence) -> list[dict]:
     scenarios = []
     for trial in inferred:
         entry = next(t for t in analysis.trials if t.trial == trial)
-        timepoint = entry.timepoint or analysis.timepoint
         o = evidence.outcomes
         arms = {}
         for arm in (entry.exp, entry.ctrl):
-            rows = o[(o["trial_id"] == trial) & (o["arm"] == arm) & (o["outcome"] == analysis.outcome)
-                     & (o["timepoint"] == timepoint) & (o["status"] == "inferred")]
-            if entry.scale is not None:
-                rows = rows[rows["scale"] == entry.scale]
-            arms[arm] = rows
+            rows = entry_rows(o, analysis, entry, arm)
+            arms[arm] = rows[rows["status"] == "inferred"]
         first = base.result.studies.set_index("study").loc[trial]
         scenarios.append({"scenario": "as used", "trial": trial, "n_exp": first["n_exp"], "n_ctrl": first["n_ctrl"],
                           "result": base.result})

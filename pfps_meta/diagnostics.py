@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import chdtri, ndtri, stdtrit
 
-from .tau2 import tau2_standard_error
+from .tau2 import _loglik, tau2_standard_error
 
 
 def _arrays(result):
@@ -72,15 +72,6 @@ def rstandard(result) -> pd.DataFrame:
     return pd.DataFrame({"study": result.studies["study"].to_numpy(), "resid": resid, "se": se, "z": resid / se})
 
 
-def _loglik(yi, vi, tau2, reml):
-    w = 1.0 / (vi + tau2)
-    mu = np.sum(w * yi) / np.sum(w)
-    ll = -0.5 * (len(yi) * math.log(2 * math.pi) + np.sum(np.log(vi + tau2)) + np.sum(w * (yi - mu) ** 2))
-    if reml:
-        ll += 0.5 * math.log(2 * math.pi) - 0.5 * math.log(np.sum(w))
-    return ll
-
-
 def tau2_uncertainty(result) -> dict:
     """SE of tau2 and its profile-likelihood CI (ML and REML fits; None for other estimators)."""
     method = result.method
@@ -92,10 +83,16 @@ def tau2_uncertainty(result) -> dict:
     reml = method == "REML"
     se = tau2_standard_error(vi, tau2, method)
     drop = chdtri(1, 1 - result.level) / 2.0
-    top = _loglik(yi, vi, tau2, reml)
+    y, v = yi[None, :], vi[None, :]
+    present, k = np.ones_like(y, dtype=bool), np.array([len(yi)])
+
+    def loglik(t):          # the pooling core's (restricted) log-likelihood, mu profiled out
+        return float(_loglik(y, v, present, k, np.array([t]), reml)[0])
+
+    top = loglik(tau2)
 
     def gap(t):
-        return _loglik(yi, vi, t, reml) - (top - drop)
+        return loglik(t) - (top - drop)
 
     low = 0.0 if gap(0.0) >= 0 else brentq(gap, 0.0, tau2, xtol=1e-14, rtol=1e-13, maxiter=500)
     upper = max(tau2, np.var(yi), 1e-8) * 2

@@ -25,6 +25,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from .analyses import entry_rows
 from .errors import InputError
 from .evidence import PRINTED_FIELDS, Evidence, check_outcomes, check_arm_sizes
 from .load import read_csv
@@ -60,10 +61,7 @@ def template(spec, evidence: Evidence) -> pd.DataFrame:
         for entry in analysis.trials:
             timepoint = entry.timepoint or analysis.timepoint
             for arm in (entry.exp, entry.ctrl):
-                known = o[(o["trial_id"] == entry.trial) & (o["arm"] == arm) & (o["outcome"] == analysis.outcome)
-                          & (o["timepoint"] == timepoint)]
-                if entry.scale is not None:
-                    known = known[known["scale"] == entry.scale]
+                known = entry_rows(o, analysis, entry, arm)
                 if known.empty:        # nothing curated yet: one row with the facts the spec gives
                     known = pd.DataFrame([{"trial_id": entry.trial, "arm": arm, "outcome": analysis.outcome,
                                            "scale": entry.scale or "", "timepoint": timepoint,
@@ -162,10 +160,7 @@ def todo(analysis_result, evidence: Evidence) -> pd.DataFrame:
         timepoint = entry.timepoint or a.timepoint
         gaps, notes = [], set()
         for arm in (entry.exp, entry.ctrl):
-            rows = o[(o["trial_id"] == trial) & (o["arm"] == arm) & (o["outcome"] == a.outcome)
-                     & (o["timepoint"] == timepoint)]
-            if entry.scale is not None:
-                rows = rows[rows["scale"] == entry.scale]
+            rows = entry_rows(o, a, entry, arm)
             if rows.empty:
                 gaps.append(f"{arm}: n, mean, SD (no row yet)")
                 continue

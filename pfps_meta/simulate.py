@@ -108,12 +108,13 @@ class Design:
                                       notes=("the studies' own sampling variances (no arm sizes in the data)",))
         o, trials = evidence.outcomes, evidence.trials.set_index("trial_id")
         n_exp, n_ctrl, notes = [], [], []
+        from .analyses import entry_rows
+
         for entry in analysis.trials:
-            timepoint = entry.timepoint or analysis.timepoint
             sizes = []
             for arm in (entry.exp, entry.ctrl):
-                rows = o[(o["trial_id"] == entry.trial) & (o["arm"] == arm) & (o["outcome"] == analysis.outcome)
-                         & (o["timepoint"] == timepoint) & o["n"].notna()]
+                rows = entry_rows(o, analysis, entry, arm)
+                rows = rows[rows["n"].notna()]
                 sizes.append(float(rows["n"].iloc[0]) if len(rows) else np.nan)
             if np.isnan(sizes).any():
                 total = trials["n_randomised"].get(entry.trial, np.nan)
