@@ -205,7 +205,6 @@ def cmd_simulate(args) -> int:
     names = {flag: [p.strip() for p in text.split(",") if p.strip()]
              for flag, text in (("methods", args.methods), ("ci_methods", args.ci_methods),
                                 ("pi_methods", args.pi_methods))}
-    Settings(level=args.level)      # validates the level
     result = simulate(design, mu=_numbers("--mu", args.mu), tau2=_numbers("--tau2", args.tau2),
                       measure=args.measure, sd=args.sd, methods=names["methods"], ci_methods=names["ci_methods"],
                       pi_methods=names["pi_methods"], replicates=args.replicates, seed=args.seed, level=args.level,

@@ -31,6 +31,7 @@ from . import __version__, measures
 from .analyses import arm_size_scenarios, load_all, run_analysis
 from .conventions import CI_METHODS, I2_METHODS, PI_METHODS, SMD_CONVENTIONS, SMD_VTYPES, TAU2_ESTIMATORS
 from .evidence import completeness
+from .errors import InputError
 from .extraction import todo
 from .grade import summary_of_findings
 from .outputs import atomic_write_text, umask_mode
@@ -131,8 +132,6 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        from .errors import InputError
-
         raise InputError("--out names a file, not a folder", file=str(out_dir))
     loaded = load_all(spec_paths, extraction=extraction)
     total = sum(len(spec.analyses) for spec, _ in loaded)
@@ -150,8 +149,6 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
         _remove_abandoned_builds(parent, out_dir.name)
         build = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.build-{os.getpid()}-", dir=parent))
     except OSError as exc:
-        from .errors import InputError
-
         raise InputError(f"cannot create the output folder ({exc.strerror})", file=str(out_dir)) from None
     try:
         os.chmod(build, umask_mode(0o777))
@@ -364,7 +361,7 @@ def _coverage_section(doc, ar, evidence):
     a, res = ar.analysis, ar.result
     try:
         design = Design.from_analysis(a, evidence, res)
-    except Exception:        # fewer than two trials with known sizes: no shape to simulate
+    except InputError:       # fewer than two trials with known sizes: no shape to simulate
         return
     if design.vi:
         tau2_hat = res.stats["tau2"] or 0.0
