@@ -293,8 +293,8 @@ def subgroups(result, groups, tau2="separate") -> dict:
             batch = _refit(result, ys, vs, tau2_ci=True)
         frame = batch.summary_frame()
         frame.insert(0, "group", levels)
-        between = pool_batch(frame["estimate"].to_numpy(), frame["se"].to_numpy() ** 2,
-                             result.settings.replace(method="FE", ci_method="wald", tau2_ci=False))
+        between = _refit(result, frame["estimate"].to_numpy(), frame["se"].to_numpy() ** 2, method="FE",
+                         ci_method="wald")
         test = {"q": float(between.q[0]), "df": len(levels) - 1, "p": float(between.q_p[0]),
                 "distribution": "chi2"}
         rows = frame
