@@ -1,0 +1,1 @@
+"""Models: from effect sizes (yi, vi, and V for dependent effects) to a fitted result object."""
