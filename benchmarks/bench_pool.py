@@ -72,7 +72,7 @@ def sensitivity_benchmarks():
     """Sensitivity analyses on the batch core at k = 14 (REML)."""
     import warnings
 
-    from pfps_meta import sensitivity
+    from pfps_meta.analysis import sensitivity
 
     yi, vi = simulate(1, 14, seed=7)
     res = pm.pool(pd.DataFrame({"study": [f"s{i}" for i in range(14)], "yi": yi[0], "vi": vi[0]}), method="REML")

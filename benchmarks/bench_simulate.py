@@ -3,7 +3,7 @@
 Run:  python benchmarks/bench_simulate.py          (one thread; add --no-r to skip the metafor comparison)
 
 1. 100,000 meta-analyses of k = 14, REML + HKSJ, no tau2 CI: the numpy core (pool_batch) and the compiled
-   kernel (pfps_meta.fast); target 0.25 s on one core.
+   kernel (pfps_meta.models.fast); target 0.25 s on one core.
 2. One REML fit from yi/vi at k = 14: pool_batch and the kernel; target 50 us.
 3. Leave-one-out and influence at k = 5,000: time and peak memory of a fresh process; target < 300 MB.
 4. The simulation engine: meta-analyses pooled per second (4 method x CI combinations each).
@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 import pfps_meta as pm  # noqa: E402
 from bench_pool import best_of  # noqa: E402  (same folder)
-from pfps_meta import fast  # noqa: E402
+from pfps_meta.models import fast
 
 
 def data(rows, k, seed=2018):
@@ -43,7 +43,7 @@ def best(func, repeat=5, number=1):
 
 MEMORY_CHILD = """
 import resource, sys, time, numpy as np, pandas as pd, pfps_meta as pm
-from pfps_meta import sensitivity
+from pfps_meta.analysis import sensitivity
 rng = np.random.default_rng(1); k = 5000
 vi = rng.uniform(0.05, 0.6, k); yi = rng.normal(-1, np.sqrt(vi + 0.2))
 res = pm.pool(pd.DataFrame({"study": [f"s{i}" for i in range(k)], "yi": yi, "vi": vi}), method="REML", tau2_ci=False)
@@ -94,11 +94,11 @@ def main():
     out = subprocess.run([sys.executable, "-c", MEMORY_CHILD], capture_output=True, text=True, check=True).stdout
     loo, inf, before, peak = out.split()
     print(f"k = 5,000: leave-one-out {loo} s, influence {inf} s; process peak {peak} MB (after setup {before} MB)")
-    small = best(lambda: __import__("pfps_meta.sensitivity").sensitivity.leave_one_out(
+    small = best(lambda: __import__("pfps_meta.analysis.sensitivity").sensitivity.leave_one_out(
         pm.pool(ROOT / "data" / "examples" / "normand1999.csv", measure="MD")), 5)
     print(f"leave-one-out at k = 9 (normand1999, incl. pool): {small[0] * 1e3:.1f} ms")
 
-    from pfps_meta.simulate import Design, simulate
+    from pfps_meta.analysis.simulate import Design, simulate
 
     design = Design.from_range(14, 15, 60)
     for engine in (["numpy", "numba"] if fast.available() else ["numpy"]):

@@ -21,8 +21,8 @@ reproduce = notebook([
            "`notebooks/`."),
     ("code", "import os\nfrom pathlib import Path\nif Path.cwd().name == 'notebooks':\n    os.chdir('..')\n"
              "import warnings\nimport pandas as pd\nimport pfps_meta as pm\n"
-             "from pfps_meta.analyses import load_all, run_analysis, default_spec_paths\n"
-             "from pfps_meta.reproduce import reproduce_table"),
+             "from pfps_meta.evidence.specs import load_all, run_analysis, default_spec_paths\n"
+             "from pfps_meta.analysis.reproduce import reproduce_table"),
     ("md", "## Published vs reproduced\n\n`reproduced` means equal at the precision the paper printed; "
            "`incomplete` names the trials whose post-intervention numbers are not yet in `data/`."),
     ("code", "with warnings.catch_warnings():\n    warnings.simplefilter('ignore', pm.InputWarning)\n"
@@ -47,9 +47,9 @@ reproduce = notebook([
              "pd.DataFrame(rows).round(3)"),
     ("md", "## Which conventions reproduce the paper?\n\nThe same question, asked of four named presets "
            "(metafor, RevMan 5, RevMan Web 2025, R meta); `pfps-meta reproduce --presets` prints the same."),
-    ("code", "from pfps_meta.reproduce import preset_statuses\n"
+    ("code", "from pfps_meta.analysis.reproduce import preset_statuses\n"
              "pd.DataFrame({name: p['status'] for name, p in preset_statuses(hack.analysis, None).items()}, index=['status'])"),
-    ("code", "from pfps_meta.presets import preset_diff\n"
+    ("code", "from pfps_meta.analysis.presets import preset_diff\n"
              "preset_diff(hack.analysis, None, 'revman5', 'metafor').head(22)"),
 ])
 
@@ -80,7 +80,7 @@ pool_own = notebook([
              "favours=('Favours vaccine', 'Favours control'))"),
     ("md", "What a metafor user reaches for next: BLUPs of each study's true effect, fit statistics, and a "
            "meta-regression with predictions and a Wald test (metafor's blup, fitstats, predict, anova)."),
-    ("code", "from pfps_meta import diagnostics\nfrom pfps_meta.metareg import meta_regression\n"
+    ("code", "from pfps_meta import diagnostics\nfrom pfps_meta.models.metareg import meta_regression\n"
              "print(diagnostics.blup(res).round(2).head())\n"
              "print({name: round(res.stats[name], 3) for name in ('loglik', 'aic', 'bic', 'tau2_se')})\n"
              "bcg_table = pm.escalc(pd.read_csv('data/examples/bcg.csv'), 'RR')\n"
@@ -89,7 +89,7 @@ pool_own = notebook([
     ("md", "Can I trust this method for a meta-analysis like mine? Simulate meta-analyses of the same shape "
            "(here the normand1999 arm sizes, on the SMD scale) and see how often each method's 95% CI covers the "
            "truth as heterogeneity grows."),
-    ("code", "from pfps_meta.simulate import Design, simulate\n"
+    ("code", "from pfps_meta.analysis.simulate import Design, simulate\n"
              "design = Design.from_arm_sizes(trials['n_exp'], trials['n_ctrl'], label='normand1999 arm sizes')\n"
              "sim = simulate(design, mu=0.5, tau2=(0, 0.1, 0.3), replicates=500)\n"
              "sim.coverage_table()"),
@@ -109,9 +109,9 @@ from_paper = notebook([
     ("code", "import os, tempfile\nfrom pathlib import Path\nif Path.cwd().name == 'notebooks':\n    os.chdir('..')\n"
              "import warnings\nimport pandas as pd\nimport pfps_meta as pm\n"
              "from pfps_meta import conversions\n"
-             "from pfps_meta.analyses import load_all, run_analysis\n"
-             "from pfps_meta.extraction import template, to_csv_text\n"
-             "from pfps_meta.reproduce import reproduce_table\n"
+             "from pfps_meta.evidence.specs import load_all, run_analysis\n"
+             "from pfps_meta.evidence.extraction import template, to_csv_text\n"
+             "from pfps_meta.analysis.reproduce import reproduce_table\n"
              "SPEC = 'analyses/nascimento2018.toml'\n"
              "def reproduce_row(extraction=None):\n"
              "    with warnings.catch_warnings():\n"

@@ -1,9 +1,16 @@
 """pfps-meta: meta-analysis of trial data, built around the patellofemoral pain evidence.
 
-The pipeline, one module per stage::
+The pipeline, one folder per stage, each importing only from the folders above it in this list::
 
-    load.read_csv -> validate.effect_table -> effects (yi, vi) -> pooling.pool_batch -> model.MetaResult
-        -> sensitivity / plots / tables / report
+    conventions, errors, formatting      the leaves: settings, the error family, number formatting
+    effects/    measures (the registry), sizes (yi, vi)
+    inputs/     load (CSV) -> conversions -> validate.effect_table (the one entrance) ; checks
+    models/     tau2, pooling (the batch core), univariate (MetaResult, pool), metareg, fast,
+                blocks (block-diagonal V), multilevel, vcalc, robust
+    evidence/   curated (the PFP evidence base), specs (analyses/*.toml), extraction (sheets)
+    analysis/   sensitivity, diagnostics, simulate, presets, grade, reproduce
+    present/    tables, plots, report, outputs (atomic writes)
+    cli         the command line
 
 Quick start::
 
@@ -14,17 +21,41 @@ Quick start::
 
 __version__ = "0.1.0"
 
-from .conventions import DEFAULTS, OPTIONS, Settings  # noqa: E402
-from .errors import ConvergenceWarning, InputError, InputWarning, PfpsWarning, SmallStudyWarning  # noqa: E402
-from .pooling import BatchResult, estimate_tau2, pool_batch  # noqa: E402
-from .model import MetaResult, pool, pool_effects  # noqa: E402
-from .validate import effect_table  # noqa: E402
-from . import measures  # noqa: E402
-from .load import read_csv  # noqa: E402
+from pfps_meta.conventions import DEFAULTS, OPTIONS, Settings  # noqa: E402
+from pfps_meta.errors import ConvergenceWarning, InputError, InputWarning, PfpsWarning, SmallStudyWarning  # noqa: E402
+from pfps_meta.models.pooling import BatchResult, estimate_tau2, pool_batch  # noqa: E402
+from pfps_meta.models.univariate import MetaResult, pool, pool_effects  # noqa: E402
+from pfps_meta.inputs.validate import effect_table  # noqa: E402
+from pfps_meta.effects import measures  # noqa: E402
+from pfps_meta.inputs.load import read_csv  # noqa: E402
+from pfps_meta.present import tables as _renderers  # noqa: E402,F401  (registers how results print)
 
 # metafor's name for adding yi/vi columns to a table of studies.
 escalc = effect_table
 add_effect_sizes = effect_table
+
+# Modules users reach as ``pm.<name>`` or ``from pfps_meta import <name>``: loaded on first use, so
+# ``import pfps_meta`` stays light (no matplotlib, no report machinery).
+_LAZY_MODULES = {
+    "measures": "pfps_meta.effects.measures", "effects": "pfps_meta.effects.sizes",
+    "conversions": "pfps_meta.inputs.conversions", "validate": "pfps_meta.inputs.validate",
+    "metareg": "pfps_meta.models.metareg", "fast": "pfps_meta.models.fast",
+    "sensitivity": "pfps_meta.analysis.sensitivity", "diagnostics": "pfps_meta.analysis.diagnostics",
+    "simulate": "pfps_meta.analysis.simulate", "presets": "pfps_meta.analysis.presets",
+    "grade": "pfps_meta.analysis.grade", "plots": "pfps_meta.present.plots", "tables": "pfps_meta.present.tables",
+}
+
+
+def __getattr__(name):
+    target = _LAZY_MODULES.get(name)
+    if target is None:
+        raise AttributeError(f"module 'pfps_meta' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(target)
+    globals()[name] = module
+    return module
+
 
 __all__ = ["pool", "pool_batch", "pool_effects", "estimate_tau2", "effect_table", "escalc",
            "add_effect_sizes", "read_csv", "MetaResult", "BatchResult", "Settings", "DEFAULTS", "OPTIONS",

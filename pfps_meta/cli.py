@@ -11,10 +11,11 @@ import json
 import sys
 import warnings
 
-from . import __version__
-from . import measures
-from .conventions import OPTIONS, Settings, cli_flag
-from .errors import ConvergenceWarning, InputError
+from pfps_meta import __version__
+from pfps_meta.effects import measures
+from pfps_meta.conventions import OPTIONS, Settings, cli_flag
+from pfps_meta.errors import ConvergenceWarning, InputError
+from pfps_meta.formatting import json_ready
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
@@ -152,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_report(args) -> int:
-    from .report import build_report
+    from pfps_meta.present.report import build_report
 
     specs = _spec_paths(args.specs)
     command = "pfps-meta report" + (f" --out {args.out}" if args.out != "reports" else "") + \
@@ -164,8 +165,8 @@ def cmd_report(args) -> int:
 
 
 def _spec_paths(specs):
-    from .analyses import default_spec_paths
-    from .errors import InputError
+    from pfps_meta.evidence.specs import default_spec_paths
+    from pfps_meta.errors import InputError
 
     paths = specs or default_spec_paths()
     if not paths:
@@ -184,12 +185,12 @@ def _numbers(flag, text, cast=float):
 
 
 def cmd_simulate(args) -> int:
-    from .simulate import Design, simulate
+    from pfps_meta.analysis.simulate import Design, simulate
 
     if args.spec and args.design:
         raise InputError("give either SPEC --analysis or --design, not both")
     if args.spec:
-        from .analyses import load_all, run_analysis
+        from pfps_meta.evidence.specs import load_all, run_analysis
 
         [(spec, evidence)] = load_all([args.spec])
         matches = [a for a in spec.analyses if a.id == args.analysis]
@@ -210,7 +211,7 @@ def cmd_simulate(args) -> int:
                       pi_methods=names["pi_methods"], replicates=args.replicates, seed=args.seed, level=args.level,
                       client=args.scheduler)
     if args.plot:
-        from . import plots
+        from pfps_meta.present import plots
 
         plots.save(plots.coverage(result), args.plot)
     if args.format == "json":
@@ -232,9 +233,9 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_template(args) -> int:
-    from .analyses import load_all
-    from .extraction import template, to_csv_text
-    from .outputs import atomic_write_text
+    from pfps_meta.evidence.specs import load_all
+    from pfps_meta.evidence.extraction import template, to_csv_text
+    from pfps_meta.present.outputs import atomic_write_text
 
     [(spec, evidence)] = load_all([args.spec])
     if evidence is None or not any(a.trials for a in spec.analyses):
@@ -252,14 +253,14 @@ def cmd_template(args) -> int:
 
 def cmd_reproduce(args) -> int:
     """Runs every analysis and compares it with its published target; exits 0 whenever it ran."""
-    from .analyses import load_all, run_analysis
-    from .reproduce import format_table, reproduce_rows
+    from pfps_meta.evidence.specs import load_all, run_analysis
+    from pfps_meta.analysis.reproduce import format_table, reproduce_rows
 
     loaded = load_all(_spec_paths(args.specs), extraction=args.extraction)
     results = [run_analysis(a, evidence) for spec, evidence in loaded for a in spec.analyses]
     rows = reproduce_rows(results)
     if args.presets:
-        from .reproduce import preset_statuses
+        from pfps_meta.analysis.reproduce import preset_statuses
 
         for row, result in zip(rows, results):
             evidence = next(ev for spec, ev in loaded if result.analysis in spec.analyses)
@@ -280,7 +281,7 @@ def cmd_reproduce(args) -> int:
 def cmd_sensitivity(args) -> int:
     import math
 
-    from .sensitivity import sensitivity_report
+    from pfps_meta.analysis.sensitivity import sensitivity_report
 
     for flag, value, limit in (("--permutations", args.permutations, 10_000_000),
                                ("--bootstrap", args.bootstrap, 10_000_000), ("--seed", args.seed, 2 ** 63 - 1)):
@@ -289,7 +290,7 @@ def cmd_sensitivity(args) -> int:
     if args.mcid is not None and not math.isfinite(args.mcid):
         raise InputError(f"--mcid must be a finite number (got {args.mcid})")
 
-    from .model import pool
+    from pfps_meta.models.univariate import pool
 
     if str(args.file).endswith(".toml"):
         result = _analysis_result(args)
@@ -301,7 +302,7 @@ def cmd_sensitivity(args) -> int:
     if args.format == "json":
         print(strict_json(report))
     else:
-        from .sensitivity import format_sensitivity
+        from pfps_meta.analysis.sensitivity import format_sensitivity
 
         _print_text(format_sensitivity(report))
     return 0
@@ -309,8 +310,8 @@ def cmd_sensitivity(args) -> int:
 
 def _analysis_result(args):
     """The fitted result of ``--analysis`` in a spec file, with the spec's own settings."""
-    from .analyses import load_all, run_analysis
-    from .errors import InputError
+    from pfps_meta.evidence.specs import load_all, run_analysis
+    from pfps_meta.errors import InputError
 
     [(spec, evidence)] = load_all([args.file])
     matches = [a for a in spec.analyses if a.id == args.analysis]
@@ -331,9 +332,9 @@ def _analysis_result(args):
 
 
 def cmd_diff(args) -> int:
-    from .analyses import load_all
-    from .errors import InputError
-    from .presets import PRESETS, preset_diff
+    from pfps_meta.evidence.specs import load_all
+    from pfps_meta.errors import InputError
+    from pfps_meta.analysis.presets import PRESETS, preset_diff
 
     for name in args.presets:
         if name not in PRESETS:
@@ -352,39 +353,20 @@ def cmd_diff(args) -> int:
     return 0
 
 
-def _json_ready(value):
-    """Plain JSON values: numpy scalars as Python ones, NaN and infinities as None (null)."""
-    import math
-
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_json_ready(v) for v in value.tolist()]
-    return value
-
-
 def _print_text(text: str):
     """Text output for a terminal: labels from data cannot carry escape sequences or control characters."""
-    from .tables import plain_text
+    from pfps_meta.present.tables import plain_text
 
     print("\n".join(plain_text(line) for line in str(text).split("\n")))
 
 
 def strict_json(value) -> str:
     """Strict JSON (RFC 8259): undefined numbers are null, never NaN or Infinity."""
-    return json.dumps(_json_ready(value), indent=2, allow_nan=False)
+    return json.dumps(json_ready(value), indent=2, allow_nan=False)
 
 
 def cmd_pool(args) -> int:
-    from .model import pool
+    from pfps_meta.models.univariate import pool
 
     result = pool(args.file, measure=args.measure, settings=Settings.from_mapping(_given_settings(args)),
                   weights=args.weights)

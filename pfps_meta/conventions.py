@@ -6,7 +6,7 @@ pooling core, the API (:func:`pfps_meta.pool`), the command line (its flags are 
 A default lives here and nowhere else; ``tests/test_conventions.py`` checks that the CLI, the TOML
 loader and the API all read it.
 
-A fitted :class:`~pfps_meta.model.MetaResult` carries the :class:`Settings` it was fitted with, and every
+A fitted :class:`~pfps_meta.models.univariate.MetaResult` carries the :class:`Settings` it was fitted with, and every
 refit (leave-one-out, subgroups, trim-and-fill, permutations, bootstraps, presets) derives its own
 settings from those with :meth:`Settings.replace`, as metafor re-reads the options stored in an ``rma``
 object.
@@ -19,12 +19,12 @@ import math
 from dataclasses import dataclass, fields, replace as _dc_replace
 
 
-from .errors import SettingsError  # noqa: E402  (errors.py is a leaf too)
+from pfps_meta.errors import SettingsError  # noqa: E402  (errors.py is a leaf too)
 
 
 # --------------------------------------------------------------------------------------------------
 # tau² estimators: name -> what it is called and how the methods section describes it. The
-# implementations (intercept-only, vectorised; and with moderators) live in ``pfps_meta.tau2``, keyed
+# implementations (intercept-only, vectorised; and with moderators) live in ``pfps_meta.models.tau2``, keyed
 # by the same names; that module refuses to import if the two disagree.
 
 

@@ -15,16 +15,25 @@ import numpy as np
 P_FLOOR = 1e-4
 
 
-def format_p(p, bare: bool = False) -> str:
+#: RevMan's forest plots print p-values below this as "< 0.00001"
+REVMAN_P_FLOOR = 1e-5
+
+
+def format_p(p, bare: bool = False, style: str = "metafor") -> str:
     """A p-value as metafor prints it: ``0.0123`` / ``<.0001`` (``bare``), or ``= 0.0123`` / ``< .0001``.
 
-    None, NaN and infinities print as ``NA``.
+    ``style="revman"`` writes it as RevMan's forest plots do: ``= 0.04``, ``= 0.0071`` (two significant
+    digits below 0.01), ``< 0.00001``. None, NaN and infinities print as ``NA``.
     """
-    if p is None:
-        return "NA"
+    if p is None or not math.isfinite(float(p)):
+        return "= NA" if style == "revman" else "NA"
     p = float(p)
-    if not math.isfinite(p):
-        return "NA"
+    if style == "revman":
+        if p < REVMAN_P_FLOOR:
+            return "< 0.00001"
+        return f"= {p:.2g}" if p < 0.01 else f"= {p:.2f}"
+    if style != "metafor":
+        raise ValueError(f"format_p: style must be 'metafor' or 'revman', not {style!r}")
     if p < P_FLOOR:
         return "<.0001" if bare else "< .0001"
     return f"{p:.4f}" if bare else f"= {p:.4f}"
@@ -69,3 +78,29 @@ def json_ready(value):
     if value is pd.NA or value is pd.NaT:
         return None
     return value
+
+
+# --------------------------------------------------------------------------------------------------
+# The rendering layer's registry. A result object (in models/ or analysis/) prints through
+# :func:`render`; the renderers live in ``pfps_meta.present`` and register themselves with
+# :func:`renders` when it is imported (``import pfps_meta`` imports it), so computation never imports
+# presentation.
+
+_RENDERERS: dict = {}
+
+
+def renders(kind: str, type_name: str):
+    """Register the decorated function as the ``kind`` ("text", "html") renderer of ``type_name``."""
+    def register(function):
+        _RENDERERS[(kind, type_name)] = function
+        return function
+    return register
+
+
+def render(obj, kind: str, **options) -> str:
+    """Render ``obj`` with the renderer registered for its class (or a base class) and ``kind``."""
+    for cls in type(obj).__mro__:
+        function = _RENDERERS.get((kind, cls.__name__))
+        if function is not None:
+            return function(obj, **options)
+    raise LookupError(f"no {kind} renderer is registered for {type(obj).__name__}")

@@ -11,10 +11,13 @@ import pandas as pd
 import pytest
 
 import pfps_meta as pm
-from pfps_meta import conventions, measures, sensitivity, tau2
-from pfps_meta.analyses import load_spec
+from pfps_meta import conventions
+from pfps_meta.effects import measures
+from pfps_meta.analysis import sensitivity
+from pfps_meta.models import tau2
+from pfps_meta.evidence.specs import load_spec
 from pfps_meta.cli import build_parser, main
-from pfps_meta.presets import PRESETS
+from pfps_meta.analysis.presets import PRESETS
 from tests.conftest import FIXTURES, ROOT
 
 NORMAND = ROOT / "data" / "examples" / "normand1999.csv"
@@ -175,23 +178,81 @@ def test_tau2_registry_names_every_implementation():
         assert info.label and info.methods_text
 
 
-def _module_imports(path):
-    """Package modules imported at module level (not inside functions) by one source file."""
+# The package's folders, bottom to top: a module imports (at module level or inside a function) only
+# from its own folder or from folders below it, so the pipeline reads top to bottom.
+LAYERS = ("leaves", "effects", "inputs", "models", "evidence", "analysis", "present", "cli")
+LEAVES = {"conventions", "errors", "formatting"}
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) < 2 or parts[0] != "pfps_meta":
+        return -1
+    if parts[1] in LEAVES or parts[1] == "__init__":
+        return 0
+    return LAYERS.index(parts[1])
+
+
+def _package_modules():
+    package = ROOT / "pfps_meta"
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(ROOT).with_suffix("")
+        name = ".".join(rel.parts)
+        if name.endswith(".__init__"):
+            name = name[: -len(".__init__")]
+        yield name, path
+
+
+def _imports(path, name, module_level_only=False):
+    """(imported module, imported names, lineno) of every pfps_meta import in one file."""
     tree = ast.parse(path.read_text())
-    out = set()
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                out.add(node.module.split(".")[0])
+    nodes = tree.body if module_level_only else ast.walk(tree)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
             else:
-                out.update(alias.name for alias in node.names)
-    return out
+                module = node.module or ""
+            if module.startswith("pfps_meta"):
+                yield module, [a.name for a in node.names], node.lineno
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("pfps_meta"):
+                    yield alias.name, [], node.lineno
+
+
+def test_folders_import_only_downwards_and_no_private_names_cross_modules():
+    modules = dict(_package_modules())
+    problems = []
+    for name, path in modules.items():
+        if name == "pfps_meta":
+            continue
+        for target, names, line in _imports(path, name):
+            full = [f"{target}.{n}" if f"{target}.{n}" in modules else target for n in names] or [target]
+            for dest in full:
+                if _layer(dest) > _layer(name):
+                    problems.append(f"{path.name}:{line} ({name}) imports upward from {dest}")
+            if target != name and target in modules:
+                private = [n for n in names if n.startswith("_") and n != "__version__"]
+                if private:
+                    problems.append(f"{path.name}:{line} imports private {private} from {target}")
+    assert not problems, "\n".join(problems)
 
 
 def test_no_import_cycle_among_modules():
-    package = ROOT / "pfps_meta"
-    graph = {p.stem: _module_imports(p) & {q.stem for q in package.glob("*.py")}
-             for p in package.glob("*.py") if p.stem != "__init__"}
+    modules = dict(_package_modules())
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for target, names, _ in _imports(path, name, module_level_only=True):
+            for n in names or [None]:
+                dest = f"{target}.{n}" if n and f"{target}.{n}" in modules else target
+                if dest in modules and dest != name and dest != "pfps_meta":
+                    deps.add(dest)
+        graph[name] = deps
     state = {}
 
     def visit(node, trail):
@@ -205,12 +266,13 @@ def test_no_import_cycle_among_modules():
 
     for module in graph:
         visit(module, [])
-    assert "report" not in graph["plots"]
-    assert graph["conventions"] <= {"errors"} and graph["errors"] == set()
+    assert "pfps_meta.present.report" not in graph["pfps_meta.present.plots"]
+    assert graph["pfps_meta.conventions"] <= {"pfps_meta.errors"} and graph["pfps_meta.errors"] == set()
+    assert graph["pfps_meta.formatting"] == set()
 
 
 def test_importing_plots_keeps_the_users_backend():
-    code = ("import matplotlib; matplotlib.use('svg'); import pfps_meta.plots; "
+    code = ("import matplotlib; matplotlib.use('svg'); import pfps_meta.present.plots; "
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "svg"

@@ -1,4 +1,4 @@
-"""From what papers print to means and SDs (issue 9): every rule in pfps_meta.conversions against R meta
+"""From what papers print to means and SDs (issue 9): every rule in pfps_meta.inputs.conversions against R meta
 8.2-1 (fixtures in tests/fixtures/r_meta/, written by validation/r_meta/make_r_meta_conversions.R) or a
 worked example from the Cochrane Handbook, and the arm-level input that uses them."""
 
@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 import pfps_meta as pm
-from pfps_meta import conversions as cv
+from pfps_meta.inputs import conversions as cv
 from pfps_meta.cli import main
 from tests.conftest import FIXTURES
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import pfps_meta as pm
-from pfps_meta import effects
+from pfps_meta.effects import sizes as effects
 
 REF = json.loads((Path(__file__).parent / "fixtures" / "metafor_reference.json").read_text())["effects"]
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import pfps_meta as pm
-from pfps_meta.analyses import load_spec, run_analysis
+from pfps_meta.evidence.specs import load_spec, run_analysis
 from pfps_meta.cli import main
-from pfps_meta.evidence import Evidence, load_outcomes
+from pfps_meta.evidence.curated import Evidence, load_outcomes
 from tests.conftest import ROOT
 
 DATA = ROOT / "data"
@@ -212,6 +212,6 @@ def test_duplicate_outcome_rows_and_published_ids_are_refused(tmp_path):
     assert info.value.line == 3
     text = (data / "published.csv").read_text().splitlines()
     (data / "published.csv").write_text("\n".join(text + [text[1]]) + "\n")
-    from pfps_meta.evidence import load_published
+    from pfps_meta.evidence.curated import load_published
     with pytest.raises(pm.InputError, match="id 'nascimento2018_A1' appears twice"):
         load_published(data / "published.csv")

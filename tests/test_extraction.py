@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pfps_meta import checks
-from pfps_meta.analyses import arm_size_scenarios, load_spec, run_analysis
+from pfps_meta.inputs import checks
+from pfps_meta.evidence.specs import arm_size_scenarios, load_spec, run_analysis
 from pfps_meta.cli import main
-from pfps_meta.evidence import Evidence
-from pfps_meta.extraction import SHEET_COLUMNS, load_extraction, todo
+from pfps_meta.evidence.curated import Evidence
+from pfps_meta.evidence.extraction import SHEET_COLUMNS, load_extraction, todo
 from pfps_meta.errors import InputError
 from tests.conftest import FIXTURES, ROOT
 
@@ -65,7 +65,7 @@ def test_filled_sheet_rows_are_converted_and_marked():
         assert derived["derivation"].str.contains(rule).any(), rule
     assert (sheet.loc[sheet["status"] == "verified", "derivation"] == "").all()
     evidence = Evidence.load(ROOT / "data")
-    from pfps_meta.extraction import with_extraction
+    from pfps_meta.evidence.extraction import with_extraction
 
     b1 = next(a for a in load_spec(SPEC).analyses if a.id == "B1")
     run = run_analysis(b1, with_extraction(evidence, sheet))
@@ -184,8 +184,8 @@ def test_sd_larger_than_possible_in_a_pool_csv_is_fine_without_a_scale():
 def test_missing_sd_is_imputed_only_when_the_spec_asks_and_is_flagged(tmp_path):
     """A synthetic sheet where Ferber 2015 prints means without any SD: left out by default, borrowed
     (largest SD of the other trials, Handbook 6.5.2.7) when the analysis says impute_sd, and flagged."""
-    from pfps_meta.extraction import with_extraction
-    from pfps_meta import plots
+    from pfps_meta.evidence.extraction import with_extraction
+    from pfps_meta.present import plots
 
     sheet = load_extraction(SHEET)
     ferber = (sheet["trial_id"] == "ferber2015") & (sheet["outcome"] == "pain")

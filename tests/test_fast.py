@@ -1,11 +1,11 @@
-"""The compiled kernel (pfps_meta.fast) against the numpy reference core (pool_batch)."""
+"""The compiled kernel (pfps_meta.models.fast) against the numpy reference core (pool_batch)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import pfps_meta as pm
-from pfps_meta import fast
+from pfps_meta.models import fast
 
 pytestmark = pytest.mark.skipif(not fast.available(), reason="numba is not installed (pip install 'pfps-meta[fast]')")
 
@@ -43,7 +43,7 @@ def test_unknown_method_is_refused():
 
 
 def test_simulation_engines_agree():
-    from pfps_meta.simulate import BLOCK, Design, simulate
+    from pfps_meta.analysis.simulate import BLOCK, Design, simulate
 
     design = Design.from_arm_sizes([12, 20, 35], [11, 22, 30])
     a = simulate(design, tau2=(0, 0.2), replicates=2 * BLOCK, engine="numpy").table

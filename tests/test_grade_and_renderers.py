@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 import pfps_meta as pm
-from pfps_meta.analyses import load_spec, run_analysis
-from pfps_meta.evidence import Evidence
-from pfps_meta.grade import summary_of_findings
+from pfps_meta.evidence.specs import load_spec, run_analysis
+from pfps_meta.evidence.curated import Evidence
+from pfps_meta.analysis.grade import summary_of_findings
 from tests.conftest import ROOT
 
 
@@ -58,7 +58,7 @@ def test_pedro_scores_drive_risk_of_bias_when_all_are_known():
 
 
 def run_analysis_like(frame):
-    from pfps_meta.analyses import Analysis, AnalysisResult, StudyTable
+    from pfps_meta.evidence.specs import Analysis, AnalysisResult, StudyTable
 
     analysis = Analysis(id="x", review="t", label="x", measure="MD", settings={}, source=ROOT, mcid=2.0,
                         favourable="lower")
@@ -73,7 +73,7 @@ def test_forestplot_renderer_keeps_global_state():
 
     if importlib.util.find_spec("forestplot") is None:      # find_spec does not import (and so changes nothing)
         pytest.skip("forestplot not installed")
-    from pfps_meta import forestplot_renderer
+    from pfps_meta.present import forestplot_renderer
 
     before = (list(warnings.filters), np.geterr(), dict(matplotlib.rcParams))
     res = pm.pool(ROOT / "data" / "examples" / "bcg.csv", measure="RR")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 import pfps_meta as pm
-from pfps_meta import diagnostics
+from pfps_meta.analysis import diagnostics
 from pfps_meta.cli import main
-from pfps_meta.metareg import design, likelihood_ratio_test, meta_regression
+from pfps_meta.models.metareg import design, likelihood_ratio_test, meta_regression
 from tests.conftest import FIXTURES, ROOT
 
 REF = json.loads((FIXTURES / "metafor_parity.json").read_text())
@@ -171,7 +171,7 @@ def test_drop_missing_lists_every_dropped_row(tmp_path, capsys):
 
 
 def test_forest_draws_blups_when_given():
-    from pfps_meta import plots
+    from pfps_meta.present import plots
 
     res = pm.pool(ROOT / "data" / "examples" / "normand1999.csv", measure="MD")
     fig = plots.forest(res, blups=diagnostics.blup(res))

@@ -10,7 +10,7 @@ import pytest
 
 import pfps_meta as pm
 from pfps_meta.cli import main
-from pfps_meta.model import JSON_FIELDS
+from pfps_meta.models.univariate import JSON_FIELDS
 from tests.conftest import ROOT
 
 NORMAND = ROOT / "data" / "examples" / "normand1999.csv"

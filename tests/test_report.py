@@ -12,9 +12,9 @@ import pytest
 from nbclient import NotebookClient
 
 import pfps_meta as pm
-from pfps_meta import plots
+from pfps_meta.present import plots
 from pfps_meta.cli import main
-from pfps_meta.tables import to_html, to_markdown
+from pfps_meta.present.tables import to_html, to_markdown
 from tests.conftest import ROOT
 
 
@@ -146,7 +146,7 @@ def test_forest_plot_subgroups_quality_and_common_effect():
 
 
 def test_contour_funnel_and_baujat():
-    from pfps_meta import sensitivity
+    from pfps_meta.analysis import sensitivity
 
     res = pm.pool(ROOT / "data" / "examples" / "hackshaw1998.csv", measure="OR", method="DL")
     fig = plots.funnel(res, contours=True, filled=sensitivity.trimfill(res))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pfps_meta import report as report_module
+from pfps_meta.present import report as report_module
 from pfps_meta.cli import main
 from tests.conftest import ROOT
 
@@ -161,6 +161,6 @@ def test_a_killed_report_leaves_one_whole_report(tmp_path):
 def test_published_sources_are_links_and_nothing_else_is(full_report):
     html = (full_report / "index.html").read_text()
     assert '<a href="http://search.pedro.org.au/search-results/record-detail/58898">search.pedro.org.au</a>' in html
-    from pfps_meta.tables import html_links
+    from pfps_meta.present.tables import html_links
 
     assert "<a" not in html_links("javascript:alert(1)") and "<a" not in html_links('https://x.org/"onmouseover=1')

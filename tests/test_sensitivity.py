@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 import pfps_meta as pm
-from pfps_meta import sensitivity as S
-from pfps_meta.metareg import meta_regression
+from pfps_meta.analysis import sensitivity as S
+from pfps_meta.models.metareg import meta_regression
 
 FIX = Path(__file__).parent / "fixtures"
 LOO = json.loads((FIX / "metafor_leave1out.json").read_text())["cases"]

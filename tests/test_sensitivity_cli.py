@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pfps_meta.cli import main
-from pfps_meta.presets import PRESETS
+from pfps_meta.analysis.presets import PRESETS
 from tests.conftest import ROOT
 
 BCG = str(ROOT / "data" / "examples" / "bcg.csv")

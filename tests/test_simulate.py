@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pfps_meta import plots
+from pfps_meta.present import plots
 from pfps_meta.cli import main
-from pfps_meta.simulate import BLOCK, Design, simulate
+from pfps_meta.analysis.simulate import BLOCK, Design, simulate
 
 DESIGN = Design.from_arm_sizes([12, 20, 35, 18], [11, 22, 30, 19])
 GRID = dict(mu=0.4, tau2=(0.0, 0.15), methods=("DL", "REML"), ci_methods=("wald", "hksj"),
@@ -56,8 +56,8 @@ def test_type_one_error_under_the_null():
 
 
 def test_design_from_an_analysis_and_coverage_plot(tmp_path):
-    from pfps_meta.analyses import load_spec, run_analysis
-    from pfps_meta.evidence import Evidence
+    from pfps_meta.evidence.specs import load_spec, run_analysis
+    from pfps_meta.evidence.curated import Evidence
     from tests.conftest import ROOT
 
     evidence = Evidence.load(ROOT / "data")

@@ -1,6 +1,6 @@
 # Writes tests/fixtures/metafor_conventions.json: what issue 8 (one home for conventions) is checked
 # against. Run from the repository root:   Rscript validation/make_conventions_fixtures.R
-#  - escalc() for the measures in pfps_meta.measures beyond MD/SMD-LS: SMD with vtype LS, UB and AV
+#  - escalc() for the measures in pfps_meta.effects.measures beyond MD/SMD-LS: SMD with vtype LS, UB and AV
 #    (UB is R meta's default SMD variance since meta 6.0), ROM (log ratio of means), RD (risk difference);
 #  - subgroup estimates with a common tau2 (rma(mods = ~ factor(g) - 1)) and the test of differences
 #    (rma(mods = ~ factor(g))) at level 90 with test "z" and "knha";

@@ -12,7 +12,7 @@ import csv
 import math
 from pathlib import Path
 
-from pfps_meta.effects import hedges_correction
+from pfps_meta.effects.sizes import hedges_correction
 
 DATA = Path(__file__).resolve().parents[1]
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri, stdtrit
 
-from .effects import hedges_correction
+from pfps_meta.effects.sizes import hedges_correction
 
 # Wan et al. (2014) Table 1: xi(n) = E(range)/sigma for a normal sample of size n = 1..50, and Table 2:
 # eta(Q) = E(IQR)/sigma for n = 4Q + 1, Q = 1..50; three decimals, as R meta 8.2-1 tabulates them.

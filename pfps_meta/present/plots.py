@@ -1,7 +1,7 @@
-"""Forest and funnel plots drawn with matplotlib from a fitted :class:`~pfps_meta.model.MetaResult`.
+"""Forest and funnel plots drawn with matplotlib from a fitted :class:`~pfps_meta.models.univariate.MetaResult`.
 
 Presentation only: every number drawn comes from the result object, except where a function says it calls
-the analysis layer explicitly (subgroup diamonds: :func:`pfps_meta.sensitivity.subgroups`; the optional
+the analysis layer explicitly (subgroup diamonds: :func:`pfps_meta.analysis.sensitivity.subgroups`; the optional
 common-effect diamond: a refit with ``method="FE"``; the Baujat plot: leave-one-out). Importing this
 module does not choose a matplotlib backend. Each function returns the matplotlib Figure; :func:`save` writes PNG and SVG.
 """
@@ -19,10 +19,11 @@ import pandas as pd
 from matplotlib.patches import Polygon, Rectangle
 from scipy.special import ndtri
 
-from . import measures
-from .outputs import atomic_write_bytes
-from .pooling import pool_batch
-from .tables import plain_text
+from pfps_meta.effects import measures
+from pfps_meta.formatting import format_p
+from pfps_meta.present.outputs import atomic_write_bytes
+from pfps_meta.models.pooling import pool_batch
+from pfps_meta.present.tables import plain_text
 
 
 # how a study whose numbers rest on an assumption is marked wherever it is drawn
@@ -76,13 +77,13 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     mcid : float or None
         Dashed lines at +/- mcid (e.g. 2 points on a 0-10 pain scale).
     quality : dict study -> score, or the name of a column of ``result.studies``.
-    blups : DataFrame from :func:`pfps_meta.diagnostics.blup` (computed beforehand): each study's BLUP of
+    blups : DataFrame from :func:`pfps_meta.analysis.diagnostics.blup` (computed beforehand): each study's BLUP of
         its true effect is drawn as a hollow grey diamond with its prediction interval under the study's CI.
     subgroups : column name of ``result.studies`` or a sequence of labels: studies are grouped under
         headers, each group gets its own diamond and heterogeneity line, and the test for subgroup
         differences (``subgroup_tau2`` "separate" or "common", see ``sensitivity.subgroups``) is printed.
     """
-    from .sensitivity import subgroups as subgroup_analysis
+    from pfps_meta.analysis.sensitivity import subgroups as subgroup_analysis
 
     s = result.stats
     studies = result.studies.reset_index(drop=True)
@@ -126,13 +127,13 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     if s["k"] >= 2:
         rows.append(("small", _heterogeneity_text(s, result.method)))
     stat = "t" if result.settings.test == "t" else "Z"
-    rows.append(("small", f"Test for overall effect: {stat} = {abs(s['statistic']):.2f} (P {_p(s['p'])})"))
+    rows.append(("small", f"Test for overall effect: {stat} = {abs(s['statistic']):.2f} (P {format_p(s['p'], style='revman')})"))
     if group_test is not None:
         df = group_test["df"]
         df_text = df if not isinstance(df, list) else ", ".join(str(d) for d in df)
         name = "Chi²" if group_test["distribution"] == "chi2" else "F"
         rows.append(("small", f"Test for subgroup differences: {name} = {group_test['q']:.2f}, df = {df_text} "
-                              f"(P {_p(group_test['p'])})"))
+                              f"(P {format_p(group_test['p'], style='revman')})"))
 
     # ---- text columns (x positions in inches from the left edge)
     columns = [("Study", 0.1, "left")]
@@ -285,7 +286,7 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
 def _heterogeneity_text(stats, method):
     tau2 = "" if method == "FE" else f"Tau² = {_fmt(stats['tau2'], 3)}; "
     return (f"Heterogeneity: {tau2}Chi² = {_fmt(stats['q'], 2)}, df = {int(stats['q_df'])} "
-            f"(P {_p(stats['q_p'])}); I² = {stats['i2']:.0f}%")
+            f"(P {format_p(stats['q_p'], style='revman')}); I² = {stats['i2']:.0f}%")
 
 
 def _quality_text(value):
@@ -313,12 +314,6 @@ def _box(ax, trans, x, y, size_in, fig):
 
 def _isnan(value):
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _p(p):
-    if _isnan(p):
-        return "= NA"
-    return "< 0.00001" if p < 1e-5 else f"= {p:.2g}" if p < 0.01 else f"= {p:.2f}"
 
 
 @_literal_text
@@ -382,7 +377,7 @@ def baujat(result, *, title=None):
     weights) against its influence on the pooled estimate (y: squared change in the estimate when the
     study is left out, divided by the variance of the leave-one-out estimate), as metafor's ``baujat``.
     """
-    from .sensitivity import leave_one_out
+    from pfps_meta.analysis.sensitivity import leave_one_out
 
     studies = result.studies
     yi, vi = studies["yi"].to_numpy(float), studies["vi"].to_numpy(float)
@@ -438,7 +433,7 @@ def published_estimates(frame, *, title=None):
 @_literal_text
 def coverage(simulation, *, title=None, level=None):
     """Coverage of the CI against tau2, one line per method x CI method, with 2 x MC SE error bars and the
-    nominal level as a dashed line. ``simulation`` is a :class:`pfps_meta.simulate.SimulationResult`."""
+    nominal level as a dashed line. ``simulation`` is a :class:`pfps_meta.analysis.simulate.SimulationResult`."""
     table = simulation.table.drop_duplicates(["mu", "tau2", "method", "ci_method"])
     level = level or simulation.setup["level"]
     fig, ax = plt.subplots(figsize=(6.2, 4.2))

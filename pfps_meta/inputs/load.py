@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import InputError
+from pfps_meta.errors import InputError
 
 LINE_COLUMN = "_line"   # 1-based line of each data row in its file (header = line 1)
 

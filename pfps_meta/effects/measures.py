@@ -1,7 +1,7 @@
 """The effect measures: one registry row each, read by validation, the model and every renderer.
 
 A row says what a measure is: which input layout it is computed from, the function that computes
-``yi, vi`` (from :mod:`pfps_meta.effects`), whether it is a ratio pooled on the log scale (then the
+``yi, vi`` (from :mod:`pfps_meta.effects.sizes`), whether it is a ratio pooled on the log scale (then the
 reporting scale is ``exp`` and the line of no effect is 1), and how it is labelled. Adding a measure is
 its effect function plus one row here; nothing else names measures.
 
@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import effects
+from pfps_meta.effects import sizes as effects
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import measures
-from .conventions import ALIASES, OPTION_BY_NAME, Settings
-from .errors import InputError, SettingsError
-from .evidence import Evidence
-from .load import read_csv, read_text
-from .model import MetaResult, pool_effects
-from .validate import InputWarning, effect_table, sd_may_be_se
+from pfps_meta.effects import measures
+from pfps_meta.conventions import ALIASES, OPTION_BY_NAME, Settings
+from pfps_meta.errors import InputError, SettingsError
+from pfps_meta.evidence.curated import Evidence
+from pfps_meta.inputs.load import read_csv, read_text
+from pfps_meta.models.univariate import MetaResult, pool_effects
+from pfps_meta.inputs.validate import InputWarning, effect_table, sd_may_be_se
 
 SETTING_KEYS = (*OPTION_BY_NAME, *ALIASES)      # every option name of conventions.OPTIONS, and aliases
 ANALYSIS_KEYS = {"id", "label", "comparison", "outcome", "measure", "timepoint", "favourable", "target_range",
@@ -534,7 +534,7 @@ def load_all(paths, extraction=None) -> list[tuple[Spec, Evidence | None]]:
     cache = {}
     sheet = None
     if extraction is not None:
-        from .extraction import load_extraction
+        from pfps_meta.evidence.extraction import load_extraction
 
         sheet = load_extraction(extraction)
     out = []
@@ -546,7 +546,7 @@ def load_all(paths, extraction=None) -> list[tuple[Spec, Evidence | None]]:
             if spec.data_dir not in cache:
                 cache[spec.data_dir] = Evidence.load(spec.data_dir)
                 if sheet is not None:
-                    from .extraction import with_extraction
+                    from pfps_meta.evidence.extraction import with_extraction
 
                     cache[spec.data_dir] = with_extraction(cache[spec.data_dir], sheet)
             evidence = cache[spec.data_dir]

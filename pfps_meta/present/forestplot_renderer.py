@@ -4,7 +4,7 @@
 silences every Python warning (``warnings.filterwarnings("ignore")``), sets numpy's error state to
 "ignore" and changes matplotlib's fonts for the whole process. This module imports it with those
 three pieces of global state saved and restored, and draws inside the same guard, so pfps-meta's
-numerics keep warning after it is used. Our own :func:`pfps_meta.plots.forest` is the default renderer.
+numerics keep warning after it is used. Our own :func:`pfps_meta.present.plots.forest` is the default renderer.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from . import measures
+from pfps_meta.effects import measures
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln, ndtri
 
-from .conventions import SMD_CONVENTIONS, SMD_VTYPES
+from pfps_meta.conventions import SMD_CONVENTIONS, SMD_VTYPES
 
 
 def _arrays(*values):

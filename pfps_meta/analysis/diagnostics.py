@@ -1,14 +1,14 @@
 """Case diagnostics and the uncertainty of tau2 for a fitted intercept-only model (a
-:class:`~pfps_meta.model.MetaResult`), as metafor's ``blup``, ``rstandard``, ``fitted`` and
+:class:`~pfps_meta.models.univariate.MetaResult`), as metafor's ``blup``, ``rstandard``, ``fitted`` and
 ``confint(type = "PL")`` / ``se.tau2``. For meta-regressions the same quantities are methods of
-:class:`~pfps_meta.metareg.MetaRegression`. Pure numpy/scipy; every refit reads the result's settings.
+:class:`~pfps_meta.models.metareg.MetaRegression`. Pure numpy/scipy; every refit reads the result's settings.
 
 - BLUPs of the study-specific true effects (Raudenbush & Bryk 1985; Viechtbauer 2010):
   ``lambda_i = tau2 / (tau2 + v_i)``, ``pred_i = lambda_i y_i + (1 - lambda_i) mu``,
   ``se_i = sqrt(lambda_i v_i + (1 - lambda_i)^2 var(mu))``, interval ``pred +/- crit se`` (normal, or
   t(k-1) with HKSJ).
 - Standardised residuals: ``(y_i - mu) / sqrt(v_i + tau2 - 1/sum w)``; studentised (deleted) residuals
-  are ``influence(result)["rstudent"]`` in :mod:`pfps_meta.sensitivity`.
+  are ``influence(result)["rstudent"]`` in :mod:`pfps_meta.analysis.sensitivity`.
 - SE of tau2 (ML, REML) from the Fisher information: ``sqrt(2 / sum w^2)`` (ML) and ``sqrt(2 / tr(PP))``
   (REML), with ``tr(PP) = sum w^2 - 2 sum w^3 / sum w + (sum w^2 / sum w)^2``.
 - Profile-likelihood CI of tau2 (Hardy & Thompson 1996): the tau2 values where twice the drop in the
@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import chdtri, ndtri, stdtrit
 
-from .tau2 import _loglik, tau2_standard_error
+from pfps_meta.models.tau2 import loglik_intercept, tau2_standard_error
 
 
 def _arrays(result):
@@ -87,7 +87,7 @@ def tau2_uncertainty(result) -> dict:
     present, k = np.ones_like(y, dtype=bool), np.array([len(yi)])
 
     def loglik(t):          # the pooling core's (restricted) log-likelihood, mu profiled out
-        return float(_loglik(y, v, present, k, np.array([t]), reml)[0])
+        return float(loglik_intercept(y, v, present, k, np.array([t]), reml)[0])
 
     top = loglik(tau2)
 

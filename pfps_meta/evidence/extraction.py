@@ -25,11 +25,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from .analyses import entry_rows
-from .errors import InputError
-from .evidence import PRINTED_FIELDS, Evidence, check_outcomes, check_arm_sizes
-from .load import read_csv
-from .validate import FILE_COLUMN, ROW_COLUMN
+from pfps_meta.evidence.specs import entry_rows
+from pfps_meta.errors import InputError
+from pfps_meta.evidence.curated import PRINTED_FIELDS, Evidence, check_outcomes, check_arm_sizes
+from pfps_meta.inputs.load import read_csv
+from pfps_meta.inputs.validate import FILE_COLUMN, ROW_COLUMN
 
 SHEET_COLUMNS = ("trial_id", "arm", "role", "outcome", "scale", "scale_min", "scale_max", "higher_is_better",
                  "integer_valued", "timepoint", "timepoint_weeks", "value_type", "n_randomised_trial", "n",
@@ -52,7 +52,7 @@ def _text(value) -> str:
 
 
 def template(spec, evidence: Evidence) -> pd.DataFrame:
-    """The extraction sheet of ``spec`` (a loaded :class:`~pfps_meta.analyses.Spec`): one row per
+    """The extraction sheet of ``spec`` (a loaded :class:`~pfps_meta.evidence.specs.Spec`): one row per
     trial x arm x outcome x scale x timepoint that its evidence-base analyses expect."""
     o = evidence.outcomes
     trials = evidence.trials.set_index("trial_id")

@@ -27,16 +27,17 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from . import __version__, measures
-from .analyses import arm_size_scenarios, load_all, run_analysis
-from .conventions import CI_METHODS, I2_METHODS, PI_METHODS, SMD_CONVENTIONS, SMD_VTYPES, TAU2_ESTIMATORS
-from .evidence import completeness
-from .errors import InputError
-from .extraction import todo
-from .grade import summary_of_findings
-from .outputs import atomic_write_text, umask_mode
-from .reproduce import preset_statuses, reproduce_rows
-from .tables import display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
+from pfps_meta import __version__
+from pfps_meta.effects import measures
+from pfps_meta.evidence.specs import arm_size_scenarios, load_all, run_analysis
+from pfps_meta.conventions import CI_METHODS, I2_METHODS, PI_METHODS, SMD_CONVENTIONS, SMD_VTYPES, TAU2_ESTIMATORS
+from pfps_meta.evidence.curated import completeness
+from pfps_meta.errors import InputError
+from pfps_meta.evidence.extraction import todo
+from pfps_meta.analysis.grade import summary_of_findings
+from pfps_meta.present.outputs import atomic_write_text, umask_mode
+from pfps_meta.analysis.reproduce import preset_statuses, reproduce_rows
+from pfps_meta.present.tables import display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
 
 REPORT_ENTRIES = ("index.html", "report.md", "figures")
 
@@ -108,7 +109,7 @@ class _Document:
         """Save a figure (PNG + SVG), link it from the Markdown and inline it in the HTML."""
         import matplotlib.pyplot as plt
 
-        from . import plots
+        from pfps_meta.present import plots
 
         png, _ = plots.save(fig, self.out_dir / "figures" / stem)
         plt.close(fig)
@@ -204,7 +205,7 @@ def _write_document(doc, loaded, results, command):
 def _review_section(doc, spec, evidence, spec_results):
     import pandas as pd
 
-    from . import plots
+    from pfps_meta.present import plots
 
     title = spec.review.get("title", spec.review["id"])
     doc.heading(2, title)
@@ -241,7 +242,7 @@ def _review_section(doc, spec, evidence, spec_results):
     doc.heading(3, "Summary of pooled results")
     doc.table(display_frame(summary_table(spec_results)), "table summary")
     doc.heading(3, "Summary of findings (GRADE)")
-    doc.para("GRADE layout. Judgements marked 'suggested' follow the rules in pfps_meta.grade; 'for reviewer' "
+    doc.para("GRADE layout. Judgements marked 'suggested' follow the rules in pfps_meta.analysis.grade; 'for reviewer' "
              "marks what the data cannot decide, and such certainty is provisional.", css="note")
     doc.table(summary_of_findings(spec_results, evidence), "table sof")
 
@@ -284,7 +285,7 @@ def _published_table(published, comparisons):
 def _analysis_section(doc, ar, evidence):
     import pandas as pd
 
-    from . import plots
+    from pfps_meta.present import plots
 
     a = ar.analysis
     doc.heading(3, a.label)
@@ -314,7 +315,7 @@ def _analysis_section(doc, ar, evidence):
         quality = {t.trial: scores.get(t.trial) for t in a.trials}
     blups = None
     if a.show_blups and ar.result.stats["k"] >= 2 and ar.result.method != "FE":
-        from .diagnostics import blup
+        from pfps_meta.analysis.diagnostics import blup
 
         blups = blup(ar.result)
     fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality, blups=blups)
@@ -355,8 +356,8 @@ SIMULATION_REPLICATES = 1000        # per grid cell: about a second per analysis
 
 def _coverage_section(doc, ar, evidence):
     """How often would this analysis's method (and REML + HKSJ) cover the truth in a meta-analysis of
-    this shape? A small simulation (pfps_meta.simulate), said in words next to the pooled estimate."""
-    from .simulate import Design, simulate
+    this shape? A small simulation (pfps_meta.analysis.simulate), said in words next to the pooled estimate."""
+    from pfps_meta.analysis.simulate import Design, simulate
 
     a, res = ar.analysis, ar.result
     try:
@@ -398,7 +399,8 @@ def _sensitivity_section(doc, ar):
 
     import pandas as pd
 
-    from . import plots, sensitivity
+    from pfps_meta.present import plots
+    from pfps_meta.analysis import sensitivity
 
     res, a = ar.result, ar.analysis
     k = res.stats["k"]

@@ -34,10 +34,10 @@ import warnings
 
 import numpy as np
 
-from .conventions import TAU2_ESTIMATORS
-from .errors import ConvergenceWarning
+from pfps_meta.conventions import TAU2_ESTIMATORS
+from pfps_meta.errors import ConvergenceWarning
 
-def _fit_at(y, v, tau2):
+def fit_at(y, v, tau2):
     """Weights, their sum, the weighted mean and residuals at the given tau2 (one per row).
 
     Absent studies have v = inf, hence w = 0: every weighted sum ignores them without masking.
@@ -51,12 +51,12 @@ def _fit_at(y, v, tau2):
 
 def generalised_q(y, v, tau2):
     """``Q(tau2) = sum w (y - mu_w)^2`` and its derivative ``-sum w^2 (y - mu_w)^2``."""
-    w, _, _, resid = _fit_at(y, v, tau2)
+    w, _, _, resid = fit_at(y, v, tau2)
     wr2 = w * resid ** 2
     return wr2.sum(axis=1), -(w * wr2).sum(axis=1)
 
 
-def _solve_q(y, v, present, target, rtol=1e-12, maxiter=200):
+def solve_q(y, v, present, target, rtol=1e-12, maxiter=200):
     """Root in tau2 >= 0 of ``Q(tau2) = target`` for intercept-only rows (see :func:`decreasing_root`)."""
     k = present.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -118,7 +118,7 @@ def _likelihood_root(y, v, present, k, init, reml, tol=1e-12, maxiter=1000):
 
     def score_at(idx, ti):
         every = idx.size == rows                        # no copy while every row is still iterating
-        w, sum_w, _, resid = _fit_at(y if every else y[idx], v if every else v[idx], ti)
+        w, sum_w, _, resid = fit_at(y if every else y[idx], v if every else v[idx], ti)
         a = w * resid                                   # P y
         a2 = a * a
         ypppy = a2.sum(axis=1)
@@ -134,7 +134,7 @@ def _likelihood_root(y, v, present, k, init, reml, tol=1e-12, maxiter=1000):
             a_term, b_term = sum_w, sum_w2
         return ypppy - a_term, b_term - 2.0 * yp3y, b_term
 
-    return likelihood_root(score_at, lambda t: _loglik(y, v, present, k, t, reml), init, tol=tol, maxiter=maxiter)
+    return likelihood_root(score_at, lambda t: loglik_intercept(y, v, present, k, t, reml), init, tol=tol, maxiter=maxiter)
 
 
 def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000):
@@ -193,9 +193,9 @@ def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000):
     return t, converged, iterations
 
 
-def _loglik(y, v, present, k, tau2, reml):
+def loglik_intercept(y, v, present, k, tau2, reml):
     """Log-likelihood of the intercept-only model (ML, or REML when ``reml``), as metafor's ``logLik``."""
-    w, sum_w, _, resid = _fit_at(y, v, tau2)
+    w, sum_w, _, resid = fit_at(y, v, tau2)
     rss = (w * resid * resid).sum(axis=1)
     if present.all():
         logdet = np.log(v + tau2[:, None]).sum(axis=1)
@@ -239,7 +239,7 @@ def intercept_fit_statistics(y, v, present, k, tau2, method):
     ``+ log|X'X| / 2 = log(k) / 2``)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         reml = method == "REML"
-        ll = _loglik(y, v, present, k, tau2, reml)
+        ll = loglik_intercept(y, v, present, k, tau2, reml)
         if reml:
             ll = ll + 0.5 * np.log(k)
         sat = -0.5 * (k * np.log(2 * np.pi) + np.where(present, np.log(np.where(present, v, 1.0)), 0.0).sum(axis=1))
@@ -291,7 +291,7 @@ def _sj(y, v, present, k, maxiter):
 
 
 def _pm(y, v, present, k, maxiter):
-    return _solve_q(y, v, present, (k - 1).astype(float), maxiter=maxiter)
+    return solve_q(y, v, present, (k - 1).astype(float), maxiter=maxiter)
 
 
 def _likelihood(reml):
@@ -311,7 +311,7 @@ def estimate_intercept_only(y, v, present, k, method, maxiter=1000):
 # helpers with a design matrix
 
 
-def _weighted(y, v, X, tau2):
+def weighted_fit_mods(y, v, X, tau2):
     """Weights, (X'WX)^-1, beta and residuals at one tau2."""
     w = 1.0 / (v + tau2)
     xtwx_inv = np.linalg.inv(X.T @ (w[:, None] * X))
@@ -319,15 +319,15 @@ def _weighted(y, v, X, tau2):
     return w, xtwx_inv, beta, y - X @ beta
 
 
-def _q(y, v, X, tau2):
+def q_mods(y, v, X, tau2):
     """``Q(tau2) = y'Py`` and its derivative ``-y'PPy``."""
-    w, _, _, r = _weighted(y, v, X, tau2)
+    w, _, _, r = weighted_fit_mods(y, v, X, tau2)
     return float(np.sum(w * r ** 2)), -float(np.sum((w * r) ** 2))
 
 
 def _score(y, v, X, tau2, reml):
     """(score, slope, information) of the ML or REML likelihood at tau2 (see ``likelihood_root``)."""
-    w, m, _, r = _weighted(y, v, X, tau2)
+    w, m, _, r = weighted_fit_mods(y, v, X, tau2)
     a = w * r                                   # P y
     xwa = X.T @ (w * a)
     yp3y = float(np.sum(w * a ** 2) - xwa @ m @ xwa)
@@ -343,8 +343,8 @@ def _score(y, v, X, tau2, reml):
     return ypppy - a_term, b_term - 2 * yp3y, b_term
 
 
-def _loglik_mods(y, v, X, tau2, reml):
-    w, m, _, r = _weighted(y, v, X, tau2)
+def loglik_mods(y, v, X, tau2, reml):
+    w, m, _, r = weighted_fit_mods(y, v, X, tau2)
     k, p = X.shape
     rss = float(np.sum(w * r ** 2))
     ll = -0.5 * np.sum(np.log(v + tau2)) - 0.5 * rss
@@ -374,12 +374,12 @@ def _dl_mods(y, v, X, maxiter):
     w = 1.0 / v
     xtwx_inv = np.linalg.inv(X.T @ (w[:, None] * X))
     tr_p = float(np.sum(w) - np.trace(xtwx_inv @ (X.T @ ((w ** 2)[:, None] * X))))
-    return max(0.0, (_q(y, v, X, 0.0)[0] - (k - p)) / tr_p), True, 0
+    return max(0.0, (q_mods(y, v, X, 0.0)[0] - (k - p)) / tr_p), True, 0
 
 
 def _hs_mods(y, v, X, maxiter):
     k = X.shape[0]
-    return max(0.0, (_q(y, v, X, 0.0)[0] - k) / float(np.sum(1.0 / v))), True, 0
+    return max(0.0, (q_mods(y, v, X, 0.0)[0] - k) / float(np.sum(1.0 / v))), True, 0
 
 
 def _he_mods(y, v, X, maxiter):
@@ -389,13 +389,13 @@ def _he_mods(y, v, X, maxiter):
 def _sj_mods(y, v, X, maxiter):
     k, p = X.shape
     tau0 = float(np.var(y, ddof=1) * (k - 1) / k)
-    return tau0 * _q(y, v, X, tau0)[0] / (k - p), True, 0
+    return tau0 * q_mods(y, v, X, tau0)[0] / (k - p), True, 0
 
 
 def _pm_mods(y, v, X, maxiter):
     k, p = X.shape
     rss_ols, _ = _ols_hedges(y, v, X)
-    root, conv, it = decreasing_root(lambda idx, t: tuple(np.array([c]) for c in _q(y, v, X, float(t[0]))),
+    root, conv, it = decreasing_root(lambda idx, t: tuple(np.array([c]) for c in q_mods(y, v, X, float(t[0]))),
                                      float(k - p), np.array([rss_ols]), np.array([v.min()]), maxiter=200)
     return float(root[0]), bool(conv[0]), int(it[0])
 
@@ -405,7 +405,7 @@ def _likelihood_mods(reml):
         he = _ols_hedges(y, v, X)[1]
         root, conv, it = likelihood_root(
             lambda idx, t: tuple(np.array([c]) for c in _score(y, v, X, float(t[0]), reml)),
-            lambda t: np.array([_loglik_mods(y, v, X, float(t[0]), reml)]), np.array([max(0.0, he)]),
+            lambda t: np.array([loglik_mods(y, v, X, float(t[0]), reml)]), np.array([max(0.0, he)]),
             maxiter=maxiter)
         return float(root[0]), bool(conv[0]), int(it[0])
     return estimator
@@ -428,5 +428,5 @@ IMPLEMENTATIONS = {
     "HS": (_hs, _hs_mods),
 }
 if set(IMPLEMENTATIONS) != set(TAU2_ESTIMATORS):
-    raise ImportError("pfps_meta.tau2: the implementations and conventions.TAU2_ESTIMATORS name different "
+    raise ImportError("pfps_meta.models.tau2: the implementations and conventions.TAU2_ESTIMATORS name different "
                       f"estimators: {sorted(set(IMPLEMENTATIONS) ^ set(TAU2_ESTIMATORS))}")

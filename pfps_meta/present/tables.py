@@ -7,12 +7,14 @@ import math
 
 import numpy as np
 
-from . import measures
-from .conventions import TAU2_ESTIMATORS
+from pfps_meta.effects import measures
+from pfps_meta.conventions import TAU2_ESTIMATORS
+from pfps_meta.formatting import format_p, renders
 
 
+@renders("html", "MetaResult")
 def result_html(result) -> str:
-    """A compact HTML rendering of a :class:`~pfps_meta.model.MetaResult` for notebooks."""
+    """A compact HTML rendering of a :class:`~pfps_meta.models.univariate.MetaResult` for notebooks."""
     s = result.stats
     pct = int(round(result.level * 100))
     head = (f"<p><b>{html.escape(result.method)}</b> ({html.escape(result.ci_method)}), k = {s['k']}: "
@@ -67,7 +69,7 @@ def display_frame(frame):
                                 for lo, hi in zip(frame["pi_low"], frame["pi_high"])],
         "tau²": [_num(t, 3) for t in frame["tau2"]],
         "I²": [(_num(i, 0) + "%") if i == i and i is not None else "" for i in frame["i2"]],
-        "p": [("<0.0001" if p is not None and p == p and p < 1e-4 else _num(p, 4)) for p in frame["p"]],
+        "p": [format_p(p, bare=True) for p in frame["p"]],
         "Model": frame["model"],
     })
     return out
@@ -126,6 +128,7 @@ def to_html(frame, css_class="table", link_columns=()) -> str:
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
+@renders("text", "MetaResult")
 def result_text(result, digits: int = 4) -> str:
     """A plain-text summary of a fitted result in the spirit of metafor's ``print.rma``."""
     s = result.stats
@@ -159,7 +162,7 @@ def result_text(result, digits: int = 4) -> str:
         lines.append(f"H^2 (total variability / sampling variability):  {s['h2']:.2f}")
         lines.append("")
         lines.append(f"Test for heterogeneity: Q(df = {int(s['q_df'])}) = {s['q']:.4f}, "
-                     f"p {_pval(s['q_p'])}")
+                     f"p {format_p(s['q_p'])}")
         lines.append("")
     else:
         lines.append("k = 1: the pooled estimate is the single study's; no heterogeneity statistics.")
@@ -170,7 +173,7 @@ def result_text(result, digits: int = 4) -> str:
     header = f"{'estimate':>10} {'se':>9} {test + 'val':>8} {'pval':>8} {'ci.lb':>10} {'ci.ub':>10}"
     lines.append(header)
     lines.append(f"{f(s['estimate']):>10} {f(s['se']):>9} {f(s['statistic']):>8} "
-                 f"{_pval(s['p'], bare=True):>8} {f(s['ci_low']):>10} {f(s['ci_high']):>10}")
+                 f"{format_p(s['p'], bare=True):>8} {f(s['ci_low']):>10} {f(s['ci_high']):>10}")
     if info.ratio and s["estimate"] is not None:
         lines.append(f"Back-transformed ({result.measure}, exp): {f(info.to_reporting(s['estimate']))} "
                      f"[{f(info.to_reporting(s['ci_low']))}, {f(info.to_reporting(s['ci_high']))}]")
@@ -206,11 +209,3 @@ def _formatter(digits):
             return "NA"
         return f"{x:.{digits}f}"
     return f
-
-
-def _pval(p, bare=False):
-    if p is None or not math.isfinite(p):
-        return "NA"
-    if p < 1e-4:
-        return "<.0001" if bare else "< .0001"
-    return f"{p:.4f}" if bare else f"= {p:.4f}"

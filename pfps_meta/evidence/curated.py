@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import checks
-from .conventions import DEFAULTS
-from .errors import InputError
-from .load import read_csv
-from .validate import ROW_COLUMN, _where, arm_statistics, numeric_column, refuse_duplicates, require_columns
+from pfps_meta.inputs import checks
+from pfps_meta.conventions import DEFAULTS
+from pfps_meta.errors import InputError
+from pfps_meta.inputs.load import read_csv
+from pfps_meta.inputs.validate import ROW_COLUMN, where_in_table, arm_statistics, numeric_column, refuse_duplicates, require_columns
 
 OUTCOME_STATUS = ("verified", "partial", "not_recovered", "derived", "inferred")
 # what a paper printed instead of a mean and SD (optional columns; see validate.arm_statistics)
@@ -42,7 +42,7 @@ def _choice(df, column, allowed):
     for position, value in enumerate(df[column].tolist()):
         if value not in allowed:
             raise InputError(f"'{value}' is not one of {', '.join(allowed)}", column=column,
-                             **_where(df, position))
+                             **where_in_table(df, position))
 
 
 def _boolean(df, column):
@@ -62,7 +62,7 @@ def load_outcomes(path) -> pd.DataFrame:
 
     A row may hold what the paper printed instead of a mean and SD (``se``, ``ci_low``/``ci_high`` of the
     mean, ``median`` with ``q1``/``q3`` and/or ``min``/``max``): its mean and SD are then derived with the
-    rules of :func:`pfps_meta.validate.arm_statistics` (R meta's defaults: Luo mean, Shi SD; t for CIs),
+    rules of :func:`pfps_meta.inputs.validate.arm_statistics` (R meta's defaults: Luo mean, Shi SD; t for CIs),
     the row must say ``status = derived``, and the rule used is in the ``derivation`` column.
 
     Refused (one line naming file, row and column): a number without citation and quote; a status that
@@ -95,7 +95,7 @@ def check_outcomes(df: pd.DataFrame) -> pd.DataFrame:
     _derive_printed(df, out)
     out["n_alternatives"] = [_alternatives(df, i) for i in range(len(df))]
     for position, row in enumerate(out.itertuples(index=False)):
-        where = _where(df, position)
+        where = where_in_table(df, position)
         printed = any(str(df[c].iloc[position]).strip() for c in PRINTED_FIELDS if c in df.columns)
         has_value = printed or not (np.isnan(row.n) and np.isnan(row.mean) and np.isnan(row.sd))
         if has_value:
@@ -148,10 +148,10 @@ def _derive_printed(df, out):
     for position, i in enumerate(needs):
         if df["status"].iloc[i] != "derived":
             raise InputError("a row whose mean or SD is derived from what the paper printed needs status 'derived'",
-                             column="status", **_where(sub, position))
+                             column="status", **where_in_table(sub, position))
         if np.isnan(out["n"].iloc[i]):
             raise InputError("n is needed to derive the mean and SD from what the paper printed", column="n",
-                             **_where(sub, position))
+                             **where_in_table(sub, position))
     n, mean, sd, rules = arm_statistics(sub, "", DEFAULTS)
     column = {name: out.columns.get_loc(name) for name in ("mean", "sd", "derivation")}
     for position, i in enumerate(needs):
@@ -174,7 +174,7 @@ def _alternatives(df, position) -> dict:
             n = 0
         if not label.strip() or n < 2:
             raise InputError(f"'{part}' is not label=n with a whole n >= 2", column="n_alternatives",
-                             **_where(df, position))
+                             **where_in_table(df, position))
         out[label.strip()] = n
     return out
 
@@ -191,7 +191,7 @@ def load_effects(path) -> pd.DataFrame:
     out["yi"] = numeric_column(df, "yi")
     out["sei"] = numeric_column(df, "sei", above=0)
     for position, row in enumerate(out.itertuples(index=False)):
-        _require_source(row, _where(df, position))
+        _require_source(row, where_in_table(df, position))
     out.attrs = dict(df.attrs)
     return out
 
@@ -254,7 +254,7 @@ def check_arm_sizes(evidence: Evidence):
         limit = randomised.get(row.trial_id, np.nan)
         if np.isnan(limit):
             continue
-        where = _where(o, position)
+        where = where_in_table(o, position)
         for label, n in [("n", row.n), *row.n_alternatives.items()]:
             if not np.isnan(n) and n > limit:
                 raise InputError(f"{label} = {n:g} but {row.trial_id} randomised only {limit:g} participants "

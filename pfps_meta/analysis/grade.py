@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import measures
+from pfps_meta.effects import measures
 
 LEVELS = ["Very low", "Low", "Moderate", "High"]
 OPTIMAL_INFORMATION_SIZE = 400
@@ -98,7 +98,7 @@ def _imprecision(stats, participants, mcid, favourable, null):
 
 
 def _publication_bias(analysis_result):
-    from .sensitivity import SmallStudyWarning, egger
+    from pfps_meta.analysis.sensitivity import SmallStudyWarning, egger
 
     k = analysis_result.result.stats["k"]
     if k < 10:

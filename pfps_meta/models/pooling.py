@@ -8,7 +8,7 @@ pandas, no plotting.
 The model is the intercept-only random-effects model ``y_i = mu + u_i + e_i`` with
 ``u_i ~ N(0, tau2)`` and ``e_i ~ N(0, v_i)``. Formulas follow metafor's ``rma.uni()`` (Viechtbauer 2005,
 2010) so that results agree with it; where they differ it is said in ``docs/conventions.md``. The tau2
-estimators are in :mod:`pfps_meta.tau2`; the settings (and their defaults) in
+estimators are in :mod:`pfps_meta.models.tau2`; the settings (and their defaults) in
 :mod:`pfps_meta.conventions`.
 """
 
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import chdtrc, chdtri, ndtr, ndtri, stdtr, stdtrit
 
-from .conventions import Settings
-from .errors import ConvergenceWarning
-from .tau2 import _fit_at, _solve_q, estimate_intercept_only, intercept_fit_statistics
+from pfps_meta.conventions import Settings
+from pfps_meta.errors import ConvergenceWarning
+from pfps_meta.models.tau2 import fit_at, solve_q, estimate_intercept_only, intercept_fit_statistics
 
 _EPS = np.finfo(float).eps
 
@@ -118,7 +118,7 @@ def _prepare(yi, vi):
 def estimate_tau2(yi, vi, method="REML", maxiter=1000):
     """tau2 for each row of (rows x studies) arrays; returns ``(tau2, converged, iterations)``.
 
-    See :mod:`pfps_meta.tau2` for the formula behind each ``method``.
+    See :mod:`pfps_meta.models.tau2` for the formula behind each ``method``.
     """
     Settings(method=method)          # validates the name
     y, v, present = _prepare(yi, vi)
@@ -136,8 +136,8 @@ def _q_profile(y, v, present, k, level):
     with np.errstate(invalid="ignore"):
         crit_high = chdtri(df, alpha / 2)        # upper quantile
         crit_low = chdtri(df, 1.0 - alpha / 2)   # lower quantile
-    lower, conv_l, _ = _solve_q(y, v, present, crit_high)
-    upper, conv_u, _ = _solve_q(y, v, present, crit_low)
+    lower, conv_l, _ = solve_q(y, v, present, crit_high)
+    upper, conv_u, _ = solve_q(y, v, present, crit_low)
     return lower, upper, conv_l & conv_u
 
 
@@ -188,7 +188,7 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
         ``options`` (option names or their aliases, e.g. ``method="DL", ci="hksj"``) override it.
         The ones used here:
 
-        - ``method``: tau2 estimator (:mod:`pfps_meta.tau2`); "FE" is the common-effect model.
+        - ``method``: tau2 estimator (:mod:`pfps_meta.models.tau2`); "FE" is the common-effect model.
         - ``ci_method``: "wald" (normal) or "hksj", Hartung-Knapp-Sidik-Jonkman:
           ``se^2 = sum w (y - mu)^2 / ((k-1) sum w)`` with t(k-1) (Hartung & Knapp 2001; Sidik & Jonkman
           2002), without the ad hoc truncation, as metafor's ``test="knha"``. A single study (k = 1)
@@ -225,7 +225,7 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
     with np.errstate(invalid="ignore", divide="ignore"):
         tau2, converged, iterations = estimate_intercept_only(y, v, present, k, method, maxiter)
         tau2 = np.where(multi, tau2, 0.0)
-        w, sum_w, mu, resid = _fit_at(y, v, tau2)
+        w, sum_w, mu, resid = fit_at(y, v, tau2)
         se = np.sqrt(1.0 / sum_w)
         if weights is not None:
             if ci == "hksj":

@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from . import measures
-from .conventions import Settings
-from .errors import ConvergenceWarning, InputError
-from .pooling import pool_batch, prediction_interval
+from pfps_meta.effects import measures
+from pfps_meta.conventions import Settings
+from pfps_meta.errors import ConvergenceWarning, InputError
+from pfps_meta.models.pooling import pool_batch, prediction_interval
 
 BLOCK = 250                        # replicates per random-number block (fixes the streams; never change casually)
 METRICS = ("n", "ci_cover", "err", "err2", "err4", "width", "width2", "reject", "pi_cover", "pi_cover2",
@@ -85,8 +85,8 @@ class Design:
 
     @classmethod
     def from_csv(cls, path):
-        from .load import read_csv
-        from .validate import numeric_column, require_columns
+        from pfps_meta.inputs.load import read_csv
+        from pfps_meta.inputs.validate import numeric_column, require_columns
 
         table = read_csv(path)
         if "vi" in table.columns and "n_exp" not in table.columns:
@@ -108,7 +108,7 @@ class Design:
                                       notes=("the studies' own sampling variances (no arm sizes in the data)",))
         o, trials = evidence.outcomes, evidence.trials.set_index("trial_id")
         n_exp, n_ctrl, notes = [], [], []
-        from .analyses import entry_rows
+        from pfps_meta.evidence.specs import entry_rows
 
         for entry in analysis.trials:
             sizes = []
@@ -193,7 +193,7 @@ def _block_sums(task):
         key = (method, ci_method)
         if key not in fits:        # non-convergence is counted below, not shown per block
             if engine == "numba":
-                from .fast import pool_rows
+                from pfps_meta.models.fast import pool_rows
 
                 fits[key] = SimpleNamespace(**pool_rows(yi, vi, method, ci_method, base.level, base.maxiter))
             else:
@@ -230,8 +230,8 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     ``measure``: a registry measure computed from arm data (MD, SMD, SMDH, ROM), ignored for a design by
     variances. ``replicates`` is rounded up to a whole number of blocks of ``BLOCK``. ``client``: None
     (in-process), "local" (a ``dask.distributed.LocalCluster``), a scheduler address, or a Client.
-    ``engine``: "numpy" (the reference core, :func:`pfps_meta.pooling.pool_batch`), "numba" (the compiled
-    kernel of :mod:`pfps_meta.fast`, FE/DL/ML/REML), or "auto" (numba when installed and every method is
+    ``engine``: "numpy" (the reference core, :func:`pfps_meta.models.pooling.pool_batch`), "numba" (the compiled
+    kernel of :mod:`pfps_meta.models.fast`, FE/DL/ML/REML), or "auto" (numba when installed and every method is
     one it covers). Results are bit-identical across task sizes and workers for a given engine; the two
     engines agree to about 1e-10 per fit.
     """
@@ -243,7 +243,7 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     if not design.vi and measures.get(measure).layout != "arm":
         raise InputError(f"measure {measure} is not computed from two arms; use one of "
                          f"{', '.join(measures.names('arm'))}")
-    from .fast import KERNEL_METHODS, available
+    from pfps_meta.models.fast import KERNEL_METHODS, available
 
     if engine == "auto":
         engine = "numba" if available() and set(methods) <= set(KERNEL_METHODS) else "numpy"

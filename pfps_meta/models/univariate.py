@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from . import pooling
-from .conventions import Settings
-from .load import LINE_COLUMN, read_csv
-from .tau2 import tau2_standard_error
-from .validate import effect_table
+from pfps_meta.models import pooling
+from pfps_meta.conventions import Settings
+from pfps_meta.formatting import render
+from pfps_meta.inputs.load import LINE_COLUMN, read_csv
+from pfps_meta.models.tau2 import tau2_standard_error
+from pfps_meta.inputs.validate import effect_table
+from pfps_meta.formatting import json_ready
 
 # Field names of ``to_dict()`` / ``--format json``: scripts depend on them; do not rename.
 JSON_FIELDS = ("k", "estimate", "se", "statistic", "df", "p", "ci_low", "ci_high",
@@ -31,15 +33,6 @@ JSON_FIELDS = ("k", "estimate", "se", "statistic", "df", "p", "ci_low", "ci_high
 STUDY_JSON_FIELDS = ("yi", "vi", "se", "ci_low", "ci_high", "weight")
 # arm-level inputs as actually used (after any conversion), and how they were obtained
 ARM_JSON_FIELDS = ("n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl", "conversion")
-
-
-def _clean(value):
-    """JSON-safe scalar: NaN becomes None, numpy scalars become Python ones."""
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass
@@ -57,7 +50,7 @@ class MetaResult:
     settings : Settings
         Every convention the fit used; refits derive theirs from it (``settings.replace(...)``).
         ``method``, ``ci_method``, ``pi_method``, ``i2_method`` and ``level`` read through to it.
-    measure : the effect measure (a name in :mod:`pfps_meta.measures`) or None.
+    measure : the effect measure (a name in :mod:`pfps_meta.effects.measures`) or None.
     """
 
     studies: pd.DataFrame
@@ -76,7 +69,7 @@ class MetaResult:
     @property
     def smd_convention(self):
         """The SMD convention when the measure uses it, else None."""
-        from . import measures
+        from pfps_meta.effects import measures
 
         return self.settings.smd_convention if measures.get(self.measure).uses_smd_settings else None
 
@@ -89,14 +82,14 @@ class MetaResult:
     # ---------------------------------------------------------------- conversions
     def to_dict(self) -> dict:
         """Every pooled statistic, the settings and the per-study rows, JSON-ready (NaN -> None)."""
-        out = {name: _clean(self.stats[name]) for name in JSON_FIELDS}
+        out = {name: json_ready(self.stats[name]) for name in JSON_FIELDS}
         out.update(method=self.method, ci=self.ci_method, pi=self.pi_method, i2_method=self.i2_method,
                    level=self.level, measure=self.measure, smd_convention=self.smd_convention,
                    settings=self.settings.to_dict(), notes=list(self.notes))
         arm = [c for c in ARM_JSON_FIELDS if c in self.studies.columns]
         out["studies"] = [
-            {"study": row["study"], **{name: _clean(row[name]) for name in STUDY_JSON_FIELDS},
-             **{name: _clean(row[name]) if name != "conversion" else (_clean(row[name]) or None) for name in arm}}
+            {"study": row["study"], **{name: json_ready(row[name]) for name in STUDY_JSON_FIELDS},
+             **{name: json_ready(row[name]) if name != "conversion" else (json_ready(row[name]) or None) for name in arm}}
             for row in self.studies.to_dict("records")
         ]
         return out
@@ -118,10 +111,8 @@ class MetaResult:
         return pd.DataFrame([{name: self.stats[name] for name in JSON_FIELDS}])
 
     def summary(self, digits: int = 4) -> str:
-        """A summary in the spirit of metafor's ``print.rma`` (rendered by :func:`pfps_meta.tables.result_text`)."""
-        from .tables import result_text
-
-        return result_text(self, digits)
+        """A summary in the spirit of metafor's ``print.rma`` (rendered by :func:`pfps_meta.present.tables.result_text`)."""
+        return render(self, "text", digits=digits)
 
     def __str__(self):
         return self.summary()
@@ -132,9 +123,7 @@ class MetaResult:
                 f"[{s['ci_low']:.4g}, {s['ci_high']:.4g}] tau2={s['tau2']}>")
 
     def _repr_html_(self):
-        from .tables import result_html
-
-        return result_html(self)
+        return render(self, "html")
 
 
 def pool(data, measure=None, settings: Settings | None = None, weights=None, **options) -> MetaResult:
@@ -144,17 +133,17 @@ def pool(data, measure=None, settings: Settings | None = None, weights=None, **o
     ----------
     data : DataFrame or path
         Arm-level columns ``study, n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl`` (or what papers
-        print instead: see :func:`pfps_meta.validate.effect_table`), binary
+        print instead: see :func:`pfps_meta.inputs.validate.effect_table`), binary
         ``study, events_exp, n_exp, events_ctrl, n_ctrl``, or effect-level ``study, yi, vi`` /
         ``study, yi, sei`` / ``study, estimate, ci_low, ci_high``. A path is read with
-        :func:`pfps_meta.load.read_csv`.
-    measure : a name in :mod:`pfps_meta.measures` (MD, SMD, ROM, RR, OR, RD) or None for effect-level input.
+        :func:`pfps_meta.inputs.load.read_csv`.
+    measure : a name in :mod:`pfps_meta.effects.measures` (MD, SMD, ROM, RR, OR, RD) or None for effect-level input.
     settings : Settings, optional
         Conventions to use (default: :data:`pfps_meta.conventions.DEFAULTS`); keyword ``options``
         (``method="DL"``, ``ci_method="hksj"`` or its alias ``ci="hksj"``, ``level=0.9``, ...) override it.
         Every option, its default and meaning: :data:`pfps_meta.conventions.OPTIONS`.
     weights : column name or array, optional
-        User weights (metafor ``rma(weights=)``; see :func:`pfps_meta.pooling.pool_batch`).
+        User weights (metafor ``rma(weights=)``; see :func:`pfps_meta.models.pooling.pool_batch`).
 
     Raises
     ------
@@ -171,7 +160,7 @@ def pool(data, measure=None, settings: Settings | None = None, weights=None, **o
 def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None = None, notes=(), weights=None,
                  **options) -> MetaResult:
     """Pool a table that already has ``study, yi, vi`` columns (see :func:`pool`)."""
-    from .errors import InputError
+    from pfps_meta.errors import InputError
 
     settings = Settings.from_mapping(options, base=settings)
     yi = table["yi"].to_numpy(dtype=float)
@@ -206,7 +195,7 @@ def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None
                          "factor is 0 (metafor reports se = 0); se, CI, p and the prediction interval are "
                          "null. Use the Wald CI (ci_method='wald') for these data.")
     if stats["k"] >= 1 and not all(math.isfinite(stats[name]) for name in ("estimate",)):
-        from .errors import InputError
+        from pfps_meta.errors import InputError
 
         raise InputError("the pooled estimate is not a finite number (numerical overflow in the inputs?)",
                          file=table.attrs.get("source"))

@@ -1,7 +1,7 @@
 """A compiled kernel for the simulation hot path: tau2 (FE, DL, ML, REML), the pooled estimate and its SE
 (Wald or HKSJ) for many meta-analyses at once, row by row in machine code (numba).
 
-The numpy core (:func:`pfps_meta.pooling.pool_batch`) stays the reference: this kernel implements the same
+The numpy core (:func:`pfps_meta.models.pooling.pool_batch`) stays the reference: this kernel implements the same
 formulas and the same bracketed Newton/Fisher-scoring iteration with metafor's check of the likelihood
 at tau2 = 0, and ``tests/test_fast.py`` holds it to ``pool_batch`` at 1e-10. It is optional
 (``pip install 'pfps-meta[fast]'``): :func:`available` says whether numba is installed, nothing is
@@ -187,7 +187,7 @@ def pool_rows(yi, vi, method="REML", ci_method="hksj", level=0.95, maxiter=1000)
     """Pool every row of ``yi``/``vi`` (NaN = study absent) with the compiled kernel.
 
     Returns a dict of arrays: ``k, estimate, se, statistic, p, ci_low, ci_high, tau2, converged`` with the
-    meaning they have in :class:`pfps_meta.pooling.BatchResult` (HKSJ with t(k-1); k = 1 gets Wald z).
+    meaning they have in :class:`pfps_meta.models.pooling.BatchResult` (HKSJ with t(k-1); k = 1 gets Wald z).
     """
     if method not in KERNEL_METHODS:
         raise ValueError(f"the compiled kernel covers {', '.join(KERNEL_METHODS)}; use pool_batch for {method}")
@@ -200,7 +200,7 @@ def pool_rows(yi, vi, method="REML", ci_method="hksj", level=0.95, maxiter=1000)
     hksj = ci_method == "hksj"
     est, se, tau2, k, conv = _pool_rows_kernel(y, v, KERNEL_METHODS.index(method), hksj, int(maxiter), 1e-12,
                                     np.finfo(float).eps)
-    from .pooling import t_quantile
+    from pfps_meta.models.pooling import t_quantile
 
     stat = est / se
     multi = k >= 2

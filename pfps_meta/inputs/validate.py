@@ -23,10 +23,11 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from . import effects, measures
-from .conventions import Settings
-from .errors import InputError, InputWarning  # noqa: F401  (InputWarning re-exported)
-from .load import LINE_COLUMN
+from pfps_meta.effects import sizes as effects
+from pfps_meta.effects import measures
+from pfps_meta.conventions import Settings
+from pfps_meta.errors import InputError, InputWarning  # noqa: F401  (InputWarning re-exported)
+from pfps_meta.inputs.load import LINE_COLUMN
 
 ARM_COLUMNS = ("study", "n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl")
 # What papers print instead of a mean and SD, per arm (suffix _exp / _ctrl); see ``arm_statistics``.
@@ -42,7 +43,7 @@ ROW_COLUMN = "_row"     # a row's 1-based position in its whole file, kept when 
 FILE_COLUMN = "_file"   # the file a row came from, kept when tables from several files are merged
 
 
-def _where(df: pd.DataFrame, position: int):
+def where_in_table(df: pd.DataFrame, position: int):
     line = None
     if LINE_COLUMN in df.columns:
         line = int(df[LINE_COLUMN].iloc[position])
@@ -69,7 +70,7 @@ def numeric_column(df: pd.DataFrame, column: str, *, integer=False, minimum=None
     out = np.empty(len(df))
     for position, cell in enumerate(df[column].tolist()):
         value = _to_float(cell)
-        where = _where(df, position)
+        where = where_in_table(df, position)
         if value is None:
             if allow_missing:
                 out[position] = np.nan
@@ -118,7 +119,7 @@ def refuse_duplicates(df: pd.DataFrame, keys, column: str, describe):
     first_seen = {}
     for position, key in enumerate(keys):
         if key in first_seen:
-            raise InputError(describe(key, first_seen[key]), column=column, **_where(df, position))
+            raise InputError(describe(key, first_seen[key]), column=column, **where_in_table(df, position))
         first_seen[key] = position + 1
 
 
@@ -128,7 +129,7 @@ def study_labels(df: pd.DataFrame) -> list[str]:
     for position, cell in enumerate(df["study"].tolist()):
         label = "" if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell).strip()
         if not label:
-            raise InputError("study label is empty", column="study", **_where(df, position))
+            raise InputError("study label is empty", column="study", **where_in_table(df, position))
         labels.append(label)
     refuse_duplicates(df, labels, "study", lambda label, first: f"study '{label}' appears twice (first in row {first})")
     return labels
@@ -231,7 +232,7 @@ def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
     q3, ci_low without ci_high), values out of order (min <= q1 <= median <= q3 <= max), a mean outside
     its CI, and a row with neither a mean nor a median.
     """
-    from . import conversions
+    from pfps_meta.inputs import conversions
 
     col = {f: f"{f}_{side}" if side else f for f in ARM_FIELDS}
     n = numeric_column(df, col["n"], integer=True, minimum=2)
@@ -240,7 +241,7 @@ def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
     mean, sd = values["mean"].copy(), values["sd"].copy()
     rules = [""] * len(df)
     for i in range(len(df)):
-        where = _where(df, i)
+        where = where_in_table(df, i)
         has = {f: not np.isnan(values[f][i]) for f in values}
         for first, second in (("q1", "q3"), ("min", "max"), ("ci_low", "ci_high")):
             if has[first] != has[second]:
@@ -300,7 +301,7 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
                  **options) -> pd.DataFrame:
     """Validate ``df`` and return it with ``yi`` and ``vi`` columns added (a new DataFrame).
 
-    ``measure`` names a row of :mod:`pfps_meta.measures`: arm-level data for MD, SMD, ROM; binary data
+    ``measure`` names a row of :mod:`pfps_meta.effects.measures`: arm-level data for MD, SMD, ROM; binary data
     for RR, OR, RD (ratios on the log scale). For effect-level data it may be None. ``settings`` (with
     keyword ``options`` on top) supplies the SMD convention and variance, the MD pooled-SD choice and
     ``input_level``, the confidence level of CIs read from the input.
@@ -323,7 +324,7 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
                 bad = np.flatnonzero(~(means > 0))
                 if bad.size:
                     raise InputError(f"measure {measure} needs positive means (got {_fmt(means[bad[0]])})",
-                                     column=f"mean_{side}", **_where(df, int(bad[0])))
+                                     column=f"mean_{side}", **where_in_table(df, int(bad[0])))
         out["n_exp"], out["mean_exp"], out["sd_exp"] = n1, m1, s1
         out["n_ctrl"], out["mean_ctrl"], out["sd_ctrl"] = n2, m2, s2
         out["conversion"] = ["; ".join(f"{side}: {rule}" for side, rule in (("exp", r1), ("ctrl", r2)) if rule)
@@ -339,7 +340,7 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
             bad = np.flatnonzero(events > n)
             if bad.size:
                 raise InputError(f"{_fmt(events[bad[0]])} events but only {_fmt(n[bad[0]])} participants",
-                                 column=column, **_where(df, int(bad[0])))
+                                 column=column, **where_in_table(df, int(bad[0])))
         out["events_exp"], out["n_exp"], out["events_ctrl"], out["n_ctrl"] = a, n1, c, n2
         with np.errstate(all="ignore"):
             yi, vi = info.compute(a, n1, c, n2, settings)
@@ -353,13 +354,13 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
         for i in np.flatnonzero(np.isnan(r)):
             if settings.prepost_r is None:
                 raise InputError("the pre-post correlation r is empty: give it, or borrow one for every such study "
-                                 "with prepost_r (--prepost-r)", column="r", **_where(df, int(i)))
+                                 "with prepost_r (--prepost-r)", column="r", **where_in_table(df, int(i)))
             r[i] = settings.prepost_r
             out.loc[out.index[i], "conversion"] = f"r borrowed: prepost_r = {settings.prepost_r:g}"
         above = np.flatnonzero(r > 1)
         if above.size:
             raise InputError(f"a correlation cannot exceed 1 (got {_fmt(r[above[0]])})", column="r",
-                             **_where(df, int(above[0])))
+                             **where_in_table(df, int(above[0])))
         out["n"], out["mean_t1"], out["sd_t1"], out["mean_t2"], out["sd_t2"], out["r"] = n, m1, s1, m2, s2, r
         with np.errstate(all="ignore"):
             yi, vi = info.compute(n, m1, s1, m2, s2, r, settings)
@@ -377,15 +378,15 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
         for position in range(len(df)):
             if not lo[position] < hi[position]:
                 raise InputError(f"ci_low ({_fmt(lo[position])}) must be below ci_high ({_fmt(hi[position])})",
-                                 column="ci_low", **_where(df, position))
+                                 column="ci_low", **where_in_table(df, position))
             if not lo[position] <= est[position] <= hi[position]:
                 raise InputError(f"estimate {_fmt(est[position])} lies outside its CI",
-                                 column="estimate", **_where(df, position))
+                                 column="estimate", **where_in_table(df, position))
         if ratio:
             est, lo, hi = np.log(est), np.log(lo), np.log(hi)
         yi, vi, asymmetric = effects.from_confidence_interval(est, lo, hi, level=settings.input_level)
         for position in np.flatnonzero(asymmetric):
-            where = _where(df, int(position))
+            where = where_in_table(df, int(position))
             warnings.warn(f"{where['file'] or 'data'} row {where['row']} ('{labels[position]}'): the CI is "
                           "asymmetric around the estimate on the analysis scale; the SE derived from "
                           "its width is approximate (was it computed on another scale, e.g. a ratio "
@@ -397,7 +398,7 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
         i = int(bad[0])
         raise InputError(f"the effect size of study '{labels[i]}' cannot be computed from these values "
                          f"(yi = {yi[i]:g}, vi = {vi[i]:g}): a value is too large or too small to be real "
-                         "(overflow), or the variance is 0", **_where(df, i))
+                         "(overflow), or the variance is 0", **where_in_table(df, i))
     out["yi"] = yi
     out["vi"] = vi
     out.attrs = dict(df.attrs)
@@ -426,7 +427,7 @@ def _drop_missing(df, layout, measure):
         empty = [group[0] for group in _needed(layout, measure)
                  if all(_to_float(df[c].iloc[position]) is None for c in group if c in df.columns)]
         if empty:
-            where = _where(df, position)
+            where = where_in_table(df, position)
             place = f"{where['file'] or 'data'}, line {where['line']}" if where["line"] else \
                 f"{where['file'] or 'data'}, row {where['row']}"
             dropped.append(f"{place} ('{df['study'].iloc[position]}'): {', '.join(empty)} empty")

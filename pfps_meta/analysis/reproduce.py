@@ -16,8 +16,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pandas as pd
 
-from . import measures
-from .analyses import AnalysisResult
+from pfps_meta.effects import measures
+from pfps_meta.evidence.specs import AnalysisResult
 
 COLUMNS = ["analysis", "label", "comparison", "outcome", "measure", "published_estimate", "published_ci_low",
            "published_ci_high", "reproduced_estimate", "reproduced_ci_low", "reproduced_ci_high",
@@ -118,7 +118,7 @@ def format_table(frame) -> str:
 
 def preset_statuses(analysis, evidence) -> dict:
     """For one analysis: which convention presets reproduce its published target, and how closely."""
-    from .presets import PRESETS, run_with_preset
+    from pfps_meta.analysis.presets import PRESETS, run_with_preset
 
     out = {}
     for name in PRESETS:

@@ -1,12 +1,12 @@
 """Mixed-effects meta-regression: ``y = X beta + u + e`` with ``u ~ N(0, tau2)``, ``e ~ N(0, v_i)``.
 
 One model at a time (a k x p design matrix), with the same tau2 estimators as the pooling core and the
-same iterations (:func:`pfps_meta.pooling.likelihood_root`, :func:`pfps_meta.pooling.decreasing_root`).
+same iterations (:func:`pfps_meta.models.pooling.likelihood_root`, :func:`pfps_meta.models.pooling.decreasing_root`).
 Formulas follow metafor's ``rma.uni(mods=...)`` (Viechtbauer 2010; Raudenbush 2009 for the moment
 estimators with moderators):
 
 - ``P = W - W X (X'WX)^-1 X'W`` with ``W = diag(1/(v + tau2))``; ``Q(tau2) = y'Py``; the tau2
-  estimators with moderators are in :mod:`pfps_meta.tau2`.
+  estimators with moderators are in :mod:`pfps_meta.models.tau2`.
 - Wald tests (z, chi2 omnibus ``QM``) or Knapp-Hartung (t(k-p), F omnibus ``QM / m``) with
   ``vb = s2w (X'WX)^-1``, ``s2w = y'Py / (k-p)``.
 - ``R2 = max(0, 100 (tau2_RE - tau2_ME) / tau2_RE)`` against the intercept-only fit with the same
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import chdtrc, fdtrc, ndtr, ndtri, stdtr, stdtrit
 
-from .conventions import Settings
-from .tau2 import _loglik_mods, _q, _weighted, estimate_tau2_mods, fit_statistics
+from pfps_meta.conventions import Settings
+from pfps_meta.models.tau2 import loglik_mods, q_mods, weighted_fit_mods, estimate_tau2_mods, fit_statistics
+from pfps_meta.formatting import json_ready
 
 _EPS = np.finfo(float).eps
 
@@ -226,10 +227,8 @@ class MetaRegression:
                              "ci_high": self.ci_high})
 
     def to_dict(self) -> dict:
-        def clean(x):
-            x = float(x)
-            return None if not math.isfinite(x) else x
-        return {"coefficients": [{k: (clean(v) if k != "term" else v) for k, v in row.items()}
+        clean = json_ready
+        return {"coefficients": [{k: (clean(float(v)) if k != "term" else v) for k, v in row.items()}
                                  for row in self.summary_frame().to_dict("records")],
                 "tau2": clean(self.tau2), "i2": clean(self.i2), "h2": clean(self.h2), "qe": clean(self.qe),
                 "qe_df": self.qe_df, "qe_p": clean(self.qe_p), "qm": clean(self.qm), "qm_df": list(self.qm_df),
@@ -264,7 +263,7 @@ def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, int
         raise ValueError("the moderators are collinear or constant (the design matrix is not of full rank), "
                          "so their coefficients are not identifiable")
     tau2, converged, _ = estimate_tau2_mods(y, v, X, method, maxiter=maxiter)
-    w, xtwx_inv, beta, r = _weighted(y, v, X, tau2)
+    w, xtwx_inv, beta, r = weighted_fit_mods(y, v, X, tau2)
     vb = xtwx_inv
     df = float("nan")
     if ci == "hksj":
@@ -287,7 +286,7 @@ def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, int
         crit = ndtri(0.5 + level / 2)
         qm_df = (m,)
         qm_p = float(chdtrc(m, qm)) if m else float("nan")
-    qe, _ = _q(y, v, X, 0.0)
+    qe, _ = q_mods(y, v, X, 0.0)
     w_fe = 1.0 / v
     tr_p = float(np.sum(w_fe) - np.trace(np.linalg.inv(X.T @ (w_fe[:, None] * X)) @ (X.T @ ((w_fe ** 2)[:, None] * X))))
     v_typical = (k - p) / tr_p
@@ -307,7 +306,7 @@ def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, int
         if intercept and p > 1:
             tau2_re, _, _ = estimate_tau2_mods(y, v, np.ones((k, 1)), method, maxiter=maxiter)
             r2 = 0.0 if tau2_re <= 0 else max(0.0, 100 * (tau2_re - tau2) / tau2_re)
-    ll = float(_loglik_mods(y, v, X, tau2, method == "REML"))
+    ll = float(loglik_mods(y, v, X, tau2, method == "REML"))
     if method == "REML":        # metafor's REML log-likelihood includes log|X'X| / 2
         ll += 0.5 * float(np.linalg.slogdet(X.T @ X)[1])
     sat = -0.5 * (k * math.log(2 * math.pi) + float(np.sum(np.log(v))))
@@ -352,7 +351,7 @@ def design(table, columns, reference=None):
     """
     import pandas as pd
 
-    from .errors import InputError
+    from pfps_meta.errors import InputError
 
     blocks, names, references = [], [], {}
     for column in ([columns] if isinstance(columns, str) else list(columns)):

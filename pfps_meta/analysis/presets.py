@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .conventions import Settings
-from .errors import InputError
+from pfps_meta.conventions import Settings
+from pfps_meta.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def preset(name: str) -> Preset:
 
 def run_with_preset(analysis, evidence, name):
     """``run_analysis`` with the preset's conventions (the analysis's level and input level kept)."""
-    from .analyses import run_analysis
+    from pfps_meta.evidence.specs import run_analysis
 
     chosen = preset(name).settings.replace(level=analysis.settings.level, input_level=analysis.settings.input_level)
     return run_analysis(analysis, evidence, settings=chosen)

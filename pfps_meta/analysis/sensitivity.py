@@ -1,10 +1,10 @@
 """Sensitivity analyses, heterogeneity exploration and small-study effects, as functions of a fitted
-:class:`~pfps_meta.model.MetaResult` (metafor's design).
+:class:`~pfps_meta.models.univariate.MetaResult` (metafor's design).
 
-Every refit goes through the batch core (:func:`pfps_meta.pooling.pool_batch`): leave-one-out,
+Every refit goes through the batch core (:func:`pfps_meta.models.pooling.pool_batch`): leave-one-out,
 cumulative meta-analysis, influence diagnostics, permutations and bootstraps are each one call on a
 2-D array in which each row is one meta-analysis. Meta-regressions (Egger's mixed form, the side of
-trim-and-fill, subgroups with a common tau2) use :mod:`pfps_meta.metareg`. Each function cites the
+trim-and-fill, subgroups with a common tau2) use :mod:`pfps_meta.models.metareg`. Each function cites the
 metafor function it reproduces; the tests compare them with metafor's output.
 """
 
@@ -19,9 +19,10 @@ import pandas as pd
 from scipy import stats
 from scipy.special import ndtr, stdtr
 
-from .errors import ConvergenceWarning, InputError, SmallStudyWarning  # noqa: F401  (re-exported)
-from .metareg import design, meta_regression
-from .pooling import pool_batch
+from pfps_meta.errors import ConvergenceWarning, InputError, SmallStudyWarning  # noqa: F401  (re-exported)
+from pfps_meta.models.metareg import design, meta_regression
+from pfps_meta.models.pooling import pool_batch
+from pfps_meta.formatting import json_ready
 
 SMALL_K = 10
 
@@ -424,20 +425,6 @@ def predictive_probability(result, threshold, direction="below") -> dict:
             "distribution": f"t({int(df)})" if df is not None and np.isfinite(df) else "normal"}
 
 
-def _clean(value):
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, pd.DataFrame):
-        return [_clean(r) for r in value.to_dict("records")]
-    return value
-
-
 def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=None, direction="below",
                        permutations=0, bootstrap=0, seed=2018) -> dict:
     """Everything above for one fitted model, JSON-ready (``pfps-meta sensitivity --format json``).
@@ -453,7 +440,7 @@ def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=N
         table.attrs["source"] = result.source
         moderator_x, moderator_names, references = design(table, moderator)
     if result.stats["k"] < 2:
-        return _clean({"k": result.stats["k"], "method": result.method, "ci": result.ci_method, "measure": result.measure,
+        return json_ready({"k": result.stats["k"], "method": result.method, "ci": result.ci_method, "measure": result.measure,
                        "estimate": result.stats["estimate"], "ci_low": result.stats["ci_low"],
                        "ci_high": result.stats["ci_high"], "leave_one_out": [], "cumulative": [], "influence": [],
                        "warnings": [f"k = {result.stats['k']}: sensitivity analyses need at least 2 studies"]})
@@ -488,7 +475,7 @@ def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=N
         if bootstrap:
             report["bootstrap_tau2"] = bootstrap_tau2(result, bootstrap, seed=seed)
     report["warnings"] = sorted({str(w.message) for w in caught if issubclass(w.category, SmallStudyWarning)})
-    return _clean(report)
+    return json_ready(report)
 
 
 def format_sensitivity(report) -> str:

@@ -1,0 +1,1 @@
+"""Analysis: sensitivity, diagnostics, simulation, presets, GRADE and reproduction of published results."""

@@ -1,0 +1,1 @@
+"""Effects: the measure registry (MD, SMD, RR, ...) and effect sizes (yi, vi) from study data."""

@@ -1,0 +1,1 @@
+"""Evidence: the curated PFP evidence base, analysis specs (analyses/*.toml) and extraction sheets."""

@@ -1,0 +1,1 @@
+"""Inputs: reading study tables, converting what papers print, and the one validation entrance."""

@@ -1,0 +1,1 @@
+"""Presentation: text and HTML tables, figures, the report and atomic output writing."""
