@@ -47,6 +47,7 @@ export_case <- function(name, description, fitted, cluster, blocks, btt = NULL, 
   cluster <- as.character(cluster)
   btt_idx <- if (is.null(btt)) fit$btt else btt
   # metafor: CR1 and CR0 (t tests with m - p df; QM is F(q, m - p))
+  stopifnot(abs(fit$level - (1 - level)) < 1e-12)  # robust() takes its CI level from the fit
   r1 <- robust(fit, cluster = cluster, adjust = TRUE)
   r0 <- robust(fit, cluster = cluster, adjust = FALSE)
   # btt of the omnibus test when it is not the fit's default: re-run anova on the robust object
@@ -127,7 +128,7 @@ export_case("berkey1998_multivariate", "rma.mv(yi, V, mods = ~ outcome - 1, rand
 dat <- dat.konstantopoulos2011
 region <- c(`11` = "A", `12` = "A", `18` = "B", `27` = "B", `56` = "C", `58` = "C", `71` = "D",
             `86` = "D", `91` = "E", `108` = "E", `644` = "F")[as.character(dat$district)]
-f <- fit_both(rma.mv(yi, vi, random = ~ 1 | district/study, data = dat))
+f <- fit_both(rma.mv(yi, vi, random = ~ 1 | district/study, data = dat, level = 90))
 export_case("konstantopoulos2011_region", "random = ~ 1 | district/study; robust cluster = pairs of districts (6 clusters)",
             f, region, dat$district, level = 0.90)
 f <- fit_both(rma.mv(yi, vi, mods = ~ I(year - 1990), random = ~ 1 | study, data = dat))
