@@ -9,6 +9,7 @@ module does not choose a matplotlib backend. Each function returns the matplotli
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 import math
 from pathlib import Path
 
@@ -83,19 +84,31 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
         headers, each group gets its own diamond and heterogeneity line, and the test for subgroup
         differences (``subgroup_tau2`` "separate" or "common", see ``sensitivity.subgroups``) is printed.
     """
-    from pfps_meta.analysis.sensitivity import subgroups as subgroup_analysis
-
-    s = result.stats
     studies = result.studies.reset_index(drop=True)
-    k = len(studies)
-    shown = _scale(result)
-    pct = int(round(result.level * 100))
     arm_level = {"mean_exp", "sd_exp", "n_exp", "mean_ctrl", "sd_ctrl", "n_ctrl"} <= set(studies.columns) \
         and studies[["mean_exp", "sd_exp"]].notna().all().all()
     if isinstance(quality, str):
         quality = dict(zip(studies["study"], studies[quality]))
+    rows = _forest_rows(result, studies, subgroups, subgroup_tau2, show_common, show_pi)
+    layout = _forest_columns(result, arm_level, quality is not None, quality_label)
+    fig, ax, top = _forest_canvas(rows, layout)
+    shown = _scale(result)
+    xlim = _forest_xlim(ax, result, studies, shown, xlim)
+    draw = _ForestText(fig, ax, layout.width)
+    _forest_headers(draw, result, layout, arm_level, top - 0.5)
+    _forest_body(draw, rows, studies, layout, shown, xlim, top - 1.5, digits, quality, blups)
+    _forest_axis(ax, result, xlim, mcid, xlabel, favours)
+    if title:
+        fig.suptitle(title, x=0.02, ha="left", fontsize=10, fontweight="bold")
+    return fig
 
-    # ---- the rows, top to bottom: (kind, payload)
+
+def _forest_rows(result, studies, subgroups, subgroup_tau2, show_common, show_pi):
+    """The plot's rows, top to bottom, as (kind, payload): header, study, diamond, pi, small, gap."""
+    from pfps_meta.analysis.sensitivity import subgroups as subgroup_analysis
+
+    s = result.stats
+    pct = int(round(result.level * 100))
     rows = []
     group_test = None
     if subgroups is not None:
@@ -114,7 +127,7 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
                 rows.append(("small", _heterogeneity_text(g, result.method)))
             rows.append(("gap", None))
     else:
-        rows += [("study", i) for i in range(k)]
+        rows += [("study", i) for i in range(len(studies))]
         rows.append(("gap", None))
     label = "Total (random effects)" if result.method != "FE" else "Total (common effect)"
     rows.append(("diamond", (f"{label} ({pct}% CI)", s, True, 100.0)))
@@ -127,15 +140,32 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     if s["k"] >= 2:
         rows.append(("small", _heterogeneity_text(s, result.method)))
     stat = "t" if result.settings.test == "t" else "Z"
-    rows.append(("small", f"Test for overall effect: {stat} = {abs(s['statistic']):.2f} (P {format_p(s['p'], style='revman')})"))
+    rows.append(("small", f"Test for overall effect: {stat} = {abs(s['statistic']):.2f} "
+                          f"(P {format_p(s['p'], style='revman')})"))
     if group_test is not None:
         df = group_test["df"]
         df_text = df if not isinstance(df, list) else ", ".join(str(d) for d in df)
         name = "Chi²" if group_test["distribution"] == "chi2" else "F"
         rows.append(("small", f"Test for subgroup differences: {name} = {group_test['q']:.2f}, df = {df_text} "
                               f"(P {format_p(group_test['p'], style='revman')})"))
+    return rows
 
-    # ---- text columns (x positions in inches from the left edge)
+
+@dataclass(frozen=True)
+class _ForestLayout:
+    """Where the text columns stand (inches from the figure's left edge) and how wide the parts are."""
+    columns: tuple          # (header, x, alignment)
+    arm_columns: tuple      # (x, field) of the arm data columns
+    quality_x: float | None
+    weight_x: float
+    effect_x: float
+    text_width: float
+    plot_width: float
+    width: float
+
+
+def _forest_columns(result, arm_level, with_quality, quality_label):
+    pct = int(round(result.level * 100))
     columns = [("Study", 0.1, "left")]
     x = 2.3
     arm_columns = []
@@ -147,7 +177,7 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
                 x += 0.6
             x += 0.2
     quality_x = None
-    if quality is not None:
+    if with_quality:
         quality_x = x + 0.1
         columns.append((quality_label, quality_x, "right"))
         x += 0.7
@@ -156,9 +186,12 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     columns.append((f"{result.measure or 'Effect'} [{pct}% CI]", effect_x, "right"))
     text_width = x + 2.45
     plot_width = 4.2
-    width = text_width + plot_width + 0.3
+    return _ForestLayout(tuple(columns), tuple(arm_columns), quality_x, weight_x, effect_x, text_width,
+                         plot_width, text_width + plot_width + 0.3)
 
-    # ---- geometry: one unit per row; plotted rows inside the axis, trailing text rows below it
+
+def _forest_canvas(rows, layout):
+    """The figure and the plot axis: one unit per row; plotted rows inside the axis, trailing text below."""
     plotted = max(i for i, (kind, _) in enumerate(rows) if kind in ("study", "diamond", "pi", "header")) + 1
     trailing = len(rows) - plotted
     row_h = 0.26
@@ -167,94 +200,126 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     axes_h = (top - bottom) * row_h
     margin_bottom, margin_top = max(1.15, 0.45 + trailing * 0.22), 0.45
     height = axes_h + margin_bottom + margin_top
+    width = layout.width
     fig = plt.figure(figsize=(width, height))
-    ax = fig.add_axes([text_width / width, margin_bottom / height, plot_width / width, axes_h / height])
+    ax = fig.add_axes([layout.text_width / width, margin_bottom / height, layout.plot_width / width,
+                       axes_h / height])
     ax.set_ylim(bottom, top)
+    return fig, ax, top
 
-    # x range from every interval drawn
-    values = [studies["ci_low"].to_numpy(), studies["ci_high"].to_numpy(),
-              np.array([s["estimate"], s["ci_low"], s["ci_high"]], dtype=float)]
-    candidates = shown(np.concatenate(values))
-    candidates = candidates[np.isfinite(candidates)]
+
+def _forest_xlim(ax, result, studies, shown, xlim):
+    """The x range: given, or from every interval drawn (always including the null value)."""
+    s = result.stats
+    ratio = measures.get(result.measure).ratio
     if xlim is None:
+        values = [studies["ci_low"].to_numpy(), studies["ci_high"].to_numpy(),
+                  np.array([s["estimate"], s["ci_low"], s["ci_high"]], dtype=float)]
+        candidates = shown(np.concatenate(values))
+        candidates = candidates[np.isfinite(candidates)]
         lo, hi = float(np.min(candidates)), float(np.max(candidates))
-        if measures.get(result.measure).ratio:
+        if ratio:
             lo, hi = min(lo, 1.0), max(hi, 1.0)
             xlim = (lo / 1.15, hi * 1.15)
         else:
             lo, hi = min(lo, 0.0), max(hi, 0.0)
             pad = 0.08 * (hi - lo or 1.0)
             xlim = (lo - pad, hi + pad)
-    if measures.get(result.measure).ratio:
+    if ratio:
         ax.set_xscale("log")
     ax.set_xlim(*xlim)
+    return xlim
 
-    def text(xpos, y, value, ha="left", bold=False, size=8.5, italic=False):
-        fig.text(xpos / width, ax.transData.transform((0, y))[1] / fig.dpi / height, value, ha=ha,
+
+class _ForestText:
+    """Writes text at (inches from the left edge, a row's y in data units)."""
+
+    def __init__(self, fig, ax, width):
+        self.fig, self.ax, self.width = fig, ax, width
+        self.height = fig.get_figheight()
+
+    def __call__(self, xpos, y, value, ha="left", bold=False, size=8.5, italic=False):
+        fig = self.fig
+        fig.text(xpos / self.width, self.ax.transData.transform((0, y))[1] / fig.dpi / self.height, value, ha=ha,
                  va="center", fontsize=size, fontweight="bold" if bold else "normal",
                  fontstyle="italic" if italic else "normal")
 
-    header_y = top - 0.5
+
+def _forest_headers(text, result, layout, arm_level, header_y):
+    pct = int(round(result.level * 100))
     if arm_level:
         text(2.3 + 0.6, header_y + 0.75, "Experimental", ha="center", bold=True)
         text(2.3 + 1.8 + 0.2 + 0.6, header_y + 0.75, "Control", ha="center", bold=True)
-    for header, xpos, ha in columns:
+    for header, xpos, ha in layout.columns:
         text(xpos, header_y, header, ha=ha, bold=True)
-    text(text_width + plot_width / 2, header_y,
-         f"{result.measure or 'Effect'} ({result.method}, {'HKSJ' if result.ci_method == 'hksj' else 'Wald'}) [{pct}% CI]",
-         ha="center", bold=True)
+    text(layout.text_width + layout.plot_width / 2, header_y,
+         f"{result.measure or 'Effect'} ({result.method}, {'HKSJ' if result.ci_method == 'hksj' else 'Wald'}) "
+         f"[{pct}% CI]", ha="center", bold=True)
 
+
+def _forest_body(text, rows, studies, layout, shown, xlim, y, digits, quality, blups):
+    """Every row, top to bottom, starting at ``y``."""
     weights = studies["weight"].to_numpy()
-    max_w = np.nanmax(weights) if k else 1.0
-    y = top - 1.5
+    max_w = np.nanmax(weights) if len(studies) else 1.0
     for kind, payload in rows:
         if kind == "header":
             text(0.1, y, str(payload), bold=True, italic=True)
         elif kind == "study":
-            row = studies.iloc[payload]
-            est, lo, hi = shown(row["yi"]), shown(row["ci_low"]), shown(row["ci_high"])
-            text(0.1, y, str(row["study"]) + FLAGS.get(row.get("status"), ""))
-            for xpos, field in arm_columns:
-                value = row[field]
-                text(xpos, y, f"{value:g}" if field.startswith("n_") else _fmt(value, 1), ha="right")
-            if quality_x is not None:
-                text(quality_x, y, _quality_text(quality.get(row["study"])), ha="right")
-            text(weight_x, y, f"{row['weight']:.1f}%", ha="right")
-            text(effect_x, y, f"{_fmt(est, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right")
-            ax.plot([max(lo, xlim[0]), min(hi, xlim[1])], [y, y], color="black", lw=1, solid_capstyle="butt")
-            for clipped, edge, marker in ((lo < xlim[0], xlim[0], "<"), (hi > xlim[1], xlim[1], ">")):
-                if clipped:      # arrow head where the CI runs off the axis
-                    ax.plot([edge], [y], marker=marker, color="black", ms=5, clip_on=False)
-            _box(ax, ax.transData, est, y, 0.25 + 0.45 * math.sqrt(row["weight"] / max_w), fig)
-            if blups is not None:
-                b = blups.iloc[payload]
-                b_lo, b_hi = max(shown(b["pi_low"]), xlim[0]), min(shown(b["pi_high"]), xlim[1])
-                ax.plot([b_lo, b_hi], [y - 0.3, y - 0.3], color=BLUP_COLOUR, lw=0.8)
-                ax.plot([shown(b["pred"])], [y - 0.3], marker="D", ms=4, mfc="white", mec=BLUP_COLOUR)
+            _forest_study_row(text, studies.iloc[payload], layout, shown, xlim, y, digits, quality, max_w,
+                              None if blups is None else blups.iloc[payload])
         elif kind == "diamond":
-            label_text, st, bold, share = payload
-            est, lo, hi = shown(st["estimate"]), shown(st["ci_low"]), shown(st["ci_high"])
-            text(0.1, y, label_text, bold=bold)
-            if arm_level and bold:
-                text(arm_columns[2][0], y, f"{studies['n_exp'].sum():g}", ha="right", bold=True)
-                text(arm_columns[5][0], y, f"{studies['n_ctrl'].sum():g}", ha="right", bold=True)
-            if share is not None:
-                text(weight_x, y, f"{share:.1f}%", ha="right", bold=bold)
-            text(effect_x, y, f"{_fmt(est, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right", bold=bold)
-            colour = DIAMOND_COLOUR if bold else "#555555"
-            ax.add_patch(Polygon([[lo, y], [est, y + 0.32], [hi, y], [est, y - 0.32]], closed=True,
-                                 facecolor=colour, edgecolor=colour))
+            _forest_diamond_row(text, payload, studies, layout, shown, y, digits)
         elif kind == "pi":
             lo, hi = shown(payload["pi_low"]), shown(payload["pi_high"])
             text(0.1, y, "Prediction interval")
-            text(effect_x, y, f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right")
-            ax.plot([max(lo, xlim[0]), min(hi, xlim[1])], [y, y], color=DIAMOND_COLOUR, lw=2.5)
+            text(layout.effect_x, y, f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right")
+            text.ax.plot([max(lo, xlim[0]), min(hi, xlim[1])], [y, y], color=DIAMOND_COLOUR, lw=2.5)
         elif kind == "small":
             text(0.1, y, payload, size=8)
         y -= 0.85 if kind == "small" else 1
 
-    # ---- axis, reference lines, favours labels
-    ax.axvline(1.0 if measures.get(result.measure).ratio else 0.0, color="black", lw=0.8)
+
+def _forest_study_row(text, row, layout, shown, xlim, y, digits, quality, max_w, blup):
+    ax = text.ax
+    est, lo, hi = shown(row["yi"]), shown(row["ci_low"]), shown(row["ci_high"])
+    text(0.1, y, str(row["study"]) + FLAGS.get(row.get("status"), ""))
+    for xpos, field in layout.arm_columns:
+        value = row[field]
+        text(xpos, y, f"{value:g}" if field.startswith("n_") else _fmt(value, 1), ha="right")
+    if layout.quality_x is not None:
+        text(layout.quality_x, y, _quality_text(quality.get(row["study"])), ha="right")
+    text(layout.weight_x, y, f"{row['weight']:.1f}%", ha="right")
+    text(layout.effect_x, y, f"{_fmt(est, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right")
+    ax.plot([max(lo, xlim[0]), min(hi, xlim[1])], [y, y], color="black", lw=1, solid_capstyle="butt")
+    for clipped, edge, marker in ((lo < xlim[0], xlim[0], "<"), (hi > xlim[1], xlim[1], ">")):
+        if clipped:      # arrow head where the CI runs off the axis
+            ax.plot([edge], [y], marker=marker, color="black", ms=5, clip_on=False)
+    _box(ax, ax.transData, est, y, 0.25 + 0.45 * math.sqrt(row["weight"] / max_w), text.fig)
+    if blup is not None:
+        b_lo, b_hi = max(shown(blup["pi_low"]), xlim[0]), min(shown(blup["pi_high"]), xlim[1])
+        ax.plot([b_lo, b_hi], [y - 0.3, y - 0.3], color=BLUP_COLOUR, lw=0.8)
+        ax.plot([shown(blup["pred"])], [y - 0.3], marker="D", ms=4, mfc="white", mec=BLUP_COLOUR)
+
+
+def _forest_diamond_row(text, payload, studies, layout, shown, y, digits):
+    label_text, st, bold, share = payload
+    est, lo, hi = shown(st["estimate"]), shown(st["ci_low"]), shown(st["ci_high"])
+    text(0.1, y, label_text, bold=bold)
+    if layout.arm_columns and bold:
+        text(layout.arm_columns[2][0], y, f"{studies['n_exp'].sum():g}", ha="right", bold=True)
+        text(layout.arm_columns[5][0], y, f"{studies['n_ctrl'].sum():g}", ha="right", bold=True)
+    if share is not None:
+        text(layout.weight_x, y, f"{share:.1f}%", ha="right", bold=bold)
+    text(layout.effect_x, y, f"{_fmt(est, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right", bold=bold)
+    colour = DIAMOND_COLOUR if bold else "#555555"
+    text.ax.add_patch(Polygon([[lo, y], [est, y + 0.32], [hi, y], [est, y - 0.32]], closed=True,
+                              facecolor=colour, edgecolor=colour))
+
+
+def _forest_axis(ax, result, xlim, mcid, xlabel, favours):
+    """The axis, the null line, the MCID lines and the favours labels."""
+    ratio = measures.get(result.measure).ratio
+    ax.axvline(1.0 if ratio else 0.0, color="black", lw=0.8)
     if mcid is not None:
         for m in (-mcid, mcid):
             if xlim[0] < m < xlim[1]:
@@ -265,7 +330,7 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     ax.tick_params(axis="x", labelsize=8)
     if xlabel:
         ax.set_xlabel(xlabel, fontsize=8)
-    if measures.get(result.measure).ratio:
+    if ratio:
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
         ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if xlim[0] <= t <= xlim[1]]
@@ -278,9 +343,6 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
                     textcoords="offset points", ha="left", va="top", fontsize=8)
         ax.annotate(favours[1], xy=(1.0, 0.0), xycoords="axes fraction", xytext=(0, offset),
                     textcoords="offset points", ha="right", va="top", fontsize=8)
-    if title:
-        fig.suptitle(title, x=0.02, ha="left", fontsize=10, fontweight="bold")
-    return fig
 
 
 def _heterogeneity_text(stats, method):
