@@ -298,10 +298,10 @@ def cluster_robust(X, y, beta, marginal, cluster, adjust: str = "CR2", level: fl
                 raise InputError(f"marginal: the block of cluster '{labels[_first_bad(Th)]}' "
                                  "is not positive definite") from None
         Xg = X[rows]
-        XW = np.einsum("nsp,nst->npt", Xg, W)
+        XW = _T(Xg) @ W
         parts.append({"ids": ids, "X": Xg, "e": resid[rows], "Th": Th, "L": L, "W": W, "XW": XW})
 
-    XWX = sum(np.einsum("npt,ntq->pq", g["XW"], g["X"]) for g in parts)
+    XWX = sum((g["XW"] @ g["X"]).sum(axis=0) for g in parts)
     try:
         B = np.linalg.inv(XWX)
         np.linalg.cholesky(B)
@@ -314,7 +314,7 @@ def cluster_robust(X, y, beta, marginal, cluster, adjust: str = "CR2", level: fl
         E_mats, pieces = _cr2(parts, B, inverse_var, p)
     else:
         E_mats = [g["XW"] for g in parts]
-    comps = np.concatenate([np.einsum("npt,nt->np", Em, g["e"]) for Em, g in zip(E_mats, parts)])
+    comps = np.concatenate([(Em @ g["e"][:, :, None])[:, :, 0] for Em, g in zip(E_mats, parts)])
     meat = comps.T @ comps
     vcov = B @ meat @ B
     if adjust == "CR1":
@@ -348,37 +348,35 @@ def _cr2(parts, B, inverse_var, p):
     Lb = np.linalg.cholesky(B)
     if not inverse_var:
         # sum_j X_j' W_j Theta_j W_j X_j, and the lower Cholesky factor of B (that sum) B
-        TWX = [np.einsum("nst,ntu,nup->nsp", g["Th"], g["W"], g["X"]) for g in parts]
-        XWTWX = sum(np.einsum("nps,nsq->pq", g["XW"], twx) for g, twx in zip(parts, TWX))
+        TWX = [g["Th"] @ g["W"] @ g["X"] for g in parts]
+        XWTWX = sum((g["XW"] @ twx).sum(axis=0) for g, twx in zip(parts, TWX))
         Omega_w = B @ XWTWX @ B
         Omega_ct = np.linalg.cholesky((Omega_w + Omega_w.T) / 2)
     E_mats, GG, Fs, Es = [], [], [], []
     for gi, g in enumerate(parts):
         Xg, Th, L, W, XW = g["X"], g["Th"], g["L"], g["W"], g["XW"]
-        XBX = np.einsum("nsp,pq,ntq->nst", Xg, B, Xg)
+        XBX = Xg @ B @ _T(Xg)
         if inverse_var:
             # Theta_j (I - H_jj)' restricted to the block: Theta_j - X_j B X_j'
             mid = Th - XBX
         else:
-            H = np.einsum("nst,ntu->nsu", XBX, W)                    # X_j B X_j' W_j
-            HT = np.einsum("nst,ntu->nsu", H, Th)
-            XOX = np.einsum("nsp,pq,ntq->nst", Xg, Omega_w, Xg)
-            mid = Th - HT - np.swapaxes(HT, 1, 2) + XOX
-        G = np.einsum("nts,ntu,nuv->nsv", L, mid, L)                 # L' mid L
-        A = np.einsum("nst,ntu,nvu->nsv", L, _inv_sqrt(G), L)        # L G^{-1/2} L'
-        Em = np.einsum("npt,ntu->npu", XW, A)                        # X_j' W_j A_j
+            HT = XBX @ W @ Th                                         # H_jj Theta_j, H = X B X' W
+            mid = Th - HT - _T(HT) + Xg @ Omega_w @ _T(Xg)
+        G = _T(L) @ mid @ L                                           # L' mid L
+        A = L @ _inv_sqrt(G) @ _T(L)                                  # L G^{-1/2} L'
+        Em = XW @ A                                                   # X_j' W_j A_j
         E_mats.append(Em)
-        ME = np.einsum("pq,nqs->nps", B, Em)                         # B X_j' W_j A_j
-        Gd = np.einsum("nps,nst->npt", ME, L)
-        GG.append(np.einsum("nps,nqs->npq", Gd, Gd))
-        MEX = np.einsum("nps,nsq->npq", ME, Xg)
+        ME = B @ Em                                                   # B X_j' W_j A_j
+        Gd = ME @ L
+        GG.append(Gd @ _T(Gd))
+        MEX = ME @ Xg
         if inverse_var:
             H1 = MEX @ Lb
             Fs.append(-H1)
             Es.append(H1)
         else:
             H1 = MEX @ Lb
-            H2 = np.einsum("nps,nsq->npq", ME, TWX[gi]) @ Lb
+            H2 = ME @ TWX[gi] @ Lb
             H3 = MEX @ Omega_ct
             Fs.append(np.concatenate([H3, -H1, -H2], axis=2))
             Es.append(np.concatenate([H3, H2, H1], axis=2))
@@ -464,14 +462,19 @@ def _inv_sqrt(G):
     vals, vecs = np.linalg.eigh((G + np.swapaxes(G, 1, 2)) / 2)
     keep = vals > _EIG_TOL
     pw = np.where(keep, np.where(keep, vals, 1.0) ** -0.5, 0.0)
-    return np.einsum("nij,nj,nkj->nik", vecs, pw, vecs)
+    return (vecs * pw[:, None, :]) @ _T(vecs)
 
 
 def _chol_inverse(L):
     """``(L L')^{-1}`` for lower-triangular ``L`` (n, s, s)."""
     s = L.shape[1]
     Li = np.linalg.solve(L, np.broadcast_to(np.eye(s), L.shape))
-    return np.einsum("nts,ntu->nsu", Li, Li)
+    return _T(Li) @ Li
+
+
+def _T(a):
+    """Transpose of each matrix in a stack."""
+    return np.swapaxes(a, -1, -2)
 
 
 def _first_bad(Th):
