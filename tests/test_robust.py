@@ -94,6 +94,7 @@ def test_assink2016_deltype_htz_wald_test():
     d = _check_against_reference("assink2016_deltype")
     res = _fit(d, "CR2")
     assert res.wald.coefficients == ("deltypegeneral", "deltypeovert")
+    assert "df below 4" in res.summary()      # HTZ df 0.88: the printout flags it
 
 
 def test_berkey1998_multivariate_unstructured_trial_clusters():

@@ -15,12 +15,12 @@ distributions are those of
 * ``"CR1"``: CR0 times ``m / (m - p)``, metafor 3.8-1's default ``robust(fit, cluster)``.
 * ``"CR2"``: the bias-reduced linearisation of Bell & McCaffrey (2002, Surv Methodol 28:169) with
   the model as working covariance, as generalised by Pustejovsky & Tipton (2018, J Bus Econ Stat
-  36:672), eqs. 5-7: ``A_j = L_j (L_j' (Theta_j - X_j B X_j') L_j)^{-1/2} L_j'`` with
+  36:672): ``A_j = L_j (L_j' (Theta_j - X_j B X_j') L_j)^{-1/2} L_j'`` with
   ``Theta_j = M_j = L_j L_j'`` (for explicit weights the middle matrix is
   ``L_j' [(I - H)Theta(I - H)']_jj L_j``, ``H = X B X' W``). Tests of one coefficient use their
-  Satterthwaite df ``2 E[v]^2 / Var[v]`` under the working model (PT2018 eq. 11) and the omnibus test
-  is the Hotelling T² approximation "HTZ" (PT2018 section 3.2; Tipton & Pustejovsky 2015, J Educ
-  Behav Stat 40:604). This is clubSandwich 0.5.8 ``vcovCR(fit, cluster, type = "CR2")`` with
+  Satterthwaite df ``2 E[v]^2 / Var[v]`` under the working model (Bell & McCaffrey 2002; PT2018)
+  and the omnibus test is the Hotelling T² approximation "HTZ" (Tipton & Pustejovsky 2015, J Educ
+  Behav Stat 40:604; PT2018). This is clubSandwich 0.5.8 ``vcovCR(fit, cluster, type = "CR2")`` with
   ``coef_test(test = "Satterthwaite")``, ``conf_int()`` and ``Wald_test(test = "HTZ")``, including
   its choice to take inverse square roots with eigenvalues below 1e-12 set to zero.
 
@@ -91,7 +91,8 @@ class RobustWaldTest:
                            "chisq": self.chisq, "chisq_p": self.chisq_p})
 
     def __str__(self) -> str:
-        return (f"{self.test} test of {', '.join(map(str, self.coefficients))}: "
+        name = "HTZ (Hotelling T², clubSandwich)" if self.test == "HTZ" else "F (metafor robust() QM)"
+        return (f"Omnibus {name} test of {', '.join(map(str, self.coefficients))}: "
                 f"F({self.df_num}, {format_number(self.df_denom, 2)}) = {format_number(self.statistic)}, "
                 f"p {format_p(self.p)}")
 
@@ -100,7 +101,7 @@ class RobustWaldTest:
 class _Pieces:
     """What further Wald tests need, stacked over clusters (``m`` first): ``GG[j] = G_j G_j'``
     (``p x p``) and the factors ``F[j]``, ``E[j]`` (``p x r``) of the off-diagonal part, so that the
-    ``m x m`` matrix ``P`` of PT2018's df formulas for contrasts ``c, d`` is
+    ``m x m`` matrix ``P`` of the df formulas (clubSandwich's get_P_array) for contrasts ``c, d`` is
     ``diag(c' GG_j d) + (F c)(E d)'``."""
 
     GG: np.ndarray
@@ -192,6 +193,9 @@ class RobustResult:
                         f"{format_number(self.df[i], 2):>7} {format_p(self.p[i], bare=True):>8}   "
                         f"[{format_number(self.ci_low[i])}, {format_number(self.ci_high[i])}]")
         rows += ["", str(self.wald)]
+        if self.adjust == "CR2" and (np.any(self.df < 4) or self.wald.df_denom < 4):
+            rows.append("Note: df below 4; such tests can be unreliable (Tipton 2015, Psychol Methods "
+                        "20:375; Pustejovsky & Tipton 2018)")
         return "\n".join(rows)
 
     def __str__(self) -> str:
@@ -387,7 +391,7 @@ def _cr2(parts, B, inverse_var, p):
 
 
 def _satterthwaite(c, pieces) -> float:
-    """Satterthwaite df of ``c' beta`` (PT2018 eq. 11; clubSandwich's Satterthwaite()):
+    """Satterthwaite df of ``c' beta`` (Bell & McCaffrey 2002; clubSandwich's Satterthwaite()):
     ``(tr P)^2 / sum(P^2)`` with ``P = diag(d) + f e'``, ``d_j = c' GG_j c``, ``f_j = F_j' c``,
     ``e_j = E_j' c``."""
     c = c.ravel()
@@ -397,6 +401,9 @@ def _satterthwaite(c, pieces) -> float:
     fe = np.einsum("nr,nr->n", f, e)
     trace = d.sum() + fe.sum()
     sumsq = (d ** 2).sum() + 2 * (d * fe).sum() + np.sum((f.T @ f) * (e.T @ e))
+    if not sumsq > 0:
+        raise InputError("X: a coefficient has no cluster-level variation left for its "
+                         "Satterthwaite df (its robust variance is zero)")
     return float(trace ** 2 / sumsq)
 
 
@@ -448,7 +455,7 @@ def _wald(adjust, C, labels, beta, vcov, m, pieces) -> RobustWaldTest:
                               chisq_p)
     df2 = float(m - p)
     F = chisq / q
-    return RobustWaldTest(f"F(q, m - p) [{adjust}]", tuple(labels), F, q, df2,
+    return RobustWaldTest("F", tuple(labels), F, q, df2,
                           float(stats.f.sf(F, q, df2)), 1.0, chisq, chisq_p)
 
 
