@@ -120,6 +120,14 @@ def test_konstantopoulos2011_explicit_weights():
     """rma.mv(W = diag(1/vi)): weights are not M^{-1}; clubSandwich's general CR2 formulas."""
     d = _check_against_reference("konstantopoulos2011_weights")
     assert d["W"] is not None
+    # the same weights as blocks listing their rows in reverse order
+    rows = [np.flatnonzero(np.asarray(d["blocks"]) == g)[::-1] for g in dict.fromkeys(d["blocks"])]
+    W = BlockDiagonal(tuple(rows), tuple(d["W"][np.ix_(r, r)] for r in rows), tuple(range(len(rows))))
+    dense = _fit(d, "CR2")
+    res = cluster_robust(d["X"], d["y"], d["beta"], d["M"], d["cluster"], weights=W,
+                         names=d["names"])
+    np.testing.assert_allclose(res.se, dense.se, rtol=1e-12)
+    np.testing.assert_allclose(res.df, dense.df, rtol=1e-12)
 
 
 def test_assink2016_row_order_and_block_input_do_not_matter():
@@ -296,5 +304,5 @@ def test_robust_refuses_too_few_clusters_and_bad_arguments():
         cluster_robust(X, y, b, M[:5, :5], cl)
     not_pd = M.copy()
     not_pd[0, 0] = -1.0
-    with pytest.raises(InputError, match="positive definite"):
+    with pytest.raises(InputError, match="cluster '1' is not positive definite"):
         cluster_robust(X, y, b, not_pd, cl)

@@ -15,7 +15,7 @@ distributions are those of
 * ``"CR1"``: CR0 times ``m / (m - p)``, metafor 3.8-1's default ``robust(fit, cluster)``.
 * ``"CR2"``: the bias-reduced linearisation of Bell & McCaffrey (2002, Surv Methodol 28:169) with
   the model as working covariance, as generalised by Pustejovsky & Tipton (2018, J Bus Econ Stat
-  36:672): ``A_j = L_j (L_j' (Theta_j - X_j B X_j') L_j)^{-1/2} L_j'`` with
+  36:672; PT2018): ``A_j = L_j (L_j' (Theta_j - X_j B X_j') L_j)^{-1/2} L_j'`` with
   ``Theta_j = M_j = L_j L_j'`` (for explicit weights the middle matrix is
   ``L_j' [(I - H)Theta(I - H)']_jj L_j``, ``H = X B X' W``). Tests of one coefficient use their
   Satterthwaite df ``2 E[v]^2 / Var[v]`` under the working model (Bell & McCaffrey 2002; PT2018)
@@ -284,23 +284,18 @@ def cluster_robust(X, y, beta, marginal, cluster, adjust: str = "CR2", level: fl
     for ids in groups:
         rows = np.stack([Mblocks[0][j] for j in ids])
         Th = np.stack([Mblocks[1][j] for j in ids])
+        try:
+            L = np.linalg.cholesky(Th)
+        except np.linalg.LinAlgError:
+            raise InputError(f"marginal: the block of cluster '{labels[ids[_first_bad(Th)]]}' "
+                             "is not positive definite") from None
         if inverse_var:
-            try:
-                L = np.linalg.cholesky(Th)
-            except np.linalg.LinAlgError:
-                raise InputError(f"marginal: the block of cluster '{labels[_first_bad(Th)]}' "
-                                 "is not positive definite") from None
             W = _chol_inverse(L)
         else:
             W = np.stack([Wblocks[1][j] for j in ids])
             if not np.array_equal(np.stack([Wblocks[0][j] for j in ids]), rows):
                 raise InputError("weights: its blocks do not cover the same rows as the marginal "
                                  "covariance within each cluster")
-            try:
-                L = np.linalg.cholesky(Th)
-            except np.linalg.LinAlgError:
-                raise InputError(f"marginal: the block of cluster '{labels[_first_bad(Th)]}' "
-                                 "is not positive definite") from None
         Xg = X[rows]
         XW = _T(Xg) @ W
         parts.append({"ids": ids, "X": Xg, "e": resid[rows], "Th": Th, "L": L, "W": W, "XW": XW})
@@ -611,10 +606,17 @@ def _cluster_blocks(mat, codes, labels, k, what):
     per_cluster = np.bincount(lo, minlength=labels.size)
     if np.all(per_cluster == 1):
         order = np.argsort(lo, kind="stable")
-        return ([np.asarray(bd.index[j]) for j in order], [np.asarray(bd.blocks[j]) for j in order])
-    merged = bd.regroup(codes)
-    # regroup labels blocks by first appearance of the codes, i.e. 0, 1, ... in our cluster order
-    return [np.asarray(i) for i in merged.index], [np.asarray(b) for b in merged.blocks]
+        index, blocks = [np.asarray(bd.index[j]) for j in order], [np.asarray(bd.blocks[j]) for j in order]
+    else:
+        # regroup labels blocks by first appearance of the codes, i.e. 0, 1, ... in our cluster order
+        merged = bd.regroup(codes)
+        index, blocks = list(merged.index), list(merged.blocks)
+    # rows in ascending order within each block (so V, W and X line up row by row)
+    for j, idx in enumerate(index):
+        if idx.size > 1 and np.any(np.diff(idx) < 0):
+            o = np.argsort(idx, kind="stable")
+            index[j], blocks[j] = idx[o], np.asarray(blocks[j])[np.ix_(o, o)]
+    return index, blocks
 
 
 def _size_groups(index):
