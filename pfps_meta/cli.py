@@ -16,10 +16,15 @@ from pfps_meta.effects import measures
 from pfps_meta.conventions import OPTIONS, Settings, cli_flag
 from pfps_meta.errors import ConvergenceWarning, InputError
 from pfps_meta.formatting import json_ready
+from pfps_meta.present.outputs import run_inputs
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
+
+
+FORMAT_HELP = "text (a table to read) or json (strict JSON: undefined numbers are null) (default: text)"
+SEED_HELP = "seed of the random-number generator: the same seed gives the same draws (default: %(default)s)"
 
 
 def _printable(text: str) -> str:
@@ -47,7 +52,7 @@ def _add_model_options(parser):
                                 choices=list(option.choices) if option.choices else None,
                                 metavar=None if option.choices else option.name.upper(),
                                 help=option.help + default_text)
-    parser.add_argument("--format", choices=["text", "json"], default="text")
+    parser.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
 
 
 def _shown(value):
@@ -64,6 +69,18 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise InputError(f"{message} (see '{self.prog} --help')")
+
+
+def _preset_names():
+    from pfps_meta.analysis.presets import PRESETS
+
+    return list(PRESETS)
+
+
+def _tau2_names():
+    from pfps_meta.conventions import TAU2_ESTIMATORS
+
+    return list(TAU2_ESTIMATORS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_rep = sub.add_parser("reproduce", help="published vs reproduced pooled estimates, side by side")
     p_rep.add_argument("specs", nargs="*", help="analysis definitions (default: every analyses/*.toml)")
-    p_rep.add_argument("--format", choices=["text", "json"], default="text")
+    p_rep.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
     p_rep.add_argument("--extraction", metavar="FILE",
                        help="a filled extraction sheet (pfps-meta template): its rows replace the curated ones")
     p_rep.add_argument("--presets", action="store_true",
@@ -105,19 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_sens.add_argument("--permutations", type=int, default=0, help="permutation test with this many draws "
                         "(exact enumeration when k <= 16)")
     p_sens.add_argument("--bootstrap", type=int, default=0, help="bootstrap CI for tau2 with this many resamples")
-    p_sens.add_argument("--seed", type=int, default=2018)
+    p_sens.add_argument("--seed", type=int, default=2018, help=SEED_HELP + " (permutations, bootstrap)")
     p_sens.set_defaults(func=cmd_sensitivity)
 
     p_diff = sub.add_parser("diff", help="one analysis under two convention presets, side by side")
     p_diff.add_argument("spec", help="analysis definition (analyses/*.toml)")
     p_diff.add_argument("analysis", help="analysis id within the file")
-    p_diff.add_argument("--presets", nargs=2, default=["revman5", "metafor"], metavar=("A", "B"))
-    p_diff.add_argument("--format", choices=["text", "json"], default="text")
+    p_diff.add_argument("--presets", nargs=2, default=["revman5", "metafor"], metavar=("A", "B"),
+                        help=f"the two convention presets to compare, from: {', '.join(_preset_names())} "
+                             "(default: revman5 metafor)")
+    p_diff.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
     p_diff.set_defaults(func=cmd_diff)
 
     p_report = sub.add_parser("report", help="build the full report (HTML + Markdown) from analyses/ and data/")
     p_report.add_argument("specs", nargs="*", help="analysis definitions (default: every analyses/*.toml)")
-    p_report.add_argument("--out", default="reports", help="output folder (default: %(default)s)")
+    p_report.add_argument("--out", default="reports", help="output folder (default: %(default)s); a folder holding "
+                          "an input file of the run is refused")
     p_report.add_argument("--extraction", metavar="FILE",
                           help="a filled extraction sheet (pfps-meta template): its rows replace the curated ones")
     p_report.set_defaults(func=cmd_report)
@@ -131,23 +151,29 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--n-min", type=int, default=15, help="smallest arm size drawn (default 15)")
     p_sim.add_argument("--n-max", type=int, default=60, help="largest arm size drawn (default 60)")
     p_sim.add_argument("--mu", default="0.5", help="true average effect(s), comma-separated (default 0.5)")
-    p_sim.add_argument("--tau2", default="0,0.05,0.2", help="between-trial variance(s), comma-separated")
+    p_sim.add_argument("--tau2", default="0,0.05,0.2", help="true between-trial variance(s), comma-separated, "
+                       "each >= 0 (default: %(default)s)")
     p_sim.add_argument("--measure", default="SMD", choices=list(measures.names("arm")))
     p_sim.add_argument("--sd", type=float, default=1.0, help="within-arm SD of the outcome (default 1)")
-    p_sim.add_argument("--methods", default="DL,REML", help="tau2 estimators, comma-separated")
+    p_sim.add_argument("--methods", default="DL,REML", help="tau2 estimators to compare, comma-separated, from: "
+                       f"{', '.join(_tau2_names())} (default: %(default)s)")
     p_sim.add_argument("--ci-methods", default="wald,hksj", help="CI methods, comma-separated")
     p_sim.add_argument("--pi-methods", default="auto", help="prediction-interval rules, comma-separated")
     p_sim.add_argument("--replicates", type=int, default=1000, help="meta-analyses per grid cell (default 1000)")
-    p_sim.add_argument("--seed", type=int, default=2018)
-    p_sim.add_argument("--level", type=float, default=0.95)
+    p_sim.add_argument("--seed", type=int, default=2018, help=SEED_HELP)
+    p_sim.add_argument("--level", type=float, default=0.95,
+                       help="confidence level of the intervals whose coverage is counted, between 0 and 1 "
+                            "(default: %(default)s)")
     p_sim.add_argument("--scheduler", help="run on Dask: 'local' (a LocalCluster here) or a scheduler address")
-    p_sim.add_argument("--plot", metavar="FILE", help="write the coverage plot (FILE.png and FILE.svg)")
-    p_sim.add_argument("--format", choices=["text", "json"], default="text")
+    p_sim.add_argument("--plot", metavar="FILE", help="write the coverage plot (FILE.png and FILE.svg; never over "
+                       "an input file, a folder, a device or a pipe)")
+    p_sim.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
     p_sim.set_defaults(func=cmd_simulate)
 
     p_tpl = sub.add_parser("template", help="write the extraction sheet of an analysis definition (CSV)")
     p_tpl.add_argument("spec", help="analysis definition (analyses/*.toml)")
-    p_tpl.add_argument("--out", metavar="FILE", help="write to FILE (default: standard output)")
+    p_tpl.add_argument("--out", metavar="FILE", help="write to FILE (default: standard output); never over the "
+                       "spec, its data files, a folder, a device or a pipe (a symbolic link is written through)")
     p_tpl.set_defaults(func=cmd_template)
     return parser
 
@@ -189,10 +215,12 @@ def cmd_simulate(args) -> int:
 
     if args.spec and args.design:
         raise InputError("give either SPEC --analysis or --design, not both")
+    loaded = []
     if args.spec:
         from pfps_meta.evidence.specs import load_all, run_analysis
 
-        [(spec, evidence)] = load_all([args.spec])
+        loaded = load_all([args.spec])
+        [(spec, evidence)] = loaded
         matches = [a for a in spec.analyses if a.id == args.analysis]
         if not matches:
             raise InputError(f"--analysis: no analysis '{args.analysis}' (have: "
@@ -203,6 +231,8 @@ def cmd_simulate(args) -> int:
         design = Design.from_csv(args.design)
     else:
         design = Design.from_range(args.k, args.n_min, args.n_max, seed=args.seed)
+    if args.plot is not None:           # refused before the simulation runs, so nothing is written or lost
+        _check_plot_target(args.plot, run_inputs(loaded, [args.design]))
     names = {flag: [p.strip() for p in text.split(",") if p.strip()]
              for flag, text in (("methods", args.methods), ("ci_methods", args.ci_methods),
                                 ("pi_methods", args.pi_methods))}
@@ -232,18 +262,35 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def _check_plot_target(stem, inputs):
+    """``--plot FILE`` writes FILE.png and FILE.svg (plots.save): FILE itself and both files are checked."""
+    from pathlib import Path
+
+    from pfps_meta.present.outputs import check_target
+
+    check_target(stem, what="--plot", inputs=inputs)
+    name = Path(stem).name
+    if name in ("", ".", "..") or str(stem).endswith(("/", "\\")):
+        raise InputError("--plot needs a file name (FILE gives FILE.png and FILE.svg), not a folder", file=str(stem))
+    for suffix in (".png", ".svg"):
+        check_target(Path(stem).with_suffix(suffix), what="--plot", inputs=inputs)
+
+
 def cmd_template(args) -> int:
     from pfps_meta.evidence.specs import load_all
     from pfps_meta.evidence.extraction import template, to_csv_text
-    from pfps_meta.present.outputs import atomic_write_text
+    from pfps_meta.present.outputs import atomic_write_text, check_target
 
-    [(spec, evidence)] = load_all([args.spec])
+    if args.out is not None:
+        check_target(args.out, what="--out")            # a folder, device or pipe: refused before any work
+    loaded = load_all([args.spec])
+    [(spec, evidence)] = loaded
     if evidence is None or not any(a.trials for a in spec.analyses):
         raise InputError("no evidence-base analysis (trials = [...]) in this spec: nothing to extract",
                          file=args.spec)
     text = to_csv_text(template(spec, evidence))
-    if args.out:
-        atomic_write_text(args.out, text)
+    if args.out is not None:
+        atomic_write_text(args.out, text, what="--out", inputs=run_inputs(loaded))
         print(f"wrote {args.out}: fill the empty cells with what each paper prints, with source_location and "
               "quote, then run: pfps-meta reproduce " + args.spec + " --extraction " + args.out, file=sys.stderr)
     else:
@@ -392,32 +439,44 @@ def _warning_printer():
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    """Run one command; every way it can end is one line on standard error (exit 2 for bad input, 130
+    for Ctrl-C, 1 for a bug in pfps-meta, whose traceback is shown only with PFPS_META_DEBUG=1)."""
     previous = warnings.showwarning
-    warnings.showwarning = _warning_printer()
     try:
-        args = parser.parse_args(argv)
+        warnings.showwarning = _warning_printer()
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except InputError as exc:
-        print(f"pfps-meta: error: {_printable(exc.message)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(f"pfps-meta: error: {_printable(exc.message)}", EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        print("pfps-meta: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _fail("pfps-meta: interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:
         return 0
     except MemoryError:
-        print("pfps-meta: error: out of memory (the input is too large for this machine)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception:       # anything else is a bug in pfps-meta: show it, and say so
-        import traceback
+        return _fail("pfps-meta: error: out of memory (the input is too large for this machine)", EXIT_BAD_INPUT)
+    except RecursionError:
+        return _fail("pfps-meta: error: the input is nested too deeply to read", EXIT_BAD_INPUT)
+    except Exception as exc:       # anything else is a bug in pfps-meta: say so on one line
+        import os
 
-        traceback.print_exc()
-        print("pfps-meta: internal error: the traceback above is a bug in pfps-meta, not a problem with "
-              "your input; please report it with the command you ran", file=sys.stderr)
-        return EXIT_INTERNAL
+        if os.environ.get("PFPS_META_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        return _fail(f"pfps-meta: internal error: {type(exc).__name__}: {_printable(exc)} (a bug in pfps-meta, "
+                     "not a problem with your input; please report it with the command you ran; "
+                     "PFPS_META_DEBUG=1 shows the traceback)", EXIT_INTERNAL)
     finally:
         warnings.showwarning = previous
+
+
+def _fail(line: str, code: int) -> int:
+    """Print the one closing line (a second Ctrl-C or a closed stderr cannot turn it into a traceback)."""
+    try:
+        print(line, file=sys.stderr)
+    except (KeyboardInterrupt, OSError):
+        pass
+    return code
 
 
 if __name__ == "__main__":

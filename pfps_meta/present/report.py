@@ -35,7 +35,7 @@ from pfps_meta.evidence.curated import completeness
 from pfps_meta.errors import InputError
 from pfps_meta.evidence.extraction import todo
 from pfps_meta.analysis.grade import summary_of_findings
-from pfps_meta.present.outputs import atomic_write_text, umask_mode
+from pfps_meta.present.outputs import atomic_write_text, check_target, run_inputs, umask_mode
 from pfps_meta.analysis.reproduce import preset_statuses, reproduce_rows
 from pfps_meta.present.tables import display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
 
@@ -131,10 +131,11 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
     else already in ``out_dir`` (e.g. a ``.gitkeep``) is carried over. A failure or an interrupt leaves
     ``out_dir`` as it was.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("--out names a file, not a folder", file=str(out_dir))
+    check_target(out_dir, what="--out", folder=True)          # refused before any work is done
+    shown_dir = Path(out_dir)
     loaded = load_all(spec_paths, extraction=extraction)
+    # the folder actually written: a symbolic link's target (the link stays); never one holding an input
+    out_dir = check_target(shown_dir, what="--out", folder=True, inputs=run_inputs(loaded, [extraction]))
     total = sum(len(spec.analyses) for spec, _ in loaded)
     results, count = [], 0
     for spec, evidence in loaded:
@@ -162,8 +163,9 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
         if build.exists():
             shutil.rmtree(build, ignore_errors=True)
     if progress:
-        print(f"wrote {out_dir / 'index.html'}, {out_dir / 'report.md'} and {out_dir / 'figures'}/", file=sys.stderr)
-    return {"html": out_dir / "index.html", "markdown": out_dir / "report.md", "rows": rows}
+        print(f"wrote {shown_dir / 'index.html'}, {shown_dir / 'report.md'} and {shown_dir / 'figures'}/",
+              file=sys.stderr)
+    return {"html": shown_dir / "index.html", "markdown": shown_dir / "report.md", "rows": rows}
 
 
 def _write_document(doc, loaded, results, command):
