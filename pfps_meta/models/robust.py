@@ -550,20 +550,17 @@ def _vector(v, what, n):
 
 
 def _cluster_codes(cluster, k):
-    cluster = np.asarray(cluster, dtype=object).ravel()
-    if cluster.size != k:
-        raise InputError(f"cluster: {cluster.size} labels for {k} rows")
+    """Cluster labels in order of first appearance and each row's code into them."""
     import pandas as pd
 
-    missing = np.flatnonzero(pd.isna(cluster))
+    cluster = np.asarray(cluster, dtype=object if not hasattr(cluster, "dtype") else None).ravel()
+    if cluster.size != k:
+        raise InputError(f"cluster: {cluster.size} labels for {k} rows")
+    codes, uniques = pd.factorize(cluster, sort=False, use_na_sentinel=True)
+    missing = np.flatnonzero(codes < 0)
     if missing.size:
         raise InputError("cluster: missing cluster label", row=int(missing[0]) + 1)
-    keys = np.array([repr(type(c)) + "\x00" + str(c) for c in cluster])
-    _, first, codes = np.unique(keys, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return cluster[np.sort(first)], rank[codes.ravel()]
+    return np.asarray(uniques, dtype=object), codes.astype(np.int64)
 
 
 def _cluster_blocks(mat, codes, labels, k, what):
@@ -612,10 +609,14 @@ def _cluster_blocks(mat, codes, labels, k, what):
         merged = bd.regroup(codes)
         index, blocks = list(merged.index), list(merged.blocks)
     # rows in ascending order within each block (so V, W and X line up row by row)
-    for j, idx in enumerate(index):
-        if idx.size > 1 and np.any(np.diff(idx) < 0):
-            o = np.argsort(idx, kind="stable")
-            index[j], blocks[j] = idx[o], np.asarray(blocks[j])[np.ix_(o, o)]
+    flat = np.concatenate(index)
+    first = np.zeros(flat.size, dtype=bool)
+    first[np.cumsum([0] + [i.size for i in index[:-1]])] = True
+    if np.any((np.diff(flat, prepend=-1) < 0) & ~first):
+        for j, idx in enumerate(index):
+            if idx.size > 1 and np.any(np.diff(idx) < 0):
+                o = np.argsort(idx, kind="stable")
+                index[j], blocks[j] = idx[o], np.asarray(blocks[j])[np.ix_(o, o)]
     return index, blocks
 
 
