@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pfps_meta.effects.sizes import hedges_correction
 from pfps_meta.errors import InputError
 from pfps_meta.models.blocks import BlockDiagonal
 from pfps_meta.models.vcalc import contrast_covariance, contrasts_from_arms, shared_arm_covariance, vcalc
@@ -271,26 +272,29 @@ def test_shared_control_smd_vcalc_approximation_differs_from_exact():
 
 
 def test_smd_shared_control_covariance_matches_simulation():
-    """The large-sample SMD covariance 1/n_c + g1 g2 n_c / (2 N1 N2) against 200,000 simulated trials.
+    """The large-sample SMD covariance 1/n_c + g1 g2 n_c / (2 N1 N2) against 400,000 simulated trials.
 
-    Sufficient statistics are drawn directly (means normal, variances scaled chi-square). The pooled-SD
-    term is ~0.004 here, 25 Monte Carlo SEs, so leaving it out (or using Gleser & Olkin's all-arm 1/(2N)
-    with these pairwise SDs) fails."""
+    Sufficient statistics are drawn directly (means normal, variances scaled chi-square) and g is computed
+    as escalc does (each contrast's own pooled SD, exact J); contrasts_from_arms gives the same g on the
+    first trials. The pooled-SD term is ~0.004 here, about 35 Monte Carlo SEs, so leaving it out fails."""
     rng = np.random.default_rng(20240501)
-    reps, n = 200_000, np.array([30, 35, 40])           # control, arm 1, arm 2
+    reps, n = 400_000, np.array([30, 35, 40])           # control, arm 1, arm 2
     mu = np.array([0.0, 1.2, 1.6])
     means = mu + rng.standard_normal((reps, 3)) / np.sqrt(n)
     var = rng.chisquare(n - 1, size=(reps, 3)) / (n - 1)
-    arms = pd.DataFrame({"study": np.repeat(np.arange(reps), 3), "arm": np.tile(["c", "a", "b"], reps),
-                         "n": np.tile(n, reps), "mean": means.ravel(), "sd": np.sqrt(var).ravel()})
-    res = contrasts_from_arms(arms, "SMD")
-    g = res.yi.reshape(reps, 2)
+    nt, nc = n[1:], n[0]
+    sp = np.sqrt(((nt - 1) * var[:, 1:] + (nc - 1) * var[:, :1]) / (nt + nc - 2))
+    g = hedges_correction(nt + nc - 2) * (means[:, 1:] - means[:, :1]) / sp
+    few = 500
+    arms = pd.DataFrame({"study": np.repeat(np.arange(few), 3), "arm": np.tile(["c", "a", "b"], few),
+                         "n": np.tile(n, few), "mean": means[:few].ravel(), "sd": np.sqrt(var[:few]).ravel()})
+    np.testing.assert_allclose(contrasts_from_arms(arms, "SMD").yi, g[:few].ravel(), rtol=1e-12)
     emp = np.cov(g.T)
     delta = mu[1:] - mu[0]
-    exact = shared_arm_covariance("SMD", n=n[0], y1=delta[0], y2=delta[1], n_total1=n[0] + n[1], n_total2=n[0] + n[2])
+    exact = shared_arm_covariance("SMD", n=nc, y1=delta[0], y2=delta[1], n_total1=nc + nt[0], n_total2=nc + nt[1])
     se = np.sqrt((emp[0, 0] * emp[1, 1] + emp[0, 1] ** 2) / reps)
     assert abs(emp[0, 1] - exact) < 4 * se
-    assert abs(emp[0, 1] - 1 / n[0]) > 10 * se
+    assert abs(emp[0, 1] - 1 / nc) > 10 * se
 
 
 def test_network_contrasts_against_each_study_baseline_sign_when_arm_roles_differ():
@@ -311,7 +315,7 @@ def test_contrasts_bad_input_names_the_place():
     with pytest.raises(InputError, match="study '2' has a single arm"):
         contrasts_from_arms(arms, "RR")
     with pytest.raises(InputError, match="study '1' has no baseline arm 'z'"):
-        contrasts_from_arms(arms, "RR", baseline="z")
+        contrasts_from_arms(arms.iloc[:2], "RR", baseline="z")
     with pytest.raises(InputError, match="measure must be one of"):
         contrasts_from_arms(arms, "HR")
     two = pd.DataFrame({"study": [1, 1], "treat": ["a", "b"], "control": ["b", "a"]})

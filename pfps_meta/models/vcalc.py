@@ -14,8 +14,9 @@ which groups were compared), following metafor 3.8-1's ``vcalc()`` (Viechtbauer 
 (one row per arm) and the *exact* (large-sample) covariance between contrasts of one study that reuse
 an arm, as in multiple-treatment trials and network meta-analysis (Gleser & Olkin 2009, "Stochastically
 dependent effect sizes", ch. 19 in Cooper, Hedges & Valentine (eds.), The Handbook of Research
-Synthesis and Meta-Analysis, 2nd ed., Russell Sage Foundation, pp. 357-376: multiple-treatment
-studies, section on a common control, worked examples pp. 360-367).
+Synthesis and Meta-Analysis, 2nd ed., Russell Sage Foundation: multiple-treatment studies with a
+common control; the binary examples on pp. 360-364, the SMD example on pp. 364-367, which metafor's
+own test suite reproduces and tests/test_vcalc.py checks).
 """
 
 from __future__ import annotations
@@ -289,6 +290,8 @@ def vcalc(data: pd.DataFrame, vi="vi", cluster="study", obs=None, rho=None, time
     wb = wa if w2 is None else _numeric(_column(data, w2, "w2"), w2, positive=True)
 
     def ar(d):
+        if phi == 1.0:               # no time structure: phi^|d| = 1
+            return 1.0
         with np.errstate(invalid="ignore"):
             return np.where(d == 0, 1.0, phi ** np.abs(d))
 
@@ -387,7 +390,7 @@ def shared_arm_covariance(measure: str, *, n, sd=None, events=None, y1=None, y2=
 
     Vectorised over arrays. ``same_role``: the shared arm is the control (or the treatment) in both
     contrasts; otherwise the sign flips (for SMD only the 1/n term flips). With n, sd, events of the
-    shared arm (Gleser & Olkin 2009, multiple-treatment studies, pp. 358-367):
+    shared arm (Gleser & Olkin 2009, multiple-treatment studies, pp. 360-367):
 
     - MD: ``sd^2 / n`` (the variance of the shared arm's mean);
     - log RR: ``1/events - 1/n``; log OR: ``1/events + 1/(n - events)`` (the shared arm's two cells);
@@ -600,22 +603,35 @@ def contrasts_from_arms(arms: pd.DataFrame, measure: str, study="study", arm="ar
         raise InputError(f"measure must be one of {', '.join(_MEASURES)}, got {measure!r}")
     cols = {name: options.get(name, name) for name in ("n", "mean", "sd", "events")}
     st, ar_, _, _ = _arm_table(arms, measure, study, arm, cols["n"], cols["mean"], cols["sd"], cols["events"])
-    rows = []
-    for s, grp in arms.groupby(st.astype(str).to_numpy(), sort=False):
-        labels = list(grp[arm])
-        sid = grp[study].iloc[0]
-        if baseline is None:
-            base = labels[0]
+    scode, slabels = _codes(st.astype(str).to_numpy())
+    arm_text = ar_.astype(str).to_numpy()
+    count = np.bincount(scode, minlength=slabels.size)
+    if (count < 2).any():
+        g = int(np.flatnonzero(count < 2)[0])
+        raise InputError(f"study '{slabels[g]}' has a single arm, so no contrast", column=arm)
+    if baseline is None:
+        first = np.full(slabels.size, -1)
+        first[scode[::-1]] = np.arange(len(arms))[::-1]
+        is_base = np.zeros(len(arms), dtype=bool)
+        is_base[first] = True
+    else:
+        if isinstance(baseline, (Mapping, pd.Series)):
+            lookup = {str(k): str(v) for k, v in dict(baseline).items()}
+            missing = [lab for lab in slabels if lab not in lookup]
+            if missing:
+                raise InputError(f"study '{missing[0]}': no baseline arm given for it", column=arm)
+            want = np.array([lookup[lab] for lab in slabels], dtype=object)[scode]
         else:
-            want = baseline.get(sid, baseline.get(s)) if isinstance(baseline, (Mapping, pd.Series)) else baseline
-            if want is None:
-                raise InputError(f"study '{sid}': no baseline arm given for it", column=arm)
-            match = [lab for lab in labels if str(lab) == str(want)]
-            if not match:
-                raise InputError(f"study '{sid}' has no baseline arm '{want}'", column=arm)
-            base = match[0]
-        if len(labels) < 2:
-            raise InputError(f"study '{sid}' has a single arm, so no contrast", column=arm)
-        rows.extend((sid, lab, base) for lab in labels if str(lab) != str(base))
-    contrasts = pd.DataFrame(rows, columns=[study, "treat", "control"])
+            want = np.full(len(arms), str(baseline), dtype=object)
+        is_base = arm_text == want
+        found = np.bincount(scode[is_base], minlength=slabels.size)
+        if (found == 0).any():
+            g = int(np.flatnonzero(found == 0)[0])
+            raise InputError(f"study '{slabels[g]}' has no baseline arm '{want[scode == g][0]}'", column=arm)
+    base_row = np.empty(slabels.size, dtype=np.int64)
+    base_row[scode[is_base]] = np.flatnonzero(is_base)
+    order = np.argsort(scode, kind="stable")
+    order = order[~is_base[order]]
+    contrasts = pd.DataFrame({study: st.to_numpy()[order], "treat": ar_.to_numpy()[order],
+                              "control": ar_.to_numpy()[base_row[scode[order]]]})
     return contrast_covariance(arms, measure, contrasts, study=study, arm=arm, **options)
