@@ -69,7 +69,8 @@ def test_design_from_an_analysis_and_coverage_plot(tmp_path):
     fig = plots.coverage(res)
     png, svg = plots.save(fig, tmp_path / "coverage")
     assert png.stat().st_size > 5000
-    assert list(res.coverage_table().columns) == ["Method", "tau² = 0", "tau² = 0.2"]
+    assert list(res.coverage_table().columns) == ["Method", "tau² = 0", "tau² = 0.2", "tau² bias (tau² = 0)",
+                                                  "tau² bias (tau² = 0.2)", "I² (tau² = 0)", "I² (tau² = 0.2)"]
 
 
 def test_cli_simulate(capsys, tmp_path):

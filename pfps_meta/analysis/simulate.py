@@ -1,30 +1,55 @@
-"""Simulation of meta-analyses of a given shape: how often does each method's CI (and PI) cover the truth?
+"""Simulation of meta-analyses of a given shape: how often does each method's CI (and PI) cover the truth,
+and how well does it estimate tau² and I²?
 
 For a design (k trials with their arm sizes, or k trials with given sampling variances), a true average
 effect ``mu`` and a grid of between-trial variances ``tau2``, every replicate draws each trial's true
 effect ``theta_i ~ N(mu, tau2)``, then arm-level data (group means with their sampling error and sample
 SDs from the chi-square distribution, so the SMD's small-sample bias and its variance's dependence on
-the estimate are real), computes the effect sizes with the measure's registry function, and pools the
-replicate with every requested tau2 estimator x CI method; every PI rule is evaluated on the same fit.
-A design given by variances draws ``y_i ~ N(theta_i, v_i)`` directly (the normal-normal model).
+the estimate are real), computes the effect sizes with the measure's registry function under the run's
+:class:`~pfps_meta.conventions.Settings` (so a preset's SMD convention is the one simulated), and pools
+the replicate with every requested tau2 estimator x CI method; every PI rule is evaluated on the same
+fit. A design given by variances draws ``y_i ~ N(theta_i, v_i)`` directly (the normal-normal model).
 
-Reported per grid cell and method: coverage of the CI; coverage of the PI (the expected share of true
-trial effects, ``N(mu, tau2)``, inside it); bias, RMSE and mean CI width of the estimate; the rejection
-rate of ``H0: effect = 0`` (type I error when ``mu = 0``, power otherwise); non-converged fits; each with
-its Monte Carlo standard error (Morris, White & Crowther 2019, Stat Med 38:2074, Table 6).
+``mu`` and ``tau2`` are always on the scale the measure is pooled on, and the draws are built so that
+the true trial effect on that scale is ``theta_i``:
+
+- MD: raw outcome units; treatment mean ``control_mean + theta_i``, both arms with SD ``sd``.
+- SMD, SMDH: SD units; treatment mean ``control_mean + theta_i * sd``.
+- ROM: the log ratio of means; treatment mean ``control_mean * exp(theta_i)``. ``control_mean`` (> 0) is
+  then required, and a combination whose arm means could reach 0 (within 6 standard errors) is refused,
+  since the log ratio is undefined there.
+
+Reported per grid cell and method (Morris, White & Crowther 2019, Stat Med 38:2074, Table 6 for the
+Monte Carlo standard errors): coverage of the CI; coverage of the PI (the expected share of true trial
+effects, ``N(mu, tau2)``, inside it); bias, RMSE and mean CI width of the estimate; the rejection rate of
+``H0: effect = 0`` (type I error when ``mu = 0``, power otherwise); bias and RMSE of the tau² estimate;
+the mean I² and its bias against the true I² (below); non-converged fits; failed replicates. A
+replicate fails when a trial's effect size cannot be computed (non-finite); failed replicates are left
+out of every metric, counted in ``failed`` and announced with a :class:`SimulationWarning`.
+
+True I² (percent): ``100 tau2 / (tau2 + v_typ)`` with Higgins & Thompson's (2002, eq. 9) typical
+within-trial variance ``v_typ = (k-1) sum w / ((sum w)^2 - sum w^2)``, ``w_i = 1 / v_i``, where ``v_i`` is
+the design's sampling variance of trial i at ``theta_i = mu``: the given ``vi``; MD
+``sd^2 (1/n1 + 1/n2)``; SMD and SMDH the large-sample ``1/n1 + 1/n2 + mu^2 / (2 (n1 + n2))``; ROM
+``sd^2 / (n1 m1^2) + sd^2 / (n2 m2^2)`` with ``m2 = control_mean``, ``m1 = control_mean exp(mu)``. The
+estimated I² follows ``settings.i2_method`` (from tau², as metafor, or from Q). For the common-effect
+model (FE) tau² is not estimated: its tau² metrics are missing (NaN; null in JSON).
 
 Reproducible by construction: replicates come in blocks of ``BLOCK`` (a constant), and block ``b`` of grid
 cell ``c`` draws from ``SeedSequence(seed, spawn_key=(c, b))``. Each block's sums are computed on their
 own and added up in block order, so a run gives bit-identical results whatever the number of blocks
 per task and the number of workers, in-process or on Dask (``client=``). No scheduler of our own: a task
 list for ``dask.distributed`` (``client="local"`` starts a ``LocalCluster``; an address string connects to
-a running scheduler).
+a running scheduler, with bounded waits).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -35,20 +60,48 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from pfps_meta.conventions import Settings, canonical
 from pfps_meta.effects import measures
-from pfps_meta.conventions import Settings
-from pfps_meta.errors import ConvergenceWarning, InputError
+from pfps_meta.errors import ConvergenceWarning, InputError, PfpsWarning
+from pfps_meta.formatting import json_ready, render, renders
 from pfps_meta.models.pooling import pool_batch, prediction_interval
 
 BLOCK = 250                        # replicates per random-number block (fixes the streams; never change casually)
-METRICS = ("n", "ci_cover", "err", "err2", "err4", "width", "width2", "reject", "pi_cover", "pi_cover2",
-           "nonconverged", "undefined")
+METRICS = ("n", "ci_cover", "err", "err2", "err4", "width", "width2", "reject", "pi_n", "pi_cover", "pi_cover2",
+           "nonconverged", "undefined", "t_err", "t_err2", "t_err4", "i2", "i2_sq", "failed")
+SIMULATED_MEASURES = ("MD", "SMD", "SMDH", "ROM")
+#: refuse runs beyond this many trial-level fits (replicates x grid cells x method/CI pairs x k) up front
+MAX_STUDY_FITS = 2e10
+#: trial-level fits per second on one core, for the time estimate of a refused run (measured roughly,
+#: benchmarks/bench_simulate.py: the compiled kernel and the numpy core, data generation included)
+STUDY_FITS_PER_SECOND = {"numba": 5e6, "numpy": 1.5e6}
+#: memory of one block in flight: about this many (BLOCK x k) float arrays at once
+ARRAYS_PER_BLOCK = 40
+MAX_BLOCK_BYTES = 1e9
+#: seconds to wait for a Dask scheduler to answer, and for it to have a worker
+DASK_TIMEOUT = 5.0
+ROM_MARGIN = 6.0                   # arm means must lie this many standard errors above 0 for ROM
+
+
+class SimulationWarning(PfpsWarning):
+    """A simulation ran, but some replicates failed (their effect sizes could not be computed)."""
+
+
+def _whole(name, value, minimum, row=None):
+    """``value`` as an int when it is a whole number >= minimum (20.0 yes, 20.7 and NaN no)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) \
+        and float(value).is_integer() and value >= minimum
+    if not ok:
+        where = f" (trial {row})" if row is not None else ""
+        raise InputError(f"{name}: {value!r}{where} is not a whole number >= {minimum}", row=row)
+    return int(value)
 
 
 @dataclass(frozen=True)
 class Design:
-    """The shape of a meta-analysis: per trial either arm sizes (``n_exp``, ``n_ctrl``) or a sampling
-    variance (``vi``). ``notes`` say where the sizes came from."""
+    """The shape of a meta-analysis: per trial either arm sizes (``n_exp``, ``n_ctrl``, whole numbers >= 2)
+    or a sampling variance (``vi``, finite and > 0); at least 2 trials. ``notes`` say where the sizes came
+    from. Validated on construction (non-integer arm sizes are refused, never truncated)."""
 
     n_exp: tuple = ()
     n_ctrl: tuple = ()
@@ -56,32 +109,76 @@ class Design:
     label: str = ""
     notes: tuple = ()
 
+    def __post_init__(self):
+        n_exp, n_ctrl, vi = (tuple(np.asarray(x, dtype=object).ravel().tolist()) for x in
+                             (self.n_exp, self.n_ctrl, self.vi))
+        if vi and (n_exp or n_ctrl):
+            raise InputError("vi: a design gives either arm sizes (n_exp, n_ctrl) or sampling variances, not both")
+        if vi:
+            for i, v in enumerate(vi, start=1):
+                if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+                    raise InputError(f"vi: {v!r} (trial {i}) is not a positive, finite variance", row=i)
+            vi = tuple(float(v) for v in vi)
+            if len(vi) < 2:
+                raise InputError("vi: a design by variances needs at least 2 trials")
+        else:
+            if len(n_exp) != len(n_ctrl):
+                raise InputError(f"n_ctrl: {len(n_ctrl)} arm sizes for {len(n_exp)} in n_exp")
+            if len(n_exp) < 2:
+                raise InputError("n_exp: a design needs at least 2 trials, each with two arms of at least 2 "
+                                 "participants")
+            n_exp = tuple(_whole("n_exp", n, 2, i) for i, n in enumerate(n_exp, start=1))
+            n_ctrl = tuple(_whole("n_ctrl", n, 2, i) for i, n in enumerate(n_ctrl, start=1))
+        object.__setattr__(self, "n_exp", n_exp)
+        object.__setattr__(self, "n_ctrl", n_ctrl)
+        object.__setattr__(self, "vi", vi)
+        object.__setattr__(self, "label", str(self.label or f"k = {len(vi) or len(n_exp)}"))
+        object.__setattr__(self, "notes", tuple(str(n) for n in self.notes))
+
     @property
     def k(self) -> int:
         return len(self.vi) if self.vi else len(self.n_exp)
 
+    def __str__(self) -> str:
+        shape = (f"arm sizes {', '.join(f'{a}/{b}' for a, b in zip(self.n_exp, self.n_ctrl))}" if self.n_exp
+                 else "given sampling variances")
+        return f"{self.label} ({self.k} trials; {shape})"
+
+    def sampling_variances(self, measure="SMD", mu=0.0, sd=1.0, control_mean=None) -> np.ndarray:
+        """Each trial's sampling variance at ``theta_i = mu`` (the module docstring gives the formulas)."""
+        if self.vi:
+            return np.asarray(self.vi)
+        n1, n2 = np.asarray(self.n_exp, dtype=float), np.asarray(self.n_ctrl, dtype=float)
+        if measure == "MD":
+            return sd ** 2 * (1 / n1 + 1 / n2)
+        if measure == "ROM":
+            m2 = float(control_mean)
+            m1 = m2 * math.exp(mu)
+            return sd ** 2 / (n1 * m1 ** 2) + sd ** 2 / (n2 * m2 ** 2)
+        return 1 / n1 + 1 / n2 + mu ** 2 / (2 * (n1 + n2))
+
+    def typical_variance(self, measure="SMD", mu=0.0, sd=1.0, control_mean=None) -> float:
+        """Higgins & Thompson's typical within-trial variance of :meth:`sampling_variances`."""
+        w = 1 / self.sampling_variances(measure, mu, sd, control_mean)
+        return float((len(w) - 1) * w.sum() / (w.sum() ** 2 - (w ** 2).sum()))
+
     @classmethod
     def from_arm_sizes(cls, n_exp, n_ctrl, label="", notes=()):
-        n_exp, n_ctrl = tuple(int(n) for n in n_exp), tuple(int(n) for n in n_ctrl)
-        if len(n_exp) != len(n_ctrl) or len(n_exp) < 2 or min(n_exp + n_ctrl) < 2:
-            raise InputError("a design needs at least 2 trials, each with two arms of at least 2 participants")
-        return cls(n_exp=n_exp, n_ctrl=n_ctrl, label=label or f"k = {len(n_exp)}", notes=tuple(notes))
+        return cls(n_exp=tuple(n_exp), n_ctrl=tuple(n_ctrl), label=label, notes=tuple(notes))
 
     @classmethod
     def from_variances(cls, vi, label="", notes=()):
-        vi = tuple(float(v) for v in vi)
-        if len(vi) < 2 or not all(np.isfinite(vi)) or min(vi) <= 0:
-            raise InputError("a design by variances needs at least 2 positive, finite variances")
-        return cls(vi=vi, label=label or f"k = {len(vi)}", notes=tuple(notes))
+        return cls(vi=tuple(vi), label=label, notes=tuple(notes))
 
     @classmethod
     def from_range(cls, k, n_min, n_max, seed=2018):
         """k trials whose arm sizes are drawn once, uniformly in [n_min, n_max] (seeded)."""
-        if not (2 <= int(k) <= 10_000 and 2 <= int(n_min) <= int(n_max) <= 1_000_000):
-            raise InputError("--k must be 2 to 10,000 and 2 <= --n-min <= --n-max")
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2**31,)))
-        sizes = rng.integers(int(n_min), int(n_max) + 1, size=(2, int(k)))
-        return cls.from_arm_sizes(sizes[0], sizes[1], label=f"k = {k}, n {n_min}-{n_max} per arm")
+        k, lo, hi = _whole("k", k, 0), _whole("n_min", n_min, 0), _whole("n_max", n_max, 0)
+        if not (2 <= k <= 10_000 and 2 <= lo <= hi <= 1_000_000):
+            raise InputError("--k must be 2 to 10,000 and 2 <= --n-min <= --n-max <= 1,000,000")
+        rng = np.random.default_rng(np.random.SeedSequence(_seed(seed), spawn_key=(2**31,)))
+        sizes = rng.integers(lo, hi + 1, size=(2, k))
+        return cls.from_arm_sizes(sizes[0].tolist(), sizes[1].tolist(), label=f"k = {k}, n {lo}-{hi} per arm")
 
     @classmethod
     def from_csv(cls, path):
@@ -128,179 +225,504 @@ class Design:
         return cls.from_arm_sizes(n_exp, n_ctrl, label=analysis.key, notes=notes)
 
 
+@dataclass(frozen=True)
+class Task:
+    """One (grid cell, block) of work: everything a worker needs, by name (picklable for Dask)."""
+
+    cell: int
+    block: int
+    design: Design
+    measure: str
+    mu: float
+    tau2: float
+    sd: float
+    control_mean: float
+    seed: int
+    combos: tuple            # (method, ci_method, pi_method) triples
+    settings: Settings       # the run's conventions (method and CI method are set per combo)
+    replicates: int
+    engine: str
+
+
+COLUMN_TEXT = {"ci_coverage": "CI coverage", "pi_coverage": "PI coverage", "bias": "bias", "rmse": "RMSE",
+               "ci_width": "CI width", "rejection_rate": "rejection rate", "tau2_bias": "tau² bias",
+               "tau2_rmse": "tau² RMSE", "i2_mean": "mean I² (%)", "i2_bias": "I² bias (points)"}
+
+
 @dataclass
 class SimulationResult:
-    """Metrics per grid cell and method (``table``, a tidy DataFrame) and how the run was set up."""
+    """Metrics per grid cell and method (``table``, a tidy DataFrame) and how the run was set up.
+
+    ``table`` columns: the grid (``mu, tau2, method, ci_method, pi_method``), ``replicates`` (scored) and
+    ``failed``, then each metric with its Monte Carlo SE (``*_mcse``): ``ci_coverage, pi_coverage, bias,
+    rmse, ci_width, rejection_rate, tau2_bias, tau2_rmse, i2_mean, i2_bias`` (with ``i2_true``), and the
+    counts ``nonconverged, undefined_ci, undefined_pi``. ``settings`` is the run's Settings.
+    """
 
     table: pd.DataFrame
     design: Design
     setup: dict
     notes: list = field(default_factory=list)
+    settings: Settings | None = None
 
     def summary_frame(self) -> pd.DataFrame:
         return self.table
 
+    def to_frame(self) -> pd.DataFrame:
+        """The tidy table: one row per grid cell x method x CI method x PI rule."""
+        return self.table.copy()
+
     def to_dict(self) -> dict:
-        records = self.table.astype(object).where(self.table.notna(), None).to_dict("records")
-        return {"design": {"label": self.design.label, "k": self.design.k, "n_exp": list(self.design.n_exp),
-                           "n_ctrl": list(self.design.n_ctrl), "vi": list(self.design.vi),
-                           "notes": list(self.design.notes)},
-                "setup": self.setup, "results": records, "notes": list(self.notes)}
+        """Strict-JSON fields (NaN as null): design, setup, one record per table row, notes."""
+        return json_ready({"design": {"label": self.design.label, "k": self.design.k,
+                                      "n_exp": list(self.design.n_exp), "n_ctrl": list(self.design.n_ctrl),
+                                      "vi": list(self.design.vi), "notes": list(self.design.notes)},
+                           "setup": self.setup, "results": self.table, "notes": list(self.notes)})
 
-    def coverage_table(self, level_text="95%") -> pd.DataFrame:
-        """CI coverage (with its MC SE) per method (rows) and tau2 (columns), as text."""
+    def coverage_table(self, level_text=None) -> pd.DataFrame:
+        """Per method + CI method (rows; with ``mu`` first when the grid has several) and tau² (columns):
+        CI coverage (columns ``tau² = t``), then the tau² bias (``tau² bias (tau² = t)``) and the mean I²
+        against the true I² (``I² (tau² = t)``: "mean% (MC SE) vs true%"), each with its MC SE in brackets, as text. ``level_text`` is accepted for compatibility and unused."""
         frame = self.table.drop_duplicates(["mu", "tau2", "method", "ci_method"])
-        cells = {(row.method + (" + HKSJ" if row.ci_method == "hksj" else " + Wald"), row.tau2):
-                 f"{100 * row.ci_coverage:.1f}% ({100 * row.ci_coverage_mcse:.1f})"
-                 for row in frame.itertuples()}
-        methods = list(dict.fromkeys(name for name, _ in cells))
-        tau2s = sorted({tau2 for _, tau2 in cells})
-        return pd.DataFrame({"Method": methods,
-                             **{f"tau² = {t:g}": [cells[(m, t)] for m in methods] for t in tau2s}})
+        several_mu = frame["mu"].nunique() > 1
+        tau2s = sorted(frame["tau2"].unique())
+        rows = {}
+        for row in frame.itertuples():
+            name = row.method + (" + HKSJ" if row.ci_method == "hksj" else " + Wald")
+            record = rows.setdefault((row.mu, name), {**({"mu": row.mu} if several_mu else {}), "Method": name})
+            record[f"tau² = {row.tau2:g}"] = _pct(row.ci_coverage, row.ci_coverage_mcse)
+            record[f"tau² bias (tau² = {row.tau2:g})"] = _num(row.tau2_bias, row.tau2_bias_mcse)
+            record[f"I² (tau² = {row.tau2:g})"] = (_num(row.i2_mean, row.i2_mean_mcse, 1, "%")
+                                                   + f" vs {row.i2_true:.1f}%")
+        table = pd.DataFrame(list(rows.values()))
+        order = ([*(["mu"] if several_mu else []), "Method"] + [f"tau² = {t:g}" for t in tau2s]
+                 + [f"tau² bias (tau² = {t:g})" for t in tau2s] + [f"I² (tau² = {t:g})" for t in tau2s])
+        return table[order]
+
+    def __str__(self) -> str:
+        return render(self, "text")
+
+    def _repr_html_(self) -> str:
+        return render(self, "html")
 
 
-def _as_tuple(values, cast=float):
-    if isinstance(values, (int, float, np.integer, np.floating)):
-        return (cast(values),)
-    return tuple(cast(v) for v in values)
+def _pct(value, mcse):
+    return "NA" if not np.isfinite(value) else f"{100 * value:.1f}% ({100 * mcse:.1f})"
 
 
-def _draw(design: Design, measure, mu, tau2, sd, rng, replicates, settings):
-    """One block's effect sizes (replicates x k) and the true mean."""
-    k = design.k
-    theta = mu + np.sqrt(tau2) * rng.standard_normal((replicates, k))
+def _num(value, mcse, digits=3, unit=""):
+    return "NA" if not np.isfinite(value) else f"{value:.{digits}f}{unit} ({mcse:.{digits}f})"
+
+
+@renders("text", "SimulationResult")
+def simulation_text(sim: SimulationResult) -> str:
+    """The summary the command line prints: the design, the setup, the coverage table, the tidy table."""
+    setup, design = sim.setup, sim.design
+    lines = [f"Simulation: {design}",
+             f"true effect mu = {', '.join(f'{m:g}' for m in setup['mu'])}"
+             + (f" on the {setup['measure']} scale" if setup.get("measure") else "")
+             + f"; {setup['replicates']:,} meta-analyses per cell; seed {setup['seed']}",
+             *design.notes, *sim.notes, "",
+             f"Coverage of the {100 * setup['level']:g}% CI, tau² bias and mean I² (Monte Carlo SE in brackets):",
+             sim.coverage_table().to_string(index=False), "",
+             "Per cell and method (bias, RMSE, CI width, rejection rate of 'effect = 0', PI coverage, tau² and I²):",
+             sim.table[["mu", "tau2", "method", "ci_method", "pi_method", "bias", "rmse", "ci_width",
+                        "rejection_rate", "pi_coverage", "tau2_bias", "tau2_rmse", "i2_mean", "i2_true",
+                        "nonconverged", "failed"]].to_string(index=False, float_format=lambda x: f"{x:.4f}")]
+    return "\n".join(lines)
+
+
+@renders("html", "SimulationResult")
+def simulation_html(sim: SimulationResult) -> str:
+    """A small HTML view: the summary line and the coverage table."""
+    from html import escape
+
+    setup = sim.setup
+    head = (f"<p><b>Simulation</b>: {escape(str(sim.design))}; {setup['replicates']:,} meta-analyses per cell; "
+            f"coverage of the {100 * setup['level']:g}% CI (Monte Carlo SE in brackets)</p>")
+    notes = "".join(f"<p>{escape(n)}</p>" for n in [*sim.design.notes, *sim.notes])
+    return head + notes + sim.coverage_table().to_html(index=False, escape=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# argument checks: every one names the argument it refuses
+
+
+def _numbers(name, values):
+    """A non-empty tuple of finite floats from a number or a sequence of numbers (text is refused)."""
+    if isinstance(values, (str, bytes)):
+        raise InputError(f"{name}: give a number or a list of numbers, not the text {values!r}")
+    if isinstance(values, numbers.Real) and not isinstance(values, bool):
+        values = (values,)
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise InputError(f"{name}: {values!r} is not a number or a list of numbers") from None
+    if not values:
+        raise InputError(f"{name}: empty; give at least one value")
+    for v in values:
+        if isinstance(v, (bool, str, bytes)) or not isinstance(v, numbers.Real):
+            raise InputError(f"{name}: {v!r} is not a number")
+        if not math.isfinite(v):
+            raise InputError(f"{name}: {v!r} is not finite")
+    return tuple(float(v) for v in values)
+
+
+def _number(name, value, positive=True):
+    """One finite number (> 0 when ``positive``)."""
+    values = _numbers(name, value)
+    if len(values) != 1:
+        raise InputError(f"{name}: one number expected (got {len(values)})")
+    if positive and not values[0] > 0:
+        raise InputError(f"{name}: must be > 0 (got {values[0]:g})")
+    return values[0]
+
+
+def _seed(seed):
+    ok = isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed < 2 ** 63
+    if not ok:
+        raise InputError(f"seed: must be a whole number from 0 to 2**63 - 1 (got {seed!r})")
+    return int(seed)
+
+
+def _names(name, values, default):
+    """A tuple of names (a comma-separated string or a sequence), duplicates dropped; None = default."""
+    if values is None:
+        return (default,)
+    if isinstance(values, str):
+        values = values.split(",")
+    try:
+        values = [str(v).strip() if isinstance(v, str) else v for v in values]
+    except TypeError:
+        raise InputError(f"{name}: {values!r} is not a list of names") from None
+    if any(not isinstance(v, str) for v in values):
+        raise InputError(f"{name}: every entry must be a name (got {values!r})")
+    values = [v for v in values if v]
+    if not values:
+        raise InputError(f"{name}: empty; give at least one")
+    return tuple(dict.fromkeys(values))
+
+
+def _base_settings(settings, preset, options):
+    if settings is not None and preset is not None:
+        raise InputError("preset: give settings= or preset=, not both (options given as keywords apply on top)")
+    if settings is not None and not isinstance(settings, Settings):
+        raise InputError(f"settings: expected a pfps_meta Settings (got {type(settings).__name__})")
+    if preset is not None:
+        from pfps_meta.analysis.presets import Preset, preset as named
+
+        settings = preset.settings if isinstance(preset, Preset) else named(str(preset)).settings
+    return Settings.from_mapping(options, base=settings)
+
+
+def _check_scale(measure, design, mus, tau2s, sd, control_mean):
+    """Refuse grids whose draws would be meaningless: tau² or mu so large against the design's sampling
+    variance that its sampling error is lost in rounding, and ROM means that could reach 0."""
+    if design.vi or measure != "ROM":
+        v_typ = design.typical_variance(measure, 0.0, sd, control_mean)
+        for t in tau2s:
+            if t > 1e12 * v_typ:
+                raise InputError(f"tau2: {t:g} is more than 1e12 times the design's typical sampling variance "
+                                 f"({v_typ:.3g}); the sampling error would be lost in rounding")
+        for m in mus:
+            if abs(m) > 1e8 * math.sqrt(v_typ):
+                raise InputError(f"mu: {m:g} is more than 1e8 times the design's typical standard error "
+                                 f"({math.sqrt(v_typ):.3g}); the sampling error would be lost in rounding")
+        return
+    if control_mean is None:
+        raise InputError("control_mean: measure ROM needs the control arm's true mean (> 0): the ratio of means "
+                         "is undefined for means near 0")
+    n1, n2 = min(design.n_exp), min(design.n_ctrl)
+    for m, t in itertools.product(mus, tau2s):
+        spread = ROM_MARGIN * math.sqrt(t)
+        if m + spread > 700 or m - spread < -700:
+            raise InputError(f"mu: a log ratio of {m:g} with tau2 = {t:g} overflows the arm means")
+        low = control_mean * math.exp(m - spread)
+        worst = min(low / (sd / math.sqrt(n1)), control_mean / (sd / math.sqrt(n2)))
+        if worst < ROM_MARGIN:
+            raise InputError(f"control_mean: with sd = {sd:g}, mu = {m:g} and tau2 = {t:g}, an arm mean can lie "
+                             f"only {worst:.1f} standard errors above 0 (arms of {min(n1, n2)}), so its log ratio "
+                             f"may be undefined; raise control_mean (or lower sd) to keep {ROM_MARGIN:g} SEs")
+
+
+# --------------------------------------------------------------------------------------------------
+# the work
+
+
+def _draw(task: Task, rng):
+    """One block's effect sizes (replicates x k), as the module docstring describes."""
+    design, replicates, k = task.design, task.replicates, task.design.k
+    theta = task.mu + np.sqrt(task.tau2) * rng.standard_normal((replicates, k))
     if design.vi:
         v = np.asarray(design.vi)
         return theta + np.sqrt(v) * rng.standard_normal((replicates, k)), np.broadcast_to(v, (replicates, k)).copy()
+    sd, base = task.sd, task.control_mean
     n1, n2 = np.asarray(design.n_exp, dtype=float), np.asarray(design.n_ctrl, dtype=float)
-    m2 = sd * rng.standard_normal((replicates, k)) / np.sqrt(n2)
-    m1 = theta * sd + sd * rng.standard_normal((replicates, k)) / np.sqrt(n1)
+    if task.measure == "MD":
+        true1 = base + theta
+    elif task.measure == "ROM":
+        true1 = base * np.exp(theta)
+    else:                                 # SMD, SMDH: theta in SD units
+        true1 = base + theta * sd
+    m2 = base + sd * rng.standard_normal((replicates, k)) / np.sqrt(n2)
+    m1 = true1 + sd * rng.standard_normal((replicates, k)) / np.sqrt(n1)
     s1 = sd * np.sqrt(rng.chisquare(n1 - 1, size=(replicates, k)) / (n1 - 1))
     s2 = sd * np.sqrt(rng.chisquare(n2 - 1, size=(replicates, k)) / (n2 - 1))
     n1b, n2b = np.broadcast_to(n1, (replicates, k)), np.broadcast_to(n2, (replicates, k))
-    return measures.get(measure).compute(n1b, m1, s1, n2b, m2, s2, settings)
+    return measures.get(task.measure).compute(n1b, m1, s1, n2b, m2, s2, task.settings)
 
 
-def _block_sums(task):
+def _fit(yi, vi, settings, engine):
+    if engine == "numba":
+        from pfps_meta.models.fast import pool_rows
+
+        return SimpleNamespace(**pool_rows(yi, vi, settings=settings))
+    with warnings.catch_warnings():     # non-convergence is counted, not shown per block
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return pool_batch(yi, vi, settings)
+
+
+def _block_sums(task: Task):
     """The metric sums of one (cell, block) for every method x CI x PI combination (a 2-D array)."""
-    (cell, block, design, measure, mu, tau2, sd, seed, combos, base, replicates, engine) = task
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(cell, block)))
+    rng = np.random.default_rng(np.random.SeedSequence(task.seed, spawn_key=(task.cell, task.block)))
     with np.errstate(all="ignore"):
-        yi, vi = _draw(design, measure, mu, tau2, sd, rng, replicates, base)
-    out = []
-    fits = {}
-    for method, ci_method, pi_method in combos:
-        key = (method, ci_method)
-        if key not in fits:        # non-convergence is counted below, not shown per block
-            if engine == "numba":
-                from pfps_meta.models.fast import pool_rows
-
-                fits[key] = SimpleNamespace(**pool_rows(yi, vi, method, ci_method, base.level, base.maxiter))
-            else:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    fits[key] = pool_batch(yi, vi, base.replace(method=method, ci_method=ci_method))
-        fit = fits[key]
+        yi, vi = _draw(task, rng)
+    ok = np.isfinite(yi).all(axis=1) & np.isfinite(vi).all(axis=1)
+    failed = int(task.replicates - ok.sum())
+    if failed:
+        yi, vi = yi[ok], vi[ok]
+    mu, tau2, base = task.mu, task.tau2, task.settings
+    n = float(ok.sum())
+    out, fits = [], {}
+    for method, ci_method, pi_method in task.combos:
         settings = base.replace(method=method, ci_method=ci_method, pi_method=pi_method)
-        est, lo, hi = fit.estimate, fit.ci_low, fit.ci_high
-        defined = np.isfinite(lo) & np.isfinite(hi)
-        err = est - mu
-        width = np.where(defined, hi - lo, 0.0)
-        pi_lo, pi_hi, _ = prediction_interval(est, fit.se, fit.tau2, fit.k, settings)
-        if tau2 > 0:
-            tau = np.sqrt(tau2)
-            pi_cover = ndtr((pi_hi - mu) / tau) - ndtr((pi_lo - mu) / tau)
-        else:
-            pi_cover = ((pi_lo <= mu) & (mu <= pi_hi)).astype(float)
-        pi_cover = np.where(np.isfinite(pi_cover), pi_cover, 0.0)
-        alpha = 1 - base.level
-        reject = (fit.p < alpha) & defined
-        out.append([replicates, np.sum((lo <= mu) & (mu <= hi)), np.sum(err), np.sum(err ** 2), np.sum(err ** 4),
-                    np.sum(width), np.sum(width ** 2), np.sum(reject), np.sum(pi_cover), np.sum(pi_cover ** 2),
-                    np.sum(~fit.converged), np.sum(~defined)])
-    return cell, block, np.asarray(out, dtype=float)
+        key = (method, ci_method)
+        if key not in fits:
+            fits[key] = _fit(yi, vi, settings, task.engine)
+        fit = fits[key]
+        with np.errstate(all="ignore"):
+            est, lo, hi = fit.estimate, fit.ci_low, fit.ci_high
+            defined = np.isfinite(lo) & np.isfinite(hi)
+            err = est - mu
+            width = np.where(defined, hi - lo, 0.0)
+            pi_lo, pi_hi, _ = prediction_interval(est, fit.se, fit.tau2, fit.k, settings)
+            pi_defined = np.isfinite(pi_lo) & np.isfinite(pi_hi)
+            if tau2 > 0:
+                tau = np.sqrt(tau2)
+                pi_cover = ndtr((pi_hi - mu) / tau) - ndtr((pi_lo - mu) / tau)
+            else:
+                pi_cover = ((pi_lo <= mu) & (mu <= pi_hi)).astype(float)
+            pi_cover = np.where(pi_defined, pi_cover, 0.0)
+            reject = (fit.p < 1 - base.level) & defined
+            t_err = np.where(np.isfinite(fit.tau2), fit.tau2, np.nan) - tau2
+            i2 = fit.i2
+        out.append([n, np.sum((lo <= mu) & (mu <= hi)), np.sum(err), np.sum(err ** 2), np.sum(err ** 4),
+                    np.sum(width), np.sum(width ** 2), np.sum(reject), np.sum(pi_defined), np.sum(pi_cover),
+                    np.sum(pi_cover ** 2), np.sum(~fit.converged), np.sum(~defined), np.sum(t_err),
+                    np.sum(t_err ** 2), np.sum(t_err ** 4), np.sum(i2), np.sum(i2 ** 2), failed])
+    return task.cell, task.block, np.asarray(out, dtype=float)
 
 
-def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd=1.0,
-             methods=("DL", "REML"), ci_methods=("wald", "hksj"), pi_methods=("auto",), replicates=1000,
-             seed=2018, level=0.95, blocks_per_task=8, client=None, progress=None, engine="auto") -> SimulationResult:
+def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd=1.0, control_mean=None,
+             methods=None, ci_methods=None, pi_methods=None, replicates=1000, seed=2018, blocks_per_task=8,
+             client=None, progress=None, engine="auto", settings: Settings | None = None, preset=None,
+             max_study_fits=MAX_STUDY_FITS, **options) -> SimulationResult:
     """Simulate ``replicates`` meta-analyses of ``design`` per grid cell (every ``mu`` x ``tau2``) and pool
-    each with every method x CI method; returns a :class:`SimulationResult` (see the module docstring).
+    each with every method x CI method; returns a :class:`SimulationResult` (see the module docstring
+    for the draws, the scale of ``mu``, the metrics and the true I²).
 
-    ``measure``: a registry measure computed from arm data (MD, SMD, SMDH, ROM), ignored for a design by
-    variances. ``replicates`` is rounded up to a whole number of blocks of ``BLOCK``. ``client``: None
-    (in-process), "local" (a ``dask.distributed.LocalCluster``), a scheduler address, or a Client.
-    ``engine``: "numpy" (the reference core, :func:`pfps_meta.models.pooling.pool_batch`), "numba" (the compiled
-    kernel of :mod:`pfps_meta.models.fast`, FE/DL/ML/REML), or "auto" (numba when installed and every method is
-    one it covers). Results are bit-identical across task sizes and workers for a given engine; the two
-    engines agree to about 1e-10 per fit.
+    Conventions are taken as :func:`pfps_meta.pool` takes them: ``settings`` (a Settings) or ``preset`` (a
+    name in :mod:`pfps_meta.analysis.presets`, e.g. "revman5", or a Preset), with keyword ``options``
+    (``level=0.9``, ``smd_convention="revman5"``, ``i2_method="q"``, ...) on top
+    (:meth:`Settings.from_mapping`). ``methods``, ``ci_methods`` and ``pi_methods`` (lists, or one
+    comma-separated string) vary over the grid; each left out is the one of the settings (by default
+    metafor's: REML, Wald, auto).
+
+    ``measure``: MD, SMD, SMDH or ROM (ignored for a design by variances); ``sd`` the within-arm SD;
+    ``control_mean`` the control arm's true mean (required for ROM, default 0 otherwise).
+    ``replicates`` is rounded up to a whole number of blocks of ``BLOCK``. ``client``: None
+    (in-process), "local" (a ``dask.distributed.LocalCluster``), a scheduler address (connection and the
+    wait for a worker bounded by ``DASK_TIMEOUT`` seconds), or a Client. ``engine``: "numpy" (the
+    reference core, :func:`pfps_meta.models.pooling.pool_batch`), "numba" (the compiled kernel of
+    :mod:`pfps_meta.models.fast`, FE/DL/ML/REML), or "auto" (numba when installed and every method is one
+    it covers). Runs beyond ``max_study_fits`` trial-level fits (replicates x cells x method/CI pairs x
+    k) are refused up front with a time estimate. Results are bit-identical across task sizes and
+    workers for a given engine; the two engines agree to about 1e-10 per fit.
+
+    Raises :class:`~pfps_meta.errors.InputError` naming the argument for any bad value.
     """
-    mus, tau2s = _as_tuple(mu), _as_tuple(tau2)
-    if any(t < 0 or not np.isfinite(t) for t in tau2s) or not all(np.isfinite(mus)):
-        raise InputError("tau2 values must be finite and >= 0, and mu finite")
-    if not 1 <= int(replicates) <= 100_000_000:
-        raise InputError("replicates must be 1 to 100,000,000")
-    if not design.vi and measures.get(measure).layout != "arm":
-        raise InputError(f"measure {measure} is not computed from two arms; use one of "
-                         f"{', '.join(measures.names('arm'))}")
+    if not isinstance(design, Design):
+        raise InputError(f"design: expected a Design (got {type(design).__name__})")
+    given = {canonical(key) for key in options}
+    grids = {"methods": methods, "ci_methods": ci_methods, "pi_methods": pi_methods}
+    for plural, single in (("methods", "method"), ("ci_methods", "ci_method"), ("pi_methods", "pi_method")):
+        if single in given and grids[plural] is not None:
+            raise InputError(f"{plural}: give {single}= (one) or {plural}= (several), not both")
+    base = _base_settings(settings, preset, options)
+    method_names = _names("methods", methods, base.method)
+    ci_names = _names("ci_methods", ci_methods, base.ci_method)
+    pi_names = _names("pi_methods", pi_methods, base.pi_method)
+    mus, tau2s = _numbers("mu", mu), _numbers("tau2", tau2)
+    if any(t < 0 for t in tau2s):
+        raise InputError("tau2: tau2 values must be finite and >= 0")
+    if not isinstance(measure, str) or not design.vi and measure not in SIMULATED_MEASURES:
+        arm = ", ".join(m for m in measures.names("arm") if m in SIMULATED_MEASURES)
+        raise InputError(f"measure: {measure!r} is not one the simulation draws from two arms; use one of {arm}")
+    sd = _number("sd", sd)
+    if control_mean is not None:
+        control_mean = _number("control_mean", control_mean, positive=measure == "ROM")
+    _check_scale(measure, design, mus, tau2s, sd, control_mean)
+    if isinstance(replicates, bool) or not isinstance(replicates, numbers.Real) or not math.isfinite(replicates) \
+            or not float(replicates).is_integer() or not 1 <= replicates <= 100_000_000:
+        raise InputError(f"replicates: replicates must be 1 to 100,000,000 (got {replicates!r})")
+    seed = _seed(seed)
+    blocks_per_task = _whole("blocks_per_task", blocks_per_task, 1)
     from pfps_meta.models.fast import KERNEL_METHODS, available
 
     if engine == "auto":
-        engine = "numba" if available() and set(methods) <= set(KERNEL_METHODS) else "numpy"
+        engine = "numba" if available() and set(method_names) <= set(KERNEL_METHODS) else "numpy"
     if engine not in ("numpy", "numba"):
-        raise InputError(f"engine must be auto, numpy or numba (got '{engine}')")
-    if engine == "numba" and not (available() and set(methods) <= set(KERNEL_METHODS)):
-        raise InputError("the numba engine needs numba installed (pip install 'pfps-meta[fast]') and methods "
-                         f"among {', '.join(KERNEL_METHODS)}")
-    base = Settings(level=level, tau2_ci=False, fit_statistics=False)
-    combos = list(itertools.product(methods, ci_methods, pi_methods))
+        raise InputError(f"engine: must be auto, numpy or numba (got {engine!r})")
+    if engine == "numba" and not (available() and set(method_names) <= set(KERNEL_METHODS)):
+        raise InputError("engine: the numba engine needs numba installed (pip install 'pfps-meta[fast]') and "
+                         f"methods among {', '.join(KERNEL_METHODS)}")
+    run = base.replace(tau2_ci=False, fit_statistics=False)
+    combos = tuple(itertools.product(method_names, ci_names, pi_names))
     for method, ci_method, pi_method in combos:      # validates every name before any work
-        base.replace(method=method, ci_method=ci_method, pi_method=pi_method)
+        run.replace(method=method, ci_method=ci_method, pi_method=pi_method)
     n_blocks = -(-int(replicates) // BLOCK)
     cells = list(itertools.product(mus, tau2s))
-    tasks = [(c, b, design, measure, m, t, sd, seed, combos, base, BLOCK, engine)
+    pairs = len(method_names) * len(ci_names)
+    work = float(n_blocks * BLOCK) * len(cells) * pairs * design.k
+    if work > max_study_fits:
+        hours = work / STUDY_FITS_PER_SECOND[engine] / 3600
+        raise InputError(f"replicates: {n_blocks * BLOCK:,} replicates x {len(cells)} grid cells x {pairs} "
+                         f"method/CI pairs x k = {design.k} is {work:.2g} trial-level fits, beyond the limit of "
+                         f"{max_study_fits:.2g} (about {hours:,.1f} core-hours); lower replicates or the grid, "
+                         "or raise max_study_fits")
+    block_bytes = ARRAYS_PER_BLOCK * 8.0 * BLOCK * design.k
+    if block_bytes > MAX_BLOCK_BYTES:
+        raise InputError(f"design: k = {design.k} needs about {block_bytes / 1e9:.1f} GB per block of {BLOCK} "
+                         f"replicates, beyond the bound of {MAX_BLOCK_BYTES / 1e9:.0f} GB")
+    cm = 0.0 if control_mean is None else control_mean
+    tasks = [Task(cell=c, block=b, design=design, measure=measure, mu=m, tau2=t, sd=sd, control_mean=cm,
+                  seed=seed, combos=combos, settings=run, replicates=BLOCK, engine=engine)
              for c, (m, t) in enumerate(cells) for b in range(n_blocks)]
-    groups = [tasks[i:i + blocks_per_task] for i in range(0, len(tasks), max(1, int(blocks_per_task)))]
+    groups = [tasks[i:i + blocks_per_task] for i in range(0, len(tasks), blocks_per_task)]
     results = _run(groups, client, progress)
     by_cell = {}
     for cell, block, sums in sorted(results, key=lambda r: (r[0], r[1])):
         by_cell.setdefault(cell, []).append(sums)
-    rows = []
+    rows, notes = [], []
     for c, (m, t) in enumerate(cells):
         total = reduce(np.add, by_cell[c])          # block order: bit-identical for any partition
+        v_typ = design.typical_variance(measure, m, sd, control_mean)
+        i2_true = 100.0 * t / (t + v_typ)
         for (method, ci_method, pi_method), sums in zip(combos, total):
             rows.append({"mu": m, "tau2": t, "method": method, "ci_method": ci_method, "pi_method": pi_method,
-                         **_metrics(dict(zip(METRICS, sums)))})
+                         **_metrics(dict(zip(METRICS, sums)), t, i2_true, method == "FE")})
+        failed = int(total[0][METRICS.index("failed")])
+        if failed:
+            notes.append(f"mu = {m:g}, tau2 = {t:g}: {failed:,} of {n_blocks * BLOCK:,} replicates failed (an "
+                         "effect size could not be computed) and are left out of the metrics")
+    for note in notes:
+        warnings.warn(note, SimulationWarning, stacklevel=2)
     setup = {"mu": list(mus), "tau2": list(tau2s), "measure": None if design.vi else measure, "sd": sd,
-             "methods": list(methods), "ci_methods": list(ci_methods), "pi_methods": list(pi_methods),
-             "replicates": n_blocks * BLOCK, "seed": seed, "level": level, "block": BLOCK, "engine": engine}
-    return SimulationResult(table=pd.DataFrame(rows), design=design, setup=setup)
+             "control_mean": control_mean, "methods": list(method_names), "ci_methods": list(ci_names),
+             "pi_methods": list(pi_names), "replicates": n_blocks * BLOCK, "seed": seed, "level": base.level,
+             "block": BLOCK, "engine": engine, "settings": base.to_dict(),
+             "preset": preset if isinstance(preset, str) or preset is None else preset.name}
+    return SimulationResult(table=pd.DataFrame(rows), design=design, setup=setup, notes=notes, settings=base)
 
 
-def _metrics(s):
-    n = s["n"]
-    bias = s["err"] / n
-    var_err = max((s["err2"] - n * bias ** 2) / (n - 1), 0.0) if n > 1 else np.nan
-    mse = s["err2"] / n
+def _mean_sd(total, total2, n):
+    """Mean and the MC SE of the mean from a sum and a sum of squares."""
+    if n < 1:
+        return np.nan, np.nan
+    mean = total / n
+    var = max((total2 - n * mean ** 2) / (n - 1), 0.0) if n > 1 else np.nan
+    return mean, np.sqrt(var / n)
+
+
+def _rmse(total2, total4, n):
+    """RMSE and its MC SE (delta method: SE(MSE) / (2 RMSE)) from sums of e^2 and e^4."""
+    if n < 1:
+        return np.nan, np.nan
+    mse = total2 / n
     rmse = np.sqrt(mse)
-    var_sq = max((s["err4"] - n * mse ** 2) / (n - 1), 0.0) if n > 1 else np.nan
-    width = s["width"] / max(n - s["undefined"], 1)
-    var_width = max((s["width2"] - (n - s["undefined"]) * width ** 2) / max(n - s["undefined"] - 1, 1), 0.0)
-    cover = s["ci_cover"] / n
-    reject = s["reject"] / n
-    pi_cover = s["pi_cover"] / n
-    var_pi = max((s["pi_cover2"] - n * pi_cover ** 2) / (n - 1), 0.0) if n > 1 else np.nan
-    return {"replicates": int(n), "ci_coverage": cover, "ci_coverage_mcse": np.sqrt(cover * (1 - cover) / n),
-            "pi_coverage": pi_cover, "pi_coverage_mcse": np.sqrt(var_pi / n),
-            "bias": bias, "bias_mcse": np.sqrt(var_err / n), "rmse": rmse,
-            "rmse_mcse": np.sqrt(var_sq / n) / (2 * rmse) if rmse > 0 else 0.0,
-            "ci_width": width, "ci_width_mcse": np.sqrt(var_width / max(n - s["undefined"], 1)),
-            "rejection_rate": reject, "rejection_mcse": np.sqrt(reject * (1 - reject) / n),
-            "nonconverged": int(s["nonconverged"]), "undefined_ci": int(s["undefined"])}
+    var_sq = max((total4 - n * mse ** 2) / (n - 1), 0.0) if n > 1 else np.nan
+    return rmse, (np.sqrt(var_sq / n) / (2 * rmse) if rmse > 0 else 0.0)
+
+
+def _metrics(s, tau2, i2_true, fixed):
+    n = s["n"]
+    scored = max(n, 1)
+    bias, bias_mcse = _mean_sd(s["err"], s["err2"], n)
+    rmse, rmse_mcse = _rmse(s["err2"], s["err4"], n)
+    width, width_mcse = _mean_sd(s["width"], s["width2"], n - s["undefined"])
+    cover = s["ci_cover"] / scored if n else np.nan
+    reject = s["reject"] / scored if n else np.nan
+    pi_cover, pi_mcse = _mean_sd(s["pi_cover"], s["pi_cover2"], s["pi_n"])
+    if fixed:
+        t_bias = t_bias_mcse = t_rmse = t_rmse_mcse = np.nan
+    else:
+        t_bias, t_bias_mcse = _mean_sd(s["t_err"], s["t_err2"], n)
+        t_rmse, t_rmse_mcse = _rmse(s["t_err2"], s["t_err4"], n)
+    i2_mean, i2_mcse = _mean_sd(s["i2"], s["i2_sq"], n)
+    return {"replicates": int(n), "failed": int(s["failed"]),
+            "ci_coverage": cover, "ci_coverage_mcse": np.sqrt(cover * (1 - cover) / scored),
+            "pi_coverage": pi_cover, "pi_coverage_mcse": pi_mcse,
+            "bias": bias, "bias_mcse": bias_mcse, "rmse": rmse, "rmse_mcse": rmse_mcse,
+            "ci_width": width, "ci_width_mcse": width_mcse,
+            "rejection_rate": reject, "rejection_mcse": np.sqrt(reject * (1 - reject) / scored),
+            "tau2_bias": t_bias, "tau2_bias_mcse": t_bias_mcse, "tau2_rmse": t_rmse, "tau2_rmse_mcse": t_rmse_mcse,
+            "i2_true": i2_true, "i2_mean": i2_mean, "i2_mean_mcse": i2_mcse, "i2_bias": i2_mean - i2_true,
+            "i2_bias_mcse": i2_mcse,
+            "nonconverged": int(s["nonconverged"]), "undefined_ci": int(s["undefined"]),
+            "undefined_pi": int(n - s["pi_n"])}
 
 
 def _run_group(group):
     return [_block_sums(task) for task in group]
+
+
+def _connect(address):
+    """A Client for the scheduler at ``address``, with every wait bounded by ``DASK_TIMEOUT``; each failure
+    is one InputError naming the address."""
+    from dask.distributed import Client
+
+    box = {}
+
+    def connect():
+        try:
+            box["client"] = Client(address, timeout=DASK_TIMEOUT, set_as_default=False)
+        except BaseException as exc:             # reported below, in the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=connect, daemon=True, name="pfps-dask-connect")
+    worker.start()
+    worker.join(DASK_TIMEOUT + 2.0)            # the handshake itself can hang: bound it here
+    if worker.is_alive():
+        raise InputError(f"client: {address} accepted the connection but did not answer as a Dask scheduler "
+                         f"within {DASK_TIMEOUT + 2.0:g} s")
+    error = box.get("error")
+    if isinstance(error, KeyboardInterrupt):
+        raise error
+    if isinstance(error, (OSError, TimeoutError)):
+        raise InputError(f"client: cannot connect to a Dask scheduler at {address} within {DASK_TIMEOUT:g} s "
+                         f"({type(error).__name__})")
+    if error is not None:
+        raise InputError(f"client: {address} did not answer as a Dask scheduler ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else 'no message'})")
+    return box["client"]
+
+
+def _wait_for_worker(client, address):
+    try:
+        client.wait_for_workers(1, timeout=DASK_TIMEOUT)
+    except (TimeoutError, OSError):
+        raise InputError(f"client: the Dask scheduler at {address} has no worker (waited {DASK_TIMEOUT:g} s)") \
+            from None
 
 
 def _run(groups, client, progress):
@@ -321,18 +743,23 @@ def _run(groups, client, progress):
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
-        raise InputError("the Dask path needs dask.distributed: pip install 'pfps-meta[dask]'") from None
-    own = None
+        raise InputError("client: the Dask path needs dask.distributed: pip install 'pfps-meta[dask]'") from None
+    own = cluster = None
     if isinstance(client, str):
         if client == "local":
-            own = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-            client = Client(own)
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+            own = client = Client(cluster, set_as_default=False)
         else:
-            client = Client(client)
+            own = client = _connect(client)
+    elif not isinstance(client, Client):
+        raise InputError(f"client: expected None, 'local', a scheduler address or a dask Client (got "
+                         f"{type(client).__name__})")
     try:
+        _wait_for_worker(client, getattr(client.scheduler, "address", "the scheduler"))
         futures = client.map(_run_group, groups, pure=False)
         return [item for part in client.gather(futures) for item in part]
     finally:
         if own is not None:
-            client.close()
             own.close()
+        if cluster is not None:
+            cluster.close()

@@ -183,28 +183,101 @@ def _pool_rows_kernel(yi, vi, method, hksj, maxiter, tol, eps):
     return est, se, tau2, k, conv
 
 
-def pool_rows(yi, vi, method="REML", ci_method="hksj", level=0.95, maxiter=1000):
+#: rows per call of the compiled kernel: between calls Python sees Ctrl-C (and ``callback`` runs)
+CHUNK_ROWS = 32_768
+
+
+def _interrupt_in_chain(exc) -> bool:
+    """True when ``exc`` was caused by a KeyboardInterrupt (numba wraps one that arrives inside compiled
+    code in a chain of SystemErrors)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _call_kernel(kernel, *args):
+    """``kernel(*args)``; a Ctrl-C that numba turned into a SystemError surfaces as KeyboardInterrupt."""
+    try:
+        return kernel(*args)
+    except SystemError as exc:
+        if _interrupt_in_chain(exc):
+            raise KeyboardInterrupt() from None
+        raise
+
+
+def _i2(y, v, tau2, k, method, i2_method):
+    """I² (percent) per row as :func:`pfps_meta.models.pooling.pool_batch` computes it: from tau² with the
+    typical within-study variance ``v_typ = (k-1) sum w / ((sum w)^2 - sum w^2)``, ``w = 1/v`` (Higgins &
+    Thompson 2002, eq. 9; metafor), or from Q, ``max(0, (Q - (k-1)) / Q)`` (RevMan, R meta; always for FE).
+    NaN for k < 2."""
+    present = np.isfinite(y) & np.isfinite(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(present, 1.0 / np.where(present, v, 1.0), 0.0)
+        yz = np.where(present, y, 0.0)
+        sw = w.sum(axis=1)
+        df = np.maximum(k - 1, 0).astype(float)
+        if method == "FE" or i2_method == "q":
+            mu = (w * yz).sum(axis=1) / sw
+            q = np.maximum((w * (yz - mu[:, None]) ** 2).sum(axis=1), 0.0)
+            out = np.maximum(0.0, 100.0 * (q - df) / q)
+        else:
+            v_typ = df * sw / (sw ** 2 - (w ** 2).sum(axis=1))
+            out = 100.0 * tau2 / (v_typ + tau2)
+    return np.where(k >= 2, out, np.nan)
+
+
+def pool_rows(yi, vi, method=None, ci_method=None, level=None, maxiter=None, *, settings=None, callback=None,
+              chunk_rows=CHUNK_ROWS):
     """Pool every row of ``yi``/``vi`` (NaN = study absent) with the compiled kernel.
 
-    Returns a dict of arrays: ``k, estimate, se, statistic, p, ci_low, ci_high, tau2, converged`` with the
-    meaning they have in :class:`pfps_meta.models.pooling.BatchResult` (HKSJ with t(k-1); k = 1 gets Wald z).
+    ``method``, ``ci_method``, ``level`` and ``maxiter`` default to ``settings``
+    (:data:`pfps_meta.conventions.DEFAULTS` when None: REML with a Wald CI); the I² rule is
+    ``settings.i2_method``. Returns a dict of arrays: ``k, estimate, se, statistic, p, ci_low, ci_high, tau2,
+    i2, converged`` with the meaning they have in :class:`pfps_meta.models.pooling.BatchResult` (HKSJ with
+    t(k-1); k = 1 gets Wald z). Rows go to the kernel ``chunk_rows`` at a time; after each chunk
+    ``callback(rows_done, rows_total)`` is called when given, and a Ctrl-C raises KeyboardInterrupt (as do
+    exceptions from ``callback``, unchanged).
     """
+    from pfps_meta.conventions import DEFAULTS
+    from pfps_meta.errors import InputError
+
+    settings = settings if settings is not None else DEFAULTS
+    method = settings.method if method is None else method
+    ci_method = settings.ci_method if ci_method is None else ci_method
+    level = settings.level if level is None else level
+    maxiter = settings.maxiter if maxiter is None else maxiter
     if method not in KERNEL_METHODS:
-        raise ValueError(f"the compiled kernel covers {', '.join(KERNEL_METHODS)}; use pool_batch for {method}")
+        raise InputError(f"method: the compiled kernel covers {', '.join(KERNEL_METHODS)}; use pool_batch for "
+                         f"{method}")
     if ci_method not in ("wald", "hksj"):
-        raise ValueError("ci_method must be 'wald' or 'hksj'")
+        raise InputError(f"ci_method: must be 'wald' or 'hksj' (got {ci_method!r})")
+    if not (isinstance(level, (int, float)) and 0 < level < 1):
+        raise InputError(f"level: must lie strictly between 0 and 1 (got {level!r})")
     if not available():
         raise ImportError("the compiled kernel needs numba: pip install 'pfps-meta[fast]'")
     y = np.ascontiguousarray(np.atleast_2d(np.asarray(yi, dtype=float)))
     v = np.ascontiguousarray(np.atleast_2d(np.asarray(vi, dtype=float)))
+    if y.shape != v.shape:
+        raise InputError(f"vi: shape {v.shape} differs from yi's {y.shape}")
     hksj = ci_method == "hksj"
-    est, se, tau2, k, conv = _pool_rows_kernel(y, v, KERNEL_METHODS.index(method), hksj, int(maxiter), 1e-12,
-                                    np.finfo(float).eps)
+    rows = y.shape[0]
+    step = max(1, int(chunk_rows))
+    parts = []
+    for start in range(0, max(rows, 1), step):
+        parts.append(_call_kernel(_pool_rows_kernel, y[start:start + step], v[start:start + step],
+                                  KERNEL_METHODS.index(method), hksj, int(maxiter), 1e-12, np.finfo(float).eps))
+        if callback is not None:
+            callback(min(start + step, rows), rows)
+    est, se, tau2, k, conv = (np.concatenate(column) for column in zip(*parts))
     from pfps_meta.models.pooling import t_quantile
 
-    stat = est / se
     multi = k >= 2
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = est / se
         if hksj:
             df = np.where(multi, k - 1, np.nan)
             p = np.where(multi, 2.0 * stdtr(df, -np.abs(stat)), 2.0 * ndtr(-np.abs(stat)))
@@ -212,6 +285,7 @@ def pool_rows(yi, vi, method="REML", ci_method="hksj", level=0.95, maxiter=1000)
         else:
             p = 2.0 * ndtr(-np.abs(stat))
             crit = ndtri(0.5 + level / 2)
+    tau2 = np.where(method == "FE", np.where(multi, 0.0, np.nan), tau2)
     return {"k": k, "estimate": est, "se": se, "statistic": stat, "p": p, "ci_low": est - crit * se,
-            "ci_high": est + crit * se, "tau2": np.where(method == "FE", np.where(multi, 0.0, np.nan), tau2),
+            "ci_high": est + crit * se, "tau2": tau2, "i2": _i2(y, v, tau2, k, method, settings.i2_method),
             "converged": conv}
