@@ -1,20 +1,41 @@
 """Stage 1 of the pipeline: read a CSV file strictly, keeping where every value came from.
 
-Values are read as text; turning them into numbers is validation's job (``validate.py``), so that a bad
-cell is reported with its file, line and column. Input files are only ever opened for reading.
+Values are read as text. This module also reads one cell as a number (:func:`numeric_column`), so that
+every path (a CSV, a spec's evidence-base trials, an extraction sheet) understands the same cells the
+same way, and a bad cell is reported with its file, line and column. Input files are only ever opened
+for reading.
+
+Missing values: an empty cell and the tokens of :data:`MISSING_TOKENS` (NA, N/A, n.a., NaN, n.r., nr,
+NR, "-", "not reported"; case ignored) all mean "not given", in every table.
+
+Typing slips in a numeric cell are either read with a warning saying how (a Unicode minus or dash
+before a number: "\u22122.5" is -2.5) or refused with the reason (a comma decimal "2,5", a percentage
+"45%", an interval or a "±" in one cell "3.1 (2.0 to 4.2)", "3.1 ± 1.1").
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
+import re
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from pfps_meta.errors import InputError
+from pfps_meta.errors import InputError, InputWarning
 
 LINE_COLUMN = "_line"   # 1-based line of each data row in its file (header = line 1)
+ROW_COLUMN = "_row"     # a row's 1-based position in its whole file, kept when a table is subset
+FILE_COLUMN = "_file"   # the file a row came from, kept when tables from several files are merged
+
+# What a paper or a person types for "not given"; compared in lower case after stripping.
+MISSING_TOKENS = frozenset({"", "na", "n/a", "n.a.", "nan", "n.r.", "nr", "-", "\u2013", "\u2014", "\u2212",
+                            "not reported"})
+_MINUS_SIGNS = ("\u2212", "\u2013", "\u2014")      # Unicode minus, en dash, em dash typed before a number
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
 def read_text(path, kind: str) -> str:
@@ -89,3 +110,147 @@ def _check_header(header, name, line):
         if column in seen:
             raise InputError(f"column name '{column}' appears twice in the header", file=name, line=line)
         seen.add(column)
+
+
+# ------------------------------------------------------------------------------------------------
+# where a row came from, and reading one cell
+
+
+def where_in_table(df: pd.DataFrame, position: int) -> dict:
+    """File, line and row of the row at ``position`` (keywords for :class:`InputError`)."""
+    line = None
+    if LINE_COLUMN in df.columns:
+        value = df[LINE_COLUMN].iloc[position]
+        line = None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+    row = int(df[ROW_COLUMN].iloc[position]) if ROW_COLUMN in df.columns else position + 1
+    source = df[FILE_COLUMN].iloc[position] if FILE_COLUMN in df.columns else df.attrs.get("source")
+    return {"file": source, "line": line, "row": row}
+
+
+def place(where: dict, column: str | None = None) -> str:
+    """``where`` (and a column) in the words of an InputError, for a warning's message."""
+    return InputError("", column=column, **where).message.rstrip(": ") or "data"
+
+
+def is_missing(cell) -> bool:
+    """True for None, NaN, an empty cell or one of :data:`MISSING_TOKENS`."""
+    if cell is None:
+        return True
+    if isinstance(cell, (float, np.floating)):
+        return math.isnan(cell)
+    if isinstance(cell, str):
+        return cell.strip().lower() in MISSING_TOKENS
+    return False
+
+
+class _NotANumber(ValueError):
+    """A cell that cannot be read as a number; the message says why."""
+
+
+def read_number(cell):
+    """``(value, how)``: the cell as a float (None when missing) and, when the text needed reading, a
+    sentence saying how it was read. Raises ``ValueError`` with the reason when the cell is refused."""
+    if is_missing(cell):
+        return None, ""
+    if isinstance(cell, (bool, np.bool_)):
+        raise _NotANumber(f"'{cell}' is not a number")
+    if isinstance(cell, (int, float, np.integer, np.floating)):
+        return float(cell), ""
+    text = str(cell).strip()
+    how = ""
+    if text[0] in _MINUS_SIGNS:
+        how = f"'{text}' read as -{text[1:].strip()} (the first character is a dash or Unicode minus)"
+        text = "-" + text[1:].strip()
+    if "%" in text:
+        raise _NotANumber(f"'{text}' is a percentage: give the number this column holds, without '%'")
+    if "\u00b1" in text or "+/-" in text or "+-" in text:
+        raise _NotANumber(f"'{text}' holds a value with a \u00b1 part: give each number in its own column "
+                          "(a mean in mean and its SD in sd; an estimate's CI bounds in ci_low and ci_high)")
+    if len(_NUMBER.findall(text)) > 1 and re.search(r"[\s(\[;]|\bto\b", text):
+        raise _NotANumber(f"'{text}' holds several numbers (an estimate with its interval?): give one number "
+                          "per cell, the interval's bounds in their own columns (ci_low, ci_high)")
+    if "," in text:
+        shown = text.replace(",", ".") if re.fullmatch(r"[+-]?\d+,\d+", text) else "2.5"
+        raise _NotANumber(f"'{text}' has a comma: write a decimal with a point ({shown}) and no thousands "
+                          "separators")
+    if not _plain_float(text):
+        raise _NotANumber(f"'{text}' is not a number")
+    return float(text), how
+
+
+def _plain_float(text: str) -> bool:
+    """A decimal number as people type it (no '_' digit groups, no hex, no words but inf/nan)."""
+    return re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?inf(inity)?", text, re.IGNORECASE) is not None
+
+
+def numeric_column(df: pd.DataFrame, column: str, *, integer=False, minimum=None, above=None,
+                   allow_missing=False) -> np.ndarray:
+    """Column ``column`` as floats, refusing text, missing values and values out of range.
+
+    ``minimum`` is inclusive (``value >= minimum``), ``above`` exclusive (``value > above``). A cell read
+    after a fix (a Unicode minus) gives an :class:`InputWarning` naming where and how it was read.
+    """
+    out = np.empty(len(df))
+    for position, cell in enumerate(df[column].tolist()):
+        try:
+            value, how = read_number(cell)
+        except ValueError as exc:
+            raise InputError(str(exc), column=column, **where_in_table(df, position)) from None
+        if how:
+            warnings.warn(f"{place(where_in_table(df, position), column)}: {how}", InputWarning, stacklevel=2)
+        if value is None:
+            if allow_missing:
+                out[position] = np.nan
+                continue
+            text = "" if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell).strip()
+            reason = "value is missing" + (f" ('{text}' means not given)" if text else "")
+            raise InputError(reason, column=column, **where_in_table(df, position))
+        where = None
+        if math.isfinite(value) and abs(value) > 1e12:
+            where = where or where_in_table(df, position)
+            raise InputError(f"{_fmt(value)} is too large to be a real trial value (more than 1e12 in size)",
+                             column=column, **where)
+        if not math.isfinite(value):
+            raise InputError(f"value {value} is not finite", column=column, **where_in_table(df, position))
+        if integer and value != round(value):
+            raise InputError(f"{_fmt(value)} is not a whole number", column=column, **where_in_table(df, position))
+        if minimum is not None and value < minimum:
+            raise InputError(f"{_fmt(value)} is below the allowed minimum {_fmt(minimum)}",
+                             column=column, **where_in_table(df, position))
+        if above is not None and value <= above:
+            raise InputError(f"{_fmt(value)} must be greater than {_fmt(above)}", column=column,
+                             **where_in_table(df, position))
+        out[position] = value
+    return out
+
+
+def _fmt(value):
+    return f"{value:g}"
+
+
+def require_columns(df: pd.DataFrame, columns, purpose: str):
+    """Refuse a table that lacks any of ``columns``, naming every missing one."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        names = ", ".join(f"'{c}'" for c in missing)
+        raise InputError(f"missing column{'s' if len(missing) > 1 else ''} {names} needed for {purpose}",
+                         file=df.attrs.get("source"))
+
+
+def refuse_duplicates(df: pd.DataFrame, keys, column: str, describe):
+    """Refuse the first key that repeats; ``describe(key, first_row)`` words the reason."""
+    first_seen = {}
+    for position, key in enumerate(keys):
+        if key in first_seen:
+            raise InputError(describe(key, first_seen[key]), column=column, **where_in_table(df, position))
+        first_seen[key] = position + 1
+
+
+def text_column(df: pd.DataFrame, column: str, what: str = "label") -> list[str]:
+    """Column ``column`` as stripped text; refuses an empty (or NA) cell."""
+    out = []
+    for position, cell in enumerate(df[column].tolist()):
+        if is_missing(cell):
+            raise InputError(f"{column} {what} is empty", column=column, **where_in_table(df, position))
+        out.append(str(cell).strip())
+    return out
