@@ -429,13 +429,14 @@ def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=N
                        permutations=0, bootstrap=0, seed=2018) -> dict:
     """Everything above for one fitted model, JSON-ready (``pfps-meta sensitivity --format json``).
 
-    ``order``, ``subgroup`` and ``moderator`` name columns of the input table; a missing column or a
-    non-numeric moderator is an :class:`~pfps_meta.errors.InputError`.
+    ``order``, ``subgroup`` and ``moderator`` name columns of the input table (``moderator`` as
+    :func:`~pfps_meta.models.metareg.design` reads it: ``C(column)`` for a categorical one); a missing
+    column or a non-numeric cell of a numeric moderator is an :class:`~pfps_meta.errors.InputError`.
     """
-    for role, column in (("--order", order), ("--subgroup", subgroup), ("--moderator", moderator)):
+    for role, column in (("--order", order), ("--subgroup", subgroup)):
         if column and column not in result.studies.columns:
             raise InputError(f"{role}: no column '{column}' in the input", file=result.source)
-    if moderator:      # numeric as it is; text dummy-coded against a stated reference level
+    if moderator:      # design() checks the columns: numeric as they are, C(column) dummy-coded
         table = result.studies.copy()
         table.attrs["source"] = result.source
         moderator_x, moderator_names, references = design(table, moderator)

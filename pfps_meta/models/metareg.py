@@ -17,25 +17,46 @@ estimators with moderators):
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.special import chdtrc, fdtrc, ndtr, ndtri, stdtr, stdtrit
 
 from pfps_meta.conventions import Settings
 from pfps_meta.models.tau2 import loglik_mods, q_mods, weighted_fit_mods, estimate_tau2_mods, fit_statistics
+from pfps_meta.errors import InputError, PfpsWarning
 from pfps_meta.formatting import json_ready
+from pfps_meta.inputs.validate import where_in_table
+from pfps_meta.models.pooling import as_float_array, resolve_settings
 
 _EPS = np.finfo(float).eps
 
 
-def _design(X, k):
-    X = np.asarray(X, dtype=float)
+def _inputs(yi, vi, X):
+    """yi, vi (vectors of one length k, finite, vi > 0) and the moderators as a k x m matrix; anything else
+    is an InputError naming the argument."""
+    y, v = as_float_array(yi, "yi"), as_float_array(vi, "vi")
+    if y.ndim != 1 or y.size == 0:
+        raise InputError(f"yi: a vector of effect sizes is needed, got shape {y.shape}")
+    if v.shape != y.shape:
+        raise InputError(f"vi: must have the shape of yi {y.shape}, got {v.shape}")
+    X = as_float_array(X, "X")
     if X.ndim == 1:
         X = X[:, None]
-    if X.shape[0] != k:
-        raise ValueError(f"the design matrix has {X.shape[0]} rows for {k} studies")
-    return X
+    if X.ndim != 2 or X.shape[0] != y.size:
+        raise InputError(f"X: the moderators need one row per study ({y.size}), got shape {X.shape}")
+    for name, array in (("yi", y), ("vi", v), ("X", X)):
+        bad = np.flatnonzero(~np.isfinite(array))
+        if bad.size:
+            index = list(np.unravel_index(bad[0], array.shape))
+            raise InputError(f"{name}{index}: value {array.flat[bad[0]]} is not finite (missing values are refused)")
+    if np.any(v <= 0):
+        index = int(np.flatnonzero(v <= 0)[0])
+        raise InputError(f"vi[{index}]: sampling variance {v[index]:g} must be > 0")
+    return y, v, X
 
 
 @dataclass
@@ -98,7 +119,7 @@ class MetaRegression:
             if self.intercept:
                 X = np.column_stack([np.ones(len(X)), X])
         if X.shape[1] != self.X.shape[1]:
-            raise ValueError(f"newmods has {X.shape[1] - self.intercept} moderator columns; the model has "
+            raise InputError(f"newmods has {X.shape[1] - self.intercept} moderator columns; the model has "
                              f"{self.X.shape[1] - self.intercept}")
         pred = X @ self.beta
         se = np.sqrt(np.einsum("ij,jk,ik->i", X, self.vb, X))
@@ -119,7 +140,7 @@ class MetaRegression:
 
         k, p = self.X.shape
         if (btt is None) == (X is None):
-            raise ValueError("give either btt or X")
+            raise InputError("anova: give either btt or X")
         if btt is not None:
             index = np.atleast_1d(np.asarray(btt, dtype=int))
             b, V = self.beta[index], self.vb[np.ix_(index, index)]
@@ -246,21 +267,21 @@ def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, int
     defaults) with keyword ``options`` on top give the tau2 estimator (``method``), the CI method
     (``ci_method``: Wald or Knapp-Hartung) and the ``level``.
     """
-    settings = Settings.from_mapping(options, base=settings)
+    settings = resolve_settings(settings, options)
     method, ci, level, maxiter = settings.method, settings.ci_method, settings.level, settings.maxiter
-    y = np.asarray(yi, dtype=float)
-    v = np.asarray(vi, dtype=float)
+    y, v, X = _inputs(yi, vi, X)
     k = y.size
-    X = _design(X, k)
-    names = list(names) if names is not None else [f"x{i + 1}" for i in range(X.shape[1])]
+    names = [str(name) for name in names] if names is not None else [f"x{i + 1}" for i in range(X.shape[1])]
+    if len(names) != X.shape[1]:
+        raise InputError(f"names: {X.shape[1]} moderator names are needed, got {len(names)}")
     if intercept:
         X = np.column_stack([np.ones(k), X])
         names = ["intercept"] + names
     p = X.shape[1]
     if k <= p:
-        raise ValueError(f"{k} studies cannot support {p} coefficients")
+        raise InputError(f"{k} studies cannot support {p} coefficients")
     if np.linalg.matrix_rank(X) < p:
-        raise ValueError("the moderators are collinear or constant (the design matrix is not of full rank), "
+        raise InputError("the moderators are collinear or constant (the design matrix is not of full rank), "
                          "so their coefficients are not identifiable")
     tau2, converged, _ = estimate_tau2_mods(y, v, X, method, maxiter=maxiter)
     w, xtwx_inv, beta, r = weighted_fit_mods(y, v, X, tau2)
@@ -318,64 +339,168 @@ def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, int
                           fit=fit, intercept=intercept)
 
 
-def likelihood_ratio_test(full, reduced) -> dict:
+class LikelihoodRatioWarning(PfpsWarning):
+    """A likelihood-ratio test that metafor also runs but whose statistic is not meaningful."""
+
+
+def _refit_ml(fit):
+    mods = fit.X[:, 1:] if fit.intercept else fit.X
+    return meta_regression(fit.yi, fit.vi, mods, names=fit.names[1:] if fit.intercept else fit.names,
+                           settings=fit.settings.replace(method="ML"), intercept=fit.intercept)
+
+
+def likelihood_ratio_test(full, reduced, refit=False) -> dict:
     """Likelihood-ratio test of nested meta-regressions (metafor ``anova(full, reduced)``).
 
-    ``LRT = 2 (ll_full - ll_reduced)`` against chi2 with the difference in parameters. Both must be fitted
-    by ML or REML with the same method; REML fits must have the same fixed effects (their restricted
-    likelihoods are not comparable otherwise), as metafor refuses too.
+    ``LRT = 2 (ll_full - ll_reduced)``, set to 0 when negative (as metafor), against chi2 with the difference
+    in the number of parameters (coefficients, plus tau2 unless FE). Both must be fitted to the same data
+    by ML or both by REML. REML fits with different fixed effects have restricted likelihoods of different
+    data transformations, so their LRT is not meaningful: metafor 3.8-1 warns and returns the statistic
+    anyway, and so does this function (a :class:`LikelihoodRatioWarning`); ``refit=True`` refits both
+    models by ML first (metafor ``anova(..., refit=TRUE)``), which is the meaningful test.
     """
     if full.method != reduced.method or full.method not in ("ML", "REML"):
-        raise ValueError("a likelihood-ratio test needs two ML fits or two REML fits")
-    if full.method == "REML" and (full.X.shape != reduced.X.shape or not np.allclose(full.X, reduced.X)):
-        raise ValueError("REML fits with different fixed effects cannot be compared by a likelihood-ratio test "
-                         "(refit both with method='ML')")
-    if not np.allclose(full.yi, reduced.yi) or not np.allclose(full.vi, reduced.vi):
-        raise ValueError("the two models were not fitted to the same data")
-    q_full = full.X.shape[1] + (full.method != "FE")
-    q_reduced = reduced.X.shape[1] + (reduced.method != "FE")
+        raise InputError("a likelihood-ratio test needs two ML fits or two REML fits "
+                         f"(got {full.method} and {reduced.method})")
+    if (full.yi.shape != reduced.yi.shape or not np.allclose(full.yi, reduced.yi)
+            or not np.allclose(full.vi, reduced.vi)):
+        raise InputError("the two models were not fitted to the same data")
+    q_full = full.X.shape[1] + 1
+    q_reduced = reduced.X.shape[1] + 1
     if q_full <= q_reduced:
-        raise ValueError("the first model must have more parameters than the second (full, reduced)")
-    lrt = 2.0 * (full.fit["loglik"] - reduced.fit["loglik"])
+        raise InputError("the first model must have more parameters than the second (full, reduced)")
+    if full.method == "REML" and (full.X.shape != reduced.X.shape or not np.allclose(full.X, reduced.X)):
+        if refit:
+            full, reduced = _refit_ml(full), _refit_ml(reduced)
+        else:
+            warnings.warn("REML likelihoods of models with different fixed effects are not comparable: the LRT "
+                          "is returned as metafor returns it, but is not meaningful (refit=True refits both "
+                          "models by ML)", LikelihoodRatioWarning, stacklevel=2)
+    lrt = max(0.0, 2.0 * (full.fit["loglik"] - reduced.fit["loglik"]))
     df = q_full - q_reduced
-    return {"lrt": lrt, "df": df, "p": float(chdtrc(df, max(lrt, 0.0))), "loglik_full": full.fit["loglik"],
-            "loglik_reduced": reduced.fit["loglik"], "aic_full": full.fit["aic"], "aic_reduced": reduced.fit["aic"]}
+    return {"lrt": lrt, "df": df, "p": float(chdtrc(df, lrt)), "method": full.method,
+            "loglik_full": full.fit["loglik"], "loglik_reduced": reduced.fit["loglik"],
+            "aic_full": full.fit["aic"], "aic_reduced": reduced.fit["aic"]}
 
 
-def design(table, columns, reference=None):
-    """Moderator matrix from columns of a table: numeric columns as they are, text columns dummy-coded
-    with a stated reference level (default: the first level in sorted order), as R's ``factor()``.
+_FACTOR_SPEC = re.compile(r"^\s*C\(\s*(?P<column>[^()]+?)\s*\)\s*$")
 
-    Returns ``(X, names, references)`` with ``references`` naming the reference level of each
-    categorical column. Missing values are refused (``InputError``).
-    """
-    import pandas as pd
 
-    from pfps_meta.errors import InputError
+def _moderator_specs(columns, factors):
+    """``[(column, is_factor), ...]`` from the moderator spec: a column name, ``C(column)`` for a factor (as
+    R and patsy write it), a list of these, or one string joining them with ``+`` (``"ablat + C(alloc)"``)."""
+    if isinstance(columns, str):
+        columns = [columns] if "+" not in columns else columns.split("+")
+    elif columns is None or not all(isinstance(c, str) for c in columns):
+        raise InputError(f"moderators: give column names as text, e.g. 'ablat' or 'C(alloc)' (got {columns!r})")
+    factors = {factors} if isinstance(factors, str) else set(factors or ())
+    specs = []
+    for spec in columns:
+        match = _FACTOR_SPEC.match(spec)
+        column = match.group("column") if match else spec.strip()
+        specs.append((column, bool(match) or column in factors))
+    unused = factors - {column for column, _ in specs}
+    if unused:
+        raise InputError(f"factors: {', '.join(sorted(unused))} is not among the moderators "
+                         f"({', '.join(column for column, _ in specs)})")
+    return specs
 
-    blocks, names, references = [], [], {}
-    for column in ([columns] if isinstance(columns, str) else list(columns)):
-        values = table[column]
-        numeric = pd.to_numeric(values, errors="coerce")
-        missing = values.isna() | (values.astype(str).str.strip() == "")
-        if missing.any():
-            row = int(np.flatnonzero(missing.to_numpy())[0]) + 1
-            raise InputError("moderator value is missing", row=row, column=column, file=table.attrs.get("source"))
-        if numeric.notna().all():
-            blocks.append(numeric.to_numpy(dtype=float)[:, None])
-            names.append(column)
-            continue
-        labels = values.astype(str).str.strip().to_numpy()
+
+def _cell_number(cell):
+    """A float, None for an empty cell, or the cell's text when it is not a number."""
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)) or cell is pd.NA:
+        return None
+    if isinstance(cell, (bool, np.bool_)):
+        return str(cell)
+    if isinstance(cell, (int, float, np.integer, np.floating)):
+        return float(cell)
+    text = str(cell).strip()
+    if not text or text.upper() in ("NA", "NAN"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _numeric_moderator(table, column):
+    """The column as floats; an empty or non-numeric cell is refused, naming its row and value."""
+    cells = [_cell_number(cell) for cell in table[column].tolist()]
+    for position, value in enumerate(cells):
+        if value is None:
+            raise InputError("moderator value is missing", column=column, **where_in_table(table, position))
+    text = [position for position, value in enumerate(cells) if isinstance(value, str)]
+    if text and len(text) == len(cells):
+        raise InputError(f"the moderator is text (e.g. {cells[0]!r}); write C({column}) to use it as a "
+                         "categorical moderator (factor)", column=column, file=table.attrs.get("source"))
+    if text:
+        position = text[0]
+        raise InputError(f"moderator value {cells[position]!r} is not a number, while the column's other values "
+                         f"are numbers (write C({column}) if the column is categorical)", column=column,
+                         **where_in_table(table, position))
+    values = np.asarray(cells, dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise InputError(f"moderator value {values[bad[0]]} is not finite", column=column,
+                         **where_in_table(table, int(bad[0])))
+    return values
+
+
+def _factor_moderator(table, column, reference):
+    """Dummy columns of a factor against its reference level (R ``factor()``: numeric levels in numeric
+    order, text levels in sorted order; the first is the default reference)."""
+    cells = table[column].tolist()
+    labels = []
+    for position, cell in enumerate(cells):
+        value = _cell_number(cell)
+        if value is None:
+            raise InputError("moderator value is missing", column=column, **where_in_table(table, position))
+        labels.append(f"{value:g}" if isinstance(value, float) else value)
+    numbers = [_cell_number(label) for label in set(labels)]
+    if all(isinstance(n, float) for n in numbers):
+        levels = sorted(set(labels), key=float)
+    else:
         levels = sorted(set(labels))
-        ref = reference.get(column) if isinstance(reference, dict) else (reference or levels[0])
-        if ref not in levels:
-            raise InputError(f"reference level '{ref}' is not a value of the column ({', '.join(levels)})",
-                             column=column, file=table.attrs.get("source"))
-        if len(levels) < 2:
-            raise InputError(f"a categorical moderator needs at least two levels (has {levels[0]!r})",
-                             column=column, file=table.attrs.get("source"))
-        others = [lv for lv in levels if lv != ref]
-        blocks.append(np.column_stack([(labels == lv).astype(float) for lv in others]))
-        names += [f"{column}[{lv}]" for lv in others]
-        references[column] = ref
+    ref = reference.get(column) if isinstance(reference, dict) else reference
+    ref = levels[0] if ref is None else str(ref)
+    if ref not in levels:
+        raise InputError(f"reference level '{ref}' is not a value of the column ({', '.join(levels)})",
+                         column=column, file=table.attrs.get("source"))
+    if len(levels) < 2:
+        raise InputError(f"a categorical moderator needs at least two levels (has {levels[0]!r})",
+                         column=column, file=table.attrs.get("source"))
+    labels = np.asarray(labels, dtype=object)
+    others = [lv for lv in levels if lv != ref]
+    return np.column_stack([(labels == lv).astype(float) for lv in others]), [f"{column}[{lv}]" for lv in others], ref
+
+
+def design(table, columns, reference=None, factors=()):
+    """Moderator matrix from columns of a table, as R's ``model.matrix`` builds it from a formula.
+
+    ``columns`` is a column name, ``C(column)`` for a categorical moderator (a factor, written as in R's and
+    patsy's formulas), a list of these, or one string joining them with ``+`` (``"ablat + C(alloc)"``).
+    ``factors`` names columns among them to treat as factors (the same as writing ``C(column)``). A factor is dummy-coded against its reference
+    level (``reference``: one level, or a dict column -> level; default the first level: numeric levels in
+    numeric order, text in sorted order, as R's ``factor()``). Any other column must be numeric in every
+    cell: a missing, non-finite or non-numeric cell (``15%``, a typo, ``NA``) is an ``InputError`` naming its
+    row, column and value, and a text column not asked for as a factor is refused with the advice to
+    write ``C(column)``; nothing is turned into a factor silently.
+
+    Returns ``(X, names, references)`` with ``references`` naming the reference level of each factor.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"table: a pandas DataFrame is needed for the moderators (got {type(table).__name__})")
+    blocks, names, references = [], [], {}
+    for column, is_factor in _moderator_specs(columns, factors):
+        if column not in table.columns:
+            raise InputError(f"moderator: no column '{column}' in the input (write a column name, or C(column) "
+                             "for a categorical one)", file=table.attrs.get("source"))
+        if is_factor:
+            block, block_names, references[column] = _factor_moderator(table, column, reference)
+        else:
+            block, block_names = _numeric_moderator(table, column)[:, None], [column]
+        blocks.append(block)
+        names += block_names
+    if not blocks:
+        raise InputError("moderators: no column given")
     return np.column_stack(blocks), names, references

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.special import chdtrc, chdtri, ndtr, ndtri, stdtr, stdtrit
 
 from pfps_meta.conventions import Settings
-from pfps_meta.errors import ConvergenceWarning
+from pfps_meta.errors import ConvergenceWarning, InputError
 from pfps_meta.models.tau2 import fit_at, solve_q, estimate_intercept_only, intercept_fit_statistics
 
 _EPS = np.finfo(float).eps
@@ -96,23 +96,82 @@ class BatchResult:
 # helpers on (rows x studies) arrays
 
 
+def _where(index, shape):
+    """``[i, j]`` (or ``[j]`` for a single meta-analysis) of a flat index into (rows x slots)."""
+    row, slot = np.unravel_index(index, shape)
+    return f"[{slot}]" if shape[0] == 1 else f"[{row}, {slot}]"
+
+
+def as_float_array(value, name: str) -> np.ndarray:
+    """``value`` as a float array, refusing what is not numbers (None, text, True/False, objects), with an
+    :class:`~pfps_meta.errors.InputError` that names the argument and the first offending element."""
+    if value is None or isinstance(value, (str, bytes, dict, set)):
+        raise InputError(f"{name}: numbers are needed (an array, list or Series), got {type(value).__name__}")
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name}: not an array of numbers ({exc})") from None
+    if array.dtype.kind in "fiu":
+        return array.astype(float)
+    if array.dtype.kind == "O":
+        out = np.empty(array.shape)
+        for index, item in np.ndenumerate(array):
+            if isinstance(item, (bool, np.bool_, str, bytes)) or not isinstance(item, (int, float, np.number)):
+                raise InputError(f"{name}{list(index)}: {item!r} is not a number")
+            out[index] = float(item)
+        return out
+    raise InputError(f"{name}: numbers are needed, got an array of {array.dtype} values")
+
+
 def _prepare(yi, vi):
-    """(rows x slots) float arrays; an absent study gets y = 0 and v = inf, so its weight is exactly 0."""
-    y = np.asarray(yi, dtype=float)
-    v = np.asarray(vi, dtype=float)
+    """(rows x slots) float arrays; an absent study (NaN in yi or vi) gets y = 0 and v = inf, so its
+    weight is exactly 0. Infinite values and vi <= 0 are refused, naming the element."""
+    y = as_float_array(yi, "yi")
+    v = as_float_array(vi, "vi")
+    for name, array in (("yi", y), ("vi", v)):
+        if array.ndim not in (1, 2) or array.shape[-1] == 0:
+            raise InputError(f"{name}: a vector (one meta-analysis) or a matrix (meta-analyses x studies) is "
+                             f"needed, got shape {array.shape}")
     if y.ndim == 1:
         y = y[None, :]
     if v.ndim == 1:
         v = v[None, :]
     if y.shape != v.shape:
-        raise ValueError(f"yi and vi must have the same shape, got {y.shape} and {v.shape}")
-    present = np.isfinite(y) & np.isfinite(v)
-    if np.any(v[present] <= 0):
-        raise ValueError("every sampling variance vi must be > 0")
+        raise InputError(f"vi: must have the shape of yi, got {v.shape[1:] if v.shape[0] == 1 else v.shape} "
+                         f"for yi's {y.shape[1:] if y.shape[0] == 1 else y.shape}")
+    for name, array in (("yi", y), ("vi", v)):
+        infinite = np.isinf(array)
+        if infinite.any():
+            index = int(np.flatnonzero(infinite)[0])
+            raise InputError(f"{name}{_where(index, y.shape)}: value {array.flat[index]} is not finite "
+                             "(NaN marks an absent study)")
+    present = ~(np.isnan(y) | np.isnan(v))
+    bad = present & ~(v > 0)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise InputError(f"vi{_where(index, y.shape)}: sampling variance {v.flat[index]:g} must be > 0")
     y = np.where(present, y, 0.0)
     v = np.where(present, v, np.inf)
     return y, v, present
 
+
+def _user_weights(weights, present):
+    """User weights on (rows x slots), each row divided by its largest weight: the estimate and its SE do
+    not depend on the weights' scale, and neither ``1e-200`` nor ``1e200`` underflows or overflows when
+    squared. Refuses weights that are not finite and > 0 where a study is present."""
+    a = as_float_array(weights, "weights")
+    if a.shape not in (present.shape, present.shape[1:]):
+        shape = present.shape[1:] if present.shape[0] == 1 else present.shape
+        raise InputError(f"weights: must have the shape of yi {shape}, got {a.shape}")
+    a = np.broadcast_to(a, present.shape)
+    bad = present & ~(np.isfinite(a) & (a > 0))
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise InputError(f"weights{_where(index, present.shape)}: user weights must be finite and > 0 "
+                         f"(got {a.flat[index]:g})")
+    a = np.where(present, a, 0.0)
+    largest = a.max(axis=1, keepdims=True)
+    return a / np.where(largest > 0, largest, 1.0)
 
 
 def estimate_tau2(yi, vi, method="REML", maxiter=1000):
@@ -121,6 +180,8 @@ def estimate_tau2(yi, vi, method="REML", maxiter=1000):
     See :mod:`pfps_meta.models.tau2` for the formula behind each ``method``.
     """
     Settings(method=method)          # validates the name
+    if isinstance(maxiter, bool) or not isinstance(maxiter, (int, np.integer)) or maxiter < 1:
+        raise InputError(f"maxiter: a whole number >= 1 is needed, got {maxiter!r}")
     y, v, present = _prepare(yi, vi)
     return estimate_intercept_only(y, v, present, present.sum(axis=1), method, maxiter)
 
@@ -182,7 +243,7 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
     Parameters
     ----------
     yi, vi : array_like, shape (m, n) or (n,)
-        Effect sizes and sampling variances (> 0).
+        Effect sizes and sampling variances (> 0); NaN in either marks an absent study.
     settings : Settings, optional
         The conventions to fit with (default: :data:`pfps_meta.conventions.DEFAULTS`); keyword
         ``options`` (option names or their aliases, e.g. ``method="DL", ci="hksj"``) override it.
@@ -209,110 +270,138 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
     weights : array_like, optional
         User weights (metafor ``rma(weights=)``), same shape as ``yi``, > 0: tau2 is estimated as usual,
         then ``mu = sum a y / sum a`` with ``var(mu) = sum a^2 (v + tau2) / (sum a)^2``; all ones give an
-        unweighted average. Wald CIs only (HKSJ with user weights is refused). Q and I2 keep the
-        inverse-variance weights, as in metafor.
+        unweighted average. Weights are relative: each row is divided by its largest weight first, so
+        the results do not depend on their scale (1e-200 and 1e200 give what 1 gives). Wald CIs only
+        (HKSJ with user weights is refused). Q and I2 keep the inverse-variance weights, as in metafor.
+
+    Raises
+    ------
+    pfps_meta.InputError
+        An argument that is not what is described above (text, None, a wrong shape, an infinite value, a
+        variance or weight <= 0), naming the argument and the element ``[row, study slot]``.
     """
-    if options or settings is None:
-        settings = Settings.from_mapping(options, base=settings)
-    method, ci, i2, level = settings.method, settings.ci_method, settings.i2_method, settings.level
-    tau2_ci, maxiter = settings.tau2_ci, settings.maxiter
+    settings = resolve_settings(settings, options)
     y, v, present = _prepare(yi, vi)
+    if weights is not None:
+        if settings.ci_method == "hksj":
+            raise InputError("weights: user weights are supported with Wald CIs only (ci_method='wald')")
+        weights = _user_weights(weights, present)
     k = present.sum(axis=1)
-    rows = y.shape[0]
-    nan = np.full(rows, np.nan)
     multi = k >= 2
-
     with np.errstate(invalid="ignore", divide="ignore"):
-        tau2, converged, iterations = estimate_intercept_only(y, v, present, k, method, maxiter)
+        tau2, converged, iterations = estimate_intercept_only(y, v, present, k, settings.method, settings.maxiter)
         tau2 = np.where(multi, tau2, 0.0)
-        w, sum_w, mu, resid = fit_at(y, v, tau2)
-        se = np.sqrt(1.0 / sum_w)
-        if weights is not None:
-            if ci == "hksj":
-                raise ValueError("user weights are supported with Wald CIs only (ci_method='wald')")
-            a = np.where(present, np.broadcast_to(np.asarray(weights, dtype=float), y.shape), 0.0)
-            if np.any(~(a[present] > 0)) or np.any(~np.isfinite(a[present])):
-                raise ValueError("user weights must be finite and > 0")
-            sum_a = a.sum(axis=1)
-            mu = (a * y).sum(axis=1) / sum_a
-            se = np.sqrt((a ** 2 * np.where(present, v + tau2[:, None], 0.0)).sum(axis=1)) / sum_a
-            w, sum_w = a, sum_a                         # the weights reported are the user's
-        df = np.where(k >= 2, k - 1, 0).astype(float)
-        if ci == "hksj":
-            rss = (w * resid ** 2).sum(axis=1)
-            # identical effects: the HKSJ variance factor is 0 and the t test undefined (metafor prints
-            # se = 0); we return NaN and pool_effects says why, rather than a CI of zero width
-            s2w = np.where(rss <= _EPS * np.maximum(1.0, (w * y ** 2).sum(axis=1)), np.nan, rss / df)
-            # k = 1: no residual df, so the Wald z test is used, as metafor does
-            se = np.where(multi, np.sqrt(s2w / sum_w), se)
-            statistic = mu / se
-            p = np.where(multi, 2.0 * stdtr(df, -np.abs(statistic)), 2.0 * ndtr(-np.abs(statistic)))
-            crit = np.where(multi, t_quantile(df, 0.5 + level / 2), ndtri(0.5 + level / 2))
-            df_out = np.where(multi, df, np.nan)
-        else:
-            statistic = mu / se
-            p = 2.0 * ndtr(-np.abs(statistic))
-            crit = np.full(rows, ndtri(0.5 + level / 2))
-            df_out = nan.copy()
-        ci_low, ci_high = mu - crit * se, mu + crit * se
-
-        # heterogeneity: Q with fixed-effect weights
-        w_fe = 1.0 / v
-        sum_w_fe = w_fe.sum(axis=1)
-        mu_fe = (w_fe * y).sum(axis=1) / sum_w_fe
-        q = np.maximum((w_fe * (y - mu_fe[:, None]) ** 2).sum(axis=1), 0.0)
-        q_p = chdtrc(df, q)
-        v_typical = df * sum_w_fe / (sum_w_fe ** 2 - (w_fe ** 2).sum(axis=1))
-
-        def i2_h2(t2):
-            return 100.0 * t2 / (v_typical + t2), t2 / v_typical + 1.0
-
-        if method == "FE" or i2 == "q":
-            i2_val = np.maximum(0.0, 100.0 * (q - df) / q)
-            h2_val = q / df
-        else:
-            i2_val, h2_val = i2_h2(tau2)
-
-        if tau2_ci and method != "FE":
-            t2_lo, t2_hi, conv_ci = _q_profile(y, v, present, k, level)
-            if not np.all(conv_ci | ~multi):
-                warnings.warn("Q-profile search for the tau2 CI did not converge for some rows",
-                              ConvergenceWarning, stacklevel=2)
-        else:
-            t2_lo = t2_hi = nan.copy()
-        i2_lo, h2_lo = i2_h2(t2_lo)
-        i2_hi, h2_hi = i2_h2(t2_hi)
-        if i2 == "q":
-            i2_lo = i2_hi = h2_lo = h2_hi = nan.copy()
-
-        pi_low, pi_high, pi_df = prediction_interval(mu, se, tau2, k, settings)
-
-        weights = np.where(present, 100.0 * w / sum_w[:, None], np.nan)
-
+        pooled = _pooled_estimate(y, v, present, tau2, weights)
+        tests = _tests(pooled, k, settings)
+        hetero = _heterogeneity(y, v, present, k, tau2, settings)
+        pi_low, pi_high, pi_df = prediction_interval(pooled["mu"], tests["se"], tau2, k, settings)
+        shares = np.where(present, 100.0 * pooled["w"] / pooled["sum_w"][:, None], np.nan)
+    if np.any(~converged):
+        warnings.warn(f"tau2 estimator {settings.method} did not converge for {int((~converged).sum())} "
+                      "meta-analysis row(s); their results are marked converged=False",
+                      ConvergenceWarning, stacklevel=2)
     # heterogeneity is undefined for k < 2 and everything for k = 0; skip the masking when no row needs it
-    hetero = 1.0 if multi.all() else np.where(multi, 1.0, np.nan)
+    mask = 1.0 if multi.all() else np.where(multi, 1.0, np.nan)
     empty = k == 0
     if not empty.any():
         empty = False
-    if np.any(~converged):
-        warnings.warn(f"tau2 estimator {method} did not converge for {int((~converged).sum())} "
-                      "meta-analysis row(s); their results are marked converged=False",
-                      ConvergenceWarning, stacklevel=2)
+    if settings.fit_statistics:
+        fit = intercept_fit_statistics(y, v, present, k, tau2, settings.method)
+    else:
+        fit = dict.fromkeys(("loglik", "deviance", "aic", "bic", "aicc"), np.full(len(k), np.nan))
     return BatchResult(
-        settings=settings,
-        k=k,
-        estimate=np.where(empty, np.nan, mu), se=np.where(empty, np.nan, se),
-        statistic=np.where(empty, np.nan, statistic), df=df_out, p=np.where(empty, np.nan, p),
-        ci_low=ci_low, ci_high=ci_high,
-        tau2=tau2 * hetero, tau2_ci_low=t2_lo * hetero, tau2_ci_high=t2_hi * hetero,
-        tau=np.sqrt(tau2) * hetero, tau_ci_low=np.sqrt(t2_lo) * hetero,
-        tau_ci_high=np.sqrt(t2_hi) * hetero,
-        i2=i2_val * hetero, i2_ci_low=i2_lo * hetero, i2_ci_high=i2_hi * hetero,
-        h2=h2_val * hetero, h2_ci_low=h2_lo * hetero, h2_ci_high=h2_hi * hetero,
-        q=q * hetero, q_df=df * hetero, q_p=q_p * hetero,
+        settings=settings, k=k,
+        estimate=np.where(empty, np.nan, pooled["mu"]), se=np.where(empty, np.nan, tests["se"]),
+        statistic=np.where(empty, np.nan, tests["statistic"]), df=tests["df"],
+        p=np.where(empty, np.nan, tests["p"]), ci_low=tests["ci_low"], ci_high=tests["ci_high"],
+        tau2=tau2 * mask, tau=np.sqrt(tau2) * mask,
+        **{name: value * mask for name, value in hetero.items()},
         pi_low=pi_low, pi_high=pi_high, pi_df=pi_df,
-        converged=converged, iterations=iterations, weights=weights,
-        **({name: value * hetero for name, value in intercept_fit_statistics(y, v, present, k, tau2, method).items()}
-           if settings.fit_statistics else {name: nan for name in ("loglik", "deviance", "aic", "bic", "aicc")}),
+        converged=converged, iterations=iterations, weights=shares,
+        **{name: value * mask for name, value in fit.items()},
     )
 
+
+def resolve_settings(settings, options) -> Settings:
+    """``settings`` (a Settings or None for the defaults) with keyword ``options`` on top; anything else is
+    refused naming the argument."""
+    if settings is not None and not isinstance(settings, Settings):
+        raise InputError(f"settings: a pfps_meta.conventions.Settings is needed, got {type(settings).__name__} "
+                         "(options such as method='DL' go as keywords)")
+    if options or settings is None:
+        settings = Settings.from_mapping(options, base=settings)
+    return settings
+
+
+def _pooled_estimate(y, v, present, tau2, weights):
+    """``mu = sum w y / sum w`` with ``w = 1 / (v + tau2)`` and ``se = sqrt(1 / sum w)``; with user weights
+    ``a`` (metafor ``rma(weights=)``) ``mu = sum a y / sum a`` and ``se^2 = sum a^2 (v + tau2) / (sum a)^2``.
+    ``w``, ``sum_w`` are the weights reported (the user's when given) and ``resid`` is ``y - mu_w``."""
+    w, sum_w, mu, resid = fit_at(y, v, tau2)
+    se = np.sqrt(1.0 / sum_w)
+    if weights is not None:
+        sum_a = weights.sum(axis=1)
+        mu = (weights * y).sum(axis=1) / sum_a
+        se = np.sqrt((weights ** 2 * np.where(present, v + tau2[:, None], 0.0)).sum(axis=1)) / sum_a
+        w, sum_w = weights, sum_a
+    return {"w": w, "sum_w": sum_w, "mu": mu, "se": se, "resid": resid, "y": y}
+
+
+def _tests(pooled, k, settings):
+    """Test statistic, p-value and CI of the pooled estimate: Wald z, or HKSJ with
+    ``se^2 = sum w (y - mu)^2 / ((k-1) sum w)`` and t(k-1) (k = 1 keeps the Wald z, as metafor)."""
+    w, sum_w, mu, se, resid, y = (pooled[name] for name in ("w", "sum_w", "mu", "se", "resid", "y"))
+    multi = k >= 2
+    df = np.where(multi, k - 1, 0).astype(float)
+    level = settings.level
+    if settings.ci_method == "hksj":
+        rss = (w * resid ** 2).sum(axis=1)
+        # identical effects: the HKSJ variance factor is 0 and the t test undefined (metafor prints
+        # se = 0); we return NaN and pool_effects says why, rather than a CI of zero width
+        s2w = np.where(rss <= _EPS * np.maximum(1.0, (w * y ** 2).sum(axis=1)), np.nan, rss / df)
+        se = np.where(multi, np.sqrt(s2w / sum_w), se)
+        statistic = mu / se
+        p = np.where(multi, 2.0 * stdtr(df, -np.abs(statistic)), 2.0 * ndtr(-np.abs(statistic)))
+        crit = np.where(multi, t_quantile(df, 0.5 + level / 2), ndtri(0.5 + level / 2))
+        df_out = np.where(multi, df, np.nan)
+    else:
+        statistic = mu / se
+        p = 2.0 * ndtr(-np.abs(statistic))
+        crit = np.full(len(k), ndtri(0.5 + level / 2))
+        df_out = np.full(len(k), np.nan)
+    return {"se": se, "statistic": statistic, "p": p, "df": df_out, "ci_low": mu - crit * se,
+            "ci_high": mu + crit * se}
+
+
+def _heterogeneity(y, v, present, k, tau2, settings):
+    """Q with fixed-effect weights, its p-value, I2 and H2 (from tau2, or from Q), and the Q-profile CIs of
+    tau2, tau, I2 and H2 (see :func:`pool_batch`)."""
+    df = np.where(k >= 2, k - 1, 0).astype(float)
+    nan = np.full(len(k), np.nan)
+    w_fe = 1.0 / v
+    sum_w_fe = w_fe.sum(axis=1)
+    mu_fe = (w_fe * y).sum(axis=1) / sum_w_fe
+    q = np.maximum((w_fe * (y - mu_fe[:, None]) ** 2).sum(axis=1), 0.0)
+    v_typical = df * sum_w_fe / (sum_w_fe ** 2 - (w_fe ** 2).sum(axis=1))
+
+    def i2_h2(t2):
+        return 100.0 * t2 / (v_typical + t2), t2 / v_typical + 1.0
+
+    if settings.method == "FE" or settings.i2_method == "q":
+        i2, h2 = np.maximum(0.0, 100.0 * (q - df) / q), q / df
+    else:
+        i2, h2 = i2_h2(tau2)
+    if settings.tau2_ci and settings.method != "FE":
+        t2_lo, t2_hi, conv_ci = _q_profile(y, v, present, k, settings.level)
+        if not np.all(conv_ci | (k < 2)):
+            warnings.warn("Q-profile search for the tau2 CI did not converge for some rows",
+                          ConvergenceWarning, stacklevel=3)
+    else:
+        t2_lo = t2_hi = nan
+    i2_lo, h2_lo = i2_h2(t2_lo)
+    i2_hi, h2_hi = i2_h2(t2_hi)
+    if settings.i2_method == "q":
+        i2_lo = i2_hi = h2_lo = h2_hi = nan
+    return {"tau2_ci_low": t2_lo, "tau2_ci_high": t2_hi, "tau_ci_low": np.sqrt(t2_lo),
+            "tau_ci_high": np.sqrt(t2_hi), "i2": i2, "i2_ci_low": i2_lo, "i2_ci_high": i2_hi, "h2": h2,
+            "h2_ci_low": h2_lo, "h2_ci_high": h2_hi, "q": q, "q_df": df, "q_p": chdtrc(df, q)}

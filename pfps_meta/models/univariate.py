@@ -20,7 +20,8 @@ from pfps_meta.conventions import Settings
 from pfps_meta.formatting import render
 from pfps_meta.inputs.load import LINE_COLUMN, read_csv
 from pfps_meta.models.tau2 import tau2_standard_error
-from pfps_meta.inputs.validate import effect_table
+from pfps_meta.errors import InputError
+from pfps_meta.inputs.validate import effect_table, numeric_column, require_columns, where_in_table
 from pfps_meta.formatting import json_ready
 
 # Field names of ``to_dict()`` / ``--format json``: scripts depend on them; do not rename.
@@ -150,31 +151,68 @@ def pool(data, measure=None, settings: Settings | None = None, weights=None, **o
     pfps_meta.InputError
         Bad input or a bad option, with the file, line, row and column where there is one.
     """
-    settings = Settings.from_mapping(options, base=settings)
+    settings = pooling.resolve_settings(settings, options)
     if isinstance(data, (str, Path)):
         data = read_csv(data)
+    elif not isinstance(data, pd.DataFrame):
+        raise InputError(f"data: a pandas DataFrame or the path of a CSV file is needed, got {type(data).__name__}")
+    check_measure(measure, data.attrs.get("source"))
     table = effect_table(data, measure, settings=settings)
     return pool_effects(table, measure=measure, settings=settings, weights=weights)
+
+
+def check_measure(measure, source=None):
+    """Refuse a measure that is not registered (the one message of :func:`pool` and :func:`pool_effects`)."""
+    from pfps_meta.effects import measures
+
+    if measure is not None and (not isinstance(measure, str) or measure not in measures.MEASURES):
+        raise InputError(f"measure must be one of {', '.join(measures.MEASURES)} (got '{measure}')", file=source)
+
+
+def _effect_columns(table):
+    """yi and vi of a table, refusing a missing column and an empty, non-numeric or out-of-range cell
+    (naming its file, line, row and column)."""
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"table: a pandas DataFrame with columns study, yi, vi is needed, got {type(table).__name__}")
+    require_columns(table, ("study", "yi", "vi"), "pooling (effect sizes yi and their sampling variances vi)")
+    if len(table) == 0:
+        raise InputError("table: no study to pool", file=table.attrs.get("source"))
+    return numeric_column(table, "yi"), numeric_column(table, "vi", above=0)
+
+
+def _weights_column(table, weights):
+    """User weights as floats, one per row of ``table``: a column name or an array of the table's length;
+    each weight must be finite and > 0, else the row (and file, line) is named."""
+    source = table.attrs.get("source")
+    if isinstance(weights, str):
+        if weights not in table.columns:
+            raise InputError(f"weights: no column '{weights}'", file=source)
+        return numeric_column(table, weights, above=0)
+    values = pooling.as_float_array(weights, "weights")
+    if values.shape != (len(table),):
+        raise InputError(f"weights: {len(table)} values are needed (one per study), got shape {values.shape}",
+                         file=source)
+    bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+    if bad.size:
+        raise InputError(f"weights: user weights must be finite and > 0 (got {values[bad[0]]:g} for study "
+                         f"'{table['study'].iloc[bad[0]]}')", **where_in_table(table, int(bad[0])))
+    return values
 
 
 def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None = None, notes=(), weights=None,
                  **options) -> MetaResult:
     """Pool a table that already has ``study, yi, vi`` columns (see :func:`pool`)."""
-    from pfps_meta.errors import InputError
-
-    settings = Settings.from_mapping(options, base=settings)
-    yi = table["yi"].to_numpy(dtype=float)
-    vi = table["vi"].to_numpy(dtype=float)
-    if isinstance(weights, str):
-        if weights not in table.columns:
-            raise InputError(f"weights: no column '{weights}'", file=table.attrs.get("source"))
-        weights = pd.to_numeric(table[weights], errors="coerce").to_numpy(dtype=float)
+    settings = pooling.resolve_settings(settings, options)
+    yi, vi = _effect_columns(table)
+    check_measure(measure, table.attrs.get("source"))
+    if isinstance(notes, str) or not all(isinstance(note, str) for note in notes):
+        raise InputError("notes: a list of text notes is needed")
+    if weights is not None:
+        weights = _weights_column(table, weights)
     try:
         batch = pooling.pool_batch(yi, vi, settings, weights=weights)
-    except ValueError as exc:
-        if weights is None:
-            raise
-        raise InputError(f"weights: {exc}", file=table.attrs.get("source")) from None
+    except InputError as exc:
+        raise InputError(exc.reason, file=table.attrs.get("source")) from None
     stats = batch.row(0)
     stats["k"] = int(stats["k"])
     stats["iterations"] = int(stats["iterations"])
@@ -195,8 +233,6 @@ def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None
                          "factor is 0 (metafor reports se = 0); se, CI, p and the prediction interval are "
                          "null. Use the Wald CI (ci_method='wald') for these data.")
     if stats["k"] >= 1 and not all(math.isfinite(stats[name]) for name in ("estimate",)):
-        from pfps_meta.errors import InputError
-
         raise InputError("the pooled estimate is not a finite number (numerical overflow in the inputs?)",
                          file=table.attrs.get("source"))
     stats["tau2_se"] = (tau2_standard_error(vi, stats["tau2"], settings.method)
