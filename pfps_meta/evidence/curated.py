@@ -18,11 +18,12 @@ import pandas as pd
 from pfps_meta.inputs import checks
 from pfps_meta.conventions import DEFAULTS
 from pfps_meta.errors import InputError
-from pfps_meta.inputs.load import read_csv
-from pfps_meta.inputs.validate import ROW_COLUMN, where_in_table, arm_statistics, numeric_column, refuse_duplicates, require_columns
+from pfps_meta.inputs.layouts import arm_statistics
+from pfps_meta.inputs.load import (FILE_COLUMN, LINE_COLUMN, ROW_COLUMN, is_missing, numeric_column, read_csv,
+                                   refuse_duplicates, require_columns, where_in_table)
 
 OUTCOME_STATUS = ("verified", "partial", "not_recovered", "derived", "inferred")
-# what a paper printed instead of a mean and SD (optional columns; see validate.arm_statistics)
+# what a paper printed instead of a mean and SD (optional columns; see layouts.arm_statistics)
 PRINTED_FIELDS = ("se", "ci_low", "ci_high", "median", "q1", "q3", "min", "max")
 EFFECT_STATUS = ("reported", "derived")
 VALUE_TYPES = ("final", "change")
@@ -61,9 +62,13 @@ def load_outcomes(path) -> pd.DataFrame:
     """Read and check ``outcomes.csv``; returns it with numeric columns as floats (NaN = empty).
 
     A row may hold what the paper printed instead of a mean and SD (``se``, ``ci_low``/``ci_high`` of the
-    mean, ``median`` with ``q1``/``q3`` and/or ``min``/``max``): its mean and SD are then derived with the
-    rules of :func:`pfps_meta.inputs.validate.arm_statistics` (R meta's defaults: Luo mean, Shi SD; t for CIs),
-    the row must say ``status = derived``, and the rule used is in the ``derivation`` column.
+    mean, ``median`` with ``q1``/``q3`` and/or ``min``/``max``): the row must say ``status = derived``.
+    Its ``mean`` and ``sd`` here are provisional, derived with the default settings (Luo mean, Shi SD, t
+    for 95% CIs; the rule in ``derivation``) so that the checks below and the completeness tables see
+    them; what was typed stays in ``mean_as_printed``, ``sd_as_printed`` and the printed fields, and every
+    analysis derives again from those with its own settings (``validate.study_table``, via
+    :func:`arm_rows`). An SD and an SE that disagree, and a CI asymmetric around its mean, are warned
+    about here, with the line.
 
     Refused (one line naming file, row and column): a number without citation and quote; a status that
     does not fit the numbers; a final mean outside the scale; an SD larger than any sample on the scale
@@ -77,6 +82,8 @@ def check_outcomes(df: pd.DataFrame) -> pd.DataFrame:
     """The checks of :func:`load_outcomes` on a table already read (e.g. a filled extraction sheet)."""
     require_columns(df, OUTCOME_REQUIRED, "the outcomes table")
     out = df.copy()
+    if "n_type" not in out.columns:
+        out["n_type"] = ""
     _choice(df, "status", OUTCOME_STATUS)
     _choice(df, "value_type", VALUE_TYPES)
     out["higher_is_better"] = _boolean(df, "higher_is_better")
@@ -85,6 +92,10 @@ def check_outcomes(df: pd.DataFrame) -> pd.DataFrame:
     out["sd"] = numeric_column(df, "sd", above=0, allow_missing=True)
     out["scale_min"] = numeric_column(df, "scale_min", allow_missing=True)
     out["scale_max"] = numeric_column(df, "scale_max", allow_missing=True)
+    out["mean_as_printed"], out["sd_as_printed"] = out["mean"].copy(), out["sd"].copy()
+    for column in PRINTED_FIELDS:
+        out[column] = numeric_column(df, column, allow_missing=True, **({"above": 0} if column == "se" else {})) \
+            if column in df.columns else np.nan
     if "timepoint_weeks" in df.columns:
         out["timepoint_weeks"] = numeric_column(df, "timepoint_weeks", minimum=0, allow_missing=True)
     integer_valued = np.zeros(len(df), dtype=bool)
@@ -96,7 +107,7 @@ def check_outcomes(df: pd.DataFrame) -> pd.DataFrame:
     out["n_alternatives"] = [_alternatives(df, i) for i in range(len(df))]
     for position, row in enumerate(out.itertuples(index=False)):
         where = where_in_table(df, position)
-        printed = any(str(df[c].iloc[position]).strip() for c in PRINTED_FIELDS if c in df.columns)
+        printed = any(not is_missing(df[c].iloc[position]) for c in PRINTED_FIELDS if c in df.columns)
         has_value = printed or not (np.isnan(row.n) and np.isnan(row.mean) and np.isnan(row.sd))
         if has_value:
             _require_source(row, where)
@@ -106,7 +117,7 @@ def check_outcomes(df: pd.DataFrame) -> pd.DataFrame:
                              column="status", **where)
         if row.status == "not_recovered" and has_value:
             raise InputError("status 'not_recovered' but the row holds numbers", column="status", **where)
-        if row.status == "inferred" and not str(row.notes).strip():
+        if row.status == "inferred" and ("notes" not in df.columns or is_missing(row.notes)):
             raise InputError("status 'inferred' needs notes saying what is inferred", column="notes", **where)
         lo, hi = row.scale_min, row.scale_max
         if not np.isnan(lo) and not np.isnan(hi):
@@ -124,7 +135,7 @@ def check_outcomes(df: pd.DataFrame) -> pd.DataFrame:
                     raise InputError(f"sd {row.sd:g} is impossible on a {lo:g}-{hi:g} scale with mean {row.mean:g} "
                                      f"and n = {row.n:g} (at most {bound:.3g}); was a variance or a range "
                                      "entered?", column="sd", **where)
-        if integer_valued[position] and complete and str(df["mean"].iloc[position]).strip():
+        if integer_valued[position] and complete and not is_missing(df["mean"].iloc[position]):
             if not checks.grim_consistent(df["mean"].iloc[position], row.n):
                 raise InputError(f"mean {df['mean'].iloc[position]} cannot be the mean of {row.n:g} whole-number "
                                  "scores (GRIM test); check the mean and n", column="mean", **where)
@@ -135,29 +146,73 @@ def check_outcomes(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _derive_printed(df, out):
-    """Fill mean and SD of rows that give what the paper printed instead, and record the rule used."""
+    """Check the rows that give what the paper printed (an SD beside an SE, a CI of the mean, quartiles):
+    fill the mean and SD of those that lack them (provisionally, with the defaults) and record the rule."""
     present = [c for c in PRINTED_FIELDS if c in df.columns]
     if not present:
         return
-    needs = [i for i in range(len(df)) if any(str(df[c].iloc[i]).strip() for c in present)
-             and (np.isnan(out["mean"].iloc[i]) or np.isnan(out["sd"].iloc[i]))]
-    if not needs:
-        return
-    sub = df.iloc[needs].copy()
-    sub[ROW_COLUMN] = [i + 1 for i in needs]
-    for position, i in enumerate(needs):
+    printed = [i for i in range(len(df)) if any(not is_missing(df[c].iloc[i]) for c in present)]
+    needs = [i for i in printed if np.isnan(out["mean"].iloc[i]) or np.isnan(out["sd"].iloc[i])]
+    sub = df.iloc[printed].copy()
+    sub[ROW_COLUMN] = [i + 1 for i in printed]
+    for position, i in enumerate(printed):
+        if i not in needs:
+            continue
         if df["status"].iloc[i] != "derived":
             raise InputError("a row whose mean or SD is derived from what the paper printed needs status 'derived'",
                              column="status", **where_in_table(sub, position))
         if np.isnan(out["n"].iloc[i]):
             raise InputError("n is needed to derive the mean and SD from what the paper printed", column="n",
                              **where_in_table(sub, position))
+    checkable = [position for position, i in enumerate(printed) if not np.isnan(out["n"].iloc[i])]
+    if not checkable:
+        return
+    sub = sub.iloc[checkable]
     n, mean, sd, rules = arm_statistics(sub, "", DEFAULTS)
     column = {name: out.columns.get_loc(name) for name in ("mean", "sd", "derivation")}
-    for position, i in enumerate(needs):
+    for position, i in enumerate(printed[p] for p in checkable):
+        if i not in needs:
+            continue
         out.iat[i, column["mean"]] = mean[position]
         out.iat[i, column["sd"]] = sd[position]
         out.iat[i, column["derivation"]] = rules[position] or "as printed"
+
+
+def entry_rows(outcomes: pd.DataFrame, analysis, entry, arm: str) -> pd.DataFrame:
+    """The rows of ``outcomes`` for one arm of one trial of an analysis (a spec's ``Analysis`` and its
+    ``TrialEntry``): the analysis's outcome, the entry's timepoint (else the analysis's) and, when the
+    entry names one, its scale."""
+    timepoint = entry.timepoint or analysis.timepoint
+    rows = outcomes[(outcomes["trial_id"] == entry.trial) & (outcomes["arm"] == arm)
+                    & (outcomes["outcome"] == analysis.outcome) & (outcomes["timepoint"] == timepoint)]
+    return rows if entry.scale is None else rows[rows["scale"] == entry.scale]
+
+
+def arm_rows(rows: pd.DataFrame, source=None) -> pd.DataFrame:
+    """Rows of the outcomes table as a table in the one-row-per-arm layout (``study, treatment, n, mean,
+    sd`` and the printed fields, as typed), each keeping the file, line and row it came from, for
+    :func:`pfps_meta.inputs.validate.study_table`."""
+    source = source or rows.attrs.get("source")
+    printed = np.zeros(len(rows), dtype=bool)
+    for column in PRINTED_FIELDS:
+        if column in rows:
+            printed |= rows[column].notna().to_numpy()
+
+    def typed(column):      # a row with printed fields: what was typed; else the value the table holds
+        values = rows[column].to_numpy(float)
+        if f"{column}_as_printed" not in rows:
+            return values
+        return np.where(printed, rows[f"{column}_as_printed"].to_numpy(float), values)
+
+    table = pd.DataFrame({"study": rows["trial_id"].to_numpy(), "treatment": rows["arm"].to_numpy(),
+                          "n": rows["n"].to_numpy(float), "mean": typed("mean"), "sd": typed("sd")})
+    for column in PRINTED_FIELDS:
+        table[column] = rows[column].to_numpy(float) if column in rows else np.nan
+    table[LINE_COLUMN] = rows[LINE_COLUMN].to_numpy() if LINE_COLUMN in rows else None
+    table[FILE_COLUMN] = rows[FILE_COLUMN].to_numpy() if FILE_COLUMN in rows else source
+    table[ROW_COLUMN] = rows[ROW_COLUMN].to_numpy() if ROW_COLUMN in rows else np.asarray(rows.index) + 1
+    table.attrs["source"] = source
+    return table
 
 
 def _alternatives(df, position) -> dict:
@@ -262,7 +317,8 @@ def check_arm_sizes(evidence: Evidence):
         if not np.isnan(row.n):
             key = (row.trial_id, row.outcome, row.scale, row.timepoint)
             total, first = totals.get(key, (0.0, where))
-            totals[key] = (total + row.n, first)
+            from_sheet = o.attrs.get("extraction") and where["file"] == o.attrs.get("extraction")
+            totals[key] = (total + row.n, where if from_sheet else first)
     for (trial, outcome, scale, timepoint), (total, where) in totals.items():
         if total > randomised[trial]:
             raise InputError(f"the arms of {trial} ({outcome}, {scale}, {timepoint}) hold {total:g} participants "
@@ -286,4 +342,4 @@ def completeness(evidence: Evidence) -> pd.DataFrame:
     return table
 
 
-__all__ = ["Evidence", "load_outcomes", "check_outcomes", "load_effects", "load_published", "load_trials", "completeness"]
+__all__ = ["Evidence", "entry_rows", "arm_rows", "load_outcomes", "check_outcomes", "load_effects", "load_published", "load_trials", "completeness"]

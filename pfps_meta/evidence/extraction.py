@@ -7,8 +7,10 @@
    median, q1, q3, min, max). ``pfps-meta template SPEC [--out FILE]`` writes it.
 2. The user fills what each paper prints, with ``source_location`` and ``quote``.
 3. :func:`load_extraction` reads the filled sheet with the checks of ``data/outcomes.csv`` (a status
-   left empty is set from what the row holds: verified, derived or not_recovered), and
-   :func:`with_extraction` lays its rows over the evidence base: a filled row replaces the curated row
+   left empty is set from what the row holds: verified, derived or not_recovered; NA and the other
+   tokens of ``load.MISSING_TOKENS`` mean empty), :func:`check_sheet` refuses a filled row that no
+   analysis of the spec expects (a mistyped trial_id, arm, outcome, timepoint or scale, naming the
+   sheet's line), and :func:`with_extraction` lays its rows over the evidence base: a filled row replaces the curated row
    with the same trial, arm, outcome, scale, timepoint and value type. ``pfps-meta reproduce SPEC
    --extraction FILE`` (and ``report``) then pool with it.
 
@@ -25,11 +27,9 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from pfps_meta.evidence.specs import entry_rows
 from pfps_meta.errors import InputError
-from pfps_meta.evidence.curated import PRINTED_FIELDS, Evidence, check_outcomes, check_arm_sizes
-from pfps_meta.inputs.load import read_csv
-from pfps_meta.inputs.validate import FILE_COLUMN, ROW_COLUMN
+from pfps_meta.evidence.curated import PRINTED_FIELDS, Evidence, check_outcomes, check_arm_sizes, entry_rows
+from pfps_meta.inputs.load import FILE_COLUMN, ROW_COLUMN, is_missing, read_csv, where_in_table
 
 SHEET_COLUMNS = ("trial_id", "arm", "role", "outcome", "scale", "scale_min", "scale_max", "higher_is_better",
                  "integer_valued", "timepoint", "timepoint_weeks", "value_type", "n_randomised_trial", "n",
@@ -104,10 +104,10 @@ def load_extraction(path) -> pd.DataFrame:
             raise InputError(f"missing column '{column}': is this an extraction sheet from 'pfps-meta template'?",
                              file=str(path))
     def filled(row, columns):
-        return [c for c in columns if c in row and str(row[c]).strip()]
+        return [c for c in columns if c in row and not is_missing(row[c])]
     statuses = []
     for row in df.to_dict("records"):
-        status = str(row["status"]).strip()
+        status = "" if is_missing(row["status"]) else str(row["status"]).strip()
         if not status:
             has = filled(row, NUMERIC)
             printed = filled(row, PRINTED_FIELDS)
@@ -122,6 +122,36 @@ def load_extraction(path) -> pd.DataFrame:
         statuses.append(status)
     df["status"] = statuses
     return check_outcomes(df)
+
+
+def check_sheet(sheet: pd.DataFrame, specs) -> None:
+    """Refuse a filled row of an extraction sheet that no analysis of ``specs`` (loaded
+    :class:`~pfps_meta.evidence.specs.Spec` objects) expects, naming the sheet, its line and the column
+    that matches nothing (trial_id, outcome, arm, timepoint or scale) with the values that would match:
+    such a row would otherwise be left out of every analysis without a word."""
+    expected = []
+    for spec in specs:
+        for analysis in spec.analyses:
+            for entry in analysis.trials:
+                for arm in (entry.exp, entry.ctrl):
+                    expected.append({"trial_id": entry.trial, "outcome": analysis.outcome, "arm": arm,
+                                     "timepoint": entry.timepoint or analysis.timepoint, "scale": entry.scale})
+    names = ", ".join(sorted({spec.path.name for spec in specs})) or "the spec"
+    for position, row in enumerate(sheet.to_dict("records")):
+        if row["status"] == "not_recovered":
+            continue
+        candidates = expected
+        for column in ("trial_id", "outcome", "arm", "timepoint", "scale"):
+            value = str(row.get(column, "")).strip()
+            matching = [e for e in candidates if e[column] is None or e[column] == value]
+            if not matching:
+                known = sorted({e[column] for e in candidates if e[column] is not None})
+                context = "" if column == "trial_id" else f" for {row['trial_id']}" + \
+                    ("" if column == "outcome" else f" {row['outcome']}")
+                raise InputError(f"{column} '{value}' matches no analysis in {names}{context} (expected: "
+                                 f"{', '.join(known)}); a row that matches nothing would be left out", column=column,
+                                 **where_in_table(sheet, position))
+            candidates = matching
 
 
 def with_extraction(evidence: Evidence, sheet: pd.DataFrame) -> Evidence:

@@ -36,10 +36,11 @@ import pandas as pd
 from pfps_meta.effects import measures
 from pfps_meta.conventions import ALIASES, OPTION_BY_NAME, Settings
 from pfps_meta.errors import InputError, SettingsError
-from pfps_meta.evidence.curated import Evidence
-from pfps_meta.inputs.load import read_csv, read_text
+from pfps_meta.evidence.curated import Evidence, arm_rows, entry_rows  # noqa: F401 (entry_rows re-exported)
+from pfps_meta.evidence.extraction import check_sheet, load_extraction, with_extraction
+from pfps_meta.inputs.load import is_missing, read_csv, read_text
 from pfps_meta.models.univariate import MetaResult, pool_effects
-from pfps_meta.inputs.validate import InputWarning, effect_table, sd_may_be_se
+from pfps_meta.inputs.validate import InputWarning, TranscriptionWarning, effect_table, sd_may_be_se, study_table
 
 SETTING_KEYS = (*OPTION_BY_NAME, *ALIASES)      # every option name of conventions.OPTIONS, and aliases
 ANALYSIS_KEYS = {"id", "label", "comparison", "outcome", "measure", "timepoint", "favourable", "target_range",
@@ -141,6 +142,9 @@ def load_spec(path) -> Spec:
     ids = set()
     for number, entry in enumerate(entries, start=1):
         where = f"[[analyses]] entry {number}"
+        entry = _without_missing(entry)
+        if isinstance(entry.get("trials"), list):
+            entry["trials"] = [_without_missing(t) if isinstance(t, dict) else t for t in entry["trials"]]
         _check_types(entry, name, where)
         unknown = set(entry) - ANALYSIS_KEYS
         if unknown:
@@ -170,7 +174,8 @@ def load_spec(path) -> Spec:
                                  file=name)
             trials.append(TrialEntry(trial=t["trial"], exp=t["exp"], ctrl=t["ctrl"], scale=t.get("scale"),
                                      timepoint=t.get("timepoint"), note=t.get("note", "")))
-        if entry.get("impute_sd") is not None and entry["impute_sd"] not in IMPUTE_SD:
+        if entry.get("impute_sd") is not None and (not isinstance(entry["impute_sd"], str)
+                                                   or entry["impute_sd"] not in IMPUTE_SD):
             raise InputError(f"{where} ('{entry['id']}'): impute_sd must be one of {', '.join(IMPUTE_SD)}",
                              file=name)
         if entry.get("design", "randomised") not in ("randomised", "observational"):
@@ -202,6 +207,13 @@ def load_spec(path) -> Spec:
             notes=entry.get("notes", ""), assumption=assumption, design=entry.get("design", "randomised"),
             impute_sd=entry.get("impute_sd"), show_blups=bool(entry.get("show_blups", False))))
     return Spec(path=path, review=review, settings=settings, analyses=analyses, data_dir=data_dir)
+
+
+def _without_missing(table: dict) -> dict:
+    """A spec table without the optional keys typed as "not given" (NA, N/A, n.r., "-", "": the tokens of
+    ``load.MISSING_TOKENS``), so NA means missing in specs as in every CSV; ids stay (they are needed)."""
+    return {k: v for k, v in table.items() if k in ("id", "trial", "exp", "ctrl") or not (isinstance(v, str)
+                                                                                          and is_missing(v))}
 
 
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -274,15 +286,6 @@ class StudyTable:
     notes: list
 
 
-def entry_rows(outcomes: pd.DataFrame, analysis: Analysis, entry: TrialEntry, arm: str) -> pd.DataFrame:
-    """The rows of ``outcomes`` for one arm of one trial of an analysis: the analysis's outcome, the
-    entry's timepoint (else the analysis's) and, when the entry names one, its scale."""
-    timepoint = entry.timepoint or analysis.timepoint
-    rows = outcomes[(outcomes["trial_id"] == entry.trial) & (outcomes["arm"] == arm)
-                    & (outcomes["outcome"] == analysis.outcome) & (outcomes["timepoint"] == timepoint)]
-    return rows if entry.scale is None else rows[rows["scale"] == entry.scale]
-
-
 def _arm_row(outcomes, analysis, entry, arm):
     rows = entry_rows(outcomes, analysis, entry, arm)
     complete = rows[rows["n"].notna() & rows["mean"].notna() & rows["sd"].notna()]
@@ -317,6 +320,8 @@ def _impute_missing_sds(analysis: Analysis, outcomes: pd.DataFrame) -> pd.DataFr
             continue
         borrowed = (max(pool) if analysis.impute_sd == "borrow_largest" else float(np.mean(pool))) * factor
         out.loc[index, "sd"] = borrowed
+        if "sd_as_printed" in out.columns:      # used as if printed: validation takes it as the arm's SD
+            out.loc[index, "sd_as_printed"] = borrowed
         out.loc[index, "status"] = "imputed"
         out.loc[index, "derivation"] = (f"sd imputed ({analysis.impute_sd}): {IMPUTE_SD[analysis.impute_sd]} "
                                         f"({len(pool)} arms; Cochrane Handbook 6.5.2.7)")
@@ -340,10 +345,13 @@ def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
                          file=str(analysis.source))
     records, missing, notes = [], [], []
     lower_is_favourable = analysis.favourable == "lower"
-    for entry in analysis.trials:
+    selected = [(entry, *_arm_row(outcomes, analysis, entry, entry.exp), *_arm_row(outcomes, analysis, entry, entry.ctrl))
+                for entry in analysis.trials]
+    converted = _convert_arms(analysis, outcomes, selected)
+    for entry, exp, exp_rows, ctrl, ctrl_rows in selected:
         timepoint = entry.timepoint or analysis.timepoint
-        exp, exp_rows = _arm_row(outcomes, analysis, entry, entry.exp)
-        ctrl, ctrl_rows = _arm_row(outcomes, analysis, entry, entry.ctrl)
+        if exp is not None and ctrl is not None:
+            exp, ctrl = converted[(entry.trial, entry.exp, entry.ctrl)]
         record = None
         if exp is not None and ctrl is not None:
             record = _arm_level_record(analysis, entry, exp, ctrl, usage, lower_is_favourable, missing)
@@ -374,8 +382,9 @@ def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
                              "with and without imputed trials.")
             if record.get("status") == "inferred":
                 rows = (exp, ctrl)
+                n_type = "" if is_missing(exp.get("n_type")) else f" ({exp.get('n_type')})"
                 notes.append(f"{entry.trial} (inferred): " + " ".join(sorted({str(r['notes']) for r in rows}))
-                             + f" n used: {exp['n']:g}/{ctrl['n']:g} ({exp['n_type']}).")
+                             + f" n used: {exp['n']:g}/{ctrl['n']:g}{n_type}.")
             records.append(record)
     table = pd.DataFrame(records, columns=["study", "yi", "vi", "value_type", "input", "status", "conversion",
                                            "n_exp", "mean_exp",
@@ -392,6 +401,47 @@ def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
                       InputWarning, stacklevel=2)
     table.attrs["source"] = str(analysis.source)
     return StudyTable(table=table, missing=missing, expected=[t.trial for t in analysis.trials], notes=notes)
+
+
+def _convert_arms(analysis, outcomes, selected) -> dict:
+    """The arms of every trial with both arms' rows, checked and converted by the one entrance
+    (``validate.study_table``, one-row-per-arm layout) with the analysis's settings: a mean and SD derived
+    from what the paper printed follows ``mean_method``, ``sd_method`` and ``input_level``. Returns
+    ``{(trial, exp, ctrl): (exp_row, ctrl_row)}`` with ``n``, ``mean``, ``sd`` and ``derivation`` as used.
+    Errors name the outcomes file or extraction sheet and its line; warnings about the typed values
+    were given when the table was loaded."""
+    pairs = [(entry, exp, ctrl) for entry, exp, _, ctrl, _ in selected if exp is not None and ctrl is not None]
+    if not pairs:
+        return {}
+    counts = {}
+    for entry, _, _ in pairs:
+        counts[entry.trial] = counts.get(entry.trial, 0) + 1
+    frames, labels = [], []
+    for entry, exp, ctrl in pairs:
+        label = entry.trial if counts[entry.trial] == 1 else f"{entry.trial} ({entry.exp} vs {entry.ctrl})"
+        frame = arm_rows(pd.DataFrame([exp, ctrl]), source=outcomes.attrs.get("source"))
+        frame["study"] = label
+        frames.append(frame)
+        labels.append(label)
+    table = pd.concat(frames, ignore_index=True)
+    table.attrs["source"] = outcomes.attrs.get("source")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TranscriptionWarning)
+        checked = study_table(table, analysis.measure, settings=analysis.settings)
+    out = {}
+    for position, (entry, exp, ctrl) in enumerate(pairs):
+        rows = []
+        for offset, row in enumerate((exp, ctrl)):
+            used = checked.iloc[2 * position + offset]
+            row = row.copy()
+            row["mean"], row["sd"] = float(used["mean"]), float(used["sd"])
+            if used["conversion"]:
+                row["derivation"] = used["conversion"]
+            elif row.get("status") != "imputed":
+                row["derivation"] = ""
+            rows.append(row)
+        out[(entry.trial, entry.exp, entry.ctrl)] = tuple(rows)
+    return out
 
 
 def _num(value):
@@ -530,24 +580,22 @@ def default_spec_paths(root=None) -> list[Path]:
 
 def load_all(paths, extraction=None) -> list[tuple[Spec, Evidence | None]]:
     """Load spec files and, once per data directory, the evidence base they use; with ``extraction`` (a
-    filled sheet from ``pfps-meta template``), its rows replace the curated rows they describe."""
+    filled sheet from ``pfps-meta template``), its rows replace the curated rows they describe. Every
+    filled row of the sheet must describe an arm some loaded analysis expects (else an error naming the
+    sheet's line)."""
+    sheet = load_extraction(extraction) if extraction is not None else None
+    specs = [load_spec(path) for path in paths]
+    if sheet is not None:
+        check_sheet(sheet, specs)
     cache = {}
-    sheet = None
-    if extraction is not None:
-        from pfps_meta.evidence.extraction import load_extraction
-
-        sheet = load_extraction(extraction)
     out = []
-    for path in paths:
-        spec = load_spec(path)
+    for spec in specs:
         needs_evidence = any(a.data is None for a in spec.analyses) or any(a.published for a in spec.analyses)
         evidence = None
         if needs_evidence:
             if spec.data_dir not in cache:
                 cache[spec.data_dir] = Evidence.load(spec.data_dir)
                 if sheet is not None:
-                    from pfps_meta.evidence.extraction import with_extraction
-
                     cache[spec.data_dir] = with_extraction(cache[spec.data_dir], sheet)
             evidence = cache[spec.data_dir]
         if evidence is not None:
