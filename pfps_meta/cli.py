@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--mu", default="0.5", help="true average effect(s), comma-separated (default 0.5)")
     p_sim.add_argument("--tau2", default="0,0.05,0.2", help="true between-trial variance(s), comma-separated, "
                        "each >= 0 (default: %(default)s)")
-    p_sim.add_argument("--measure", default="SMD", choices=list(measures.names("arm")))
+    p_sim.add_argument("--measure", default="SMD", choices=list(measures.names("arm")),
+                       help="effect measure computed from the simulated arms (default: %(default)s)")
     p_sim.add_argument("--sd", type=float, default=1.0, help="within-arm SD of the outcome (default 1)")
     p_sim.add_argument("--methods", default="DL,REML", help="tau2 estimators to compare, comma-separated, from: "
                        f"{', '.join(_tau2_names())} (default: %(default)s)")
@@ -334,6 +335,11 @@ def cmd_sensitivity(args) -> int:
                                ("--bootstrap", args.bootstrap, 10_000_000), ("--seed", args.seed, 2 ** 63 - 1)):
         if not 0 <= value <= limit:
             raise InputError(f"{flag} must be a whole number from 0 to {limit:,} (got {value})")
+    for flag, value in (("--order", args.order), ("--subgroup", args.subgroup), ("--moderator", args.moderator),
+                        ("--analysis", args.analysis)):
+        if value is not None and not value.strip():
+            raise InputError(f"{flag} is empty: give a column name" if flag != "--analysis" else
+                             "--analysis is empty: give an analysis id")
     if args.mcid is not None and not math.isfinite(args.mcid):
         raise InputError(f"--mcid must be a finite number (got {args.mcid})")
 
