@@ -116,12 +116,13 @@ def _publication_bias(analysis_result):
 
 def summary_of_findings(analysis_results, evidence=None) -> pd.DataFrame:
     """One row per analysis in GRADE layout (see the module docstring for every rule)."""
-    rows = []
+    rows, levels = [], []
     for ar in analysis_results:
         a = ar.analysis
+        levels.append(ar.result.level if ar.result is not None else a.settings.level)
         if ar.result is None:
             rows.append({"Outcome": a.label, "Participants (studies)": f"0 ({ar.k_expected} expected)",
-                         "Effect (95% CI)": "no data", "Certainty": "not assessable", "Risk of bias": "",
+                         EFFECT: "no data", "Certainty": "not assessable", "Risk of bias": "",
                          "Inconsistency": "", "Indirectness": "", "Imprecision": "", "Publication bias": ""})
             continue
         s = ar.result.stats
@@ -140,13 +141,22 @@ def summary_of_findings(analysis_results, evidence=None) -> pd.DataFrame:
         start = 3 if a.design == "randomised" else 1       # observational evidence starts at Low
         level = LEVELS[max(0, start - decided)]
         certainty = level + (f" (provisional: {', '.join(open_domains).lower()} for reviewer)" if open_domains else "")
-        pct = int(round(ar.result.level * 100))
         rows.append({
             "Outcome": a.label,
             "Participants (studies)": f"{participants if participants is not None else '?'} ({s['k']})",
-            "Effect (95% CI)": f"{a.measure or 'Effect'} {show(s['estimate']):.2f} ({pct}% CI {show(s['ci_low']):.2f} to "
-                               f"{show(s['ci_high']):.2f})",
+            EFFECT: f"{a.measure or 'Effect'} {show(s['estimate']):.2f} ({_percent(ar.result.level)} CI "
+                    f"{show(s['ci_low']):.2f} to {show(s['ci_high']):.2f})",
             "Certainty": certainty,
             **{name: text for name, (_, text) in domains.items()},
         })
-    return pd.DataFrame(rows)
+    # the column is headed by the analyses' level when they share one (each cell names its own anyway)
+    head = f"Effect ({_percent(levels[0])} CI)" if len(set(levels)) == 1 else "Effect (CI)"
+    return pd.DataFrame(rows).rename(columns={EFFECT: head})
+
+
+EFFECT = "Effect"
+
+
+def _percent(level) -> str:
+    """0.95 -> "95%", 0.9 -> "90%", 0.975 -> "97.5%"."""
+    return f"{100 * float(level):g}%"

@@ -51,7 +51,7 @@ def _inputs(yi, vi, X):
     for name, array in (("yi", y), ("vi", v), ("X", X)):
         bad = np.flatnonzero(~np.isfinite(array))
         if bad.size:
-            index = list(np.unravel_index(bad[0], array.shape))
+            index = [int(i) for i in np.unravel_index(bad[0], array.shape)]
             raise InputError(f"{name}{index}: value {array.flat[bad[0]]} is not finite (missing values are refused)")
     if np.any(v <= 0):
         index = int(np.flatnonzero(v <= 0)[0])
@@ -391,7 +391,7 @@ def _moderator_specs(columns, factors):
     R and patsy write it), a list of these, or one string joining them with ``+`` (``"ablat + C(alloc)"``)."""
     if isinstance(columns, str):
         columns = [columns] if "+" not in columns else columns.split("+")
-    elif columns is None or not all(isinstance(c, str) for c in columns):
+    elif not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns):
         raise InputError(f"moderators: give column names as text, e.g. 'ablat' or 'C(alloc)' (got {columns!r})")
     factors = {factors} if isinstance(factors, str) else set(factors or ())
     specs = []

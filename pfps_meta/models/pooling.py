@@ -302,13 +302,9 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
                       ConvergenceWarning, stacklevel=2)
     # heterogeneity is undefined for k < 2 and everything for k = 0; skip the masking when no row needs it
     mask = 1.0 if multi.all() else np.where(multi, 1.0, np.nan)
-    empty = k == 0
-    if not empty.any():
-        empty = False
-    if settings.fit_statistics:
-        fit = intercept_fit_statistics(y, v, present, k, tau2, settings.method)
-    else:
-        fit = dict.fromkeys(("loglik", "deviance", "aic", "bic", "aicc"), np.full(len(k), np.nan))
+    empty = (k == 0) if np.any(k == 0) else False
+    fit = (intercept_fit_statistics(y, v, present, k, tau2, settings.method) if settings.fit_statistics
+           else dict.fromkeys(("loglik", "deviance", "aic", "bic", "aicc"), np.full(len(k), np.nan)))
     return BatchResult(
         settings=settings, k=k,
         estimate=np.where(empty, np.nan, pooled["mu"]), se=np.where(empty, np.nan, tests["se"]),

@@ -37,7 +37,7 @@ from pfps_meta.evidence.extraction import todo
 from pfps_meta.analysis.grade import summary_of_findings
 from pfps_meta.present.outputs import atomic_write_text, check_target, run_inputs, umask_mode
 from pfps_meta.analysis.reproduce import preset_statuses, reproduce_rows
-from pfps_meta.present.tables import display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
+from pfps_meta.present.tables import ci_label, display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
 
 REPORT_ENTRIES = ("index.html", "report.md", "figures")
 
@@ -67,6 +67,10 @@ def methods_paragraph(spec, analyses) -> str:
                  + " and ".join(I2_METHODS[i] for i in i2) + "; "
                  + ("prediction intervals use " + " and ".join(PI_METHODS[p] for p in pis) if pis
                     else "no prediction interval is reported") + ".")
+    levels = sorted({s.level for s in settings})
+    if levels:
+        parts.append("Confidence and prediction intervals are "
+                     + " and ".join(f"{100 * level:g}%" for level in levels) + " intervals.")
     parts.append("Signs are experimental minus control, oriented so that a negative pain difference and a "
                  "positive activity difference favour the experimental arm.")
     assumption = analyses[0].assumption if analyses else ""
@@ -274,7 +278,8 @@ def _published_table(published, comparisons):
     table = pd.DataFrame({
         "Review": rows["citation"], "Comparison": rows["comparison"].str.replace("_", " "),
         "Outcome": rows["outcome"], "Measure": rows["measure"],
-        "Estimate (95% CI)": [f"{e} ({lo} to {hi})" for e, lo, hi in
+        # the papers' own intervals, at the level each paper states (most say 95%; not every quote does)
+        "Estimate (CI, as published)": [f"{e} ({lo} to {hi})" for e, lo, hi in
                               zip(rows["estimate_text"], rows["ci_low_text"], rows["ci_high_text"])],
         "k / participants": [f"{k or '?'} / {n or '?'}" for k, n in zip(rows["k"], rows["participants"])],
         "Note": rows["scale_note"], "Source": rows["source_url"], "Status": rows["status"]})
@@ -345,7 +350,7 @@ def _analysis_section(doc, ar, evidence):
                      "plausible arm size.", bold_prefix="Arm-size scenarios:")
             doc.table(pd.DataFrame([{
                 "Trial": s["trial"], "Arm sizes": s["scenario"], "n (exp/ctrl)": f"{s['n_exp']:g}/{s['n_ctrl']:g}",
-                "Pooled estimate [95% CI]": f"{show(s['result'].stats['estimate']):.2f} "
+                f"Pooled estimate [{ci_label(s['result'].level)}]": f"{show(s['result'].stats['estimate']):.2f} "
                                             f"[{show(s['result'].stats['ci_low']):.2f}, "
                                             f"{show(s['result'].stats['ci_high']):.2f}]",
                 "k": s["result"].stats["k"]} for s in scenarios]), "table scenarios")
@@ -416,7 +421,7 @@ def _sensitivity_section(doc, ar):
         doc.para("Leave-one-out:")
         doc.table(pd.DataFrame({
             "Study omitted": loo["study"],
-            "Estimate [95% CI]": [f"{show(e):.2f} [{show(lo):.2f}, {show(hi):.2f}]"
+            f"Estimate [{ci_label(res.level)}]": [f"{show(e):.2f} [{show(lo):.2f}, {show(hi):.2f}]"
                                   for e, lo, hi in zip(loo["estimate"], loo["ci_low"], loo["ci_high"])],
             "tau²": [("" if t != t else f"{t:.3f}") for t in loo["tau2"]],
             "I²": [("" if i != i else f"{i:.0f}%") for i in loo["i2"]]}), "table loo")

@@ -12,17 +12,26 @@ from pfps_meta.conventions import TAU2_ESTIMATORS
 from pfps_meta.formatting import format_p, renders
 
 
+def level_percent(level) -> str:
+    """A confidence level as a percentage: 0.95 -> "95%", 0.9 -> "90%", 0.975 -> "97.5%"."""
+    return f"{100 * float(level):g}%"
+
+
+def ci_label(level) -> str:
+    """The label of a CI at ``level``: "95% CI", "90% CI" (every label is formatted from the result's level)."""
+    return f"{level_percent(level)} CI"
+
+
 @renders("html", "MetaResult")
 def result_html(result) -> str:
     """A compact HTML rendering of a :class:`~pfps_meta.models.univariate.MetaResult` for notebooks."""
     s = result.stats
-    pct = int(round(result.level * 100))
     head = (f"<p><b>{html.escape(result.method)}</b> ({html.escape(result.ci_method)}), k = {s['k']}: "
-            f"estimate {s['estimate']:.4f} [{pct}% CI {s['ci_low']:.4f}, {s['ci_high']:.4f}], "
+            f"estimate {s['estimate']:.4f} [{ci_label(result.level)} {s['ci_low']:.4f}, {s['ci_high']:.4f}], "
             f"p = {s['p']:.4g}")
     if s["k"] >= 2:
         head += (f"; tau<sup>2</sup> = {s['tau2']:.4f}, I<sup>2</sup> = {s['i2']:.1f}%, "
-                 f"prediction interval [{s['pi_low']:.4f}, {s['pi_high']:.4f}]")
+                 f"{level_percent(result.level)} prediction interval [{s['pi_low']:.4f}, {s['pi_high']:.4f}]")
     head += "</p>"
     return head + result.to_frame().to_html(index=False, float_format=lambda x: f"{x:.4f}")
 
@@ -52,6 +61,7 @@ def summary_table(analysis_results) -> "pandas.DataFrame":
             "pi_low": tr(s.get("pi_low")), "pi_high": tr(s.get("pi_high")),
             "tau2": s.get("tau2"), "i2": s.get("i2"), "p": s.get("p"),
             "model": f"{a.settings.method}, {a.settings.ci_method}",
+            "level": res.level if res is not None else a.settings.level,
         })
     return pd.DataFrame(rows)
 
@@ -60,13 +70,24 @@ def display_frame(frame):
     """Summary table with the numbers formatted as text (estimate [CI], etc.) for Markdown and HTML."""
     import pandas as pd
 
+    levels = list(frame["level"]) if "level" in frame.columns else [None] * len(frame)
+    one_level = len(set(levels)) <= 1
+    # one known level heads the column; several levels: each row names its own
+    known = one_level and bool(levels) and levels[0] is not None
+    head = f"[{ci_label(levels[0])}]" if known else "[CI]"
+    pi_head = f"{level_percent(levels[0])} prediction interval" if known else "Prediction interval"
+
+    def row_label(level):
+        return "" if one_level or level is None else f"{ci_label(level)} "
+
     out = pd.DataFrame({
         "Analysis": frame["outcome"], "k (with data/expected)": frame["k"],
         "Participants": [("" if p is None or p != p else str(int(p))) for p in frame["participants"]],
-        "Estimate [95% CI]": [f"{_num(e)} [{_num(lo)}, {_num(hi)}]" if e == e and e is not None else "no data"
-                              for e, lo, hi in zip(frame["estimate"], frame["ci_low"], frame["ci_high"])],
-        "Prediction interval": [f"[{_num(lo)}, {_num(hi)}]" if lo == lo and lo is not None else ""
-                                for lo, hi in zip(frame["pi_low"], frame["pi_high"])],
+        f"Estimate {head}": [f"{_num(e)} [{row_label(lv)}{_num(lo)}, {_num(hi)}]" if e == e and e is not None
+                             else "no data"
+                             for e, lo, hi, lv in zip(frame["estimate"], frame["ci_low"], frame["ci_high"], levels)],
+        pi_head: [f"[{_num(lo)}, {_num(hi)}]" if lo == lo and lo is not None else ""
+                  for lo, hi in zip(frame["pi_low"], frame["pi_high"])],
         "tau²": [_num(t, 3) for t in frame["tau2"]],
         "I²": [(_num(i, 0) + "%") if i == i and i is not None else "" for i in frame["i2"]],
         "p": [format_p(p, bare=True) for p in frame["p"]],
@@ -133,7 +154,7 @@ def result_text(result, digits: int = 4) -> str:
     """A plain-text summary of a fitted result in the spirit of metafor's ``print.rma``."""
     s = result.stats
     f = _formatter(digits)
-    pct = int(round(result.level * 100))
+    pct = level_percent(result.level)
     lines = []
     settings = result.settings
     info = measures.get(result.measure)
@@ -152,11 +173,11 @@ def result_text(result, digits: int = 4) -> str:
     if s["k"] >= 2:
         if result.method != "FE":
             lines.append(f"tau^2 (estimated amount of total heterogeneity): {f(s['tau2'])}"
-                         f"  [{pct}% CI {f(s['tau2_ci_low'])}, {f(s['tau2_ci_high'])}]")
+                         f"  [{pct} CI {f(s['tau2_ci_low'])}, {f(s['tau2_ci_high'])}]")
             lines.append(f"tau (square root of estimated tau^2 value):      {f(s['tau'])}")
         i2_ci = ""
         if s["i2_ci_low"] is not None and np.isfinite(s["i2_ci_low"]):
-            i2_ci = f"  [{pct}% CI {s['i2_ci_low']:.2f}%, {s['i2_ci_high']:.2f}%]"
+            i2_ci = f"  [{pct} CI {s['i2_ci_low']:.2f}%, {s['i2_ci_high']:.2f}%]"
         basis = "from Q" if (result.i2_method == "q" or result.method == "FE") else "from tau^2"
         lines.append(f"I^2 (total heterogeneity / total variability):   {s['i2']:.2f}%{i2_ci}  ({basis})")
         lines.append(f"H^2 (total variability / sampling variability):  {s['h2']:.2f}")
@@ -183,7 +204,7 @@ def result_text(result, digits: int = 4) -> str:
     elif s["k"] >= 2:
         dist = {"auto": "t(k-1)" if settings.ci_method == "hksj" else "normal", "z": "normal",
                 "t": "t(k-1)", "t_k2": "t(k-2)"}[settings.pi_method]
-        lines.append(f"{pct}% prediction interval ({dist}): [{f(s['pi_low'])}, {f(s['pi_high'])}]")
+        lines.append(f"{pct} prediction interval ({dist}): [{f(s['pi_low'])}, {f(s['pi_high'])}]")
     if not s["converged"]:
         lines.append(f"WARNING: the {result.method} estimator did not converge "
                      f"({s['iterations']} iterations); treat tau^2 and everything after it with care.")
