@@ -12,6 +12,7 @@ from scipy import stats
 import pfps_meta as pm
 from pfps_meta.inputs import conversions as cv
 from pfps_meta.cli import main
+from pfps_meta.errors import InputError
 from tests.conftest import FIXTURES
 
 R_META = FIXTURES / "r_meta"
@@ -164,3 +165,136 @@ def test_mean_outside_its_ci_is_refused(tmp_path, capsys):
     path.write_text("study,n_exp,mean_exp,ci_low_exp,ci_high_exp,n_ctrl,mean_ctrl,sd_ctrl\nA,20,5,1,4,20,3,1\n")
     assert main(["pool", str(path), "--measure", "MD"]) == 2
     assert "lies outside its CI" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ arguments checked (issue 15, item 5)
+
+BAD_CALLS = [
+    # (function, args, kwargs, argument the message must name)
+    ("mean_sd_from_quartiles", (40, 3.0, 4.5, 2.0), {}, "q1"),               # swapped quartiles
+    ("mean_sd_from_quartiles", (40, 5.0, 2.0, 4.5), {}, "median"),           # median above q3
+    ("mean_sd_from_quartiles", (40, 1.0, 2.0, 4.5), {}, "q1"),               # median below q1
+    ("mean_sd_from_quartiles", (40, 3.0, 3.0, 3.0), {}, "q3"),               # IQR 0: SD 0
+    ("mean_sd_from_quartiles", (1, 3.0, 2.0, 4.5), {}, "n"),
+    ("mean_sd_from_quartiles", (0, 3.0, 2.0, 4.5), {}, "n"),
+    ("mean_sd_from_quartiles", (-5, 3.0, 2.0, 4.5), {}, "n"),
+    ("mean_sd_from_quartiles", (20.5, 3.0, 2.0, 4.5), {}, "n"),
+    ("mean_sd_from_quartiles", (40, 3.0, np.inf, 4.5), {}, "q1"),
+    ("mean_sd_from_quartiles", (40, np.inf, 2.0, 4.5), {}, "median"),
+    ("mean_sd_from_quartiles", (40, [3.0, np.nan], [2.0, 2.0], [4.5, 4.5]), {}, "median"),   # NaN in one only
+    ("mean_sd_from_quartiles", (40, "3", 2.0, 4.5), {}, "median"),
+    ("mean_sd_from_quartiles", (40, 3.0, 2.0, 4.5), {"mean_method": "mode"}, "mean_method"),
+    ("mean_sd_from_range", (40, 3.0, 7.0, 0.5), {}, "minimum"),              # min > max
+    ("mean_sd_from_range", (40, 9.0, 0.5, 7.0), {}, "median"),
+    ("mean_sd_from_range", (1, 3.0, 0.5, 7.0), {}, "n"),                     # xi(1) = 0: SD inf
+    ("mean_sd_from_range", (40, 3.0, 3.0, 3.0), {}, "maximum"),
+    ("mean_sd_from_range", (None, 3.0, 0.5, 7.0), {}, "n"),
+    ("mean_sd_from_five_numbers", (40, 3.0, 2.0, 4.5, 5.0, 7.0), {}, "minimum"),
+    ("mean_sd_from_five_numbers", (40, 3.0, 2.0, 4.5, 0.5, 4.0), {}, "q3"),
+    ("mean_sd_from_five_numbers", (40, 3.0, 4.5, 2.0, 0.5, 7.0), {}, "q1"),
+    ("mean_sd_from_five_numbers", (1, 3.0, 2.0, 4.5, 0.5, 7.0), {}, "n"),
+    ("mean_sd_from_five_numbers", (40, 3.0, 2.0, 4.5, 0.5, 7.0), {"sd_method": "iqr"}, "sd_method"),
+    ("sd_from_se", (-0.3, 20), {}, "se"),
+    ("sd_from_se", (0.0, 20), {}, "se"),
+    ("sd_from_se", (0.3, 1), {}, "n"),
+    ("sd_from_se", (0.3, -20), {}, "n"),
+    ("sd_from_se", (np.nan, 20), {}, "se"),
+    ("sd_from_se", ([0.3, 0.2, 0.1], [20, 20]), {}, "different lengths"),
+    ("sd_from_se", (True, 20), {}, "se"),
+    ("sd_from_ci", (4.8, 3.2, 20), {}, "ci_low"),                          # reversed CI
+    ("sd_from_ci", (3.2, 3.2, 20), {}, "ci_low"),
+    ("sd_from_ci", (3.2, 4.8, 20), {"level": 95}, "level"),
+    ("sd_from_ci", (3.2, 4.8, 20), {"level": 1.0}, "level"),
+    ("sd_from_ci", (3.2, 4.8, 20), {"level": 0.0}, "level"),
+    ("sd_from_ci", (3.2, 4.8, 20), {"level": -0.95}, "level"),
+    ("sd_from_ci", (3.2, 4.8, 1), {}, "n"),                                  # t with 0 df
+    ("sd_from_ci", (3.2, np.inf, 20), {}, "ci_high"),
+    ("sd_from_ci", (3.2, 4.8, 20), {"dist": "normal"}, "dist"),
+    ("se_from_ci", (2.92, -1.0), {}, "ci_low"),
+    ("se_from_ci", (-1.0, 2.92), {"level": 95}, "level"),
+    ("se_from_ci", (-1.0, 2.92), {"df": 0}, "df"),
+    ("se_from_ci", (-1.0, 2.92), {"df": -3}, "df"),
+    ("se_from_p", (3.8, 1.0), {}, "p"),                                      # quantile 0: SE inf
+    ("se_from_p", (3.8, 0.0), {}, "p"),                                      # SE 0
+    ("se_from_p", (3.8, 1.5), {}, "p"),
+    ("se_from_p", (3.8, -0.01), {}, "p"),
+    ("se_from_p", (0.0, 0.008), {}, "difference"),
+    ("se_from_p", (3.8, 0.008), {"df": 0}, "df"),
+    ("se_from_t", (3.8, 0.0), {}, "t"),
+    ("se_from_t", (0.0, 2.78), {}, "difference"),
+    ("se_from_t", (3.8, np.nan), {}, "t"),
+    ("sd_change", (-2.38, 2.21, 0.68), {}, "sd_baseline"),
+    ("sd_change", (2.38, 0.0, 0.68), {}, "sd_final"),
+    ("sd_change", (2.38, 2.21, 1.5), {}, "correlation"),
+    ("sd_change", (2.38, 2.21, -1.5), {}, "correlation"),
+    ("sd_change", (2.0, 2.0, 1.0), {}, "correlation"),                       # SD of change 0
+    ("correlation_from_sds", (2.38, 2.21, 9.0), {}, "sd_change_"),           # r < -1
+    ("correlation_from_sds", (2.38, 2.21, 0.01), {}, "sd_change_"),          # r > 1
+    ("correlation_from_sds", (0.0, 2.21, 1.0), {}, "sd_baseline"),
+    ("combine_arms", (1, 3.0, 1.0, 12, 5.0, 2.0), {}, "n1"),
+    ("combine_arms", (17, 3.0, -1.0, 12, 5.0, 2.0), {}, "sd1"),
+    ("combine_arms", (17, 3.0, 1.0, 0, 5.0, 2.0), {}, "n2"),
+    ("combine_arms", (17, "x", 1.0, 12, 5.0, 2.0), {}, "mean1"),
+    ("hedges_g_from_t", (2.1, 1, 1), {}, "n1"),                              # J(0): NaN
+    ("hedges_g_from_t", (np.inf, 20, 20), {}, "t"),
+    ("hedges_g_from_t", (2.1, 20, [20, 1]), {}, "n2"),
+    ("hedges_g_from_f", (-4.0, 20, 20, 1), {}, "f"),                         # sqrt of a negative
+    ("hedges_g_from_f", (4.0, 20, 20, 0), {}, "sign"),
+    ("hedges_g_from_f", (4.0, 20, 20, None), {}, "sign"),
+]
+
+
+@pytest.mark.parametrize("name, args, kwargs, argument", BAD_CALLS,
+                         ids=[f"{c[0]}-{i}-{c[3]}" for i, c in enumerate(BAD_CALLS)])
+def test_conversions_refuse_bad_arguments_naming_them(name, args, kwargs, argument):
+    with pytest.raises(InputError) as caught:
+        getattr(cv, name)(*args, **kwargs)
+    message = caught.value.message
+    assert message.startswith(name + ":") and argument in message and "\n" not in message
+
+
+def _outputs(result):
+    if isinstance(result, cv.MeanSD):            # a median given as NaN means "not printed": no mean (None)
+        return {"sd": result.sd} if result.mean is None else {"mean": result.mean, "sd": result.sd}
+    if isinstance(result, cv.Converted):
+        return {"value": result.value}
+    if len(result) == 4:
+        return {"n": result[0], "mean": result[1], "sd": result[2]}
+    return {"g": result[0], "vi": result[1]}
+
+
+POSITIVE = {"sd", "vi", "n", "value"}
+
+
+@pytest.mark.parametrize("name", ["sd_from_se", "sd_from_ci", "se_from_ci", "se_from_p", "se_from_t",
+                                  "mean_sd_from_quartiles", "mean_sd_from_range", "mean_sd_from_five_numbers",
+                                  "sd_change", "combine_arms", "hedges_g_from_t", "hedges_g_from_f"])
+def test_conversions_on_random_arguments_raise_or_return_finite_positive_values(name):
+    """Random (often impossible) arguments, from the Handbook's and Wan 2014's worked ranges: each call
+    either raises InputError or returns finite numbers, SDs, SEs and variances above 0."""
+    rng = np.random.default_rng(15)
+    pool = [-2.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 20.0, 95.0, np.nan, np.inf]
+    arity = {"sd_from_se": 2, "sd_from_ci": 3, "se_from_ci": 2, "se_from_p": 2, "se_from_t": 2,
+             "mean_sd_from_quartiles": 4, "mean_sd_from_range": 4, "mean_sd_from_five_numbers": 6, "sd_change": 3,
+             "combine_arms": 6, "hedges_g_from_t": 3, "hedges_g_from_f": 4}[name]
+    refused = returned = 0
+    for _ in range(300):
+        args = [float(rng.choice(pool)) for _ in range(arity)]
+        try:
+            result = getattr(cv, name)(*args)
+        except InputError:
+            refused += 1
+            continue
+        returned += 1
+        for key, value in _outputs(result).items():
+            value = np.asarray(value, dtype=float)
+            assert np.all(np.isfinite(value)), (name, args, key, value)
+            if key in POSITIVE or (key == "value" and name != "correlation_from_sds"):
+                assert np.all(value > 0), (name, args, key, value)
+    assert refused and returned
+
+
+def test_a_median_not_printed_gives_the_sd_and_no_mean():
+    got = cv.mean_sd_from_quartiles(20, None, 2.0, 4.2)
+    assert got.mean is None and float(got.sd) == pytest.approx(float(cv.mean_sd_from_quartiles(20, 3.0, 2.0, 4.2).sd))
+    assert cv.mean_sd_from_range(20, np.nan, 0.5, 7.0).mean is None
