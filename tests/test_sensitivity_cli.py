@@ -81,3 +81,66 @@ def test_sensitivity_on_analyses_from_the_definitions(capsys):
                  "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["k"] == 37 and out["method"] == "DL" and out["trimfill"]["k0"] >= 0
+
+
+# ------------------------------------------------------------------ no traceback, help for every flag (issue 15)
+
+def _subparsers():
+    import argparse
+
+    from pfps_meta.cli import build_parser
+
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_every_flag_of_every_subcommand_has_help_and_diff_presets_names_them():
+    missing = [f"{name} {a.option_strings or a.dest}" for name, sub in _subparsers().items()
+               for a in sub._actions if not a.help]
+    assert not missing
+    diff_help = _subparsers()["diff"].format_help()
+    assert all(name in " ".join(diff_help.split()) for name in PRESETS)
+    sim_help = " ".join(_subparsers()["simulate"].format_help().split())
+    assert "between 0 and 1" in sim_help and "REML" in sim_help
+
+
+ARGPARSE_SLIPS = [["pool"], ["pool", BCG, "--measure", "XX"], ["pool", BCG, "--level"], ["pool", BCG, "--nope"],
+                  ["reproduce", "--format", "yaml"], ["sensitivity", BCG, "--seed", "x"],
+                  ["sensitivity", BCG, "--permutations", "1.5"], ["diff"], ["diff", "a.toml", "main", "--presets", "x"],
+                  ["report", "--out"], ["simulate", "--k", "many"], ["simulate", "--level", "high"],
+                  ["simulate", "--measure", "RR"], ["template"], ["template", "a.toml", "--out"], ["frobnicate"], []]
+
+
+@pytest.mark.parametrize("argv", ARGPARSE_SLIPS, ids=lambda a: "_".join(a) or "nothing")
+def test_argparse_errors_are_one_line_and_exit_2(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pfps-meta: error:") and "--help" in err[0]
+
+
+@pytest.mark.parametrize("command", ["pool", "sensitivity", "reproduce", "diff", "report", "simulate", "template"])
+def test_ctrl_c_and_internal_errors_are_one_line(monkeypatch, capsys, command):
+    import pfps_meta.cli as cli
+
+    argv = {"pool": ["pool", BCG, "--measure", "RR"], "sensitivity": ["sensitivity", BCG, "--measure", "RR"],
+            "reproduce": ["reproduce"], "diff": ["diff", "a.toml", "main"], "report": ["report"],
+            "simulate": ["simulate"], "template": ["template", "a.toml"]}[command]
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.delenv("PFPS_META_DEBUG", raising=False)
+    for stub, code, start in ((interrupted, 130, "pfps-meta: interrupted"), (broken, 1, "pfps-meta: internal error:")):
+        monkeypatch.setattr(cli, f"cmd_{command}", stub)
+        assert main(argv) == code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(start), err
+        assert "Traceback" not in err[0]
+
+
+def test_empty_column_flags_of_sensitivity_are_refused(capsys):
+    assert main(["sensitivity", BCG, "--measure", "RR", "--order", ""]) == 2
+    assert "--order is empty" in capsys.readouterr().err
