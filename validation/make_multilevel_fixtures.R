@@ -34,10 +34,12 @@ fit <- function(...) {
     worst <<- max(worst, d)
     if (d > 1e-6) message("  optimizers differ by ", signif(d, 3), "; ll nlminb - BFGS = ",
                           signif(c(logLik(a)) - c(logLik(b)), 3))
-    if (c(logLik(a)) > c(logLik(b)) + 1e-9) return(a)
-  } else {
-    message("  nlminb failed; BFGS kept")
+    keep <- if (c(logLik(a)) > c(logLik(b)) + 1e-9) a else b
+    keep$optimizer_disagreement <- d
+    return(keep)
   }
+  message("  nlminb failed; BFGS kept")
+  b$optimizer_disagreement <- NA
   b
 }
 
@@ -56,13 +58,18 @@ extract <- function(res, confint = FALSE, ranef = FALSE, i2 = FALSE, predict = N
     k = res$k, p = res$p, parms = res$parms, method = res$method, test = res$test,
     fit_stats = list(ML = res$fit.stats$ML, REML = res$fit.stats$REML),
     logLik = c(logLik(res)), deviance = deviance(res), AIC = AIC(res), BIC = BIC(res),
-    AICc = fitstats(res)[5, 1])
+    AICc = fitstats(res)[5, 1],
+    # relative difference between nlminb and optim(BFGS) estimates: how tightly metafor pins the optimum
+    optimizer_disagreement = res$optimizer_disagreement)
   if (confint) {
     ci <- confint(res, control = list(tol = 1e-10))
     if (inherits(ci, "confint.rma")) ci <- list(ci)
     ci <- Filter(function(x) is.list(x) && !is.null(x$random), unclass(ci))
     o$confint <- lapply(ci, function(x) list(names = rownames(x$random), estimate = x$random[, 1],
-                                            ci_lb = x$random[, 2], ci_ub = x$random[, 3]))
+                                            ci_lb = x$random[, 2], ci_ub = x$random[, 3],
+                                            # ">"/"<": metafor's search hit the edge of its range
+                                            # (its refit failed there), so the bound is only a limit
+                                            lb_sign = x$lb.sign, ub_sign = x$ub.sign))
   }
   if (ranef) {
     r <- ranef(res)
