@@ -95,7 +95,8 @@ ex_fe <- rma.mv(yi, V, mods = ~ acarbose + benfluorex + metformin + miglitol + p
 ex_ml <- rma.mv(yi, V, mods = ~ acarbose + benfluorex + metformin + miglitol + pioglitazone +
                   rosiglitazone + sitagliptin + sulfonylurea + vildagliptin - 1,
                 random = ~ comp | study, rho = 1/2, data = dat, method = "ML", control = ctrl)
-# P-scores as in the example (normal cdf of every pairwise z, averaged), for the REML fit
+# P-scores as in the example (normal cdf of every pairwise z, averaged) for the REML fit; they rank
+# lower HbA1c differences first (small values good)
 contr <- data.frame(t(combn(c(names(coef(ex)), "placebo"), 2)))
 contr <- contrmat(contr, "X1", "X2", last = "placebo", append = FALSE)
 b <- c(coef(ex), 0); vb <- bldiag(vcov(ex), 0)
@@ -108,7 +109,7 @@ write_case("senn2013", list(
   call = "?dat.senn2013: rma.mv(yi, V, mods = ~ <9 treatments> - 1, random = ~ comp | study, rho = 1/2)",
   reference = "placebo", treatments = trts,
   reml = summarise(ex), ml = summarise(ex_ml), fe = summarise(ex_fe),
-  pscore_reml_larger_is_better = as.list(pscore)))
+  pscore_reml_metafor_example = as.list(pscore)))
 
 # ------------------------------------------------------------------------------------------------
 # 2. A synthetic network shaped like the patellofemoral-pain question (NOT real trial data): pain on

@@ -49,7 +49,7 @@ from ..formatting import format_number, format_p, json_ready, render, renders
 from .blocks import BlockDiagonal
 from .vcalc import contrasts_from_arms
 
-__all__ = ["network", "NetworkResult", "NetworkFit", "RANKING_WARNING"]
+__all__ = ["network", "fit_design", "NetworkResult", "NetworkFit", "RANKING_WARNING"]
 
 METHODS = ("REML", "ML", "DL", "FE")
 CI_METHODS = ("wald", "t", "hk")
@@ -198,7 +198,7 @@ def _estimate_tau2(G: _Groups, method: str) -> float:
     reml = method == "REML"
     lxx = _xtx_logdet(G)
     scale = float(np.median(np.concatenate([np.diagonal(V, axis1=1, axis2=2).ravel() for _, _, V, _ in G.parts])))
-    grid = np.concatenate([[0.0], scale * np.logspace(-6, 3, 37)])
+    grid = np.concatenate([[0.0], scale * np.logspace(-6, 3, 19)])
     ll = np.array([_loglik(G, t, reml, lxx)[0] for t in grid])
     best = int(np.argmax(ll))
     if best == 0:
@@ -758,6 +758,22 @@ def _direct_estimates(res: NetworkResult, tau2: float) -> dict:
                     e[1] += w
                     e[2] += 1
     return {key: (s / w, 1.0 / w, k) for key, (s, w, k) in acc.items()}
+
+
+def fit_design(net: NetworkResult, X, tau2=None) -> dict:
+    """The network's contrasts and V refitted with another design ``X`` (one row per contrast, in
+    ``net.contrasts`` order), e.g. the additive component model: tau^2 by the network's method unless
+    given; returns tau2, beta, vb, the common-effect Q, its df and Q at tau^2."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[0] != net.k:
+        raise InputError(f"X must have one row per contrast ({net.k}), got shape {X.shape}")
+    G = net._groups.with_X(X)
+    common = _gls(G, 0.0)
+    if tau2 is None:
+        tau2 = _estimate_tau2(G, net.method)
+    fit = _gls(G, tau2)
+    return {"tau2": float(tau2), "beta": fit.beta, "vb": fit.vb, "Q_common": common.Q, "df": G.k - G.p,
+            "Q_random": fit.Q}
 
 
 # ================================================================================================

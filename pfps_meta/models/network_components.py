@@ -23,7 +23,7 @@ from scipy import stats
 
 from ..errors import InputError
 from ..formatting import format_number, format_p, json_ready, render, renders
-from .network import NetworkResult, _estimate_tau2, _gls
+from .network import NetworkResult, fit_design
 
 __all__ = ["component_network", "ComponentResult"]
 
@@ -161,14 +161,11 @@ def component_network(net: NetworkResult, components=None, inactive=None, sep=No
     if rank < Xc.shape[1]:
         raise InputError(f"the {Xc.shape[1]} components ({', '.join(M.columns)}) are not identifiable from this "
                          f"network (the design has rank {rank}); merge components or mark an inactive treatment")
-    G = net._groups.with_X(Xc)
-    common = _gls(G, 0.0)
-    if tau2 is None:
-        tau2 = _estimate_tau2(G, net.method)
-    elif not (isinstance(tau2, (int, float)) and np.isfinite(tau2) and tau2 >= 0):
+    if tau2 is not None and not (isinstance(tau2, (int, float)) and np.isfinite(tau2) and tau2 >= 0):
         raise InputError(f"tau2 must be a finite number >= 0, got {tau2!r}")
-    fit = _gls(G, tau2)
-    return ComponentResult(net, tuple(M.columns), M, tau2, fit.beta, fit.vb, common.Q, G.k - G.p, fit.Q)
+    f = fit_design(net, Xc, tau2)
+    return ComponentResult(net, tuple(M.columns), M, f["tau2"], f["beta"], f["vb"], f["Q_common"], f["df"],
+                           f["Q_random"])
 
 
 @renders("text", "ComponentResult")
