@@ -4,7 +4,6 @@ metafor 3.8-1 rma.mv (validation/make_network_fixtures.R) and netmeta's DL figur
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
