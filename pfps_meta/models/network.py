@@ -120,10 +120,10 @@ def _gls(G: _Groups, tau2: float) -> _GLS:
         logdet += 2.0 * float(np.log(np.diagonal(chol, axis1=1, axis2=2)).sum())
         W = np.linalg.inv(S)
         Ws.append(W)
-        XtW = np.einsum("gmp,gmn->gpn", X, W)
-        A += np.einsum("gpn,gnq->pq", XtW, X)
-        c += np.einsum("gpn,gn->p", XtW, y)
-        trWR += float(np.einsum("gmn,nm->", W, _R(m)))
+        XtW = np.swapaxes(X, 1, 2) @ W                       # g x p x m
+        A += np.tensordot(XtW, X, axes=([0, 2], [0, 1]))     # sum_g X_g' W_g X_g
+        c += np.tensordot(XtW, y, axes=([0, 2], [0, 1]))
+        trWR += float((W * _R(m)).sum())
     try:
         cA = np.linalg.cholesky(A)
     except np.linalg.LinAlgError:
@@ -135,7 +135,7 @@ def _gls(G: _Groups, tau2: float) -> _GLS:
     parts = []
     for (rows, y, V, X), W in zip(G.parts, Ws):
         r = y - X @ beta
-        Q += float(np.einsum("gm,gmn,gn->", r, W, r))
+        Q += float(((W @ r[:, :, None])[:, :, 0] * r).sum())
         parts.append((W, r))
     return _GLS(beta, vb, Q, logdet, 2.0 * float(np.log(np.diag(cA)).sum()), A, trWR, parts)
 
@@ -147,8 +147,8 @@ def _score_terms(G: _Groups, fit: _GLS):
     for (rows, y, V, X), (W, r) in zip(G.parts, fit.parts):
         m = y.shape[1]
         WRW = W @ _R(m) @ W
-        M += np.einsum("gmp,gmn,gnq->pq", X, WRW, X)
-        rr += float(np.einsum("gm,gmn,gn->", r, WRW, r))
+        M += np.tensordot(np.swapaxes(X, 1, 2) @ WRW, X, axes=([0, 2], [0, 1]))
+        rr += float(((WRW @ r[:, :, None])[:, :, 0] * r).sum())
     return float(np.sum(fit.vb * M)), rr
 
 
@@ -179,7 +179,7 @@ def _dl(G: _Groups) -> float:
 
 
 def _xtx_logdet(G: _Groups) -> float:
-    XtX = sum(np.einsum("gmp,gmq->pq", X, X) for _, _, _, X in G.parts)
+    XtX = sum(np.tensordot(X, X, axes=([0, 1], [0, 1])) for _, _, _, X in G.parts)
     sign, val = np.linalg.slogdet(XtX)
     return float(val)
 
