@@ -132,9 +132,12 @@ def _number(func, name, value, *, positive=False, nonnegative=False, nonzero=Fal
     return array
 
 
+MAX_N = 1e9        # a sample size above this is a typing slip, not a trial
+
+
 def _size(func, value, name="n"):
-    """A sample size: whole and at least 2 (an SD needs two observations)."""
-    return _number(func, name, value, whole=True, minimum=2)
+    """A sample size: whole, at least 2 (an SD needs two observations) and at most ``MAX_N``."""
+    return _number(func, name, value, whole=True, minimum=2, below=MAX_N + 1)
 
 
 def _level(func, level):
@@ -180,6 +183,29 @@ def _choice(func, name, value, allowed):
         raise InputError(f"{func}: argument '{name}' must be {' or '.join(repr(a) for a in allowed)} (got {value!r})")
 
 
+def _checked(function):
+    """Run a conversion with numpy's floating-point warnings off, then refuse any result that is not
+    finite (arguments so large that the arithmetic overflows): no NaN or infinity ever comes out."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with np.errstate(all="ignore"):
+            result = function(*args, **kwargs)
+        if isinstance(result, MeanSD):
+            parts = {"mean": result.mean, "sd": result.sd}
+        elif isinstance(result, Converted):
+            parts = {"value": result.value}
+        else:
+            parts = dict(enumerate(result[:-1]))
+        for name, value in parts.items():
+            if value is not None and not np.all(np.isfinite(np.asarray(value, dtype=float))):
+                raise InputError(f"{function.__name__}: the arguments are too large to convert (the result "
+                                 "overflows); check their units")
+        return result
+    return wrapper
+
+
 def _quantile(level, df=None):
     """Two-sided critical value: normal when ``df`` is None, else t(df)."""
     p = 0.5 + np.asarray(level, dtype=float) / 2.0
@@ -190,6 +216,7 @@ def _quantile(level, df=None):
 # one arm: SE or CI of its mean -> SD
 
 
+@_checked
 def sd_from_se(se, n) -> Converted:
     """SD of an arm from the standard error of its mean: ``SD = SE sqrt(n)`` (Handbook 6.5.2.2).
     ``se`` > 0; ``n`` a whole number >= 2."""
@@ -198,6 +225,7 @@ def sd_from_se(se, n) -> Converted:
     return Converted(v["se"] * np.sqrt(v["n"]), "sd_from_se: sd = se*sqrt(n) (Cochrane Handbook 6.5.2.2)")
 
 
+@_checked
 def sd_from_ci(ci_low, ci_high, n, level=0.95, dist="t") -> Converted:
     """SD of an arm from the confidence interval of its mean (Handbook 6.5.2.2).
 
@@ -223,6 +251,7 @@ def sd_from_ci(ci_low, ci_high, n, level=0.95, dist="t") -> Converted:
 # a between-group difference: CI, p or t -> its SE
 
 
+@_checked
 def se_from_ci(ci_low, ci_high, level=0.95, df=None) -> Converted:
     """SE of a difference from its CI: ``(upper - lower) / (2 c)``, c normal or t(df) (Handbook 6.5.2.3).
     Needs ``ci_low < ci_high``, ``0 < level < 1`` and ``df`` (when given) > 0."""
@@ -238,6 +267,7 @@ def se_from_ci(ci_low, ci_high, level=0.95, df=None) -> Converted:
                      f"se_from_ci: se = (upper-lower)/(2*{dist}), {100 * level:g}% CI (Cochrane Handbook 6.5.2.3)")
 
 
+@_checked
 def se_from_p(difference, p, df=None) -> Converted:
     """SE of a difference from its two-sided p-value: ``SE = |difference| / c``, with ``c`` the normal
     quantile (``df=None``) or the t(df) quantile at ``1 - p/2`` (Handbook 6.5.2.3; for a t test
@@ -254,6 +284,7 @@ def se_from_p(difference, p, df=None) -> Converted:
                      f"se_from_p: se = |difference|/{dist}(1-p/2) (Cochrane Handbook 6.5.2.3)")
 
 
+@_checked
 def se_from_t(difference, t) -> Converted:
     """SE of a difference from its t statistic: ``SE = |difference| / |t|`` (Handbook 6.5.2.3); both
     nonzero."""
@@ -308,6 +339,7 @@ def _quantiles_in_order(func, v, names):
     _ordered(func, [(a, v[a], b, v[b], False) for a, b in zip(present, present[1:])])
 
 
+@_checked
 def mean_sd_from_quartiles(n, median, q1, q3, mean_method="luo") -> MeanSD:
     """Scenario S2 (median, first and third quartile).
 
@@ -334,6 +366,7 @@ def mean_sd_from_quartiles(n, median, q1, q3, mean_method="luo") -> MeanSD:
     return MeanSD(mean, (q3 - q1) / _eta(n), mean_rule, "wan2014_s2 (iqr/eta(n))")
 
 
+@_checked
 def mean_sd_from_range(n, median, minimum, maximum, mean_method="luo") -> MeanSD:
     """Scenario S1 (median, minimum, maximum).
 
@@ -363,6 +396,7 @@ def mean_sd_from_range(n, median, minimum, maximum, mean_method="luo") -> MeanSD
     return MeanSD(mean, (b - a) / _xi(n), mean_rule, "wan2014_s1 (range/xi(n))")
 
 
+@_checked
 def mean_sd_from_five_numbers(n, median, q1, q3, minimum, maximum, mean_method="luo", sd_method="shi") -> MeanSD:
     """Scenario S3 (minimum, quartiles, median, maximum).
 
@@ -409,6 +443,7 @@ def mean_sd_from_five_numbers(n, median, q1, q3, minimum, maximum, mean_method="
 # change from baseline, multi-arm trials, test statistics
 
 
+@_checked
 def sd_change(sd_baseline, sd_final, correlation) -> Converted:
     """SD of the change from baseline (Handbook 6.5.2.8):
     ``sqrt(sd_b^2 + sd_f^2 - 2 r sd_b sd_f)``. Both SDs > 0, ``-1 <= correlation <= 1``, and not the
@@ -427,6 +462,7 @@ def sd_change(sd_baseline, sd_final, correlation) -> Converted:
                      "sd_change: sqrt(sd_b^2 + sd_f^2 - 2*r*sd_b*sd_f) (Cochrane Handbook 6.5.2.8)")
 
 
+@_checked
 def correlation_from_sds(sd_baseline, sd_final, sd_change_) -> Converted:
     """Baseline-final correlation from a trial reporting all three SDs (Handbook 6.5.2.8):
     ``r = (sd_b^2 + sd_f^2 - sd_change^2) / (2 sd_b sd_f)``. All three SDs > 0, and consistent: the
@@ -446,6 +482,7 @@ def correlation_from_sds(sd_baseline, sd_final, sd_change_) -> Converted:
                      "correlation_from_sds: (sd_b^2 + sd_f^2 - sd_c^2)/(2*sd_b*sd_f) (Cochrane Handbook 6.5.2.8)")
 
 
+@_checked
 def combine_arms(n1, mean1, sd1, n2, mean2, sd2):
     """Two arms as one (Cochrane Handbook Table 6.5.a): returns ``(n, mean, sd, rule)`` with
     ``n = n1 + n2``, ``mean = (n1 m1 + n2 m2)/n`` and
@@ -462,6 +499,7 @@ def combine_arms(n1, mean1, sd1, n2, mean2, sd2):
     return n, mean, sd, "combine_arms: Cochrane Handbook Table 6.5.a"
 
 
+@_checked
 def hedges_g_from_t(t, n1, n2) -> tuple:
     """Hedges' g and its variance from a two-sample t statistic (sign: experimental minus control).
 
@@ -479,6 +517,7 @@ def _g_from_t(t, n1, n2):
     return g, 1.0 / n1 + 1.0 / n2 + g ** 2 / (2.0 * (n1 + n2))
 
 
+@_checked
 def hedges_g_from_f(f, n1, n2, sign) -> tuple:
     """As :func:`hedges_g_from_t` from a two-group F statistic (1 numerator df): ``|t| = sqrt(F)``; the
     F statistic has no sign, so ``sign`` (+1 or -1: which arm had the higher mean) must be given.
