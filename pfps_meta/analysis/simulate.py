@@ -71,13 +71,15 @@ METRICS = ("n", "ci_cover", "err", "err2", "err4", "width", "width2", "reject", 
            "nonconverged", "undefined", "t_err", "t_err2", "t_err4", "i2", "i2_sq", "failed")
 SIMULATED_MEASURES = ("MD", "SMD", "SMDH", "ROM")
 #: refuse runs beyond this many trial-level fits (replicates x grid cells x method/CI pairs x k) up front
-MAX_STUDY_FITS = 2e10
+MAX_STUDY_FITS = 1e10
 #: trial-level fits per second on one core, for the time estimate of a refused run (measured roughly,
 #: benchmarks/bench_simulate.py: the compiled kernel and the numpy core, data generation included)
 STUDY_FITS_PER_SECOND = {"numba": 5e6, "numpy": 1.5e6}
 #: memory of one block in flight: about this many (BLOCK x k) float arrays at once
 ARRAYS_PER_BLOCK = 40
-MAX_BLOCK_BYTES = 1e9
+#: bookkeeping per block (its task record and its sums), bytes, roughly
+BYTES_PER_TASK = 1500
+MAX_BLOCK_BYTES = 1e9              # memory bound: one block in flight plus the bookkeeping of all blocks
 #: seconds to wait for a Dask scheduler to answer, and for it to have a worker
 DASK_TIMEOUT = 5.0
 ROM_MARGIN = 6.0                   # arm means must lie this many standard errors above 0 for ROM
@@ -225,7 +227,7 @@ class Design:
         return cls.from_arm_sizes(n_exp, n_ctrl, label=analysis.key, notes=notes)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     """One (grid cell, block) of work: everything a worker needs, by name (picklable for Dask)."""
 
@@ -282,7 +284,8 @@ class SimulationResult:
     def coverage_table(self, level_text=None) -> pd.DataFrame:
         """Per method + CI method (rows; with ``mu`` first when the grid has several) and tau² (columns):
         CI coverage (columns ``tau² = t``), then the tau² bias (``tau² bias (tau² = t)``) and the mean I²
-        against the true I² (``I² (tau² = t)``: "mean% (MC SE) vs true%"), each with its MC SE in brackets, as text. ``level_text`` is accepted for compatibility and unused."""
+        against the true I² (``I² (tau² = t)``: "mean% (MC SE) vs true%"), MC SEs in brackets, as text.
+        ``level_text`` is accepted for compatibility and unused."""
         frame = self.table.drop_duplicates(["mu", "tau2", "method", "ci_method"])
         several_mu = frame["mu"].nunique() > 1
         tau2s = sorted(frame["tau2"].unique())
@@ -600,10 +603,10 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
                          f"method/CI pairs x k = {design.k} is {work:.2g} trial-level fits, beyond the limit of "
                          f"{max_study_fits:.2g} (about {hours:,.1f} core-hours); lower replicates or the grid, "
                          "or raise max_study_fits")
-    block_bytes = ARRAYS_PER_BLOCK * 8.0 * BLOCK * design.k
+    block_bytes = ARRAYS_PER_BLOCK * 8.0 * BLOCK * design.k + BYTES_PER_TASK * n_blocks * len(cells)
     if block_bytes > MAX_BLOCK_BYTES:
-        raise InputError(f"design: k = {design.k} needs about {block_bytes / 1e9:.1f} GB per block of {BLOCK} "
-                         f"replicates, beyond the bound of {MAX_BLOCK_BYTES / 1e9:.0f} GB")
+        raise InputError(f"replicates: k = {design.k} with {n_blocks * len(cells):,} blocks of {BLOCK} replicates "
+                         f"needs about {block_bytes / 1e9:.1f} GB, beyond the bound of {MAX_BLOCK_BYTES / 1e9:.0f} GB")
     cm = 0.0 if control_mean is None else control_mean
     tasks = [Task(cell=c, block=b, design=design, measure=measure, mu=m, tau2=t, sd=sd, control_mean=cm,
                   seed=seed, combos=combos, settings=run, replicates=BLOCK, engine=engine)
@@ -701,10 +704,10 @@ def _connect(address):
 
     worker = threading.Thread(target=connect, daemon=True, name="pfps-dask-connect")
     worker.start()
-    worker.join(DASK_TIMEOUT + 2.0)            # the handshake itself can hang: bound it here
+    worker.join(DASK_TIMEOUT + 1.0)            # the handshake itself can hang: bound it here
     if worker.is_alive():
         raise InputError(f"client: {address} accepted the connection but did not answer as a Dask scheduler "
-                         f"within {DASK_TIMEOUT + 2.0:g} s")
+                         f"within {DASK_TIMEOUT + 1.0:g} s")
     error = box.get("error")
     if isinstance(error, KeyboardInterrupt):
         raise error
