@@ -120,12 +120,12 @@ def check_ranef(res, ref, tol=1e-5):
         assert np.max(np.abs(df["pi_lb"].to_numpy() - r["pi_lb"]) / np.abs(np.asarray(r["pi_lb"])).max()) < tol
 
 
-def check_predict(res, ref, tau2_level=None):
+def check_predict(res, ref, tau2_level=None, tol=1e-6):
     pr = ref["predict"]
     out = res.predict(pr["newmods"], tau2_level=tau2_level)
     for col, key in (("pred", "pred"), ("se", "se"), ("ci_lb", "ci_lb"), ("ci_ub", "ci_ub"),
                      ("pi_lb", "pi_lb"), ("pi_ub", "pi_ub")):
-        assert_rel(out[col], pr[key], 1e-6, f"predict {col}", scale=pr["se"])
+        assert_rel(out[col], pr[key], tol, f"predict {col}", scale=pr["se"])
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -223,7 +223,8 @@ def test_konstantopoulos2011_three_level_year_moderator(konst, case, mods, metho
     res = multilevel(konst, mods=mods, method=method)
     check_fit(res, ref)
     if "predict" in ref:
-        check_predict(res, ref)
+        # uncentred year (1970, 1985): x' vcov x cancels about 4 digits, so 1e-5 there
+        check_predict(res, ref, tol=1e-5 if case == "reml_year" else 1e-6)
     if "i2" in ref:
         i2 = res.i2()
         assert_rel([i2["district"], i2["district/study"]], ref["i2"], 1e-5, "I2")
@@ -248,6 +249,22 @@ def test_konstantopoulos2011_multivariate_parameterisation_cs(konst):
     assert abs(res.logLik - ml.logLik) < 1e-8
     assert abs(res.tau2[0] - ml.sigma2.sum()) < 1e-6
     assert abs(res.rho[0] - ml.sigma2[0] / ml.sigma2.sum()) < 1e-6
+
+
+def test_konstantopoulos2011_district_intercept_plus_diag_per_district(konst):
+    """metafor's test 'different tau^2 per district': random = list(~ 1 | district,
+    ~ factor(district) | study), struct DIAG, both kinds of terms together. metafor's nlminb fails here
+    and its optim stops early (several tau2 on the boundary), so its optimum is loose: ours must be at
+    least as high, and the estimates agree to metafor's printed precision (its testthat values)."""
+    ref = fixture("konstantopoulos2011")["district_plus_diag"]
+    res = multivariate(konst, inner="district", outer="study", struct="DIAG", levels=("district",))
+    assert res.converged and res.logLik >= ref["logLik"] - 1e-9
+    assert res.sigma2_names == ["district"] and len(res.tau2) == 11
+    assert abs(res.estimate[0] - 0.1270) < 5e-5 and abs(res.se[0] - 0.0588) < 5e-5
+    assert np.allclose(res.tau2, [0.0000, 0.0402, 0.0000, 0.0582, 0.0082, 0.0000, 0.5380, 0.0008, 0.0606,
+                                  0.1803, 0.0000], atol=5e-5)
+    assert res.tau2_k_levels == [4, 4, 3, 4, 4, 11, 3, 8, 6, 5, 4]
+    assert_rel(res.estimate, ref["beta"], 1e-4, "estimate")
 
 
 def test_konstantopoulos2011_robust_cr2_through_result(konst):
@@ -380,10 +397,10 @@ def test_block_likelihood_equals_the_dense_formula():
     """The batched block evaluation equals metafor's dense formulas on a problem with blocks of
     sizes 1 to 5 (REML and ML), and the analytic score equals a central difference."""
     d, V = _random_problem()
+    res = multivariate(d, V=V, inner="time", outer="study", struct="HAR", mods=["x"])
+    nat = np.array([0.3, 0.1, 0.05, 0.2, 0.15, 0.4])
     for method in ("REML", "ML"):
-        res = multivariate(d, V=V, inner="time", outer="study", struct="HAR", mods=["x"], method=method)
-        nat = res._state.nat.copy() * np.array([1.3, 0.7, 1.1, 0.9, 1.2, 0.95])[:len(res._state.nat)]
-        eng = res._engine
+        eng = mf.Engine(res.y, res.X, V, res._engine.spec, method)
         out = eng.evaluate(nat)
         Vd = V.to_dense()
         G = eng.g_matrix(nat)
@@ -496,8 +513,8 @@ def test_non_convergence_is_reported(konst, monkeypatch):
     optimiser's last state."""
     real = mf.maximise
 
-    def short(engine, start, free=None, fixed=None, polish=True):
-        st = real(engine, start, free, fixed, polish=False)
+    def short(engine, start, free=None, fixed=None, polish=True, maxfun=5000):
+        st = real(engine, start, free, fixed, polish=False, maxfun=maxfun)
         st.converged = False
         st.message = "stopped: test"
         return st

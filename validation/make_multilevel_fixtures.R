@@ -121,6 +121,10 @@ k$reml_study <- extract(fit(yi, vi, random = ~ 1 | study, data = dat), confint =
 # metafor's own test: the multivariate parameterisation of the same three-level model
 k$cs_study_in_district <- extract(fit(yi, vi, random = ~ factor(study) | district, struct = "CS",
                                       data = dat), confint = TRUE)
+# metafor's test: a tau2 per district (struct DIAG over districts within studies) plus ~ 1 | district,
+# the two kinds of random terms together; several tau2 sit at the boundary 0
+k$district_plus_diag <- extract(fit(yi, vi, random = list(~ 1 | district, ~ factor(district) | study),
+                                    struct = "DIAG", data = dat))
 save(k, "konstantopoulos2011")
 
 # ---------------------------------------------------------------- assink2016

@@ -530,13 +530,14 @@ def _codes(values, levels):
 
 
 def _v_matrix(V, vi, k, data):
+    """V as the engine takes it: a BlockDiagonal, or the vector vi when the errors are independent."""
     if V is None:
         if vi is None:
             raise InputError("vi: give the sampling variances (vi) or their covariance matrix (V)")
         if np.any(vi <= 0):
             row = int(np.flatnonzero(vi <= 0)[0]) + 1
             raise InputError("vi: a sampling variance must be positive", row=row)
-        return BlockDiagonal.from_diagonal(vi)
+        return np.asarray(vi, dtype=float)
     if isinstance(V, BlockDiagonal):
         if V.n != k:
             raise InputError(f"V: covers {V.n} rows but data has {k}")
@@ -616,7 +617,9 @@ def _fit(data, yi, vi, V, spec, mods, intercept, method, test, level, labels):
     X, names = _design_matrix(data, mods, intercept)
     kinds, nt, nr = spec.layout()
     _check_identified(X, names, len(kinds), k)
-    eng = mf.Engine(y, X, Vb, spec, method)
+    first = labels.get(spec.sigma_names[0]) if spec.sigma_names else labels.get("outer")
+    row_labels = None if isinstance(Vb, BlockDiagonal) or first is None else [str(v) for v in first]
+    eng = mf.Engine(y, X, Vb, spec, method, v_labels=row_labels)
     state = mf.fit(eng)
     mf.warn_if_not_converged(state, "rma.mv fit")
     res = eng.evaluate(state.nat)

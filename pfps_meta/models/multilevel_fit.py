@@ -33,6 +33,7 @@ from scipy import optimize, sparse, stats
 from scipy.sparse.csgraph import connected_components
 
 from ..errors import ConvergenceWarning, InputError
+from .blocks import BlockDiagonal
 
 STRUCTS = ("CS", "HCS", "UN", "ID", "DIAG", "AR", "HAR", "CAR")
 LOG_VAR_MIN = -40.0  # exp(-40) ~ 4e-18: reported as 0, as metafor zeroes values below 10 * machine eps
@@ -217,6 +218,8 @@ class Engine:
     variance components. Build once per data set; every evaluation reuses the stacks."""
 
     def __init__(self, y, X, V, spec: RandomSpec, method: str = "REML", v_labels=None):
+        """``V`` a :class:`BlockDiagonal` or the (k,) vector of independent sampling variances;
+        ``v_labels`` an optional label per row used to name clusters in messages."""
         self.y = np.asarray(y, dtype=float)
         self.X = np.asarray(X, dtype=float)
         self.k, self.p = self.X.shape
@@ -227,10 +230,12 @@ class Engine:
         groupings = list(spec.sigma_codes)
         if spec.struct is not None:
             groupings.append(spec.outer_codes)
-        vcode = np.empty(self.k, dtype=np.int64)
-        for j, idx in enumerate(V.index):
-            vcode[idx] = j
-        groupings.append(vcode)
+        diag_only = not isinstance(V, BlockDiagonal)   # V given as the vector of sampling variances
+        if not diag_only:
+            vcode = np.empty(self.k, dtype=np.int64)
+            for j, idx in enumerate(V.index):
+                vcode[idx] = j
+            groupings.append(vcode)
         self.cluster_of = clusters(self.k, groupings)
         self.n_clusters = int(self.cluster_of.max()) + 1 if self.k else 0
         order = np.lexsort((np.arange(self.k), self.cluster_of))
@@ -239,10 +244,15 @@ class Engine:
         pos = np.empty(self.k, dtype=np.int64)
         pos[order] = np.arange(self.k) - starts[self.cluster_of[order]]
         self.pos = pos
-        # each cluster's label for messages: the first row's V block label (or cluster number)
+        # each cluster's label for messages: its first row's label in ``v_labels`` (per row), or the
+        # first row's V block label
         first_row = order[starts[:-1]]
-        vl = V.labels if v_labels is None else v_labels
-        self.cluster_names = [vl[vcode[r]] for r in first_row]
+        if v_labels is not None:
+            self.cluster_names = [v_labels[r] for r in first_row]
+        elif not diag_only:
+            self.cluster_names = [V.labels[vcode[r]] for r in first_row]
+        else:
+            self.cluster_names = [str(c + 1) for c in range(self.n_clusters)]
         self.groups = []
         slot = np.empty(self.n_clusters, dtype=np.int64)
         gid = np.empty(self.n_clusters, dtype=np.int64)
@@ -253,9 +263,8 @@ class Engine:
             rows = order[(starts[cl][:, None] + np.arange(m)[None, :])]
             self.groups.append(self._stack(rows, cl, int(m)))
         # V into the stacks
-        diag_only = all(len(i) == 1 for i in V.index)
         if diag_only:
-            vi = V.diagonal()
+            vi = np.asarray(V, dtype=float)
             for g in self.groups:
                 ii = np.arange(g.V.shape[1])
                 g.V[:, ii, ii] = vi[g.rows]
@@ -266,7 +275,8 @@ class Engine:
                 g = self.groups[gid[c]]
                 pj = pos[idx]
                 g.V[slot[c]][np.ix_(pj, pj)] = block
-        self._check_v()
+        if not diag_only:
+            self._check_v()
 
     def _stack(self, rows, cl, m):
         spec = self.spec
@@ -330,13 +340,13 @@ class Engine:
             except np.linalg.LinAlgError:
                 return None
             logdet += 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum()
-            Linv = np.linalg.inv(L)
-            W = np.einsum("bki,bkj->bij", Linv, Linv)
+            W = np.linalg.inv(M)
+            W = 0.5 * (W + np.swapaxes(W, 1, 2))
             WX = W @ g.X
-            Wy = np.einsum("bij,bj->bi", W, g.y)
-            XtWX += np.einsum("bip,biq->pq", g.X, WX)
-            XtWy += np.einsum("bip,bi->p", g.X, Wy)
-            ytWy += float(np.einsum("bi,bi->", g.y, Wy))
+            Wy = (W @ g.y[:, :, None])[:, :, 0]
+            XtWX += np.tensordot(g.X, WX, axes=([0, 1], [0, 1]))
+            XtWy += np.tensordot(g.X, Wy, axes=([0, 1], [0, 1]))
+            ytWy += float(np.sum(g.y * Wy))
             parts.append((W, WX, Wy))
         try:
             cX = np.linalg.cholesky(XtWX)
@@ -368,11 +378,12 @@ class Engine:
             u = Wy - WX @ beta
             K = W - u[:, :, None] * u[:, None, :]
             if self.reml:
-                K = K - np.einsum("bip,pq,bjq->bij", WX, vb, WX)
+                K = K - (WX @ vb) @ np.swapaxes(WX, 1, 2)
             for l, S in enumerate(g.S):
-                sig[l] += -0.5 * float(np.einsum("bij,bij->", K, S))
+                sig[l] += -0.5 * float(np.sum(K * S))
             if A is not None:
-                A += -0.5 * np.einsum("bia,bij,bjc->ac", g.E, K * g.O, g.E)
+                KO = K * g.O
+                A += -0.5 * np.tensordot(g.E, KO @ g.E, axes=([0, 1], [0, 1]))
         return sig, A
 
     def loglik_and_grad(self, theta_free, free, nat_fixed):
@@ -427,7 +438,7 @@ def start_values(engine: Engine) -> np.ndarray:
     return np.array([total / n_terms if k == "var" else 0.5 for k in engine.kinds])
 
 
-def maximise(engine: Engine, start, free=None, fixed=None, polish=True) -> FitState:
+def maximise(engine: Engine, start, free=None, fixed=None, polish=True, maxfun=5000) -> FitState:
     """Maximise the (restricted) log-likelihood over the free parameters by L-BFGS-B with the analytic
     score, then Newton steps on a finite-difference Hessian of the score."""
     nat0 = np.array(start, dtype=float)
@@ -453,18 +464,19 @@ def maximise(engine: Engine, start, free=None, fixed=None, polish=True) -> FitSt
     # TNC rather than L-BFGS-B: same bounded quasi-Newton idea, but its C code calls no BLAS, whose
     # thread pool (scipy's own OpenBLAS) otherwise contends with numpy's and slows each step to ms
     opt = optimize.minimize(fun, th0, jac=True, method="TNC", bounds=bounds,
-                            options={"maxfun": 5000, "ftol": 0.0, "xtol": 1e-12, "gtol": 1e-12})
+                            options={"maxfun": maxfun, "ftol": 1e-13, "xtol": 1e-9, "gtol": 1e-9})
     th = np.clip(opt.x, [b[0] for b in bounds], [b[1] for b in bounds])
     f, g = fun(th)
+    last_step = np.inf
     if polish:
-        th, f, g = _newton_polish(fun, th, f, g, bounds)
+        th, f, g, last_step = _newton_polish(fun, th, f, g, bounds)
     interior = np.array([(lo + 1e-6 < t < hi - 1e-6) for t, (lo, hi) in zip(th, bounds)])
     gnorm = float(np.max(np.abs(g[interior]))) if interior.any() else 0.0
     # a parameter at a bound must point outward (or be flat)
     at_low = np.array([t <= lo + 1e-6 for t, (lo, hi) in zip(th, bounds)])
     at_high = np.array([t >= hi - 1e-6 for t, (lo, hi) in zip(th, bounds)])
     outward_ok = np.all(g[at_low] >= -1e-6) and np.all(g[at_high] <= 1e-6)
-    converged = bool(np.isfinite(f) and f < 1e11 and gnorm < 1e-5 and outward_ok)
+    converged = bool(np.isfinite(f) and f < 1e11 and (gnorm < 1e-5 or last_step < 1e-6) and outward_ok)
     theta = to_theta(nat0, engine.kinds)
     theta[free] = th
     nat = from_theta(theta, engine.kinds)
@@ -473,40 +485,50 @@ def maximise(engine: Engine, start, free=None, fixed=None, polish=True) -> FitSt
         if kind == "var" and free[i] and nat[i] <= max(EPS0, math.exp(LOG_VAR_MIN + 1e-6)) * 1.0001:
             nat[i] = 0.0
     msg = f"{opt.message}; max |score| {gnorm:.2e} after {n_eval[0]} evaluations"
+    if np.isfinite(last_step):
+        msg += f"; last Newton step {last_step:.1e}"
     return FitState(nat, -float(f), converged, msg, n_eval[0])
 
 
 def _newton_polish(fun, th, f, g, bounds, steps=8):
+    """Newton steps on the interior parameters with a central-difference Hessian of the analytic score.
+    Returns the point, its value and score, and the size of the last Newton step (inf if none was
+    computed): a step below 1e-6 on the transformed scale means the optimum is pinned even when the
+    score of a large problem cannot fall below rounding."""
     lo = np.array([b[0] for b in bounds])
     hi = np.array([b[1] for b in bounds])
+    last = np.inf
     for _ in range(steps):
         act = (th > lo + 1e-6) & (th < hi - 1e-6)
         if not act.any() or np.max(np.abs(g[act])) < 1e-12:
+            last = 0.0 if act.any() else last
             break
         idx = np.flatnonzero(act)
         H = np.empty((idx.size, idx.size))
         h = 1e-5
         for a, i in enumerate(idx):
-            tp = th.copy(); tp[i] += h
-            tm = th.copy(); tm[i] -= h
+            tp = th.copy()
+            tp[i] += h
+            tm = th.copy()
+            tm[i] -= h
             H[:, a] = (fun(tp)[1][idx] - fun(tm)[1][idx]) / (2 * h)
         H = (H + H.T) / 2
         try:
-            w = np.linalg.eigvalsh(H)
-            if w.min() <= 0:
+            if np.linalg.eigvalsh(H).min() <= 0:
                 break
             step = np.linalg.solve(H, g[idx])
         except np.linalg.LinAlgError:
             break
+        last = float(np.max(np.abs(step)))
         t2 = th.copy()
         t2[idx] = np.clip(th[idx] - step, lo[idx], hi[idx])
         f2, g2 = fun(t2)
-        if not f2 <= f + 1e-12:
+        if not f2 <= f + 1e-13 * max(1.0, abs(f)):
             break
         th, f, g = t2, f2, g2
-        if np.max(np.abs(step)) < 1e-10:
+        if last < 1e-10:
             break
-    return th, f, g
+    return th, f, g, last
 
 
 def fit(engine: Engine, starts=None) -> FitState:
@@ -547,7 +569,9 @@ def profile_ll(engine: Engine, state: FitState, comp: int, value: float) -> floa
     if free.sum() == 0:
         res = engine.evaluate(fixed)
         return -np.inf if res is None else res["ll"]
-    st = maximise(engine, start, free=free, fixed=fixed, polish=False)
+    # a profile point far out (a correlation at -1, a variance near 0 leaving another unidentified)
+    # can make the optimiser crawl; 600 evaluations settle whether the drop exceeds the critical value
+    st = maximise(engine, start, free=free, fixed=fixed, maxfun=600)
     return st.ll
 
 
@@ -564,9 +588,13 @@ def profile_ci(engine: Engine, state: FitState, comp: int, level: float, struct:
         lo = min(0.0, est) if struct in ("AR", "HAR", "CAR") else -1.0
         hi = 1.0
 
+    cache = {}
+
     def drop(v):
-        ll = profile_ll(engine, state, comp, v)
-        return (state.ll - ll) - crit if np.isfinite(ll) else np.inf
+        if v not in cache:
+            ll = profile_ll(engine, state, comp, v)
+            cache[v] = (state.ll - ll) - crit if np.isfinite(ll) else np.inf
+        return cache[v]
 
     def bound(limit):
         if limit == est:
