@@ -109,6 +109,23 @@ def test_notebooks_execute(name, tmp_path):
                    resources={"metadata": {"path": str(work / "notebooks")}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    shown = "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                       for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    for expected in NOTEBOOK_SHOWS.get(name, ()):
+        assert expected in shown, f"{name} does not show {expected!r}"
+
+
+# What each notebook must show (published or metafor/clubSandwich figures, to the digits printed)
+NOTEBOOK_SHOWS = {
+    "02_pool_your_own_trials.ipynb": (
+        # konstantopoulos2011, rma.mv(yi, vi, random = ~ 1 | district/study): 0.184713 (SE 0.084556)
+        "intrcpt    0.1847  0.0846", "sigma^2.1  0.0651", "sigma^2.2  0.0327",
+        # assink2016 with vcalc(rho = 0.6), clubSandwich CR2: SE 0.096972, df 14.533
+        "CR2", "0.3678    0.0970", "14.53",
+        # senn2013 against placebo: common effect metformin -1.1140 (SE 0.0596); REML -1.1284 (SE 0.1494)
+        "metformin        -1.1140   0.0596", "metformin        -1.1284   0.1494", "A ranking is not an effect",
+    ),
+}
 
 
 def test_report_renders_in_headless_chromium(tmp_path):
