@@ -46,18 +46,38 @@ _LAZY_MODULES = {
 }
 
 
+# Functions reached as ``pm.<name>``, loaded on first use likewise: name -> (module, attribute).
+_LAZY_FUNCTIONS = {
+    "multilevel": ("pfps_meta.models.multilevel", "multilevel"),
+    "multivariate": ("pfps_meta.models.multilevel", "multivariate"),
+    "vcalc": ("pfps_meta.models.vcalc", "vcalc"),
+    "contrasts_from_arms": ("pfps_meta.models.vcalc", "contrasts_from_arms"),
+    "cluster_robust": ("pfps_meta.models.robust", "cluster_robust"),
+    "network": ("pfps_meta.models.network", "network"),
+    "component_network": ("pfps_meta.models.network_components", "component_network"),
+}
+
+
 def __getattr__(name):
-    target = _LAZY_MODULES.get(name)
-    if target is None:
-        raise AttributeError(f"module 'pfps_meta' has no attribute {name!r}")
     import importlib
 
-    module = importlib.import_module(target)
-    globals()[name] = module
-    return module
+    if name in _LAZY_MODULES:
+        value = importlib.import_module(_LAZY_MODULES[name])
+    elif name in _LAZY_FUNCTIONS:
+        module, attribute = _LAZY_FUNCTIONS[name]
+        value = getattr(importlib.import_module(module), attribute)
+    else:
+        raise AttributeError(f"module 'pfps_meta' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
-__all__ = ["pool", "pool_batch", "pool_effects", "estimate_tau2", "effect_table", "escalc",
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_FUNCTIONS))
+
+
+__all__ = ["multilevel", "multivariate", "vcalc", "contrasts_from_arms", "cluster_robust", "network",
+           "component_network", "pool", "pool_batch", "pool_effects", "estimate_tau2", "effect_table", "escalc",
            "add_effect_sizes", "read_csv", "MetaResult", "BatchResult", "Settings", "DEFAULTS", "OPTIONS",
            "measures", "InputError", "InputWarning", "ConvergenceWarning", "SmallStudyWarning", "PfpsWarning",
            "__version__"]
