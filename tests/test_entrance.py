@@ -16,8 +16,7 @@ import pytest
 import pfps_meta as pm
 from pfps_meta.cli import main
 from pfps_meta.errors import InputError, InputWarning
-from pfps_meta.evidence.curated import Evidence
-from pfps_meta.evidence.extraction import load_extraction, with_extraction
+from pfps_meta.evidence.extraction import load_extraction
 from pfps_meta.evidence.specs import load_all, load_spec, run_analysis
 from pfps_meta.inputs import conversions, layouts
 from pfps_meta.inputs.validate import TranscriptionWarning, study_table
@@ -332,3 +331,13 @@ def test_reproduce_json_with_the_sheet_still_fills_b1(capsys):
     assert main(["reproduce", str(SPEC), "--extraction", str(SHEET), "--format", "json"]) == 0
     b1 = {r["analysis"]: r for r in json.loads(capsys.readouterr().out)}["nascimento2018/B1"]
     assert b1["k_available"] == 10
+
+
+def test_nascimento2018_sheet_trial_unknown_to_the_evidence_base_is_refused_by_the_api(tmp_path):
+    from pfps_meta.evidence.curated import Evidence
+    from pfps_meta.evidence.extraction import with_extraction
+
+    sheet = _edited_sheet(tmp_path, lambda rows: _row(rows, "razeghi2010", "KNEE").update({"trial_id": "razegi2010"}))
+    with pytest.raises(InputError, match="trial_id 'razegi2010' is not a trial of") as err:
+        with_extraction(Evidence.load(ROOT / "data"), load_extraction(sheet))
+    assert err.value.file == str(sheet) and err.value.line == _line_of("razeghi2010", "KNEE")

@@ -155,7 +155,15 @@ def check_sheet(sheet: pd.DataFrame, specs) -> None:
 
 
 def with_extraction(evidence: Evidence, sheet: pd.DataFrame) -> Evidence:
-    """The evidence base with the filled sheet's rows in place of the curated rows they describe."""
+    """The evidence base with the filled sheet's rows in place of the curated rows they describe. A filled
+    row whose trial_id is not in ``trials.csv`` is refused with its line (:func:`check_sheet` checks the
+    rest against a spec's analyses)."""
+    known = set(evidence.trials["trial_id"])
+    for position, (trial, status) in enumerate(zip(sheet["trial_id"], sheet["status"])):
+        if status != "not_recovered" and trial not in known:
+            raise InputError(f"trial_id '{trial}' is not a trial of {evidence.data_dir / 'trials.csv'}; a row that "
+                             "matches no trial would be left out", column="trial_id", **where_in_table(sheet, position))
+
     def key(frame):
         return frame[list(KEY)].astype(str).agg("|".join, axis=1)
 

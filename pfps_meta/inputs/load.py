@@ -134,7 +134,7 @@ def place(where: dict, column: str | None = None) -> str:
 
 def is_missing(cell) -> bool:
     """True for None, NaN, an empty cell or one of :data:`MISSING_TOKENS`."""
-    if cell is None:
+    if cell is None or cell is pd.NA or cell is pd.NaT:
         return True
     if isinstance(cell, (float, np.floating)):
         return math.isnan(cell)
@@ -205,11 +205,9 @@ def numeric_column(df: pd.DataFrame, column: str, *, integer=False, minimum=None
             text = "" if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell).strip()
             reason = "value is missing" + (f" ('{text}' means not given)" if text else "")
             raise InputError(reason, column=column, **where_in_table(df, position))
-        where = None
         if math.isfinite(value) and abs(value) > 1e12:
-            where = where or where_in_table(df, position)
             raise InputError(f"{_fmt(value)} is too large to be a real trial value (more than 1e12 in size)",
-                             column=column, **where)
+                             column=column, **where_in_table(df, position))
         if not math.isfinite(value):
             raise InputError(f"value {value} is not finite", column=column, **where_in_table(df, position))
         if integer and value != round(value):

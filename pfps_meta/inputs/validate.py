@@ -30,18 +30,23 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pfps_meta.conventions import Settings
 from pfps_meta.effects import measures
-from pfps_meta.errors import InputError, InputWarning  # noqa: F401  (InputWarning re-exported)
+from pfps_meta.errors import InputError, InputWarning
 from pfps_meta.inputs import layouts
-from pfps_meta.inputs.layouts import (LAYOUTS, TranscriptionWarning, arm_statistics,  # noqa: F401 (re-exported)
-                                      study_labels)
-from pfps_meta.inputs.load import (FILE_COLUMN, LINE_COLUMN, ROW_COLUMN, is_missing,  # noqa: F401 (re-exported)
-                                   numeric_column, place, refuse_duplicates, require_columns, where_in_table)
+from pfps_meta.inputs.layouts import LAYOUTS, TranscriptionWarning, arm_statistics, study_labels
+from pfps_meta.inputs.load import (FILE_COLUMN, LINE_COLUMN, ROW_COLUMN, is_missing, numeric_column, read_csv,
+                                   refuse_duplicates, require_columns, where_in_table)
+
+# The entrance, and the helpers other stages take from here (defined in load and layouts).
+__all__ = ["study_table", "effect_table", "detect_layout", "sd_may_be_se", "LAYOUTS", "TranscriptionWarning",
+           "InputWarning", "arm_statistics", "study_labels", "numeric_column", "require_columns",
+           "refuse_duplicates", "where_in_table", "is_missing", "FILE_COLUMN", "LINE_COLUMN", "ROW_COLUMN"]
 
 
 def detect_layout(df: pd.DataFrame, measure: str | None) -> str:
@@ -87,6 +92,7 @@ def study_table(df: pd.DataFrame, measure: str | None = None, *, settings: Setti
     dropped, each listed with a warning and in ``attrs["notes"]``.
     """
     settings = Settings.from_mapping(options, base=settings)
+    df = _as_table(df)
     if len(df) == 0:
         raise InputError("table has no data rows", file=df.attrs.get("source"))
     layout = LAYOUTS[detect_layout(df, measure)]
@@ -132,8 +138,23 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
     if not layout.pooled:
         raise InputError(f"{layout.label} ({', '.join(layout.columns)}) is checked but not pooled yet: give one "
                          "row per study (e.g. study, n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl)",
-                         file=df.attrs.get("source"))
+                         file=out.attrs.get("source"))
     return out
+
+
+def _as_table(df) -> pd.DataFrame:
+    """A DataFrame with one text name per column; a path is read as a CSV file (:func:`load.read_csv`)."""
+    if isinstance(df, (str, Path)):
+        return read_csv(df)
+    if not isinstance(df, pd.DataFrame):
+        raise InputError(f"data: a pandas DataFrame or the path of a CSV file is needed, got {type(df).__name__}")
+    source = df.attrs.get("source")
+    if isinstance(df.columns, pd.MultiIndex) or not all(isinstance(c, str) for c in df.columns):
+        raise InputError("column names must be text, one level (e.g. study, yi, vi)", file=source)
+    repeated = df.columns[df.columns.duplicated()]
+    if len(repeated):
+        raise InputError(f"column name '{repeated[0]}' appears twice", file=source)
+    return df
 
 
 def _drop_missing(df, layout, measure):
