@@ -266,6 +266,11 @@ def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, int
     The omnibus test ``QM`` covers every coefficient but the intercept. ``settings`` (default: the
     defaults) with keyword ``options`` on top give the tau2 estimator (``method``), the CI method
     (``ci_method``: Wald or Knapp-Hartung) and the ``level``.
+
+    Without an intercept (``intercept=False``) tau2 and QE are those of the model as written, as metafor's
+    ``rma.mv`` computes them; metafor's ``rma.uni`` (since 3.5-7) estimates them from ``yi - mean(yi)``,
+    which differs when the moderators do not span a constant (see docs/conventions.md). Arguments that are
+    not finite numbers of matching shapes are refused with an InputError naming the argument.
     """
     settings = resolve_settings(settings, options)
     method, ci, level, maxiter = settings.method, settings.ci_method, settings.level, settings.maxiter

@@ -144,12 +144,14 @@ def pool(data, measure=None, settings: Settings | None = None, weights=None, **o
         (``method="DL"``, ``ci_method="hksj"`` or its alias ``ci="hksj"``, ``level=0.9``, ...) override it.
         Every option, its default and meaning: :data:`pfps_meta.conventions.OPTIONS`.
     weights : column name or array, optional
-        User weights (metafor ``rma(weights=)``; see :func:`pfps_meta.models.pooling.pool_batch`).
+        User weights (metafor ``rma(weights=)``; see :func:`pfps_meta.models.pooling.pool_batch`), one per
+        study, finite and > 0; they are relative (their scale does not matter).
 
     Raises
     ------
     pfps_meta.InputError
-        Bad input or a bad option, with the file, line, row and column where there is one.
+        Bad input or a bad option (including an argument of the wrong type, an unknown measure), with the
+        argument, or the file, line, row and column, where there is one.
     """
     settings = pooling.resolve_settings(settings, options)
     if isinstance(data, (str, Path)):
