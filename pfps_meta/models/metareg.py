@@ -312,14 +312,29 @@ def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, int
         crit = ndtri(0.5 + level / 2)
         qm_df = (m,)
         qm_p = float(chdtrc(m, qm)) if m else float("nan")
+    qe, i2, h2, r2 = _residual_heterogeneity(y, v, X, tau2, method, intercept, maxiter)
+    fit = _fit_statistics(y, v, X, tau2, method)
+    return MetaRegression(names=names, beta=beta, se=se, statistic=stat, p=p_val, ci_low=beta - crit * se,
+                          ci_high=beta + crit * se, df=df, tau2=tau2, i2=i2, h2=h2, qe=qe, qe_df=k - p,
+                          qe_p=float(chdtrc(k - p, qe)), qm=qm, qm_df=qm_df, qm_p=qm_p, r2=r2, k=k,
+                          method=method, ci=ci, converged=converged, X=X, yi=y, vi=v, vb=vb, settings=settings,
+                          fit=fit, intercept=intercept)
+
+
+def _residual_heterogeneity(y, v, X, tau2, method, intercept, maxiter):
+    """QE, I2, H2 and R2 of a meta-regression (metafor ``rma.uni``; R2 needs an intercept and a moderator):
+    ``QE = y'P y`` at tau2 = 0; ``I2 = tau2 / (v_typical + tau2)`` with ``v_typical = (k-p) / tr P``, or from
+    QE for FE; R2 against the intercept-only fit with the same estimator, for FE the adjusted R2 of the
+    weighted least-squares fit (metafor's choice)."""
+    k, p = X.shape
     qe, _ = q_mods(y, v, X, 0.0)
     w_fe = 1.0 / v
     tr_p = float(np.sum(w_fe) - np.trace(np.linalg.inv(X.T @ (w_fe[:, None] * X)) @ (X.T @ ((w_fe ** 2)[:, None] * X))))
     v_typical = (k - p) / tr_p
+    r2 = float("nan")
     if method == "FE":
         i2 = max(0.0, 100 * (qe - (k - p)) / qe)
         h2 = qe / (k - p)
-        r2 = float("nan")
         if intercept and p > 1:
             # metafor: the adjusted R2 of the weighted least-squares fit, in percent, floored at 0
             import statsmodels.api as sm
@@ -328,20 +343,20 @@ def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, int
     else:
         i2 = 100 * tau2 / (v_typical + tau2)
         h2 = tau2 / v_typical + 1
-        r2 = float("nan")
         if intercept and p > 1:
             tau2_re, _, _ = estimate_tau2_mods(y, v, np.ones((k, 1)), method, maxiter=maxiter)
             r2 = 0.0 if tau2_re <= 0 else max(0.0, 100 * (tau2_re - tau2) / tau2_re)
+    return qe, i2, h2, r2
+
+
+def _fit_statistics(y, v, X, tau2, method):
+    """metafor's ``fitstats`` of a meta-regression (its REML log-likelihood includes ``log|X'X| / 2``)."""
+    k, p = X.shape
     ll = float(loglik_mods(y, v, X, tau2, method == "REML"))
-    if method == "REML":        # metafor's REML log-likelihood includes log|X'X| / 2
+    if method == "REML":
         ll += 0.5 * float(np.linalg.slogdet(X.T @ X)[1])
     sat = -0.5 * (k * math.log(2 * math.pi) + float(np.sum(np.log(v))))
-    fit = {name: float(value) for name, value in fit_statistics(ll, k, p, method, sat).items()}
-    return MetaRegression(names=names, beta=beta, se=se, statistic=stat, p=p_val, ci_low=beta - crit * se,
-                          ci_high=beta + crit * se, df=df, tau2=tau2, i2=i2, h2=h2, qe=qe, qe_df=k - p,
-                          qe_p=float(chdtrc(k - p, qe)), qm=qm, qm_df=qm_df, qm_p=qm_p, r2=r2, k=k,
-                          method=method, ci=ci, converged=converged, X=X, yi=y, vi=v, vb=vb, settings=settings,
-                          fit=fit, intercept=intercept)
+    return {name: float(value) for name, value in fit_statistics(ll, k, p, method, sat).items()}
 
 
 class LikelihoodRatioWarning(PfpsWarning):
