@@ -243,8 +243,10 @@ def cmd_simulate(args) -> int:
                       client=args.scheduler)
     if args.plot:
         from pfps_meta.present import plots
+        from pfps_meta.present.outputs import protect
 
-        plots.save(plots.coverage(result), args.plot)
+        with protect(run_inputs(loaded, [args.design])):     # checked again as each file is written
+            plots.save(plots.coverage(result), args.plot)
     if args.format == "json":
         print(strict_json(result.to_dict()))
         return 0

@@ -133,7 +133,9 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
 
     The report is built in a temporary folder beside ``out_dir`` and swapped in at the end; anything
     else already in ``out_dir`` (e.g. a ``.gitkeep``) is carried over. A failure or an interrupt leaves
-    ``out_dir`` as it was.
+    ``out_dir`` as it was. Refused before anything is written (``outputs.check_target``): an empty name, a
+    file, device, pipe or socket, and a folder holding an input file of the run (a spec, its data, the
+    extraction sheet); a symbolic link is followed, so its target is filled and the link stays.
     """
     check_target(out_dir, what="--out", folder=True)          # refused before any work is done
     shown_dir = Path(out_dir)
