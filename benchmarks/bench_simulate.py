@@ -6,7 +6,8 @@ Run:  python benchmarks/bench_simulate.py          (one thread; add --no-r to sk
    kernel (pfps_meta.models.fast); target 0.25 s on one core.
 2. One REML fit from yi/vi at k = 14: pool_batch and the kernel; target 50 us.
 3. Leave-one-out and influence at k = 5,000: time and peak memory of a fresh process; target < 300 MB.
-4. The simulation engine: meta-analyses pooled per second (4 method x CI combinations each).
+4. The simulation engine: meta-analyses pooled per second (4 method x CI combinations each), and the
+   trial-level rate behind simulate's refusal estimate (STUDY_FITS_PER_SECOND).
 5. metafor in the same run (when Rscript and metafor are installed): rma(method = "REML", test = "knha")
    on 1,000 data sets of k = 14, per fit, and the ratio to ours.
 """
@@ -98,16 +99,20 @@ def main():
         pm.pool(ROOT / "data" / "examples" / "normand1999.csv", measure="MD")), 5)
     print(f"leave-one-out at k = 9 (normand1999, incl. pool): {small[0] * 1e3:.1f} ms")
 
-    from pfps_meta.analysis.simulate import Design, simulate
+    from pfps_meta.analysis.simulate import STUDY_FITS_PER_SECOND, Design, simulate
 
     design = Design.from_range(14, 15, 60)
     for engine in (["numpy", "numba"] if fast.available() else ["numpy"]):
         start = time.perf_counter()
-        res = simulate(design, tau2=(0.0, 0.1, 0.3), replicates=20_000, engine=engine, progress=False)
+        res = simulate(design, tau2=(0.0, 0.1, 0.3), replicates=20_000, engine=engine, progress=False,
+                       methods=("DL", "REML"), ci_methods=("wald", "hksj"))
         elapsed = time.perf_counter() - start
         fits = 3 * res.setup["replicates"] * 4
+        pairs = 3 * res.setup["replicates"] * 2 * design.k      # trial-level fits, as simulate's work bound counts
         print(f"simulate ({engine}): 3 cells x {res.setup['replicates']:,} replicates x 4 method/CI = {fits:,} fits "
-              f"in {elapsed:.2f} s ({fits / elapsed:,.0f} fits/s, data generation included)")
+              f"in {elapsed:.2f} s ({fits / elapsed:,.0f} fits/s, data generation included; "
+              f"{pairs / elapsed:.2g} trial-level fits/s, vs STUDY_FITS_PER_SECOND = "
+              f"{STUDY_FITS_PER_SECOND[engine]:.2g})")
 
     if not args.no_r and shutil.which("Rscript"):
         with tempfile.NamedTemporaryFile("w", suffix=".R", delete=False) as handle:

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import pfps_meta as pm
+from pfps_meta.analysis.presets import preset
 from pfps_meta.models import fast
 
 pytestmark = pytest.mark.skipif(not fast.available(), reason="numba is not installed (pip install 'pfps-meta[fast]')")
@@ -31,23 +32,82 @@ def test_kernel_matches_pool_batch(method, ci_method):
     got = fast.pool_rows(yi, vi, method, ci_method)
     ref = pm.pool_batch(yi, vi, method=method, ci_method=ci_method, tau2_ci=False)
     assert np.array_equal(got["k"], ref.k)
-    for name in ("estimate", "se", "statistic", "p", "ci_low", "ci_high", "tau2"):
+    for name in ("estimate", "se", "statistic", "p", "ci_low", "ci_high", "tau2", "i2"):
         np.testing.assert_allclose(got[name], getattr(ref, name), rtol=1e-10, atol=1e-12, equal_nan=True,
                                    err_msg=name)
     assert np.array_equal(got["converged"], ref.converged)
 
 
 def test_unknown_method_is_refused():
-    with pytest.raises(ValueError, match="covers FE, DL, ML, REML"):
+    with pytest.raises(pm.InputError, match="^method: the compiled kernel covers FE, DL, ML, REML"):
         fast.pool_rows(np.zeros((1, 3)), np.ones((1, 3)), "PM")
+    with pytest.raises(pm.InputError, match="^ci_method: "):
+        fast.pool_rows(np.zeros((1, 3)), np.ones((1, 3)), "DL", "knha")
+    with pytest.raises(pm.InputError, match="^vi: shape"):
+        fast.pool_rows(np.zeros((1, 3)), np.ones((1, 2)))
+
+
+@pytest.mark.filterwarnings("ignore::pfps_meta.ConvergenceWarning")
+def test_kernel_defaults_are_the_project_defaults_and_follow_settings():
+    """No hard-coded HKSJ: without arguments the kernel fits what pool_batch fits by default (REML, Wald z,
+    I² from tau²), and a Settings (RevMan 5's DL, I² from Q) changes all three."""
+    yi, vi = _data(rows=120)
+    for settings in (None, preset("revman5").settings, pm.Settings(ci_method="hksj", level=0.9)):
+        got = fast.pool_rows(yi, vi, settings=settings)
+        ref = pm.pool_batch(yi, vi, settings, tau2_ci=False)
+        for name in ("estimate", "se", "ci_low", "ci_high", "p", "tau2", "i2"):
+            np.testing.assert_allclose(got[name], getattr(ref, name), rtol=1e-10, atol=1e-12, equal_nan=True,
+                                       err_msg=f"{name} with {settings}")
+
+
+def test_chunks_agree_and_an_exception_in_the_loop_surfaces_as_itself():
+    yi, vi = _data(rows=50)
+    whole = fast.pool_rows(yi, vi)
+    seen = []
+    parts = fast.pool_rows(yi, vi, chunk_rows=7, callback=lambda done, total: seen.append((done, total)))
+    for name in whole:
+        np.testing.assert_array_equal(parts[name], whole[name])
+    assert seen[-1] == (50, 50) and len(seen) == 8
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fast.pool_rows(yi, vi, chunk_rows=7, callback=interrupt)
+
+
+def test_ctrl_c_inside_the_compiled_kernel_is_a_keyboard_interrupt(monkeypatch):
+    """numba reports a Ctrl-C that lands in compiled code as a chain of SystemErrors; it surfaces as
+    KeyboardInterrupt (any other SystemError is left alone)."""
+    def interrupted(*args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as inner:
+            try:
+                raise SystemError("returned a result with an exception set") from inner
+            except SystemError as middle:
+                raise SystemError("CPUDispatcher returned a result with an exception set") from middle
+
+    monkeypatch.setattr(fast, "_pool_rows_kernel", interrupted)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        fast.pool_rows(np.zeros((2, 3)), np.ones((2, 3)))
+    assert caught.type is KeyboardInterrupt
+
+    def broken(*args):
+        raise SystemError("something else")
+
+    monkeypatch.setattr(fast, "_pool_rows_kernel", broken)
+    with pytest.raises(SystemError, match="something else"):
+        fast.pool_rows(np.zeros((2, 3)), np.ones((2, 3)))
 
 
 def test_simulation_engines_agree():
     from pfps_meta.analysis.simulate import BLOCK, Design, simulate
 
     design = Design.from_arm_sizes([12, 20, 35], [11, 22, 30])
-    a = simulate(design, tau2=(0, 0.2), replicates=2 * BLOCK, engine="numpy").table
-    b = simulate(design, tau2=(0, 0.2), replicates=2 * BLOCK, engine="numba").table
+    grid = dict(tau2=(0, 0.2), replicates=2 * BLOCK, methods=("FE", "DL", "REML"), ci_methods=("wald", "hksj"))
+    a = simulate(design, engine="numpy", **grid).table
+    b = simulate(design, engine="numba", **grid).table
     numbers = a.select_dtypes("number").columns
     np.testing.assert_allclose(b[numbers].to_numpy(float), a[numbers].to_numpy(float), rtol=1e-9, atol=1e-12)
     pd.testing.assert_frame_equal(a.drop(columns=numbers), b.drop(columns=numbers))

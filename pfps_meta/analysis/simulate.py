@@ -74,7 +74,7 @@ SIMULATED_MEASURES = ("MD", "SMD", "SMDH", "ROM")
 MAX_STUDY_FITS = 1e10
 #: trial-level fits per second on one core, for the time estimate of a refused run (measured roughly,
 #: benchmarks/bench_simulate.py: the compiled kernel and the numpy core, data generation included)
-STUDY_FITS_PER_SECOND = {"numba": 5e6, "numpy": 1.5e6}
+STUDY_FITS_PER_SECOND = {"numba": 1e6, "numpy": 2.5e5}
 #: memory of one block in flight: about this many (BLOCK x k) float arrays at once
 ARRAYS_PER_BLOCK = 40
 #: bookkeeping per block (its task record and its sums), bytes, roughly
