@@ -21,8 +21,8 @@ from ..errors import InputError
 from ..formatting import format_number, format_p, json_ready
 from .blocks import BlockDiagonal
 from . import multilevel_fit as mf
-from .multilevel_input import (_check_common, _check_identified, _check_level, _codes, _design_matrix,
-                               _factor, _numeric_column, _sigma_spec, _sorted_levels, _v_matrix)
+from .multilevel_input import (check_common, check_identified, check_level, level_codes, design_matrix,
+                               grouping_column, numeric_column, sigma_spec, sorted_levels, v_matrix)
 
 __all__ = ["multilevel", "multivariate", "MultilevelResult"]
 
@@ -154,7 +154,7 @@ class MultilevelResult:
         estimate, ci_lb, ci_ub and the square roots for variances."""
         import pandas as pd
 
-        level = self.level if level is None else _check_level(level)
+        level = self.level if level is None else check_level(level)
         if level in self._ci_cache:
             return self._ci_cache[level].copy()
         rows = []
@@ -280,7 +280,7 @@ class MultilevelResult:
         model has one (as metafor); None predicts the intercept-only model (or every row of X)."""
         import pandas as pd
 
-        level = self.level if level is None else _check_level(level)
+        level = self.level if level is None else check_level(level)
         has_int = bool(self.names) and self.names[0] == "intrcpt"
         if newmods is None:
             if self.p == 1 and has_int:
@@ -463,15 +463,15 @@ def _table(rows):
 
 # ============================================================================================ fitting
 def _fit(data, yi, vi, V, spec, mods, intercept, method, test, level, labels):
-    y = _numeric_column(data, yi, "yi")
+    y = numeric_column(data, yi, "yi")
     k = y.size
-    v = _numeric_column(data, vi, "vi") if (V is None and vi is not None) else None
+    v = numeric_column(data, vi, "vi") if (V is None and vi is not None) else None
     if V is None and vi is None:
         raise InputError("vi: give the sampling variances (vi) or their covariance matrix (V)")
-    Vb = _v_matrix(V, v, k, data)
-    X, names = _design_matrix(data, mods, intercept)
+    Vb = v_matrix(V, v, k, data)
+    X, names = design_matrix(data, mods, intercept)
     kinds, nt, nr = spec.layout()
-    _check_identified(X, names, len(kinds), k)
+    check_identified(X, names, len(kinds), k)
     first = labels.get(spec.sigma_names[0]) if spec.sigma_names else labels.get("outer")
     row_labels = None if isinstance(Vb, BlockDiagonal) or first is None else [str(v) for v in first]
     eng = mf.Engine(y, X, Vb, spec, method, v_labels=row_labels)
@@ -563,9 +563,9 @@ def multilevel(data, yi="yi", vi="vi", V=None, levels=("district", "study"), mod
     test : "z" or "t" (t and F tests on k - p df, metafor 3.8's ``dfs="residual"``)
     level : confidence level
     """
-    method, level = _check_common(data, method, test, level)
+    method, level = check_common(data, method, test, level)
     labels = {}
-    spec = _sigma_spec(data, levels, mf.RandomSpec(), labels)
+    spec = sigma_spec(data, levels, mf.RandomSpec(), labels)
     return _fit(data, yi, vi, V, spec, mods, intercept, method, test, level, labels)
 
 
@@ -581,16 +581,16 @@ def multivariate(data, yi="yi", vi="vi", V=None, inner="outcome", outer="trial",
     level, same correlation), CAR (tau2, rho^|t_i - t_j| over the inner values themselves). AR, HAR and
     CAR need a numeric inner column.
     """
-    method, level = _check_common(data, method, test, level)
+    method, level = check_common(data, method, test, level)
     if not isinstance(struct, str) or struct.upper() not in mf.STRUCTS:
         raise InputError(f"struct: unknown structure {struct!r} (one of {', '.join(mf.STRUCTS)})")
     struct = struct.upper()
     labels = {}
     spec = mf.RandomSpec()
     if levels:
-        _sigma_spec(data, levels, spec, labels)
-    iv = _factor(data, inner, "inner")
-    ov = _factor(data, outer, "outer")
+        sigma_spec(data, levels, spec, labels)
+    iv = grouping_column(data, inner, "inner")
+    ov = grouping_column(data, outer, "outer")
     import pandas as pd
 
     if struct in ("AR", "HAR", "CAR"):
@@ -600,11 +600,11 @@ def multivariate(data, yi="yi", vi="vi", V=None, inner="outcome", outer="trial",
             raise InputError(f"inner: struct {struct} needs a numeric time variable, got text "
                              f"{data[inner].iloc[row - 1]!r}", row=row, column=inner)
         iv = num.to_numpy(dtype=float)
-    inner_levels = _sorted_levels(iv)
-    outer_levels = _sorted_levels(ov)
+    inner_levels = sorted_levels(iv)
+    outer_levels = sorted_levels(ov)
     spec.struct = struct
-    spec.inner_codes = _codes(iv, inner_levels)
-    spec.outer_codes = _codes(ov, outer_levels)
+    spec.inner_codes = level_codes(iv, inner_levels)
+    spec.outer_codes = level_codes(ov, outer_levels)
     spec.inner_levels = [(int(v) if isinstance(v, float) and v.is_integer() else v) for v in inner_levels]
     spec.outer_levels = outer_levels
     spec.inner_values = np.array(inner_levels, dtype=float) if struct == "CAR" else None

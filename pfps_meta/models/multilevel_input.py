@@ -12,7 +12,7 @@ METHODS = ("REML", "ML")
 TESTS = ("z", "t")
 
 
-def _check_level(level):
+def check_level(level):
     try:
         level = float(level)
     except (TypeError, ValueError):
@@ -24,7 +24,7 @@ def _check_level(level):
     return level
 
 
-def _check_common(data, method, test, level):
+def check_common(data, method, test, level):
     import pandas as pd
 
     if not isinstance(data, pd.DataFrame):
@@ -35,10 +35,10 @@ def _check_common(data, method, test, level):
         raise InputError(f"method: unknown method {method!r} (one of {', '.join(METHODS)})")
     if test not in TESTS:
         raise InputError(f"test: unknown test {test!r} (one of {', '.join(TESTS)})")
-    return method.upper(), _check_level(level)
+    return method.upper(), check_level(level)
 
 
-def _numeric_column(data, col, what):
+def numeric_column(data, col, what):
     import pandas as pd
 
     if not isinstance(col, str) or col not in data.columns:
@@ -52,7 +52,7 @@ def _numeric_column(data, col, what):
     return values
 
 
-def _factor(data, col, what):
+def grouping_column(data, col, what):
     """Labels of a grouping column: refuses missing values, naming row and column."""
     if not isinstance(col, str) or col not in data.columns:
         raise InputError(f"{what}: column {col!r} not found (columns: {', '.join(map(str, data.columns))})")
@@ -65,7 +65,7 @@ def _factor(data, col, what):
     return values.to_numpy()
 
 
-def _sorted_levels(values):
+def sorted_levels(values):
     """Sorted unique levels (numeric order when every value is a number), as R's factor()."""
     uniq = list(dict.fromkeys(values.tolist()))
     try:
@@ -74,12 +74,12 @@ def _sorted_levels(values):
         return sorted(uniq, key=str)
 
 
-def _codes(values, levels):
+def level_codes(values, levels):
     lookup = {v: i for i, v in enumerate(levels)}
     return np.array([lookup[v] for v in values.tolist()], dtype=np.int64)
 
 
-def _v_matrix(V, vi, k, data):
+def v_matrix(V, vi, k, data):
     """V as the engine takes it: a BlockDiagonal, or the vector vi when the errors are independent."""
     if V is None:
         if vi is None:
@@ -96,7 +96,7 @@ def _v_matrix(V, vi, k, data):
     if arr.ndim == 1:
         if arr.size != k:
             raise InputError(f"V: {arr.size} variances for {k} rows")
-        return _v_matrix(None, arr, k, data)
+        return v_matrix(None, arr, k, data)
     if arr.shape != (k, k):
         raise InputError(f"V: expected a {k} x {k} matrix, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -107,7 +107,7 @@ def _v_matrix(V, vi, k, data):
     return BlockDiagonal.from_dense(arr)
 
 
-def _design_matrix(data, mods, intercept):
+def design_matrix(data, mods, intercept):
     """X and coefficient names: metafor's ``intrcpt`` first; text moderators dummy-coded (the first
     text moderator fully coded when there is no intercept, as R's ``~ f - 1``)."""
     k = len(data)
@@ -144,7 +144,7 @@ def _design_matrix(data, mods, intercept):
     return X, names
 
 
-def _check_identified(X, names, n_vc, k):
+def check_identified(X, names, n_vc, k):
     p = X.shape[1]
     if np.linalg.matrix_rank(X) < p:
         raise InputError(f"mods: the moderators are linearly dependent ({', '.join(names)}); "
@@ -156,14 +156,14 @@ def _check_identified(X, names, n_vc, k):
                          "freedom; more parameters than the data identify")
 
 
-def _sigma_spec(data, levels, spec, labels):
+def sigma_spec(data, levels, spec, labels):
     """Nested intercepts ``~ 1 | a/b/c``: level j's clusters are the combinations of a..(j-th)."""
     if isinstance(levels, str):
         levels = (levels,)
     levels = tuple(levels)
     if len(set(levels)) != len(levels):
         raise InputError(f"levels: a column is named twice ({', '.join(levels)})")
-    cols = [_factor(data, c, "levels") for c in levels]
+    cols = [grouping_column(data, c, "levels") for c in levels]
     combo = None
     for j, c in enumerate(cols):
         key = np.array([str(v) for v in c], dtype=object)
@@ -178,7 +178,7 @@ def _sigma_spec(data, levels, spec, labels):
         if len(order) < 2:
             raise InputError(f"levels: '{name}' has a single cluster; its variance is not identified",
                              column=levels[j])
-        spec.sigma_codes.append(_codes(combo, order))
+        spec.sigma_codes.append(level_codes(combo, order))
         spec.sigma_names.append(name)
         spec.sigma_levels.append(order)
         labels[name] = combo
