@@ -4,7 +4,8 @@ The pipeline, one folder per stage, each importing only from the folders above i
 
     conventions, errors, formatting      the leaves: settings, the error family, number formatting
     effects/    measures (the registry), sizes (yi, vi)
-    inputs/     load (CSV) -> conversions -> validate.effect_table (the one entrance) ; checks
+    inputs/     load (CSV, cells) -> layouts (the layout registry) -> validate.study_table (the one
+                entrance; effect_table for pooled layouts) ; conversions, checks
     models/     tau2, pooling (the batch core), univariate (MetaResult, pool), metareg, fast,
                 blocks (block-diagonal V), multilevel, vcalc, robust
     evidence/   curated (the PFP evidence base), specs (analyses/*.toml), extraction (sheets)
