@@ -109,6 +109,7 @@ import warnings  # noqa: E402
 
 import pfps_meta as pm  # noqa: E402
 from pfps_meta.analysis import simulate as sim_module  # noqa: E402
+from pfps_meta.analysis.presets import preset  # noqa: E402
 from pfps_meta.conventions import Settings  # noqa: E402
 from pfps_meta.errors import InputError  # noqa: E402
 
@@ -122,7 +123,7 @@ def test_revman5_preset_simulates_revman_smd_with_dl_and_i2_from_q():
     # the same draws with metafor's SMD and I² rule: the preset reached the effect sizes and the I²
     meta = simulate(SMALL, method="DL", mu=0.8, tau2=0.1, replicates=BLOCK, seed=4).table.iloc[0]
     assert rev.table.iloc[0]["bias"] != meta["bias"] and rev.table.iloc[0]["i2_mean"] != meta["i2_mean"]
-    same = simulate(SMALL, settings=pm.analysis.presets.preset("revman5").settings, mu=0.8, tau2=0.1,
+    same = simulate(SMALL, settings=preset("revman5").settings, mu=0.8, tau2=0.1,
                     replicates=BLOCK, seed=4)
     pd.testing.assert_frame_equal(same.table, rev.table)
 
