@@ -22,6 +22,8 @@ SD by ``settings.sd_method``: Luo et al. 2018, Wan et al. 2014, Shi et al. 2020,
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -148,6 +150,17 @@ def _arm_label(df, side, i):
     return f"{label}, {arm}" if arm else str(label)
 
 
+@contextmanager
+def _located(column, where):
+    """A conversion's refusal (which names only its argument) gets the file, line and column of the cell."""
+    try:
+        yield
+    except InputError as exc:
+        if exc.file or exc.line is not None or exc.row is not None:
+            raise
+        raise InputError(exc.reason, column=column, **where) from None
+
+
 def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
     """n, mean and SD of one arm (``side`` "exp" or "ctrl"; "" for unsuffixed columns, as in the curated
     ``outcomes.csv`` and the one-row-per-arm layout) for every row, from whatever the row gives (the
@@ -195,12 +208,15 @@ def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
             if has["sd"]:
                 continue
             if has["se"]:
-                converted = conversions.sd_from_se(values["se"][i], n[i])
+                with _located(col["se"], where):
+                    converted = conversions.sd_from_se(values["se"][i], n[i])
             elif has["ci_low"]:
-                converted = conversions.sd_from_ci(values["ci_low"][i], values["ci_high"][i], n[i],
-                                                   level=settings.input_level)
+                with _located(col["ci_low"], where):
+                    converted = conversions.sd_from_ci(values["ci_low"][i], values["ci_high"][i], n[i],
+                                                       level=settings.input_level)
             elif has["q1"] or has["min"]:       # a mean printed with its IQR and/or range: the SD rules
-                got = _from_quantiles(conversions, values, has, n[i], i, settings)      # need no median
+                with _located(col["q1"] if has["q1"] else col["min"], where):      # need no median
+                    got = _from_quantiles(conversions, values, has, n[i], i, settings)
                 converted = conversions.Converted(got.sd, f"mean: as printed; sd: {got.sd_rule}")
             else:
                 raise InputError(f"no SD for this arm: give {col['sd']}, {col['se']}, or {col['ci_low']} and "
@@ -219,7 +235,8 @@ def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
             if a > b:
                 raise InputError(f"{col[name_a]} ({_fmt(a)}) is above {col[name_b]} ({_fmt(b)}): expected "
                                  "min <= q1 <= median <= q3 <= max", column=col[name_b], **where)
-        got = _from_quantiles(conversions, values, has, n[i], i, settings)
+        with _located(col["median"], where):
+            got = _from_quantiles(conversions, values, has, n[i], i, settings)
         mean[i] = float(got.mean)
         if has["sd"]:
             rules[i] = f"mean: {got.mean_rule}; sd: as printed"
