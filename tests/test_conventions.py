@@ -272,10 +272,11 @@ def test_no_import_cycle_among_modules():
 
 
 def test_importing_plots_keeps_the_users_backend():
-    code = ("import matplotlib; matplotlib.use('svg'); import pfps_meta.present.plots; "
-            "print(matplotlib.get_backend())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "svg"
+    for module in ("pfps_meta.present.plots", "pfps_meta.present.network_plots"):
+        code = (f"import matplotlib; matplotlib.use('svg'); import {module}; "
+                "print(matplotlib.get_backend())")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "svg", module
 
 
 def test_refit_non_convergence_is_counted_not_silenced():

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402  (no backend is chosen here: the user's stays)
 import numpy as np  # noqa: E402
 
 from ..errors import InputError  # noqa: E402
