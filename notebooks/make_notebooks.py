@@ -91,7 +91,8 @@ pool_own = notebook([
            "truth as heterogeneity grows."),
     ("code", "from pfps_meta.analysis.simulate import Design, simulate\n"
              "design = Design.from_arm_sizes(trials['n_exp'], trials['n_ctrl'], label='normand1999 arm sizes')\n"
-             "sim = simulate(design, mu=0.5, tau2=(0, 0.1, 0.3), replicates=500)\n"
+             "sim = simulate(design, mu=0.5, tau2=(0, 0.1, 0.3), replicates=500, methods=('DL', 'REML'), "
+             "ci_methods=('wald', 'hksj'))\n"
              "sim.coverage_table()"),
     ("md", "## Several effects per study: multilevel models (metafor's `rma.mv`)\n\n"
            "The patellofemoral trials report pain on several scales and at several timepoints, and share arms. "

@@ -87,10 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pfps-meta",
         description="Meta-analysis of trial data: pooling that matches R metafor, the Nascimento 2018 "
-                    "reproduction, forest plots and reports.")
+                    "reproduction, multilevel and network models, forest plots and reports.")
     parser.add_argument("--version", action="version", version=f"pfps-meta {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_pool, _add_reproduce, _add_sensitivity, _add_diff, _add_report, _add_simulate, _add_template,
+                _add_multilevel, _add_network):
+        add(sub)
+    return parser
 
+
+def _add_pool(sub):
     p_pool = sub.add_parser("pool", help="pool one CSV of studies and print the result")
     p_pool.add_argument("file", help="CSV with one row per study (arm-level or effect-level columns)")
     _add_model_options(p_pool)
@@ -98,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="user weights from this column (metafor rma(weights=)); Wald CIs only")
     p_pool.set_defaults(func=cmd_pool)
 
+
+def _add_reproduce(sub):
     p_rep = sub.add_parser("reproduce", help="published vs reproduced pooled estimates, side by side")
     p_rep.add_argument("specs", nargs="*", help="analysis definitions (default: every analyses/*.toml)")
     p_rep.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
@@ -107,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also try every convention preset and say which reproduces each target")
     p_rep.set_defaults(func=cmd_reproduce)
 
+
+def _add_sensitivity(sub):
     p_sens = sub.add_parser("sensitivity", help="leave-one-out, influence, small-study tests and more for one CSV")
     p_sens.add_argument("file", help="CSV with one row per study (same layouts as pool), or an analysis "
                         "definition (analyses/*.toml) with --analysis")
@@ -114,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p_sens)
     p_sens.add_argument("--order", help="column to order the cumulative meta-analysis by (e.g. year)")
     p_sens.add_argument("--subgroup", help="column defining subgroups (test for subgroup differences)")
-    p_sens.add_argument("--moderator", help="numeric column for a meta-regression")
+    p_sens.add_argument("--moderator", help="moderator(s) for a meta-regression: a numeric column, C(column) for "
+                        "a categorical one, several joined by +")
     p_sens.add_argument("--mcid", type=float,
                         help="threshold for the predictive probability (e.g. -2 for a 2-point pain reduction)")
     p_sens.add_argument("--direction", choices=["below", "above"], default="below",
@@ -125,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sens.add_argument("--seed", type=int, default=2018, help=SEED_HELP + " (permutations, bootstrap)")
     p_sens.set_defaults(func=cmd_sensitivity)
 
+
+def _add_diff(sub):
     p_diff = sub.add_parser("diff", help="one analysis under two convention presets, side by side")
     p_diff.add_argument("spec", help="analysis definition (analyses/*.toml)")
     p_diff.add_argument("analysis", help="analysis id within the file")
@@ -134,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_diff.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
     p_diff.set_defaults(func=cmd_diff)
 
+
+def _add_report(sub):
     p_report = sub.add_parser("report", help="build the full report (HTML + Markdown) from analyses/ and data/")
     p_report.add_argument("specs", nargs="*", help="analysis definitions (default: every analyses/*.toml)")
     p_report.add_argument("--out", default="reports", help="output folder (default: %(default)s); a folder holding "
@@ -142,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a filled extraction sheet (pfps-meta template): its rows replace the curated ones")
     p_report.set_defaults(func=cmd_report)
 
+
+def _add_simulate(sub):
     p_sim = sub.add_parser("simulate", help="how often each method's CI covers the truth, for meta-analyses of "
                            "a given shape (simulation)")
     p_sim.add_argument("spec", nargs="?", help="analysis definition whose --analysis gives the shape (optional)")
@@ -150,16 +167,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--k", type=int, default=5, help="number of trials, without SPEC or --design (default 5)")
     p_sim.add_argument("--n-min", type=int, default=15, help="smallest arm size drawn (default 15)")
     p_sim.add_argument("--n-max", type=int, default=60, help="largest arm size drawn (default 60)")
-    p_sim.add_argument("--mu", default="0.5", help="true average effect(s), comma-separated (default 0.5)")
+    p_sim.add_argument("--mu", default="0.5", help="true average effect(s) on the measure's scale (raw units for "
+                       "MD, SD units for SMD, log ratio for ROM), comma-separated (default 0.5)")
     p_sim.add_argument("--tau2", default="0,0.05,0.2", help="true between-trial variance(s), comma-separated, "
                        "each >= 0 (default: %(default)s)")
     p_sim.add_argument("--measure", default="SMD", choices=list(measures.names("arm")),
                        help="effect measure computed from the simulated arms (default: %(default)s)")
     p_sim.add_argument("--sd", type=float, default=1.0, help="within-arm SD of the outcome (default 1)")
-    p_sim.add_argument("--methods", default="DL,REML", help="tau2 estimators to compare, comma-separated, from: "
-                       f"{', '.join(_tau2_names())} (default: %(default)s)")
-    p_sim.add_argument("--ci-methods", default="wald,hksj", help="CI methods, comma-separated")
-    p_sim.add_argument("--pi-methods", default="auto", help="prediction-interval rules, comma-separated")
+    p_sim.add_argument("--control-mean", type=float, help="ROM: the control arm's true mean (> 0, required); "
+                       "MD/SMD: its true mean (default 0)")
+    p_sim.add_argument("--preset", choices=_preset_names(),
+                       help="simulate under a convention preset (its estimator, CI and PI rules, SMD convention)")
+    p_sim.add_argument("--methods", help="tau2 estimators to compare, comma-separated, from: "
+                       f"{', '.join(_tau2_names())} (default: DL,REML; with --preset, the preset's)")
+    p_sim.add_argument("--ci-methods", help="CI methods, comma-separated: wald, hksj (default: wald,hksj; with "
+                       "--preset, the preset's)")
+    p_sim.add_argument("--pi-methods", help="prediction-interval rules, comma-separated: auto, z, t, t_k2 "
+                       "(default: the settings')")
     p_sim.add_argument("--replicates", type=int, default=1000, help="meta-analyses per grid cell (default 1000)")
     p_sim.add_argument("--seed", type=int, default=2018, help=SEED_HELP)
     p_sim.add_argument("--level", type=float, default=0.95,
@@ -171,12 +195,74 @@ def build_parser() -> argparse.ArgumentParser:
     p_sim.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
     p_sim.set_defaults(func=cmd_simulate)
 
+
+def _add_template(sub):
     p_tpl = sub.add_parser("template", help="write the extraction sheet of an analysis definition (CSV)")
     p_tpl.add_argument("spec", help="analysis definition (analyses/*.toml)")
     p_tpl.add_argument("--out", metavar="FILE", help="write to FILE (default: standard output); never over the "
                        "spec, its data files, a folder, a device or a pipe (a symbolic link is written through)")
     p_tpl.set_defaults(func=cmd_template)
-    return parser
+
+
+def _add_multilevel(sub):
+    p_ml = sub.add_parser("multilevel", help="several effects per study: multilevel / multivariate model "
+                          "(metafor rma.mv), optionally with cluster-robust inference")
+    p_ml.add_argument("file", help="CSV with one row per effect")
+    p_ml.add_argument("--yi", default="yi", help="column of the effect sizes (default: %(default)s)")
+    p_ml.add_argument("--vi", default="vi", help="column of their sampling variances (default: %(default)s)")
+    p_ml.add_argument("--levels", help="nested random intercepts, outermost first, comma-separated "
+                      "(e.g. district,study is metafor's random = ~ 1 | district/study)")
+    p_ml.add_argument("--inner", help="inner factor of random = ~ INNER | OUTER (with --outer and --struct)")
+    p_ml.add_argument("--outer", help="outer factor (cluster) of random = ~ INNER | OUTER")
+    p_ml.add_argument("--struct", default="UN", choices=["CS", "HCS", "UN", "ID", "DIAG", "AR", "HAR", "CAR"],
+                      help="variance structure of the inner factor (AR, HAR, CAR need a numeric INNER) "
+                           "(default: %(default)s)")
+    p_ml.add_argument("--mods", help="moderators: numeric columns and C(column) for categorical ones, joined by + "
+                      "(e.g. 'year + C(deltype)'); a leading ~ is allowed")
+    p_ml.add_argument("--no-intercept", action="store_true", help="fit without an intercept (metafor ~ ... - 1)")
+    p_ml.add_argument("--method", choices=["REML", "ML"], default="REML", help="(default: %(default)s)")
+    p_ml.add_argument("--test", choices=["z", "t"], default="z",
+                      help="Wald z tests, or t tests with k - p df (metafor 3.8's default dfs) (default: %(default)s)")
+    p_ml.add_argument("--level", type=float, default=0.95, help="confidence level, in (0, 1) (default: %(default)s)")
+    p_ml.add_argument("--rho", type=float, help="with --obs and/or --time: build V with vcalc, correlation rho "
+                      "between effects of one sample on different outcomes (metafor vcalc)")
+    p_ml.add_argument("--obs", help="column naming the outcome (construct) of each effect, for --rho")
+    p_ml.add_argument("--phi", type=float, help="with --time: AR(1)-type correlation phi^|t_i - t_j| between the "
+                      "time points of one sample (metafor vcalc(time1=, phi=))")
+    p_ml.add_argument("--time", help="numeric column of the time points, for --phi")
+    p_ml.add_argument("--vcluster", help="column whose groups share a sample, for --rho/--phi (default: the "
+                      "outermost level, or --outer)")
+    p_ml.add_argument("--robust", choices=["CR0", "CR1", "CR2"], help="cluster-robust inference: CR1 (metafor "
+                      "robust(), t with m - p df) or CR2 (clubSandwich, Satterthwaite df)")
+    p_ml.add_argument("--cluster", help="cluster column for --robust (default: the outermost level, or --outer)")
+    p_ml.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
+    p_ml.set_defaults(func=cmd_multilevel)
+
+
+def _add_network(sub):
+    p_net = sub.add_parser("network", help="network meta-analysis (and the additive component model) of arm rows "
+                           "or contrast rows, or of an analysis definition")
+    p_net.add_argument("file", help="CSV of arm rows (study, treatment, n, mean, sd or events, n) or contrast rows "
+                       "(study, treat1, treat2, yi, sei); or an analysis definition (.toml) with --analysis")
+    p_net.add_argument("--analysis", help="analysis id, when FILE is an analysis definition (.toml)")
+    p_net.add_argument("--study", default="study", help="study column (default: %(default)s)")
+    p_net.add_argument("--treatment", default="treatment", help="treatment column of arm rows (default: %(default)s)")
+    p_net.add_argument("--measure", choices=["MD", "SMD", "OR", "RR", "RD"],
+                       help="effect measure for arm rows (needed for arm rows)")
+    p_net.add_argument("--reference", help="reference treatment (default: the first in sorted order)")
+    p_net.add_argument("--method", choices=["REML", "ML", "DL", "FE"], default="REML",
+                       help="REML (default), ML, DL (netmeta's generalised DerSimonian-Laird) or FE (common effect)")
+    p_net.add_argument("--ci-method", choices=["wald", "t", "hk"], default="wald",
+                       help="wald (z), t (netmeta's t-dist) or hk (Hartung-Knapp) (default: %(default)s)")
+    p_net.add_argument("--level", type=float, default=0.95, help="confidence level, in (0, 1) (default: %(default)s)")
+    p_net.add_argument("--small-values", choices=["good", "bad"], default="good",
+                       help="for the rankings: is a lower value better (good, e.g. pain) or worse (default: %(default)s)")
+    p_net.add_argument("--components", metavar="SEP", help="also fit the additive component model, splitting "
+                       "treatment names at SEP (e.g. '+': 'hip+knee' = hip plus knee)")
+    p_net.add_argument("--inactive", metavar="TREATMENT", help="with --components: the treatment that has no "
+                       "active component (e.g. none, placebo); the components' effects are against it")
+    p_net.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
+    p_net.set_defaults(func=cmd_network)
 
 
 def cmd_report(args) -> int:
@@ -234,12 +320,11 @@ def cmd_simulate(args) -> int:
         design = Design.from_range(args.k, args.n_min, args.n_max, seed=args.seed)
     if args.plot is not None:           # refused before the simulation runs, so nothing is written or lost
         _check_plot_target(args.plot, run_inputs(loaded, [args.design]))
-    names = {flag: [p.strip() for p in text.split(",") if p.strip()]
-             for flag, text in (("methods", args.methods), ("ci_methods", args.ci_methods),
-                                ("pi_methods", args.pi_methods))}
-    result = simulate(design, mu=_numbers("--mu", args.mu), tau2=_numbers("--tau2", args.tau2),
-                      measure=args.measure, sd=args.sd, methods=names["methods"], ci_methods=names["ci_methods"],
-                      pi_methods=names["pi_methods"], replicates=args.replicates, seed=args.seed, level=args.level,
+    result = simulate(design, mu=_numbers("--mu", args.mu), tau2=_numbers("--tau2", args.tau2), measure=args.measure,
+                      sd=args.sd, control_mean=args.control_mean, preset=args.preset,
+                      methods=args.methods or (None if args.preset else "DL,REML"),
+                      ci_methods=args.ci_methods or (None if args.preset else "wald,hksj"),
+                      pi_methods=args.pi_methods, replicates=args.replicates, seed=args.seed, level=args.level,
                       client=args.scheduler)
     if args.plot:
         from pfps_meta.present import plots
@@ -250,19 +335,151 @@ def cmd_simulate(args) -> int:
     if args.format == "json":
         print(strict_json(result.to_dict()))
         return 0
-    lines = [f"Simulation: {design.label} ({design.k} trials; "
-             + (f"arm sizes {', '.join(f'{a}/{b}' for a, b in zip(design.n_exp, design.n_ctrl))}"
-                if design.n_exp else "given sampling variances") + ")",
-             f"true effect mu = {', '.join(f'{m:g}' for m in result.setup['mu'])}; "
-             f"{result.setup['replicates']:,} meta-analyses per cell; seed {args.seed}", *design.notes, "",
-             f"Coverage of the {100 * args.level:g}% CI (Monte Carlo SE in brackets):",
-             result.coverage_table().to_string(index=False), "",
-             "Per cell and method (bias, RMSE, CI width, rejection rate of 'effect = 0', PI coverage):",
-             result.table[["mu", "tau2", "method", "ci_method", "pi_method", "bias", "rmse", "ci_width",
-                           "rejection_rate", "pi_coverage", "nonconverged"]].to_string(
-                 index=False, float_format=lambda x: f"{x:.4f}")]
+    _print_text(str(result))
+    return 0
+
+
+class _InFile:
+    """Errors raised about a table read from ``path`` name that file, and the line of a data row."""
+
+    def __init__(self, path, table=None):
+        self.path, self.table = path, table
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None or not issubclass(kind, InputError) or exc.file:
+            return False
+        line = exc.line
+        if line is None and exc.row is not None:
+            from pfps_meta.inputs.load import LINE_COLUMN
+
+            rows = self.table[LINE_COLUMN] if self.table is not None and LINE_COLUMN in self.table else None
+            line = int(rows.iloc[exc.row - 1]) if rows is not None and 0 < exc.row <= len(rows) else exc.row + 1
+        raise InputError(exc.reason, file=str(self.path), line=line, row=exc.row, column=exc.column) from None
+
+
+def _without_positions(table):
+    """The table as the user wrote it (without the reader's line-number column)."""
+    from pfps_meta.inputs.load import LINE_COLUMN
+
+    return table.drop(columns=[LINE_COLUMN]) if LINE_COLUMN in table.columns else table
+
+
+def _names(flag, text):
+    names = [part.strip() for part in (text or "").split(",") if part.strip()]
+    if text is not None and not names:
+        raise InputError(f"{flag}: give at least one column name")
+    return names
+
+
+def cmd_multilevel(args) -> int:
+    from pfps_meta.inputs.load import read_csv
+    from pfps_meta.models.multilevel import multilevel, multivariate
+
+    levels = _names("--levels", args.levels)
+    if bool(levels) == bool(args.inner or args.outer):
+        raise InputError("give either --levels A,B (nested random intercepts) or --inner X --outer Y (random = "
+                         "~ X | Y), not both and not neither")
+    if not levels and not (args.inner and args.outer):
+        raise InputError("--inner and --outer go together (random = ~ INNER | OUTER)")
+    outermost = levels[0] if levels else args.outer
+    if args.cluster and not args.robust:
+        raise InputError("--cluster is the cluster of --robust: give --robust CR1 or CR2 as well")
+    table = read_csv(args.file)
+    data = _without_positions(table)
+    with _InFile(args.file, table):
+        V, v_text = _multilevel_v(args, data, outermost)
+        mods = args.mods.strip().lstrip("~").strip() if args.mods is not None else None
+        if mods == "":
+            raise InputError("--mods: give at least one moderator")
+        common = dict(yi=args.yi, vi=args.vi, V=V, mods=mods, intercept=not args.no_intercept, method=args.method,
+                      test=args.test, level=args.level)
+        fit = (multilevel(data, levels=tuple(levels), **common) if levels else
+               multivariate(data, inner=args.inner, outer=args.outer, struct=args.struct, **common))
+        robust = fit.robust(cluster=args.cluster or outermost, adjust=args.robust) if args.robust else None
+    if args.format == "json":
+        print(strict_json({"file": str(args.file), "V": v_text, "model": fit.to_dict(),
+                           "robust": robust.to_dict() if robust is not None else None}))
+        return 0
+    lines = [f"Data: {args.file} ({len(data)} effects); sampling covariance V: {v_text}", "", str(fit)]
+    if robust is not None:
+        lines += ["", str(robust)]
     _print_text("\n".join(lines))
     return 0
+
+
+def _multilevel_v(args, data, outermost):
+    """V from --rho/--obs and --phi/--time through vcalc, or diag(vi); and the words that say which."""
+    if args.rho is None and args.phi is None:
+        given = [flag for flag, value in (("--obs", args.obs), ("--time", args.time), ("--vcluster", args.vcluster))
+                 if value]
+        if given:
+            raise InputError(f"{', '.join(given)}: only used to build V with --rho (and --obs) or --phi (and --time)")
+        return None, f"diag({args.vi}) (independent sampling errors)"
+    if args.rho is not None and not args.obs:
+        raise InputError("--rho needs --obs, the column naming each effect's outcome")
+    if args.phi is not None and not args.time:
+        raise InputError("--phi needs --time, the numeric column of the time points")
+    if args.obs and args.rho is None:
+        raise InputError("--obs needs --rho, the assumed correlation between outcomes of one sample")
+    if args.time and args.phi is None:
+        raise InputError("--time needs --phi, the assumed autocorrelation between time points")
+    from pfps_meta.models.vcalc import vcalc
+
+    cluster = args.vcluster or outermost
+    V = vcalc(data, vi=args.vi, cluster=cluster, obs=args.obs, rho=args.rho, time=args.time, phi=args.phi)
+    parts = [f"rho = {args.rho:g} between outcomes ({args.obs})" if args.rho is not None else "",
+             f"phi = {args.phi:g} between time points ({args.time})" if args.phi is not None else ""]
+    return V, f"vcalc within {cluster}: " + "; ".join(p for p in parts if p) + " (assumed correlations)"
+
+
+def cmd_network(args) -> int:
+    from pfps_meta.models.network import network
+
+    if str(args.file).endswith(".toml"):
+        return _network_from_spec(args)
+    if args.analysis:
+        raise InputError("--analysis goes with an analysis definition (.toml), not a CSV")
+    from pfps_meta.inputs.load import read_csv
+
+    table = read_csv(args.file)
+    with _InFile(args.file, table):
+        net = network(_without_positions(table), study=args.study,
+                      treatment=args.treatment, measure=args.measure, reference=args.reference, method=args.method,
+                      ci_method=args.ci_method, level=args.level, small_values=args.small_values)
+        components = _component_model(net, args.components, args.inactive)
+    _print_network(args, net, components)
+    return 0
+
+
+def _network_from_spec(args):
+    raise InputError("network analyses from an analysis definition are being wired in; give a CSV")
+
+
+def _component_model(net, sep, inactive=None):
+    if sep is None:
+        if inactive is not None:
+            raise InputError("--inactive goes with --components")
+        return None
+    if not sep.strip():
+        raise InputError("--components: give the separator of the treatment names (e.g. '+')")
+    from pfps_meta.models.network_components import component_network
+
+    return component_network(net, sep=sep, inactive=inactive)
+
+
+def _print_network(args, net, components, header=None):
+    if args.format == "json":
+        out = {"file": str(args.file), **net.to_dict(),
+               "components": components.to_dict() if components is not None else None}
+        print(strict_json(out))
+        return
+    lines = ([header, ""] if header else []) + [str(net)]
+    if components is not None:
+        lines += ["", str(components)]
+    _print_text("\n".join(lines))
 
 
 def _check_plot_target(stem, inputs):

@@ -381,7 +381,7 @@ def _coverage_section(doc, ar, evidence):
         grid, mu, measure, scale = [0.0, 0.1, 0.3], 0.5, "SMD", "SMD scale (true SMD 0.5)"
     methods = tuple(dict.fromkeys([a.settings.method, "REML"]))
     sim = simulate(design, mu=mu, tau2=grid, measure=measure or "SMD", methods=methods, ci_methods=("wald", "hksj"),
-                   replicates=SIMULATION_REPLICATES, seed=2018, level=a.settings.level)
+                   replicates=SIMULATION_REPLICATES, seed=2018, settings=a.settings)
     own = f"{a.settings.method} + {'HKSJ' if a.settings.ci_method == 'hksj' else 'Wald'}"
     table = sim.coverage_table()
     worst_tau2 = max(grid)
