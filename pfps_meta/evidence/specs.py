@@ -46,6 +46,13 @@ SETTING_KEYS = (*OPTION_BY_NAME, *ALIASES)      # every option name of conventio
 ANALYSIS_KEYS = {"id", "label", "comparison", "outcome", "measure", "timepoint", "favourable", "target_range",
                  "published", "trials", "data", "allow_mixed_change_and_final", "split_shared_arms", "mcid",
                  "notes", "design", "impute_sd", "show_blups", *SETTING_KEYS}
+# keys of the dependent-effect and network models (``model = "multilevel" | "multivariate" | "network"``)
+MODEL_KEYS = {"model", "inner", "levels", "yi", "vi", "mods", "test", "robust", "robust_cluster", "V", "rho",
+              "rho_assumption", "phi", "struct", "nodes", "reference", "components", "inactive", "timepoints",
+              "scales", "study", "treatment"}
+ANALYSIS_KEYS |= MODEL_KEYS
+MODELS = ("pairwise", "multilevel", "multivariate", "network")
+INNER = ("timepoint", "scale", "arm")
 # Missing-SD imputation (Cochrane Handbook 6.5.2.7), only when an analysis names a rule: the SD borrowed
 # from the other trials of the same analysis (same scale for SMD; on the target range for MD).
 IMPUTE_SD = {"borrow_largest": "the largest SD among the other trials' arms in this analysis",
@@ -60,6 +67,8 @@ class TrialEntry:
     scale: str | None = None
     timepoint: str | None = None
     note: str = ""
+    timepoints: list | None = None      # several rows per trial (model analyses with inner = "timepoint")
+    scales: list | None = None          # ... or with inner = "scale"
 
 
 @dataclass
@@ -88,10 +97,18 @@ class Analysis:
     show_blups: bool = False
     assumption: str = ""
     design: str = "randomised"      # GRADE's starting level: randomised -> High, observational -> Low
+    model: str = "pairwise"         # "multilevel", "multivariate" or "network": see run_model_analysis
+    options: dict = field(default_factory=dict)     # the checked model keys (MODEL_KEYS)
 
     @property
     def key(self) -> str:
         return f"{self.review}/{self.id}"
+
+    def arm_keys(self, outcomes: pd.DataFrame) -> list[dict]:
+        """Every arm row this analysis expects from the evidence base: dicts with trial_id, arm, outcome,
+        timepoint, scale (None when any scale will do) and favourable. Used by the extraction sheet
+        (``extraction.template``, ``extraction.check_sheet``)."""
+        return expected_arm_keys(self, outcomes)
 
 
 @dataclass
@@ -158,7 +175,12 @@ def load_spec(path) -> Spec:
         merged = _settings({k: entry[k] for k in SETTING_KEYS if k in entry}, settings, name, where)
         if "trials" in entry and not entry["trials"]:
             raise InputError(f"{where} ('{entry['id']}'): trials = [] lists no trial", file=name)
-        if ("trials" in entry) == ("data" in entry):
+        model = entry.get("model", "pairwise")
+        if model not in MODELS:
+            raise InputError(f"{where} ('{entry['id']}'): model must be one of {', '.join(MODELS)} "
+                             f"(got {model!r})", file=name)
+        evidence_network = model == "network" and "data" not in entry and "trials" not in entry
+        if ("trials" in entry) == ("data" in entry) and not evidence_network:
             raise InputError(f"{where} ('{entry['id']}'): give either trials = [...] or data = \"file.csv\"",
                              file=name)
         measure = entry.get("measure")
@@ -169,11 +191,21 @@ def load_spec(path) -> Spec:
                 raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: missing {', '.join(missing)}",
                                  file=name)
             bad = [k for k in ("trial", "exp", "ctrl", "scale", "timepoint", "note") if k in t and not isinstance(t[k], str)]
+            bad += [k for k in ("timepoints", "scales") if k in t and not (
+                isinstance(t[k], list) and t[k] and all(isinstance(v, str) for v in t[k]))]
             if bad:
-                raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: {', '.join(bad)} must be text",
-                                 file=name)
+                raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: {', '.join(bad)} must be text "
+                                 "(timepoints, scales: a non-empty list of text)", file=name)
+            extra = set(t) - {"trial", "exp", "ctrl", "scale", "timepoint", "note", "timepoints", "scales"}
+            if extra:
+                raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: unknown key(s) "
+                                 f"{', '.join(sorted(extra))}", file=name)
+            if ("timepoints" in t or "scales" in t) and entry.get("model", "pairwise") == "pairwise":
+                raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: timepoints/scales lists need a "
+                                 "model analysis (model = \"multilevel\" with inner = ...)", file=name)
             trials.append(TrialEntry(trial=t["trial"], exp=t["exp"], ctrl=t["ctrl"], scale=t.get("scale"),
-                                     timepoint=t.get("timepoint"), note=t.get("note", "")))
+                                     timepoint=t.get("timepoint"), note=t.get("note", ""),
+                                     timepoints=t.get("timepoints"), scales=t.get("scales")))
         if entry.get("impute_sd") is not None and (not isinstance(entry["impute_sd"], str)
                                                    or entry["impute_sd"] not in IMPUTE_SD):
             raise InputError(f"{where} ('{entry['id']}'): impute_sd must be one of {', '.join(IMPUTE_SD)}",
@@ -181,14 +213,19 @@ def load_spec(path) -> Spec:
         if entry.get("design", "randomised") not in ("randomised", "observational"):
             raise InputError(f"{where} ('{entry['id']}'): design must be \"randomised\" or \"observational\"",
                              file=name)
+        if model == "network" and "trials" in entry:
+            raise InputError(f"{where} ('{entry['id']}'): a network takes every arm of the evidence base whose role "
+                             "is a node (or data = \"file.csv\"); it has no trials list", file=name)
+        options = _model_options(entry, model, name, where, evidence=("data" not in entry))
         favourable = entry.get("favourable")
-        if trials and favourable not in ("lower", "higher"):
+        uses_arms = bool(trials) or evidence_network
+        if uses_arms and favourable not in ("lower", "higher"):
             raise InputError(f"{where} ('{entry['id']}'): favourable must be \"lower\" or \"higher\"", file=name)
-        if trials and measures.get(measure).layout != "arm":
+        if uses_arms and measures.get(measure).layout != "arm":
             raise InputError(f"{where} ('{entry['id']}'): measure must be one of "
                              f"{', '.join(measures.names('arm'))} for evidence-base analyses", file=name)
         target = entry.get("target_range")
-        if measure == "MD" and trials and (not isinstance(target, list) or len(target) != 2):
+        if measure == "MD" and uses_arms and (not isinstance(target, list) or len(target) != 2):
             raise InputError(f"{where} ('{entry['id']}'): an MD analysis needs target_range = [min, max]",
                              file=name)
         if target is not None and not (isinstance(target, list) and len(target) == 2
@@ -205,7 +242,8 @@ def load_spec(path) -> Spec:
             allow_mixed=bool(entry.get("allow_mixed_change_and_final", False)),
             split_shared=bool(entry.get("split_shared_arms", False)), mcid=entry.get("mcid"),
             notes=entry.get("notes", ""), assumption=assumption, design=entry.get("design", "randomised"),
-            impute_sd=entry.get("impute_sd"), show_blups=bool(entry.get("show_blups", False))))
+            impute_sd=entry.get("impute_sd"), show_blups=bool(entry.get("show_blups", False)),
+            model=model, options=options))
     return Spec(path=path, review=review, settings=settings, analyses=analyses, data_dir=data_dir)
 
 
@@ -341,7 +379,8 @@ def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
     if shared and not analysis.split_shared:
         names = ", ".join(f"{t} arm {a}" for (t, a) in shared)
         raise InputError(f"analysis '{analysis.key}': {names} used in more than one comparison; a shared arm "
-                         "would be counted twice (set split_shared_arms = true to split its n)",
+                         "would be counted twice (set split_shared_arms = true to split its n, Cochrane Handbook "
+                         "23.3.4; or use its exact covariance: model = \"multilevel\", inner = \"arm\")",
                          file=str(analysis.source))
     records, missing, notes = [], [], []
     lower_is_favourable = analysis.favourable == "lower"
@@ -411,24 +450,33 @@ def _convert_arms(analysis, outcomes, selected) -> dict:
     Errors name the outcomes file or extraction sheet and its line; warnings about the typed values
     were given when the table was loaded."""
     pairs = [(entry, exp, ctrl) for entry, exp, _, ctrl, _ in selected if exp is not None and ctrl is not None]
+    return {(entry.trial, entry.exp, entry.ctrl): rows
+            for (entry, _, _), rows in zip(pairs, _convert_pairs(analysis, outcomes, pairs))}
+
+
+def _convert_pairs(analysis, outcomes, pairs) -> list:
+    """:func:`_convert_arms` for a list of ``(entry, exp_row, ctrl_row)``; returns ``(exp_row, ctrl_row)``
+    as used, in the same order (a trial may give several pairs: timepoints, scales, shared arms)."""
     if not pairs:
-        return {}
+        return []
     counts = {}
     for entry, _, _ in pairs:
         counts[entry.trial] = counts.get(entry.trial, 0) + 1
-    frames, labels = [], []
+    frames, seen = [], set()
     for entry, exp, ctrl in pairs:
         label = entry.trial if counts[entry.trial] == 1 else f"{entry.trial} ({entry.exp} vs {entry.ctrl})"
+        if label in seen:
+            label = f"{label} [{exp.get('timepoint')}, {exp.get('scale')}]"
+        seen.add(label)
         frame = arm_rows(pd.DataFrame([exp, ctrl]), source=outcomes.attrs.get("source"))
         frame["study"] = label
         frames.append(frame)
-        labels.append(label)
     table = pd.concat(frames, ignore_index=True)
     table.attrs["source"] = outcomes.attrs.get("source")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TranscriptionWarning)
         checked = study_table(table, analysis.measure, settings=analysis.settings)
-    out = {}
+    out = []
     for position, (entry, exp, ctrl) in enumerate(pairs):
         rows = []
         for offset, row in enumerate((exp, ctrl)):
@@ -440,7 +488,7 @@ def _convert_arms(analysis, outcomes, selected) -> dict:
             elif row.get("status") != "imputed":
                 row["derivation"] = ""
             rows.append(row)
-        out[(entry.trial, entry.exp, entry.ctrl)] = tuple(rows)
+        out.append(tuple(rows))
     return out
 
 
@@ -520,6 +568,8 @@ def run_analysis(analysis: Analysis, evidence: Evidence | None = None,
     opts = settings if settings is not None else analysis.settings
     if settings is not None and settings != analysis.settings:
         analysis = replace(analysis, settings=settings)
+    if analysis.model != "pairwise":
+        return run_model_analysis(analysis, evidence)
     published = evidence.published_row(analysis.published) if (evidence is not None and analysis.published) else None
     if analysis.data is not None:
         frame = read_csv(analysis.data)
@@ -571,11 +621,29 @@ def arm_size_scenarios(analysis: Analysis, evidence: Evidence) -> list[dict]:
     return scenarios
 
 
-def default_spec_paths(root=None) -> list[Path]:
+def default_spec_paths(root=None, include_models: bool = False) -> list[Path]:
     """The review analyses (``analyses/*.toml``) first, then the worked examples
-    (``analyses/examples/*.toml``), below the project root (or ``root``)."""
+    (``analyses/examples/*.toml``), below the project root (or ``root``).
+
+    Spec files with a ``model = "multilevel" | "multivariate" | "network"`` analysis give a
+    :class:`ModelAnalysisResult` from :func:`run_analysis`, not a pooled MetaResult; they are listed only
+    with ``include_models=True`` (for a caller that shows them), so the reproduce table and the pairwise
+    report stay as they are."""
     base = Path(root) if root else Path.cwd()
-    return sorted((base / "analyses").glob("*.toml")) + sorted((base / "analyses" / "examples").glob("*.toml"))
+    paths = sorted((base / "analyses").glob("*.toml")) + sorted((base / "analyses" / "examples").glob("*.toml"))
+    return paths if include_models else [p for p in paths if not has_model_analyses(p)]
+
+
+def has_model_analyses(path) -> bool:
+    """Whether a spec file has an analysis with a model other than the pairwise one (an unreadable file
+    counts as pairwise here; loading it reports what is wrong)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    entries = raw.get("analyses", [])
+    return isinstance(entries, list) and any(isinstance(e, dict) and e.get("model", "pairwise") != "pairwise"
+                                             for e in entries)
 
 
 def load_all(paths, extraction=None) -> list[tuple[Spec, Evidence | None]]:
@@ -605,3 +673,734 @@ def load_all(paths, extraction=None) -> list[tuple[Spec, Evidence | None]]:
                                      f"{evidence.data_dir / 'published.csv'}", file=str(spec.path))
         out.append((spec, evidence))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# dependent effects and networks: the model keys of a spec
+
+
+def _model_options(entry: dict, model: str, name: str, where: str, evidence: bool) -> dict:
+    """The model keys of one [[analyses]] entry, checked; each bad value is one InputError naming the
+    spec file, the entry and its id, and the key."""
+    here = f"{where} ('{entry.get('id')}')"
+    given = {k: entry[k] for k in MODEL_KEYS if k in entry and k != "model"}
+    if model == "pairwise":
+        if given:
+            raise InputError(f"{here}: {', '.join(sorted(given))} need a model (model = \"multilevel\", "
+                             "\"multivariate\" or \"network\")", file=name)
+        return {}
+
+    def fail(key, why):
+        raise InputError(f"{here}: {key} {why}", file=name)
+
+    def text(key, default=None, choices=None):
+        value = entry.get(key, default)
+        if value is not None and not isinstance(value, str):
+            fail(key, f"must be text (got {value!r})")
+        if value is not None and choices and value not in choices:
+            fail(key, f"must be one of {', '.join(choices)} (got {value!r})")
+        return value
+
+    def texts(key):
+        value = entry.get(key)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [value]
+        if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+            fail(key, f"must be a non-empty list of text (got {value!r})")
+        return list(value)
+
+    def number(key, low, high, where_text):
+        value = entry.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            fail(key, f"must be a number in [{low:g}, {high:g}] ({where_text}; got {value!r})")
+        return float(value)
+
+    allowed = {"multilevel": {"inner", "levels", "yi", "vi", "mods", "test", "robust", "robust_cluster", "V", "rho",
+                              "rho_assumption", "phi", "timepoints", "scales"},
+               "network": {"nodes", "reference", "components", "inactive", "study", "treatment"}}
+    allowed["multivariate"] = allowed["multilevel"] | {"struct"}
+    extra = set(given) - allowed[model]
+    if extra:
+        fail(", ".join(sorted(extra)), f"is not a key of model = \"{model}\" (its keys: "
+                                       f"{', '.join(sorted(allowed[model]))})")
+    out = {"method": entry.get("method", "REML")}
+    if model == "network":
+        if out["method"] not in ("REML", "ML", "DL", "FE"):
+            fail("method", f"must be REML, ML, DL or FE for a network (got {out['method']!r})")
+        nodes = entry.get("nodes")
+        if nodes is not None and not (isinstance(nodes, dict) and nodes
+                                      and all(isinstance(v, str) and v for v in nodes.values())):
+            fail("nodes", "must map arm roles to treatment names, e.g. { hip_knee = \"hip + knee\" }")
+        if evidence and nodes is None:
+            fail("nodes", "is needed: which arm roles of outcomes.csv are which network treatment")
+        reference = text("reference")
+        if reference is None:
+            fail("reference", "is needed (the treatment every effect is compared with)")
+        if nodes is not None and reference not in set(nodes.values()):
+            fail("reference", f"'{reference}' is not among the nodes ({', '.join(sorted(set(nodes.values())))})")
+        components = entry.get("components")
+        if components is not None:
+            if not (isinstance(components, dict) and all(
+                    isinstance(v, list) and v and all(isinstance(c, str) for c in v) for v in components.values())):
+                fail("components", "must map treatments to lists of components, e.g. "
+                                   "{ \"hip + knee\" = [\"hip\", \"knee\"] }")
+            if nodes is not None:
+                known = set(nodes) | set(nodes.values())
+                unknown = [k for k in components if k not in known]
+                if unknown:
+                    fail("components", f"names {', '.join(unknown)}, which is neither a node role nor a treatment")
+                components = {nodes.get(k, k): v for k, v in components.items()}
+        inactive = text("inactive")
+        if inactive is not None and nodes is not None:
+            inactive = nodes.get(inactive, inactive)
+            if inactive not in set(nodes.values()):
+                fail("inactive", f"'{inactive}' is not among the nodes")
+        out.update(nodes=dict(nodes) if nodes else None, reference=reference, components=components,
+                   inactive=inactive, study=text("study", "study"), treatment=text("treatment", "treatment"))
+        return out
+    if out["method"] not in ("REML", "ML"):
+        fail("method", f"must be REML or ML for a {model} model (got {out['method']!r})")
+    out["test"] = text("test", "z", ("z", "t"))
+    out["robust"] = text("robust", None, ("CR0", "CR1", "CR2"))
+    out["rho"] = number("rho", -1, 1, "a correlation")
+    out["phi"] = number("phi", 0, 1, "the AR(1) correlation between timepoints one week apart")
+    out["rho_assumption"] = text("rho_assumption", "")
+    out["struct"] = text("struct", "CS" if model == "multivariate" else None,
+                         ("CS", "HCS", "UN", "ID", "DIAG", "AR", "HAR", "CAR"))
+    if evidence:
+        inner = entry.get("inner")
+        if inner not in INNER:
+            fail("inner", f"must be one of {', '.join(INNER)} (the variable that varies within a trial; "
+                          f"got {inner!r})")
+        out["inner"] = inner
+        out["timepoints"], out["scales"] = texts("timepoints"), texts("scales")
+        if (out["rho"] is not None or out["phi"] is not None) and not out["rho_assumption"]:
+            fail("rho_assumption", "must say why rho/phi has its value (it is an assumption, reported with "
+                                   "the result)")
+        if inner == "scale" and out["rho"] is None:
+            fail("rho", "is needed with inner = \"scale\": the correlation between two scales measured on the "
+                        "same participants")
+        if inner == "timepoint" and out["rho"] is None and out["phi"] is None:
+            fail("rho", "(or phi) is needed with inner = \"timepoint\": the correlation between the same "
+                        "participants' scores at two timepoints")
+        for key in ("levels", "yi", "vi", "mods", "V", "robust_cluster"):
+            if key in entry:
+                fail(key, "is a key of data-file analyses (data = \"file.csv\"); evidence-base analyses use "
+                          "trial / inner")
+        return out
+    for key in ("inner", "timepoints", "scales"):
+        if key in entry:
+            fail(key, "is a key of evidence-base analyses (trials = [...])")
+    levels = texts("levels")
+    if not levels or (model == "multivariate" and len(levels) != 2):
+        fail("levels", "is needed: the nesting columns of the data file, outermost first, e.g. "
+                       "[\"district\", \"study\"] (multivariate: [outer, inner], random = ~ inner | outer)")
+    out["levels"] = levels
+    out["yi"], out["vi"] = text("yi", "yi"), text("vi", "vi")
+    out["mods"] = texts("mods")
+    out["robust_cluster"] = text("robust_cluster")
+    V = entry.get("V")
+    if V is not None:
+        if not isinstance(V, dict) or set(V) - {"rho", "obs", "cluster", "time", "phi", "type"}:
+            fail("V", "must be a table with keys among rho, obs, cluster, time, phi, type (metafor vcalc)")
+        for key in ("obs", "cluster", "time", "type"):
+            if key in V and not isinstance(V[key], str):
+                fail(f"V.{key}", f"must be a column name (got {V[key]!r})")
+        for key, low in (("rho", -1), ("phi", 0)):
+            if key in V and (isinstance(V[key], bool) or not isinstance(V[key], (int, float))
+                             or not low <= V[key] <= 1):
+                fail(f"V.{key}", f"must be a number in [{low}, 1] (got {V[key]!r})")
+        if "cluster" not in V:
+            fail("V.cluster", "is needed: the column whose rows may be correlated")
+        V = dict(V)
+    out["V"] = V
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# dependent effects and networks: building the rows, fitting, the result
+
+
+def _spec_error(analysis: Analysis, why: str) -> InputError:
+    return InputError(f"analysis '{analysis.key}': {why}", file=str(analysis.source))
+
+
+def expected_arm_keys(analysis: Analysis, outcomes: pd.DataFrame) -> list[dict]:
+    """The arm rows an evidence-base analysis expects (see :meth:`Analysis.arm_keys`): for a pairwise
+    analysis its entries' two arms; for a multilevel one every entry x inner value (timepoints or scales
+    listed, else all those outcomes.csv has for the trial); for a network every arm of outcomes.csv with
+    the analysis's outcome and timepoint whose role is a node."""
+    keys = []
+    if analysis.data is not None:
+        return keys
+    if analysis.model == "network":
+        nodes = analysis.options.get("nodes") or {}
+        o = outcomes[(outcomes["outcome"] == analysis.outcome) & (outcomes["timepoint"] == analysis.timepoint)
+                     & outcomes["role"].isin(list(nodes))]
+        for (trial, arm), _ in o.groupby(["trial_id", "arm"], sort=False):
+            keys.append({"trial_id": trial, "arm": arm, "outcome": analysis.outcome, "timepoint": analysis.timepoint,
+                         "scale": None, "favourable": analysis.favourable})
+        return keys
+    for entry in analysis.trials:
+        for sub in _inner_entries(analysis, entry, outcomes):
+            for arm in (sub.exp, sub.ctrl):
+                keys.append({"trial_id": sub.trial, "arm": arm, "outcome": analysis.outcome,
+                             "timepoint": sub.timepoint or analysis.timepoint, "scale": sub.scale,
+                             "favourable": analysis.favourable})
+    return keys
+
+
+def _inner_entries(analysis: Analysis, entry: TrialEntry, outcomes: pd.DataFrame) -> list[TrialEntry]:
+    """One entry per row the trial gives: per timepoint or scale listed (by the entry, else the analysis,
+    else all that outcomes.csv holds for both arms), or the entry itself."""
+    inner = analysis.options.get("inner") if analysis.model in ("multilevel", "multivariate") else None
+    if inner not in ("timepoint", "scale"):
+        return [entry]
+    listed = (entry.timepoints or analysis.options.get("timepoints")) if inner == "timepoint" else \
+        (entry.scales or analysis.options.get("scales"))
+    if not listed:
+        rows = outcomes[(outcomes["trial_id"] == entry.trial) & (outcomes["outcome"] == analysis.outcome)
+                        & outcomes["arm"].isin([entry.exp, entry.ctrl])]
+        if inner == "scale":
+            rows = rows[rows["timepoint"] == (entry.timepoint or analysis.timepoint)]
+        elif entry.scale is not None:
+            rows = rows[rows["scale"] == entry.scale]
+        listed = list(dict.fromkeys(rows[inner].astype(str))) or [entry.timepoint or analysis.timepoint
+                                                                  if inner == "timepoint" else entry.scale]
+    if inner == "timepoint":
+        return [replace(entry, timepoint=t) for t in listed]
+    return [replace(entry, scale=s) for s in listed]
+
+
+def _availability_row(trial, arm, role, inner_value, row, node=None):
+    """One line of the availability table: what an arm has and lacks (n, mean, SD)."""
+    if row is None:
+        have = {"n": False, "mean": False, "sd": False}
+    else:
+        have = {k: not np.isnan(float(row[k])) for k in ("n", "mean", "sd")}
+    lacking = [{"n": "n", "mean": "mean", "sd": "SD"}[k] for k, ok in have.items() if not ok]
+    out = {"trial": trial, "arm": arm, "role": role}
+    if node is not None:
+        out["node"] = node
+    if inner_value is not None:
+        out["inner"] = inner_value
+    out.update({"scale": None if row is None else row.get("scale"), "n": have["n"], "mean": have["mean"],
+                "sd": have["sd"], "missing": ", ".join(lacking) if lacking else "",
+                "status": "no row" if row is None else row.get("status")})
+    return out
+
+
+def _pair_correlation(a: dict, b: dict, rho, phi) -> float:
+    """The correlation between two measurements of the same participants (rows a, b of one trial): 1 for
+    the same scale at the same timepoint; phi^|weeks apart| across timepoints when phi is given (else
+    rho); times rho across scales (vcalc's rho for different obs, phi for time)."""
+    r = 1.0
+    same_time = a["timepoint"] == b["timepoint"]
+    if not same_time:
+        if phi is not None and np.isfinite(a["weeks"]) and np.isfinite(b["weeks"]):
+            r *= phi ** abs(a["weeks"] - b["weeks"])
+        else:
+            r *= rho if rho is not None else np.nan
+    if a["scale"] != b["scale"]:
+        r *= rho if rho is not None else np.nan
+    return r
+
+
+def dependent_covariance(rows: list[dict], measure: str) -> np.ndarray:
+    """The sampling covariance of contrasts of one trial computed from its arms (rows: dicts with sign,
+    exp, ctrl, n_exp, n_ctrl, sd_exp, sd_ctrl, yi, vi, timepoint, weeks, scale, r: the correlations with
+    the other rows of the trial; see :func:`_pair_correlation`).
+
+    For rows i, j and each arm a in both (L = +1 experimental, -1 control, times the row's sign):
+    MD: ``r_ij sum_a L_ia L_ja sd_a,i sd_a,j / n_a``; SMD: ``r_ij sum_a L_ia L_ja / n_a
+    + r_ij^2 y_i y_j n_shared / (2 N_i N_j)``. With r = 1 (the same measurement: an arm shared by two
+    comparisons) these are the exact forms of :func:`pfps_meta.models.vcalc.contrast_covariance`
+    (Gleser & Olkin 2009); across timepoints or scales, r (the spec's rho, or phi^|weeks|) scales the
+    shared arm's covariance as metafor's ``vcalc`` does. n_a is the smaller n of the arm's two
+    measurements (the later completers assumed a subset). The diagonal is each row's own vi.
+    """
+    m = len(rows)
+    V = np.zeros((m, m))
+    for i, a in enumerate(rows):
+        for j, b in enumerate(rows):
+            if i == j:
+                V[i, i] = a["vi"]
+                continue
+            r = a["r"][j]
+            total, shared_n = 0.0, 0.0
+            for side_a in ("exp", "ctrl"):
+                for side_b in ("exp", "ctrl"):
+                    if a[side_a] != b[side_b]:
+                        continue
+                    n = min(a[f"n_{side_a}"], b[f"n_{side_b}"])
+                    L = (1 if side_a == "exp" else -1) * (1 if side_b == "exp" else -1) * a["sign"] * b["sign"]
+                    if measure == "MD":
+                        total += L * a[f"sd_{side_a}"] * b[f"sd_{side_b}"] / n
+                    else:
+                        total += L / n
+                    shared_n += n
+            V[i, j] = r * total
+            if measure != "MD" and shared_n:
+                N_a, N_b = a["n_exp"] + a["n_ctrl"], b["n_exp"] + b["n_ctrl"]
+                V[i, j] += r ** 2 * a["yi"] * b["yi"] * shared_n / (2 * N_a * N_b)
+    return V
+
+
+def build_dependent(analysis: Analysis, evidence: Evidence):
+    """Rows (trial x inner value) of a multilevel/multivariate evidence-base analysis, their V (a
+    BlockDiagonal, one block per trial), the availability table, what is missing and notes."""
+    from pfps_meta.models.blocks import BlockDiagonal
+
+    o = evidence.outcomes
+    inner = analysis.options["inner"]
+    rho, phi = analysis.options.get("rho"), analysis.options.get("phi")
+    known = set(o["trial_id"])
+    unknown = [e.trial for e in analysis.trials if e.trial not in known]
+    if unknown:
+        raise _spec_error(analysis, f"trial(s) {', '.join(unknown)} have no row in outcomes.csv")
+    selected, availability, missing, entries = [], [], [], []
+    for entry in analysis.trials:
+        subs = _inner_entries(analysis, entry, o)
+        for sub in subs:
+            value = (sub.timepoint or analysis.timepoint) if inner == "timepoint" else \
+                (sub.scale if inner == "scale" else f"{sub.exp} vs {sub.ctrl}")
+            got = []
+            for arm in (sub.exp, sub.ctrl):
+                row, rows = _arm_row(o, analysis, sub, arm)
+                shown = row if row is not None else (rows.iloc[0] if len(rows) else None)
+                role = None if shown is None else shown.get("role")
+                availability.append(_availability_row(sub.trial, arm, role, value, shown))
+                got.append((row, rows))
+            (exp, exp_rows), (ctrl, ctrl_rows) = got
+            if exp is not None and ctrl is not None:
+                selected.append((sub, exp, ctrl, value))
+            else:
+                missing.append({"trial": sub.trial, "inner": value,
+                                "reason": "no row in data/outcomes.csv" if not (len(exp_rows) or len(ctrl_rows))
+                                else "n, mean and SD not recovered for both arms"})
+        entries.append(entry)
+    converted = _convert_pairs(analysis, o, [(s, e, c) for s, e, c, _ in selected])
+    records, lower = [], analysis.favourable == "lower"
+    usage = {}
+    for (sub, _, _, value), (exp, ctrl) in zip(selected, converted):
+        usage.update({(sub.trial, sub.exp): 1, (sub.trial, sub.ctrl): 1})
+        lost = []
+        rec = _arm_level_record(analysis, sub, exp, ctrl, usage, lower, lost)
+        if rec is None:
+            missing.extend({**m, "inner": value} for m in lost)
+            continue
+        flip = bool(exp["higher_is_better"]) == lower
+        weeks = _num(exp.get("timepoint_weeks"))
+        rec.update({"trial": sub.trial, "inner": value, "exp": sub.exp, "ctrl": sub.ctrl,
+                    "timepoint": sub.timepoint or analysis.timepoint, "weeks": weeks, "scale": exp["scale"],
+                    "sign": -1.0 if flip else 1.0})
+        records.append(rec)
+    table = pd.DataFrame(records)
+    blocks, index = [], []
+    if len(table):
+        table = table.sort_values("trial", kind="stable", key=lambda s: s.map(
+            {e.trial: i for i, e in enumerate(analysis.trials)})).reset_index(drop=True)
+        rows = table.to_dict("records")
+        for trial, group in table.groupby("trial", sort=False):
+            members = [rows[i] for i in group.index]
+            for a in members:
+                a["r"] = [_pair_correlation(a, b, rho, phi) for b in members]
+            block = dependent_covariance(members, analysis.measure)
+            if not np.all(np.isfinite(block)):
+                raise _spec_error(analysis, f"{trial}: rows at different timepoints or scales need rho (or phi) "
+                                            "for their correlation")
+            if np.linalg.eigvalsh(block).min() <= 0:
+                raise _spec_error(analysis, f"{trial}: the covariance of its rows is not positive definite with "
+                                            f"rho = {rho}, phi = {phi}")
+            blocks.append(block)
+            index.append(np.asarray(group.index))
+    V = BlockDiagonal(tuple(index), tuple(blocks), tuple(dict.fromkeys(table["trial"]))) if len(table) else None
+    return table, V, pd.DataFrame(availability), missing
+
+
+@dataclass
+class ModelAnalysisResult(AnalysisResult):
+    """A dependent-effect (multilevel / multivariate) or network analysis of a spec.
+
+    ``fit``: the fitted model (:class:`~pfps_meta.models.multilevel.MultilevelResult` or
+    :class:`~pfps_meta.models.network.NetworkResult`), or None with ``reason`` saying why in words;
+    ``robust``: the cluster-robust result when the spec asks (``robust = "CR2"``); ``components``: the
+    additive component model of a network when asked; ``effects``: the rows that entered (one per trial x
+    inner value, or per contrast); ``availability``: per trial and arm (and inner value) which of n, mean,
+    SD are there; ``decision``: the model used and why, in words; ``notes``; ``options``: the settings.
+    ``result`` (the pairwise MetaResult of AnalysisResult) is None, so the reproduce table shows these
+    analyses as ``no_target`` or ``incomplete`` with the counts below.
+    """
+
+    model: str = ""
+    fit: object = None
+    reason: str = ""
+    robust: object = None
+    components: object = None
+    effects: pd.DataFrame = field(default_factory=pd.DataFrame)
+    availability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    decision: str = ""
+    notes: list = field(default_factory=list)
+    options: dict = field(default_factory=dict)
+    n_effects: int = 0
+    n_clusters: int = 0
+
+    @property
+    def k_available(self) -> int:
+        return self.n_clusters
+
+    @property
+    def k_expected(self) -> int:
+        return len(self.studies.expected) if self.studies.expected else self.n_clusters
+
+    @property
+    def participants(self):
+        return None
+
+    @property
+    def settings(self) -> dict:
+        return {"model": self.model, **{k: v for k, v in self.options.items() if v is not None}}
+
+    def __str__(self) -> str:
+        a = self.analysis
+        lines = [f"{a.key}: {a.label}", f"model: {self.model}", self.decision]
+        lines.append(f"effects: {self.n_effects}, clusters: {self.n_clusters}"
+                     + (f" of {self.k_expected} expected" if self.studies.expected else ""))
+        if self.studies.missing:
+            lines.append("incomplete: " + "; ".join(
+                f"{m['trial']}" + (f" ({m['inner']})" if m.get("inner") else "") + f": {m['reason']}"
+                for m in self.studies.missing))
+        if self.fit is None:
+            lines.append(f"not fitted: {self.reason}")
+        else:
+            lines += ["", str(self.fit)]
+            if self.robust is not None:
+                lines += ["", str(self.robust)]
+            if self.components is not None:
+                lines += ["", str(self.components)]
+        if len(self.availability):
+            have = self.availability[self.availability["missing"] == ""]
+            lines.append(f"\narms with n, mean and SD: {len(have)} of {len(self.availability)}")
+            gaps = self.availability[self.availability["missing"] != ""]
+            if len(gaps):
+                shown = [f"{r['trial']} {r['arm']}" + (f" ({r['inner']})" if r.get("inner") else "")
+                         + f": {r['missing']}" for r in gaps.to_dict("records")]
+                lines.append("missing: " + "; ".join(shown))
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(line for line in lines if line is not None)
+
+    def to_dict(self) -> dict:
+        from pfps_meta.formatting import json_ready
+
+        fit = None
+        if self.fit is not None:
+            fit = self.fit.to_dict() if hasattr(self.fit, "to_dict") else None
+            if fit is None and hasattr(self.fit, "to_frame"):
+                fit = {"effects": self.fit.to_frame().reset_index().to_dict("records"), "tau2": self.fit.tau2}
+        return json_ready({
+            "analysis": self.analysis.key, "label": self.analysis.label, "model": self.model,
+            "decision": self.decision, "fitted": self.fit is not None, "reason": self.reason or None,
+            "n_effects": self.n_effects, "n_clusters": self.n_clusters, "k_expected": self.k_expected,
+            "missing": self.studies.missing, "fit": fit,
+            "robust": self.robust.to_dict() if self.robust is not None else None,
+            "components": _component_dict(self.components),
+            "availability": self.availability.to_dict("records"),
+            "effects": self.effects.drop(columns=[c for c in ("r",) if c in self.effects.columns]).to_dict("records"),
+            "notes": list(self.notes), "settings": self.settings})
+
+
+def _component_dict(comp):
+    if comp is None:
+        return None
+    return {"components": list(comp.components), "beta": list(comp.beta), "se": list(np.sqrt(np.diag(comp.vb))),
+            "tau2": comp.tau2, "Q_additive": comp.Q_additive, "df_additive": comp.df_additive}
+
+
+def _number_words(n: int) -> str:
+    return {2: "two", 3: "three", 4: "four", 5: "five"}.get(n, str(n))
+
+
+def _fit_dependent(analysis, frame, V, levels, cluster):
+    """multilevel()/multivariate() on the rows, and robust() when asked; returns (fit, robust)."""
+    from pfps_meta.models.multilevel import multilevel, multivariate
+
+    o = analysis.options
+    if analysis.model == "multilevel":
+        fit = multilevel(frame, yi="yi", vi="vi", V=V, levels=tuple(levels), mods=o.get("mods"),
+                         method=o["method"], test=o["test"], level=analysis.settings.level)
+    else:
+        fit = multivariate(frame, yi="yi", vi="vi", V=V, outer=levels[0], inner=levels[1], struct=o["struct"],
+                           mods=o.get("mods"), method=o["method"], test=o["test"], level=analysis.settings.level)
+    robust = fit.robust(cluster=np.asarray(cluster), adjust=o["robust"]) if o.get("robust") else None
+    return fit, robust
+
+
+def _run_dependent_evidence(analysis: Analysis, evidence: Evidence) -> ModelAnalysisResult:
+    o = analysis.options
+    inner = o["inner"]
+    table, V, availability, missing = build_dependent(analysis, evidence)
+    trials = list(dict.fromkeys(table["trial"])) if len(table) else []
+    k, m = len(table), len(trials)
+    why = {"timepoint": "several timepoints per trial", "scale": "several scales per trial",
+           "arm": "comparisons that share an arm"}[inner]
+    if o.get("rho") is not None or o.get("phi") is not None:
+        parts = [f"rho = {o['rho']:g}" if o.get("rho") is not None else None,
+                 f"phi = {o['phi']:g} per week (AR(1) over timepoint_weeks)" if o.get("phi") is not None else None]
+        vtext = f"V from {' and '.join(p for p in parts if p)} (assumed: {o['rho_assumption']})"
+    else:
+        vtext = "V exact from the arms (shared arms' covariance)"
+    shape = (f"a three-level model (trial / {inner})" if analysis.model == "multilevel"
+             else f"a multivariate model (~ {inner} | trial, struct {o['struct']})")
+    decision = (f"{m} trial{'s' if m != 1 else ''} give {k} effect{'s' if k != 1 else ''}: {why}; {shape} with "
+                f"{vtext}" + (f"; {o['robust']} cluster-robust inference by trial" if o.get("robust") else ""))
+    fit = robust = None
+    reason = ""
+    frame = table.rename(columns={"inner": inner}) if len(table) else table
+    if k < 2 or m < 2:
+        reason = (f"{k} effect(s) from {m} trial(s) have data; a {analysis.model} model needs effects from at "
+                  "least two trials")
+    else:
+        frame[inner] = frame[inner].astype(str)
+        levels = ["trial", inner]
+        if analysis.model == "multivariate" and o["struct"] in ("AR", "HAR", "CAR"):
+            levels = ["trial", "weeks"]
+        try:
+            fit, robust = _fit_dependent(analysis, frame, V, levels, frame["trial"])
+        except InputError as exc:
+            reason = f"the model could not be fitted: {exc.reason if hasattr(exc, 'reason') else exc}"
+    notes = [f"{analysis.model} model: {decision}"] if fit is not None else []
+    studies = StudyTable(table=frame, missing=missing, expected=[e.trial for e in analysis.trials], notes=notes)
+    return ModelAnalysisResult(analysis=analysis, result=None, studies=studies, published=None,
+                               model=analysis.model, fit=fit, reason=reason, robust=robust, effects=frame,
+                               availability=availability, decision=decision, notes=notes, options=dict(o),
+                               n_effects=k, n_clusters=m)
+
+
+def _data_columns(analysis: Analysis, frame: pd.DataFrame, columns: dict):
+    for key, column in columns.items():
+        if column is not None and column not in frame.columns:
+            raise _spec_error(analysis, f"{key} = '{column}' is not a column of {analysis.data.name} "
+                                        f"(columns: {', '.join(c for c in frame.columns if not c.startswith('_'))})")
+
+
+def _numeric(analysis, frame, column):
+    values = pd.to_numeric(frame[column], errors="coerce")
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise InputError(f"analysis '{analysis.key}': {column} is not a number ({frame[column].iloc[row]!r})",
+                         file=str(analysis.data), line=frame["_line"].iloc[row] if "_line" in frame else None,
+                         column=column)
+    return values.to_numpy(float)
+
+
+def _run_dependent_data(analysis: Analysis) -> ModelAnalysisResult:
+    from pfps_meta.models.vcalc import vcalc
+
+    o = analysis.options
+    raw = read_csv(analysis.data)
+    Vspec = o.get("V") or {}
+    columns = {f"levels[{i}]": c for i, c in enumerate(o["levels"])}
+    columns.update(yi=o["yi"], vi=o["vi"], robust_cluster=o.get("robust_cluster"))
+    columns.update({f"mods[{i}]": c for i, c in enumerate(o.get("mods") or [])})
+    columns.update({f"V.{k}": Vspec.get(k) for k in ("obs", "cluster", "time", "type")})
+    _data_columns(analysis, raw, columns)
+    frame = raw.copy()
+    frame["yi"], frame["vi"] = _numeric(analysis, raw, o["yi"]), _numeric(analysis, raw, o["vi"])
+    for column in o.get("mods") or []:
+        values = pd.to_numeric(raw[column], errors="coerce")
+        if not values.isna().any():
+            frame[column] = values.to_numpy(float)
+    if Vspec.get("time"):
+        frame[Vspec["time"]] = _numeric(analysis, raw, Vspec["time"])
+    V = None
+    if Vspec:
+        V = vcalc(frame, vi="vi", cluster=Vspec["cluster"], obs=Vspec.get("obs"), type=Vspec.get("type"),
+                  rho=Vspec.get("rho"), time=Vspec.get("time"), phi=Vspec.get("phi"))
+    cluster_col = o.get("robust_cluster") or o["levels"][0]
+    fit, robust = _fit_dependent(analysis, frame, V, o["levels"], frame[cluster_col].astype(str).to_numpy())
+    k, m = len(frame), int(frame[o["levels"][0]].nunique())
+    nested = " / ".join(o["levels"])
+    vtext = (f"; V from vcalc (rho = {Vspec.get('rho', 'none')} between {Vspec.get('obs')} rows of one "
+             f"{Vspec['cluster']}{', assumed: ' + o['rho_assumption'] if o.get('rho_assumption') else ''})"
+             if Vspec else "; independent sampling errors (V = diag(vi))")
+    shape = (f"a {_number_words(len(o['levels']) + 1)}-level model ({nested})" if analysis.model == "multilevel"
+             else f"a multivariate model (~ {o['levels'][1]} | {o['levels'][0]}, struct {o['struct']})")
+    decision = (f"{m} {o['levels'][0]} clusters give {k} effects: {shape}{vtext}"
+                + (f"; {o['robust']} cluster-robust inference by {cluster_col}" if robust is not None else ""))
+    studies = StudyTable(table=frame, missing=[], expected=[], notes=[])
+    return ModelAnalysisResult(analysis=analysis, result=None, studies=studies, published=None,
+                               model=analysis.model, fit=fit, robust=robust, effects=frame.drop(
+                                   columns=[c for c in frame.columns if c.startswith("_")]),
+                               decision=decision, options=dict(o), n_effects=k, n_clusters=m)
+
+
+def _connected_parts(edges, nodes) -> list:
+    parent = {t: t for t in nodes}
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in edges:
+        parent[find(a)] = find(b)
+    groups = {}
+    for t in nodes:
+        groups.setdefault(find(t), []).append(t)
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: (-len(g), g))
+
+
+def build_network_arms(analysis: Analysis, evidence: Evidence):
+    """The arms of an evidence-base network: every arm of outcomes.csv at the analysis's outcome and
+    timepoint whose role is a node (a trial with several scales for the outcome: the first listed in
+    ``scales``, else the first in outcomes.csv). Returns (arms with n, mean, SD on the analysis's scale and
+    direction, the availability table, missing list, notes)."""
+    o = evidence.outcomes
+    nodes = analysis.options["nodes"]
+    unknown = [role for role in nodes if role not in set(o["role"])]
+    if unknown:
+        raise _spec_error(analysis, f"nodes: role(s) {', '.join(unknown)} match no arm of outcomes.csv (roles: "
+                                    f"{', '.join(sorted(set(o['role'])))})")
+    rows = o[(o["outcome"] == analysis.outcome) & (o["timepoint"] == analysis.timepoint) & o["role"].isin(list(nodes))]
+    if rows.empty:
+        raise _spec_error(analysis, f"no arm of outcomes.csv has outcome '{analysis.outcome}' at timepoint "
+                                    f"'{analysis.timepoint}' with a role among the nodes")
+    preferred = analysis.options.get("scales") or []
+    availability, chosen, notes = [], [], []
+    for trial, group in rows.groupby("trial_id", sort=False):
+        scales = list(dict.fromkeys(group["scale"]))
+        complete = group[group["n"].notna() & group["mean"].notna() & group["sd"].notna()]
+        ranked = [s for s in preferred if s in scales] + [s for s in scales if s not in preferred]
+        with_data = [s for s in ranked if (complete["scale"] == s).sum() >= 2]
+        scale = with_data[0] if with_data else ranked[0]
+        if len(scales) > 1:
+            notes.append(f"{trial}: {analysis.outcome} on {scale} (of {', '.join(scales)})")
+        for _, row in group[group["scale"] == scale].iterrows():
+            availability.append(_availability_row(trial, row["arm"], row["role"], None, row, nodes[row["role"]]))
+            if not (np.isnan(row["n"]) or np.isnan(row["mean"]) or np.isnan(row["sd"])):
+                chosen.append(row)
+    availability = pd.DataFrame(availability)
+    missing = []
+    for trial, group in availability.groupby("trial", sort=False):
+        lacking = group[group["missing"] != ""]
+        if len(lacking):
+            missing.append({"trial": trial, "reason": "; ".join(f"{r['arm']} ({r['node']}): {r['missing']}"
+                                                                  for r in lacking.to_dict("records"))})
+    if not chosen:
+        return pd.DataFrame(columns=["study", "treatment", "n", "mean", "sd"]), availability, missing, notes
+    arms = pd.DataFrame(chosen)
+    counts = arms.groupby("trial_id")["arm"].transform("size")
+    arms = arms[counts >= 2]
+    if arms.empty:
+        return pd.DataFrame(columns=["study", "treatment", "n", "mean", "sd"]), availability, missing, notes
+    # checked and converted by the one entrance, as the pairwise analyses' arms are
+    table = arm_rows(arms, source=o.attrs.get("source"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TranscriptionWarning)
+        checked = study_table(table, analysis.measure, settings=analysis.settings)
+    mean, sd = checked["mean"].to_numpy(float), checked["sd"].to_numpy(float)
+    if analysis.measure == "MD":
+        lo, hi = arms["scale_min"].to_numpy(float), arms["scale_max"].to_numpy(float)
+        if np.isnan(lo).any() or np.isnan(hi).any():
+            raise _spec_error(analysis, "an arm's scale range is unknown; an MD network needs every scale's range")
+        factor = (analysis.target_range[1] - analysis.target_range[0]) / (hi - lo)
+        mean, sd = mean * factor, sd * factor
+    # one direction for every arm: a scale that runs the other way has its means negated
+    native_lower = analysis.favourable == "lower"
+    reverse = arms["higher_is_better"].to_numpy(bool) == native_lower
+    mean = np.where(reverse, -mean, mean)
+    out = pd.DataFrame({"study": arms["trial_id"].to_numpy(), "treatment": [nodes[r] for r in arms["role"]],
+                        "arm": arms["arm"].to_numpy(), "n": arms["n"].to_numpy(float), "mean": mean, "sd": sd})
+    return out, availability, missing, notes
+
+
+def _fit_network(analysis: Analysis, arms: pd.DataFrame, study: str, treatment: str, small_values: str):
+    """(fit, components, reason): the network when the arms with data form a connected network of at
+    least two treatments, else None and why."""
+    from pfps_meta.models.network import network
+    from pfps_meta.models.network_components import component_network
+
+    o = analysis.options
+    if arms.empty:
+        return None, None, "no trial has n, mean and SD for two or more arms"
+    treatments = sorted(set(arms[treatment]))
+    if len(treatments) < 2:
+        return None, None, f"the arms with data cover one treatment only ({treatments[0]})"
+    edges = []
+    for _, group in arms.groupby(study, sort=False):
+        present = list(dict.fromkeys(group[treatment]))
+        edges += [(present[0], t) for t in present[1:]]
+    parts = _connected_parts(edges, treatments)
+    if len(parts) > 1:
+        text = "; ".join("{" + ", ".join(p) + "}" for p in parts)
+        return None, None, f"the arms with data form {len(parts)} unconnected sub-networks ({text})"
+    if o["reference"] not in treatments:
+        return None, None, f"the reference '{o['reference']}' has no arm with data"
+    ci = {"wald": "wald", "hksj": "hk", "t": "t"}.get(analysis.settings.ci_method, "wald")
+    fit = network(arms, study=study, treatment=treatment, measure=analysis.measure, reference=o["reference"],
+                  method=o["method"], ci_method=ci, level=analysis.settings.level, small_values=small_values)
+    comp = None
+    if o.get("components"):
+        comp = component_network(fit, components=o["components"], inactive=o.get("inactive"))
+    return fit, comp, ""
+
+
+def _run_network(analysis: Analysis, evidence: Evidence | None) -> ModelAnalysisResult:
+    o = analysis.options
+    notes, missing, availability = [], [], pd.DataFrame()
+    if analysis.data is not None:
+        raw = read_csv(analysis.data)
+        _data_columns(analysis, raw, {"study": o["study"], "treatment": o["treatment"], "n": "n",
+                                      **({"mean": "mean", "sd": "sd"} if analysis.measure in ("MD", "SMD")
+                                         else {"events": "events"})})
+        arms = raw.copy()
+        for column in ("n", "mean", "sd", "events"):
+            if column in arms.columns:
+                arms[column] = _numeric(analysis, raw, column)
+        if o.get("nodes"):
+            arms[o["treatment"]] = arms[o["treatment"]].map(lambda t: o["nodes"].get(t, t))
+        if o["reference"] not in set(arms[o["treatment"]]):
+            raise _spec_error(analysis, f"reference '{o['reference']}' is not a treatment of {analysis.data.name}")
+        study, treatment = o["study"], o["treatment"]
+        small = "good" if analysis.favourable != "higher" else "bad"
+        expected = list(dict.fromkeys(arms[study].astype(str)))
+    else:
+        if evidence is None:
+            raise ValueError("an evidence-base analysis needs the Evidence tables")
+        arms, availability, missing, notes = build_network_arms(analysis, evidence)
+        study, treatment = "study", "treatment"
+        small = "good"          # every arm is on the analysis's direction: lower favourable after the sign rule
+        if analysis.favourable == "higher":
+            small = "bad"
+        expected = list(dict.fromkeys(availability["trial"]))
+    fit, comp, reason = _fit_network(analysis, arms, study, treatment, small)
+    studies_with = list(dict.fromkeys(arms[study].astype(str))) if len(arms) else []
+    nodes = sorted(set(o["nodes"].values())) if o.get("nodes") else sorted(set(arms[treatment])) if len(arms) else []
+    n_arms = len(arms)
+    total_arms = len(availability) if len(availability) else n_arms
+    decision = (f"{len(studies_with)} of {len(expected)} trials ({n_arms} of {total_arms} arms) have n, mean and SD; "
+                f"network of {len(nodes)} treatments ({', '.join(nodes)}), reference {o['reference']}, "
+                f"{analysis.measure}, tau2 by {o['method']}, exact covariance of each multi-arm trial's contrasts"
+                + ("; additive component model" if o.get("components") else ""))
+    studies = StudyTable(table=arms, missing=missing, expected=expected, notes=notes)
+    return ModelAnalysisResult(analysis=analysis, result=None, studies=studies, published=None, model="network",
+                               fit=fit, reason=reason, components=comp, effects=arms, availability=availability,
+                               decision=decision, notes=notes, options=dict(o),
+                               n_effects=0 if fit is None else int(fit.k), n_clusters=len(studies_with))
+
+
+def run_model_analysis(analysis: Analysis, evidence: Evidence | None = None) -> ModelAnalysisResult:
+    """Run a spec analysis with ``model = "multilevel" | "multivariate" | "network"`` (see the module
+    docstring); :func:`run_analysis` calls it for those analyses."""
+    if analysis.model == "network":
+        return _run_network(analysis, evidence)
+    if analysis.data is not None:
+        return _run_dependent_data(analysis)
+    if evidence is None:
+        raise ValueError("an evidence-base analysis needs the Evidence tables")
+    return _run_dependent_evidence(analysis, evidence)
