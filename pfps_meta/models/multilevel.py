@@ -126,6 +126,30 @@ class MultilevelResult:
         return cluster_robust(self.X, self.y, self.estimate, self.marginal_blocks(), cluster,
                               adjust=adjust, level=self.level, names=list(self.names))
 
+    def effects_frame(self):
+        """One row per effect, in the data's order: ``cluster`` (the outermost level's label), ``label``
+        (the innermost level's, or the inner factor's), ``yi``, ``vi`` (the diagonal of V), ``se``,
+        ``ci_low``/``ci_high`` at the model's level (normal), and ``weight``: metafor's
+        ``weights(fit)`` for rma.mv, ``100 diag(W) / sum(diag(W))`` with ``W = M^-1``."""
+        import pandas as pd
+        from scipy.special import ndtri
+
+        vi = np.asarray(self._engine_vi(), dtype=float)
+        blocks = self.marginal_blocks()
+        w = np.empty(self.k)
+        for idx, block in zip(blocks.index, blocks.blocks):
+            w[idx] = np.diag(np.linalg.inv(block))
+        if self.struct is not None:
+            cluster, label = self._labels["outer"], self._labels["inner"]
+        else:
+            cluster = self._labels[self.sigma2_names[0]]
+            label = self._labels[self.sigma2_names[-1]]
+        z = float(ndtri(0.5 + self.level / 2))
+        se = np.sqrt(vi)
+        return pd.DataFrame({"cluster": [str(c) for c in cluster], "label": [str(x) for x in label],
+                             "yi": self.y, "vi": vi, "se": se, "ci_low": self.y - z * se,
+                             "ci_high": self.y + z * se, "weight": 100 * w / w.sum()})
+
     # ------------------------------------------------------------------ fit statistics
     def fitstats(self) -> dict:
         """metafor ``fitstats``: logLik, deviance, AIC, BIC, AICc of the fitting method."""

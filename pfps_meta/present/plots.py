@@ -24,7 +24,7 @@ from pfps_meta.effects import measures
 from pfps_meta.formatting import format_p
 from pfps_meta.present.outputs import atomic_write_bytes
 from pfps_meta.models.pooling import pool_batch
-from pfps_meta.present.tables import plain_text
+from pfps_meta.present.tables import level_percent, plain_text
 
 
 # how a study whose numbers rest on an assumption is marked wherever it is drawn
@@ -343,6 +343,79 @@ def _forest_axis(ax, result, xlim, mcid, xlabel, favours):
                     textcoords="offset points", ha="left", va="top", fontsize=8)
         ax.annotate(favours[1], xy=(1.0, 0.0), xycoords="axes fraction", xytext=(0, offset),
                     textcoords="offset points", ha="right", va="top", fontsize=8)
+
+
+@dataclass(frozen=True)
+class _PooledView:
+    """What the forest plot's shared parts read from a result, for a model that is not a MetaResult."""
+    measure: object
+    level: float
+    method: str
+    ci_method: str
+    stats: dict
+    settings: object = None
+
+
+@_literal_text
+def forest_multilevel(result, *, title=None, xlabel=None, favours=None, measure=None, xlim=None, digits=2,
+                      mcid=None):
+    """A forest plot of a multilevel / multivariate model: one row per effect, grouped under its
+    outermost cluster (trial), with metafor's rma.mv weights, and the model's pooled diamond and
+    prediction interval when the model has only an intercept (with moderators, no single pooled
+    value exists, and the plot says so). ``measure`` names the effect measure for the axis and
+    back-transformation (e.g. "OR"); the model itself does not know it."""
+    effects = result.effects_frame()
+    intercept_only = list(result.names) == ["intrcpt"]
+    pct = level_percent(result.level)
+    stats = {"estimate": float(result.estimate[0]) if intercept_only else float("nan"),
+             "ci_low": float(result.ci_lb[0]) if intercept_only else float("nan"),
+             "ci_high": float(result.ci_ub[0]) if intercept_only else float("nan")}
+    view = _PooledView(measure, result.level, result.method, "t" if result.test == "t" else "wald", stats)
+    inner = result.inner if result.struct is not None else result.sigma2_names[-1].split("/")[-1]
+    studies = pd.DataFrame({"study": [f"{inner} {str(x).split('/')[-1]}" for x in effects["label"]],
+                            "yi": effects["yi"], "vi": effects["vi"], "ci_low": effects["ci_low"],
+                            "ci_high": effects["ci_high"], "weight": effects["weight"]})
+    rows = []
+    for cluster in dict.fromkeys(effects["cluster"]):
+        members = np.flatnonzero(effects["cluster"].to_numpy() == cluster)
+        rows.append(("header", f"{result.outer if result.struct else result.sigma2_names[0]} {cluster}"))
+        rows += [("study", i) for i in members]
+    rows.append(("gap", None))
+    rows += _multilevel_summary_rows(result, intercept_only, stats, pct)
+    layout = _forest_columns(view, False, False, "")
+    fig, ax, top = _forest_canvas(rows, layout)
+    shown = _scale(view)
+    xlim = _forest_xlim(ax, view, studies, shown, xlim)
+    draw = _ForestText(fig, ax, layout.width)
+    _forest_headers(draw, view, layout, False, top - 0.5)
+    _forest_body(draw, rows, studies, layout, shown, xlim, top - 1.5, digits, None, None)
+    _forest_axis(ax, view, xlim, mcid, xlabel, favours)
+    if title:
+        fig.suptitle(title, x=0.02, ha="left", fontsize=10, fontweight="bold")
+    return fig
+
+
+def _multilevel_summary_rows(result, intercept_only, stats, pct):
+    """The pooled diamond, the prediction interval and the model lines under a multilevel forest plot."""
+    rows = []
+    clusters = len(dict.fromkeys(result.effects_frame()["cluster"]))
+    if intercept_only:
+        rows.append(("diamond", (f"Multilevel model ({pct} CI)", stats, True, 100.0)))
+        if result.struct is None:
+            pred = result.predict()
+            row = pred.iloc[0] if hasattr(pred, "iloc") else pred
+            if "pi_lb" in row and np.isfinite(row["pi_lb"]):
+                rows.append(("pi", {"pi_low": float(row["pi_lb"]), "pi_high": float(row["pi_ub"])}))
+    else:
+        rows.append(("small", f"Model with moderators ({', '.join(result.names)}): no single pooled value; "
+                              "see the coefficient table"))
+    parts = [f"sigma² ({name}) = {_fmt(value, 3)}" for name, value in zip(result.sigma2_names, result.sigma2)]
+    if result.struct is not None:
+        parts += [f"tau² = {', '.join(_fmt(v, 3) for v in result.tau2)} ({result.struct})"]
+    rows.append(("small", f"{result.k} effects in {clusters} clusters; " + "; ".join(parts)))
+    rows.append(("small", f"Residual heterogeneity: QE = {result.QE:.2f}, df = {result.QE_df} "
+                          f"(P {format_p(result.QEp, style='revman')})"))
+    return rows
 
 
 def _heterogeneity_text(stats, method):
