@@ -58,9 +58,10 @@ def template(spec, evidence: Evidence) -> pd.DataFrame:
     trials = evidence.trials.set_index("trial_id")
     rows = {}
     for analysis in spec.analyses:
-        for entry in analysis.trials:
-            timepoint = entry.timepoint or analysis.timepoint
-            for arm in (entry.exp, entry.ctrl):
+        for want in _arm_keys(analysis, o):
+            if want:
+                arm, timepoint = want["arm"], want["timepoint"]
+                entry = _Entry(want["trial_id"], want["scale"], timepoint)
                 known = entry_rows(o, analysis, entry, arm)
                 if known.empty:        # nothing curated yet: one row with the facts the spec gives
                     known = pd.DataFrame([{"trial_id": entry.trial, "arm": arm, "outcome": analysis.outcome,
@@ -83,9 +84,49 @@ def template(spec, evidence: Evidence) -> pd.DataFrame:
                         row["n_randomised_trial"] = _text(trials.loc[entry.trial, "n_randomised"])
                         if not row["source_citation"]:
                             row["source_citation"] = _text(trials.loc[entry.trial, "citation"])
-                    row["analyses"] = ";".join(filter(None, [row["analyses"], analysis.key]))
+                    row["analyses"] = ";".join(dict.fromkeys(filter(None, [*row["analyses"].split(";"), analysis.key])))
     frame = pd.DataFrame(list(rows.values()), columns=list(SHEET_COLUMNS))
     return frame.sort_values(["trial_id", "outcome", "timepoint", "arm"], kind="stable").reset_index(drop=True)
+
+
+class _Entry:
+    """The parts of a spec's trial entry that :func:`entry_rows` reads."""
+
+    def __init__(self, trial, scale, timepoint):
+        self.trial, self.scale, self.timepoint = trial, scale, timepoint
+
+
+def _arm_keys(analysis, outcomes) -> list[dict]:
+    """The arm rows an analysis expects (trial_id, arm, outcome, timepoint, scale): the spec's own list
+    (``Analysis.arm_keys``, which covers multilevel rows and every arm of a network), else its entries'
+    two arms. Without ``outcomes`` (checking a sheet), a network's arms are all those of its nodes'
+    roles in the evidence it was loaded with: any arm of the outcome and timepoint is accepted."""
+    if getattr(analysis, "model", "pairwise") == "network" and getattr(analysis, "data", None) is None:
+        if outcomes is None:
+            return [{"trial_id": None, "arm": None, "outcome": analysis.outcome, "timepoint": analysis.timepoint,
+                     "scale": None}]
+        return analysis.arm_keys(outcomes)
+    if outcomes is not None and hasattr(analysis, "arm_keys"):
+        return analysis.arm_keys(outcomes)
+    keys = []
+    for entry in analysis.trials:
+        subs = [(entry.timepoint or analysis.timepoint, entry.scale)]
+        if entry.timepoints:
+            subs = [(t, entry.scale) for t in entry.timepoints]
+        elif entry.scales:
+            subs = [(entry.timepoint or analysis.timepoint, s) for s in entry.scales]
+        elif getattr(analysis, "options", {}).get("inner") == "timepoint":
+            listed = analysis.options.get("timepoints")
+            subs = [(t, entry.scale) for t in listed] if listed else [(None, entry.scale)]
+        elif getattr(analysis, "options", {}).get("inner") == "scale":
+            listed = analysis.options.get("scales")
+            subs = [(entry.timepoint or analysis.timepoint, s) for s in listed] if listed else \
+                [(entry.timepoint or analysis.timepoint, None)]
+        for timepoint, scale in subs:
+            for arm in (entry.exp, entry.ctrl):
+                keys.append({"trial_id": entry.trial, "arm": arm, "outcome": analysis.outcome,
+                             "timepoint": timepoint, "scale": scale})
+    return keys
 
 
 def to_csv_text(frame: pd.DataFrame) -> str:
@@ -132,10 +173,8 @@ def check_sheet(sheet: pd.DataFrame, specs) -> None:
     expected = []
     for spec in specs:
         for analysis in spec.analyses:
-            for entry in analysis.trials:
-                for arm in (entry.exp, entry.ctrl):
-                    expected.append({"trial_id": entry.trial, "outcome": analysis.outcome, "arm": arm,
-                                     "timepoint": entry.timepoint or analysis.timepoint, "scale": entry.scale})
+            for want in _arm_keys(analysis, None):
+                expected.append({k: want[k] for k in ("trial_id", "outcome", "arm", "timepoint", "scale")})
     names = ", ".join(sorted({spec.path.name for spec in specs})) or "the spec"
     for position, row in enumerate(sheet.to_dict("records")):
         if row["status"] == "not_recovered":

@@ -721,7 +721,7 @@ def _model_options(entry: dict, model: str, name: str, where: str, evidence: boo
 
     allowed = {"multilevel": {"inner", "levels", "yi", "vi", "mods", "test", "robust", "robust_cluster", "V", "rho",
                               "rho_assumption", "phi", "timepoints", "scales"},
-               "network": {"nodes", "reference", "components", "inactive", "study", "treatment"}}
+               "network": {"nodes", "reference", "components", "inactive", "study", "treatment", "scales"}}
     allowed["multivariate"] = allowed["multilevel"] | {"struct"}
     extra = set(given) - allowed[model]
     if extra:
@@ -760,7 +760,8 @@ def _model_options(entry: dict, model: str, name: str, where: str, evidence: boo
             if inactive not in set(nodes.values()):
                 fail("inactive", f"'{inactive}' is not among the nodes")
         out.update(nodes=dict(nodes) if nodes else None, reference=reference, components=components,
-                   inactive=inactive, study=text("study", "study"), treatment=text("treatment", "treatment"))
+                   inactive=inactive, study=text("study", "study"), treatment=text("treatment", "treatment"),
+                   scales=texts("scales"))
         return out
     if out["method"] not in ("REML", "ML"):
         fail("method", f"must be REML or ML for a {model} model (got {out['method']!r})")
@@ -1070,7 +1071,7 @@ class ModelAnalysisResult(AnalysisResult):
         lines = [f"{a.key}: {a.label}", f"model: {self.model}", self.decision]
         lines.append(f"effects: {self.n_effects}, clusters: {self.n_clusters}"
                      + (f" of {self.k_expected} expected" if self.studies.expected else ""))
-        if self.studies.missing:
+        if self.studies.missing and not len(self.availability):
             lines.append("incomplete: " + "; ".join(
                 f"{m['trial']}" + (f" ({m['inner']})" if m.get("inner") else "") + f": {m['reason']}"
                 for m in self.studies.missing))
@@ -1084,7 +1085,7 @@ class ModelAnalysisResult(AnalysisResult):
                 lines += ["", str(self.components)]
         if len(self.availability):
             have = self.availability[self.availability["missing"] == ""]
-            lines.append(f"\narms with n, mean and SD: {len(have)} of {len(self.availability)}")
+            lines.append(f"arms with n, mean and SD: {len(have)} of {len(self.availability)}")
             gaps = self.availability[self.availability["missing"] != ""]
             if len(gaps):
                 shown = [f"{r['trial']} {r['arm']}" + (f" ({r['inner']})" if r.get("inner") else "")
@@ -1159,7 +1160,8 @@ def _run_dependent_evidence(analysis: Analysis, evidence: Evidence) -> ModelAnal
                 f"{vtext}" + (f"; {o['robust']} cluster-robust inference by trial" if o.get("robust") else ""))
     fit = robust = None
     reason = ""
-    frame = table.rename(columns={"inner": inner}) if len(table) else table
+    frame = table.drop(columns=[c for c in (inner,) if c in table.columns]).rename(columns={"inner": inner}) \
+        if len(table) else table
     if k < 2 or m < 2:
         reason = (f"{k} effect(s) from {m} trial(s) have data; a {analysis.model} model needs effects from at "
                   "least two trials")
@@ -1172,7 +1174,7 @@ def _run_dependent_evidence(analysis: Analysis, evidence: Evidence) -> ModelAnal
             fit, robust = _fit_dependent(analysis, frame, V, levels, frame["trial"])
         except InputError as exc:
             reason = f"the model could not be fitted: {exc.reason if hasattr(exc, 'reason') else exc}"
-    notes = [f"{analysis.model} model: {decision}"] if fit is not None else []
+    notes = []
     studies = StudyTable(table=frame, missing=missing, expected=[e.trial for e in analysis.trials], notes=notes)
     return ModelAnalysisResult(analysis=analysis, result=None, studies=studies, published=None,
                                model=analysis.model, fit=fit, reason=reason, robust=robust, effects=frame,
