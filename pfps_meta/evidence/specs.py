@@ -20,6 +20,16 @@ Rules applied when building a table from the evidence base (written in ``data/RE
   analysis an arm may be used once; a shared arm (e.g. two experimental arms against one control) is
   refused unless ``split_shared_arms = true``, which divides the shared arm's n equally between its
   comparisons (Cochrane Handbook 23.3.4). Across analyses an arm may be reused freely.
+- **Dependent effects and networks** (``model = "multilevel" | "multivariate" | "network"``, see
+  :func:`run_model_analysis`; :func:`run_analysis` returns a :class:`ModelAnalysisResult`). A multilevel
+  evidence analysis names ``inner = "timepoint" | "scale" | "arm"``: one row per trial x inner value,
+  V within a trial from the arms (:func:`dependent_covariance`: exact for a shared arm, as
+  ``vcalc.contrast_covariance``; ``rho`` / ``phi`` with ``rho_assumption`` across timepoints or scales),
+  fitted by ``multilevel(levels=("trial", inner))`` or ``multivariate``, ``robust = "CR2"`` by trial. A
+  data-file analysis names ``levels``, ``yi``, ``vi``, ``mods``, ``test``, ``robust``, ``robust_cluster`` and
+  ``V = { rho, obs, cluster, time, phi }`` (metafor ``vcalc``). A network maps arm roles to treatments
+  (``nodes``), with ``reference``, ``method`` and optional ``components``/``inactive`` (additive model);
+  it fits only when the arms with n, mean and SD connect two or more treatments, else says why.
 """
 
 from __future__ import annotations
