@@ -114,6 +114,11 @@ class Analysis:
     def key(self) -> str:
         return f"{self.review}/{self.id}"
 
+    @property
+    def uses_evidence(self) -> bool:
+        """Whether the analysis takes arms from the evidence base (a trials list, or an evidence network)."""
+        return self.data is None and (bool(self.trials) or self.model == "network")
+
     def arm_keys(self, outcomes: pd.DataFrame) -> list[dict]:
         """Every arm row this analysis expects from the evidence base: dicts with trial_id, arm, outcome,
         timepoint, scale (None when any scale will do) and favourable. Used by the extraction sheet
