@@ -439,6 +439,15 @@ def cmd_network(args) -> int:
     from pfps_meta.models.network import network
 
     if str(args.file).endswith(".toml"):
+        given = [flag for flag, value, default in (
+            ("--study", args.study, "study"), ("--treatment", args.treatment, "treatment"),
+            ("--measure", args.measure, None), ("--reference", args.reference, None), ("--method", args.method, "REML"),
+            ("--ci-method", args.ci_method, "wald"), ("--level", args.level, 0.95),
+            ("--small-values", args.small_values, "good"), ("--components", args.components, None),
+            ("--inactive", args.inactive, None)) if value != default]
+        if given:
+            raise InputError(f"{', '.join(given)}: with an analysis definition, the spec sets these (edit "
+                             f"{args.file}); the flags are for a CSV")
         return _network_from_spec(args)
     if args.analysis:
         raise InputError("--analysis goes with an analysis definition (.toml), not a CSV")
@@ -455,7 +464,31 @@ def cmd_network(args) -> int:
 
 
 def _network_from_spec(args):
-    raise InputError("network analyses from an analysis definition are being wired in; give a CSV")
+    """``pfps-meta network SPEC --analysis ID``: the spec's network analysis, with what is missing."""
+    run = _model_analysis(args, "network")
+    if args.format == "json":
+        print(strict_json(run.to_dict()))
+    else:
+        _print_text(str(run))
+    return 0
+
+
+def _model_analysis(args, model):
+    """Run one analysis of a spec that must be of ``model``; flags that would change it are refused."""
+    from pfps_meta.evidence.specs import load_all, run_analysis
+
+    if not args.analysis:
+        raise InputError(f"--analysis: name the {model} analysis of {args.file}")
+    [(spec, evidence)] = load_all([args.file])
+    matches = [a for a in spec.analyses if a.id == args.analysis]
+    if not matches:
+        raise InputError(f"--analysis: no analysis '{args.analysis}' (have: "
+                         f"{', '.join(a.id for a in spec.analyses)})", file=args.file)
+    analysis = matches[0]
+    if analysis.model != model:
+        raise InputError(f"--analysis: '{analysis.id}' is a {analysis.model} analysis, not a {model} one",
+                         file=args.file)
+    return run_analysis(analysis, evidence)
 
 
 def _component_model(net, sep, inactive=None):
@@ -505,7 +538,7 @@ def cmd_template(args) -> int:
         check_target(args.out, what="--out")            # a folder, device or pipe: refused before any work
     loaded = load_all([args.spec])
     [(spec, evidence)] = loaded
-    if evidence is None or not any(a.trials for a in spec.analyses):
+    if evidence is None or not any(a.uses_evidence for a in spec.analyses):
         raise InputError("no evidence-base analysis (trials = [...]) in this spec: nothing to extract",
                          file=args.spec)
     text = to_csv_text(template(spec, evidence))

@@ -104,3 +104,42 @@ def test_network_bad_flags_are_one_line(capsys, argv, message):
     code, out, err = run(capsys, "network", EXAMPLES / "senn2013.csv", "--measure", "MD", *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message in err
+
+
+def test_senn2013_spec_network_matches_the_csv_run(capsys):
+    code, out, _ = run(capsys, "network", ROOT / "analyses" / "examples" / "senn2013.toml", "--analysis",
+                       "network_reml")
+    assert code == 0
+    assert "metformin        -1.1284   0.1494" in out
+    assert "26 of 26 trials" in out
+
+
+def test_pfp_network_spec_says_what_is_missing_and_does_not_fit(capsys):
+    code, out, _ = run(capsys, "network", ROOT / "analyses" / "pfp_network.toml", "--analysis", "pain")
+    assert code == 0
+    assert "not fitted: no trial has n, mean and SD for two or more arms" in out
+    assert "fukuda2010 CG: n, mean, SD" in out
+    code, out, _ = run(capsys, "network", ROOT / "analyses" / "pfp_network.toml", "--analysis", "pain",
+                       "--format", "json")
+    doc = json.loads(out)
+    assert doc["fitted"] is False and doc["model"] == "network"
+    assert len(doc["availability"]) == 26
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--analysis", "nope"], "no analysis 'nope'"),
+    ([], "--analysis: name the network analysis"),
+    (["--analysis", "pain", "--method", "DL"], "--method: with an analysis definition"),
+])
+def test_network_spec_bad_flags_are_one_line(capsys, argv, message):
+    code, out, err = run(capsys, "network", ROOT / "analyses" / "pfp_network.toml", *argv)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_template_covers_every_arm_of_the_pfp_network(capsys):
+    code, out, _ = run(capsys, "template", ROOT / "analyses" / "pfp_network.toml")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("trial_id,arm,role,outcome")
+    rows = [line.split(",") for line in lines[1:]]
+    assert {("fukuda2010", "CG"), ("fukuda2010", "KE"), ("fukuda2010", "KHE")} <= {(r[0], r[1]) for r in rows}
