@@ -268,7 +268,7 @@ def _add_network(sub):
 def cmd_report(args) -> int:
     from pfps_meta.present.report import build_report
 
-    specs = _spec_paths(args.specs)
+    specs = _spec_paths(args.specs, include_models=True)
     command = "pfps-meta report" + (f" --out {args.out}" if args.out != "reports" else "") + \
         "".join(f" {s}" for s in args.specs)
     if args.extraction:
@@ -277,11 +277,13 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _spec_paths(specs):
+def _spec_paths(specs, include_models=False):
+    """The specs given, or every analyses/*.toml; the report also shows the multilevel and network specs,
+    the reproduce table only the pairwise ones (the others have no published target)."""
     from pfps_meta.evidence.specs import default_spec_paths
     from pfps_meta.errors import InputError
 
-    paths = specs or default_spec_paths()
+    paths = specs or default_spec_paths(include_models=include_models)
     if not paths:
         raise InputError("no analysis definitions found (looked for analyses/*.toml in the current folder)")
     return paths

@@ -51,3 +51,10 @@ def test_berkey1998_with_moderators_has_no_single_pooled_value():
     assert any("no single pooled value" in t for t in texts)
     assert sum(t.startswith("trial ") for t in texts) == 5
     assert np.isclose(fit.effects_frame()["weight"].sum(), 100)
+
+
+def test_konstantopoulos2011_forest_with_cr2_draws_the_robust_ci(konstantopoulos):
+    robust = konstantopoulos.robust(cluster="district", adjust="CR2")
+    texts = _texts(plots.forest_multilevel(konstantopoulos, robust=robust))
+    assert "Multilevel model (95% CI, CR2 cluster-robust)" in texts
+    assert "0.18 [-0.00, 0.37]" in texts       # clubSandwich CR2 by district: [-0.0038, 0.3733]

@@ -164,3 +164,23 @@ def test_published_sources_are_links_and_nothing_else_is(full_report):
     from pfps_meta.present.tables import html_links
 
     assert "<a" not in html_links("javascript:alert(1)") and "<a" not in html_links('https://x.org/"onmouseover=1')
+
+
+def test_report_shows_the_multilevel_and_network_models_and_the_honest_pfp_status(tmp_path):
+    from pfps_meta.cli import main
+
+    out = tmp_path / "report"
+    assert main(["report", "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    # the worked examples, with the figures metafor and clubSandwich give
+    assert "## Modified school calendars and achievement: a three-level meta-analysis" in md
+    assert "intrcpt    0.1847  0.0846" in md and "9.86" in md
+    assert "## Glucose-lowering drugs added to other therapy: a network meta-analysis of HbA1c" in md
+    assert "metformin        -1.1284   0.1494" in md and "A ranking is not an effect" in md
+    # the PFP network and dependent-effect analyses say they are not fitted, and what each arm lacks
+    assert "Not fitted: no trial has n, mean and SD for two or more arms." in md
+    assert "| fukuda2010 | CG | no\\_training |" in md
+    assert "pfps-meta template analyses/pfp\\_network.toml" in md
+    for stem in ("multilevel_konstantopoulos2011_three_level", "network_senn2013_network_reml_graph",
+                 "network_senn2013_network_reml_league"):
+        assert (out / "figures" / f"{stem}.png").exists()

@@ -358,18 +358,22 @@ class _PooledView:
 
 @_literal_text
 def forest_multilevel(result, *, title=None, xlabel=None, favours=None, measure=None, xlim=None, digits=2,
-                      mcid=None):
+                      mcid=None, robust=None):
     """A forest plot of a multilevel / multivariate model: one row per effect, grouped under its
     outermost cluster (trial), with metafor's rma.mv weights, and the model's pooled diamond and
     prediction interval when the model has only an intercept (with moderators, no single pooled
     value exists, and the plot says so). ``measure`` names the effect measure for the axis and
-    back-transformation (e.g. "OR"); the model itself does not know it."""
+    back-transformation (e.g. "OR"); the model itself does not know it. ``robust``: the result of
+    ``result.robust(...)``; the diamond then shows the cluster-robust CI and says which adjustment."""
     effects = result.effects_frame()
     intercept_only = list(result.names) == ["intrcpt"]
     pct = level_percent(result.level)
+    source = robust if robust is not None else None
+    low = (source.ci_low if source is not None else result.ci_lb)
+    high = (source.ci_high if source is not None else result.ci_ub)
     stats = {"estimate": float(result.estimate[0]) if intercept_only else float("nan"),
-             "ci_low": float(result.ci_lb[0]) if intercept_only else float("nan"),
-             "ci_high": float(result.ci_ub[0]) if intercept_only else float("nan")}
+             "ci_low": float(low[0]) if intercept_only else float("nan"),
+             "ci_high": float(high[0]) if intercept_only else float("nan")}
     view = _PooledView(measure, result.level, result.method, "t" if result.test == "t" else "wald", stats)
     inner = result.inner if result.struct is not None else result.sigma2_names[-1].split("/")[-1]
     studies = pd.DataFrame({"study": [f"{inner} {str(x).split('/')[-1]}" for x in effects["label"]],
@@ -381,7 +385,8 @@ def forest_multilevel(result, *, title=None, xlabel=None, favours=None, measure=
         rows.append(("header", f"{result.outer if result.struct else result.sigma2_names[0]} {cluster}"))
         rows += [("study", i) for i in members]
     rows.append(("gap", None))
-    rows += _multilevel_summary_rows(result, intercept_only, stats, pct)
+    rows += _multilevel_summary_rows(result, intercept_only, stats,
+                                     pct + (f" CI, {robust.adjust} cluster-robust" if robust is not None else " CI"))
     layout = _forest_columns(view, False, False, "")
     fig, ax, top = _forest_canvas(rows, layout)
     shown = _scale(view)
@@ -400,7 +405,7 @@ def _multilevel_summary_rows(result, intercept_only, stats, pct):
     rows = []
     clusters = len(dict.fromkeys(result.effects_frame()["cluster"]))
     if intercept_only:
-        rows.append(("diamond", (f"Multilevel model ({pct} CI)", stats, True, 100.0)))
+        rows.append(("diamond", (f"Multilevel model ({pct})", stats, True, 100.0)))
         if result.struct is None:
             pred = result.predict()
             row = pred.iloc[0] if hasattr(pred, "iloc") else pred

@@ -29,13 +29,14 @@ from pathlib import Path
 
 from pfps_meta import __version__
 from pfps_meta.effects import measures
-from pfps_meta.evidence.specs import arm_size_scenarios, load_all, run_analysis
+from pfps_meta.evidence.specs import ModelAnalysisResult, arm_size_scenarios, load_all, run_analysis
 from pfps_meta.conventions import CI_METHODS, I2_METHODS, PI_METHODS, SMD_CONVENTIONS, SMD_VTYPES, TAU2_ESTIMATORS
 from pfps_meta.evidence.curated import completeness
 from pfps_meta.errors import InputError
 from pfps_meta.evidence.extraction import todo
 from pfps_meta.analysis.grade import summary_of_findings
 from pfps_meta.present.outputs import atomic_write_text, check_target, run_inputs, umask_mode
+from pfps_meta.present.report_models import model_section
 from pfps_meta.analysis.reproduce import preset_statuses, reproduce_rows
 from pfps_meta.present.tables import ci_label, display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
 
@@ -104,6 +105,13 @@ class _Document:
             self.md.append(f"- {markdown_text(line)}")
             self.body.append(f"<p class='{css}'>{html_text(line)}</p>")
         self.md.append("")
+
+    def preformatted(self, text: str):
+        """A model summary as the tools print it (fixed-width), escaped like every other text."""
+        fence = "`" * 3
+        shown = "\n".join(plain_text(line) for line in str(text).split("\n")).replace(fence, "'''")
+        self.md.append(f"{fence}\n{shown}\n{fence}\n")
+        self.body.append(f"<pre class='summary'>{html_text(text)}</pre>")
 
     def table(self, frame, css="table", link_columns=()):
         self.md.append(to_markdown(frame) + "\n")
@@ -219,6 +227,12 @@ def _review_section(doc, spec, evidence, spec_results):
     doc.heading(2, title)
     if spec.review.get("citation"):
         doc.para(spec.review["citation"], bold_prefix="Source review:")
+    models = [ar for ar in spec_results if isinstance(ar, ModelAnalysisResult)]
+    spec_results = [ar for ar in spec_results if not isinstance(ar, ModelAnalysisResult)]
+    for ar in models:
+        model_section(doc, ar)
+    if not spec_results:
+        return []
 
     known = spec.review.get("context_comparisons", [])
     if known and evidence is not None:
@@ -536,6 +550,8 @@ th{background:#f3f3f3}
 img.forest{max-width:100%;height:auto;border:1px solid #eee}
 .missing{color:#8a4b00}.note{color:#555;font-size:0.9em}
 figcaption{font-size:0.8em;color:#666}
+pre.summary{font-size:0.8em;background:#fafafa;border:1px solid #eee;padding:0.6em;overflow-x:auto}
+.warning{color:#8a4b00;font-weight:600}
 """
     check = """
 <script>

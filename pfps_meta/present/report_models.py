@@ -1,0 +1,99 @@
+"""The report's sections for dependent-effect (multilevel) and network analyses.
+
+``pfps-meta report`` calls :func:`model_section` for each :class:`~pfps_meta.evidence.specs.ModelAnalysisResult`:
+what model was used and why (in words), which rows entered, what is missing (per trial and arm), and, when
+the model could be fitted, its summary as metafor or netmeta print it, the cluster-robust result, and
+the figures (a forest plot grouped by trial; a network graph, every treatment against the reference and a
+league table). Nothing here recomputes a statistic: it shows the fitted objects.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pfps_meta.formatting import format_number
+
+
+def model_section(doc, ar) -> None:
+    """One analysis: heading, decision, availability, then the fitted model (or why it was not fitted)."""
+    a = ar.analysis
+    doc.heading(3, a.label)
+    doc.para(ar.decision, bold_prefix="Model.")
+    if ar.fit is None:
+        doc.para(f"Not fitted: {ar.reason}.", css="warning", bold_prefix="Status:")
+    else:
+        doc.para(f"{ar.n_effects} effects from {ar.n_clusters} clusters entered the model.", css="note")
+    _availability(doc, ar)
+    if ar.fit is None:
+        return
+    if ar.model == "network":
+        _network(doc, ar)
+    else:
+        _multilevel(doc, ar)
+    for note in ar.notes:
+        doc.para(note, css="note", bold_prefix="Note:")
+
+
+def _availability(doc, ar):
+    table = ar.availability
+    if not len(table):
+        return
+    gaps = table[table["missing"] != ""]
+    doc.para(f"{len(table) - len(gaps)} of {len(table)} arms have n, mean and SD"
+             + (f"; {len(gaps)} lack something (what each lacks, below; pfps-meta template "
+                f"{_shown_path(ar.analysis.source)} writes the sheet to fill):" if len(gaps) else "."),
+             bold_prefix="Arm data:")
+    if len(gaps):
+        columns = [c for c in ("trial", "arm", "role", "node", "inner", "missing", "status") if c in gaps.columns]
+        shown = gaps[columns].fillna("-").rename(columns={c: c.capitalize() for c in columns})
+        doc.table(shown.reset_index(drop=True), "table availability")
+
+
+def _shown_path(path):
+    """A spec's path as a user in the project folder types it."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _multilevel(doc, ar):
+    from pfps_meta.present import plots
+
+    fit = ar.fit
+    doc.preformatted(str(fit))
+    if ar.robust is not None:
+        doc.preformatted(str(ar.robust))
+    i2 = fit.i2() if fit.struct is None else None
+    if i2:
+        shares = [f"{name}: {format_number(value, 1)}%" for name, value in i2.items()
+                  if name not in ("total", "typical_v")]
+        doc.para(f"I² (share of the total variance, metafor's multilevel I²): {'; '.join(shares)}; total "
+                 f"{format_number(i2['total'], 1)}%.", css="note")
+    fig = plots.forest_multilevel(fit, measure=ar.analysis.measure, robust=ar.robust)
+    doc.figure(fig, f"multilevel_{ar.analysis.review}_{ar.analysis.id}", f"Forest plot: {ar.analysis.label}")
+
+
+def _network(doc, ar):
+    from pfps_meta.present import network_plots
+
+    net = ar.fit
+    doc.preformatted(str(net))
+    key = f"{ar.analysis.review}_{ar.analysis.id}"
+    doc.figure(network_plots.network_graph(net), f"network_{key}_graph", f"Network graph: {ar.analysis.label}")
+    doc.figure(network_plots.forest_vs_reference(net), f"network_{key}_forest",
+               f"Every treatment against the reference: {ar.analysis.label}")
+    doc.figure(network_plots.league_figure(net), f"network_{key}_league",
+               f"League table of every pairwise comparison: {ar.analysis.label}")
+    split = net.netsplit()
+    if isinstance(split, pd.DataFrame) and len(split):
+        split = split[split["indirect"].notna()]
+        shown = split[[c for c in ("comparison", "k", "direct", "indirect", "difference", "pval")
+                       if c in split.columns]].round(4)
+        doc.para("Direct against indirect evidence for each comparison with both (node-splitting; "
+                 "a small p-value flags disagreement):", bold_prefix="Consistency.")
+        doc.table(shown, "table netsplit")
+    if ar.components is not None:
+        doc.preformatted(str(ar.components))
