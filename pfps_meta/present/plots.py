@@ -91,6 +91,13 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
         quality = dict(zip(studies["study"], studies[quality]))
     rows = _forest_rows(result, studies, subgroups, subgroup_tau2, show_common, show_pi)
     layout = _forest_columns(result, arm_level, quality is not None, quality_label)
+    return _draw_forest(result, rows, studies, layout, arm_level, digits=digits, quality=quality, blups=blups,
+                        xlim=xlim, mcid=mcid, xlabel=xlabel, favours=favours, title=title)
+
+
+def _draw_forest(result, rows, studies, layout, arm_level, *, digits, quality, blups, xlim, mcid, xlabel, favours,
+                 title):
+    """The figure from its rows and column layout: canvas, x range, headers, rows, axis and title."""
     fig, ax, top = _forest_canvas(rows, layout)
     shown = _scale(result)
     xlim = _forest_xlim(ax, result, studies, shown, xlim)
@@ -388,16 +395,8 @@ def forest_multilevel(result, *, title=None, xlabel=None, favours=None, measure=
     rows += _multilevel_summary_rows(result, intercept_only, stats,
                                      pct + (f" CI, {robust.adjust} cluster-robust" if robust is not None else " CI"))
     layout = _forest_columns(view, False, False, "")
-    fig, ax, top = _forest_canvas(rows, layout)
-    shown = _scale(view)
-    xlim = _forest_xlim(ax, view, studies, shown, xlim)
-    draw = _ForestText(fig, ax, layout.width)
-    _forest_headers(draw, view, layout, False, top - 0.5)
-    _forest_body(draw, rows, studies, layout, shown, xlim, top - 1.5, digits, None, None)
-    _forest_axis(ax, view, xlim, mcid, xlabel, favours)
-    if title:
-        fig.suptitle(title, x=0.02, ha="left", fontsize=10, fontweight="bold")
-    return fig
+    return _draw_forest(view, rows, studies, layout, False, digits=digits, quality=None, blups=None, xlim=xlim,
+                        mcid=mcid, xlabel=xlabel, favours=favours, title=title)
 
 
 def _multilevel_summary_rows(result, intercept_only, stats, pct):
