@@ -23,11 +23,11 @@ import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from timing import best_of  # noqa: E402
 
 R_TIMING = r"""
 suppressMessages(library(metafor))
@@ -51,14 +51,6 @@ def three_level(n_clusters, per_cluster, seed=2018):
     return pd.DataFrame({"cluster": cluster, "effect": effect, "yi": yi, "vi": vi})
 
 
-def best_of(func, repeat, number):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            func()
-        times.append((time.perf_counter() - start) / number)
-    return min(times), float(np.median(times))
 
 
 def large_fit_in_fresh_process(n_clusters, per_cluster):

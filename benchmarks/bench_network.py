@@ -21,11 +21,11 @@ import platform  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from timing import best_of  # noqa: E402
 
 R_TIMING = r"""
 suppressMessages(library(metafor))
@@ -77,14 +77,6 @@ def random_network(n_treatments, n_studies, three_arm_share=0.2, seed=2018):
     return pd.DataFrame(rows)
 
 
-def best_of(func, repeat, number):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            func()
-        times.append((time.perf_counter() - start) / number)
-    return min(times), float(np.median(times))
 
 
 def main():
