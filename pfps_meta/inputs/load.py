@@ -190,8 +190,25 @@ def numeric_column(df: pd.DataFrame, column: str, *, integer=False, minimum=None
     ``minimum`` is inclusive (``value >= minimum``), ``above`` exclusive (``value > above``). A cell read
     after a fix (a Unicode minus) gives an :class:`InputWarning` naming where and how it was read.
     """
+    series = df[column]
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "fiu":
+        # a column that is already numbers: the checks below, vectorised; any refusal (or warning) is
+        # left to the cell-by-cell loop, so its message is the same
+        out = np.array(series.to_numpy(), dtype=float, copy=True)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(out) & (np.abs(out) <= 1e12)
+            if integer:
+                ok &= out == np.round(out)
+            if minimum is not None:
+                ok &= out >= minimum
+            if above is not None:
+                ok &= out > above
+            if allow_missing:
+                ok |= np.isnan(out)
+        if ok.all():
+            return out
     out = np.empty(len(df))
-    for position, cell in enumerate(df[column].tolist()):
+    for position, cell in enumerate(series.tolist()):
         try:
             value, how = read_number(cell)
         except ValueError as exc:

@@ -17,7 +17,12 @@ import math
 import numpy as np
 from scipy.special import ndtr, ndtri, stdtr
 
+from pfps_meta.conventions import DEFAULTS
+from pfps_meta.errors import InputError
+from pfps_meta.models.pooling import t_quantile
+
 KERNEL_METHODS = ("FE", "DL", "ML", "REML")
+_EPS = np.finfo(float).eps
 
 
 try:                 # numba is optional: without it the kernel is never called (see available())
@@ -216,8 +221,11 @@ def _i2(y, v, tau2, k, method, i2_method):
     NaN for k < 2."""
     present = np.isfinite(y) & np.isfinite(v)
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(present, 1.0 / np.where(present, v, 1.0), 0.0)
-        yz = np.where(present, y, 0.0)
+        if present.all():           # the same numbers without the masking (no study absent)
+            w, yz = 1.0 / v, y
+        else:
+            w = np.where(present, 1.0 / np.where(present, v, 1.0), 0.0)
+            yz = np.where(present, y, 0.0)
         sw = w.sum(axis=1)
         df = np.maximum(k - 1, 0).astype(float)
         if method == "FE" or i2_method == "q":
@@ -242,9 +250,6 @@ def pool_rows(yi, vi, method=None, ci_method=None, level=None, maxiter=None, *, 
     ``callback(rows_done, rows_total)`` is called when given, and a Ctrl-C raises KeyboardInterrupt (as do
     exceptions from ``callback``, unchanged).
     """
-    from pfps_meta.conventions import DEFAULTS
-    from pfps_meta.errors import InputError
-
     settings = settings if settings is not None else DEFAULTS
     method = settings.method if method is None else method
     ci_method = settings.ci_method if ci_method is None else ci_method
@@ -266,26 +271,30 @@ def pool_rows(yi, vi, method=None, ci_method=None, level=None, maxiter=None, *, 
     hksj = ci_method == "hksj"
     rows = y.shape[0]
     step = max(1, int(chunk_rows))
-    parts = []
-    for start in range(0, max(rows, 1), step):
-        parts.append(_call_kernel(_pool_rows_kernel, y[start:start + step], v[start:start + step],
-                                  KERNEL_METHODS.index(method), hksj, int(maxiter), 1e-12, np.finfo(float).eps))
-        if callback is not None:
-            callback(min(start + step, rows), rows)
-    est, se, tau2, k, conv = (np.concatenate(column) for column in zip(*parts))
-    from pfps_meta.models.pooling import t_quantile
-
+    code = KERNEL_METHODS.index(method)
+    if rows <= step and callback is None:     # one chunk: no slicing, no concatenation
+        est, se, tau2, k, conv = _call_kernel(_pool_rows_kernel, y, v, code, hksj, int(maxiter), 1e-12, _EPS)
+    else:
+        parts = []
+        for start in range(0, max(rows, 1), step):
+            parts.append(_call_kernel(_pool_rows_kernel, y[start:start + step], v[start:start + step], code, hksj,
+                                      int(maxiter), 1e-12, _EPS))
+            if callback is not None:
+                callback(min(start + step, rows), rows)
+        est, se, tau2, k, conv = (np.concatenate(column) for column in zip(*parts))
     multi = k >= 2
+    z = ndtri(0.5 + level / 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         stat = est / se
         if hksj:
             df = np.where(multi, k - 1, np.nan)
             p = np.where(multi, 2.0 * stdtr(df, -np.abs(stat)), 2.0 * ndtr(-np.abs(stat)))
-            crit = np.where(multi, t_quantile(df, 0.5 + level / 2), ndtri(0.5 + level / 2))
+            crit = np.where(multi, t_quantile(df, 0.5 + level / 2), z)
         else:
             p = 2.0 * ndtr(-np.abs(stat))
-            crit = ndtri(0.5 + level / 2)
-    tau2 = np.where(method == "FE", np.where(multi, 0.0, np.nan), tau2)
+            crit = z
+    if method == "FE":
+        tau2 = np.where(multi, 0.0, np.nan)
     return {"k": k, "estimate": est, "se": se, "statistic": stat, "p": p, "ci_low": est - crit * se,
             "ci_high": est + crit * se, "tau2": tau2, "i2": _i2(y, v, tau2, k, method, settings.i2_method),
             "converged": conv}

@@ -209,6 +209,8 @@ def t_quantile(df, p):
     """``stdtrit(df, p)`` computed once per distinct df (rows of one design share it; the t quantile is
     far slower than the arithmetic around it)."""
     df = np.asarray(df, dtype=float)
+    if df.size <= 64:            # few values: sorting them out costs more than the quantiles (same values)
+        return stdtrit(df, p)
     values, inverse = np.unique(df, return_inverse=True)
     return stdtrit(values, p)[inverse].reshape(df.shape)
 

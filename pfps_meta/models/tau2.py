@@ -37,14 +37,23 @@ import numpy as np
 from pfps_meta.conventions import TAU2_ESTIMATORS
 from pfps_meta.errors import ConvergenceWarning
 
+def _row_sum(a):
+    """``a.sum(axis=1)`` (the same reduction, so the same bits) without the method's Python wrapper: the
+    single-fit path calls it thousands of times per second."""
+    return _ADD_REDUCE(a, 1)
+
+
+_ADD_REDUCE = np.add.reduce
+
+
 def fit_at(y, v, tau2):
     """Weights, their sum, the weighted mean and residuals at the given tau2 (one per row).
 
     Absent studies have v = inf, hence w = 0: every weighted sum ignores them without masking.
     """
     w = 1.0 / (v + tau2[:, None])
-    sum_w = w.sum(axis=1)
-    mu = (w * y).sum(axis=1) / sum_w
+    sum_w = _row_sum(w)
+    mu = _row_sum(w * y) / sum_w
     resid = y - mu[:, None]
     return w, sum_w, mu, resid
 
@@ -53,7 +62,7 @@ def generalised_q(y, v, tau2):
     """``Q(tau2) = sum w (y - mu_w)^2`` and its derivative ``-sum w^2 (y - mu_w)^2``."""
     w, _, _, resid = fit_at(y, v, tau2)
     wr2 = w * resid ** 2
-    return wr2.sum(axis=1), -(w * wr2).sum(axis=1)
+    return _row_sum(wr2), -_row_sum(w * wr2)
 
 
 def solve_q(y, v, present, target, rtol=1e-12, maxiter=200):
@@ -62,8 +71,12 @@ def solve_q(y, v, present, target, rtol=1e-12, maxiter=200):
     with np.errstate(invalid="ignore", divide="ignore"):
         ybar = np.where(present, y, 0).sum(axis=1) / k
         spread = np.where(present, (y - ybar[:, None]) ** 2, 0.0).sum(axis=1)
-    return decreasing_root(lambda idx, t: generalised_q(y[idx], v[idx], t), target, spread, v.min(axis=1),
-                           rtol=rtol, maxiter=maxiter)
+    rows = y.shape[0]
+
+    def q_at(idx, t):                                   # no copy while every row is still iterating
+        return generalised_q(y, v, t) if idx.size == rows else generalised_q(y[idx], v[idx], t)
+
+    return decreasing_root(q_at, target, spread, v.min(axis=1), rtol=rtol, maxiter=maxiter)
 
 
 def decreasing_root(q_at, target, spread, vmin, rtol=1e-12, maxiter=200):
@@ -78,6 +91,8 @@ def decreasing_root(q_at, target, spread, vmin, rtol=1e-12, maxiter=200):
     """
     rows = len(spread)
     target = np.broadcast_to(np.asarray(target, dtype=float), (rows,))
+    if rows == 1:
+        return _decreasing_root_one(q_at, target, spread, vmin, rtol, maxiter)
     q0, _ = q_at(np.arange(rows), np.zeros(rows))
     active = q0 > target
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -106,6 +121,41 @@ def decreasing_root(q_at, target, spread, vmin, rtol=1e-12, maxiter=200):
         converged[idx] = ((np.abs(new - ti) <= rtol * np.maximum(new, 1e-300)) | (np.abs(q - tgt) <= rtol * tgt)
                           | (hi_i - lo_i <= rtol * hi_i))
     return np.where(active, t, 0.0), converged, iterations
+
+
+_ONE_ROW = np.arange(1)
+
+
+def _decreasing_root_one(q_at, target, spread, vmin, rtol, maxiter):
+    """:func:`decreasing_root` for a single row, the same steps in the same floating-point operations on
+    numpy scalars (so the same bits), without the per-iteration masking and indexing of many rows."""
+    tgt = target[0]
+    q0, _ = q_at(_ONE_ROW, np.zeros(1))
+    active = bool(q0[0] > tgt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hi = (np.maximum(spread[0] / tgt - vmin[0], 0.0) * (1 + 1e-9) + 1e-300) if active else np.float64(0.0)
+        lo = np.float64(0.0)
+        converged = not active
+        iterations = 0
+        t = np.float64(0.0)
+        for _ in range(maxiter):
+            if converged:
+                break
+            q, dq = q_at(_ONE_ROW, np.array([t]))
+            q, dq = q[0], dq[0]
+            if q > tgt:
+                lo_i, hi_i = t, hi
+            else:
+                lo_i, hi_i = lo, t
+            newton = t - (1.0 / q - 1.0 / tgt) * (q * q) / (-dq)
+            inside = np.isfinite(newton) and lo_i <= newton <= hi_i
+            new = t if q == tgt else (newton if inside else 0.5 * (lo_i + hi_i))
+            lo, hi = lo_i, hi_i
+            converged = bool((abs(new - t) <= rtol * np.maximum(new, 1e-300)) or (abs(q - tgt) <= rtol * tgt)
+                             or (hi_i - lo_i <= rtol * hi_i))
+            t = new
+            iterations += 1
+    return (np.array([t if active else 0.0]), np.array([converged]), np.array([iterations]))
 
 
 def _likelihood_root(y, v, present, k, init, reml, tol=1e-12, maxiter=1000):
@@ -153,6 +203,58 @@ def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000):
     """
     t = np.maximum(np.asarray(init, dtype=float), 0.0)
     rows = t.shape[0]
+    if rows == 1:
+        t, converged, iterations = _likelihood_root_one(score_at, t[0], tol, maxiter)
+    else:
+        t, converged, iterations = _likelihood_root_rows(score_at, t, tol, maxiter)
+    # metafor's ll0check: keep tau2 = 0 when the likelihood there is higher than at the root found.
+    candidates = converged & (t > tol)
+    if not np.any(candidates):          # every root is already at the boundary: nothing to compare
+        return t, converged, iterations
+    ll_here = loglik_at(t)
+    ll_zero = loglik_at(np.zeros_like(t))
+    to_zero = candidates & (ll_zero - ll_here > 1e-10)
+    if np.any(to_zero):
+        warnings.warn(f"{int(to_zero.sum())} fit(s): the likelihood is higher at tau2 = 0 than at the "
+                      "stationary point found; tau2 = 0 is used instead (as metafor does).",
+                      ConvergenceWarning, stacklevel=3)
+        t = np.where(to_zero, 0.0, t)
+    return t, converged, iterations
+
+
+def _likelihood_root_one(score_at, t, tol, maxiter):
+    """The iteration of :func:`likelihood_root` for a single row: the same steps in the same floating-point
+    operations on numpy scalars (so the same bits), without the masking and indexing of many rows."""
+    lo = np.float64(0.0)
+    hi = np.float64(np.inf)
+    converged = False
+    iterations = 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for _ in range(maxiter):
+            if converged:
+                break
+            score, slope, b_term = (value[0] for value in score_at(_ONE_ROW, np.array([t])))
+            if score > 0:
+                lo_i, hi_i = t, hi
+            else:
+                lo_i, hi_i = lo, t
+            step = -score / slope if slope < 0 else score / b_term
+            new = t + (step if np.isfinite(step) else 0.0)
+            if not (lo_i <= new <= hi_i):
+                new = 0.5 * (lo_i + hi_i) if np.isfinite(hi_i) else 2.0 * t + 1.0
+            at_zero = t == 0 and score <= 0
+            new = np.float64(0.0) if at_zero else (t if score == 0 else np.maximum(new, 0.0))
+            lo, hi = lo_i, hi_i
+            iterations += 1
+            collapsed = np.isfinite(hi_i) and hi_i - lo_i <= tol * np.maximum(1.0, hi_i)
+            converged = bool(at_zero or score == 0 or abs(new - t) <= tol * np.maximum(1.0, new) or collapsed)
+            t = new
+    return np.array([t], dtype=float), np.array([converged]), np.array([iterations])
+
+
+def _likelihood_root_rows(score_at, t, tol, maxiter):
+    """The iteration of :func:`likelihood_root` over many rows at once (masking the converged ones)."""
+    rows = t.shape[0]
     lo = np.zeros(rows)
     hi = np.full(rows, np.inf)
     converged = np.zeros(rows, dtype=bool)
@@ -178,18 +280,6 @@ def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000):
         iterations[idx] += 1
         collapsed = np.isfinite(hi_i) & (hi_i - lo_i <= tol * np.maximum(1.0, hi_i))
         converged[idx] = at_zero | (score == 0) | (np.abs(new - ti) <= tol * np.maximum(1.0, new)) | collapsed
-    # metafor's ll0check: keep tau2 = 0 when the likelihood there is higher than at the root found.
-    candidates = converged & (t > tol)
-    if not np.any(candidates):          # every root is already at the boundary: nothing to compare
-        return t, converged, iterations
-    ll_here = loglik_at(t)
-    ll_zero = loglik_at(np.zeros_like(t))
-    to_zero = candidates & (ll_zero - ll_here > 1e-10)
-    if np.any(to_zero):
-        warnings.warn(f"{int(to_zero.sum())} fit(s): the likelihood is higher at tau2 = 0 than at the "
-                      "stationary point found; tau2 = 0 is used instead (as metafor does).",
-                      ConvergenceWarning, stacklevel=3)
-        t = np.where(to_zero, 0.0, t)
     return t, converged, iterations
 
 

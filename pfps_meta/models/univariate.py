@@ -8,7 +8,6 @@ pooling core; nothing downstream recomputes statistics.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +35,6 @@ STUDY_JSON_FIELDS = ("yi", "vi", "se", "ci_low", "ci_high", "weight")
 ARM_JSON_FIELDS = ("n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl", "conversion")
 
 
-@dataclass
 class MetaResult:
     """A fitted meta-analysis.
 
@@ -44,7 +42,9 @@ class MetaResult:
     ----------
     studies : DataFrame
         One row per study: ``study, yi, vi, se, ci_low, ci_high, weight`` (weight in %), followed by the
-        input columns (arm data etc.).
+        input columns (arm data etc.). Built on first access (a single fit, a leave-one-out refit or a
+        preset comparison that reads only ``stats`` never pays for the pandas objects); the numbers in it
+        are fixed when the result is made.
     stats : dict
         Pooled statistics (see ``JSON_FIELDS``): estimate, se, CI, p, tau2 with its Q-profile CI, tau,
         I2, H2, Q test, prediction interval, convergence.
@@ -54,12 +54,45 @@ class MetaResult:
     measure : the effect measure (a name in :mod:`pfps_meta.effects.measures`) or None.
     """
 
-    studies: pd.DataFrame
-    stats: dict
-    settings: Settings
-    measure: str | None
-    source: str | None = None
-    notes: list = field(default_factory=list)
+    def __init__(self, studies=None, stats=None, settings=None, measure=None, source=None, notes=None, *,
+                 build_studies=None):
+        if stats is None or settings is None or (studies is None and build_studies is None):
+            raise TypeError("MetaResult needs studies (or build_studies), stats and settings")
+        self._studies = studies
+        self._build_studies = build_studies
+        self.stats = stats
+        self.settings = settings
+        self.measure = measure
+        self.source = source
+        self.notes = [] if notes is None else notes
+
+    @property
+    def studies(self) -> pd.DataFrame:
+        if self._studies is None:
+            self._studies = self._build_studies()
+            self._build_studies = None
+        return self._studies
+
+    @studies.setter
+    def studies(self, frame):
+        self._studies = frame
+        self._build_studies = None
+
+    def __getstate__(self):                     # the builder is a closure: pickle the frame it builds
+        self.studies
+        return dict(self.__dict__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def __eq__(self, other):
+        if not isinstance(other, MetaResult):
+            return NotImplemented
+        return (self.stats == other.stats and self.settings == other.settings and self.measure == other.measure
+                and self.source == other.source and self.notes == other.notes
+                and self.studies.equals(other.studies))
+
+    __hash__ = None
 
     method = property(lambda self: self.settings.method)
     ci_method = property(lambda self: self.settings.ci_method)
@@ -98,14 +131,16 @@ class MetaResult:
     def to_frame(self) -> pd.DataFrame:
         """One row per study plus a final pooled row (``study = "Pooled (<method>)"``)."""
         cols = ["study", "yi", "vi", "se", "ci_low", "ci_high", "weight"]
-        frame = self.studies[cols].copy()
-        pooled = {"study": f"Pooled ({self.method})", "yi": self.stats["estimate"],
-                  "vi": self.stats["se"] ** 2, "se": self.stats["se"],
-                  "ci_low": self.stats["ci_low"], "ci_high": self.stats["ci_high"], "weight": 100.0}
-        frame = pd.concat([frame, pd.DataFrame([pooled])], ignore_index=True)
-        frame["pi_low"] = [np.nan] * len(self.studies) + [self.stats["pi_low"]]
-        frame["pi_high"] = [np.nan] * len(self.studies) + [self.stats["pi_high"]]
-        return frame
+        s = self.stats
+        pooled = {"study": f"Pooled ({self.method})", "yi": s["estimate"], "vi": s["se"] ** 2, "se": s["se"],
+                  "ci_low": s["ci_low"], "ci_high": s["ci_high"], "weight": 100.0}
+        studies = self.studies
+        k = len(studies)
+        data = {c: np.append(studies[c].to_numpy(dtype=float), pooled[c]) for c in cols[1:]}
+        data["pi_low"] = np.append(np.full(k, np.nan), s["pi_low"])
+        data["pi_high"] = np.append(np.full(k, np.nan), s["pi_high"])
+        labels = pd.array(list(studies["study"]) + [pooled["study"]], dtype=studies["study"].dtype)
+        return pd.DataFrame({"study": labels, **data})
 
     def summary_frame(self) -> pd.DataFrame:
         """The pooled statistics as a one-row DataFrame (statsmodels' name)."""
@@ -220,13 +255,7 @@ def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None
     stats["iterations"] = int(stats["iterations"])
     stats["converged"] = bool(stats["converged"])
     z = ndtri(0.5 + settings.level / 2)
-    se = np.sqrt(vi)
-    front = pd.DataFrame({"study": table["study"].astype(str).to_numpy(), "yi": yi, "vi": vi, "se": se,
-                          "ci_low": yi - z * se, "ci_high": yi + z * se, "weight": batch.weights[0]})
-    rest = table.drop(columns=[c for c in ("study", "yi", "vi", LINE_COLUMN) if c in table.columns])
-    # input columns that share a name with a computed one (e.g. a CI given as input) keep a suffix
-    rest = rest.rename(columns={c: f"{c}_input" for c in rest.columns if c in front.columns})
-    studies = pd.concat([front, rest.reset_index(drop=True)], axis=1)
+    build = _study_frame_builder(table, yi, vi, z, batch.weights[0])
     all_notes = list(notes) + list(table.attrs.get("notes", []))
     if stats["k"] == 2 and settings.pi_method == "t_k2" and settings.prediction_interval:
         all_notes.append("t(k-2) prediction interval is undefined for k = 2 (metafor silently uses df = 1)")
@@ -241,5 +270,24 @@ def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None
                         if settings.method in ("ML", "REML") and stats["k"] >= 2 else None)
     if stats["k"] == 1 and settings.ci_method == "hksj":
         all_notes.append("HKSJ needs k >= 2: a single study gets the Wald (z) CI and p-value, as in metafor")
-    return MetaResult(studies=studies, stats=stats, settings=settings, measure=measure,
-                      source=table.attrs.get("source"), notes=all_notes)
+    return MetaResult(stats=stats, settings=settings, measure=measure, source=table.attrs.get("source"),
+                      notes=all_notes, build_studies=build)
+
+
+def _study_frame_builder(table, yi, vi, z, weights):
+    """A function that builds :attr:`MetaResult.studies` when it is first read: the computed columns
+    ``study, yi, vi, se, ci_low, ci_high, weight`` (study CIs ``yi +- z sqrt(vi)``), then the input
+    columns. ``table`` is held as a copy-on-write view, so later edits to the caller's table do not reach
+    the result."""
+    table = table.copy(deep=False)
+
+    def build():
+        se = np.sqrt(vi)
+        front = pd.DataFrame({"study": table["study"].astype(str).to_numpy(), "yi": yi, "vi": vi, "se": se,
+                              "ci_low": yi - z * se, "ci_high": yi + z * se, "weight": weights})
+        rest = table.drop(columns=[c for c in ("study", "yi", "vi", LINE_COLUMN) if c in table.columns])
+        # input columns that share a name with a computed one (e.g. a CI given as input) keep a suffix
+        rest = rest.rename(columns={c: f"{c}_input" for c in rest.columns if c in front.columns})
+        return pd.concat([front, rest.reset_index(drop=True)], axis=1)
+
+    return build
