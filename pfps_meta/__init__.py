@@ -30,6 +30,7 @@ from pfps_meta.inputs.validate import effect_table  # noqa: E402
 from pfps_meta.effects import measures  # noqa: E402
 from pfps_meta.inputs.load import read_csv  # noqa: E402
 from pfps_meta.present import tables as _renderers  # noqa: E402,F401  (registers how results print)
+from pfps_meta.present import bayes_tables as _bayes_renderers  # noqa: E402,F401
 
 # metafor's name for adding yi/vi columns to a table of studies.
 escalc = effect_table
@@ -56,6 +57,8 @@ _LAZY_FUNCTIONS = {
     "cluster_robust": ("pfps_meta.models.robust", "cluster_robust"),
     "network": ("pfps_meta.models.network", "network"),
     "component_network": ("pfps_meta.models.network_components", "component_network"),
+    "bayes": ("pfps_meta.models.bayes", "bayes"),
+    "bayes_batch": ("pfps_meta.models.bayes", "bayes_batch"),
 }
 
 
@@ -77,7 +80,7 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_FUNCTIONS))
 
 
-__all__ = ["multilevel", "multivariate", "vcalc", "contrasts_from_arms", "cluster_robust", "network",
+__all__ = ["bayes", "bayes_batch", "multilevel", "multivariate", "vcalc", "contrasts_from_arms", "cluster_robust", "network",
            "component_network", "pool", "pool_batch", "pool_effects", "estimate_tau2", "effect_table", "escalc",
            "add_effect_sizes", "read_csv", "MetaResult", "BatchResult", "Settings", "DEFAULTS", "OPTIONS",
            "measures", "InputError", "InputWarning", "ConvergenceWarning", "SmallStudyWarning", "PfpsWarning",
