@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pfps-meta {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_pool, _add_reproduce, _add_sensitivity, _add_diff, _add_report, _add_simulate, _add_template,
-                _add_multilevel, _add_network):
+                _add_multilevel, _add_network, _add_bayes):
         add(sub)
     return parser
 
@@ -207,16 +207,17 @@ def _add_template(sub):
 def _add_multilevel(sub):
     p_ml = sub.add_parser("multilevel", help="several effects per study: multilevel / multivariate model "
                           "(metafor rma.mv), optionally with cluster-robust inference")
-    p_ml.add_argument("file", help="CSV with one row per effect")
+    p_ml.add_argument("file", help="CSV with one row per effect, or an analysis definition (.toml) with --analysis")
+    p_ml.add_argument("--analysis", help="analysis id, when FILE is an analysis definition (.toml)")
     p_ml.add_argument("--yi", default="yi", help="column of the effect sizes (default: %(default)s)")
     p_ml.add_argument("--vi", default="vi", help="column of their sampling variances (default: %(default)s)")
     p_ml.add_argument("--levels", help="nested random intercepts, outermost first, comma-separated "
                       "(e.g. district,study is metafor's random = ~ 1 | district/study)")
     p_ml.add_argument("--inner", help="inner factor of random = ~ INNER | OUTER (with --outer and --struct)")
     p_ml.add_argument("--outer", help="outer factor (cluster) of random = ~ INNER | OUTER")
-    p_ml.add_argument("--struct", default="UN", choices=["CS", "HCS", "UN", "ID", "DIAG", "AR", "HAR", "CAR"],
+    p_ml.add_argument("--struct", choices=["CS", "HCS", "UN", "ID", "DIAG", "AR", "HAR", "CAR"],
                       help="variance structure of the inner factor (AR, HAR, CAR need a numeric INNER) "
-                           "(default: %(default)s)")
+                           "(default: UN; only with --inner)")
     p_ml.add_argument("--mods", help="moderators: numeric columns and C(column) for categorical ones, joined by + "
                       "(e.g. 'year + C(deltype)'); a leading ~ is allowed")
     p_ml.add_argument("--no-intercept", action="store_true", help="fit without an intercept (metafor ~ ... - 1)")
@@ -263,6 +264,75 @@ def _add_network(sub):
                        "active component (e.g. none, placebo); the components' effects are against it")
     p_net.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
     p_net.set_defaults(func=cmd_network)
+
+
+PRIOR_HELP = ("prior of the heterogeneity: half-normal:SCALE, half-cauchy:SCALE, half-t:DF:SCALE, exponential:RATE, "
+              "uniform:UPPER, inverse-gamma:SHAPE:SCALE (on tau), log-normal:MEAN:SD or log-t5:LOCATION:SCALE (on "
+              "log tau²), or a published table, rhodes2015 (SMD) or turner2015 (log OR), with --outcome and "
+              "--comparison (default: %(default)s)")
+
+
+def _add_bayes(sub):
+    p_bayes = sub.add_parser("bayes", help="Bayesian random-effects meta-analysis with an exact posterior (the model "
+                             "of R bayesmeta): mu, tau, a new trial's effect, shrinkage estimates")
+    p_bayes.add_argument("file", help="CSV with one row per study (arm-level or effect-level columns)")
+    p_bayes.add_argument("--measure", choices=list(measures.MEASURES),
+                         help="effect measure for arm-level or binary data (experimental vs control)")
+    p_bayes.add_argument("--tau-prior", default="half-normal:0.5", help=PRIOR_HELP)
+    p_bayes.add_argument("--outcome", help="outcome type of a table prior (e.g. pain_function for rhodes2015)")
+    p_bayes.add_argument("--comparison", help="comparison type of a table prior (e.g. non_pharmacological)")
+    p_bayes.add_argument("--mu-prior", metavar="MEAN:SD", help="normal prior for mu (default: flat)")
+    p_bayes.add_argument("--rescale-uisd", action="store_true",
+                         help="with --measure MD and an SMD prior: rescale the prior by the unit-information SD "
+                         "(Röver et al. 2021)")
+    p_bayes.add_argument("--mcid", type=float, help="also print P(mu < -MCID) and P(theta_new < -MCID)")
+    p_bayes.add_argument("--level", type=float, default=0.95, help="credible level, in (0, 1) (default: %(default)s)")
+    p_bayes.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
+    p_bayes.set_defaults(func=cmd_bayes)
+
+
+def cmd_bayes(args) -> int:
+    from pfps_meta.inputs.load import read_csv
+    from pfps_meta.inputs.validate import effect_table
+    from pfps_meta.models import priors
+    from pfps_meta.models.bayes import bayes
+
+    mu_prior = None
+    if args.mu_prior is not None:
+        parts = _numbers("--mu-prior", args.mu_prior.replace(":", ","))
+        if len(parts) != 2:
+            raise InputError(f"--mu-prior: write MEAN:SD, not '{args.mu_prior}'")
+        mu_prior = tuple(parts)
+    prior = priors.parse_prior(args.tau_prior, args.outcome, args.comparison)
+    table = read_csv(args.file)
+    with _InFile(args.file, table):
+        effects = effect_table(_without_positions(table), args.measure)
+        if args.rescale_uisd:
+            if args.measure != "MD" or prior.measure is None:
+                raise InputError("--rescale-uisd rescales a prior derived for the SMD or log OR for --measure MD")
+            if not {"n_exp", "n_ctrl"} <= set(effects.columns):
+                raise InputError("--rescale-uisd needs the arm sizes n_exp and n_ctrl")
+            prior = priors.for_mean_difference(prior, effects["n_exp"] + effects["n_ctrl"], effects["vi"])
+        result = bayes(yi=effects["yi"].to_numpy(float), vi=effects["vi"].to_numpy(float),
+                       labels=[str(s) for s in effects["study"]] if "study" in effects else None,
+                       measure=args.measure, tau_prior=prior, mu_prior=mu_prior, level=args.level)
+    probabilities = None
+    if args.mcid is not None:
+        threshold = -abs(args.mcid)
+        probabilities = {"threshold": threshold, "mu_below": result.prob("mu", below=threshold),
+                         "theta_new_below": result.prob("theta_new", below=threshold)}
+    if args.format == "json":
+        out = {"file": str(args.file), **result.to_dict()}
+        if probabilities is not None:
+            out["probabilities"] = probabilities
+        print(strict_json(out))
+        return 0
+    text = f"Data: {args.file}\n\n{result}"
+    if probabilities is not None:
+        text += (f"\nP(mu < {probabilities['threshold']:g}) = {probabilities['mu_below']:.4f}; "
+                 f"P(theta_new < {probabilities['threshold']:g}) = {probabilities['theta_new_below']:.4f}")
+    _print_text(text)
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -314,6 +384,9 @@ def cmd_simulate(args) -> int:
         if not matches:
             raise InputError(f"--analysis: no analysis '{args.analysis}' (have: "
                              f"{', '.join(a.id for a in spec.analyses)})", file=args.spec)
+        if matches[0].model != "pairwise":
+            raise InputError(f"--analysis: '{matches[0].id}' is a {matches[0].model} analysis; the simulation "
+                             "takes the shape of a pairwise one", file=args.spec)
         run = run_analysis(matches[0], evidence)
         design = Design.from_analysis(matches[0], evidence, run.result)
     elif args.design:
@@ -380,7 +453,13 @@ def cmd_multilevel(args) -> int:
     from pfps_meta.inputs.load import read_csv
     from pfps_meta.models.multilevel import multilevel, multivariate
 
+    if str(args.file).endswith(".toml"):
+        return _multilevel_from_spec(args)
+    if args.analysis:
+        raise InputError("--analysis goes with an analysis definition (.toml), not a CSV")
     levels = _names("--levels", args.levels)
+    if args.struct and not args.inner:
+        raise InputError("--struct is the structure of --inner X --outer Y; nested --levels have none")
     if bool(levels) == bool(args.inner or args.outer):
         raise InputError("give either --levels A,B (nested random intercepts) or --inner X --outer Y (random = "
                          "~ X | Y), not both and not neither")
@@ -399,8 +478,8 @@ def cmd_multilevel(args) -> int:
         common = dict(yi=args.yi, vi=args.vi, V=V, mods=mods, intercept=not args.no_intercept, method=args.method,
                       test=args.test, level=args.level)
         fit = (multilevel(data, levels=tuple(levels), **common) if levels else
-               multivariate(data, inner=args.inner, outer=args.outer, struct=args.struct, **common))
-        robust = fit.robust(cluster=args.cluster or outermost, adjust=args.robust) if args.robust else None
+               multivariate(data, inner=args.inner, outer=args.outer, struct=args.struct or "UN", **common))
+        robust = _robust(fit, args.cluster or outermost, args.robust, data) if args.robust else None
     if args.format == "json":
         print(strict_json({"file": str(args.file), "V": v_text, "model": fit.to_dict(),
                            "robust": robust.to_dict() if robust is not None else None}))
@@ -409,6 +488,40 @@ def cmd_multilevel(args) -> int:
     if robust is not None:
         lines += ["", str(robust)]
     _print_text("\n".join(lines))
+    return 0
+
+
+def _robust(fit, cluster, adjust, data):
+    """Robust inference clustered by a level of the model or, failing that, by a column of the data."""
+    labels = cluster
+    levels = set(fit.sigma2_names) | ({fit.inner, fit.outer} if fit.struct else set())
+    if cluster not in levels and cluster in data.columns:
+        labels = data[cluster].astype(str).to_numpy()
+    try:
+        return fit.robust(cluster=labels, adjust=adjust)
+    except InputError as exc:
+        raise InputError(f"--cluster {cluster}: {exc.reason}") from None
+
+
+def _multilevel_from_spec(args):
+    """``pfps-meta multilevel SPEC --analysis ID``: the spec's multilevel analysis, with what is missing."""
+    given = [flag for flag, value in (("--levels", args.levels), ("--inner", args.inner), ("--outer", args.outer),
+                                      ("--struct", args.struct), ("--mods", args.mods), ("--rho", args.rho),
+                                      ("--obs", args.obs), ("--phi", args.phi), ("--time", args.time),
+                                      ("--vcluster", args.vcluster), ("--robust", args.robust),
+                                      ("--cluster", args.cluster)) if value is not None]
+    given += [flag for flag, value, default in (("--yi", args.yi, "yi"), ("--vi", args.vi, "vi"),
+                                                ("--method", args.method, "REML"), ("--test", args.test, "z"),
+                                                ("--level", args.level, 0.95)) if value != default]
+    given += ["--no-intercept"] if args.no_intercept else []
+    if given:
+        raise InputError(f"{', '.join(given)}: with an analysis definition, the spec sets these (edit "
+                         f"{args.file}); the flags are for a CSV")
+    run = _model_analysis(args, ("multilevel", "multivariate"))
+    if args.format == "json":
+        print(strict_json(run.to_dict()))
+    else:
+        _print_text(str(run))
     return 0
 
 
@@ -480,15 +593,16 @@ def _model_analysis(args, model):
     from pfps_meta.evidence.specs import load_all, run_analysis
 
     if not args.analysis:
-        raise InputError(f"--analysis: name the {model} analysis of {args.file}")
+        raise InputError(f"--analysis: name the analysis of {args.file} to run")
     [(spec, evidence)] = load_all([args.file])
     matches = [a for a in spec.analyses if a.id == args.analysis]
     if not matches:
         raise InputError(f"--analysis: no analysis '{args.analysis}' (have: "
                          f"{', '.join(a.id for a in spec.analyses)})", file=args.file)
     analysis = matches[0]
-    if analysis.model != model:
-        raise InputError(f"--analysis: '{analysis.id}' is a {analysis.model} analysis, not a {model} one",
+    models = (model,) if isinstance(model, str) else tuple(model)
+    if analysis.model not in models:
+        raise InputError(f"--analysis: '{analysis.id}' is a {analysis.model} analysis, not a {models[0]} one",
                          file=args.file)
     return run_analysis(analysis, evidence)
 
@@ -630,6 +744,10 @@ def _analysis_result(args):
         raise InputError(f"--measure {args.measure}: analysis '{analysis.key}' is defined with measure "
                          f"{analysis.measure}; change it in the spec", file=args.file)
     # options given on the command line override the spec's settings; the rest come from the spec
+    if analysis.model != "pairwise":
+        raise InputError(f"--analysis: '{analysis.id}' is a {analysis.model} analysis; this command takes a "
+                         f"pairwise one (use: pfps-meta {'network' if analysis.model == 'network' else 'multilevel'} "
+                         f"{args.file} --analysis {analysis.id})", file=args.file)
     run = run_analysis(analysis, evidence,
                        settings=Settings.from_mapping(_given_settings(args), base=analysis.settings))
     if run.result is None:

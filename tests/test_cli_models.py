@@ -128,7 +128,7 @@ def test_pfp_network_spec_says_what_is_missing_and_does_not_fit(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--analysis", "nope"], "no analysis 'nope'"),
-    ([], "--analysis: name the network analysis"),
+    ([], "--analysis: name the analysis"),
     (["--analysis", "pain", "--method", "DL"], "--method: with an analysis definition"),
 ])
 def test_network_spec_bad_flags_are_one_line(capsys, argv, message):
@@ -143,3 +143,29 @@ def test_template_covers_every_arm_of_the_pfp_network(capsys):
     assert lines[0].startswith("trial_id,arm,role,outcome")
     rows = [line.split(",") for line in lines[1:]]
     assert {("fukuda2010", "CG"), ("fukuda2010", "KE"), ("fukuda2010", "KHE")} <= {(r[0], r[1]) for r in rows}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["multilevel", EXAMPLES / "konstantopoulos2011.csv", "--levels", "district,study", "--level", "1.5"],
+     "must lie strictly between 0 and 1"),
+    (["multilevel", EXAMPLES / "konstantopoulos2011.csv", "--levels", "district,study", "--struct", "AR"],
+     "--struct is the structure of --inner"),
+    (["multilevel", EXAMPLES / "konstantopoulos2011.csv", "--levels", "district,study", "--robust", "CR2",
+      "--cluster", "year"], "--cluster year"),
+    (["simulate", ROOT / "analyses" / "examples" / "senn2013.toml", "--analysis", "network_reml"],
+     "is a network analysis; the simulation takes the shape of a pairwise one"),
+    (["sensitivity", ROOT / "analyses" / "examples" / "senn2013.toml", "--analysis", "network_reml"],
+     "use: pfps-meta network"),
+    (["multilevel", ROOT / "analyses" / "examples" / "konstantopoulos2011.toml", "--analysis", "three_level",
+      "--levels", "a,b"], "--levels: with an analysis definition"),
+])
+def test_flags_that_would_be_ignored_or_crash_are_one_line(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_konstantopoulos2011_spec_through_the_multilevel_command(capsys):
+    code, out, _ = run(capsys, "multilevel", ROOT / "analyses" / "examples" / "konstantopoulos2011.toml",
+                       "--analysis", "three_level_cr2")
+    assert code == 0
+    assert "intrcpt    0.1847  0.0846" in out and "CR2" in out and "9.86" in out

@@ -17,10 +17,8 @@ def check_level(level):
         level = float(level)
     except (TypeError, ValueError):
         raise InputError(f"level: expected a number between 0 and 1, got {level!r}") from None
-    if level > 1 and level < 100:
-        level = level / 100
-    if not 0 < level < 1:
-        raise InputError(f"level: expected a number between 0 and 1, got {level!r}")
+    if not 0 < level < 1:     # metafor reads 95 as 95%; here, as in pm.pool, a level is a fraction
+        raise InputError(f"level: must lie strictly between 0 and 1 (got {level:g}; 0.95 means 95%)")
     return level
 
 
