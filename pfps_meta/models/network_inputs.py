@@ -28,7 +28,8 @@ __all__ = ["NetworkContrasts", "from_arm_rows", "from_contrast_rows", "check_con
 
 def _col(data, name, what):
     if not isinstance(name, str) or name not in data.columns:
-        raise InputError(f"argument '{what}': no such column in the data", column=str(name))
+        raise InputError(f"{what}: the data have no column {name!r} (columns: "
+                         f"{', '.join(map(str, data.columns))})", column=str(name))
     s = data[name]
     miss = pd.isna(s).to_numpy()
     if miss.any():

@@ -45,7 +45,8 @@ def _column(data: pd.DataFrame, name, what: str) -> pd.Series:
     if not isinstance(name, str):
         raise InputError(f"argument '{what}' must be a column name, got {type(name).__name__}")
     if name not in data.columns:
-        raise InputError(f"argument '{what}': no such column in the data", column=name)
+        raise InputError(f"{what}: the data have no column {name!r} (columns: "
+                         f"{', '.join(map(str, data.columns))})", column=name)
     return data[name]
 
 
