@@ -291,7 +291,8 @@ class SimulationResult:
         tau2s = sorted(frame["tau2"].unique())
         rows = {}
         for row in frame.itertuples():
-            name = row.method + (" + HKSJ" if row.ci_method == "hksj" else " + Wald")
+            name = row.method + (" + HKSJ" if row.ci_method == "hksj" else " (credible interval)"
+                                 if row.ci_method == "credible" else " + Wald")
             record = rows.setdefault((row.mu, name), {**({"mu": row.mu} if several_mu else {}), "Method": name})
             record[f"tau² = {row.tau2:g}"] = _pct(row.ci_coverage, row.ci_coverage_mcse)
             record[f"tau² bias (tau² = {row.tau2:g})"] = _num(row.tau2_bias, row.tau2_bias_mcse)
@@ -485,6 +486,27 @@ def _fit(yi, vi, settings, engine):
         return pool_batch(yi, vi, settings)
 
 
+#: the prefix of a Bayesian method name: ``bayes:PRIOR`` with PRIOR as ``pfps-meta bayes --tau-prior`` writes it
+BAYES_PREFIX = "bayes:"
+
+
+def is_bayes_method(name) -> bool:
+    return isinstance(name, str) and name.startswith(BAYES_PREFIX)
+
+
+def _fit_bayes(yi, vi, method, level):
+    """The Bayesian fit of a block (:func:`pfps_meta.models.bayes.bayes_batch`, flat prior for mu): the
+    estimate is the posterior median of mu, the CI the central credible interval, the PI the posterior
+    predictive interval of theta_new; tau² is the posterior median of tau, squared."""
+    from pfps_meta.models.bayes import bayes_batch
+
+    out = bayes_batch(yi, vi, tau_prior=method[len(BAYES_PREFIX):], level=level)
+    n = len(out["mu_median"])
+    return SimpleNamespace(estimate=out["mu_median"], ci_low=out["mu_lower"], ci_high=out["mu_upper"],
+                           pi_low=out["theta_lower"], pi_high=out["theta_upper"], tau2=out["tau_median"] ** 2,
+                           i2=np.full(n, np.nan), converged=np.ones(n, dtype=bool), p=np.full(n, np.nan))
+
+
 def _block_sums(task: Task):
     """The metric sums of one (cell, block) for every method x CI x PI combination (a 2-D array)."""
     rng = np.random.default_rng(np.random.SeedSequence(task.seed, spawn_key=(task.cell, task.block)))
@@ -498,17 +520,21 @@ def _block_sums(task: Task):
     n = float(ok.sum())
     out, fits = [], {}
     for method, ci_method, pi_method in task.combos:
-        settings = base.replace(method=method, ci_method=ci_method, pi_method=pi_method)
+        bayesian = is_bayes_method(method)
+        settings = base if bayesian else base.replace(method=method, ci_method=ci_method, pi_method=pi_method)
         key = (method, ci_method)
         if key not in fits:
-            fits[key] = _fit(yi, vi, settings, task.engine)
+            fits[key] = _fit_bayes(yi, vi, method, base.level) if bayesian else _fit(yi, vi, settings, task.engine)
         fit = fits[key]
         with np.errstate(all="ignore"):
             est, lo, hi = fit.estimate, fit.ci_low, fit.ci_high
             defined = np.isfinite(lo) & np.isfinite(hi)
             err = est - mu
             width = np.where(defined, hi - lo, 0.0)
-            pi_lo, pi_hi, _ = prediction_interval(est, fit.se, fit.tau2, fit.k, settings)
+            if bayesian:     # the posterior predictive interval of a new trial's effect
+                pi_lo, pi_hi = fit.pi_low, fit.pi_high
+            else:
+                pi_lo, pi_hi, _ = prediction_interval(est, fit.se, fit.tau2, fit.k, settings)
             pi_defined = np.isfinite(pi_lo) & np.isfinite(pi_hi)
             if tau2 > 0:
                 tau = np.sqrt(tau2)
@@ -516,7 +542,7 @@ def _block_sums(task: Task):
             else:
                 pi_cover = ((pi_lo <= mu) & (mu <= pi_hi)).astype(float)
             pi_cover = np.where(pi_defined, pi_cover, 0.0)
-            reject = (fit.p < 1 - base.level) & defined
+            reject = ((fit.p < 1 - base.level) if not bayesian else ((lo > 0) | (hi < 0))) & defined
             t_err = np.where(np.isfinite(fit.tau2), fit.tau2, np.nan) - tau2
             i2 = fit.i2
         out.append([n, np.sum((lo <= mu) & (mu <= hi)), np.sum(err), np.sum(err ** 2), np.sum(err ** 4),
@@ -539,7 +565,11 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     (``level=0.9``, ``smd_convention="revman5"``, ``i2_method="q"``, ...) on top
     (:meth:`Settings.from_mapping`). ``methods``, ``ci_methods`` and ``pi_methods`` (lists, or one
     comma-separated string) vary over the grid; each left out is the one of the settings (by default
-    metafor's: REML, Wald, auto).
+    metafor's: REML, Wald, auto). A method ``bayes:PRIOR`` (e.g. ``"bayes:half-normal:0.5"``, PRIOR as
+    :func:`pfps_meta.models.priors.parse_prior` reads it) is the Bayesian model with a flat prior for mu
+    (:func:`pfps_meta.models.bayes.bayes_batch`): its CI is the central credible interval, its estimate
+    the posterior median, its PI the posterior predictive interval, its rejection rate the share of
+    credible intervals that exclude 0 (``ci_method`` "credible"; it ignores ci_methods and pi_methods).
 
     ``measure``: MD, SMD, SMDH or ROM (ignored for a design by variances); ``sd`` the within-arm SD;
     ``control_mean`` the control arm's true mean (required for ROM, default 0 otherwise).
@@ -582,17 +612,28 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     blocks_per_task = _whole("blocks_per_task", blocks_per_task, 1)
     from pfps_meta.models.fast import KERNEL_METHODS, available
 
+    bayes_names = [m for m in method_names if is_bayes_method(m)]
+    frequentist = [m for m in method_names if not is_bayes_method(m)]
+    if bayes_names:
+        from pfps_meta.models.priors import check_measure, parse_prior
+
+        for name in bayes_names:      # the prior (and its measure) is checked before any work
+            prior = parse_prior(name[len(BAYES_PREFIX):])
+            if not design.vi:
+                check_measure(prior, measure)
     if engine == "auto":
-        engine = "numba" if available() and set(method_names) <= set(KERNEL_METHODS) else "numpy"
+        engine = "numba" if available() and set(frequentist) <= set(KERNEL_METHODS) else "numpy"
     if engine not in ("numpy", "numba"):
         raise InputError(f"engine: must be auto, numpy or numba (got {engine!r})")
-    if engine == "numba" and not (available() and set(method_names) <= set(KERNEL_METHODS)):
+    if engine == "numba" and not (available() and set(frequentist) <= set(KERNEL_METHODS)):
         raise InputError("engine: the numba engine needs numba installed (pip install 'pfps-meta[fast]') and "
                          f"methods among {', '.join(KERNEL_METHODS)}")
     run = base.replace(tau2_ci=False, fit_statistics=False)
-    combos = tuple(itertools.product(method_names, ci_names, pi_names))
+    combos = tuple(itertools.product(frequentist, ci_names, pi_names)) + \
+        tuple((name, "credible", "posterior") for name in bayes_names)
     for method, ci_method, pi_method in combos:      # validates every name before any work
-        run.replace(method=method, ci_method=ci_method, pi_method=pi_method)
+        if not is_bayes_method(method):
+            run.replace(method=method, ci_method=ci_method, pi_method=pi_method)
     n_blocks = -(-int(replicates) // BLOCK)
     cells = list(itertools.product(mus, tau2s))
     pairs = len(method_names) * len(ci_names)

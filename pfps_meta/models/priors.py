@@ -292,8 +292,7 @@ def table_prior(table: str, outcome: str | None = None, comparison: str | None =
     for r in rows:
         if r["outcome"] == outcome and r["comparison"] == comparison:
             family = "log-normal" if r["distribution"] == "log-normal" else "log-t5"
-            label = f"{table} ({outcome}, {comparison}): {family}({float(r['param1']):g}, {float(r['param2']):g}) " \
-                    "on log tau²"
+            label = f"{table} ({outcome}, {comparison}): {family}({float(r['param1']):g}, {float(r['param2']):g})"
             return Prior(family, (float(r["param1"]), float(r["param2"])), r["on"], measure=r["measure"],
                          label=label, source=f"{r['citation']}; {r['location']}; {r['verified_from']}")
     valid = [c for (o, c) in table_cells(table) if o == outcome]
@@ -362,7 +361,8 @@ def check_measure(prior: Prior, measure: str | None) -> None:
     why = (f"prior {prior.label} was derived for {prior.measure} analyses, and tau is on the scale of the effect "
            f"measure, so it does not describe heterogeneity of {measure}")
     if given == "MD":
-        why += ("; rescale it by the unit-information SD (priors.for_mean_difference, Röver et al. 2021) or "
+        why += ("; rescale it by the unit-information SD (priors.for_mean_difference; on the "
+                "command line --rescale-uisd; Röver et al. 2021) or "
                 "use a generic prior such as half-normal")
     raise InputError(why)
 

@@ -10,6 +10,11 @@ _ROWS = (("median", "median"), ("mean", "mean"), ("sd", "sd"), ("lower", "{pct} 
          ("shortest_lower", "shortest lower"), ("shortest_upper", "shortest upper"))
 
 
+def _bf(value):
+    """A Bayes factor at 4 significant digits (they span many orders of magnitude)."""
+    return "NA" if value is None else f"{value:.4g}"
+
+
 def _pct(level):
     return f"{100 * level:g}%"
 
@@ -28,9 +33,9 @@ def bayes_text(res, digits: int = 4) -> str:
         values = "".join(f"{format_number(res.summary.loc[key, c], digits):>12}" for c in ("tau", "mu", "theta_new"))
         lines.append(f"{label.format(pct=pct):>16}{values}")
     lines.append("")
-    bf = format_number(res.bayes_factor_tau0, digits)
+    bf = _bf(res.bayes_factor_tau0)
     lines.append(f"Bayes factor for tau = 0 (vs the prior): {bf}"
-                 + (f"; for mu = 0: {format_number(res.bayes_factor_mu0, digits)}" if res.bayes_factor_mu0 is not None
+                 + (f"; for mu = 0: {_bf(res.bayes_factor_mu0)}" if res.bayes_factor_mu0 is not None
                     else ""))
     if res.log_marginal_likelihood is not None:
         lines.append(f"log marginal likelihood: {format_number(res.log_marginal_likelihood, digits)}")
@@ -57,5 +62,5 @@ def bayes_html(res, digits: int = 4) -> str:
     return (f"<div class='pfps-bayes'><p><b>Bayesian random-effects meta-analysis</b>, k = {res.k}; tau prior "
             f"{html.escape(res.prior.label)}; mu prior {html.escape(res.mu_prior.label)}</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            f"<p>Bayes factor for tau = 0: {format_number(res.bayes_factor_tau0, digits)}. "
+            f"<p>Bayes factor for tau = 0: {_bf(res.bayes_factor_tau0)}. "
             f"{html.escape(res.method)}.</p></div>")
