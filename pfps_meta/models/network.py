@@ -604,6 +604,25 @@ def network(data: pd.DataFrame, study="study", treatment="treatment", measure=No
     ``order`` (default: sorted names). ``small_values``: "good" (a lower value is better, e.g. pain) or
     "bad", for the rankings. ``tau2``: a fixed tau^2 (netmeta's ``tau.preset``) instead of estimating it.
     """
+    method, ci_method, level = _check_network_options(data, method, ci_method, level, small_values)
+    measure, con = _read_network_contrasts(data, study, treatment, measure, treat1, treat2, yi, sei, var_shared, V,
+                                           n, mean, sd, events, arm_options)
+    treatments, reference = _treatment_order(con, order, reference)
+    T = len(treatments)
+    pos, keep, X = _contrast_design(con, treatments, reference)
+    G = _Groups.build(con.y, con.V, X)
+    df = G.k - G.p
+    common = _network_fit(G, "common", 0.0, method, T, keep)
+    tau2 = _network_tau2(G, method, tau2)
+    random = _network_fit(G, "random", tau2, method, T, keep)
+    table, n_studies = _contrast_table(con, pos)
+    return NetworkResult(treatments, reference, measure, method, ci_method, level, common, random, G.k,
+                         n_studies, df, table, G, X, small_values, dict(con.arms_n))
+
+
+def _check_network_options(data, method, ci_method, level, small_values):
+    """Validate the data frame and the scalar options of :func:`network`; returns the normalised
+    ``(method, ci_method, level)``."""
     if not isinstance(data, pd.DataFrame):
         raise InputError(f"data must be a pandas DataFrame, got {type(data).__name__}")
     if len(data) == 0:
@@ -622,6 +641,13 @@ def network(data: pd.DataFrame, study="study", treatment="treatment", measure=No
         raise InputError(f"level must be in (0, 1), got {level:g}")
     if small_values not in ("good", "bad"):
         raise InputError(f"small_values must be 'good' or 'bad', got {small_values!r}")
+    return method, ci_method, level
+
+
+def _read_network_contrasts(data, study, treatment, measure, treat1, treat2, yi, sei, var_shared, V, n, mean,
+                            sd, events, arm_options):
+    """The contrasts and their covariance from arm rows or contrast rows, whichever layout ``data``
+    has; returns ``(measure, contrasts)`` with the measure's name normalised ("effect" if unnamed)."""
     arm_layout = treatment in data.columns and not (treat1 in data.columns and treat2 in data.columns)
     if arm_layout:
         if measure is None:
@@ -638,7 +664,12 @@ def network(data: pd.DataFrame, study="study", treatment="treatment", measure=No
             raise InputError(f"unknown measure {measure!r} (known: {', '.join(measure_registry.MEASURES)})")
         measure = "effect" if measure is None else str(measure).upper()
         con = from_contrast_rows(data, study, treat1, treat2, yi, sei, var_shared, V)
+    return measure, con
 
+
+def _treatment_order(con, order, reference):
+    """The network's treatments in ``order`` (default: sorted names) and the checked reference
+    treatment (default: the first); the network must be connected."""
     present = sorted(set(con.treat) | set(con.base))
     if order is not None:
         order = [str(t) for t in order]
@@ -654,7 +685,12 @@ def network(data: pd.DataFrame, study="study", treatment="treatment", measure=No
     if reference not in treatments:
         raise InputError(f"reference '{reference}' is not in the network (treatments: {', '.join(treatments)})")
     check_connected(con, treatments)
+    return treatments, reference
 
+
+def _contrast_design(con, treatments, reference):
+    """The contrast design: +1 in the treatment's column, -1 in the baseline's, the reference column
+    dropped; returns ``(pos, keep, X)`` (treatment -> column, kept columns, design)."""
     T = len(treatments)
     pos = {t: q for q, t in enumerate(treatments)}
     keep = [q for q, t in enumerate(treatments) if t != reference]
@@ -662,23 +698,27 @@ def network(data: pd.DataFrame, study="study", treatment="treatment", measure=No
     full[np.arange(con.y.size), [pos[t] for t in con.treat]] += 1
     full[np.arange(con.y.size), [pos[t] for t in con.base]] -= 1
     X = full[:, keep]
-    G = _Groups.build(con.y, con.V, X)
-    df = G.k - G.p
+    return pos, keep, X
 
-    def as_fit(model, tau2):
-        f = _gls(G, tau2)
-        d = np.zeros(T)
-        d[keep] = f.beta
-        C = np.zeros((T, T))
-        C[np.ix_(keep, keep)] = f.vb
-        if method in ("REML", "ML") or model == "common":
-            ll = _loglik(G, tau2, method == "REML", _xtx_logdet(G))[0] if model == "random" else \
-                -0.5 * (G.k * math.log(2 * math.pi) + f.logdet + f.Q)
-        else:
-            ll = None
-        return NetworkFit(model, float(tau2), d, C, f.Q, ll)
 
-    common = as_fit("common", 0.0)
+def _network_fit(G, model, tau2, method, T, keep) -> NetworkFit:
+    """The GLS fit at ``tau2`` as a :class:`NetworkFit`: effects and covariance against the reference
+    (zero row and column for it), Q and the log-likelihood (REML/ML, or the common-effect model)."""
+    f = _gls(G, tau2)
+    d = np.zeros(T)
+    d[keep] = f.beta
+    C = np.zeros((T, T))
+    C[np.ix_(keep, keep)] = f.vb
+    if method in ("REML", "ML") or model == "common":
+        ll = _loglik(G, tau2, method == "REML", _xtx_logdet(G))[0] if model == "random" else \
+            -0.5 * (G.k * math.log(2 * math.pi) + f.logdet + f.Q)
+    else:
+        ll = None
+    return NetworkFit(model, float(tau2), d, C, f.Q, ll)
+
+
+def _network_tau2(G, method, tau2):
+    """tau^2 estimated by ``method``, or the given fixed value checked to be finite and >= 0."""
     if tau2 is None:
         tau2 = _estimate_tau2(G, "FE" if method == "FE" else method)
     else:
@@ -688,15 +728,19 @@ def network(data: pd.DataFrame, study="study", treatment="treatment", measure=No
             raise InputError(f"tau2 must be a number >= 0, got {tau2!r}") from None
         if not (np.isfinite(tau2) and tau2 >= 0):
             raise InputError(f"tau2 must be a finite number >= 0, got {tau2!r}")
-    random = as_fit("random", tau2)
+    return tau2
+
+
+def _contrast_table(con, pos):
+    """One row per contrast (study, treat, base, yi, vi, design: the study's treatments joined by ':'
+    in network order); returns ``(table, number of studies)``."""
     designs = {}
     for s, t, b in zip(con.study, con.treat, con.base):
         designs.setdefault(s, set()).update((t, b))
     design_of = {s: ":".join(sorted(v, key=lambda x: pos[x])) for s, v in designs.items()}
     table = pd.DataFrame({"study": con.study, "treat": con.treat, "base": con.base, "yi": con.y,
                           "vi": con.V.diagonal(), "design": [design_of[s] for s in con.study]})
-    return NetworkResult(treatments, reference, measure, method, ci_method, level, common, random, G.k,
-                         len(designs), df, table, G, X, small_values, dict(con.arms_n))
+    return table, len(designs)
 
 
 # ================================================================================================
