@@ -55,7 +55,9 @@ from pfps_meta.inputs.validate import InputWarning, TranscriptionWarning, effect
 SETTING_KEYS = (*OPTION_BY_NAME, *ALIASES)      # every option name of conventions.OPTIONS, and aliases
 ANALYSIS_KEYS = {"id", "label", "comparison", "outcome", "measure", "timepoint", "favourable", "target_range",
                  "published", "trials", "data", "allow_mixed_change_and_final", "split_shared_arms", "mcid",
-                 "notes", "design", "impute_sd", "show_blups", *SETTING_KEYS}
+                 "notes", "design", "impute_sd", "show_blups", "bayes", *SETTING_KEYS}
+#: keys of an analysis's ``bayes = { ... }`` table (a Bayesian analysis beside the frequentist one)
+BAYES_KEYS = {"tau_prior", "outcome", "comparison", "mu_prior", "rescale_uisd", "level"}
 # keys of the dependent-effect and network models (``model = "multilevel" | "multivariate" | "network"``)
 MODEL_KEYS = {"model", "inner", "levels", "yi", "vi", "mods", "test", "robust", "robust_cluster", "V", "rho",
               "rho_assumption", "phi", "struct", "nodes", "reference", "components", "inactive", "timepoints",
@@ -109,6 +111,7 @@ class Analysis:
     design: str = "randomised"      # GRADE's starting level: randomised -> High, observational -> Low
     model: str = "pairwise"         # "multilevel", "multivariate" or "network": see run_model_analysis
     options: dict = field(default_factory=dict)     # the checked model keys (MODEL_KEYS)
+    bayes: dict | None = None       # the checked ``bayes = { ... }`` table (BAYES_KEYS), see bayes_result
 
     @property
     def key(self) -> str:
@@ -258,8 +261,72 @@ def load_spec(path) -> Spec:
             split_shared=bool(entry.get("split_shared_arms", False)), mcid=entry.get("mcid"),
             notes=entry.get("notes", ""), assumption=assumption, design=entry.get("design", "randomised"),
             impute_sd=entry.get("impute_sd"), show_blups=bool(entry.get("show_blups", False)),
-            model=model, options=options))
+            model=model, options=options,
+            bayes=_bayes_options(entry, measure, model, name, where) if "bayes" in entry else None))
     return Spec(path=path, review=review, settings=settings, analyses=analyses, data_dir=data_dir)
+
+
+def _bayes_options(entry: dict, measure, model: str, name: str, where: str) -> dict:
+    """The checked ``bayes = { tau_prior = ..., outcome = ..., comparison = ..., mu_prior = [mean, sd],
+    rescale_uisd = true, level = 0.95 }`` table of a pairwise analysis; a bad value is one InputError naming
+    the file, the entry and the key."""
+    from pfps_meta.models.priors import check_measure, parse_prior
+
+    here = f"{where} ('{entry.get('id')}'): bayes"
+    table = entry["bayes"]
+    if not isinstance(table, dict):
+        raise InputError(f"{here} must be a table, e.g. bayes = {{ tau_prior = \"half-normal:0.5\" }}", file=name)
+    if model != "pairwise":
+        raise InputError(f"{here}: a Bayesian analysis is offered for pairwise analyses only", file=name)
+    unknown = set(table) - BAYES_KEYS
+    if unknown:
+        raise InputError(f"{here}: unknown key(s) {', '.join(sorted(unknown))} (allowed: "
+                         f"{', '.join(sorted(BAYES_KEYS))})", file=name)
+    for key in ("tau_prior", "outcome", "comparison"):
+        if key in table and not isinstance(table[key], str):
+            raise InputError(f"{here}: {key} must be text (got {table[key]!r})", file=name)
+    mu_prior = table.get("mu_prior")
+    if mu_prior is not None and not (isinstance(mu_prior, list) and len(mu_prior) == 2 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in mu_prior)):
+        raise InputError(f"{here}: mu_prior must be [mean, sd] of a normal prior (got {mu_prior!r})", file=name)
+    if "rescale_uisd" in table and not isinstance(table["rescale_uisd"], bool):
+        raise InputError(f"{here}: rescale_uisd must be true or false", file=name)
+    level = table.get("level", 0.95)
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise InputError(f"{here}: level must be a number between 0 and 1 (got {level!r})", file=name)
+    try:
+        prior = parse_prior(table.get("tau_prior", "half-normal:0.5"), table.get("outcome"), table.get("comparison"))
+        if table.get("rescale_uisd"):
+            if measure != "MD" or prior.measure is None:
+                raise InputError("rescale_uisd rescales a prior derived for the SMD or log OR for an MD analysis")
+        else:
+            check_measure(prior, measure)
+    except InputError as exc:
+        raise InputError(f"{here}: {exc.reason}", file=name) from None
+    return {"prior": prior, "mu_prior": tuple(mu_prior) if mu_prior else None,
+            "rescale_uisd": bool(table.get("rescale_uisd", False)), "level": float(level)}
+
+
+def bayes_result(run: "AnalysisResult"):
+    """The Bayesian analysis (:func:`pfps_meta.models.bayes.bayes`) of a pooled analysis with a ``bayes``
+    table, on the same yi and vi; None without the table or without studies."""
+    options = run.analysis.bayes
+    if not options or run.result is None:
+        return None
+    from pfps_meta.models.bayes import bayes
+    from pfps_meta.models.priors import for_mean_difference
+
+    studies = run.result.studies
+    prior = options["prior"]
+    if options["rescale_uisd"]:
+        if not {"n_exp", "n_ctrl"} <= set(studies.columns):
+            raise InputError(f"analysis '{run.analysis.key}': bayes.rescale_uisd needs the arm sizes n_exp and "
+                             "n_ctrl", file=str(run.analysis.source))
+        n = pd.to_numeric(studies["n_exp"]) + pd.to_numeric(studies["n_ctrl"])
+        prior = for_mean_difference(prior, n, studies["vi"])
+    return bayes(yi=studies["yi"].to_numpy(float), vi=studies["vi"].to_numpy(float),
+                 labels=[str(x) for x in studies["study"]], measure=run.analysis.measure, tau_prior=prior,
+                 mu_prior=options["mu_prior"], level=options["level"])
 
 
 def _without_missing(table: dict) -> dict:

@@ -113,6 +113,11 @@ class Prior:
         if not self.label:
             object.__setattr__(self, "label", f"{self.family}({', '.join(f'{p:g}' for p in self.params)})")
 
+    @property
+    def spelling(self) -> str:
+        """The parametric spelling that :func:`parse_prior` reads back (``log-t5:-3.02:2.27``)."""
+        return ":".join([self.family] + [repr(float(p)) for p in self.params])
+
     # -- densities ------------------------------------------------------------------------------
     def _scipy(self):
         """The frozen scipy distribution of tau (on="tau") or of log tau² (on="tau2")."""
@@ -309,6 +314,11 @@ def parse_prior(text: str, outcome: str | None = None, comparison: str | None = 
     if text in TABLES:
         return table_prior(text, outcome, comparison)
     family, *rest = text.split(":")
+    if family in TABLES:                    # rhodes2015:OUTCOME:COMPARISON, one string (simulate's methods)
+        if len(rest) != 2 or outcome or comparison:
+            raise InputError(f"prior '{text}': write {family}:OUTCOME:COMPARISON, or {family} with outcome and "
+                             "comparison")
+        return table_prior(family, *rest)
     if family not in FAMILIES:
         raise InputError(f"unknown prior '{text}'; write one of {', '.join(f + ':...' for f in FAMILIES)} or a "
                          f"table name ({', '.join(TABLES)})")

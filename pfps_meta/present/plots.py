@@ -579,7 +579,8 @@ def coverage(simulation, *, title=None, level=None):
     for (method, ci_method), rows in table.groupby(["method", "ci_method"], sort=False):
         rows = rows.sort_values("tau2")
         ax.errorbar(rows["tau2"], 100 * rows["ci_coverage"], yerr=200 * rows["ci_coverage_mcse"], marker="o",
-                    ms=4, capsize=2, lw=1.2, label=f"{method} + {'HKSJ' if ci_method == 'hksj' else 'Wald'}")
+                    ms=4, capsize=2, lw=1.2, label=(f"{method} (credible interval)" if ci_method == "credible" else
+                                                    f"{method} + {'HKSJ' if ci_method == 'hksj' else 'Wald'}"))
     ax.axhline(100 * level, color="black", lw=0.8, ls="--")
     ax.set_xlabel("tau² (between-trial variance)", fontsize=8)
     ax.set_ylabel(f"coverage of the {100 * level:g}% CI (%)", fontsize=8)
@@ -589,6 +590,35 @@ def coverage(simulation, *, title=None, level=None):
         ax.spines[side].set_visible(False)
     ax.set_title(title or f"{simulation.design.label}: {simulation.setup['replicates']:,} replicates per point",
                  fontsize=9, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+@_literal_text
+def tau_posterior(result, *, title=None):
+    """Prior and posterior density of tau of a :class:`pfps_meta.models.bayes.BayesResult` (the posterior
+    evaluated exactly, ``result.tau_density``; the prior from ``result.prior``), the posterior median
+    and central interval marked. Returns the Figure."""
+    s = result.summary["tau"]
+    top = max(float(s["upper"]) * 1.6, float(result.prior.quantile_tau(0.9)))
+    tau = np.linspace(top / 400, top, 400)
+    posterior = result.tau_density(tau)
+    prior = np.exp(result.prior.log_density_tau(tau))
+    fig, ax = plt.subplots(figsize=(4.6, 2.6))
+    ax.plot(tau, prior, color="#888888", lw=1.2, ls="--", label=f"prior: {result.prior.label}"[:70])
+    ax.plot(tau, posterior, color=BOX_COLOUR, lw=1.6, label="posterior")
+    ax.axvline(float(s["median"]), color=BOX_COLOUR, lw=0.8)
+    ax.axvspan(float(s["lower"]), float(s["upper"]), color=BOX_COLOUR, alpha=0.12, lw=0)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, 1.15 * float(np.nanmax(posterior)))
+    ax.set_xlabel("tau (between-trial SD)", fontsize=8)
+    ax.set_ylabel("density", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6.5, frameon=False)
+    for side in ("right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title or f"tau: posterior median {float(s['median']):.2f} "
+                          f"[{float(s['lower']):.2f}, {float(s['upper']):.2f}]", fontsize=8, loc="left")
     fig.tight_layout()
     return fig
 

@@ -36,7 +36,7 @@ from pfps_meta.errors import InputError
 from pfps_meta.evidence.extraction import todo
 from pfps_meta.analysis.grade import summary_of_findings
 from pfps_meta.present.outputs import atomic_write_text, check_target, run_inputs, umask_mode
-from pfps_meta.present.report_models import model_section
+from pfps_meta.present.report_models import bayes_section, model_section
 from pfps_meta.analysis.reproduce import preset_statuses, reproduce_rows
 from pfps_meta.present.tables import ci_label, display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
 
@@ -347,6 +347,7 @@ def _analysis_section(doc, ar, evidence):
                  "intervals (metafor blup()).", bold_prefix="BLUPs:", css="note")
     doc.figure(fig, f"forest_{a.review}_{a.id}", f"Forest plot: {a.label}")
     doc.bullets([f"Note: {note}" for note in ar.result.notes])
+    bayes_section(doc, ar)
     if a.impute_sd and "status" in ar.result.studies.columns and (ar.result.studies["status"] == "imputed").any():
         without = run_analysis(replace(a, impute_sd=None), evidence)
         show = measures.get(a.measure).to_reporting
@@ -394,6 +395,10 @@ def _coverage_section(doc, ar, evidence):
     else:
         grid, mu, measure, scale = [0.0, 0.1, 0.3], 0.5, "SMD", "SMD scale (true SMD 0.5)"
     methods = tuple(dict.fromkeys([a.settings.method, "REML"]))
+    bayes_method = None
+    if a.bayes and not a.bayes["rescale_uisd"] and (design.vi or a.bayes["prior"].measure in (None, "SMD")):
+        bayes_method = "bayes:" + a.bayes["prior"].spelling          # the spec's prior, simulated beside
+        methods += (bayes_method,)
     sim = simulate(design, mu=mu, tau2=grid, measure=measure or "SMD", methods=methods, ci_methods=("wald", "hksj"),
                    replicates=SIMULATION_REPLICATES, seed=2018, settings=a.settings)
     own = f"{a.settings.method} + {'HKSJ' if a.settings.ci_method == 'hksj' else 'Wald'}"
@@ -410,7 +415,10 @@ def _coverage_section(doc, ar, evidence):
              f"{100 * a.settings.level:g}% CI of this analysis's method ({own}) covered the true average effect "
              f"{own_cover} of the time when the between-trial variance tau² is {worst_tau2:g}; REML + HKSJ covered "
              f"{best_cover}. Coverage well below {100 * a.settings.level:g}% means the CI is too narrow. "
-             "Monte Carlo standard errors in brackets; reproduce with 'pfps-meta simulate'.")
+             "Monte Carlo standard errors in brackets; reproduce with 'pfps-meta simulate'."
+             + (f" The Bayesian {100 * a.settings.level:g}% credible interval (prior {a.bayes['prior'].label}) "
+                f"covered {table.set_index('Method').loc[bayes_method + ' (credible interval)', column].split()[0]}."
+                if bayes_method else ""))
     if design.notes:
         doc.bullets(list(design.notes))
     doc.table(table, "table coverage")

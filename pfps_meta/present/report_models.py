@@ -97,3 +97,57 @@ def _network(doc, ar):
         doc.table(shown, "table netsplit")
     if ar.components is not None:
         doc.preformatted(str(ar.components))
+
+
+def bayes_section(doc, ar) -> None:
+    """The Bayesian analysis of a pairwise analysis with a ``bayes = { ... }`` table: its estimate and
+    posterior predictive interval beside the frequentist estimate, CI and prediction interval, the prior
+    named with its source, and a small plot of the prior and posterior of tau. Nothing is shown without
+    the table."""
+    from pfps_meta.effects import measures
+    from pfps_meta.evidence.specs import bayes_result
+    from pfps_meta.present import plots
+
+    a = ar.analysis
+    res = bayes_result(ar)
+    if res is None:
+        return
+    show = measures.get(a.measure).to_reporting
+    st = ar.result.stats
+    s = res.summary
+    pct = f"{100 * res.level:g}%"
+
+    def interval(lo, hi):
+        return f"[{show(lo):.2f}, {show(hi):.2f}]" if lo is not None and hi is not None else "not reported"
+
+    ci_name = "HKSJ" if a.settings.ci_method == "hksj" else "Wald"
+    frequentist_pi = interval(st.get("pi_low"), st.get("pi_high")) if st.get("pi_low") is not None else "not reported"
+    doc.heading(4, "Bayesian random-effects analysis beside the frequentist one")
+    doc.para(f"prior for tau {res.prior.label}" + (f" (derived for {res.prior.measure})" if res.prior.measure else "")
+             + f"; flat prior for mu" * (not res.mu_prior.proper)
+             + (f"; prior for mu {res.mu_prior.label}" if res.mu_prior.proper else "") + "."
+             + (f" Source: {res.prior.source}." if res.prior.source else ""), bold_prefix="Prior:", css="note")
+    doc.table(pd.DataFrame([
+        {"Analysis": f"{a.settings.method} + {ci_name} (frequentist)", "Estimate": f"{show(st['estimate']):.2f}",
+         "Interval for the average effect": interval(st["ci_low"], st["ci_high"]),
+         "Interval for a new trial": frequentist_pi, "tau": format_number(st.get("tau"), 3)},
+        {"Analysis": "Bayesian (posterior median, central credible intervals)",
+         "Estimate": f"{show(s.loc['median', 'mu']):.2f}",
+         "Interval for the average effect": interval(s.loc["lower", "mu"], s.loc["upper", "mu"]),
+         "Interval for a new trial": interval(s.loc["lower", "theta_new"], s.loc["upper", "theta_new"]),
+         "tau": f"{s.loc['median', 'tau']:.3f} [{s.loc['lower', 'tau']:.3f}, {s.loc['upper', 'tau']:.3f}]"},
+    ]), "table bayes")
+    words = (f"The Bayesian {pct} credible interval for the average effect is "
+             f"{interval(s.loc['lower', 'mu'], s.loc['upper', 'mu'])}, and a new trial's effect lies in "
+             f"{interval(s.loc['lower', 'theta_new'], s.loc['upper', 'theta_new'])} with posterior probability "
+             f"{res.level:g}.")
+    if a.mcid is not None:
+        threshold = -abs(a.mcid) if a.favourable != "higher" else abs(a.mcid)
+        side = "below" if threshold < 0 else "above"
+        p_mu = res.prob("mu", **{side: threshold})
+        p_new = res.prob("theta_new", **{side: threshold})
+        words += (f" P(average effect {'<' if side == 'below' else '>'} {threshold:g}, the MCID) = {p_mu:.2f}; for "
+                  f"a new trial {p_new:.2f}.")
+    doc.para(words)
+    fig = plots.tau_posterior(res)
+    doc.figure(fig, f"tau_posterior_{a.review}_{a.id}", f"Prior and posterior of tau: {a.label}")
