@@ -268,18 +268,39 @@ def cluster_robust(X, y, beta, marginal, cluster, adjust: str = "CR2", level: fl
     beta = _vector(beta, "beta", p)
     labels, codes = _cluster_codes(cluster, k)
     m = labels.size
+    _check_cluster_count(m, p, adjust)
+    Mblocks = _cluster_blocks(marginal, codes, labels, k, "marginal")
+    Wblocks = None if weights is None else _cluster_blocks(weights, codes, labels, k, "weights")
+    inverse_var = Wblocks is None
+
+    parts = _cluster_parts(X, y - X @ beta, Mblocks, Wblocks, labels)
+    B = _bread(parts)
+    vcov, pieces = _sandwich_vcov(parts, B, adjust, inverse_var, m, p)
+    se, t, df, df_method, pval, crit = _coefficient_tests(beta, vcov, adjust, pieces, m, p, level)
+    C, wald_labels = _constraint_matrix(None, _default_btt(X, names) if btt is None else btt, names)
+    wald = _wald(adjust, C, wald_labels, beta, vcov, m, pieces)
+    sizes = np.bincount(codes, minlength=m)
+    return RobustResult(adjust=adjust, df_method=df_method, m=int(m), k=int(k), names=tuple(names),
+                        estimate=beta.copy(), se=se, t=t, df=df, p=pval, ci_low=beta - crit * se,
+                        ci_high=beta + crit * se, vcov=vcov, level=level, wald=wald,
+                        cluster_sizes=tuple(int(s) for s in sizes), _pieces=pieces)
+
+
+def _check_cluster_count(m, p, adjust):
+    """At least 2 clusters, and for CR0/CR1 (t tests on m - p df) more clusters than coefficients."""
     if m < 2:
         raise InputError(f"cluster: {m} cluster found; cluster-robust inference needs at least 2")
     if adjust in ("CR0", "CR1") and m <= p:
         raise InputError(f"cluster: {m} clusters for {p} coefficients; {adjust} needs more clusters "
                          "than coefficients (its t tests have m - p df)")
-    Mblocks = _cluster_blocks(marginal, codes, labels, k, "marginal")
-    Wblocks = None if weights is None else _cluster_blocks(weights, codes, labels, k, "weights")
-    inverse_var = Wblocks is None
 
-    resid = y - X @ beta
+
+def _cluster_parts(X, resid, Mblocks, Wblocks, labels):
+    """The clusters' pieces stacked by block size: one dict per size group with ``ids``, ``X`` (n_g, s,
+    p), residuals ``e`` (n_g, s), marginal blocks ``Th`` (n_g, s, s) and their Cholesky factors ``L``,
+    weights ``W`` (``Th^{-1}`` unless ``Wblocks`` is given) and ``XW = X' W``."""
+    inverse_var = Wblocks is None
     groups = _size_groups(Mblocks[0])
-    # per size group: rows (n_g, s), X (n_g, s, p), e (n_g, s), Theta (n_g, s, s), W (n_g, s, s)
     parts = []
     for ids in groups:
         rows = np.stack([Mblocks[0][j] for j in ids])
@@ -299,15 +320,24 @@ def cluster_robust(X, y, beta, marginal, cluster, adjust: str = "CR2", level: fl
         Xg = X[rows]
         XW = _T(Xg) @ W
         parts.append({"ids": ids, "X": Xg, "e": resid[rows], "Th": Th, "L": L, "W": W, "XW": XW})
+    return parts
 
+
+def _bread(parts):
+    """The sandwich's bread ``B = (X' W X)^{-1}``, checked positive definite and symmetrised."""
     XWX = sum((g["XW"] @ g["X"]).sum(axis=0) for g in parts)
     try:
         B = np.linalg.inv(XWX)
         np.linalg.cholesky(B)
     except np.linalg.LinAlgError:
         raise InputError("X: X' W X is singular (a coefficient is not identified)") from None
-    B = (B + B.T) / 2
+    return (B + B.T) / 2
 
+
+def _sandwich_vcov(parts, B, adjust, inverse_var, m, p):
+    """The robust covariance ``B (sum_j E_j e_j e_j' E_j') B`` with ``E_j = X_j' W_j`` (CR0, CR1 with
+    the factor ``m / (m - p)``) or ``X_j' W_j A_j`` (CR2); returns it symmetrised and the CR2 pieces
+    (None otherwise)."""
     pieces = None
     if adjust == "CR2":
         E_mats, pieces = _cr2(parts, B, inverse_var, p)
@@ -318,8 +348,12 @@ def cluster_robust(X, y, beta, marginal, cluster, adjust: str = "CR2", level: fl
     vcov = B @ meat @ B
     if adjust == "CR1":
         vcov = vcov * (m / (m - p))
-    vcov = (vcov + vcov.T) / 2
+    return (vcov + vcov.T) / 2, pieces
 
+
+def _coefficient_tests(beta, vcov, adjust, pieces, m, p, level):
+    """Per-coefficient t tests: se, t, df (Satterthwaite for CR2, m - p otherwise), the df method's
+    name, two-sided p and the t critical value for ``level``."""
     se = np.sqrt(np.diag(vcov))
     t = beta / se
     if adjust == "CR2":
@@ -330,13 +364,7 @@ def cluster_robust(X, y, beta, marginal, cluster, adjust: str = "CR2", level: fl
         df_method = "m - p"
     pval = 2 * stats.t.sf(np.abs(t), df)
     crit = stats.t.isf((1 - level) / 2, df)
-    C, wald_labels = _constraint_matrix(None, _default_btt(X, names) if btt is None else btt, names)
-    wald = _wald(adjust, C, wald_labels, beta, vcov, m, pieces)
-    sizes = np.bincount(codes, minlength=m)
-    return RobustResult(adjust=adjust, df_method=df_method, m=int(m), k=int(k), names=tuple(names),
-                        estimate=beta.copy(), se=se, t=t, df=df, p=pval, ci_low=beta - crit * se,
-                        ci_high=beta + crit * se, vcov=vcov, level=level, wald=wald,
-                        cluster_sizes=tuple(int(s) for s in sizes), _pieces=pieces)
+    return se, t, df, df_method, pval, crit
 
 
 def _cr2(parts, B, inverse_var, p):
