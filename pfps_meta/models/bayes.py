@@ -49,6 +49,19 @@ TAU_MIN_FACTOR = 1e-5
 _XI, _WI = legendre.leggauss(NODES)
 _FIT = np.linalg.inv(legendre.legvander(_XI, NODES - 1))             # values -> Legendre coefficients
 _INT = np.stack([legendre.legint(np.eye(NODES)[j], lbnd=-1) for j in range(NODES)], axis=1)  # (n+1, n)
+# the same polynomials in the power basis (values -> coefficients of eta^0..eta^n), evaluated by Horner
+_POW = np.stack([np.pad(legendre.leg2poly(c), (0, NODES + 1 - len(legendre.leg2poly(c))))
+                 for c in np.eye(NODES + 1)], axis=1)                                              # (n+1, n+1)
+_POW_FIT = _POW[:NODES, :NODES] @ _FIT                                                             # (n, n)
+_POW_ANTI = _POW @ _INT @ _FIT                                                                     # (n+1, n)
+
+
+def _horner(coef, x):
+    """sum_j coef[:, j] x^j per row."""
+    out = coef[:, -1].copy()
+    for j in range(coef.shape[1] - 2, -1, -1):
+        out = out * x + coef[:, j]
+    return out
 _LOG2PI = math.log(2.0 * math.pi)
 
 METHOD_TEXT = (f"exact posterior by quadrature over log(tau) ({PANELS} panels x {NODES}-point Gauss-Legendre on "
@@ -244,9 +257,8 @@ def _tau_cdf(grid: _Grid, t):
     rows = np.arange(R)
     a, b = grid.edges[rows, idx], grid.edges[rows, idx + 1]
     eta = np.clip((2.0 * u - a - b) / (b - a), -1.0, 1.0)
-    coef = grid.f[rows, idx] @ _FIT.T
-    anti = coef @ _INT.T
-    inside = grid.cum[rows, idx] + 0.5 * (b - a) * (legendre.legvander(eta, NODES) * anti).sum(axis=1)
+    anti = grid.f[rows, idx] @ _POW_ANTI.T
+    inside = grid.cum[rows, idx] + 0.5 * (b - a) * _horner(anti, eta)
     below_grid = u < grid.edges[:, 0]
     low = grid.W[:, 0] * np.minimum(np.asarray(_cdf_ratio(grid, t)), 1.0)
     return np.where(below_grid, low, np.clip(inside, 0.0, 1.0))
@@ -264,14 +276,15 @@ def _tau_quantile(grid: _Grid, p, prior: Prior):
     idx = np.clip((grid.cum[:, 1:] < p[:, None]).sum(axis=1), 0, PANELS - 1)
     a, b = grid.edges[rows, idx], grid.edges[rows, idx + 1]
     half = 0.5 * (b - a)
-    coef = grid.f[rows, idx] @ _FIT.T
-    anti = coef @ _INT.T
+    values = grid.f[rows, idx]
+    coef = values @ _POW_FIT.T
+    anti = values @ _POW_ANTI.T
     target = (p - grid.cum[rows, idx]) / half
     lo, hi = -np.ones(R), np.ones(R)
     eta = np.zeros(R)
     for _ in range(100):
-        G = (legendre.legvander(eta, NODES) * anti).sum(axis=1) - target
-        g = (legendre.legvander(eta, NODES - 1) * coef).sum(axis=1)
+        G = _horner(anti, eta) - target
+        g = _horner(coef, eta)
         lo = np.where(G < 0, eta, lo)
         hi = np.where(G < 0, hi, eta)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -299,18 +312,22 @@ def _shortest(quantile, level, iters=40, from_zero=False):
     interval that starts at 0."""
     edge = 0.0 if from_zero else 1e-6 * (1.0 - level)
     alphas = np.linspace(edge, 1.0 - level - edge, 21)
-    widths = np.stack([quantile(a + level) - quantile(a) for a in alphas], axis=1)
+    widths = np.stack([quantile(np.float64(a + level)) - quantile(np.float64(a)) for a in alphas], axis=1)
     best = widths.argmin(axis=1)
     lo = alphas[np.maximum(best - 1, 0)]
     hi = alphas[np.minimum(best + 1, len(alphas) - 1)]
     g = (math.sqrt(5.0) - 1.0) / 2.0
-    for _ in range(iters):
-        c = hi - g * (hi - lo)
-        d = lo + g * (hi - lo)
-        wc = quantile(c + level) - quantile(c)
-        wd = quantile(d + level) - quantile(d)
-        lo = np.where(wc < wd, lo, c)
-        hi = np.where(wc < wd, d, hi)
+    width = lambda a: quantile(a + level) - quantile(a)  # noqa: E731
+    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    wc, wd = width(c), width(d)
+    for _ in range(iters):               # golden-section search: one new point per step
+        left = wc < wd
+        hi = np.where(left, d, hi)
+        lo = np.where(left, lo, c)
+        new = np.where(left, hi - g * (hi - lo), lo + g * (hi - lo))
+        wn = width(new)
+        c, d, wc, wd = (np.where(left, new, d), np.where(left, c, new), np.where(left, wn, wd),
+                        np.where(left, wc, wn))
     a = 0.5 * (lo + hi)
     lower, upper = quantile(a), quantile(a + level)
     if not from_zero:
@@ -539,14 +556,17 @@ def bayes(data=None, measure=None, tau_prior="half-normal:0.5", mu_prior=None, l
     grid = _build_grid(y2, v2, prior, mu_prior)
     grid._prior = prior
     lo_p, hi_p = (1 - level) / 2, 1 - (1 - level) / 2
-    summary = {}
-    for name in ("mu", "theta_new"):
-        W, m = grid.W, grid.m
-        s = np.sqrt(grid.V) if name == "mu" else np.sqrt(grid.V + grid.tau ** 2)
-        mean, sd = _mix_moments(W, m, s)
-        q = lambda p, W=W, m=m, s=s: _mix_quantile(W, m, s, np.atleast_1d(p))  # noqa: E731
-        sl, su = _shortest(q, level)
-        summary[name] = [q(0.5)[0], mean[0], sd[0], q(lo_p)[0], q(hi_p)[0], sl[0], su[0]]
+    # every normal mixture at once, one row each: mu, theta_new, then each study's shrunken effect
+    b = v[:, None] / (v[:, None] + grid.tau ** 2)                          # (k, N+1)
+    means = np.vstack([grid.m, grid.m, b * grid.m + (1 - b) * y[:, None]])
+    sds = np.sqrt(np.vstack([grid.V, grid.V + grid.tau ** 2, (1 - b) * v[:, None] + b * b * grid.V]))
+    W = np.repeat(grid.W, means.shape[0], axis=0)
+    mix_mean, mix_sd = _mix_moments(W, means, sds)
+    q = lambda p: _mix_quantile(W, means, sds, np.broadcast_to(p, (W.shape[0],)))  # noqa: E731
+    central = [q(p) for p in (0.5, lo_p, hi_p)]
+    short_lo, short_hi = _shortest(q, level)
+    table = np.vstack([central[0], mix_mean, mix_sd, central[1], central[2], short_lo, short_hi])   # (7, rows)
+    summary = {"mu": table[:, 0], "theta_new": table[:, 1]}
     tq = lambda p: _tau_quantile(grid, np.atleast_1d(p), prior)  # noqa: E731
     t_mean = (grid.W * grid.tau).sum(axis=1)[0]
     t_sd = math.sqrt(max((grid.W * grid.tau ** 2).sum(axis=1)[0] - t_mean ** 2, 0.0))
@@ -554,18 +574,10 @@ def bayes(data=None, measure=None, tau_prior="half-normal:0.5", mu_prior=None, l
     summary["tau"] = [tq(0.5)[0], t_mean, t_sd, tq(lo_p)[0], tq(hi_p)[0], sl[0], su[0]]
     frame = pd.DataFrame(summary, index=["median", "mean", "sd", "lower", "upper", "shortest_lower",
                                          "shortest_upper"])[["tau", "mu", "theta_new"]]
-    study_rows = []
-    for i, label in enumerate(labels):
-        b = v[i] / (v[i] + grid.tau ** 2)
-        m_i = b * grid.m + (1 - b) * y[i]
-        s_i = np.sqrt((1 - b) * v[i] + b * b * grid.V)
-        mean, sd = _mix_moments(grid.W, m_i, s_i)
-        qs = [_mix_quantile(grid.W, m_i, s_i, np.array([p]))[0] for p in (0.5, lo_p, hi_p)]
-        q = lambda p, m_i=m_i, s_i=s_i: _mix_quantile(grid.W, m_i, s_i, np.atleast_1d(p))  # noqa: E731
-        sl, su = _shortest(q, level)
-        study_rows.append({"study": label, "yi": y[i], "sei": math.sqrt(v[i]), "median": qs[0], "mean": mean[0],
-                           "sd": sd[0], "lower": qs[1], "upper": qs[2], "shortest_lower": sl[0],
-                           "shortest_upper": su[0]})
+    study_rows = [{"study": label, "yi": y[i], "sei": math.sqrt(v[i]), "median": table[0, 2 + i],
+                   "mean": table[1, 2 + i], "sd": table[2, 2 + i], "lower": table[3, 2 + i], "upper": table[4, 2 + i],
+                   "shortest_lower": table[5, 2 + i], "shortest_upper": table[6, 2 + i]}
+                  for i, label in enumerate(labels)]
     log_z = float(grid.log_z[0])
     bf_tau0 = math.exp(float(grid.loglik0[0]) - log_z)
     bf_mu0 = None
