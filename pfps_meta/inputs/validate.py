@@ -101,20 +101,22 @@ def study_table(df: pd.DataFrame, measure: str | None = None, *, settings: Setti
         df, dropped = _drop_missing(df, layout, measure)
     info = measures.get(measure)
     checked = layout.rule(df, info, settings)
-    out = df.copy()
-    for column, values in checked.columns.items():
-        out[column] = values
+    # the input's columns (their dtypes kept), the checked ones in their place or appended, then yi, vi:
+    # one DataFrame built from a dict (assigning column by column costs more than the fit)
+    columns = {c: df[c] for c in df.columns}
+    columns.update(checked.columns)
     if layout.pooled:
         with np.errstate(all="ignore"):
             yi, vi = np.asarray(checked.yi, dtype=float), np.asarray(checked.vi, dtype=float)
             bad = np.flatnonzero(~(np.isfinite(yi) & np.isfinite(vi) & (vi > 0)))
         if bad.size:
             i = int(bad[0])
-            raise InputError(f"the effect size of study '{out['study'].iloc[i]}' cannot be computed from these "
+            raise InputError(f"the effect size of study '{np.asarray(columns['study'], dtype=object)[i]}' cannot be computed from these "
                              f"values (yi = {yi[i]:g}, vi = {vi[i]:g}): a value is too large or too small to be "
                              "real (overflow), or the variance is 0", **where_in_table(df, i))
-        out["yi"] = yi
-        out["vi"] = vi
+        columns["yi"] = yi
+        columns["vi"] = vi
+    out = pd.DataFrame(columns, index=df.index, copy=True)
     out.attrs = dict(df.attrs)
     out.attrs["layout"] = layout.name
     if dropped:

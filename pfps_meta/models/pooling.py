@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import chdtrc, chdtri, ndtr, ndtri, stdtr, stdtrit
 
-from pfps_meta.conventions import Settings
+from pfps_meta.conventions import DEFAULTS, Settings
 from pfps_meta.errors import ConvergenceWarning, InputError
 from pfps_meta.models.tau2 import fit_at, solve_q, estimate_intercept_only, intercept_fit_statistics
 
@@ -150,6 +150,8 @@ def _prepare(yi, vi):
     if bad.any():
         index = int(np.flatnonzero(bad)[0])
         raise InputError(f"vi{_where(index, y.shape)}: sampling variance {v.flat[index]:g} must be > 0")
+    if present.all():            # nothing absent: the masking below would copy y and v unchanged
+        return y, v, present
     y = np.where(present, y, 0.0)
     v = np.where(present, v, np.inf)
     return y, v, present
@@ -292,31 +294,54 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
     multi = k >= 2
     with np.errstate(invalid="ignore", divide="ignore"):
         tau2, converged, iterations = estimate_intercept_only(y, v, present, k, settings.method, settings.maxiter)
-        tau2 = np.where(multi, tau2, 0.0)
+        if not multi.all():
+            tau2 = np.where(multi, tau2, 0.0)
         pooled = _pooled_estimate(y, v, present, tau2, weights)
         tests = _tests(pooled, k, settings)
         hetero = _heterogeneity(y, v, present, k, tau2, settings)
         pi_low, pi_high, pi_df = prediction_interval(pooled["mu"], tests["se"], tau2, k, settings)
-        shares = np.where(present, 100.0 * pooled["w"] / pooled["sum_w"][:, None], np.nan)
+        shares = 100.0 * pooled["w"] / pooled["sum_w"][:, None]
+        if not present.all():
+            shares = np.where(present, shares, np.nan)
     if np.any(~converged):
         warnings.warn(f"tau2 estimator {settings.method} did not converge for {int((~converged).sum())} "
                       "meta-analysis row(s); their results are marked converged=False",
                       ConvergenceWarning, stacklevel=2)
-    # heterogeneity is undefined for k < 2 and everything for k = 0; skip the masking when no row needs it
-    mask = 1.0 if multi.all() else np.where(multi, 1.0, np.nan)
-    empty = (k == 0) if np.any(k == 0) else False
     fit = (intercept_fit_statistics(y, v, present, k, tau2, settings.method) if settings.fit_statistics
-           else dict.fromkeys(("loglik", "deviance", "aic", "bic", "aicc"), np.full(len(k), np.nan)))
+           else {name: np.full(len(k), np.nan) for name in ("loglik", "deviance", "aic", "bic", "aicc")})
+    return _batch_result(settings, k, multi, tau2, converged, iterations, pooled, tests, hetero,
+                         (pi_low, pi_high, pi_df), shares, fit)
+
+
+def _batch_result(settings, k, multi, tau2, converged, iterations, pooled, tests, hetero, pi, shares, fit):
+    """The :class:`BatchResult`: heterogeneity and fit statistics are undefined (NaN) for k < 2 and
+    everything for k = 0. When every row has k >= 2 the masks would multiply by 1.0 and select nothing,
+    so they are skipped (the same numbers)."""
+    if multi.all():
+        def masked(value):
+            return value
+
+        def unless_empty(value):
+            return value
+    else:
+        mask = np.where(multi, 1.0, np.nan)
+        empty = (k == 0) if np.any(k == 0) else False
+
+        def masked(value):
+            return value * mask
+
+        def unless_empty(value):
+            return np.where(empty, np.nan, value)
     return BatchResult(
         settings=settings, k=k,
-        estimate=np.where(empty, np.nan, pooled["mu"]), se=np.where(empty, np.nan, tests["se"]),
-        statistic=np.where(empty, np.nan, tests["statistic"]), df=tests["df"],
-        p=np.where(empty, np.nan, tests["p"]), ci_low=tests["ci_low"], ci_high=tests["ci_high"],
-        tau2=tau2 * mask, tau=np.sqrt(tau2) * mask,
-        **{name: value * mask for name, value in hetero.items()},
-        pi_low=pi_low, pi_high=pi_high, pi_df=pi_df,
+        estimate=unless_empty(pooled["mu"]), se=unless_empty(tests["se"]),
+        statistic=unless_empty(tests["statistic"]), df=tests["df"],
+        p=unless_empty(tests["p"]), ci_low=tests["ci_low"], ci_high=tests["ci_high"],
+        tau2=masked(tau2), tau=masked(np.sqrt(tau2)),
+        **{name: masked(value) for name, value in hetero.items()},
+        pi_low=pi[0], pi_high=pi[1], pi_df=pi[2],
         converged=converged, iterations=iterations, weights=shares,
-        **{name: value * mask for name, value in fit.items()},
+        **{name: masked(value) for name, value in fit.items()},
     )
 
 
@@ -327,7 +352,7 @@ def resolve_settings(settings, options) -> Settings:
         raise InputError(f"settings: a pfps_meta.conventions.Settings is needed, got {type(settings).__name__} "
                          "(options such as method='DL' go as keywords)")
     if options or settings is None:
-        settings = Settings.from_mapping(options, base=settings)
+        settings = Settings.from_mapping(options, base=DEFAULTS if settings is None else settings)
     return settings
 
 

@@ -195,7 +195,7 @@ def pool(data, measure=None, settings: Settings | None = None, weights=None, **o
         raise InputError(f"data: a pandas DataFrame or the path of a CSV file is needed, got {type(data).__name__}")
     check_measure(measure, data.attrs.get("source"))
     table = effect_table(data, measure, settings=settings)
-    return pool_effects(table, measure=measure, settings=settings, weights=weights)
+    return _pool_table(table, measure, settings, (), weights, private=True)
 
 
 def check_measure(measure, source=None):
@@ -240,7 +240,17 @@ def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None
                  **options) -> MetaResult:
     """Pool a table that already has ``study, yi, vi`` columns (see :func:`pool`)."""
     settings = pooling.resolve_settings(settings, options)
-    yi, vi = _effect_columns(table)
+    return _pool_table(table, measure, settings, notes, weights, private=False)
+
+
+def _pool_table(table, measure, settings, notes, weights, private):
+    """:func:`pool_effects` after its settings are resolved; ``private`` when ``table`` was made by
+    :func:`pool` and nobody else holds it (the result then keeps it without a copy; its yi and vi were
+    checked there)."""
+    if private:
+        yi, vi = table["yi"].to_numpy(dtype=float, copy=True), table["vi"].to_numpy(dtype=float, copy=True)
+    else:
+        yi, vi = _effect_columns(table)
     check_measure(measure, table.attrs.get("source"))
     if isinstance(notes, str) or not all(isinstance(note, str) for note in notes):
         raise InputError("notes: a list of text notes is needed")
@@ -255,7 +265,7 @@ def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None
     stats["iterations"] = int(stats["iterations"])
     stats["converged"] = bool(stats["converged"])
     z = ndtri(0.5 + settings.level / 2)
-    build = _study_frame_builder(table, yi, vi, z, batch.weights[0])
+    build = _study_frame_builder(table if private else table.copy(deep=False), yi, vi, z, batch.weights[0])
     all_notes = list(notes) + list(table.attrs.get("notes", []))
     if stats["k"] == 2 and settings.pi_method == "t_k2" and settings.prediction_interval:
         all_notes.append("t(k-2) prediction interval is undefined for k = 2 (metafor silently uses df = 1)")
@@ -277,9 +287,8 @@ def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None
 def _study_frame_builder(table, yi, vi, z, weights):
     """A function that builds :attr:`MetaResult.studies` when it is first read: the computed columns
     ``study, yi, vi, se, ci_low, ci_high, weight`` (study CIs ``yi +- z sqrt(vi)``), then the input
-    columns. ``table`` is held as a copy-on-write view, so later edits to the caller's table do not reach
-    the result."""
-    table = table.copy(deep=False)
+    columns. ``table`` must be one nobody edits afterwards (:func:`pool_effects` passes a copy-on-write
+    view of the caller's table, so their later edits do not reach the result)."""
 
     def build():
         se = np.sqrt(vi)
