@@ -59,8 +59,8 @@ def _check_against_quadrature(name):
         for key, row in (("median", "median"), ("mean", "mean"), ("sd", "sd"), ("lower", "lower"),
                          ("upper", "upper")):
             _close(res.summary.loc[row, parameter], ref[parameter][key], what=f"{parameter} {key}")
-        for key in ("shortest_lower", "shortest_upper"):   # the width is flat at its minimum: 1e-5
-            assert res.summary.loc[key, parameter] == pytest.approx(ref[parameter][key], rel=1e-5, abs=1e-7), \
+        for key in ("shortest_lower", "shortest_upper"):
+            assert res.summary.loc[key, parameter] == pytest.approx(ref[parameter][key], rel=REL, abs=1e-8), \
                 f"{parameter} {key}"
     for i, study in enumerate(ref["studies"]):
         for key in ("median", "mean", "sd", "lower", "upper"):

@@ -38,11 +38,11 @@ from pfps_meta.models.priors import Prior, check_measure, parse_prior
 
 #: Gauss-Legendre nodes per panel and panels over the posterior's range of log tau
 NODES = 12
-PANELS = 24
+PANELS = 16
 #: points of the coarse scan that finds where the posterior of log tau lives
 SCAN = 160
 #: log-density drop (from the maximum) below which the posterior of log tau counts as zero
-DROP = 40.0
+DROP = 36.0
 #: tau below TAU_MIN_FACTOR * min(sqrt(v_i)) is one point mass (L(tau) = L(0) there to ~1e-10)
 TAU_MIN_FACTOR = 1e-5
 
