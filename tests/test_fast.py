@@ -111,3 +111,31 @@ def test_simulation_engines_agree():
     numbers = a.select_dtypes("number").columns
     np.testing.assert_allclose(b[numbers].to_numpy(float), a[numbers].to_numpy(float), rtol=1e-9, atol=1e-12)
     pd.testing.assert_frame_equal(a.drop(columns=numbers), b.drop(columns=numbers))
+
+
+def test_worth_compiling_only_when_the_work_pays_for_it(monkeypatch):
+    """A single fit or a leave-one-out never compiles; a simulation of millions of fits does; a cached
+    kernel (numba cache=True, reused by a new process) pays back sooner; a compiled one always is used."""
+    monkeypatch.setattr(fast, "compiled", lambda: False)
+    monkeypatch.setattr(fast, "cached_on_disk", lambda: False)
+    assert not fast.worth_compiling(1, 14)
+    assert not fast.worth_compiling(200, 199)
+    assert fast.worth_compiling(5_000_000, 14)
+    assert not fast.worth_compiling(5_000_000, 14, "PM")          # not a kernel method
+    cold = next(n for n in (10 ** e for e in range(2, 9)) if fast.worth_compiling(n, 14))
+    monkeypatch.setattr(fast, "cached_on_disk", lambda: True)
+    warm = next(n for n in (10 ** e for e in range(2, 9)) if fast.worth_compiling(n, 14))
+    assert warm < cold
+    monkeypatch.setattr(fast, "compiled", lambda: True)
+    assert fast.worth_compiling(1, 14)
+
+
+def test_one_row_call_equals_its_row_in_a_batch():
+    """The lean path for a single complete row (no masks) gives the numbers of the masked path."""
+    yi, vi = _data(rows=50)
+    for ci_method in ("wald", "hksj"):
+        batch = fast.pool_rows(yi, vi, "REML", ci_method)
+        for r in (3, 4, 10):
+            one = fast.pool_rows(yi[r], vi[r], "REML", ci_method)
+            for name, values in one.items():
+                assert np.array_equal(values, batch[name][r:r + 1], equal_nan=True), name

@@ -13,6 +13,7 @@ p-values (scipy) are computed outside the kernel, vectorised.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from scipy.special import ndtr, ndtri, stdtr
@@ -23,6 +24,7 @@ from pfps_meta.models.pooling import t_quantile
 
 KERNEL_METHODS = ("FE", "DL", "ML", "REML")
 _EPS = np.finfo(float).eps
+_Z = {}           # level -> normal quantile 0.5 + level / 2 (a scipy call costs a tenth of a one-row call)
 
 
 try:                 # numba is optional: without it the kernel is never called (see available())
@@ -188,6 +190,49 @@ def _pool_rows_kernel(yi, vi, method, hksj, maxiter, tol, eps):
     return est, se, tau2, k, conv
 
 
+#: seconds to compile the kernel without a cache (numba, measured: 4.4 s on a shared 2-core machine), to
+#: load it from numba's on-disk cache in a new process (0.4 s), and the CPU cost of one row in the numpy
+#: core and in the kernel, per study slot and fixed (measured at k = 5..40, REML/ML and the moment
+#: estimators): the model behind :func:`worth_compiling`
+COMPILE_SECONDS = 5.0
+CACHE_LOAD_SECONDS = 0.5
+_NUMPY_ROW_SECONDS = {"likelihood": (4.0e-6, 0.17e-6), "moment": (1.0e-6, 0.05e-6)}
+_KERNEL_ROW_SECONDS = (0.1e-6, 0.08e-6)
+
+
+def compiled() -> bool:
+    """True when the kernel is compiled (or loaded from the cache) in this process."""
+    return available() and bool(_pool_rows_kernel.signatures)
+
+
+def cached_on_disk() -> bool:
+    """True when numba's on-disk cache holds the kernel (a new process loads it instead of compiling:
+    ``cache=True``); False when it cannot tell."""
+    if not available():
+        return False
+    try:
+        return Path(_pool_rows_kernel._cache._cache_file._index_path).is_file()
+    except (AttributeError, TypeError, OSError):       # numba internals moved: assume a cold compile
+        return False
+
+
+def worth_compiling(fits, k, method="REML") -> bool:
+    """Whether ``fits`` meta-analyses of ``k`` study slots with ``method`` are worth the compiled kernel:
+    the CPU it saves over the numpy core (``fits * (numpy - kernel)`` seconds per row, from the measured
+    costs above) must exceed what getting the kernel costs now: nothing when it is compiled in this
+    process, :data:`CACHE_LOAD_SECONDS` when numba's cache has it, :data:`COMPILE_SECONDS` otherwise. A
+    single fit, a leave-one-out or a small simulation never compiles; the default-sized report
+    simulation compiles only when the cache will pay it back. False without numba or for a method the
+    kernel does not cover."""
+    if not available() or method not in KERNEL_METHODS:
+        return False
+    if compiled():
+        return True
+    base, per_slot = _NUMPY_ROW_SECONDS["likelihood" if method in ("ML", "REML") else "moment"]
+    saved = float(fits) * ((base + per_slot * k) - (_KERNEL_ROW_SECONDS[0] + _KERNEL_ROW_SECONDS[1] * k))
+    return saved > (CACHE_LOAD_SECONDS if cached_on_disk() else COMPILE_SECONDS)
+
+
 #: rows per call of the compiled kernel: between calls Python sees Ctrl-C (and ``callback`` runs)
 CHUNK_ROWS = 32_768
 
@@ -214,28 +259,28 @@ def _call_kernel(kernel, *args):
         raise
 
 
-def _i2(y, v, tau2, k, method, i2_method):
+def _i2(y, v, tau2, k, method, i2_method, every=False, complete=False):
     """I² (percent) per row as :func:`pfps_meta.models.pooling.pool_batch` computes it: from tau² with the
     typical within-study variance ``v_typ = (k-1) sum w / ((sum w)^2 - sum w^2)``, ``w = 1/v`` (Higgins &
     Thompson 2002, eq. 9; metafor), or from Q, ``max(0, (Q - (k-1)) / Q)`` (RevMan, R meta; always for FE).
-    NaN for k < 2."""
-    present = np.isfinite(y) & np.isfinite(v)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if present.all():           # the same numbers without the masking (no study absent)
-            w, yz = 1.0 / v, y
-        else:
-            w = np.where(present, 1.0 / np.where(present, v, 1.0), 0.0)
-            yz = np.where(present, y, 0.0)
-        sw = w.sum(axis=1)
-        df = np.maximum(k - 1, 0).astype(float)
-        if method == "FE" or i2_method == "q":
-            mu = (w * yz).sum(axis=1) / sw
-            q = np.maximum((w * (yz - mu[:, None]) ** 2).sum(axis=1), 0.0)
-            out = np.maximum(0.0, 100.0 * (q - df) / q)
-        else:
-            v_typ = df * sw / (sw ** 2 - (w ** 2).sum(axis=1))
-            out = 100.0 * tau2 / (v_typ + tau2)
-    return np.where(k >= 2, out, np.nan)
+    NaN for k < 2. ``every``: no row has k < 2; ``complete``: no study is absent (the same numbers without
+    the masks). Call it under ``np.errstate(invalid="ignore", divide="ignore")``."""
+    if complete or (np.isfinite(y) & np.isfinite(v)).all():
+        w, yz = 1.0 / v, y
+    else:
+        present = np.isfinite(y) & np.isfinite(v)
+        w = np.where(present, 1.0 / np.where(present, v, 1.0), 0.0)
+        yz = np.where(present, y, 0.0)
+    sw = w.sum(axis=1)
+    df = (k - 1 if every else np.maximum(k - 1, 0)).astype(float)
+    if method == "FE" or i2_method == "q":
+        mu = (w * yz).sum(axis=1) / sw
+        q = np.maximum((w * (yz - mu[:, None]) ** 2).sum(axis=1), 0.0)
+        out = np.maximum(0.0, 100.0 * (q - df) / q)
+    else:
+        v_typ = df * sw / (sw ** 2 - (w ** 2).sum(axis=1))
+        out = 100.0 * tau2 / (v_typ + tau2)
+    return out if every else np.where(k >= 2, out, np.nan)
 
 
 def pool_rows(yi, vi, method=None, ci_method=None, level=None, maxiter=None, *, settings=None, callback=None,
@@ -264,8 +309,10 @@ def pool_rows(yi, vi, method=None, ci_method=None, level=None, maxiter=None, *, 
         raise InputError(f"level: must lie strictly between 0 and 1 (got {level!r})")
     if not available():
         raise ImportError("the compiled kernel needs numba: pip install 'pfps-meta[fast]'")
-    y = np.ascontiguousarray(np.atleast_2d(np.asarray(yi, dtype=float)))
-    v = np.ascontiguousarray(np.atleast_2d(np.asarray(vi, dtype=float)))
+    y = np.asarray(yi, dtype=float)
+    v = np.asarray(vi, dtype=float)
+    y = np.ascontiguousarray(y if y.ndim >= 2 else y.reshape(1, -1))
+    v = np.ascontiguousarray(v if v.ndim >= 2 else v.reshape(1, -1))
     if y.shape != v.shape:
         raise InputError(f"vi: shape {v.shape} differs from yi's {y.shape}")
     hksj = ci_method == "hksj"
@@ -283,18 +330,26 @@ def pool_rows(yi, vi, method=None, ci_method=None, level=None, maxiter=None, *, 
                 callback(min(start + step, rows), rows)
         est, se, tau2, k, conv = (np.concatenate(column) for column in zip(*parts))
     multi = k >= 2
-    z = ndtri(0.5 + level / 2)
+    every = bool(multi.all())           # no k < 2 row: the same numbers without the selections
+    z = _Z.get(level)
+    if z is None:
+        z = _Z.setdefault(level, ndtri(0.5 + level / 2)) if len(_Z) < 64 else ndtri(0.5 + level / 2)
+    if method == "FE":
+        tau2 = np.zeros(len(k)) if every else np.where(multi, 0.0, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         stat = est / se
-        if hksj:
+        if hksj and every:
+            df = (k - 1).astype(float)
+            p = 2.0 * stdtr(df, -np.abs(stat))
+            crit = t_quantile(df, 0.5 + level / 2)
+        elif hksj:
             df = np.where(multi, k - 1, np.nan)
             p = np.where(multi, 2.0 * stdtr(df, -np.abs(stat)), 2.0 * ndtr(-np.abs(stat)))
             crit = np.where(multi, t_quantile(df, 0.5 + level / 2), z)
         else:
             p = 2.0 * ndtr(-np.abs(stat))
             crit = z
-    if method == "FE":
-        tau2 = np.where(multi, 0.0, np.nan)
-    return {"k": k, "estimate": est, "se": se, "statistic": stat, "p": p, "ci_low": est - crit * se,
-            "ci_high": est + crit * se, "tau2": tau2, "i2": _i2(y, v, tau2, k, method, settings.i2_method),
-            "converged": conv}
+        half = crit * se
+        i2 = _i2(y, v, tau2, k, method, settings.i2_method, every, every and bool((k == y.shape[1]).all()))
+    return {"k": k, "estimate": est, "se": se, "statistic": stat, "p": p, "ci_low": est - half,
+            "ci_high": est + half, "tau2": tau2, "i2": i2, "converged": conv}
