@@ -124,6 +124,10 @@ NOTEBOOK_SHOWS = {
         "CR2", "0.3678    0.0970", "14.53",
         # senn2013 against placebo: common effect metformin -1.1140 (SE 0.0596); REML -1.1284 (SE 0.1494)
         "metformin        -1.1140   0.0596", "metformin        -1.1284   0.1494", "A ranking is not an effect",
+        # three small trials: REML + HKSJ (metafor, test="knha") -1.0535 [-2.7054, 0.5984]; Bayesian with the
+        # Rhodes 2015 prior, mu median -1.0024 (tests/fixtures/bayes/three_trials_rhodes.json, R quadrature)
+        "-2.7054     0.5984", "rhodes2015 (pain_function, non_pharmacological)", "median      0.2524     -1.0024",
+        "Bayes, Rhodes: -1.00 [-1.79, -0.32]",
     ),
 }
 

@@ -121,6 +121,8 @@ write_case("three_trials_half_normal", "three small trials, tau ~ half-normal(0.
            c(0.40, 0.35, 0.50)^2, c("A", "B", "C"), hn05,
            bayesmeta = list(mu_median = -1.0182, mu_lower = -1.8188, mu_upper = -0.3034, tau_median = 0.3841,
                             theta_lower = -2.3863, theta_upper = 0.2456))
+write_case("three_trials_rhodes", "three small trials (SMD), Rhodes 2015 pain/function, non-pharmacological",
+           c(-1.10, -0.45, -1.80), c(0.40, 0.35, 0.50)^2, c("A", "B", "C"), rhodes)
 write_case("raudenbush1985_half_cauchy_normal_mu", "raudenbush1985, tau ~ half-Cauchy(0.5), mu ~ N(0, 1)",
            as.numeric(r85$yi), as.numeric(r85$vi), paste(r85$author, r85$year),
            list(family = "half-cauchy", params = c(0.5)), mu_prior = c(0, 1))
