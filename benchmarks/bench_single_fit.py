@@ -155,58 +155,37 @@ def import_times(repeat):
     return {"interpreter": empty, "baseline": base, "pfps_meta": ours}
 
 
-def row(label, ours, peer=None, peer_label=""):
-    text = f"{label:62s} {ours * 1e6:10.1f} us"
-    if peer is not None:
-        text += f"   {peer_label:38s} {peer * 1e6:10.1f} us   ratio {peer / ours:6.2f}x"
-    print(text)
-
-
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", "/tmp/peers/bin/python"))
-    parser.add_argument("--no-r", action="store_true")
-    args = parser.parse_args()
-    number = 40 if args.quick else 200
-    peer_python = args.peer_python if Path(args.peer_python).exists() else None
-    warnings.simplefilter("ignore")
-    with tempfile.TemporaryDirectory() as tmp:
-        csv = Path(tmp) / "arm.csv"
-        arm = arm_table()
-        arm.to_csv(csv, index=False)
-        arm = pd.read_csv(csv)
-        peers = run_peers(csv, peer_python, not args.no_r, number)
-
+def measure(arm, csv, peer_python, use_r, number):
+    """One run: every row as (label, ours, peer label, peer) in seconds of CPU per call."""
+    peers = run_peers(csv, peer_python, use_r, number)
+    rows = []
     res = pm.pool(arm, measure="MD", ci_method="hksj")
     frame = pd.DataFrame({"study": arm["study"], "yi": res.studies["yi"], "vi": res.studies["vi"]})
     yi, vi = frame["yi"].to_numpy(), frame["vi"].to_numpy()
     if "metafor_check" in peers:
-        print(f"check vs metafor: estimate {res.estimate:.10g} / {peers['metafor_check'][0]:.10g}, "
+        print(f"  check vs metafor: estimate {res.estimate:.10g} / {peers['metafor_check'][0]:.10g}, "
               f"tau2 {res.tau2:.10g} / {peers['metafor_check'][1]:.10g}")
-    print(f"k = {K}, CPU time per call (median of 7 loops); ratio = peer / ours")
     t_arm = cpu_per_call(lambda: pm.pool(arm, measure="MD", ci_method="hksj"), number)
-    row("pm.pool(arm, MD, hksj) [tau2 CI included]", t_arm, peers.get("metafor_rma_confint"),
-        "metafor rma(knha) + confint")
-    if "metafor_rma" in peers:
-        row("", t_arm, peers["metafor_rma"], "metafor rma(knha)")
-    if "pimeta_arm" in peers:
-        row("", t_arm, peers["pimeta_arm"], "pimeta escalc + rma(knha)")
+    label = "pm.pool(arm, MD, hksj) [tau2 CI included]"
+    for key, peer_label in (("metafor_rma_confint", "metafor rma(knha) + confint"),
+                            ("metafor_rma", "metafor rma(knha)"), ("pimeta_arm", "pimeta escalc + rma(knha)")):
+        rows.append((label, t_arm, peer_label, peers.get(key)))
     t_yv = cpu_per_call(lambda: pm.pool(frame, ci_method="hksj"), number)
-    row("pm.pool(yi/vi frame, hksj) [tau2 CI included]", t_yv, peers.get("pimeta_yivi"), "pimeta rma(knha)")
-    if "pimeta_yivi_confint" in peers:
-        row("", t_yv, peers["pimeta_yivi_confint"], "pimeta rma(knha) + confint")
+    label = "pm.pool(yi/vi frame, hksj) [tau2 CI included]"
+    rows.append((label, t_yv, "pimeta rma(knha)", peers.get("pimeta_yivi")))
+    rows.append((label, t_yv, "pimeta rma(knha) + confint", peers.get("pimeta_yivi_confint")))
     for method in ("DL", "PM"):
         peer = peers.get(f"statsmodels_{method.lower()}")
-        full = cpu_per_call(lambda: pm.pool_batch(yi, vi, method=method), 5 * number)
-        lean = cpu_per_call(lambda: pm.pool_batch(yi, vi, method=method, tau2_ci=False), 5 * number)
-        row(f"pool_batch one row {method} (defaults, tau2 CI)", full, peer, f"statsmodels combine_effects {method}")
-        row(f"pool_batch one row {method} (tau2_ci=False, like statsmodels)", lean, peer,
-            f"statsmodels combine_effects {method}")
+        peer_label = f"statsmodels combine_effects {method}"
+        for text, settings in (("defaults, tau2 CI", pm.Settings(method=method)),
+                               ("tau2_ci=False", pm.Settings(method=method, tau2_ci=False)),
+                               ("no tau2 CI, no loglik/AIC: statsmodels' outputs",
+                                pm.Settings(method=method, tau2_ci=False, fit_statistics=False))):
+            rows.append((f"pool_batch one row {method} ({text})",
+                         cpu_per_call(lambda: pm.pool_batch(yi, vi, settings), 5 * number), peer_label, peer))
     if "pymare_reml" in peers:
-        row("pool_batch one row REML (defaults)", cpu_per_call(lambda: pm.pool_batch(yi, vi), 5 * number),
-            peers["pymare_reml"], "PyMARE REML fit + summary")
-
+        rows.append(("pool_batch one row REML (defaults)", cpu_per_call(lambda: pm.pool_batch(yi, vi), 5 * number),
+                     "PyMARE REML fit + summary", peers["pymare_reml"]))
     from pfps_meta.models import fast
     if fast.available():
         y2, v2 = yi[None, :].copy(), vi[None, :].copy()
@@ -214,27 +193,55 @@ def main():
         eps = np.finfo(float).eps
         loop = cpu_per_call(lambda: fast._pool_rows_kernel(y2, v2, 3, False, 1000, 1e-12, eps), 25 * number)
         call = cpu_per_call(lambda: fast.pool_rows(y2, v2), 25 * number)
-        print(f"{'fast.pool_rows, one row REML':62s} {call * 1e6:10.1f} us   compiled loop {loop * 1e6:.1f} us, "
-              f"wrapper {(call - loop) * 1e6:.1f} us")
-
+        rows.append(("fast.pool_rows one row REML: wrapper = call - compiled loop", call - loop,
+                     f"(compiled loop alone {loop * 1e6:.1f} us)", None))
     from pfps_meta.analysis import presets, sensitivity
     big = arm_table(200, seed=7)
     one = cpu_per_call(lambda: pm.pool(big, measure="MD"), max(5, number // 10))
-    fit = pm.pool(big, measure="MD")
     loo = cpu_per_call(lambda: sensitivity.leave_one_out(pm.pool(big, measure="MD")), max(3, number // 40))
-    print(f"{'one pm.pool, k = 200':62s} {one * 1e3:10.2f} ms")
-    print(f"{'pm.pool + leave_one_out, k = 200':62s} {loo * 1e3:10.2f} ms   = {loo / one:.1f} fits")
+    rows.append(("pm.pool + leave_one_out, k = 200 (peer column: one pm.pool at k = 200)", loo, "one fit", one))
     names = list(presets.PRESETS)
     compare = cpu_per_call(lambda: [pm.pool(arm, measure="MD", settings=presets.preset(n).settings).stats
                                     for n in names], max(5, number // 10))
-    print(f"{f'preset comparison ({len(names)} presets), k = {K}':62s} {compare * 1e3:10.2f} ms   = "
-          f"{compare / t_arm:.1f} fits ({len(names)} settings)")
-    del fit
+    rows.append((f"comparison of {len(names)} presets, k = {K} (peer: one fit)", compare, "one fit", t_arm))
+    return rows
 
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--runs", type=int, default=3, help="whole runs; the ratios printed are their medians")
+    parser.add_argument("--peer-python", default=os.environ.get("PEER_PYTHON", "/tmp/peers/bin/python"))
+    parser.add_argument("--no-r", action="store_true")
+    args = parser.parse_args()
+    number = 40 if args.quick else 200
+    peer_python = args.peer_python if Path(args.peer_python).exists() else None
+    warnings.simplefilter("ignore")
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "arm.csv"
+        arm_table().to_csv(csv, index=False)
+        arm = pd.read_csv(csv)
+        for run in range(args.runs):
+            print(f"run {run + 1} of {args.runs}")
+            runs.append(measure(arm, csv, peer_python, not args.no_r, number))
+    print(f"\nk = {K}; CPU time per call: median of 7 loops per run, then the median over {args.runs} runs; "
+          "ratio = peer / ours (above 1: we are faster)")
+    for i, (label, _, peer_label, _) in enumerate(runs[0]):
+        ours = float(np.median([r[i][1] for r in runs]))
+        peers = [r[i][3] for r in runs if r[i][3] is not None]
+        ratios = [r[i][3] / r[i][1] for r in runs if r[i][3] is not None]
+        text = f"{label:70s} {ours * 1e6:9.1f} us"
+        if peers:
+            text += (f"   {peer_label:36s} {float(np.median(peers)) * 1e6:9.1f} us   ratio {float(np.median(ratios)):6.2f}x"
+                     f"  (runs: {', '.join(f'{x:.2f}' for x in ratios)})")
+        elif peer_label:
+            text += f"   {peer_label}"
+        print(text)
     imports = import_times(3 if args.quick else 7)
     net = {key: value - imports["interpreter"] for key, value in imports.items() if key != "interpreter"}
-    print(f"{'import pfps_meta (wall, fresh interpreter, net of startup)':62s} {net['pfps_meta'] * 1e3:10.1f} ms   "
-          f"import numpy, pandas, scipy.special {net['baseline'] * 1e3:.1f} ms   "
+    print(f"{'import pfps_meta (wall, fresh interpreter, net of its startup)':70s} {net['pfps_meta'] * 1e3:9.1f} ms"
+          f"   import numpy, pandas, scipy.special {net['baseline'] * 1e3:.1f} ms   "
           f"ratio {net['pfps_meta'] / net['baseline']:.2f} (target < 1.2)")
 
 

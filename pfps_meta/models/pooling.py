@@ -139,6 +139,8 @@ def _prepare(yi, vi):
     if y.shape != v.shape:
         raise InputError(f"vi: must have the shape of yi, got {v.shape[1:] if v.shape[0] == 1 else v.shape} "
                          f"for yi's {y.shape[1:] if y.shape[0] == 1 else y.shape}")
+    if np.isfinite(y).all() and np.isfinite(v).all() and (v > 0).all():
+        return y, v, np.ones(y.shape, dtype=bool)         # nothing absent, nothing to refuse
     for name, array in (("yi", y), ("vi", v)):
         infinite = np.isinf(array)
         if infinite.any():
@@ -231,13 +233,17 @@ def prediction_interval(estimate, se, tau2, k, settings: Settings):
     with np.errstate(invalid="ignore", divide="ignore"):
         if rule == "z" or (rule == "auto" and not hksj):
             pi_df = np.full(k.shape, np.nan)
-            crit = np.full(k.shape, ndtri(0.5 + level / 2))
+            crit = ndtri(0.5 + level / 2)
         else:
             pi_df = k - (2 if rule == "t_k2" else 1)
             pi_df = np.where(pi_df >= 1, pi_df, np.nan)
             crit = t_quantile(pi_df, 0.5 + level / 2)
         half = crit * np.sqrt(se ** 2 + tau2)
-    shown = (k >= 2) & (settings.method != "FE") & settings.prediction_interval
+    if settings.method == "FE" or not settings.prediction_interval:
+        return np.full(k.shape, np.nan), np.full(k.shape, np.nan), pi_df
+    shown = k >= 2
+    if shown.all():
+        return estimate - half, estimate + half, pi_df
     return np.where(shown, estimate - half, np.nan), np.where(shown, estimate + half, np.nan), pi_df
 
 
@@ -400,7 +406,6 @@ def _heterogeneity(y, v, present, k, tau2, settings):
     """Q with fixed-effect weights, its p-value, I2 and H2 (from tau2, or from Q), and the Q-profile CIs of
     tau2, tau, I2 and H2 (see :func:`pool_batch`)."""
     df = np.where(k >= 2, k - 1, 0).astype(float)
-    nan = np.full(len(k), np.nan)
     w_fe = 1.0 / v
     sum_w_fe = w_fe.sum(axis=1)
     mu_fe = (w_fe * y).sum(axis=1) / sum_w_fe
@@ -419,12 +424,13 @@ def _heterogeneity(y, v, present, k, tau2, settings):
         if not np.all(conv_ci | (k < 2)):
             warnings.warn("Q-profile search for the tau2 CI did not converge for some rows",
                           ConvergenceWarning, stacklevel=3)
-    else:
-        t2_lo = t2_hi = nan
-    i2_lo, h2_lo = i2_h2(t2_lo)
-    i2_hi, h2_hi = i2_h2(t2_hi)
-    if settings.i2_method == "q":
-        i2_lo = i2_hi = h2_lo = h2_hi = nan
+    if settings.tau2_ci and settings.method != "FE" and settings.i2_method != "q":
+        i2_lo, h2_lo = i2_h2(t2_lo)
+        i2_hi, h2_hi = i2_h2(t2_hi)
+    else:               # no interval: every bound is NaN (one array each; callers may write into them)
+        i2_lo, h2_lo, i2_hi, h2_hi = (np.full(len(k), np.nan) for _ in range(4))
+    if not (settings.tau2_ci and settings.method != "FE"):
+        t2_lo, t2_hi = np.full(len(k), np.nan), np.full(len(k), np.nan)
     return {"tau2_ci_low": t2_lo, "tau2_ci_high": t2_hi, "tau_ci_low": np.sqrt(t2_lo),
             "tau_ci_high": np.sqrt(t2_hi), "i2": i2, "i2_ci_low": i2_lo, "i2_ci_high": i2_hi, "h2": h2,
             "h2_ci_low": h2_lo, "h2_ci_high": h2_hi, "q": q, "q_df": df, "q_p": chdtrc(df, q)}
