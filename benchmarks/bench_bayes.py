@@ -4,7 +4,7 @@ Run:  python benchmarks/bench_bayes.py   (--quick: 10,000 meta-analyses; --no-r:
 
 1. ``bayes_batch``: 100,000 meta-analyses of k = 5 (yi ~ N(0.3, v_i + 0.1), v_i ~ U(0.02, 0.2)), tau ~
    half-normal(0.5), flat prior for mu, one core. Method: per meta-analysis, a 160-point scan of log tau
-   finds the posterior's range, then 16 panels x 12-point Gauss-Legendre on it (193 components with the
+   finds the posterior's range, then 20 panels x 12-point Gauss-Legendre on it (241 components with the
    point mass at tau_min); the summaries are mu's median, mean, SD and central 95% interval, tau's
    median and interval, and theta_new's interval (normal-mixture quantiles by safeguarded Newton).
 2. ``bayes`` on one meta-analysis (every summary, shortest intervals and shrinkage included).

@@ -38,7 +38,7 @@ from pfps_meta.models.priors import Prior, check_measure, parse_prior
 
 #: Gauss-Legendre nodes per panel and panels over the posterior's range of log tau
 NODES = 12
-PANELS = 16
+PANELS = 20
 #: points of the coarse scan that finds where the posterior of log tau lives
 SCAN = 160
 #: log-density drop (from the maximum) below which the posterior of log tau counts as zero
@@ -140,6 +140,7 @@ class _Grid:
     cum: np.ndarray          # (R, PANELS+1) posterior CDF of log tau at the edges
     tau_min: np.ndarray      # (R,)
     prior_min: np.ndarray    # (R,) prior CDF at tau_min
+    heavy_tail: np.ndarray   # (R,) tau² p(u) still not negligible at the end of the search range
 
 
 def _build_grid(y, v, prior: Prior, mu_prior: MuPrior) -> _Grid:
@@ -170,6 +171,13 @@ def _build_grid(y, v, prior: Prior, mu_prior: MuPrior) -> _Grid:
         raise InputError(f"meta-analysis {bad + 1}: the posterior of tau does not integrate numerically: it is "
                          f"still non-negligible at tau = {math.exp(u_top[bad]):.3g} (with k = {k} the likelihood "
                          "barely decays in tau; use a prior with a lighter tail or a proper prior for mu)")
+    # the moments of tau² (tau's SD, theta_new's variance) weight the upper tail by tau² = e^(2u): under a
+    # heavy-tailed prior that tail decays slowly, so the range extends until tau² p(u) is negligible too
+    moment = ld_scan + 2.0 * u_scan
+    keep2 = moment > (moment.max(axis=1) - DROP)[:, None]
+    last2 = SCAN - 1 - np.argmax(keep2[:, ::-1], axis=1)
+    heavy = (last2 == SCAN - 1) & ~capped_by_prior
+    last = np.maximum(last, last2)
     rows = np.arange(R)
     u_a = u_scan[rows, np.maximum(first - 1, 0)]
     u_b = u_scan[rows, np.minimum(last + 1, SCAN - 1)]
@@ -201,7 +209,7 @@ def _build_grid(y, v, prior: Prior, mu_prior: MuPrior) -> _Grid:
     return _Grid(tau=np.concatenate([tau_min[:, None], tau], axis=1), W=W,
                  m=np.concatenate([m_min, m], axis=1), V=np.concatenate([V_min, V], axis=1),
                  log_z=top + np.log(z_rel), loglik0=ll0[:, 0], edges=edges, f=f, cum=cum, tau_min=tau_min,
-                 prior_min=prior_min)
+                 prior_min=prior_min, heavy_tail=heavy)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -587,6 +595,10 @@ def bayes(data=None, measure=None, tau_prior="half-normal:0.5", mu_prior=None, l
         prior0 = math.exp(-0.5 * (mu_prior.mean / mu_prior.sd) ** 2) / (mu_prior.sd * math.sqrt(2 * math.pi))
         bf_mu0 = post0 / prior0
     notes = []
+    if grid.heavy_tail[0]:
+        notes.append(f"the posterior of tau has a heavy upper tail (prior {prior.label}): the mean and SD of tau and "
+                     "the SD of theta_new are integrated up to tau = "
+                     f"{math.exp(grid.edges[0, -1]):.3g} and may not exist; quantiles and intervals are unaffected")
     if y2.shape[1] < 3:
         notes.append(f"k = {y2.shape[1]}: the posterior of tau is close to its prior; the prior decides the result")
     result = BayesResult(yi=y, vi=v, labels=labels, prior=prior, mu_prior=mu_prior, level=level, measure=measure,
