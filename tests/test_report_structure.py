@@ -184,3 +184,27 @@ def test_report_shows_the_multilevel_and_network_models_and_the_honest_pfp_statu
     for stem in ("multilevel_konstantopoulos2011_three_level", "network_senn2013_network_reml_graph",
                  "network_senn2013_network_reml_league"):
         assert (out / "figures" / f"{stem}.png").exists()
+
+
+def test_a_bayesian_analysis_that_cannot_be_computed_says_so_in_the_report(tmp_path, monkeypatch):
+    """B2 has one trial with data; with Rhodes' heavy-tailed prior and a flat prior on mu its posterior of
+    tau does not integrate: the report says so where the Bayesian block would stand, and is written."""
+    import shutil
+
+    from pfps_meta.cli import main
+
+    work = tmp_path / "repo"
+    for folder in ("data", "analyses"):
+        shutil.copytree(ROOT / folder, work / folder)
+    (work / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    spec = work / "analyses" / "nascimento2018.toml"
+    text = spec.read_text()
+    anchor = 'published = "nascimento2018_B2"\n'
+    assert text.count(anchor) == 1
+    spec.write_text(text.replace(anchor, anchor + 'bayes = { tau_prior = "rhodes2015", outcome = "pain_function", '
+                                 'comparison = "non_pharmacological" }\n'))
+    monkeypatch.chdir(work)
+    assert main(["report", "--out", str(tmp_path / "out"), str(spec)]) == 0
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "#### Bayesian random-effects analysis beside the frequentist one" in md
+    assert "**Status:** Not computed: " in md and "does not integrate" in md

@@ -108,8 +108,15 @@ def bayes_section(doc, ar) -> None:
     from pfps_meta.evidence.specs import bayes_result
     from pfps_meta.present import plots
 
+    from pfps_meta.errors import InputError
+
     a = ar.analysis
-    res = bayes_result(ar)
+    try:
+        res = bayes_result(ar)
+    except InputError as exc:       # e.g. one trial and a heavy-tailed prior: say so where the number would be
+        doc.heading(4, "Bayesian random-effects analysis beside the frequentist one")
+        doc.para(f"Not computed: {exc.reason}.", css="warning", bold_prefix="Status:")
+        return
     if res is None:
         return
     show = measures.get(a.measure).to_reporting
