@@ -96,6 +96,14 @@ class BatchResult:
 # helpers on (rows x studies) arrays
 
 
+_NAN_ONE = np.full(1, np.nan)
+
+
+def _nans(n):
+    """A new array of ``n`` NaNs (a copy of a stored one for a single row: ``np.full`` costs more)."""
+    return _NAN_ONE.copy() if n == 1 else np.full(n, np.nan)
+
+
 def _where(index, shape):
     """``[i, j]`` (or ``[j]`` for a single meta-analysis) of a flat index into (rows x slots)."""
     row, slot = np.unravel_index(index, shape)
@@ -232,7 +240,7 @@ def prediction_interval(estimate, se, tau2, k, settings: Settings):
     hksj = settings.ci_method == "hksj"
     with np.errstate(invalid="ignore", divide="ignore"):
         if rule == "z" or (rule == "auto" and not hksj):
-            pi_df = np.full(k.shape, np.nan)
+            pi_df = _nans(k.shape[0])
             crit = ndtri(0.5 + level / 2)
         else:
             pi_df = k - (2 if rule == "t_k2" else 1)
@@ -240,7 +248,7 @@ def prediction_interval(estimate, se, tau2, k, settings: Settings):
             crit = t_quantile(pi_df, 0.5 + level / 2)
         half = crit * np.sqrt(se ** 2 + tau2)
     if settings.method == "FE" or not settings.prediction_interval:
-        return np.full(k.shape, np.nan), np.full(k.shape, np.nan), pi_df
+        return _nans(k.shape[0]), _nans(k.shape[0]), pi_df
     shown = k >= 2
     if shown.all():
         return estimate - half, estimate + half, pi_df
@@ -299,12 +307,18 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
     k = present.sum(axis=1)
     multi = k >= 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        tau2, converged, iterations = estimate_intercept_only(y, v, present, k, settings.method, settings.maxiter)
+        fe = _fixed_effect_sums(y, v)
+        if settings.method == "DL":      # DerSimonian-Laird from the sums Q and I2 use (tau2._dl's numbers)
+            tau2 = np.maximum((fe["q"] - (k - 1)) / (fe["sum_w"] - fe["sum_w2"] / fe["sum_w"]), 0.0)
+            converged, iterations = np.ones(len(k), dtype=bool), np.zeros(len(k), dtype=int)
+        else:
+            tau2, converged, iterations = estimate_intercept_only(y, v, present, k, settings.method,
+                                                                  settings.maxiter)
         if not multi.all():
             tau2 = np.where(multi, tau2, 0.0)
         pooled = _pooled_estimate(y, v, present, tau2, weights)
         tests = _tests(pooled, k, settings)
-        hetero = _heterogeneity(y, v, present, k, tau2, settings)
+        hetero = _heterogeneity(y, v, present, k, tau2, settings, fe)
         pi_low, pi_high, pi_df = prediction_interval(pooled["mu"], tests["se"], tau2, k, settings)
         shares = 100.0 * pooled["w"] / pooled["sum_w"][:, None]
         if not present.all():
@@ -313,8 +327,9 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
         warnings.warn(f"tau2 estimator {settings.method} did not converge for {int((~converged).sum())} "
                       "meta-analysis row(s); their results are marked converged=False",
                       ConvergenceWarning, stacklevel=2)
-    fit = (intercept_fit_statistics(y, v, present, k, tau2, settings.method) if settings.fit_statistics
-           else {name: np.full(len(k), np.nan) for name in ("loglik", "deviance", "aic", "bic", "aicc")})
+    fit = (intercept_fit_statistics(y, v, present, k, tau2, settings.method, pooled["at"])
+           if settings.fit_statistics else {name: _nans(len(k)) for name in ("loglik", "deviance", "aic", "bic",
+                                                                             "aicc")})
     return _batch_result(settings, k, multi, tau2, converged, iterations, pooled, tests, hetero,
                          (pi_low, pi_high, pi_df), shares, fit)
 
@@ -366,14 +381,15 @@ def _pooled_estimate(y, v, present, tau2, weights):
     """``mu = sum w y / sum w`` with ``w = 1 / (v + tau2)`` and ``se = sqrt(1 / sum w)``; with user weights
     ``a`` (metafor ``rma(weights=)``) ``mu = sum a y / sum a`` and ``se^2 = sum a^2 (v + tau2) / (sum a)^2``.
     ``w``, ``sum_w`` are the weights reported (the user's when given) and ``resid`` is ``y - mu_w``."""
-    w, sum_w, mu, resid = fit_at(y, v, tau2)
+    at = fit_at(y, v, tau2)
+    w, sum_w, mu, resid = at
     se = np.sqrt(1.0 / sum_w)
     if weights is not None:
         sum_a = weights.sum(axis=1)
         mu = (weights * y).sum(axis=1) / sum_a
         se = np.sqrt((weights ** 2 * np.where(present, v + tau2[:, None], 0.0)).sum(axis=1)) / sum_a
         w, sum_w = weights, sum_a
-    return {"w": w, "sum_w": sum_w, "mu": mu, "se": se, "resid": resid, "y": y}
+    return {"w": w, "sum_w": sum_w, "mu": mu, "se": se, "resid": resid, "y": y, "at": at}
 
 
 def _tests(pooled, k, settings):
@@ -396,21 +412,27 @@ def _tests(pooled, k, settings):
     else:
         statistic = mu / se
         p = 2.0 * ndtr(-np.abs(statistic))
-        crit = np.full(len(k), ndtri(0.5 + level / 2))
-        df_out = np.full(len(k), np.nan)
+        crit = ndtri(0.5 + level / 2)
+        df_out = _nans(len(k))
     return {"se": se, "statistic": statistic, "p": p, "df": df_out, "ci_low": mu - crit * se,
             "ci_high": mu + crit * se}
 
 
-def _heterogeneity(y, v, present, k, tau2, settings):
-    """Q with fixed-effect weights, its p-value, I2 and H2 (from tau2, or from Q), and the Q-profile CIs of
-    tau2, tau, I2 and H2 (see :func:`pool_batch`)."""
+def _fixed_effect_sums(y, v):
+    """With ``w = 1/v``: ``sum w``, ``sum w^2`` and ``Q = sum w (y - mu_FE)^2`` per row (not truncated)."""
+    w = 1.0 / v
+    sum_w = w.sum(axis=1)
+    mu = (w * y).sum(axis=1) / sum_w
+    return {"sum_w": sum_w, "sum_w2": (w ** 2).sum(axis=1), "q": (w * (y - mu[:, None]) ** 2).sum(axis=1)}
+
+
+def _heterogeneity(y, v, present, k, tau2, settings, fe):
+    """Q with fixed-effect weights (``fe`` from :func:`_fixed_effect_sums`), its p-value, I2 and H2 (from
+    tau2, or from Q), and the Q-profile CIs of tau2, tau, I2 and H2 (see :func:`pool_batch`)."""
     df = np.where(k >= 2, k - 1, 0).astype(float)
-    w_fe = 1.0 / v
-    sum_w_fe = w_fe.sum(axis=1)
-    mu_fe = (w_fe * y).sum(axis=1) / sum_w_fe
-    q = np.maximum((w_fe * (y - mu_fe[:, None]) ** 2).sum(axis=1), 0.0)
-    v_typical = df * sum_w_fe / (sum_w_fe ** 2 - (w_fe ** 2).sum(axis=1))
+    sum_w_fe = fe["sum_w"]
+    q = np.maximum(fe["q"], 0.0)
+    v_typical = df * sum_w_fe / (sum_w_fe ** 2 - fe["sum_w2"])
 
     def i2_h2(t2):
         return 100.0 * t2 / (v_typical + t2), t2 / v_typical + 1.0
@@ -428,9 +450,9 @@ def _heterogeneity(y, v, present, k, tau2, settings):
         i2_lo, h2_lo = i2_h2(t2_lo)
         i2_hi, h2_hi = i2_h2(t2_hi)
     else:               # no interval: every bound is NaN (one array each; callers may write into them)
-        i2_lo, h2_lo, i2_hi, h2_hi = (np.full(len(k), np.nan) for _ in range(4))
+        i2_lo, h2_lo, i2_hi, h2_hi = (_nans(len(k)) for _ in range(4))
     if not (settings.tau2_ci and settings.method != "FE"):
-        t2_lo, t2_hi = np.full(len(k), np.nan), np.full(len(k), np.nan)
+        t2_lo, t2_hi = _nans(len(k)), _nans(len(k))
     return {"tau2_ci_low": t2_lo, "tau2_ci_high": t2_hi, "tau_ci_low": np.sqrt(t2_lo),
             "tau_ci_high": np.sqrt(t2_hi), "i2": i2, "i2_ci_low": i2_lo, "i2_ci_high": i2_hi, "h2": h2,
             "h2_ci_low": h2_lo, "h2_ci_high": h2_hi, "q": q, "q_df": df, "q_p": chdtrc(df, q)}

@@ -283,9 +283,10 @@ def _likelihood_root_rows(score_at, t, tol, maxiter):
     return t, converged, iterations
 
 
-def loglik_intercept(y, v, present, k, tau2, reml):
-    """Log-likelihood of the intercept-only model (ML, or REML when ``reml``), as metafor's ``logLik``."""
-    w, sum_w, _, resid = fit_at(y, v, tau2)
+def loglik_intercept(y, v, present, k, tau2, reml, at=None):
+    """Log-likelihood of the intercept-only model (ML, or REML when ``reml``), as metafor's ``logLik``.
+    ``at``: :func:`fit_at` of these rows at this tau2 when the caller has it already."""
+    w, sum_w, _, resid = fit_at(y, v, tau2) if at is None else at
     rss = (w * resid * resid).sum(axis=1)
     if present.all():
         logdet = np.log(v + tau2[:, None]).sum(axis=1)
@@ -324,12 +325,12 @@ def fit_statistics(loglik, k, p, method, sat_loglik):
                 "bic": -2.0 * loglik + q * np.log(n), "aicc": -2.0 * loglik + 2.0 * q * m / (m - q - 1)}
 
 
-def intercept_fit_statistics(y, v, present, k, tau2, method):
+def intercept_fit_statistics(y, v, present, k, tau2, method, at=None):
     """:func:`fit_statistics` of intercept-only rows (metafor's REML log-likelihood includes
-    ``+ log|X'X| / 2 = log(k) / 2``)."""
+    ``+ log|X'X| / 2 = log(k) / 2``); ``at`` as in :func:`loglik_intercept`."""
     with np.errstate(invalid="ignore", divide="ignore"):
         reml = method == "REML"
-        ll = loglik_intercept(y, v, present, k, tau2, reml)
+        ll = loglik_intercept(y, v, present, k, tau2, reml, at)
         if reml:
             ll = ll + 0.5 * np.log(k)
         sat = -0.5 * (k * np.log(2 * np.pi) + np.where(present, np.log(np.where(present, v, 1.0)), 0.0).sum(axis=1))
