@@ -621,8 +621,12 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
             prior = parse_prior(name[len(BAYES_PREFIX):])
             if not design.vi:
                 check_measure(prior, measure)
-    if engine == "auto":
-        engine = "numba" if available() and set(frequentist) <= set(KERNEL_METHODS) else "numpy"
+    if engine == "auto":        # the compiled kernel only when the work pays for compiling or loading it
+        from pfps_meta.models.fast import worth_compiling
+
+        fits = -(-int(replicates) // BLOCK) * BLOCK * len(mus) * len(tau2s) * len(ci_names)
+        engine = ("numba" if available() and set(frequentist) <= set(KERNEL_METHODS)
+                  and all(worth_compiling(fits, design.k, m) for m in frequentist) else "numpy")
     if engine not in ("numpy", "numba"):
         raise InputError(f"engine: must be auto, numpy or numba (got {engine!r})")
     if engine == "numba" and not (available() and set(frequentist) <= set(KERNEL_METHODS)):
