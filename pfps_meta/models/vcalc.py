@@ -211,6 +211,43 @@ def vcalc(data: pd.DataFrame, vi="vi", cluster="study", obs=None, rho=None, time
     if k == 0:
         raise InputError("data has no rows")
     v = _numeric(_column(data, vi, "vi"), vi, nonnegative=True)
+    ccode, clabels, sg = _clusters_and_subgroups(data, cluster, subgroup, k)
+    (m_obs, c_obs), (m_type, c_type) = _construct_correlations(data, obs, type, rho, k)
+    phi = _check_phi(time, time2, phi)
+    t1 = np.zeros(k) if time is None else _time_column(data, time)
+    t2 = t1 if time2 is None else _time_column(data, time2)
+    g1, g2, wa, wb = _compared_groups(data, grp1, grp2, w1, w2, time2, k)
+    s = _contrast_scale(g1, g2, t1, t2, wa, wb, phi, grp1 or time)
+    design = _VcalcDesign(g1, g2, t1, t2, wa, wb, s, sg, c_obs, m_obs, c_type, m_type, phi)
+    pieces, not_pd = _vcalc_blocks(v, ccode, clabels, design, checkpd, time)
+    _check_positive_definite(not_pd, clabels, cluster)
+    return _assemble(clabels.size, clabels, pieces)
+
+
+@dataclass(frozen=True)
+class _VcalcDesign:
+    """Per-row design of :func:`vcalc`: group codes ``g1``/``g2``, time points ``t1``/``t2``, weights
+    ``wa``/``wb``, the contrast scale ``s``, subgroup codes ``sg``, the obs and type codes with their
+    correlation matrices, and ``phi``."""
+
+    g1: np.ndarray
+    g2: np.ndarray
+    t1: np.ndarray
+    t2: np.ndarray
+    wa: np.ndarray
+    wb: np.ndarray
+    s: np.ndarray
+    sg: np.ndarray
+    c_obs: np.ndarray
+    m_obs: np.ndarray
+    c_type: np.ndarray
+    m_type: np.ndarray
+    phi: float
+
+
+def _clusters_and_subgroups(data, cluster, subgroup, k):
+    """Each row's cluster code, the cluster labels (order of first appearance) and each row's
+    subgroup code (all 0 without ``subgroup``)."""
     cl = _column(data, cluster, "cluster")
     _no_missing(cl, cluster, "missing cluster id")
     ccode, clabels = _codes(cl)
@@ -219,8 +256,12 @@ def vcalc(data: pd.DataFrame, vi="vi", cluster="study", obs=None, rho=None, time
         s = _column(data, subgroup, "subgroup")
         _no_missing(s, subgroup, "missing subgroup id")
         sg = _codes(s)[0]
+    return ccode, clabels, sg
 
-    # ---- which construct / observation: rho
+
+def _construct_correlations(data, obs, type, rho, k):
+    """The ``obs`` and ``type`` correlation components of ``rho``, each as (matrix over labels, each
+    row's code); a component without its column is the 1 x 1 matrix [1] with every row coded 0."""
     if (obs is not None or type is not None) and rho is None:
         raise InputError("rho must be given when obs or type is given")
     if obs is None and type is None and rho is not None:
@@ -239,9 +280,11 @@ def vcalc(data: pd.DataFrame, vi="vi", cluster="study", obs=None, rho=None, time
             values = _column(data, col, role)
             _no_missing(values, col)
             parts[role] = _rho_part(r, values, col, role)
-    (m_obs, c_obs), (m_type, c_type) = parts["obs"], parts["type"]
+    return parts["obs"], parts["type"]
 
-    # ---- time points: phi
+
+def _check_phi(time, time2, phi):
+    """``phi`` as a float in [-1, 1] (1 without ``time``), checked against the time columns given."""
     if time2 is not None and time is None:
         raise InputError("time2 needs time (metafor's time1) as well")
     if time is not None and phi is None:
@@ -256,22 +299,25 @@ def vcalc(data: pd.DataFrame, vi="vi", cluster="study", obs=None, rho=None, time
         raise InputError(f"phi must be a number in [-1, 1], got {phi!r}") from None
     if not np.isfinite(phi) or abs(phi) > 1:
         raise InputError(f"phi must be in [-1, 1], got {phi:g}")
+    return phi
 
-    def _time(col):
-        values = _column(data, col, "time")
-        _no_missing(values, col, "missing time")
-        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
-            x = pd.to_numeric(values, errors="coerce")
-            bad = np.flatnonzero(x.isna().to_numpy())
-            if bad.size:
-                raise InputError(f"time must be numeric, got '{values.iloc[bad[0]]}'", row=int(bad[0]) + 1, column=col)
-            values = x
-        return _numeric(values, col)
 
-    t1 = np.zeros(k) if time is None else _time(time)
-    t2 = t1 if time2 is None else _time(time2)
+def _time_column(data, col):
+    """A time column as floats: no missing values, text only if every value parses as a number."""
+    values = _column(data, col, "time")
+    _no_missing(values, col, "missing time")
+    if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+        x = pd.to_numeric(values, errors="coerce")
+        bad = np.flatnonzero(x.isna().to_numpy())
+        if bad.size:
+            raise InputError(f"time must be numeric, got '{values.iloc[bad[0]]}'", row=int(bad[0]) + 1, column=col)
+        values = x
+    return _numeric(values, col)
 
-    # ---- groups compared and their weights
+
+def _compared_groups(data, grp1, grp2, w1, w2, time2, k):
+    """The two groups each contrast compares, coded jointly (defaults: group 1 vs group 2), and their
+    weights ``wa``/``wb`` (defaults: 1, and ``wb`` = ``wa``)."""
     if grp2 is not None and grp1 is None:
         raise InputError("grp2 needs grp1 as well")
     if time2 is not None and grp2 is None:
@@ -289,68 +335,103 @@ def vcalc(data: pd.DataFrame, vi="vi", cluster="study", obs=None, rho=None, time
     g1, g2 = g_all[:k], g_all[k:]
     wa = np.ones(k) if w1 is None else _numeric(_column(data, w1, "w1"), w1, positive=True)
     wb = wa if w2 is None else _numeric(_column(data, w2, "w2"), w2, positive=True)
+    return g1, g2, wa, wb
 
-    def ar(d):
-        if phi == 1.0:               # no time structure: phi^|d| = 1
-            return 1.0
-        with np.errstate(invalid="ignore"):
-            return np.where(d == 0, 1.0, phi ** np.abs(d))
 
-    self_c = (g1 == g2) * ar(t1 - t2)
+def _ar(d, phi):
+    """``phi^|d|`` (1 where d == 0), or the scalar 1 when phi == 1 (no time structure)."""
+    if phi == 1.0:               # no time structure: phi^|d| = 1
+        return 1.0
+    with np.errstate(invalid="ignore"):
+        return np.where(d == 0, 1.0, phi ** np.abs(d))
+
+
+def _contrast_scale(g1, g2, t1, t2, wa, wb, phi, column):
+    """Each contrast's scale ``s_i = sqrt(1/w1 + 1/w2 - 2 c(g1, g2; t1, t2) / sqrt(w1 w2))``; a
+    degenerate one (a group against itself at one time point) is an error at ``column``."""
+    self_c = (g1 == g2) * _ar(t1 - t2, phi)
     s2 = 1.0 / wa + 1.0 / wb - 2.0 * self_c / np.sqrt(wa * wb)
     bad = np.flatnonzero(~(s2 > 1e-14 * (1.0 / wa + 1.0 / wb)))
     if bad.size:
         r = int(bad[0])
         raise InputError("the contrast compares a group with itself at the same time point (its variance "
-                         "structure is degenerate)", row=r + 1, column=grp1 or time)
-    s = np.sqrt(s2)
+                         "structure is degenerate)", row=r + 1, column=column)
+    return np.sqrt(s2)
 
-    n_cl = clabels.size
+
+def _vcalc_blocks(v, ccode, clabels, design, checkpd, time):
+    """The covariance blocks stacked by cluster size, as (group ids, rows, blocks) triples, and the
+    (cluster, smallest eigenvalue) pairs of blocks that are not positive definite (if ``checkpd``)."""
     pieces, not_pd = [], []
-    for m, groups, rows in _by_size(ccode, n_cl):
+    for m, groups, rows in _by_size(ccode, clabels.size):
         if m == 1:
             pieces.append((groups, rows, v[rows][:, :, None]))
             continue
-
-        def c(ga, gb, ta, tb):
-            (gi, gj), (ti, tj) = _pair(ga[rows], gb[rows]), _pair(ta[rows], tb[rows])
-            return (gi == gj) * ar(ti - tj)
-
-        wi1, wj1 = _pair(wa[rows])
-        wi2, wj2 = _pair(wb[rows])
-        num = (c(g1, g1, t1, t1) / np.sqrt(wi1 * wj1) - c(g1, g2, t1, t2) / np.sqrt(wi1 * wj2)
-               - c(g2, g1, t2, t1) / np.sqrt(wi2 * wj1) + c(g2, g2, t2, t2) / np.sqrt(wi2 * wj2))
-        si, sj = _pair(s[rows])
-        oi, oj = _pair(c_obs[rows])
-        ti_, tj_ = _pair(c_type[rows])
-        rho_ij = np.where(ti_ == tj_, np.where(oi == oj, 1.0, m_obs[oi, oj]), m_type[ti_, tj_])
-        gi, gj = _pair(sg[rows])
-        R = rho_ij * num / (si * sj) * (gi == gj)
-        eye = np.eye(m, dtype=bool)
-        R[:, eye] = 1.0
+        R = _correlation_block(design, rows, m)
         if not np.all(np.isfinite(R)):
             g = int(groups[np.flatnonzero(~np.isfinite(R).all(axis=(1, 2)))[0]])
             raise InputError(f"cluster '{clabels[g]}': a correlation is not a number (a negative phi needs "
                              "whole-number time differences)", column=time)
         if checkpd:
-            eig = np.linalg.eigvalsh(R)
-            low = eig[:, 0]
-            # metafor's test is low <= eps; scaled by m * lambda_max so that a numerically singular
-            # block is flagged whichever way rounding tips its smallest eigenvalue
-            hit = low <= _PD_EPS * np.maximum(1.0, m * eig[:, -1])
-            not_pd.extend(zip(groups[hit].tolist(), low[hit].tolist()))
-        sv = np.sqrt(v[rows])
-        block = sv[:, :, None] * R * sv[:, None, :]
-        block[:, eye] = v[rows]          # exactly vi (sqrt(vi)^2 can differ in the last bit)
-        block = _mirror(block)
-        pieces.append((groups, rows, block))
+            not_pd.extend(_low_eigenvalues(R, groups, m))
+        pieces.append((groups, rows, _covariance_block(v[rows], R, m)))
+    return pieces, not_pd
+
+
+def _shared_group_corr(ga, gb, ta, tb, rows, phi):
+    """``c(a, b; s, t) = [a == b] phi^|s - t|`` between rows i and j of each cluster in ``rows``."""
+    (gi, gj), (ti, tj) = _pair(ga[rows], gb[rows]), _pair(ta[rows], tb[rows])
+    return (gi == gj) * _ar(ti - tj, phi)
+
+
+def _correlation_block(d: _VcalcDesign, rows, m):
+    """The correlation matrices R (clusters x m x m) of the clusters in ``rows``: the vcalc formula of
+    the docstring, zero between subgroups, unit diagonal."""
+    def c(ga, gb, ta, tb):
+        return _shared_group_corr(ga, gb, ta, tb, rows, d.phi)
+
+    g1, g2, t1, t2 = d.g1, d.g2, d.t1, d.t2
+    wi1, wj1 = _pair(d.wa[rows])
+    wi2, wj2 = _pair(d.wb[rows])
+    num = (c(g1, g1, t1, t1) / np.sqrt(wi1 * wj1) - c(g1, g2, t1, t2) / np.sqrt(wi1 * wj2)
+           - c(g2, g1, t2, t1) / np.sqrt(wi2 * wj1) + c(g2, g2, t2, t2) / np.sqrt(wi2 * wj2))
+    si, sj = _pair(d.s[rows])
+    oi, oj = _pair(d.c_obs[rows])
+    ti_, tj_ = _pair(d.c_type[rows])
+    rho_ij = np.where(ti_ == tj_, np.where(oi == oj, 1.0, d.m_obs[oi, oj]), d.m_type[ti_, tj_])
+    gi, gj = _pair(d.sg[rows])
+    R = rho_ij * num / (si * sj) * (gi == gj)
+    eye = np.eye(m, dtype=bool)
+    R[:, eye] = 1.0
+    return R
+
+
+def _low_eigenvalues(R, groups, m):
+    """(cluster, smallest eigenvalue) for each block of R that is not numerically positive definite."""
+    eig = np.linalg.eigvalsh(R)
+    low = eig[:, 0]
+    # metafor's test is low <= eps; scaled by m * lambda_max so that a numerically singular
+    # block is flagged whichever way rounding tips its smallest eigenvalue
+    hit = low <= _PD_EPS * np.maximum(1.0, m * eig[:, -1])
+    return zip(groups[hit].tolist(), low[hit].tolist())
+
+
+def _covariance_block(vr, R, m):
+    """``V = S R S`` per cluster with ``S = diag(sqrt(vi))``, the diagonal exactly ``vi``, mirrored."""
+    sv = np.sqrt(vr)
+    block = sv[:, :, None] * R * sv[:, None, :]
+    block[:, np.eye(m, dtype=bool)] = vr          # exactly vi (sqrt(vi)^2 can differ in the last bit)
+    return _mirror(block)
+
+
+def _check_positive_definite(not_pd, clabels, cluster):
+    """One error naming the clusters (first 8) whose correlation block is not positive definite."""
     if not_pd:
         not_pd.sort()
         names = ", ".join(f"'{clabels[g]}'" for g, _ in not_pd[:8]) + (", ..." if len(not_pd) > 8 else "")
         raise InputError(f"the correlation matrix is not positive definite in {len(not_pd)} cluster(s): {names} "
                          f"(smallest eigenvalue {min(e for _, e in not_pd):.3g}); check rho/phi and the design "
                          "columns, or pass checkpd=False", column=cluster)
-    return _assemble(n_cl, clabels, pieces)
 
 
 # ================================================================================================
@@ -490,6 +571,20 @@ def contrast_covariance(arms: pd.DataFrame, measure: str, contrasts: pd.DataFram
     if sd_pool not in ("pair", "all"):
         raise InputError(f"sd_pool must be 'pair' or 'all', got {sd_pool!r}")
     st, ar_, key, a = _arm_table(arms, measure, study, arm, n, mean, sd, events)
+    cs, t, c = _contrast_arm_rows(contrasts, key, study, treat, control)
+    scode, slabels = _codes(cs.astype(str).to_numpy())
+    arm_study = st.astype(str).to_numpy()
+    f, u, extra = _arm_statistics(measure, a, t, c, arm_study, ar_, sd_pool, correct, add, events)
+    yi, vi = _contrast_effects(f, u, t, c, extra)
+    pieces = _contrast_blocks(scode, slabels.size, t, c, u, a["n"], yi, vi, extra)
+    table = pd.DataFrame({"study": cs.to_numpy(), "treat": contrasts[treat].to_numpy(),
+                          "control": contrasts[control].to_numpy(), "yi": yi, "vi": vi})
+    return Contrasts(table, _assemble(slabels.size, slabels, pieces), measure)
+
+
+def _contrast_arm_rows(contrasts, key, study, treat, control):
+    """The contrasts' study column and the arm-table rows of their treat and control arms, checked:
+    every arm exists, no arm is contrasted with itself, no pair of arms is contrasted twice."""
     if not isinstance(contrasts, pd.DataFrame):
         raise InputError(f"contrasts must be a pandas DataFrame, got {type(contrasts).__name__}")
     if len(contrasts) == 0:
@@ -515,51 +610,71 @@ def contrast_covariance(arms: pd.DataFrame, measure: str, contrasts: pd.DataFram
     if dup.any():
         row = int(np.flatnonzero(dup)[0]) + 1
         raise InputError("the same two arms are contrasted twice (V would be singular)", row=row, column=treat)
+    return cs, t, c
 
-    scode, slabels = _codes(cs.astype(str).to_numpy())
-    arm_study = st.astype(str).to_numpy()
+
+def _arm_statistics(measure, a, t, c, arm_study, ar_, sd_pool, correct, add, events):
+    """Per-arm statistic ``f`` and variance ``u`` (MD: mean, sd^2/n; SMD: None, 1/n; binary: see
+    :func:`_binary_arm_statistics`), and for SMD the ``(sd_pool, g, N)`` triple of
+    :func:`_smd_contrasts` (None otherwise)."""
     nn = a["n"]
-    extra = None
     if measure == "MD":
-        f, u = a["mean"], a["sd"] ** 2 / nn
-    elif measure == "SMD":
-        u = 1.0 / nn
-        if sd_pool == "pair":
-            n_t, n_c = nn[t], nn[c]
-            sp = np.sqrt(((n_t - 1) * a["sd"][t] ** 2 + (n_c - 1) * a["sd"][c] ** 2) / (n_t + n_c - 2))
-            j = hedges_correction(n_t + n_c - 2) if correct else 1.0
-            y = j * (a["mean"][t] - a["mean"][c]) / sp
-            extra = ("pair", y, n_t + n_c)
-        else:
-            ss = pd.DataFrame({"s": arm_study, "ss": (nn - 1) * a["sd"] ** 2, "n": nn, "k": 1.0}).groupby("s").sum()
-            n_all = ss.loc[arm_study[t], "n"].to_numpy()
-            df = n_all - ss.loc[arm_study[t], "k"].to_numpy()
-            sp = np.sqrt(ss.loc[arm_study[t], "ss"].to_numpy() / df)
-            j = hedges_correction(df) if correct else 1.0
-            y = j * (a["mean"][t] - a["mean"][c]) / sp
-            extra = ("all", y, n_all)
-        f = None
-    else:
-        x, m = a["events"].copy(), nn.copy()
-        zero = (x == 0) | (x == m)
-        if zero.any() and add:
-            hit = np.isin(arm_study, np.unique(arm_study[zero]))
-            x = x + add * hit
-            m = m + 2 * add * hit
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if measure == "RR":
-                f, u = np.log(x / m), 1.0 / x - 1.0 / m
-            elif measure == "OR":
-                f, u = np.log(x / (m - x)), 1.0 / x + 1.0 / (m - x)
-            else:
-                p = x / m
-                f, u = p, p * (1.0 - p) / m
-        used = np.union1d(t, c)
-        bad = used[~(np.isfinite(f[used]) & np.isfinite(u[used]))]
-        if bad.size:
-            raise InputError(f"study '{arm_study[bad[0]]}': arm '{ar_.iloc[bad[0]]}' has a zero cell and add=0, "
-                             f"so its {measure} is undefined", row=int(bad[0]) + 1, column=events)
+        return a["mean"], a["sd"] ** 2 / nn, None
+    if measure == "SMD":
+        return None, 1.0 / nn, _smd_contrasts(a, t, c, arm_study, sd_pool, correct)
+    f, u = _binary_arm_statistics(measure, a, t, c, arm_study, ar_, add, events)
+    return f, u, None
 
+
+def _smd_contrasts(a, t, c, arm_study, sd_pool, correct):
+    """Hedges' g of each contrast, standardised by its two arms' pooled SD (``sd_pool="pair"``, J(n_t +
+    n_c - 2)) or one SD pooled over the study's arms ("all", J(N - A)); returns ``(sd_pool, g, N)``
+    with N the contrast's (pair) or the study's (all) total size."""
+    nn = a["n"]
+    if sd_pool == "pair":
+        n_t, n_c = nn[t], nn[c]
+        sp = np.sqrt(((n_t - 1) * a["sd"][t] ** 2 + (n_c - 1) * a["sd"][c] ** 2) / (n_t + n_c - 2))
+        j = hedges_correction(n_t + n_c - 2) if correct else 1.0
+        y = j * (a["mean"][t] - a["mean"][c]) / sp
+        return ("pair", y, n_t + n_c)
+    ss = pd.DataFrame({"s": arm_study, "ss": (nn - 1) * a["sd"] ** 2, "n": nn, "k": 1.0}).groupby("s").sum()
+    n_all = ss.loc[arm_study[t], "n"].to_numpy()
+    df = n_all - ss.loc[arm_study[t], "k"].to_numpy()
+    sp = np.sqrt(ss.loc[arm_study[t], "ss"].to_numpy() / df)
+    j = hedges_correction(df) if correct else 1.0
+    y = j * (a["mean"][t] - a["mean"][c]) / sp
+    return ("all", y, n_all)
+
+
+def _binary_arm_statistics(measure, a, t, c, arm_study, ar_, add, events):
+    """Per-arm log risk, log odds or risk and its variance, ``add`` added to both cells of every arm of a
+    study with a zero cell; an arm in use whose statistic is undefined is an error."""
+    nn = a["n"]
+    x, m = a["events"].copy(), nn.copy()
+    zero = (x == 0) | (x == m)
+    if zero.any() and add:
+        hit = np.isin(arm_study, np.unique(arm_study[zero]))
+        x = x + add * hit
+        m = m + 2 * add * hit
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if measure == "RR":
+            f, u = np.log(x / m), 1.0 / x - 1.0 / m
+        elif measure == "OR":
+            f, u = np.log(x / (m - x)), 1.0 / x + 1.0 / (m - x)
+        else:
+            p = x / m
+            f, u = p, p * (1.0 - p) / m
+    used = np.union1d(t, c)
+    bad = used[~(np.isfinite(f[used]) & np.isfinite(u[used]))]
+    if bad.size:
+        raise InputError(f"study '{arm_study[bad[0]]}': arm '{ar_.iloc[bad[0]]}' has a zero cell and add=0, "
+                         f"so its {measure} is undefined", row=int(bad[0]) + 1, column=events)
+    return f, u
+
+
+def _contrast_effects(f, u, t, c, extra):
+    """Each contrast's ``yi`` (``f_t - f_c``, or the SMD) and ``vi`` (``u_t + u_c``, plus ``g^2 / (2N)``
+    for SMD)."""
     if extra is None:
         yi = f[t] - f[c]
         vi = u[t] + u[c]
@@ -567,9 +682,14 @@ def contrast_covariance(arms: pd.DataFrame, measure: str, contrasts: pd.DataFram
         yi = extra[1]
         nt = extra[2]
         vi = u[t] + u[c] + yi ** 2 / (2.0 * nt)
+    return yi, vi
 
+
+def _contrast_blocks(scode, n_studies, t, c, u, nn, yi, vi, extra):
+    """The per-study covariance blocks stacked by size, as (group ids, rows, blocks) triples: ``L diag(u)
+    L'`` plus the SMD term of :func:`shared_arm_covariance`, the diagonal exactly ``vi``."""
     pieces = []
-    for size, groups, rows in _by_size(scode, slabels.size):
+    for size, groups, rows in _by_size(scode, n_studies):
         ti, tj = _pair(t[rows])
         ci, cj = _pair(c[rows])
         ut, uc = u[t[rows]][:, :, None], u[c[rows]][:, :, None]
@@ -585,9 +705,7 @@ def contrast_covariance(arms: pd.DataFrame, measure: str, contrasts: pd.DataFram
         eye = np.eye(size, dtype=bool)
         B[:, eye] = vi[rows]
         pieces.append((groups, rows, _mirror(B)))
-    table = pd.DataFrame({"study": cs.to_numpy(), "treat": contrasts[treat].to_numpy(),
-                          "control": contrasts[control].to_numpy(), "yi": yi, "vi": vi})
-    return Contrasts(table, _assemble(slabels.size, slabels, pieces), measure)
+    return pieces
 
 
 def contrasts_from_arms(arms: pd.DataFrame, measure: str, study="study", arm="arm", baseline=None,
