@@ -108,6 +108,11 @@ def main():
     best, median = best_of(lambda: fit.robust(cluster="cluster", adjust="CR2"), 3, 3)
     print(f"{'ours: CR2 robust on that fit':58s} best {best * 1e3:8.2f} ms   median {median * 1e3:8.2f} ms")
 
+    big_data = three_level(500 if args.quick else 5000, 10)
+    best, median = best_of(lambda: pm.vcalc(big_data, vi="vi", cluster="cluster", obs="effect", rho=0.6), 3, 1)
+    print(f"{f'ours: vcalc rho = 0.6, {len(big_data):,} effects / {big_data.cluster.nunique():,} clusters':58s} "
+          f"best {best:8.3f} s    median {median:8.3f} s")
+
     big = (500, 10) if args.quick else (5000, 10)
     result = large_fit_in_fresh_process(*big)
     print(f"{f'ours: {big[0] * big[1]:,} effects / {big[0]:,} clusters, one fit (fresh process)':58s} "

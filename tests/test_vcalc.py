@@ -7,7 +7,6 @@ validation/make_vcalc_fixtures.R (metafor 3.8-1).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -218,12 +217,9 @@ def test_vcalc_fifty_thousand_effects_in_five_thousand_clusters_property():
     study = np.repeat(np.arange(sizes.size), sizes)
     d = pd.DataFrame({"study": study, "t": np.concatenate([np.arange(s) for s in sizes]) * 0.5,
                       "vi": rng.uniform(0.01, 0.5, size=study.size)}).sample(frac=1, random_state=1)
-    start = time.perf_counter()
-    V = vcalc(d.reset_index(drop=True), time="t", phi=0.9)
-    elapsed = time.perf_counter() - start
+    V = vcalc(d.reset_index(drop=True), time="t", phi=0.9)      # its time: benchmarks/bench_multilevel.py
     assert len(V.blocks) == sizes.size and V.n == study.size
     check_properties(V, d["vi"].to_numpy())
-    assert elapsed < 5.0  # a coarse guard against a per-pair Python loop, not a benchmark
 
 
 # ------------------------------------------------------------------------------ contrasts from arms
