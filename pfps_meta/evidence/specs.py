@@ -144,10 +144,29 @@ def load_spec(path) -> Spec:
     """Parse and check one analysis definition file."""
     path = Path(path)
     name = str(path)
+    raw = _read_toml(path, name)
+    review = _checked_review(raw, name)
+    settings, assumption = _file_settings(raw, name)
+    data_dir = _inside_project(path, review.get("data_dir", "../data"), name, "[review] data_dir")
+    analyses = []
+    entries = _analysis_entries(raw, name)
+    ids = set()
+    for number, entry in enumerate(entries, start=1):
+        analyses.append(_load_analysis(entry, number, ids, path, name, review, settings, assumption))
+    return Spec(path=path, review=review, settings=settings, analyses=analyses, data_dir=data_dir)
+
+
+def _read_toml(path: Path, name: str) -> dict:
+    """The spec file parsed as TOML; a syntax error is an InputError naming the file."""
     try:
-        raw = tomllib.loads(read_text(path, "an analysis definition"))
+        return tomllib.loads(read_text(path, "an analysis definition"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"not valid TOML ({exc})", file=name) from None
+
+
+def _checked_review(raw: dict, name: str) -> dict:
+    """The ``[review]`` table, checked (with ``[settings]`` being a table too): an id, text fields, and
+    a list of context comparison names."""
     for table in ("review", "settings"):
         if not isinstance(raw.get(table, {}), dict):
             raise InputError(f"[{table}] must be a table", file=name)
@@ -160,110 +179,151 @@ def load_spec(path) -> Spec:
             raise InputError(f"[review] {key} must be text", file=name)
     if not all(isinstance(c, str) for c in review.get("context_comparisons", [])):
         raise InputError("[review] context_comparisons must be a list of comparison names", file=name)
+    return review
+
+
+def _file_settings(raw: dict, name: str) -> tuple:
+    """The file's ``[settings]``: (checked Settings, the assumption text)."""
     file_settings = raw.get("settings", {})
     unknown = set(file_settings) - set(SETTING_KEYS) - {"assumption"}
     if unknown:
         raise InputError(f"[settings]: unknown key(s) {', '.join(sorted(unknown))}; known: "
                          f"{', '.join(OPTION_BY_NAME)}, assumption", file=name)
     settings = _settings({k: v for k, v in file_settings.items() if k in SETTING_KEYS}, None, name, "[settings]")
-    assumption = file_settings.get("assumption", "")
-    data_dir = _inside_project(path, review.get("data_dir", "../data"), name, "[review] data_dir")
-    analyses = []
+    return settings, file_settings.get("assumption", "")
+
+
+def _analysis_entries(raw: dict, name: str) -> list:
+    """The ``[[analyses]]`` array: non-empty, every entry a table."""
     entries = raw.get("analyses", [])
     if not entries:
         raise InputError("no [[analyses]] entries", file=name)
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise InputError("[[analyses]] must be an array of tables", file=name)
-    ids = set()
-    for number, entry in enumerate(entries, start=1):
-        where = f"[[analyses]] entry {number}"
-        entry = _without_missing(entry)
-        if isinstance(entry.get("trials"), list):
-            entry["trials"] = [_without_missing(t) if isinstance(t, dict) else t for t in entry["trials"]]
-        _check_types(entry, name, where)
-        unknown = set(entry) - ANALYSIS_KEYS
-        if unknown:
-            raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", file=name)
-        if "id" not in entry:
-            raise InputError(f"{where}: needs an id", file=name)
-        _check_id(entry["id"], name, f"{where}: id")
-        if entry["id"] in ids:
-            raise InputError(f"{where}: id '{entry['id']}' used twice", file=name)
-        ids.add(entry["id"])
-        merged = _settings({k: entry[k] for k in SETTING_KEYS if k in entry}, settings, name, where)
-        if "trials" in entry and not entry["trials"]:
-            raise InputError(f"{where} ('{entry['id']}'): trials = [] lists no trial", file=name)
-        model = entry.get("model", "pairwise")
-        if model not in MODELS:
-            raise InputError(f"{where} ('{entry['id']}'): model must be one of {', '.join(MODELS)} "
-                             f"(got {model!r})", file=name)
-        evidence_network = model == "network" and "data" not in entry and "trials" not in entry
-        if ("trials" in entry) == ("data" in entry) and not evidence_network:
-            raise InputError(f"{where} ('{entry['id']}'): give either trials = [...] or data = \"file.csv\"",
+    return entries
+
+
+def _load_analysis(entry: dict, number: int, ids: set, path: Path, name: str, review: dict,
+                   settings: Settings, assumption: str) -> Analysis:
+    """One ``[[analyses]]`` entry checked and turned into an :class:`Analysis` (its id added to ``ids``)."""
+    where = f"[[analyses]] entry {number}"
+    entry = _entry_with_id(entry, ids, name, where)
+    merged = _settings({k: entry[k] for k in SETTING_KEYS if k in entry}, settings, name, where)
+    model, evidence_network = _entry_model(entry, name, where)
+    measure = entry.get("measure")
+    trials = _trial_entries(entry, name, where)
+    _check_entry_choices(entry, model, name, where)
+    options = _model_options(entry, model, name, where, evidence=("data" not in entry))
+    favourable = entry.get("favourable")
+    uses_arms = bool(trials) or evidence_network
+    target = _checked_target(entry, measure, favourable, uses_arms, name, where)
+    return Analysis(
+        id=entry["id"], review=review["id"], label=entry.get("label", entry["id"]), measure=measure,
+        settings=merged, source=path, comparison=entry.get("comparison", ""),
+        outcome=entry.get("outcome", ""), timepoint=entry.get("timepoint", "post"), favourable=favourable,
+        target_range=tuple(target) if target else None, published=entry.get("published"), trials=trials,
+        data=_inside_project(path, entry["data"], name, f"{where}: data") if "data" in entry else None,
+        allow_mixed=bool(entry.get("allow_mixed_change_and_final", False)),
+        split_shared=bool(entry.get("split_shared_arms", False)), mcid=entry.get("mcid"),
+        notes=entry.get("notes", ""), assumption=assumption, design=entry.get("design", "randomised"),
+        impute_sd=entry.get("impute_sd"), show_blups=bool(entry.get("show_blups", False)),
+        model=model, options=options,
+        bayes=_bayes_options(entry, measure, model, name, where) if "bayes" in entry else None)
+
+
+def _entry_with_id(entry: dict, ids: set, name: str, where: str) -> dict:
+    """The entry without missing values, its key types and names checked, and its id new (added to ``ids``)."""
+    entry = _without_missing(entry)
+    if isinstance(entry.get("trials"), list):
+        entry["trials"] = [_without_missing(t) if isinstance(t, dict) else t for t in entry["trials"]]
+    _check_types(entry, name, where)
+    unknown = set(entry) - ANALYSIS_KEYS
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", file=name)
+    if "id" not in entry:
+        raise InputError(f"{where}: needs an id", file=name)
+    _check_id(entry["id"], name, f"{where}: id")
+    if entry["id"] in ids:
+        raise InputError(f"{where}: id '{entry['id']}' used twice", file=name)
+    ids.add(entry["id"])
+    return entry
+
+
+def _entry_model(entry: dict, name: str, where: str) -> tuple:
+    """(model, whether it is a network read from the evidence base), with the entry's source checked:
+    a non-empty trials list or a data file, exactly one of them (an evidence network needs neither)."""
+    if "trials" in entry and not entry["trials"]:
+        raise InputError(f"{where} ('{entry['id']}'): trials = [] lists no trial", file=name)
+    model = entry.get("model", "pairwise")
+    if model not in MODELS:
+        raise InputError(f"{where} ('{entry['id']}'): model must be one of {', '.join(MODELS)} "
+                         f"(got {model!r})", file=name)
+    evidence_network = model == "network" and "data" not in entry and "trials" not in entry
+    if ("trials" in entry) == ("data" in entry) and not evidence_network:
+        raise InputError(f"{where} ('{entry['id']}'): give either trials = [...] or data = \"file.csv\"",
+                         file=name)
+    return model, evidence_network
+
+
+def _trial_entries(entry: dict, name: str, where: str) -> list:
+    """The entry's ``trials`` list as checked :class:`TrialEntry` objects (empty without a list)."""
+    trials = []
+    for t_number, t in enumerate(entry.get("trials", []), start=1):
+        missing = [k for k in ("trial", "exp", "ctrl") if k not in t]
+        if missing:
+            raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: missing {', '.join(missing)}",
                              file=name)
-        measure = entry.get("measure")
-        trials = []
-        for t_number, t in enumerate(entry.get("trials", []), start=1):
-            missing = [k for k in ("trial", "exp", "ctrl") if k not in t]
-            if missing:
-                raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: missing {', '.join(missing)}",
-                                 file=name)
-            bad = [k for k in ("trial", "exp", "ctrl", "scale", "timepoint", "note") if k in t and not isinstance(t[k], str)]
-            bad += [k for k in ("timepoints", "scales") if k in t and not (
-                isinstance(t[k], list) and t[k] and all(isinstance(v, str) for v in t[k]))]
-            if bad:
-                raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: {', '.join(bad)} must be text "
-                                 "(timepoints, scales: a non-empty list of text)", file=name)
-            extra = set(t) - {"trial", "exp", "ctrl", "scale", "timepoint", "note", "timepoints", "scales"}
-            if extra:
-                raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: unknown key(s) "
-                                 f"{', '.join(sorted(extra))}", file=name)
-            if ("timepoints" in t or "scales" in t) and entry.get("model", "pairwise") == "pairwise":
-                raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: timepoints/scales lists need a "
-                                 "model analysis (model = \"multilevel\" with inner = ...)", file=name)
-            trials.append(TrialEntry(trial=t["trial"], exp=t["exp"], ctrl=t["ctrl"], scale=t.get("scale"),
-                                     timepoint=t.get("timepoint"), note=t.get("note", ""),
-                                     timepoints=t.get("timepoints"), scales=t.get("scales")))
-        if entry.get("impute_sd") is not None and (not isinstance(entry["impute_sd"], str)
-                                                   or entry["impute_sd"] not in IMPUTE_SD):
-            raise InputError(f"{where} ('{entry['id']}'): impute_sd must be one of {', '.join(IMPUTE_SD)}",
-                             file=name)
-        if entry.get("design", "randomised") not in ("randomised", "observational"):
-            raise InputError(f"{where} ('{entry['id']}'): design must be \"randomised\" or \"observational\"",
-                             file=name)
-        if model == "network" and "trials" in entry:
-            raise InputError(f"{where} ('{entry['id']}'): a network takes every arm of the evidence base whose role "
-                             "is a node (or data = \"file.csv\"); it has no trials list", file=name)
-        options = _model_options(entry, model, name, where, evidence=("data" not in entry))
-        favourable = entry.get("favourable")
-        uses_arms = bool(trials) or evidence_network
-        if uses_arms and favourable not in ("lower", "higher"):
-            raise InputError(f"{where} ('{entry['id']}'): favourable must be \"lower\" or \"higher\"", file=name)
-        if uses_arms and measures.get(measure).layout != "arm":
-            raise InputError(f"{where} ('{entry['id']}'): measure must be one of "
-                             f"{', '.join(measures.names('arm'))} for evidence-base analyses", file=name)
-        target = entry.get("target_range")
-        if measure == "MD" and uses_arms and (not isinstance(target, list) or len(target) != 2):
-            raise InputError(f"{where} ('{entry['id']}'): an MD analysis needs target_range = [min, max]",
-                             file=name)
-        if target is not None and not (isinstance(target, list) and len(target) == 2
-                                       and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in target)
-                                       and target[0] < target[1]):
-            raise InputError(f"{where} ('{entry['id']}'): target_range must be [min, max] with min < max "
-                             f"(got {target!r})", file=name)
-        analyses.append(Analysis(
-            id=entry["id"], review=review["id"], label=entry.get("label", entry["id"]), measure=measure,
-            settings=merged, source=path, comparison=entry.get("comparison", ""),
-            outcome=entry.get("outcome", ""), timepoint=entry.get("timepoint", "post"), favourable=favourable,
-            target_range=tuple(target) if target else None, published=entry.get("published"), trials=trials,
-            data=_inside_project(path, entry["data"], name, f"{where}: data") if "data" in entry else None,
-            allow_mixed=bool(entry.get("allow_mixed_change_and_final", False)),
-            split_shared=bool(entry.get("split_shared_arms", False)), mcid=entry.get("mcid"),
-            notes=entry.get("notes", ""), assumption=assumption, design=entry.get("design", "randomised"),
-            impute_sd=entry.get("impute_sd"), show_blups=bool(entry.get("show_blups", False)),
-            model=model, options=options,
-            bayes=_bayes_options(entry, measure, model, name, where) if "bayes" in entry else None))
-    return Spec(path=path, review=review, settings=settings, analyses=analyses, data_dir=data_dir)
+        bad = [k for k in ("trial", "exp", "ctrl", "scale", "timepoint", "note") if k in t and not isinstance(t[k], str)]
+        bad += [k for k in ("timepoints", "scales") if k in t and not (
+            isinstance(t[k], list) and t[k] and all(isinstance(v, str) for v in t[k]))]
+        if bad:
+            raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: {', '.join(bad)} must be text "
+                             "(timepoints, scales: a non-empty list of text)", file=name)
+        extra = set(t) - {"trial", "exp", "ctrl", "scale", "timepoint", "note", "timepoints", "scales"}
+        if extra:
+            raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: unknown key(s) "
+                             f"{', '.join(sorted(extra))}", file=name)
+        if ("timepoints" in t or "scales" in t) and entry.get("model", "pairwise") == "pairwise":
+            raise InputError(f"{where} ('{entry['id']}'), trial {t_number}: timepoints/scales lists need a "
+                             "model analysis (model = \"multilevel\" with inner = ...)", file=name)
+        trials.append(TrialEntry(trial=t["trial"], exp=t["exp"], ctrl=t["ctrl"], scale=t.get("scale"),
+                                 timepoint=t.get("timepoint"), note=t.get("note", ""),
+                                 timepoints=t.get("timepoints"), scales=t.get("scales")))
+    return trials
+
+
+def _check_entry_choices(entry: dict, model: str, name: str, where: str) -> None:
+    """impute_sd and design take one of their named values; a network has no trials list."""
+    if entry.get("impute_sd") is not None and (not isinstance(entry["impute_sd"], str)
+                                               or entry["impute_sd"] not in IMPUTE_SD):
+        raise InputError(f"{where} ('{entry['id']}'): impute_sd must be one of {', '.join(IMPUTE_SD)}",
+                         file=name)
+    if entry.get("design", "randomised") not in ("randomised", "observational"):
+        raise InputError(f"{where} ('{entry['id']}'): design must be \"randomised\" or \"observational\"",
+                         file=name)
+    if model == "network" and "trials" in entry:
+        raise InputError(f"{where} ('{entry['id']}'): a network takes every arm of the evidence base whose role "
+                         "is a node (or data = \"file.csv\"); it has no trials list", file=name)
+
+
+def _checked_target(entry: dict, measure, favourable, uses_arms: bool, name: str, where: str):
+    """The entry's target_range (or None), checked with what an evidence-base analysis needs: a
+    favourable direction, an arm-level measure, and a target range for MD."""
+    if uses_arms and favourable not in ("lower", "higher"):
+        raise InputError(f"{where} ('{entry['id']}'): favourable must be \"lower\" or \"higher\"", file=name)
+    if uses_arms and measures.get(measure).layout != "arm":
+        raise InputError(f"{where} ('{entry['id']}'): measure must be one of "
+                         f"{', '.join(measures.names('arm'))} for evidence-base analyses", file=name)
+    target = entry.get("target_range")
+    if measure == "MD" and uses_arms and (not isinstance(target, list) or len(target) != 2):
+        raise InputError(f"{where} ('{entry['id']}'): an MD analysis needs target_range = [min, max]",
+                         file=name)
+    if target is not None and not (isinstance(target, list) and len(target) == 2
+                                   and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in target)
+                                   and target[0] < target[1]):
+        raise InputError(f"{where} ('{entry['id']}'): target_range must be [min, max] with min < max "
+                         f"(got {target!r})", file=name)
+    return target
 
 
 def _bayes_options(entry: dict, measure, model: str, name: str, where: str) -> dict:
@@ -761,6 +821,47 @@ def load_all(paths, extraction=None) -> list[tuple[Spec, Evidence | None]]:
 # dependent effects and networks: the model keys of a spec
 
 
+class _ModelKeys:
+    """Reads the model keys of one [[analyses]] entry; each bad value is one InputError naming the spec
+    file, the entry and its id, and the key."""
+
+    def __init__(self, entry: dict, here: str, name: str):
+        self.entry, self.here, self.name = entry, here, name
+
+    def fail(self, key, why):
+        """Raise the InputError for a bad ``key``."""
+        raise InputError(f"{self.here}: {key} {why}", file=self.name)
+
+    def text(self, key, default=None, choices=None):
+        """A text value (or ``default``), one of ``choices`` when they are given."""
+        value = self.entry.get(key, default)
+        if value is not None and not isinstance(value, str):
+            self.fail(key, f"must be text (got {value!r})")
+        if value is not None and choices and value not in choices:
+            self.fail(key, f"must be one of {', '.join(choices)} (got {value!r})")
+        return value
+
+    def texts(self, key):
+        """A non-empty list of text (a single text is a list of one), or None when absent."""
+        value = self.entry.get(key)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = [value]
+        if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
+            self.fail(key, f"must be a non-empty list of text (got {value!r})")
+        return list(value)
+
+    def number(self, key, low, high, where_text):
+        """A number in [low, high] as a float, or None when absent."""
+        value = self.entry.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            self.fail(key, f"must be a number in [{low:g}, {high:g}] ({where_text}; got {value!r})")
+        return float(value)
+
+
 def _model_options(entry: dict, model: str, name: str, where: str, evidence: bool) -> dict:
     """The model keys of one [[analyses]] entry, checked; each bad value is one InputError naming the
     spec file, the entry and its id, and the key."""
@@ -771,122 +872,135 @@ def _model_options(entry: dict, model: str, name: str, where: str, evidence: boo
             raise InputError(f"{here}: {', '.join(sorted(given))} need a model (model = \"multilevel\", "
                              "\"multivariate\" or \"network\")", file=name)
         return {}
+    keys = _ModelKeys(entry, here, name)
+    _check_model_key_names(given, model, keys)
+    out = {"method": entry.get("method", "REML")}
+    if model == "network":
+        return _network_options(entry, keys, out, evidence)
+    _regression_options(model, keys, out)
+    if evidence:
+        return _evidence_model_options(entry, keys, out)
+    return _data_file_model_options(entry, model, keys, out)
 
-    def fail(key, why):
-        raise InputError(f"{here}: {key} {why}", file=name)
 
-    def text(key, default=None, choices=None):
-        value = entry.get(key, default)
-        if value is not None and not isinstance(value, str):
-            fail(key, f"must be text (got {value!r})")
-        if value is not None and choices and value not in choices:
-            fail(key, f"must be one of {', '.join(choices)} (got {value!r})")
-        return value
-
-    def texts(key):
-        value = entry.get(key)
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = [value]
-        if not (isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)):
-            fail(key, f"must be a non-empty list of text (got {value!r})")
-        return list(value)
-
-    def number(key, low, high, where_text):
-        value = entry.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            fail(key, f"must be a number in [{low:g}, {high:g}] ({where_text}; got {value!r})")
-        return float(value)
-
+def _check_model_key_names(given: dict, model: str, keys: _ModelKeys) -> None:
+    """Every model key given belongs to ``model``."""
     allowed = {"multilevel": {"inner", "levels", "yi", "vi", "mods", "test", "robust", "robust_cluster", "V", "rho",
                               "rho_assumption", "phi", "timepoints", "scales"},
                "network": {"nodes", "reference", "components", "inactive", "study", "treatment", "scales"}}
     allowed["multivariate"] = allowed["multilevel"] | {"struct"}
     extra = set(given) - allowed[model]
     if extra:
-        fail(", ".join(sorted(extra)), f"is not a key of model = \"{model}\" (its keys: "
-                                       f"{', '.join(sorted(allowed[model]))})")
-    out = {"method": entry.get("method", "REML")}
-    if model == "network":
-        if out["method"] not in ("REML", "ML", "DL", "FE"):
-            fail("method", f"must be REML, ML, DL or FE for a network (got {out['method']!r})")
-        nodes = entry.get("nodes")
-        if nodes is not None and not (isinstance(nodes, dict) and nodes
-                                      and all(isinstance(v, str) and v for v in nodes.values())):
-            fail("nodes", "must map arm roles to treatment names, e.g. { hip_knee = \"hip + knee\" }")
-        if evidence and nodes is None:
-            fail("nodes", "is needed: which arm roles of outcomes.csv are which network treatment")
-        reference = text("reference")
-        if reference is None:
-            fail("reference", "is needed (the treatment every effect is compared with)")
-        if nodes is not None and reference not in set(nodes.values()):
-            fail("reference", f"'{reference}' is not among the nodes ({', '.join(sorted(set(nodes.values())))})")
-        components = entry.get("components")
-        if components is not None:
-            if not (isinstance(components, dict) and all(
-                    isinstance(v, list) and v and all(isinstance(c, str) for c in v) for v in components.values())):
-                fail("components", "must map treatments to lists of components, e.g. "
-                                   "{ \"hip + knee\" = [\"hip\", \"knee\"] }")
-            if nodes is not None:
-                known = set(nodes) | set(nodes.values())
-                unknown = [k for k in components if k not in known]
-                if unknown:
-                    fail("components", f"names {', '.join(unknown)}, which is neither a node role nor a treatment")
-                components = {nodes.get(k, k): v for k, v in components.items()}
-        inactive = text("inactive")
-        if inactive is not None and nodes is not None:
-            inactive = nodes.get(inactive, inactive)
-            if inactive not in set(nodes.values()):
-                fail("inactive", f"'{inactive}' is not among the nodes")
-        out.update(nodes=dict(nodes) if nodes else None, reference=reference, components=components,
-                   inactive=inactive, study=text("study", "study"), treatment=text("treatment", "treatment"),
-                   scales=texts("scales"))
-        return out
+        keys.fail(", ".join(sorted(extra)), f"is not a key of model = \"{model}\" (its keys: "
+                                            f"{', '.join(sorted(allowed[model]))})")
+
+
+def _network_options(entry: dict, keys: _ModelKeys, out: dict, evidence: bool) -> dict:
+    """The network keys: method, nodes (arm role -> treatment), reference, components, inactive, and the
+    study / treatment / scales columns."""
+    fail = keys.fail
+    if out["method"] not in ("REML", "ML", "DL", "FE"):
+        fail("method", f"must be REML, ML, DL or FE for a network (got {out['method']!r})")
+    nodes = entry.get("nodes")
+    if nodes is not None and not (isinstance(nodes, dict) and nodes
+                                  and all(isinstance(v, str) and v for v in nodes.values())):
+        fail("nodes", "must map arm roles to treatment names, e.g. { hip_knee = \"hip + knee\" }")
+    if evidence and nodes is None:
+        fail("nodes", "is needed: which arm roles of outcomes.csv are which network treatment")
+    reference = keys.text("reference")
+    if reference is None:
+        fail("reference", "is needed (the treatment every effect is compared with)")
+    if nodes is not None and reference not in set(nodes.values()):
+        fail("reference", f"'{reference}' is not among the nodes ({', '.join(sorted(set(nodes.values())))})")
+    components = _network_components(entry.get("components"), nodes, fail)
+    inactive = keys.text("inactive")
+    if inactive is not None and nodes is not None:
+        inactive = nodes.get(inactive, inactive)
+        if inactive not in set(nodes.values()):
+            fail("inactive", f"'{inactive}' is not among the nodes")
+    out.update(nodes=dict(nodes) if nodes else None, reference=reference, components=components,
+               inactive=inactive, study=keys.text("study", "study"), treatment=keys.text("treatment", "treatment"),
+               scales=keys.texts("scales"))
+    return out
+
+
+def _network_components(components, nodes, fail):
+    """The additive model's components (treatment -> list of components), node roles mapped to treatments."""
+    if components is not None:
+        if not (isinstance(components, dict) and all(
+                isinstance(v, list) and v and all(isinstance(c, str) for c in v) for v in components.values())):
+            fail("components", "must map treatments to lists of components, e.g. "
+                               "{ \"hip + knee\" = [\"hip\", \"knee\"] }")
+        if nodes is not None:
+            known = set(nodes) | set(nodes.values())
+            unknown = [k for k in components if k not in known]
+            if unknown:
+                fail("components", f"names {', '.join(unknown)}, which is neither a node role nor a treatment")
+            components = {nodes.get(k, k): v for k, v in components.items()}
+    return components
+
+
+def _regression_options(model: str, keys: _ModelKeys, out: dict) -> None:
+    """The keys shared by multilevel and multivariate models (method, test, robust, rho, phi,
+    rho_assumption, struct), added to ``out``."""
     if out["method"] not in ("REML", "ML"):
-        fail("method", f"must be REML or ML for a {model} model (got {out['method']!r})")
-    out["test"] = text("test", "z", ("z", "t"))
-    out["robust"] = text("robust", None, ("CR0", "CR1", "CR2"))
-    out["rho"] = number("rho", -1, 1, "a correlation")
-    out["phi"] = number("phi", 0, 1, "the AR(1) correlation between timepoints one week apart")
-    out["rho_assumption"] = text("rho_assumption", "")
-    out["struct"] = text("struct", "CS" if model == "multivariate" else None,
-                         ("CS", "HCS", "UN", "ID", "DIAG", "AR", "HAR", "CAR"))
-    if evidence:
-        inner = entry.get("inner")
-        if inner not in INNER:
-            fail("inner", f"must be one of {', '.join(INNER)} (the variable that varies within a trial; "
-                          f"got {inner!r})")
-        out["inner"] = inner
-        out["timepoints"], out["scales"] = texts("timepoints"), texts("scales")
-        if (out["rho"] is not None or out["phi"] is not None) and not out["rho_assumption"]:
-            fail("rho_assumption", "must say why rho/phi has its value (it is an assumption, reported with "
-                                   "the result)")
-        if inner == "scale" and out["rho"] is None:
-            fail("rho", "is needed with inner = \"scale\": the correlation between two scales measured on the "
-                        "same participants")
-        if inner == "timepoint" and out["rho"] is None and out["phi"] is None:
-            fail("rho", "(or phi) is needed with inner = \"timepoint\": the correlation between the same "
-                        "participants' scores at two timepoints")
-        for key in ("levels", "yi", "vi", "mods", "V", "robust_cluster"):
-            if key in entry:
-                fail(key, "is a key of data-file analyses (data = \"file.csv\"); evidence-base analyses use "
-                          "trial / inner")
-        return out
+        keys.fail("method", f"must be REML or ML for a {model} model (got {out['method']!r})")
+    out["test"] = keys.text("test", "z", ("z", "t"))
+    out["robust"] = keys.text("robust", None, ("CR0", "CR1", "CR2"))
+    out["rho"] = keys.number("rho", -1, 1, "a correlation")
+    out["phi"] = keys.number("phi", 0, 1, "the AR(1) correlation between timepoints one week apart")
+    out["rho_assumption"] = keys.text("rho_assumption", "")
+    out["struct"] = keys.text("struct", "CS" if model == "multivariate" else None,
+                              ("CS", "HCS", "UN", "ID", "DIAG", "AR", "HAR", "CAR"))
+
+
+def _evidence_model_options(entry: dict, keys: _ModelKeys, out: dict) -> dict:
+    """The keys of an evidence-base model analysis: inner, timepoints, scales, and the rho / phi that
+    inner needs (with its stated assumption); data-file keys are refused."""
+    fail = keys.fail
+    inner = entry.get("inner")
+    if inner not in INNER:
+        fail("inner", f"must be one of {', '.join(INNER)} (the variable that varies within a trial; "
+                      f"got {inner!r})")
+    out["inner"] = inner
+    out["timepoints"], out["scales"] = keys.texts("timepoints"), keys.texts("scales")
+    if (out["rho"] is not None or out["phi"] is not None) and not out["rho_assumption"]:
+        fail("rho_assumption", "must say why rho/phi has its value (it is an assumption, reported with "
+                               "the result)")
+    if inner == "scale" and out["rho"] is None:
+        fail("rho", "is needed with inner = \"scale\": the correlation between two scales measured on the "
+                    "same participants")
+    if inner == "timepoint" and out["rho"] is None and out["phi"] is None:
+        fail("rho", "(or phi) is needed with inner = \"timepoint\": the correlation between the same "
+                    "participants' scores at two timepoints")
+    for key in ("levels", "yi", "vi", "mods", "V", "robust_cluster"):
+        if key in entry:
+            fail(key, "is a key of data-file analyses (data = \"file.csv\"); evidence-base analyses use "
+                      "trial / inner")
+    return out
+
+
+def _data_file_model_options(entry: dict, model: str, keys: _ModelKeys, out: dict) -> dict:
+    """The keys of a data-file model analysis: levels, yi, vi, mods, robust_cluster and V; evidence-base
+    keys are refused."""
+    fail = keys.fail
     for key in ("inner", "timepoints", "scales"):
         if key in entry:
             fail(key, "is a key of evidence-base analyses (trials = [...])")
-    levels = texts("levels")
+    levels = keys.texts("levels")
     if not levels or (model == "multivariate" and len(levels) != 2):
         fail("levels", "is needed: the nesting columns of the data file, outermost first, e.g. "
                        "[\"district\", \"study\"] (multivariate: [outer, inner], random = ~ inner | outer)")
     out["levels"] = levels
-    out["yi"], out["vi"] = text("yi", "yi"), text("vi", "vi")
-    out["mods"] = texts("mods")
-    out["robust_cluster"] = text("robust_cluster")
-    V = entry.get("V")
+    out["yi"], out["vi"] = keys.text("yi", "yi"), keys.text("vi", "vi")
+    out["mods"] = keys.texts("mods")
+    out["robust_cluster"] = keys.text("robust_cluster")
+    out["V"] = _vcalc_options(entry.get("V"), fail)
+    return out
+
+
+def _vcalc_options(V, fail):
+    """The ``V = { rho, obs, cluster, time, phi, type }`` table (metafor ``vcalc``), checked, or None."""
     if V is not None:
         if not isinstance(V, dict) or set(V) - {"rho", "obs", "cluster", "time", "phi", "type"}:
             fail("V", "must be a table with keys among rho, obs, cluster, time, phi, type (metafor vcalc)")
@@ -900,8 +1014,7 @@ def _model_options(entry: dict, model: str, name: str, where: str, evidence: boo
         if "cluster" not in V:
             fail("V.cluster", "is needed: the column whose rows may be correlated")
         V = dict(V)
-    out["V"] = V
-    return out
+    return V
 
 
 # ------------------------------------------------------------------------------------------------
