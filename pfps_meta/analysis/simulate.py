@@ -586,15 +586,52 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     """
     if not isinstance(design, Design):
         raise InputError(f"design: expected a Design (got {type(design).__name__})")
+    _check_one_or_several(options, methods, ci_methods, pi_methods)
+    base = _base_settings(settings, preset, options)
+    method_names = _names("methods", methods, base.method)
+    ci_names = _names("ci_methods", ci_methods, base.ci_method)
+    pi_names = _names("pi_methods", pi_methods, base.pi_method)
+    mus, tau2s, sd, control_mean = _checked_draws(design, mu, tau2, measure, sd, control_mean)
+    _check_replicates(replicates)
+    seed = _seed(seed)
+    blocks_per_task = _whole("blocks_per_task", blocks_per_task, 1)
+    bayes_names = [m for m in method_names if is_bayes_method(m)]
+    frequentist = [m for m in method_names if not is_bayes_method(m)]
+    _check_priors(bayes_names, design, measure)
+    engine = _chosen_engine(engine, frequentist, replicates, mus, tau2s, ci_names, design)
+    run, combos = _checked_combos(base, frequentist, ci_names, pi_names, bayes_names)
+    n_blocks = -(-int(replicates) // BLOCK)
+    cells = list(itertools.product(mus, tau2s))
+    _check_size(design, n_blocks, cells, len(method_names) * len(ci_names), engine, max_study_fits)
+    cm = 0.0 if control_mean is None else control_mean
+    tasks = [Task(cell=c, block=b, design=design, measure=measure, mu=m, tau2=t, sd=sd, control_mean=cm,
+                  seed=seed, combos=combos, settings=run, replicates=BLOCK, engine=engine)
+             for c, (m, t) in enumerate(cells) for b in range(n_blocks)]
+    groups = [tasks[i:i + blocks_per_task] for i in range(0, len(tasks), blocks_per_task)]
+    results = _run(groups, client, progress)
+    rows, notes = _cell_rows(results, cells, combos, design, measure, sd, control_mean, n_blocks)
+    for note in notes:
+        warnings.warn(note, SimulationWarning, stacklevel=2)
+    setup = {"mu": list(mus), "tau2": list(tau2s), "measure": None if design.vi else measure, "sd": sd,
+             "control_mean": control_mean, "methods": list(method_names), "ci_methods": list(ci_names),
+             "pi_methods": list(pi_names), "replicates": n_blocks * BLOCK, "seed": seed, "level": base.level,
+             "block": BLOCK, "engine": engine, "settings": base.to_dict(),
+             "preset": preset if isinstance(preset, str) or preset is None else preset.name}
+    return SimulationResult(table=pd.DataFrame(rows), design=design, setup=setup, notes=notes, settings=base)
+
+
+def _check_one_or_several(options, methods, ci_methods, pi_methods) -> None:
+    """A method, CI method or PI method is given as one (``method=``) or several (``methods=``), not both."""
     given = {canonical(key) for key in options}
     grids = {"methods": methods, "ci_methods": ci_methods, "pi_methods": pi_methods}
     for plural, single in (("methods", "method"), ("ci_methods", "ci_method"), ("pi_methods", "pi_method")):
         if single in given and grids[plural] is not None:
             raise InputError(f"{plural}: give {single}= (one) or {plural}= (several), not both")
-    base = _base_settings(settings, preset, options)
-    method_names = _names("methods", methods, base.method)
-    ci_names = _names("ci_methods", ci_methods, base.ci_method)
-    pi_names = _names("pi_methods", pi_methods, base.pi_method)
+
+
+def _checked_draws(design, mu, tau2, measure, sd, control_mean):
+    """(mus, tau2s, sd, control_mean) checked: tau2 >= 0, a measure the simulation draws from two arms,
+    and true values the measure's scale allows (:func:`_check_scale`)."""
     mus, tau2s = _numbers("mu", mu), _numbers("tau2", tau2)
     if any(t < 0 for t in tau2s):
         raise InputError("tau2: tau2 values must be finite and >= 0")
@@ -605,15 +642,18 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     if control_mean is not None:
         control_mean = _number("control_mean", control_mean, positive=measure == "ROM")
     _check_scale(measure, design, mus, tau2s, sd, control_mean)
+    return mus, tau2s, sd, control_mean
+
+
+def _check_replicates(replicates) -> None:
+    """replicates is a whole number from 1 to 100,000,000."""
     if isinstance(replicates, bool) or not isinstance(replicates, numbers.Real) or not math.isfinite(replicates) \
             or not float(replicates).is_integer() or not 1 <= replicates <= 100_000_000:
         raise InputError(f"replicates: replicates must be 1 to 100,000,000 (got {replicates!r})")
-    seed = _seed(seed)
-    blocks_per_task = _whole("blocks_per_task", blocks_per_task, 1)
-    from pfps_meta.models.fast import KERNEL_METHODS, available
 
-    bayes_names = [m for m in method_names if is_bayes_method(m)]
-    frequentist = [m for m in method_names if not is_bayes_method(m)]
+
+def _check_priors(bayes_names, design, measure) -> None:
+    """The prior of every ``bayes:PRIOR`` method parses (and suits the measure), before any work."""
     if bayes_names:
         from pfps_meta.models.priors import check_measure, parse_prior
 
@@ -621,6 +661,13 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
             prior = parse_prior(name[len(BAYES_PREFIX):])
             if not design.vi:
                 check_measure(prior, measure)
+
+
+def _chosen_engine(engine, frequentist, replicates, mus, tau2s, ci_names, design) -> str:
+    """The engine, "numpy" or "numba", with "auto" resolved; numba only when installed and covering every
+    frequentist method."""
+    from pfps_meta.models.fast import KERNEL_METHODS, available
+
     if engine == "auto":        # the compiled kernel only when the work pays for compiling or loading it
         from pfps_meta.models.fast import worth_compiling
 
@@ -632,15 +679,24 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     if engine == "numba" and not (available() and set(frequentist) <= set(KERNEL_METHODS)):
         raise InputError("engine: the numba engine needs numba installed (pip install 'pfps-meta[fast]') and "
                          f"methods among {', '.join(KERNEL_METHODS)}")
+    return engine
+
+
+def _checked_combos(base, frequentist, ci_names, pi_names, bayes_names):
+    """(the settings of the runs, every method x CI x PI combination), each frequentist name validated by
+    :meth:`Settings.replace` before any work; a Bayesian method has CI "credible" and PI "posterior"."""
     run = base.replace(tau2_ci=False, fit_statistics=False)
     combos = tuple(itertools.product(frequentist, ci_names, pi_names)) + \
         tuple((name, "credible", "posterior") for name in bayes_names)
     for method, ci_method, pi_method in combos:      # validates every name before any work
         if not is_bayes_method(method):
             run.replace(method=method, ci_method=ci_method, pi_method=pi_method)
-    n_blocks = -(-int(replicates) // BLOCK)
-    cells = list(itertools.product(mus, tau2s))
-    pairs = len(method_names) * len(ci_names)
+    return run, combos
+
+
+def _check_size(design, n_blocks, cells, pairs, engine, max_study_fits) -> None:
+    """The run is refused up front beyond ``max_study_fits`` trial-level fits (with a time estimate) or
+    beyond ``MAX_BLOCK_BYTES`` of memory."""
     work = float(n_blocks * BLOCK) * len(cells) * pairs * design.k
     if work > max_study_fits:
         hours = work / STUDY_FITS_PER_SECOND[engine] / 3600
@@ -652,12 +708,11 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     if block_bytes > MAX_BLOCK_BYTES:
         raise InputError(f"replicates: k = {design.k} with {n_blocks * len(cells):,} blocks of {BLOCK} replicates "
                          f"needs about {block_bytes / 1e9:.1f} GB, beyond the bound of {MAX_BLOCK_BYTES / 1e9:.0f} GB")
-    cm = 0.0 if control_mean is None else control_mean
-    tasks = [Task(cell=c, block=b, design=design, measure=measure, mu=m, tau2=t, sd=sd, control_mean=cm,
-                  seed=seed, combos=combos, settings=run, replicates=BLOCK, engine=engine)
-             for c, (m, t) in enumerate(cells) for b in range(n_blocks)]
-    groups = [tasks[i:i + blocks_per_task] for i in range(0, len(tasks), blocks_per_task)]
-    results = _run(groups, client, progress)
+
+
+def _cell_rows(results, cells, combos, design, measure, sd, control_mean, n_blocks):
+    """(the table's rows: the metrics of every grid cell x combination, the notes on failed replicates),
+    the block sums added in block order so the result is bit-identical for any partition into tasks."""
     by_cell = {}
     for cell, block, sums in sorted(results, key=lambda r: (r[0], r[1])):
         by_cell.setdefault(cell, []).append(sums)
@@ -673,14 +728,7 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
         if failed:
             notes.append(f"mu = {m:g}, tau2 = {t:g}: {failed:,} of {n_blocks * BLOCK:,} replicates failed (an "
                          "effect size could not be computed) and are left out of the metrics")
-    for note in notes:
-        warnings.warn(note, SimulationWarning, stacklevel=2)
-    setup = {"mu": list(mus), "tau2": list(tau2s), "measure": None if design.vi else measure, "sd": sd,
-             "control_mean": control_mean, "methods": list(method_names), "ci_methods": list(ci_names),
-             "pi_methods": list(pi_names), "replicates": n_blocks * BLOCK, "seed": seed, "level": base.level,
-             "block": BLOCK, "engine": engine, "settings": base.to_dict(),
-             "preset": preset if isinstance(preset, str) or preset is None else preset.name}
-    return SimulationResult(table=pd.DataFrame(rows), design=design, setup=setup, notes=notes, settings=base)
+    return rows, notes
 
 
 def _mean_sd(total, total2, n):
