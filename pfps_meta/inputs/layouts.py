@@ -190,68 +190,93 @@ def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
     for i in np.flatnonzero(~plain).tolist():
         where = where_in_table(df, i)
         has = {f: not np.isnan(values[f][i]) for f in values}
-        for first, second in (("q1", "q3"), ("min", "max"), ("ci_low", "ci_high")):
-            if has[first] != has[second]:
-                given, absent = (first, second) if has[first] else (second, first)
-                raise InputError(f"{col[given]} is given but {col[absent]} is empty: both are needed",
-                                 column=col[absent], **where)
+        _check_pairs(col, has, where)
         if has["mean"]:
-            if has["ci_low"]:
-                lo, hi = values["ci_low"][i], values["ci_high"][i]
-                if not lo < hi:
-                    raise InputError(f"{col['ci_low']} ({_fmt(lo)}) must be below {col['ci_high']} ({_fmt(hi)})",
-                                     column=col["ci_low"], **where)
-                if not lo <= mean[i] <= hi:
-                    raise InputError(f"mean {_fmt(mean[i])} lies outside its CI {_fmt(lo)} to {_fmt(hi)}",
-                                     column=col["mean"], **where)
-                slack = sum(_rounding(df[col[f]].iloc[i]) for f in ("ci_low", "ci_high")) + \
-                    2 * _rounding(df[col["mean"]].iloc[i])
-                if abs((hi - mean[i]) - (mean[i] - lo)) > ASYMMETRY_TOLERANCE * (hi - lo) / 2 + slack:
-                    asymmetry_warning(where, _arm_label(df, side, i), centre="mean", approximate="SD")
+            # the warnings are issued here, so that their stacklevel names the caller of arm_statistics
+            if has["ci_low"] and _mean_ci_asymmetric(df, col, i, mean[i], values, where):
+                asymmetry_warning(where, _arm_label(df, side, i), centre="mean", approximate="SD")
             if has["sd"] and has["se"]:
                 _check_sd_against_se(df, col, i, n[i], values, where, side)
             if has["sd"]:
                 continue
-            if has["se"]:
-                with _located(col["se"], where):
-                    converted = conversions.sd_from_se(values["se"][i], n[i])
-            elif has["ci_low"]:
-                with _located(col["ci_low"], where):
-                    converted = conversions.sd_from_ci(values["ci_low"][i], values["ci_high"][i], n[i],
-                                                       level=settings.input_level)
-            elif has["q1"] or has["min"]:       # a mean printed with its IQR and/or range: the SD rules
-                with _located(col["q1"] if has["q1"] else col["min"], where):      # need no median
-                    got = _from_quantiles(conversions, values, has, n[i], i, settings)
-                converted = conversions.Converted(got.sd, f"mean: as printed; sd: {got.sd_rule}")
-            else:
-                raise InputError(f"no SD for this arm: give {col['sd']}, {col['se']}, or {col['ci_low']} and "
-                                 f"{col['ci_high']}", column=col["sd"], **where)
+            converted = _sd_beside_mean(conversions, col, i, n[i], values, has, where, settings)
             sd[i] = float(converted.value)
             rules[i] = converted.rule
             continue
-        if not has["median"]:
-            raise InputError(f"neither {col['mean']} nor {col['median']} is given for this arm",
-                             column=col["mean"] if col["mean"] in df.columns else col["median"], **where)
-        if not (has["q1"] or has["min"]):
-            raise InputError(f"a median needs its quartiles ({col['q1']}, {col['q3']}) and/or its range "
-                             f"({col['min']}, {col['max']}) to give a mean and SD", column=col["median"], **where)
-        order = [(f, values[f][i]) for f in ("min", "q1", "median", "q3", "max") if has[f]]
-        for (name_a, a), (name_b, b) in zip(order, order[1:]):
-            if a > b:
-                raise InputError(f"{col[name_a]} ({_fmt(a)}) is above {col[name_b]} ({_fmt(b)}): expected "
-                                 "min <= q1 <= median <= q3 <= max", column=col[name_b], **where)
-        with _located(col["median"], where):
-            got = _from_quantiles(conversions, values, has, n[i], i, settings)
-        mean[i] = float(got.mean)
-        if has["sd"]:
-            rules[i] = f"mean: {got.mean_rule}; sd: as printed"
-        else:
-            sd[i] = float(got.sd)
-            rules[i] = got.rule
-        if not sd[i] > 0:
-            raise InputError("the quartiles or range give an SD of 0 (all values equal?)", column=col["median"],
-                             **where)
+        mean[i], sd[i], rules[i] = _from_median(conversions, df, col, i, n[i], sd[i], values, has, where, settings)
     return n, mean, sd, rules
+
+
+def _check_pairs(col, has, where):
+    """Refuse half a pair: q1 without q3, min without max, ci_low without ci_high (or the other way)."""
+    for first, second in (("q1", "q3"), ("min", "max"), ("ci_low", "ci_high")):
+        if has[first] != has[second]:
+            given, absent = (first, second) if has[first] else (second, first)
+            raise InputError(f"{col[given]} is given but {col[absent]} is empty: both are needed",
+                             column=col[absent], **where)
+
+
+def _mean_ci_asymmetric(df, col, i, mean, values, where) -> bool:
+    """Check the CI of row i's mean (lower below upper, the mean inside) and say whether it is asymmetric
+    around the mean by more than ``ASYMMETRY_TOLERANCE`` of its half-width beyond the printed rounding."""
+    lo, hi = values["ci_low"][i], values["ci_high"][i]
+    if not lo < hi:
+        raise InputError(f"{col['ci_low']} ({_fmt(lo)}) must be below {col['ci_high']} ({_fmt(hi)})",
+                         column=col["ci_low"], **where)
+    if not lo <= mean <= hi:
+        raise InputError(f"mean {_fmt(mean)} lies outside its CI {_fmt(lo)} to {_fmt(hi)}",
+                         column=col["mean"], **where)
+    slack = sum(_rounding(df[col[f]].iloc[i]) for f in ("ci_low", "ci_high")) + \
+        2 * _rounding(df[col["mean"]].iloc[i])
+    return abs((hi - mean) - (mean - lo)) > ASYMMETRY_TOLERANCE * (hi - lo) / 2 + slack
+
+
+def _sd_beside_mean(conversions, col, i, n, values, has, where, settings):
+    """The SD of a row printed with a mean but no SD (a ``Converted``): from its SE, its CI, or its IQR
+    and/or range, in that order."""
+    if has["se"]:
+        with _located(col["se"], where):
+            converted = conversions.sd_from_se(values["se"][i], n)
+    elif has["ci_low"]:
+        with _located(col["ci_low"], where):
+            converted = conversions.sd_from_ci(values["ci_low"][i], values["ci_high"][i], n,
+                                               level=settings.input_level)
+    elif has["q1"] or has["min"]:       # a mean printed with its IQR and/or range: the SD rules
+        with _located(col["q1"] if has["q1"] else col["min"], where):      # need no median
+            got = _from_quantiles(conversions, values, has, n, i, settings)
+        converted = conversions.Converted(got.sd, f"mean: as printed; sd: {got.sd_rule}")
+    else:
+        raise InputError(f"no SD for this arm: give {col['sd']}, {col['se']}, or {col['ci_low']} and "
+                         f"{col['ci_high']}", column=col["sd"], **where)
+    return converted
+
+
+def _from_median(conversions, df, col, i, n, sd, values, has, where, settings):
+    """(mean, SD, rule) of a row printed with a median and its quartiles and/or range (values in order);
+    an SD printed beside the median is kept as printed."""
+    if not has["median"]:
+        raise InputError(f"neither {col['mean']} nor {col['median']} is given for this arm",
+                         column=col["mean"] if col["mean"] in df.columns else col["median"], **where)
+    if not (has["q1"] or has["min"]):
+        raise InputError(f"a median needs its quartiles ({col['q1']}, {col['q3']}) and/or its range "
+                         f"({col['min']}, {col['max']}) to give a mean and SD", column=col["median"], **where)
+    order = [(f, values[f][i]) for f in ("min", "q1", "median", "q3", "max") if has[f]]
+    for (name_a, a), (name_b, b) in zip(order, order[1:]):
+        if a > b:
+            raise InputError(f"{col[name_a]} ({_fmt(a)}) is above {col[name_b]} ({_fmt(b)}): expected "
+                             "min <= q1 <= median <= q3 <= max", column=col[name_b], **where)
+    with _located(col["median"], where):
+        got = _from_quantiles(conversions, values, has, n, i, settings)
+    mean = float(got.mean)
+    if has["sd"]:
+        rule = f"mean: {got.mean_rule}; sd: as printed"
+    else:
+        sd = float(got.sd)
+        rule = got.rule
+    if not sd > 0:
+        raise InputError("the quartiles or range give an SD of 0 (all values equal?)", column=col["median"],
+                         **where)
+    return mean, sd, rule
 
 
 def _check_sd_against_se(df, col, i, n, values, where, side):
