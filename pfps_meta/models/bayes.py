@@ -539,6 +539,34 @@ def bayes(data=None, measure=None, tau_prior="half-normal:0.5", mu_prior=None, l
     prior = parse_prior(tau_prior, outcome, comparison)
     mu_prior = _mu_prior(mu_prior)
     _check_level(level)
+    y, v, labels = _effects_and_labels(data, measure, yi, vi, labels, settings)
+    check_measure(prior, measure)
+    y2, v2 = _as_rows(y, v)
+    if len(labels) != y2.shape[1]:
+        raise InputError(f"labels: {len(labels)} labels for {y2.shape[1]} studies")
+    grid = _build_grid(y2, v2, prior, mu_prior)
+    grid._prior = prior
+    table = _mixture_table(grid, y, v, level)
+    summary = {"mu": table[:, 0], "theta_new": table[:, 1], "tau": _tau_column(grid, prior, level)}
+    frame = pd.DataFrame(summary, index=["median", "mean", "sd", "lower", "upper", "shortest_lower",
+                                         "shortest_upper"])[["tau", "mu", "theta_new"]]
+    study_rows = [{"study": label, "yi": y[i], "sei": math.sqrt(v[i]), "median": table[0, 2 + i],
+                   "mean": table[1, 2 + i], "sd": table[2, 2 + i], "lower": table[3, 2 + i], "upper": table[4, 2 + i],
+                   "shortest_lower": table[5, 2 + i], "shortest_upper": table[6, 2 + i]}
+                  for i, label in enumerate(labels)]
+    log_z, bf_tau0, bf_mu0 = _marginal_and_bayes_factors(grid, mu_prior)
+    notes = _posterior_notes(grid, prior, y2.shape[1])
+    result = BayesResult(yi=y, vi=v, labels=labels, prior=prior, mu_prior=mu_prior, level=level, measure=measure,
+                         summary=frame, studies=pd.DataFrame(study_rows),
+                         log_marginal_likelihood=log_z if mu_prior.proper else None, bayes_factor_tau0=bf_tau0,
+                         bayes_factor_mu0=bf_mu0, notes=notes, _grid=grid)
+    _check_finite(result)
+    return result
+
+
+def _effects_and_labels(data, measure, yi, vi, labels, settings):
+    """(yi, vi, study labels) from a table (as :func:`pfps_meta.pool` reads it) or from yi and vi given
+    directly (one meta-analysis)."""
     if data is not None:
         if yi is not None or vi is not None:
             raise InputError("give either data or yi and vi, not both")
@@ -557,12 +585,13 @@ def bayes(data=None, measure=None, tau_prior="half-normal:0.5", mu_prior=None, l
         if y.ndim != 1:
             raise InputError("bayes: yi must be one meta-analysis (a 1-d list); use bayes_batch for many")
         labels = [str(s) for s in labels] if labels is not None else [str(i + 1) for i in range(len(y))]
-    check_measure(prior, measure)
-    y2, v2 = _as_rows(y, v)
-    if len(labels) != y2.shape[1]:
-        raise InputError(f"labels: {len(labels)} labels for {y2.shape[1]} studies")
-    grid = _build_grid(y2, v2, prior, mu_prior)
-    grid._prior = prior
+    return y, v, labels
+
+
+def _mixture_table(grid, y, v, level):
+    """Posterior summaries of every normal mixture over the tau grid at once, one column each: mu,
+    theta_new, then each study's shrunken effect (b = v / (v + tau²) towards the mean of mu given tau).
+    Rows: median, mean, sd, central lower and upper, shortest lower and upper (a (7, k + 2) array)."""
     lo_p, hi_p = (1 - level) / 2, 1 - (1 - level) / 2
     # every normal mixture at once, one row each: mu, theta_new, then each study's shrunken effect
     b = v[:, None] / (v[:, None] + grid.tau ** 2)                          # (k, N+1)
@@ -573,19 +602,23 @@ def bayes(data=None, measure=None, tau_prior="half-normal:0.5", mu_prior=None, l
     q = lambda p: _mix_quantile(W, means, sds, np.broadcast_to(p, (W.shape[0],)))  # noqa: E731
     central = [q(p) for p in (0.5, lo_p, hi_p)]
     short_lo, short_hi = _shortest(q, level)
-    table = np.vstack([central[0], mix_mean, mix_sd, central[1], central[2], short_lo, short_hi])   # (7, rows)
-    summary = {"mu": table[:, 0], "theta_new": table[:, 1]}
+    return np.vstack([central[0], mix_mean, mix_sd, central[1], central[2], short_lo, short_hi])   # (7, rows)
+
+
+def _tau_column(grid, prior, level) -> list:
+    """The posterior of tau summarised as the rows of :func:`_mixture_table` (the shortest interval may
+    start at 0)."""
+    lo_p, hi_p = (1 - level) / 2, 1 - (1 - level) / 2
     tq = lambda p: _tau_quantile(grid, np.atleast_1d(p), prior)  # noqa: E731
     t_mean = (grid.W * grid.tau).sum(axis=1)[0]
     t_sd = math.sqrt(max((grid.W * grid.tau ** 2).sum(axis=1)[0] - t_mean ** 2, 0.0))
     sl, su = _shortest(tq, level, from_zero=True)
-    summary["tau"] = [tq(0.5)[0], t_mean, t_sd, tq(lo_p)[0], tq(hi_p)[0], sl[0], su[0]]
-    frame = pd.DataFrame(summary, index=["median", "mean", "sd", "lower", "upper", "shortest_lower",
-                                         "shortest_upper"])[["tau", "mu", "theta_new"]]
-    study_rows = [{"study": label, "yi": y[i], "sei": math.sqrt(v[i]), "median": table[0, 2 + i],
-                   "mean": table[1, 2 + i], "sd": table[2, 2 + i], "lower": table[3, 2 + i], "upper": table[4, 2 + i],
-                   "shortest_lower": table[5, 2 + i], "shortest_upper": table[6, 2 + i]}
-                  for i, label in enumerate(labels)]
+    return [tq(0.5)[0], t_mean, t_sd, tq(lo_p)[0], tq(hi_p)[0], sl[0], su[0]]
+
+
+def _marginal_and_bayes_factors(grid, mu_prior):
+    """(log marginal likelihood, Bayes factor for tau = 0, Bayes factor for mu = 0 or None): the latter by
+    the Savage-Dickey ratio of posterior to prior density at mu = 0, only with a proper prior for mu."""
     log_z = float(grid.log_z[0])
     bf_tau0 = math.exp(float(grid.loglik0[0]) - log_z)
     bf_mu0 = None
@@ -594,19 +627,19 @@ def bayes(data=None, measure=None, tau_prior="half-normal:0.5", mu_prior=None, l
         post0 = float(_mix_pdf(W, m, s, np.array([0.0]))[0])
         prior0 = math.exp(-0.5 * (mu_prior.mean / mu_prior.sd) ** 2) / (mu_prior.sd * math.sqrt(2 * math.pi))
         bf_mu0 = post0 / prior0
+    return log_z, bf_tau0, bf_mu0
+
+
+def _posterior_notes(grid, prior, k) -> list:
+    """Notes on a heavy upper tail of tau's posterior and on few studies (k < 3)."""
     notes = []
     if grid.heavy_tail[0]:
         notes.append(f"the posterior of tau has a heavy upper tail (prior {prior.label}): the mean and SD of tau and "
                      "the SD of theta_new are integrated up to tau = "
                      f"{math.exp(grid.edges[0, -1]):.3g} and may not exist; quantiles and intervals are unaffected")
-    if y2.shape[1] < 3:
-        notes.append(f"k = {y2.shape[1]}: the posterior of tau is close to its prior; the prior decides the result")
-    result = BayesResult(yi=y, vi=v, labels=labels, prior=prior, mu_prior=mu_prior, level=level, measure=measure,
-                         summary=frame, studies=pd.DataFrame(study_rows),
-                         log_marginal_likelihood=log_z if mu_prior.proper else None, bayes_factor_tau0=bf_tau0,
-                         bayes_factor_mu0=bf_mu0, notes=notes, _grid=grid)
-    _check_finite(result)
-    return result
+    if k < 3:
+        notes.append(f"k = {k}: the posterior of tau is close to its prior; the prior decides the result")
+    return notes
 
 
 def _check_finite(result: BayesResult):
