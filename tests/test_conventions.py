@@ -284,3 +284,20 @@ def test_refit_non_convergence_is_counted_not_silenced():
         res = pm.pool(NORMAND, measure="MD", method="REML", maxiter=1)
     with pytest.warns(pm.ConvergenceWarning, match="refits did not converge"):
         sensitivity.permutation_test(res, exact=True)
+
+
+# The compiled kernel is one numba function on purpose: splitting it adds call overhead to the
+# simulation's inner loop (it is held to pool_batch at 1e-10 in tests/test_fast.py).
+LONG_FUNCTION_EXEMPT = {("pfps_meta/models/fast.py", "_tau2_kernel")}
+
+
+def test_no_function_runs_over_80_lines():
+    long = []
+    for path in sorted((ROOT / "pfps_meta").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80 and (rel, node.name) not in LONG_FUNCTION_EXEMPT:
+                    long.append(f"{rel}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "\n".join(long)
