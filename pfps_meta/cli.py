@@ -406,7 +406,11 @@ def cmd_simulate(args) -> int:
         from pfps_meta.present.outputs import protect
 
         with protect(run_inputs(loaded, [args.design])):     # checked again as each file is written
-            plots.save(plots.coverage(result), args.plot)
+            figure = plots.coverage(result)
+            plots.save(figure, args.plot)
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
     if args.format == "json":
         print(strict_json(result.to_dict()))
         return 0

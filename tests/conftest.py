@@ -1,4 +1,5 @@
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,3 +17,11 @@ def metafor_reference():
 def write_csv(path, text):
     path.write_text(text)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures a test draws are closed after it, so no test depends on how many others drew before it."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
