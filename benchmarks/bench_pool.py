@@ -16,22 +16,14 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from timing import best_of  # noqa: E402
 
 import pfps_meta as pm  # noqa: E402
 
 
-def best_of(func, repeat, number):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            func()
-        times.append((time.perf_counter() - start) / number)
-    return min(times), float(np.median(times))
 
 
 def simulate(rows, k, seed=2018):

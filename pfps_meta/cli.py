@@ -380,10 +380,7 @@ def cmd_simulate(args) -> int:
 
         loaded = load_all([args.spec])
         [(spec, evidence)] = loaded
-        matches = [a for a in spec.analyses if a.id == args.analysis]
-        if not matches:
-            raise InputError(f"--analysis: no analysis '{args.analysis}' (have: "
-                             f"{', '.join(a.id for a in spec.analyses)})", file=args.spec)
+        matches = [_find_analysis(spec, args.analysis, args.spec)]
         if matches[0].model != "pairwise":
             raise InputError(f"--analysis: '{matches[0].id}' is a {matches[0].model} analysis; the simulation "
                              "takes the shape of a pairwise one", file=args.spec)
@@ -592,6 +589,15 @@ def _network_from_spec(args):
     return 0
 
 
+def _find_analysis(spec, analysis_id, path, flag="--analysis"):
+    """The analysis of ``spec`` named ``analysis_id``, or one line listing the ones it has."""
+    for analysis in spec.analyses:
+        if analysis.id == analysis_id:
+            return analysis
+    raise InputError(f"{flag}: no analysis '{analysis_id}' (have: {', '.join(a.id for a in spec.analyses)})",
+                     file=path)
+
+
 def _model_analysis(args, model):
     """Run one analysis of a spec that must be of ``model``; flags that would change it are refused."""
     from pfps_meta.evidence.specs import load_all, run_analysis
@@ -599,11 +605,7 @@ def _model_analysis(args, model):
     if not args.analysis:
         raise InputError(f"--analysis: name the analysis of {args.file} to run")
     [(spec, evidence)] = load_all([args.file])
-    matches = [a for a in spec.analyses if a.id == args.analysis]
-    if not matches:
-        raise InputError(f"--analysis: no analysis '{args.analysis}' (have: "
-                         f"{', '.join(a.id for a in spec.analyses)})", file=args.file)
-    analysis = matches[0]
+    analysis = _find_analysis(spec, args.analysis, args.file)
     models = (model,) if isinstance(model, str) else tuple(model)
     if analysis.model not in models:
         raise InputError(f"--analysis: '{analysis.id}' is a {analysis.model} analysis, not a {models[0]} one",
@@ -739,11 +741,7 @@ def _analysis_result(args):
     from pfps_meta.errors import InputError
 
     [(spec, evidence)] = load_all([args.file])
-    matches = [a for a in spec.analyses if a.id == args.analysis]
-    if not matches:
-        raise InputError(f"--analysis: no analysis '{args.analysis}' (have: "
-                         f"{', '.join(a.id for a in spec.analyses)})", file=args.file)
-    analysis = matches[0]
+    analysis = _find_analysis(spec, args.analysis, args.file)
     if args.measure is not None and args.measure != analysis.measure:
         raise InputError(f"--measure {args.measure}: analysis '{analysis.key}' is defined with measure "
                          f"{analysis.measure}; change it in the spec", file=args.file)
@@ -755,7 +753,7 @@ def _analysis_result(args):
     run = run_analysis(analysis, evidence,
                        settings=Settings.from_mapping(_given_settings(args), base=analysis.settings))
     if run.result is None:
-        raise InputError(f"analysis '{matches[0].key}' has no trial with usable data yet (missing: "
+        raise InputError(f"analysis '{analysis.key}' has no trial with usable data yet (missing: "
                          f"{', '.join(m['trial'] for m in run.studies.missing)})", file=args.file)
     return run.result
 
@@ -769,15 +767,12 @@ def cmd_diff(args) -> int:
         if name not in PRESETS:
             raise InputError(f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
     [(spec, evidence)] = load_all([args.spec])
-    matches = [a for a in spec.analyses if a.id == args.analysis]
-    if not matches:
-        raise InputError(f"no analysis '{args.analysis}' (have: {', '.join(a.id for a in spec.analyses)})",
-                         file=args.spec)
-    table = preset_diff(matches[0], evidence, *args.presets)
+    analysis = _find_analysis(spec, args.analysis, args.spec, flag="analysis")
+    table = preset_diff(analysis, evidence, *args.presets)
     if args.format == "json":
         print(strict_json(table.to_dict("records")))
     else:
-        print(f"{matches[0].key}: {args.presets[0]} vs {args.presets[1]}")
+        print(f"{analysis.key}: {args.presets[0]} vs {args.presets[1]}")
         _print_text(table.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.6g}"))
     return 0
 
