@@ -181,6 +181,9 @@ def test_report_shows_the_multilevel_and_network_models_and_the_honest_pfp_statu
     assert "Not fitted: no trial has n, mean and SD for two or more arms." in md
     assert "| fukuda2010 | CG | no\\_training |" in md
     assert "pfps-meta template analyses/pfp\\_network.toml" in md
+    # the Bayesian block of the normand1999 example: the quadrature's tau median 0.8039 [0.5304, 1.2426]
+    assert "#### Bayesian random-effects analysis beside the frequentist one" in md
+    assert "0.804 \\[0.530, 1.243\\]" in md
     for stem in ("multilevel_konstantopoulos2011_three_level", "network_senn2013_network_reml_graph",
                  "network_senn2013_network_reml_league"):
         assert (out / "figures" / f"{stem}.png").exists()
