@@ -49,6 +49,7 @@ from pfps_meta.errors import InputError, SettingsError
 from pfps_meta.evidence.curated import Evidence, arm_rows, entry_rows  # noqa: F401 (entry_rows re-exported)
 from pfps_meta.evidence.extraction import check_sheet, load_extraction, with_extraction
 from pfps_meta.inputs.load import is_missing, read_csv, read_text
+from pfps_meta.models.network_inputs import connected_parts
 from pfps_meta.models.univariate import MetaResult, pool_effects
 from pfps_meta.inputs.validate import InputWarning, TranscriptionWarning, effect_table, sd_may_be_se, study_table
 
@@ -1435,23 +1436,6 @@ def _run_dependent_data(analysis: Analysis) -> ModelAnalysisResult:
                                decision=decision, options=dict(o), n_effects=k, n_clusters=m)
 
 
-def _connected_parts(edges, nodes) -> list:
-    parent = {t: t for t in nodes}
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in edges:
-        parent[find(a)] = find(b)
-    groups = {}
-    for t in nodes:
-        groups.setdefault(find(t), []).append(t)
-    return sorted((sorted(g) for g in groups.values()), key=lambda g: (-len(g), g))
-
-
 def build_network_arms(analysis: Analysis, evidence: Evidence):
     """The arms of an evidence-base network: every arm of outcomes.csv at the analysis's outcome and
     timepoint whose role is a node (a trial with several scales for the outcome: the first listed in
@@ -1532,7 +1516,7 @@ def _fit_network(analysis: Analysis, arms: pd.DataFrame, study: str, treatment: 
     for _, group in arms.groupby(study, sort=False):
         present = list(dict.fromkeys(group[treatment]))
         edges += [(present[0], t) for t in present[1:]]
-    parts = _connected_parts(edges, treatments)
+    parts = connected_parts(edges, treatments)
     if len(parts) > 1:
         text = "; ".join("{" + ", ".join(p) + "}" for p in parts)
         return None, None, f"the arms with data form {len(parts)} unconnected sub-networks ({text})"

@@ -196,8 +196,9 @@ def _assemble(out_s, out_t, out_b, out_y, blocks, labels, data_rows):
                       np.asarray(out_y, dtype=float), V, {})
 
 
-def check_connected(con: NetworkContrasts, treatments):
-    parent = {t: t for t in treatments}
+def connected_parts(edges, nodes) -> list:
+    """The connected sub-networks of ``nodes`` linked by ``edges`` (pairs), largest first, each sorted."""
+    parent = {t: t for t in nodes}
 
     def find(x):
         while parent[x] != x:
@@ -205,15 +206,19 @@ def check_connected(con: NetworkContrasts, treatments):
             x = parent[x]
         return x
 
-    for a, b in zip(con.treat, con.base):
+    for a, b in edges:
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[ra] = rb
     groups = {}
-    for t in treatments:
+    for t in nodes:
         groups.setdefault(find(t), []).append(t)
-    if len(groups) > 1:
-        parts = sorted((sorted(g) for g in groups.values()), key=lambda g: (-len(g), g))
+    return sorted((sorted(g) for g in groups.values()), key=lambda g: (-len(g), g))
+
+
+def check_connected(con: NetworkContrasts, treatments):
+    parts = connected_parts(zip(con.treat, con.base), treatments)
+    if len(parts) > 1:
         text = "; ".join("{" + ", ".join(g) + "}" for g in parts)
         raise InputError(f"the network is disconnected: {len(parts)} sub-networks ({text}); fit them separately or "
                          "add a trial that links them")
