@@ -485,7 +485,9 @@ def cmd_multilevel(args) -> int:
         print(strict_json({"file": str(args.file), "V": v_text, "model": fit.to_dict(),
                            "robust": robust.to_dict() if robust is not None else None}))
         return 0
-    lines = [f"Data: {args.file} ({len(data)} effects); sampling covariance V: {v_text}", "", str(fit)]
+    lines = [f"Data: {args.file} ({len(data)} effects); sampling covariance V: {v_text}",
+             f"Intervals (ci.lb, ci.ub): {100 * args.level:g}%, "
+             + ("t tests on k - p df" if args.test == "t" else "Wald z tests"), "", str(fit)]
     if robust is not None:
         lines += ["", str(robust)]
     _print_text("\n".join(lines))

@@ -169,3 +169,11 @@ def test_konstantopoulos2011_spec_through_the_multilevel_command(capsys):
                        "--analysis", "three_level_cr2")
     assert code == 0
     assert "intrcpt    0.1847  0.0846" in out and "CR2" in out and "9.86" in out
+
+
+def test_multilevel_text_states_the_level_and_test_it_used(capsys):
+    code, out, _ = run(capsys, "multilevel", EXAMPLES / "konstantopoulos2011.csv", "--levels", "district,study",
+                       "--level", "0.9", "--test", "t")
+    assert code == 0
+    assert "Intervals (ci.lb, ci.ub): 90%, t tests on k - p df" in out
+    assert "tval" in out
