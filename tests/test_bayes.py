@@ -321,3 +321,15 @@ def test_simulate_scores_the_credible_interval_beside_reml_hksj():
     assert "bayes:half-normal:0.5 (credible interval)" in sim.coverage_table()["Method"].tolist()
     with pytest.raises(InputError, match="unknown prior"):
         simulate(Design.from_variances([0.1, 0.2]), methods=["bayes:half-normall:0.5"], replicates=10)
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(yi="a", vi=[1.0]), "yi"), (dict(yi=[0.1], vi=None), "vi"),
+                                          (dict(yi=[0.1, "x"], vi=[1.0, 1.0]), "yi")])
+def test_bayes_refuses_non_numbers_naming_the_argument(kwargs, name):
+    with pytest.raises(InputError, match=name):
+        bayes(**kwargs)
+
+
+def test_bayes_batch_refuses_text_naming_the_argument():
+    with pytest.raises(InputError, match="vi"):
+        bayes_batch([[0.1, 0.2]], "one")

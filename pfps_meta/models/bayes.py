@@ -34,6 +34,7 @@ from scipy import special
 
 from pfps_meta.errors import InputError
 from pfps_meta.formatting import json_ready, render
+from pfps_meta.models.pooling import as_float_array
 from pfps_meta.models.priors import Prior, check_measure, parse_prior
 
 #: Gauss-Legendre nodes per panel and panels over the posterior's range of log tau
@@ -350,8 +351,8 @@ def _shortest(quantile, level, iters=40, from_zero=False):
 
 
 def _as_rows(yi, vi):
-    y = np.atleast_2d(np.asarray(yi, dtype=float))
-    v = np.atleast_2d(np.asarray(vi, dtype=float))
+    y = np.atleast_2d(as_float_array(yi, "yi"))
+    v = np.atleast_2d(as_float_array(vi, "vi"))
     if y.shape != v.shape:
         raise InputError(f"yi and vi must have the same shape, got {y.shape} and {v.shape}")
     if y.shape[1] == 0 or y.shape[0] == 0:
@@ -476,7 +477,7 @@ class BayesResult:
 
     def tau_density(self, tau) -> np.ndarray:
         """Posterior density of tau at ``tau`` (array), exact (not interpolated)."""
-        tau = np.atleast_1d(np.asarray(tau, dtype=float))
+        tau = np.atleast_1d(as_float_array(tau, "tau"))
         y, v = self.yi[None, :], self.vi[None, :]
         ll, _, _ = _conditional(y, v, (tau ** 2)[None, :], self.mu_prior)
         with np.errstate(divide="ignore"):
@@ -484,7 +485,7 @@ class BayesResult:
         return np.where(tau > 0, np.exp(logd), np.nan)
 
     def mu_density(self, x) -> np.ndarray:
-        x = np.atleast_1d(np.asarray(x, dtype=float))
+        x = np.atleast_1d(as_float_array(x, "x"))
         W, m, s = self._components("mu")
         return _mix_pdf(np.repeat(W, len(x), 0), np.repeat(m, len(x), 0), np.repeat(s, len(x), 0), x)
 
@@ -580,8 +581,8 @@ def _effects_and_labels(data, measure, yi, vi, labels, settings):
     else:
         if yi is None or vi is None:
             raise InputError("bayes: give data, or both yi and vi")
-        y = np.atleast_1d(np.asarray(yi, dtype=float))
-        v = np.atleast_1d(np.asarray(vi, dtype=float))
+        y = np.atleast_1d(as_float_array(yi, "yi"))
+        v = np.atleast_1d(as_float_array(vi, "vi"))
         if y.ndim != 1:
             raise InputError("bayes: yi must be one meta-analysis (a 1-d list); use bayes_batch for many")
         labels = [str(s) for s in labels] if labels is not None else [str(i + 1) for i in range(len(y))]
