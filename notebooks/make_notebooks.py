@@ -25,8 +25,15 @@ reproduce = notebook([
              "from pfps_meta.analysis.reproduce import reproduce_table"),
     ("md", "## Published vs reproduced\n\n`reproduced` means equal at the precision the paper printed; "
            "`incomplete` names the trials whose post-intervention numbers are not yet in `data/`."),
-    ("code", "with warnings.catch_warnings():\n    warnings.simplefilter('ignore', pm.InputWarning)\n"
-             "    results = [run_analysis(a, ev) for spec, ev in load_all(default_spec_paths()) for a in spec.analyses]\n"
+    ("code", "# the data's warnings (e.g. a CI printed asymmetric) are collected and shown once, below the table\n"
+             "with warnings.catch_warnings(record=True) as caught:\n    warnings.simplefilter('always', pm.InputWarning)\n"
+             "    loaded = load_all(default_spec_paths())\n"
+             "    results = [run_analysis(a, ev) for spec, ev in loaded for a in spec.analyses]\n"
+             "evidence_of = {a.key: ev for spec, ev in loaded for a in spec.analyses}\n"
+             "for message in dict.fromkeys(str(w.message) for w in caught):\n"
+             "    print('note:', message.replace(str(Path.cwd()) + os.sep, ''))   # paths relative to the repository\n"
+             "# shown once above; the later cells re-run the same data\n"
+             "warnings.filterwarnings('ignore', category=pm.InputWarning)\n"
              "table = reproduce_table(results)\n"
              "table[['analysis', 'measure', 'published_estimate', 'published_ci_low', 'published_ci_high',\n"
              "       'reproduced_estimate', 'reproduced_ci_low', 'reproduced_ci_high', 'k_available', 'k_expected', 'status']]"),
@@ -41,16 +48,17 @@ reproduce = notebook([
     ("md", "## The same data under other conventions\n\nREML instead of DerSimonian-Laird moves the upper CI "
            "bound: conventions matter when reproducing a paper."),
     ("code", "import math\nrows = []\nfor method in ['DL', 'REML', 'PM']:\n    for ci in ['wald', 'hksj']:\n"
-             "        r = run_analysis(hack.analysis, None, settings={'method': method, 'ci': ci}).result\n"
+             "        r = run_analysis(hack.analysis, evidence_of[hack.analysis.key], settings={'method': method, 'ci': ci}).result\n"
              "        rows.append({'method': method, 'ci': ci, 'OR': math.exp(r.estimate),\n"
              "                     'ci_low': math.exp(r.ci_low), 'ci_high': math.exp(r.ci_high)})\n"
              "pd.DataFrame(rows).round(3)"),
     ("md", "## Which conventions reproduce the paper?\n\nThe same question, asked of four named presets "
            "(metafor, RevMan 5, RevMan Web 2025, R meta); `pfps-meta reproduce --presets` prints the same."),
     ("code", "from pfps_meta.analysis.reproduce import preset_statuses\n"
-             "pd.DataFrame({name: p['status'] for name, p in preset_statuses(hack.analysis, None).items()}, index=['status'])"),
+             "pd.DataFrame({name: p['status'] for name, p in preset_statuses(hack.analysis, evidence_of[hack.analysis.key]).items()},\n"
+             "             index=['status'])"),
     ("code", "from pfps_meta.analysis.presets import preset_diff\n"
-             "preset_diff(hack.analysis, None, 'revman5', 'metafor').head(22)"),
+             "preset_diff(hack.analysis, evidence_of[hack.analysis.key], 'revman5', 'metafor').head(22)"),
 ])
 
 pool_own = notebook([
