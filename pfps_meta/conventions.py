@@ -34,6 +34,8 @@ class EstimatorInfo:
     label: str            # short name, e.g. "restricted maximum likelihood"
     methods_text: str     # how the report's methods paragraph words it
     reference: str
+    measures: tuple | None = None   # the measures it can pool (None: any)
+    counts: bool = False            # pools 2x2 tables of counts, not study effects (MH, Peto)
 
 
 TAU2_ESTIMATORS = {e.name: e for e in (
@@ -57,6 +59,26 @@ TAU2_ESTIMATORS = {e.name: e for e in (
     EstimatorInfo("HS", "Hunter-Schmidt",
                   "a random-effects model with the Hunter-Schmidt estimator of tau²", "Hunter & Schmidt 2004"),
 )}
+
+# Pooling methods that are not tau² estimators: they pool the 2x2 tables of binary data directly, as a
+# common-effect model (``pfps_meta.models.mantel_haenszel``). ``POOLING_METHODS`` is every value the
+# ``method`` option takes; the CLI's --method choices, the TOML key and the report's methods paragraph
+# read it. ``TAU2_ESTIMATORS`` stays the tau² estimators only (``models.tau2`` implements each of them).
+COUNT_METHODS = {e.name: e for e in (
+    EstimatorInfo("MH", "Mantel-Haenszel",
+                  "a common-effect Mantel-Haenszel model on the 2x2 tables (variance of Robins, Breslow & "
+                  "Greenland for the odds ratio, Greenland & Robins for the risk ratio, Sato, Greenland & "
+                  "Robins for the risk difference; as metafor's rma.mh)",
+                  "Mantel & Haenszel 1959; Robins, Breslow & Greenland 1986", ("OR", "RR", "RD"), True),
+    EstimatorInfo("PETO", "Peto",
+                  "a common-effect model with Peto's one-step odds ratio (observed minus expected events "
+                  "over their hypergeometric variance; as metafor's rma.peto)",
+                  "Yusuf et al. 1985", ("OR",), True),
+)}
+POOLING_METHODS = {**TAU2_ESTIMATORS, **COUNT_METHODS}
+# where the 0.5 of a continuity correction goes (metafor escalc / rma.mh ``to``)
+CORRECTION_TARGETS = {"only0": "the cells of tables with a zero cell", "all": "every cell of every table",
+                      "if0all": "every cell of every table when any table has a zero cell", "none": "no cell"}
 
 CI_METHODS = {"wald": "the normal (Wald) approximation",
               "hksj": "the Hartung-Knapp-Sidik-Jonkman method (t distribution, k-1 df)"}
@@ -91,7 +113,8 @@ class Option:
 
 
 OPTIONS = (
-    Option("method", "REML", str, "tau² estimator, or FE for a common-effect model", TAU2_ESTIMATORS),
+    Option("method", "REML", str, "tau² estimator, FE for a common-effect model, or MH / PETO for "
+           "Mantel-Haenszel / Peto on binary counts (common-effect, as metafor rma.mh / rma.peto)", POOLING_METHODS),
     Option("ci_method", "wald", str, "CI for the pooled effect: wald (normal) or hksj", CI_METHODS, ("ci",)),
     Option("pi_method", "auto", str, "prediction-interval distribution (auto = metafor's)", PI_METHODS, ("pi",)),
     Option("i2_method", "tau2", str, "I² from tau² (metafor) or from Q (RevMan, R meta)", I2_METHODS, ("i2",)),
@@ -109,6 +132,20 @@ OPTIONS = (
            "SMCR) whose r is empty (e.g. the mean r of the studies that report it); flagged per study"),
     Option("drop_missing", False, bool, "drop (and list by file and line) rows whose effect cannot be formed "
            "because a needed value is empty; by default such rows are refused"),
+    Option("mh_add", 0.5, float, "MH and Peto: the continuity correction of the study effects yi, vi "
+           "(and so of Q, I², H²; metafor rma.mh add, first value)"),
+    Option("mh_to", "only0", str, "MH and Peto: which cells get mh_add (metafor to, first value)",
+           CORRECTION_TARGETS),
+    Option("mh_drop00", True, bool, "MH and Peto: a table with no events (or only events) in both arms has no "
+           "study effect (metafor drop00, first value)"),
+    Option("mh_sums_add", 0.0, float, "MH and Peto: the continuity correction of the counts in the pooled "
+           "sums (metafor add, second value: by default the sums use the counts as they are)"),
+    Option("mh_sums_to", "none", str, "MH and Peto: which cells of the pooled sums get mh_sums_add (metafor "
+           "to, second value)", CORRECTION_TARGETS),
+    Option("mh_sums_drop00", False, bool, "MH and Peto: leave tables with no events (or only events) in both "
+           "arms out of the pooled sums (metafor drop00, second value)"),
+    Option("cmh_correct", True, bool, "MH odds ratio: continuity correction of the Cochran-Mantel-Haenszel "
+           "test (metafor rma.mh correct)"),
     Option("tau2_ci", True, bool, "compute the Q-profile CI for tau² (and for tau, I², H²)", cli=False),
     Option("fit_statistics", True, bool, "compute loglik, deviance, AIC, BIC, AICc (refits leave them out)",
            cli=False),
@@ -142,6 +179,8 @@ def _check(option: Option, value):
             raise SettingsError(name, f"must be finite (got {value!r})")
         if name in ("level", "input_level") and not 0 < value < 1:
             raise SettingsError(name, f"must lie strictly between 0 and 1 (got {value:g}; 0.95 means 95%)")
+        if name in ("mh_add", "mh_sums_add") and value < 0:
+            raise SettingsError(name, f"a continuity correction must be 0 or more (got {value:g})")
         if name == "prepost_r" and not -1 < value < 1:
             raise SettingsError(name, f"a correlation must lie strictly between -1 and 1 (got {value:g})")
         if option.kind is int:
@@ -177,6 +216,13 @@ class Settings:
     sd_method: str = OPTION_BY_NAME["sd_method"].default
     prepost_r: float | None = OPTION_BY_NAME["prepost_r"].default
     drop_missing: bool = OPTION_BY_NAME["drop_missing"].default
+    mh_add: float = OPTION_BY_NAME["mh_add"].default
+    mh_to: str = OPTION_BY_NAME["mh_to"].default
+    mh_drop00: bool = OPTION_BY_NAME["mh_drop00"].default
+    mh_sums_add: float = OPTION_BY_NAME["mh_sums_add"].default
+    mh_sums_to: str = OPTION_BY_NAME["mh_sums_to"].default
+    mh_sums_drop00: bool = OPTION_BY_NAME["mh_sums_drop00"].default
+    cmh_correct: bool = OPTION_BY_NAME["cmh_correct"].default
     tau2_ci: bool = OPTION_BY_NAME["tau2_ci"].default
     fit_statistics: bool = OPTION_BY_NAME["fit_statistics"].default
     maxiter: int = OPTION_BY_NAME["maxiter"].default
@@ -233,3 +279,53 @@ DEFAULTS = Settings()
 
 def cli_flag(option: Option) -> str:
     return "--" + option.name.replace("_", "-")
+
+
+# --------------------------------------------------------------------------------------------------
+# Convention presets: named bundles of settings that reproduce what other tools do by default. They live
+# here (a leaf) so that the API (``pool(preset=...)``), the analysis layer and the CLI read one table;
+# ``pfps_meta.analysis.presets`` re-exports them with the preset diff.
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A tool's default conventions. ``binary_method``: the method the tool uses instead of
+    ``settings.method`` for 2x2 count data (None: the same method); ``binary_note``: what a binary
+    analysis under this preset is told about it."""
+
+    name: str
+    description: str
+    settings: Settings
+    binary_method: str | None = None
+    binary_note: str = ""
+
+    def settings_for(self, binary: bool) -> Settings:
+        """The preset's settings for data of counts (``binary``) or anything else."""
+        if binary and self.binary_method is not None:
+            return self.settings.replace(method=self.binary_method)
+        return self.settings
+
+
+PRESETS = {p.name: p for p in (
+    Preset("metafor", "R metafor rma() defaults: REML, Wald z CI, exact Hedges' g with the large-sample "
+           "variance, I2 from tau2, normal PI", Settings()),
+    Preset("revman5", "RevMan 5: DerSimonian-Laird, Wald z CI, RevMan SMD, I2 from Q, no prediction interval",
+           Settings(method="DL", i2_method="q", smd_convention="revman5", prediction_interval=False),
+           binary_note="RevMan 5 pools dichotomous data with Mantel-Haenszel weights by default; its random-"
+           "effects form (DerSimonian-Laird tau² from the Mantel-Haenszel Q, then inverse-variance weights) is "
+           "not implemented here, so this binary analysis used inverse-variance DerSimonian-Laird (RevMan's "
+           "'Inverse Variance, Random Effects'); for RevMan's fixed-effect default use method MH"),
+    Preset("revman_web_2025", "RevMan Web (2025 methods): REML, HKSJ CI, Q-profile tau2 CI, t(k-1) PI, "
+           "I2 from tau2", Settings(ci_method="hksj", pi_method="t", smd_convention="revman5")),
+    Preset("r_meta", "R meta (>= 6.0) defaults: REML, Wald z CI, exact Hedges' g with the unbiased variance "
+           "(metafor vtype UB), I2 from Q, PI t(k-1)", Settings(pi_method="t", i2_method="q", vtype="UB")),
+)}
+
+
+def named_preset(name) -> Preset:
+    """The preset called ``name`` (or ``name`` itself when it is a Preset); SettingsError listing the names."""
+    if isinstance(name, Preset):
+        return name
+    if not isinstance(name, str) or name not in PRESETS:
+        raise SettingsError("preset", f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -8,31 +8,13 @@ side); RevMan Web's 2024-2025 methods change (REML, HKSJ, Q-profile, t-based pre
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 
-from pfps_meta.conventions import Settings
+from pfps_meta.conventions import PRESETS, Preset  # noqa: F401  (the table lives in the leaf conventions)
 from pfps_meta.errors import InputError
+from pfps_meta.models.mantel_haenszel import COUNT_COLUMNS
 
-
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    description: str
-    settings: Settings
-
-
-PRESETS = {p.name: p for p in (
-    Preset("metafor", "R metafor rma() defaults: REML, Wald z CI, exact Hedges' g with the large-sample "
-           "variance, I2 from tau2, normal PI", Settings()),
-    Preset("revman5", "RevMan 5: DerSimonian-Laird, Wald z CI, RevMan SMD, I2 from Q, no prediction interval",
-           Settings(method="DL", i2_method="q", smd_convention="revman5", prediction_interval=False)),
-    Preset("revman_web_2025", "RevMan Web (2025 methods): REML, HKSJ CI, Q-profile tau2 CI, t(k-1) PI, "
-           "I2 from tau2", Settings(ci_method="hksj", pi_method="t", smd_convention="revman5")),
-    Preset("r_meta", "R meta (>= 6.0) defaults: REML, Wald z CI, exact Hedges' g with the unbiased variance "
-           "(metafor vtype UB), I2 from Q, PI t(k-1)", Settings(pi_method="t", i2_method="q", vtype="UB")),
-)}
 
 SETTING_ROWS = ("method", "ci_method", "pi_method", "i2_method", "prediction_interval", "smd_convention", "vtype")
 DIFF_STATS = ("estimate", "se", "ci_low", "ci_high", "p", "tau2", "tau2_ci_low", "tau2_ci_high", "i2",
@@ -46,11 +28,22 @@ def preset(name: str) -> Preset:
 
 
 def run_with_preset(analysis, evidence, name):
-    """``run_analysis`` with the preset's conventions (the analysis's level and input level kept)."""
+    """``run_analysis`` with the preset's conventions (the analysis's level and input level kept). When the
+    analysis pools 2x2 counts, the preset's ``binary_method`` applies (none of the presets sets one yet)
+    and its ``binary_note`` joins the result's notes, so a binary analysis says what it used; continuous
+    and effect-level analyses are run exactly with the preset's settings."""
     from pfps_meta.evidence.specs import run_analysis
 
-    chosen = preset(name).settings.replace(level=analysis.settings.level, input_level=analysis.settings.input_level)
-    return run_analysis(analysis, evidence, settings=chosen)
+    chosen = preset(name)
+    levels = {"level": analysis.settings.level, "input_level": analysis.settings.input_level}
+    run = run_analysis(analysis, evidence, settings=chosen.settings.replace(**levels))
+    if run.result is None or not set(COUNT_COLUMNS) <= set(run.result.studies.columns):
+        return run
+    if chosen.settings_for(True) != chosen.settings:
+        run = run_analysis(analysis, evidence, settings=chosen.settings_for(True).replace(**levels))
+    if chosen.binary_note and run.result is not None and chosen.binary_note not in run.result.notes:
+        run.result.notes.append(chosen.binary_note)
+    return run
 
 
 def _value(x):

@@ -15,13 +15,16 @@ import pandas as pd
 from scipy.special import ndtri
 
 from pfps_meta.models import pooling
-from pfps_meta.conventions import Settings
+from pfps_meta.conventions import COUNT_METHODS, Settings, canonical, named_preset
 from pfps_meta.formatting import render
 from pfps_meta.inputs.load import LINE_COLUMN, read_csv
 from pfps_meta.models.tau2 import tau2_standard_error
 from pfps_meta.errors import InputError
 from pfps_meta.inputs.validate import effect_table, numeric_column, require_columns, where_in_table
 from pfps_meta.formatting import json_ready
+
+# the binary table that Mantel-Haenszel and Peto pool (pfps_meta.models.mantel_haenszel)
+COUNT_COLUMNS = ("events_exp", "n_exp", "events_ctrl", "n_ctrl")
 
 # Field names of ``to_dict()`` / ``--format json``: scripts depend on them; do not rename.
 JSON_FIELDS = ("k", "estimate", "se", "statistic", "df", "p", "ci_low", "ci_high",
@@ -162,7 +165,7 @@ class MetaResult:
         return render(self, "html")
 
 
-def pool(data, measure=None, settings: Settings | None = None, weights=None, **options) -> MetaResult:
+def pool(data, measure=None, settings: Settings | None = None, weights=None, preset=None, **options) -> MetaResult:
     """Fit a meta-analysis to a table of studies.
 
     Parameters
@@ -180,7 +183,19 @@ def pool(data, measure=None, settings: Settings | None = None, weights=None, **o
         Every option, its default and meaning: :data:`pfps_meta.conventions.OPTIONS`.
     weights : column name or array, optional
         User weights (metafor ``rma(weights=)``; see :func:`pfps_meta.models.pooling.pool_batch`), one per
-        study, finite and > 0; they are relative (their scale does not matter).
+        study, finite and > 0; they are relative (their scale does not matter). Not with MH or PETO.
+    preset : str or Preset, optional
+        A named bundle of conventions (:data:`pfps_meta.conventions.PRESETS`: "metafor", "revman5",
+        "revman_web_2025", "r_meta") used instead of ``settings`` (give one or the other). Keyword
+        ``options`` override the preset: ``pool(df, preset="revman5", method="REML")`` is RevMan 5's
+        conventions with REML. On binary counts a preset may use another method (``Preset.binary_method``)
+        and says so in the result's notes (``Preset.binary_note``).
+
+    ``method="MH"`` (measure OR, RR or RD) and ``method="PETO"`` (OR) pool binary counts ``study,
+    events_exp, n_exp, events_ctrl, n_ctrl`` as metafor's ``rma.mh`` / ``rma.peto`` (common-effect; see
+    :mod:`pfps_meta.models.mantel_haenszel`; corrections: options ``mh_add``, ``mh_to``, ``mh_drop00``,
+    ``mh_sums_*``, ``cmh_correct``). Options that do not apply to them (HKSJ, the prediction interval,
+    the tau² CI) are named in the result's notes.
 
     Raises
     ------
@@ -188,14 +203,37 @@ def pool(data, measure=None, settings: Settings | None = None, weights=None, **o
         Bad input or a bad option (including an argument of the wrong type, an unknown measure), with the
         argument, or the file, line, row and column, where there is one.
     """
-    settings = pooling.resolve_settings(settings, options)
+    settings, chosen = _settings_and_preset(settings, preset, options)
     if isinstance(data, (str, Path)):
         data = read_csv(data)
     elif not isinstance(data, pd.DataFrame):
         raise InputError(f"data: a pandas DataFrame or the path of a CSV file is needed, got {type(data).__name__}")
     check_measure(measure, data.attrs.get("source"))
+    if settings.method in COUNT_METHODS:
+        check_count_method(settings.method, measure, data.attrs.get("source"))
     table = effect_table(data, measure, settings=settings)
-    return _pool_table(table, measure, settings, (), weights, private=True)
+    settings, notes = _preset_for_counts(chosen, settings, options, table.attrs.get("layout") == "binary")
+    return _pool_table(table, measure, settings, notes, weights, private=True)
+
+
+def _settings_and_preset(settings, preset, options):
+    """The settings of a fit from ``settings`` or a named ``preset`` (not both), keyword ``options`` on top;
+    and the Preset (or None)."""
+    if preset is None:
+        return pooling.resolve_settings(settings, options), None
+    if settings is not None:
+        raise InputError("preset: give settings= or preset=, not both (options given as keywords apply on top)")
+    chosen = named_preset(preset)
+    return pooling.resolve_settings(chosen.settings, options), chosen
+
+
+def _preset_for_counts(chosen, settings, options, binary):
+    """A preset's method for binary counts (unless ``method`` was given) and its note on binary data."""
+    if chosen is None or not binary:
+        return settings, ()
+    if chosen.binary_method is not None and not any(canonical(key) == "method" for key in options):
+        settings = settings.replace(method=chosen.binary_method)
+    return settings, ((chosen.binary_note,) if chosen.binary_note else ())
 
 
 def check_measure(measure, source=None):
@@ -204,6 +242,19 @@ def check_measure(measure, source=None):
 
     if measure is not None and (not isinstance(measure, str) or measure not in measures.MEASURES):
         raise InputError(f"measure must be one of {', '.join(measures.MEASURES)} (got '{measure}')", file=source)
+
+
+def check_count_method(method, measure, source=None):
+    """Refuse a measure the count method cannot pool (MH: OR, RR, RD; Peto: OR), saying why."""
+    info = COUNT_METHODS[method]
+    if measure is None:
+        raise InputError(f"method {method}: a measure is needed ({', '.join(info.measures)}); {info.label} pools "
+                         "2x2 tables of counts", file=source)
+    if measure not in info.measures:
+        why = ("Peto's method estimates an odds ratio only" if method == "PETO"
+               else "Mantel-Haenszel pools ratios and differences of risks and odds only")
+        raise InputError(f"method {method} cannot pool measure {measure}: {why} (use {', '.join(info.measures)}, "
+                         "or an inverse-variance method such as FE or REML)", file=source)
 
 
 def _effect_columns(table):
@@ -237,9 +288,16 @@ def _weights_column(table, weights):
 
 
 def pool_effects(table: pd.DataFrame, *, measure=None, settings: Settings | None = None, notes=(), weights=None,
-                 **options) -> MetaResult:
-    """Pool a table that already has ``study, yi, vi`` columns (see :func:`pool`)."""
-    settings = pooling.resolve_settings(settings, options)
+                 preset=None, **options) -> MetaResult:
+    """Pool a table that already has ``study, yi, vi`` columns (see :func:`pool`, also for ``preset``:
+    keyword options override it). With ``method="MH"`` or ``"PETO"`` the table must also hold the counts
+    ``events_exp, n_exp, events_ctrl, n_ctrl`` (as :func:`pfps_meta.effect_table` leaves them): these
+    methods pool counts, and the study effects are recomputed from them as metafor does."""
+    settings, chosen = _settings_and_preset(settings, preset, options)
+    if chosen is not None and isinstance(table, pd.DataFrame):
+        binary = all(column in table.columns for column in COUNT_COLUMNS)
+        settings, preset_notes = _preset_for_counts(chosen, settings, options, binary)
+        notes = list(notes) + [n for n in preset_notes if n not in notes]
     return _pool_table(table, measure, settings, notes, weights, private=False)
 
 
@@ -247,6 +305,8 @@ def _pool_table(table, measure, settings, notes, weights, private):
     """:func:`pool_effects` after its settings are resolved; ``private`` when ``table`` was made by
     :func:`pool` and nobody else holds it (the result then keeps it without a copy; its yi and vi were
     checked there)."""
+    if settings.method in COUNT_METHODS:
+        return _pool_counts_table(table, measure, settings, notes, weights)
     if private:
         yi, vi = table["yi"].to_numpy(dtype=float, copy=True), table["vi"].to_numpy(dtype=float, copy=True)
     else:
@@ -265,7 +325,7 @@ def _pool_table(table, measure, settings, notes, weights, private):
     stats["iterations"] = int(stats["iterations"])
     stats["converged"] = bool(stats["converged"])
     z = ndtri(0.5 + settings.level / 2)
-    build = _study_frame_builder(table if private else table.copy(deep=False), yi, vi, z, batch.weights[0])
+    build = study_frame_builder(table if private else table.copy(deep=False), yi, vi, z, batch.weights[0])
     all_notes = list(notes) + list(table.attrs.get("notes", []))
     if stats["k"] == 2 and settings.pi_method == "t_k2" and settings.prediction_interval:
         all_notes.append("t(k-2) prediction interval is undefined for k = 2 (metafor silently uses df = 1)")
@@ -284,7 +344,32 @@ def _pool_table(table, measure, settings, notes, weights, private):
                       notes=all_notes, build_studies=build)
 
 
-def _study_frame_builder(table, yi, vi, z, weights):
+def _pool_counts_table(table, measure, settings, notes, weights):
+    """Mantel-Haenszel or Peto (:mod:`pfps_meta.models.mantel_haenszel`) on a table of counts."""
+    from pfps_meta.models.mantel_haenszel import pool_counts
+
+    if not isinstance(table, pd.DataFrame):
+        raise InputError(f"table: a pandas DataFrame with columns study, {', '.join(COUNT_COLUMNS)} is needed, "
+                         f"got {type(table).__name__}")
+    source = table.attrs.get("source")
+    check_measure(measure, source)
+    check_count_method(settings.method, measure, source)
+    if weights is not None:
+        raise InputError(f"weights: user weights do not apply to method {settings.method} (its weights come "
+                         "from the 2x2 tables); use an inverse-variance method such as FE for user weights",
+                         file=source)
+    if isinstance(notes, str) or not all(isinstance(note, str) for note in notes):
+        raise InputError("notes: a list of text notes is needed")
+    missing = [column for column in COUNT_COLUMNS if column not in table.columns]
+    if missing:
+        raise InputError(f"method {settings.method} needs the counts of each 2x2 table (columns "
+                         f"{', '.join(COUNT_COLUMNS)}); missing: {', '.join(missing)}. Effect-level data (yi, vi "
+                         "or an estimate with its CI) can only be pooled by inverse variance (FE, DL, REML, ...)",
+                         file=source)
+    return pool_counts(table, measure, settings, notes)
+
+
+def study_frame_builder(table, yi, vi, z, weights):
     """A function that builds :attr:`MetaResult.studies` when it is first read: the computed columns
     ``study, yi, vi, se, ci_low, ci_high, weight`` (study CIs ``yi +- z sqrt(vi)``), then the input
     columns. ``table`` must be one nobody edits afterwards (:func:`pool_effects` passes a copy-on-write
