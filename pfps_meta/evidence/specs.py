@@ -46,7 +46,8 @@ import pandas as pd
 from pfps_meta.effects import measures
 from pfps_meta.conventions import ALIASES, OPTION_BY_NAME, Settings
 from pfps_meta.errors import InputError, SettingsError
-from pfps_meta.evidence.curated import Evidence, arm_rows, entry_rows  # noqa: F401 (entry_rows re-exported)
+from pfps_meta.evidence.curated import (EFFECT_REQUIRED, OUTCOME_REQUIRED, TRIALS_REQUIRED, Evidence, arm_rows,  # noqa: F401
+                                        entry_rows, load_published)  # (entry_rows re-exported)
 from pfps_meta.evidence.extraction import check_sheet, load_extraction, with_extraction
 from pfps_meta.inputs.load import is_missing, read_csv, read_text
 from pfps_meta.models.network_inputs import connected_parts
@@ -805,7 +806,7 @@ def load_all(paths, extraction=None) -> list[tuple[Spec, Evidence | None]]:
         evidence = None
         if needs_evidence:
             if spec.data_dir not in cache:
-                cache[spec.data_dir] = Evidence.load(spec.data_dir)
+                cache[spec.data_dir] = _evidence_for(spec)
                 if sheet is not None:
                     cache[spec.data_dir] = with_extraction(cache[spec.data_dir], sheet)
             evidence = cache[spec.data_dir]
@@ -816,6 +817,20 @@ def load_all(paths, extraction=None) -> list[tuple[Spec, Evidence | None]]:
                                      f"{evidence.data_dir / 'published.csv'}", file=str(spec.path))
         out.append((spec, evidence))
     return out
+
+
+def _evidence_for(spec: Spec) -> Evidence:
+    """The evidence base of a spec's data folder. A folder with only a ``published.csv`` (as
+    ``import-revman`` writes: every analysis reads its own data file) gives that table with empty trial,
+    outcome and effect tables; any other folder is loaded and checked whole (:meth:`Evidence.load`)."""
+    folder = Path(spec.data_dir)
+    own_data = all(a.data is not None for a in spec.analyses)
+    if own_data and (folder / "published.csv").is_file() and not (folder / "trials.csv").exists():
+        return Evidence(trials=pd.DataFrame(columns=list(TRIALS_REQUIRED)),
+                        outcomes=pd.DataFrame(columns=list(OUTCOME_REQUIRED)),
+                        effects=pd.DataFrame(columns=list(EFFECT_REQUIRED)),
+                        published=load_published(folder / "published.csv"), data_dir=folder)
+    return Evidence.load(folder)
 
 
 # ------------------------------------------------------------------------------------------------
