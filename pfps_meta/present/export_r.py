@@ -37,7 +37,7 @@ import pandas as pd
 from pfps_meta.errors import InputError
 from pfps_meta.evidence import specs
 
-__all__ = ["export_r", "r_number", "r_string", "r_data_frame", "ESCALC_MEASURES", "RMA_METHODS"]
+__all__ = ["export_r", "our_values", "parse_comparison", "r_number", "r_string", "r_data_frame", "ESCALC_MEASURES", "RMA_METHODS"]
 
 #: our measure -> metafor's escalc measure, where the two compute the same thing
 ESCALC_MEASURES = {"MD": "MD", "SMD": "SMD", "SMDH": "SMDH", "ROM": "ROM", "RR": "RR", "OR": "OR", "RD": "RD"}
@@ -108,6 +108,11 @@ def r_data_frame(frame: pd.DataFrame, columns) -> str:
     return "data.frame(\n" + ",\n".join(parts) + ",\n  stringsAsFactors = FALSE)"
 
 
+def _r_level(level: float) -> str:
+    """metafor's ``level`` in percent (95 for 0.95; rounded so that 0.9 gives 90, not 90.00000000000001)."""
+    return repr(round(100 * float(level), 10))
+
+
 def _r_name(column: str) -> str:
     text = str(column)
     if text.replace("_", "").replace(".", "").isalnum() and not text[0].isdigit():
@@ -126,6 +131,29 @@ def _named(values: dict) -> str:
 def export_r(spec_path, analysis_id: str) -> str:
     """The R script that runs analysis ``analysis_id`` of the spec file ``spec_path`` in metafor 3.8-1
     and prints metafor's numbers beside ours (see the module docstring for what it holds)."""
+    return _build(spec_path, analysis_id)[0]
+
+
+def our_values(spec_path, analysis_id: str) -> dict:
+    """The numbers of ours that the script of :func:`export_r` compares with metafor's, by name (the names
+    of its ``PFPS_COMPARE`` lines)."""
+    return _build(spec_path, analysis_id)[1]
+
+
+def parse_comparison(output: str) -> dict:
+    """``{name: (metafor, ours, relative difference)}`` from the ``PFPS_COMPARE`` lines of a script's
+    output (NA read as NaN); InputError when the output has none (R failed before the comparison)."""
+    rows = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[0] == "PFPS_COMPARE":
+            rows[parts[1]] = tuple(float("nan") if v in ("NA", "NaN") else float(v) for v in parts[2:])
+    if not rows:
+        raise InputError("the R output has no PFPS_COMPARE line (did the script stop with an error?)")
+    return rows
+
+
+def _build(spec_path, analysis_id: str) -> tuple[str, dict]:
     loaded = specs.load_all([Path(spec_path)])
     spec, evidence = loaded[0]
     analysis = next((a for a in spec.analyses if a.id == analysis_id), None)
@@ -136,15 +164,16 @@ def export_r(spec_path, analysis_id: str) -> str:
     run = specs.run_analysis(analysis, evidence)
     header = _header(spec, analysis)
     if analysis.model == "pairwise":
-        body = _pairwise(analysis, run)
+        body, ours = _pairwise(analysis, run)
     elif analysis.model == "multilevel":
-        body = _multilevel(analysis, run)
+        body, ours = _multilevel(analysis, run)
     elif analysis.model == "network":
-        body = _network(analysis, run)
+        body, ours = _network(analysis, run)
     else:
         raise _not_exported(analysis, f"model '{analysis.model}' has no exported R equivalent yet "
                             "(rma.mv with struct= is not translated)")
-    return header + body + _COMPARE_FUNCTION + "pfps_compare(metafor, ours)\n"
+    text = header + body + f"ours <- {_named(ours)}\n" + _COMPARE_FUNCTION + "pfps_compare(metafor, ours)\n"
+    return text, ours
 
 
 def _not_exported(analysis, why: str) -> InputError:
@@ -210,9 +239,7 @@ def _pairwise_data(analysis, run) -> tuple[str, bool]:
         cols = ["study"] + [c for c in (_BINARY_COLUMNS if analysis.measure in ("RR", "OR", "RD") else _ARM_COLUMNS)]
         cols = list(dict.fromkeys(cols))
         text = (f"dat <- {r_data_frame(studies, cols)}\n"
-                f"dat <- {call}\n"
-                f"ours_yi <- {_r_vector(studies['yi'].to_numpy(float))}\n"
-                f"ours_vi <- {_r_vector(studies['vi'].to_numpy(float))}\n")
+                f"dat <- {call}\n")
         return text, True
     text = (f"# yi and vi are pfps-meta's, not escalc's: {how}.\n"
             f"dat <- {r_data_frame(studies, ['study', 'yi', 'vi'])}\n")
@@ -228,11 +255,12 @@ def _pairwise(analysis, run) -> str:
         raise _not_exported(analysis, "user weights are not exported yet")
     method = RMA_METHODS[s.method]
     test = "knha" if s.ci_method == "hksj" else "z"
-    fit = (f'res <- rma(yi, vi, data = dat, method = "{method}", test = "{test}", level = {r_number(100 * s.level)}, '
+    fit = (f'res <- rma(yi, vi, data = dat, method = "{method}", test = "{test}", level = {_r_level(s.level)}, '
            f'{_CONTROL})\n')
     lines = [_settings_comment(s), data, fit, "print(res)\n"]
-    lines.append(_pairwise_theirs(s, stats, escalc))
-    return "".join(lines)
+    studies = run.result.studies
+    theirs, ours = _pairwise_theirs(s, stats, escalc, studies["yi"].to_numpy(float), studies["vi"].to_numpy(float))
+    return "".join(lines) + theirs, ours
 
 
 def _pairwise_ours(s, stats, escalc: bool) -> dict:
@@ -248,7 +276,7 @@ def _pairwise_ours(s, stats, escalc: bool) -> dict:
     return {k: stats[k] for k in keys}
 
 
-def _pairwise_theirs(s, stats, escalc: bool) -> str:
+def _pairwise_theirs(s, stats, escalc: bool, yi, vi) -> tuple[str, dict]:
     ours = _pairwise_ours(s, stats, escalc)
     q_based = s.method == "FE" or s.i2_method == "q"
     lines = ["k <- res$k\n",
@@ -261,11 +289,12 @@ def _pairwise_theirs(s, stats, escalc: bool) -> str:
     if "tau2_ci_low" in ours:
         lines.append("ci <- confint(res, control = list(tau2.max = 1000 * max(1, res$tau2), tol = 1e-12))$random  # Q-profile\n"
                      'metafor$tau2_ci_low <- ci["tau^2", "ci.lb"]; metafor$tau2_ci_high <- ci["tau^2", "ci.ub"]\n')
-    if escalc:
-        lines.append("metafor$max_rel_diff_yi <- max(abs(dat$yi - ours_yi) / pmax(abs(dat$yi), abs(ours_yi), 1e-300))\n"
-                     "metafor$max_rel_diff_vi <- max(abs(dat$vi - ours_vi) / pmax(abs(dat$vi), abs(ours_vi)))\n")
-        ours = {**ours, "max_rel_diff_yi": 0.0, "max_rel_diff_vi": 0.0}
-    return "".join(lines) + f"ours <- {_named(ours)}\n"
+    if escalc:                      # escalc's effect sizes beside ours, study by study
+        lines.append('for (i in seq_len(k)) {\n  metafor[[paste0("yi_", i)]] <- dat$yi[i]; '
+                     'metafor[[paste0("vi_", i)]] <- dat$vi[i]\n}\n')
+        for i, (y, v) in enumerate(zip(yi, vi), start=1):
+            ours[f"yi_{i}"], ours[f"vi_{i}"] = float(y), float(v)
+    return "".join(lines), ours
 
 
 def _prediction_lines(s) -> str:
@@ -303,7 +332,7 @@ def _multilevel(analysis, run) -> str:
              f"levels = {' / '.join(levels)}\n",
              f"dat <- {r_data_frame(data.rename(columns={o['yi']: 'yi', o['vi']: 'vi'}), cols)}\n",
              f'res <- rma.mv(yi, vi, random = ~ 1 | {"/".join(levels)}, data = dat, method = "{o["method"]}", '
-             f'test = "{test}", level = {r_number(100 * analysis.settings.level)})\n', "print(res)\n"]
+             f'test = "{test}", level = {_r_level(analysis.settings.level)})\n', "print(res)\n"]
     d = fit.to_dict()
     coef = d["coefficients"][0]
     ours = {"estimate": coef["estimate"], "se": coef["se"], "statistic": coef["stat"], "p": coef["pval"],
@@ -317,7 +346,7 @@ def _multilevel(analysis, run) -> str:
     lines.append("metafor$logLik <- as.numeric(logLik(res))\n")
     if run.robust is not None:
         lines.append(_robust_lines(run.robust, o, ours))
-    return "".join(lines) + f"ours <- {_named(ours)}\n"
+    return "".join(lines), ours
 
 
 def _robust_lines(robust, o, ours: dict) -> str:
@@ -372,7 +401,7 @@ def _network(analysis, run) -> str:
                           "n": arms["n"].to_numpy(float), "mean": arms["mean"].to_numpy(float),
                           "sd": arms["sd"].to_numpy(float)})
     treatments = [t for t in fit.treatments if t != fit.reference]
-    level = r_number(100 * fit.level)
+    level = _r_level(fit.level)
     if fit.method == "FE":
         model = f'res <- rma.mv(yi, V, mods = X, intercept = FALSE, data = con, method = "REML", sigma2 = 0, level = {level})\n'
     else:
@@ -389,8 +418,9 @@ def _network(analysis, run) -> str:
     for row in d["versus_reference"]:
         t = row["treatment"]
         i = treatments.index(t) + 1
+        name = "_".join(str(t).split())         # one word: the PFPS_COMPARE lines split on spaces
         for ours_key, r_key in (("estimate", "b"), ("se", "se"), ("ci_lb", "ci.lb"), ("ci_ub", "ci.ub"),
                                 ("pval", "pval")):
-            ours[f"{t}_{ours_key}"] = row[ours_key]
-            lines.append(f'metafor[["{t}_{ours_key}"]] <- res${r_key}[{i}]\n')
-    return "".join(lines) + f"ours <- {_named(ours)}\n"
+            ours[f"{name}_{ours_key}"] = row[ours_key]
+            lines.append(f'metafor[["{name}_{ours_key}"]] <- res${r_key}[{i}]\n')
+    return "".join(lines), ours

@@ -1,0 +1,137 @@
+"""The R script of `export_r` (issue 21, item 4): the rma / rma.mv call carries the analysis' settings, the
+data reach R exactly, and metafor 3.8-1's output of the emitted scripts (committed under
+tests/fixtures/export_r/ by validation/run_exported_r.py --fixtures) agrees with our numbers at 1e-6."""
+
+import math
+import re
+import shutil
+
+import pytest
+
+from pfps_meta.errors import InputError
+from pfps_meta.present import export_r as ex
+from tests.conftest import FIXTURES, ROOT
+
+pytestmark = pytest.mark.filterwarnings("ignore::pfps_meta.errors.PfpsWarning")  # hackshaw1998 CI notes
+FIXTURE_DIR = FIXTURES / "export_r"
+SPECS = {"hackshaw1997": "analyses/examples/hackshaw1997.toml", "normand1999": "analyses/examples/normand1999.toml",
+         "konstantopoulos2011": "analyses/examples/konstantopoulos2011.toml",
+         "senn2013": "analyses/examples/senn2013.toml"}
+
+
+def _spec(tmp_path, settings: str, measure="SMD", data="normand1999.csv"):
+    """A one-analysis spec on a copy of a worked example's data (test-only input)."""
+    shutil.copy(ROOT / "data" / "examples" / data, tmp_path / data)
+    (tmp_path / "analyses").mkdir()
+    spec = tmp_path / "analyses" / "t.toml"
+    spec.write_text(f'[review]\nid = "t"\ntitle = "t"\ndata_dir = ".."\n[settings]\n{settings}\n'
+                    f'[[analyses]]\nid = "a"\nlabel = "a"\nmeasure = "{measure}"\ndata = "../{data}"\n')
+    return spec
+
+
+def _rma_call(script):
+    return next(line for line in script.splitlines() if line.startswith("res <- rma"))
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ('method = "PM"\nci = "hksj"\nlevel = 0.9\nvtype = "UB"',
+     ['method = "PM"', 'test = "knha"', "level = 90.0", 'vtype = "UB"']),
+    ('method = "DL"\nci = "wald"', ['method = "DL"', 'test = "z"', "level = 95.0", 'vtype = "LS"']),
+    ('method = "FE"\nlevel = 0.99\nvtype = "AV"', ['method = "FE"', 'test = "z"', "level = 99.0", 'vtype = "AV"']),
+])
+def test_rma_call_carries_method_test_level_and_vtype(tmp_path, settings, expected):
+    script = ex.export_r(_spec(tmp_path, settings), "a")
+    text = _rma_call(script) + next(line for line in script.splitlines() if "escalc(" in line)
+    for piece in expected:
+        assert piece in text, piece
+    assert "threshold = 1e-12" in _rma_call(script)
+
+
+def test_md_with_pooled_sd_is_escalc_vtype_ho(tmp_path):
+    script = ex.export_r(_spec(tmp_path, "pooled_sd = true", measure="MD"), "a")
+    assert 'escalc(measure = "MD"' in script and 'vtype = "HO"' in script
+
+
+def test_revman5_smd_carries_our_yi_vi_and_says_why(tmp_path):
+    script = ex.export_r(_spec(tmp_path, 'smd_convention = "revman5"'), "a")
+    assert "escalc(" not in script
+    assert "RevMan 5's SMD" in script and "yi and vi are pfps-meta's" in script
+
+
+def test_binary_tables_go_through_escalc(tmp_path):
+    script = ex.export_r(_spec(tmp_path, 'method = "REML"', measure="RR", data="bcg.csv"), "a")
+    assert 'escalc(measure = "RR", ai = events_exp, n1i = n_exp, ci = events_ctrl, n2i = n_ctrl' in script
+
+
+def test_hksj_prediction_interval_t_k2_is_computed_by_hand(tmp_path):
+    script = ex.export_r(_spec(tmp_path, 'ci = "hksj"\npi = "t_k2"'), "a")
+    assert "qt(1 - (1 - res$level) / 2, k - 2)" in script and "predict(res)" not in script
+
+
+def _column(script, name):
+    match = re.search(rf"^  {name} = c\((.*)\)", script, flags=re.M)
+    return [float(v) for v in match.group(1).split(", ")]
+
+
+def test_inline_data_round_trips_exactly():
+    import pandas as pd
+
+    script = ex.export_r(ROOT / SPECS["normand1999"], "los_smd")
+    raw = pd.read_csv(ROOT / "data" / "examples" / "normand1999.csv")
+    for column in ("n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl"):
+        assert _column(script, column) == raw[column].astype(float).tolist()
+    # values computed by us (here: from a CI) are written at full precision
+    script = ex.export_r(ROOT / SPECS["hackshaw1997"], "main")
+    ours = ex.our_values(ROOT / SPECS["hackshaw1997"], "main")
+    assert "yi and vi are pfps-meta's" in script
+    from pfps_meta.evidence import specs
+    spec, evidence = specs.load_all([ROOT / SPECS["hackshaw1997"]])[0]
+    studies = specs.run_analysis(spec.analyses[0], evidence).result.studies
+    assert _column(script, "yi") == studies["yi"].tolist() and _column(script, "vi") == studies["vi"].tolist()
+    assert ours["estimate"] == specs.run_analysis(spec.analyses[0], evidence).result.stats["estimate"]
+
+
+@pytest.mark.parametrize("value", [0.1, 1 / 3, -2.5e-300, 1e300, 123456789.123456789, 5e-324])
+def test_r_number_is_the_shortest_exact_decimal(value):
+    assert float(ex.r_number(value)) == value
+    assert ex.r_number(float("nan")) == "NA" and ex.r_number(float("-inf")) == "-Inf"
+
+
+def test_r_string_escapes_quotes_and_backslashes():
+    assert ex.r_string('Lee "A" \\ 1') == '"Lee \\"A\\" \\\\ 1"'
+
+
+def test_multilevel_and_cr2_calls():
+    script = ex.export_r(ROOT / SPECS["konstantopoulos2011"], "three_level_cr2")
+    assert 'rma.mv(yi, vi, random = ~ 1 | district/study, data = dat, method = "REML", test = "z"' in script
+    assert "robust(res, cluster = dat$district, clubSandwich = TRUE)" in script
+
+
+def test_network_is_the_contrast_model_of_senn2013():
+    script = ex.export_r(ROOT / SPECS["senn2013"], "network_reml")
+    assert "random = ~ treat | study, rho = 1/2" in script and "mods = X, intercept = FALSE" in script
+    assert '"placebo"' not in script.split("treatments <- ")[1].splitlines()[0].split("#")[0]
+
+
+def test_analysis_without_data_is_refused_with_the_reason():
+    with pytest.raises(InputError, match="cannot be exported to R: no trial has the data"):
+        ex.export_r(ROOT / "analyses" / "nascimento2018.toml", "A1")
+    with pytest.raises(InputError, match="no analysis 'nope'"):
+        ex.export_r(ROOT / SPECS["normand1999"], "nope")
+
+
+def test_parse_comparison_refuses_output_without_comparison():
+    with pytest.raises(InputError, match="no PFPS_COMPARE"):
+        ex.parse_comparison("Error in rma(...): something\n")
+
+
+@pytest.mark.parametrize("fixture", sorted(p.stem for p in FIXTURE_DIR.glob("*.Rout")))
+def test_metafor_output_of_emitted_script_matches_our_numbers(fixture):
+    review, analysis_id = next((r, fixture[len(r) + 1:]) for r in SPECS if fixture.startswith(r + "_"))
+    compared = ex.parse_comparison((FIXTURE_DIR / f"{fixture}.Rout").read_text())
+    ours = ex.our_values(ROOT / SPECS[review], analysis_id)
+    assert set(compared) == set(ours)
+    for name, (metafor, _, _) in compared.items():
+        scale = max(abs(metafor), abs(ours[name]))
+        assert scale == 0 or abs(metafor - ours[name]) / scale <= 1e-6, (name, metafor, ours[name])
+        assert not math.isnan(metafor)
