@@ -59,30 +59,83 @@ def _scale(result):
     return measures.get(result.measure).to_reporting
 
 
+# Every forest-plot text is FOREST_PT points; the widest layout is kept to FOREST_MAX_WIDTH inches. Saved at
+# plots.save's 110 dpi, 9 pt is 13.75 px; a figure up to 10.9 in (1,200 px) shown in a 1,120-px column keeps
+# it at >= 12.8 px, 80% of a 16-px body text (issue 18, item 5).
+FOREST_PT = 9.0
+TITLE_PT = 10.5
+FOREST_MAX_WIDTH = 10.8
+ROW_IN = 0.26
+DAGGER = "\u2020"
+# RoB 2 domains (Sterne et al. 2019) and how each judgement is drawn: colour and a symbol for readers who
+# cannot tell the colours apart, as RevMan 5 and R meta's rob() draw them
+ROB_DOMAINS = (("D1", "randomisation process"), ("D2", "deviations from intended interventions"),
+               ("D3", "missing outcome data"), ("D4", "measurement of the outcome"),
+               ("D5", "selection of the reported result"))
+ROB_JUDGEMENTS = {"low": ("#4a9a4a", "+"), "some concerns": ("#e6c229", "?"), "high": ("#c8382c", "-")}
+ROB_MISSING_COLOUR = "#dddddd"
+
+
+def _text_width(text, bold=False, size=FOREST_PT):
+    """The width in inches of ``text`` drawn at ``size`` points (matplotlib's own text metrics)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    prop = FontProperties(size=size, weight="bold" if bold else "normal")
+    width, _, _ = text_to_path.get_text_width_height_descent(plain_text(str(text)), prop, ismath=False)
+    return width / 72.0
+
+
+def _wrap(text, width_in, size=FOREST_PT):
+    """``text`` broken at spaces into lines no wider than ``width_in`` inches (a longer word stands alone)."""
+    lines, line = [], ""
+    for word in str(text).split(" "):
+        trial = f"{line} {word}" if line else word
+        if line and _text_width(trial, size=size) > width_in:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return lines + [line]
+
+
 @_literal_text
-def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=True, show_common=False,
-           quality=None, quality_label="PEDro", subgroups=None, subgroup_tau2="separate", xlim=None, digits=2,
-           blups=None):
+def forest(result, *, title=None, subtitle=None, xlabel=None, favours=None, mcid=None, show_pi=True,
+           show_common=False, quality=None, quality_label="PEDro", subgroups=None, subgroup_tau2="separate",
+           xlim=None, digits=2, blups=None, rob=None):
     """A RevMan-style forest plot; returns the matplotlib Figure.
 
     Columns: study, arm data (mean, SD, total per arm) when the studies are arm-level, an optional
     quality column (e.g. PEDro), weight %, effect with CI as text; squares sized by weight (area
     proportional to weight), CI whiskers with arrow heads where they run off the axis, the pooled
-    diamond (random effects; ``show_common`` adds the common-effect diamond), the prediction interval,
-    the heterogeneity line and the test for overall effect.
+    diamond (random effects; ``show_common`` adds the common-effect diamond; Mantel-Haenszel and Peto
+    results are named from ``conventions.POOLING_METHODS``), the prediction interval, the heterogeneity
+    line and the test for overall effect (p-values by ``formatting.format_p``, RevMan style). Column
+    widths follow the widest text drawn in them, so no two texts overprint.
 
     Parameters
     ----------
     result : MetaResult
-    favours : (left, right) labels under the axis, e.g. ("Favours hip + knee", "Favours knee").
+    subtitle : a line under the title (e.g. "1 of 10 expected trials; hip-only vs quadriceps-only at 4 weeks").
+    favours : (left, right) labels under the axis, e.g. ("Favours hip + knee", "Favours knee"). The x range
+        always leaves room on both sides of the null (each side at least a third of the other).
     mcid : float or None
-        Dashed lines at +/- mcid (e.g. 2 points on a 0-10 pain scale).
+        Dashed lines at +/- mcid (e.g. 2 points on a 0-10 pain scale), each labelled ("MCID -2") under the
+        column titles, which they do not cross.
     quality : dict study -> score, or the name of a column of ``result.studies``.
     blups : DataFrame from :func:`pfps_meta.analysis.diagnostics.blup` (computed beforehand): each study's BLUP of
         its true effect is drawn as a hollow grey diamond with its prediction interval under the study's CI.
     subgroups : column name of ``result.studies`` or a sequence of labels: studies are grouped under
         headers, each group gets its own diamond and heterogeneity line, and the test for subgroup
         differences (``subgroup_tau2`` "separate" or "common", see ``sensitivity.subgroups``) is printed.
+    rob : DataFrame with columns ``study, D1, D2, D3, D4, D5, overall`` (RoB 2 judgements "low", "some
+        concerns", "high", or empty), matched to the plot's studies by name: traffic-light columns right of
+        the plot and a legend naming the domains. A plotted study without a row is drawn with grey circles
+        and named in a note; rows for studies not in the plot are not drawn and are named in a note; a
+        repeated study, a missing column or another judgement raises InputError.
+
+    A study whose ``converted`` column (in ``result.studies``) names a conversion rule, e.g. "median/IQR
+    (Luo, Shi)", is marked with a dagger and the rule is named in a footnote with its studies.
     """
     studies = result.studies.reset_index(drop=True)
     arm_level = {"mean_exp", "sd_exp", "n_exp", "mean_ctrl", "sd_ctrl", "n_ctrl"} <= set(studies.columns) \
@@ -90,28 +143,69 @@ def forest(result, *, title=None, xlabel=None, favours=None, mcid=None, show_pi=
     if isinstance(quality, str):
         quality = dict(zip(studies["study"], studies[quality]))
     rows = _forest_rows(result, studies, subgroups, subgroup_tau2, show_common, show_pi)
-    layout = _forest_columns(result, arm_level, quality is not None, quality_label)
+    judgements, rob_notes = (None, []) if rob is None else _rob_judgements(rob, studies)
+    rows += [("note", text) for text in _conversion_notes(studies) + rob_notes]
+    if judgements is not None:
+        rows.append(("note", "Risk of bias (RoB 2): " + "; ".join(f"{d} {name}" for d, name in ROB_DOMAINS)
+                     + ". + low, ? some concerns, - high; grey: no judgement."))
+    layout = _forest_columns(result, rows, studies, arm_level, quality, quality_label, digits,
+                             judgements is not None)
     return _draw_forest(result, rows, studies, layout, arm_level, digits=digits, quality=quality, blups=blups,
-                        xlim=xlim, mcid=mcid, xlabel=xlabel, favours=favours, title=title)
+                        xlim=xlim, mcid=mcid, xlabel=xlabel, favours=favours, title=title, subtitle=subtitle,
+                        rob=judgements)
 
 
 def _draw_forest(result, rows, studies, layout, arm_level, *, digits, quality, blups, xlim, mcid, xlabel, favours,
-                 title):
+                 title, subtitle=None, rob=None):
     """The figure from its rows and column layout: canvas, x range, headers, rows, axis and title."""
-    fig, ax, top = _forest_canvas(rows, layout)
+    rows = _wrapped_rows(rows, layout.text_width - 0.1)
     shown = _scale(result)
+    fig, ax, top = _forest_canvas(rows, layout, title, subtitle, mcid is not None)
     xlim = _forest_xlim(ax, result, studies, shown, xlim)
     draw = _ForestText(fig, ax, layout.width)
-    _forest_headers(draw, result, layout, arm_level, top - 0.5)
-    _forest_body(draw, rows, studies, layout, shown, xlim, top - 1.5, digits, quality, blups)
-    _forest_axis(ax, result, xlim, mcid, xlabel, favours)
+    header_y = top - 0.5
+    first_y = top - (2.1 if mcid is not None else 1.5)
+    _forest_headers(draw, result, layout, arm_level, header_y)
+    _forest_body(draw, rows, studies, layout, shown, xlim, first_y, digits, quality, blups)
+    _forest_axis(ax, result, xlim, mcid, xlabel, favours, first_y + 0.6)
+    if rob is not None:
+        _rob_columns(fig, ax, layout, rob, header_y, first_y, rows)
+    height = fig.get_figheight()
     if title:
-        fig.suptitle(title, x=0.02, ha="left", fontsize=10, fontweight="bold")
+        fig.text(0.02, 1 - 0.1 / height, title, ha="left", va="top", fontsize=TITLE_PT, fontweight="bold")
+    if subtitle:
+        fig.text(0.02, 1 - (0.36 if title else 0.1) / height, subtitle, ha="left", va="top", fontsize=FOREST_PT,
+                 fontstyle="italic", color="#8a4b00")
     return fig
 
 
+def _wrapped_rows(rows, width_in):
+    """The 'small' and 'note' rows broken into lines that fit the text columns (they never reach the axis)."""
+    out = []
+    for kind, payload in rows:
+        if kind in ("small", "note"):
+            out += [(kind, line) for line in _wrap(payload, width_in)]
+        else:
+            out.append((kind, payload))
+    return out
+
+
+def _method_label(method):
+    """How the plot names a pooling method: the registry's label for Mantel-Haenszel / Peto, else the code."""
+    from pfps_meta import conventions
+
+    counted = getattr(conventions, "COUNT_METHODS", {})
+    return counted[method].label if method in counted else method
+
+
+def _is_common_effect(method):
+    from pfps_meta import conventions
+
+    return method == "FE" or method in getattr(conventions, "COUNT_METHODS", {})
+
+
 def _forest_rows(result, studies, subgroups, subgroup_tau2, show_common, show_pi):
-    """The plot's rows, top to bottom, as (kind, payload): header, study, diamond, pi, small, gap."""
+    """The plot's rows, top to bottom, as (kind, payload): header, study, diamond, pi, small, note, gap."""
     from pfps_meta.analysis.sensitivity import subgroups as subgroup_analysis
 
     s = result.stats
@@ -136,9 +230,27 @@ def _forest_rows(result, studies, subgroups, subgroup_tau2, show_common, show_pi
     else:
         rows += [("study", i) for i in range(len(studies))]
         rows.append(("gap", None))
-    label = "Total (random effects)" if result.method != "FE" else "Total (common effect)"
-    rows.append(("diamond", (f"{label} ({pct}% CI)", s, True, 100.0)))
-    if show_common and result.method != "FE":
+    rows += _pooled_rows(result, studies, pct, show_common, show_pi)
+    if group_test is not None:
+        df = group_test["df"]
+        df_text = df if not isinstance(df, list) else ", ".join(str(d) for d in df)
+        name = "Chi²" if group_test["distribution"] == "chi2" else "F"
+        rows.append(("small", f"Test for subgroup differences: {name} = {group_test['q']:.2f}, df = {df_text} "
+                              f"(P {format_p(group_test['p'], style='revman')})"))
+    return rows
+
+
+def _pooled_rows(result, studies, pct, show_common, show_pi):
+    """The total diamond(s), the prediction interval, heterogeneity and the test for overall effect."""
+    s = result.stats
+    if result.method == "FE":
+        label = "Total (common effect)"
+    elif _is_common_effect(result.method):
+        label = f"Total ({_method_label(result.method)}, common effect)"
+    else:
+        label = "Total (random effects)"
+    rows = [("diamond", (f"{label} ({pct}% CI)", s, True, 100.0))]
+    if show_common and not _is_common_effect(result.method):
         common = pool_batch(studies["yi"].to_numpy(float), studies["vi"].to_numpy(float),
                             result.settings.replace(method="FE", tau2_ci=False)).row(0)
         rows.append(("diamond", (f"Total (common effect) ({pct}% CI)", common, True, None)))
@@ -149,13 +261,35 @@ def _forest_rows(result, studies, subgroups, subgroup_tau2, show_common, show_pi
     stat = "t" if result.settings.test == "t" else "Z"
     rows.append(("small", f"Test for overall effect: {stat} = {abs(s['statistic']):.2f} "
                           f"(P {format_p(s['p'], style='revman')})"))
-    if group_test is not None:
-        df = group_test["df"]
-        df_text = df if not isinstance(df, list) else ", ".join(str(d) for d in df)
-        name = "Chi²" if group_test["distribution"] == "chi2" else "F"
-        rows.append(("small", f"Test for subgroup differences: {name} = {group_test['q']:.2f}, df = {df_text} "
-                              f"(P {format_p(group_test['p'], style='revman')})"))
     return rows
+
+
+def _conversion_notes(studies):
+    """One footnote per conversion rule named in the ``converted`` column, with the studies it applies to."""
+    if "converted" not in studies.columns:
+        return []
+    rules = {}
+    for name, rule in zip(studies["study"], studies["converted"]):
+        if isinstance(rule, str) and rule.strip():
+            rules.setdefault(rule.strip(), []).append(str(name))
+    return [f"{DAGGER} converted, {rule}: {', '.join(names)}" for rule, names in rules.items()]
+
+
+def _is_converted(row):
+    rule = row.get("converted")
+    return isinstance(rule, str) and bool(rule.strip())
+
+
+def _study_label(row):
+    return str(row["study"]) + FLAGS.get(row.get("status"), "") + (f" {DAGGER}" if _is_converted(row) else "")
+
+
+def _effect_text(est, lo, hi, digits):
+    return f"{_fmt(est, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
+
+
+def _arm_text(field, value):
+    return f"{value:g}" if field.startswith("n_") else _fmt(value, 1)
 
 
 @dataclass(frozen=True)
@@ -169,43 +303,75 @@ class _ForestLayout:
     text_width: float
     plot_width: float
     width: float
+    groups: tuple = ()      # (title, centre x) of the arm groups ("Experimental", "Control")
+    rob_x: tuple = ()       # centre x of the RoB columns D1..D5, Overall
 
 
-def _forest_columns(result, arm_level, with_quality, quality_label):
+def _column_right(x, texts, gap=0.15):
+    """The right edge of a right-aligned column after ``x`` that holds ``texts`` (bold: the widest case)."""
+    return x + gap + max(_text_width(t, bold=True) for t in texts)
+
+
+def _forest_columns(result, rows, studies, arm_level, quality, quality_label, digits, with_rob=False):
+    """Column positions from the widest text each column holds, and the plot width within the width budget."""
+    shown = _scale(result)
     pct = int(round(result.level * 100))
-    columns = [("Study", 0.1, "left")]
-    x = 2.3
-    arm_columns = []
+    left = ["Study"] + [_study_label(studies.iloc[p]) for kind, p in rows if kind == "study"]
+    left += [p[0] for kind, p in rows if kind == "diamond"] + [str(p) for kind, p in rows if kind == "header"]
+    left += ["Prediction interval"] if any(kind == "pi" for kind, _ in rows) else []
+    x = 0.1 + max(_text_width(t, bold=True) for t in left) + 0.1
+    columns, arm_columns, groups = [("Study", 0.1, "left")], [], []
     if arm_level:
-        for side in ("exp", "ctrl"):
+        for side, group in (("exp", "Experimental"), ("ctrl", "Control")):
+            start = x
             for header, field in (("Mean", "mean"), ("SD", "sd"), ("Total", "n")):
+                texts = [header] + [_arm_text(f"{field}_", v) for v in studies[f"{field}_{side}"]]
+                x = _column_right(x, texts + ([f"{studies[f'n_{side}'].sum():g}"] if field == "n" else []))
                 columns.append((header, x, "right"))
                 arm_columns.append((x, f"{field}_{side}"))
-                x += 0.6
-            x += 0.2
+            groups.append((group, (start + x) / 2))
+            x += 0.1
     quality_x = None
-    if with_quality:
-        quality_x = x + 0.1
+    if quality is not None:
+        x = quality_x = _column_right(x, [quality_label] + [_quality_text(v) for v in quality.values()])
         columns.append((quality_label, quality_x, "right"))
-        x += 0.7
-    weight_x, effect_x = x + 0.3, x + 2.2
+    weight_x = x = _column_right(x, ["Weight", "100.0%"] + [f"{w:.1f}%" for w in studies["weight"]], gap=0.25)
     columns.append(("Weight", weight_x, "right"))
-    columns.append((f"{result.measure or 'Effect'} [{pct}% CI]", effect_x, "right"))
-    text_width = x + 2.45
-    plot_width = 4.2
+    effect_header = f"{result.measure or 'Effect'} [{pct}% CI]"
+    effects = [_effect_text(*shown(np.array([r["yi"], r["ci_low"], r["ci_high"]], dtype=float)), digits)
+               for r in studies.to_dict("records")]
+    effects += [_effect_text(*shown(np.array([p[1]["estimate"], p[1]["ci_low"], p[1]["ci_high"]], dtype=float)),
+                             digits) for kind, p in rows if kind == "diamond"]
+    effect_x = _column_right(x, [effect_header, "[-00.00, -00.00]"] + effects, gap=0.25)
+    columns.append((effect_header, effect_x, "right"))
+    text_width = effect_x + 0.25
+    rob_width = 0.3 * 5 + max(0.35, _text_width("Overall", bold=True) + 0.1) if with_rob else 0.0
+    plot_width = min(4.2, max(2.6, FOREST_MAX_WIDTH - text_width - rob_width - 0.3))
+    plot_width = max(plot_width, _text_width(_plot_header(result), bold=True) + 0.1)
+    rob_x = ()
+    if with_rob:
+        start = text_width + plot_width + 0.25
+        rob_x = tuple(start + 0.15 + 0.3 * i for i in range(5)) + (start + 1.5 + (rob_width - 1.5) / 2,)
+    width = text_width + plot_width + (0.25 + rob_width + 0.1 if with_rob else 0.3)
     return _ForestLayout(tuple(columns), tuple(arm_columns), quality_x, weight_x, effect_x, text_width,
-                         plot_width, text_width + plot_width + 0.3)
+                         plot_width, width, tuple(groups), rob_x)
 
 
-def _forest_canvas(rows, layout):
+def _plot_header(result):
+    pct = int(round(result.level * 100))
+    ci = "HKSJ" if result.ci_method == "hksj" else "Wald"
+    return f"{result.measure or 'Effect'} ({_method_label(result.method)}, {ci}) [{pct}% CI]"
+
+
+def _forest_canvas(rows, layout, title=None, subtitle=None, mcid_label=False):
     """The figure and the plot axis: one unit per row; plotted rows inside the axis, trailing text below."""
     plotted = max(i for i, (kind, _) in enumerate(rows) if kind in ("study", "diamond", "pi", "header")) + 1
     trailing = len(rows) - plotted
-    row_h = 0.26
-    top = plotted + 1.5
+    top = plotted + (2.1 if mcid_label else 1.5)
     bottom = 0.4
-    axes_h = (top - bottom) * row_h
-    margin_bottom, margin_top = max(1.15, 0.45 + trailing * 0.22), 0.45
+    axes_h = (top - bottom) * ROW_IN
+    margin_bottom = max(1.15, 0.45 + trailing * 0.85 * ROW_IN)
+    margin_top = 0.45 + (0.2 if title else 0.0) + (0.26 if subtitle else 0.0)
     height = axes_h + margin_bottom + margin_top
     width = layout.width
     fig = plt.figure(figsize=(width, height))
@@ -216,7 +382,8 @@ def _forest_canvas(rows, layout):
 
 
 def _forest_xlim(ax, result, studies, shown, xlim):
-    """The x range: given, or from every interval drawn (always including the null value)."""
+    """The x range: given, or from every interval drawn (always including the null value, with room on
+    both sides of it: each side at least a third of the other, so both 'favours' sides show)."""
     s = result.stats
     ratio = measures.get(result.measure).ratio
     if xlim is None:
@@ -224,12 +391,13 @@ def _forest_xlim(ax, result, studies, shown, xlim):
                   np.array([s["estimate"], s["ci_low"], s["ci_high"]], dtype=float)]
         candidates = shown(np.concatenate(values))
         candidates = candidates[np.isfinite(candidates)]
-        lo, hi = float(np.min(candidates)), float(np.max(candidates))
         if ratio:
-            lo, hi = min(lo, 1.0), max(hi, 1.0)
-            xlim = (lo / 1.15, hi * 1.15)
+            candidates = np.log(candidates[candidates > 0])
+        lo, hi = min(float(np.min(candidates)), 0.0), max(float(np.max(candidates)), 0.0)
+        lo, hi = min(lo, -hi / 3), max(hi, -lo / 3)
+        if ratio:
+            xlim = (math.exp(lo) / 1.15, math.exp(hi) * 1.15)
         else:
-            lo, hi = min(lo, 0.0), max(hi, 0.0)
             pad = 0.08 * (hi - lo or 1.0)
             xlim = (lo - pad, hi + pad)
     if ratio:
@@ -245,23 +413,19 @@ class _ForestText:
         self.fig, self.ax, self.width = fig, ax, width
         self.height = fig.get_figheight()
 
-    def __call__(self, xpos, y, value, ha="left", bold=False, size=8.5, italic=False):
+    def __call__(self, xpos, y, value, ha="left", bold=False, size=FOREST_PT, italic=False, colour="black"):
         fig = self.fig
         fig.text(xpos / self.width, self.ax.transData.transform((0, y))[1] / fig.dpi / self.height, value, ha=ha,
                  va="center", fontsize=size, fontweight="bold" if bold else "normal",
-                 fontstyle="italic" if italic else "normal")
+                 fontstyle="italic" if italic else "normal", color=colour)
 
 
 def _forest_headers(text, result, layout, arm_level, header_y):
-    pct = int(round(result.level * 100))
-    if arm_level:
-        text(2.3 + 0.6, header_y + 0.75, "Experimental", ha="center", bold=True)
-        text(2.3 + 1.8 + 0.2 + 0.6, header_y + 0.75, "Control", ha="center", bold=True)
+    for group, centre in layout.groups:
+        text(centre, header_y + 0.75, group, ha="center", bold=True)
     for header, xpos, ha in layout.columns:
         text(xpos, header_y, header, ha=ha, bold=True)
-    text(layout.text_width + layout.plot_width / 2, header_y,
-         f"{result.measure or 'Effect'} ({result.method}, {'HKSJ' if result.ci_method == 'hksj' else 'Wald'}) "
-         f"[{pct}% CI]", ha="center", bold=True)
+    text(layout.text_width + layout.plot_width / 2, header_y, _plot_header(result), ha="center", bold=True)
 
 
 def _forest_body(text, rows, studies, layout, shown, xlim, y, digits, quality, blups):
@@ -282,21 +446,22 @@ def _forest_body(text, rows, studies, layout, shown, xlim, y, digits, quality, b
             text(layout.effect_x, y, f"[{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right")
             text.ax.plot([max(lo, xlim[0]), min(hi, xlim[1])], [y, y], color=DIAMOND_COLOUR, lw=2.5)
         elif kind == "small":
-            text(0.1, y, payload, size=8)
-        y -= 0.85 if kind == "small" else 1
+            text(0.1, y, payload)
+        elif kind == "note":
+            text(0.1, y, payload, colour="#555555")
+        y -= 0.85 if kind in ("small", "note") else 1
 
 
 def _forest_study_row(text, row, layout, shown, xlim, y, digits, quality, max_w, blup):
     ax = text.ax
     est, lo, hi = shown(row["yi"]), shown(row["ci_low"]), shown(row["ci_high"])
-    text(0.1, y, str(row["study"]) + FLAGS.get(row.get("status"), ""))
+    text(0.1, y, _study_label(row))
     for xpos, field in layout.arm_columns:
-        value = row[field]
-        text(xpos, y, f"{value:g}" if field.startswith("n_") else _fmt(value, 1), ha="right")
+        text(xpos, y, _arm_text(field, row[field]), ha="right")
     if layout.quality_x is not None:
         text(layout.quality_x, y, _quality_text(quality.get(row["study"])), ha="right")
     text(layout.weight_x, y, f"{row['weight']:.1f}%", ha="right")
-    text(layout.effect_x, y, f"{_fmt(est, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right")
+    text(layout.effect_x, y, _effect_text(est, lo, hi, digits), ha="right")
     ax.plot([max(lo, xlim[0]), min(hi, xlim[1])], [y, y], color="black", lw=1, solid_capstyle="butt")
     for clipped, edge, marker in ((lo < xlim[0], xlim[0], "<"), (hi > xlim[1], xlim[1], ">")):
         if clipped:      # arrow head where the CI runs off the axis
@@ -317,26 +482,30 @@ def _forest_diamond_row(text, payload, studies, layout, shown, y, digits):
         text(layout.arm_columns[5][0], y, f"{studies['n_ctrl'].sum():g}", ha="right", bold=True)
     if share is not None:
         text(layout.weight_x, y, f"{share:.1f}%", ha="right", bold=bold)
-    text(layout.effect_x, y, f"{_fmt(est, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]", ha="right", bold=bold)
+    text(layout.effect_x, y, _effect_text(est, lo, hi, digits), ha="right", bold=bold)
     colour = DIAMOND_COLOUR if bold else "#555555"
     text.ax.add_patch(Polygon([[lo, y], [est, y + 0.32], [hi, y], [est, y - 0.32]], closed=True,
                               facecolor=colour, edgecolor=colour))
 
 
-def _forest_axis(ax, result, xlim, mcid, xlabel, favours):
-    """The axis, the null line, the MCID lines and the favours labels."""
+def _forest_axis(ax, result, xlim, mcid, xlabel, favours, line_top):
+    """The axis, the null line, the MCID lines (labelled) and the favours labels. The vertical lines stop
+    at ``line_top``, under the column titles."""
     ratio = measures.get(result.measure).ratio
-    ax.axvline(1.0 if ratio else 0.0, color="black", lw=0.8)
+    bottom = ax.get_ylim()[0]
+    ax.plot([1.0 if ratio else 0.0] * 2, [bottom, line_top], color="black", lw=0.8)
     if mcid is not None:
         for m in (-mcid, mcid):
             if xlim[0] < m < xlim[1]:
-                ax.axvline(m, color="#888888", lw=0.8, ls="--")
+                ax.plot([m, m], [bottom, line_top], color="#888888", lw=0.8, ls="--")
+                ax.text(m, line_top + 0.35, f"MCID {m:g}", ha="center", va="center", fontsize=FOREST_PT,
+                        color="#555555")
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     ax.set_yticks([])
-    ax.tick_params(axis="x", labelsize=8)
+    ax.tick_params(axis="x", labelsize=FOREST_PT)
     if xlabel:
-        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=FOREST_PT)
     if ratio:
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
@@ -347,9 +516,84 @@ def _forest_axis(ax, result, xlim, mcid, xlabel, favours):
     offset = -30 if xlabel else -20
     if favours:
         ax.annotate(favours[0], xy=(0.0, 0.0), xycoords="axes fraction", xytext=(0, offset),
-                    textcoords="offset points", ha="left", va="top", fontsize=8)
+                    textcoords="offset points", ha="left", va="top", fontsize=FOREST_PT)
         ax.annotate(favours[1], xy=(1.0, 0.0), xycoords="axes fraction", xytext=(0, offset),
-                    textcoords="offset points", ha="right", va="top", fontsize=8)
+                    textcoords="offset points", ha="right", va="top", fontsize=FOREST_PT)
+
+
+def _rob_judgements(rob, studies):
+    """The RoB frame checked and aligned to the plotted studies: (DataFrame indexed like ``studies`` with
+    columns D1..D5, overall holding "low" / "some concerns" / "high" / None, notes)."""
+    from pfps_meta.errors import InputError
+
+    columns = [d for d, _ in ROB_DOMAINS] + ["overall"]
+    if not isinstance(rob, pd.DataFrame):
+        raise InputError(f"forest(rob=...): expected a DataFrame with columns study, {', '.join(columns)}; "
+                         f"got {type(rob).__name__}")
+    missing = [c for c in ["study"] + columns if c not in rob.columns]
+    if missing:
+        raise InputError(f"forest(rob=...): column(s) {', '.join(missing)} missing; expected study, "
+                         f"{', '.join(columns)}")
+    names = rob["study"].astype(str).str.strip()
+    repeated = sorted(set(names[names.duplicated()]))
+    if repeated:
+        raise InputError(f"forest(rob=...): study {repeated[0]!r} has more than one row")
+    table = {}
+    for row_number, (name, record) in enumerate(zip(names, rob[columns].to_dict("records")), start=1):
+        table[name] = {c: _rob_value(record[c], row_number, c) for c in columns}
+    plotted = [str(s).strip() for s in studies["study"]]
+    absent = [s for s in plotted if s not in table]
+    extra = [s for s in table if s not in set(plotted)]
+    notes = []
+    if absent:
+        notes.append("No risk-of-bias judgement (grey): " + ", ".join(absent))
+    if extra:
+        notes.append("Risk-of-bias rows not in this plot (not drawn): " + ", ".join(extra))
+    frame = pd.DataFrame([table.get(s, dict.fromkeys(columns)) for s in plotted], columns=columns)
+    return frame, notes
+
+
+def _rob_value(value, row_number, column):
+    from pfps_meta.errors import InputError
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = " ".join(str(value).strip().lower().split())
+    if text == "":
+        return None
+    if text not in ROB_JUDGEMENTS:
+        raise InputError(f"forest(rob=...): row {row_number}, column {column}: {value!r} is not a RoB 2 judgement "
+                         f"(low, some concerns, high, or empty)")
+    return text
+
+
+def _rob_columns(fig, ax, layout, rob, header_y, first_y, rows):
+    """Traffic-light circles (colour plus +, ?, -) in an axis of their own right of the plot, rows aligned."""
+    from matplotlib.patches import Ellipse
+
+    width = layout.width
+    left, right = layout.rob_x[0] - 0.15, layout.rob_x[-1] + 0.3
+    box = ax.get_position()
+    rob_ax = fig.add_axes([left / width, box.y0, (right - left) / width, box.height])
+    rob_ax.set_xlim(left, right)
+    rob_ax.set_ylim(*ax.get_ylim())
+    rob_ax.axis("off")
+    headers = [d for d, _ in ROB_DOMAINS] + ["Overall"]
+    for x, header in zip(layout.rob_x, headers):
+        rob_ax.text(x, header_y, header, ha="center", va="center", fontsize=FOREST_PT, fontweight="bold")
+    y = first_y
+    radius = 0.11
+    for kind, payload in rows:
+        if kind == "study":
+            for x, column in zip(layout.rob_x, rob.columns):
+                judgement = rob.iloc[payload][column]
+                colour, symbol = ROB_JUDGEMENTS.get(judgement, (ROB_MISSING_COLOUR, ""))
+                rob_ax.add_patch(Ellipse((x, y), 2 * radius, 2 * radius / ROW_IN, facecolor=colour,
+                                         edgecolor="#666666", lw=0.5))
+                if symbol:
+                    rob_ax.text(x, y, symbol, ha="center", va="center", fontsize=FOREST_PT, fontweight="bold",
+                                color="black" if judgement == "some concerns" else "white")
+        y -= 0.85 if kind in ("small", "note") else 1
 
 
 @dataclass(frozen=True)
@@ -394,7 +638,7 @@ def forest_multilevel(result, *, title=None, xlabel=None, favours=None, measure=
     rows.append(("gap", None))
     rows += _multilevel_summary_rows(result, intercept_only, stats,
                                      pct + (f" CI, {robust.adjust} cluster-robust" if robust is not None else " CI"))
-    layout = _forest_columns(view, False, False, "")
+    layout = _forest_columns(view, rows, studies, False, None, "", digits)
     return _draw_forest(view, rows, studies, layout, False, digits=digits, quality=None, blups=None, xlim=xlim,
                         mcid=mcid, xlabel=xlabel, favours=favours, title=title)
 
