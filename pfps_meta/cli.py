@@ -13,8 +13,8 @@ import warnings
 
 from pfps_meta import __version__
 from pfps_meta.effects import measures
-from pfps_meta.conventions import OPTIONS, Settings, cli_flag
-from pfps_meta.errors import ConvergenceWarning, InputError
+from pfps_meta.conventions import OPTION_BY_NAME, OPTIONS, Settings, cli_flag
+from pfps_meta.errors import ConvergenceWarning, InputError, PfpsWarning
 from pfps_meta.formatting import json_ready
 from pfps_meta.present.outputs import run_inputs
 
@@ -25,6 +25,10 @@ EXIT_INTERRUPTED = 130
 
 FORMAT_HELP = "text (a table to read) or json (strict JSON: undefined numbers are null) (default: text)"
 SEED_HELP = "seed of the random-number generator: the same seed gives the same draws (default: %(default)s)"
+PRESET_HELP = ("convention preset (pfps_meta.analysis.presets): its settings first, then any option flag given "
+               "on top; with an analysis definition it replaces the spec's conventions, keeping its levels "
+               "(default: none: the defaults, or the spec's settings)")
+PROGRESS_HELP = "show progress on standard error (default: only when standard error is a terminal)"
 
 
 def _printable(text: str) -> str:
@@ -33,29 +37,41 @@ def _printable(text: str) -> str:
 
 
 def _add_model_options(parser):
-    """One flag per option of ``conventions.OPTIONS`` (and its aliases). Defaults are not set here: an
-    option not given stays absent, so it neither overrides an analysis spec's settings nor hides where a
-    default lives (``conventions.Settings``)."""
+    """One flag per option of ``conventions.OPTIONS`` (and its aliases), plus ``--preset``. Defaults are
+    not set here: an option not given stays absent, so it neither overrides an analysis spec's settings
+    nor hides where a default lives (``conventions.Settings``); the help gives the Option row's default
+    and choices, the one copy of each."""
     parser.add_argument("--measure", choices=list(measures.MEASURES),
-                        help="effect measure for arm-level or binary data (experimental vs control)")
+                        help="effect measure for arm-level or binary data (experimental vs control) (default: "
+                             "none: the columns decide; choices: " + ", ".join(measures.MEASURES) + ")")
+    parser.add_argument("--preset", choices=_preset_names(), help=PRESET_HELP)
     for option in OPTIONS:
         if not option.cli:
             continue
         flags = [cli_flag(option)] + [f"--{alias}" for alias in option.aliases]
-        default_text = f" (default: {_shown(option.default)})"
         if option.kind is bool:
             parser.add_argument(*flags, dest=option.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=option.help + default_text)
+                                default=argparse.SUPPRESS, help=_option_help(option))
         else:
             kind = option.kind if option.kind is not int else float
             parser.add_argument(*flags, dest=option.name, type=kind, default=argparse.SUPPRESS,
                                 choices=list(option.choices) if option.choices else None,
                                 metavar=None if option.choices else option.name.upper(),
-                                help=option.help + default_text)
+                                help=_option_help(option))
     parser.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
 
 
+def _option_help(option) -> str:
+    """An Option row's help with its default and choices, "(default: X; choices: a, b)"."""
+    parts = [f"default: {_shown(option.default)}"]
+    if option.choices:
+        parts.append("choices: " + ", ".join(str(c) for c in option.choices))
+    return f"{option.help} ({'; '.join(parts)})".replace("%", "%%")
+
+
 def _shown(value):
+    if value is None:
+        return "none"
     return str(value).lower() if isinstance(value, bool) else value
 
 
@@ -84,16 +100,49 @@ def _tau2_names():
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand: one ``_add_*`` function each, listed in :data:`COMMANDS` (a new
+    subcommand is one more function there); the help of each flag is then completed with its default
+    and choices where it does not give them already (:func:`_complete_help`)."""
     parser = _Parser(
         prog="pfps-meta",
         description="Meta-analysis of trial data: pooling that matches R metafor, the Nascimento 2018 "
                     "reproduction, multilevel and network models, forest plots and reports.")
     parser.add_argument("--version", action="version", version=f"pfps-meta {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_pool, _add_reproduce, _add_sensitivity, _add_diff, _add_report, _add_simulate, _add_template,
-                _add_multilevel, _add_network, _add_bayes):
+    for add in COMMANDS:
         add(sub)
+    for subparser in sub.choices.values():
+        for action in subparser._actions:
+            _complete_help(action)
     return parser
+
+
+def _has_default(action) -> bool:
+    """Whether the flag has a default worth stating (not an on/off switch, not 'absent')."""
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._HelpAction,
+                           argparse._VersionAction)):
+        return False
+    return action.default is not None and action.default is not argparse.SUPPRESS and action.default != []
+
+
+def _mentions(text: str, word) -> bool:
+    import re
+
+    return re.search(r"(?<![\w-])" + re.escape(str(word)) + r"(?![\w-])", text) is not None
+
+
+def _complete_help(action):
+    """Append "(default: X; choices: a, b)" for what the help text does not state yet."""
+    if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+        return
+    text = action.help or ""
+    extra = []
+    if _has_default(action) and "default" not in text:
+        extra.append("default: %(default)s")
+    if action.choices and not all(_mentions(text, c) for c in action.choices):
+        extra.append("choices: " + ", ".join(str(c) for c in action.choices).replace("%", "%%"))
+    if extra:
+        action.help = (text + " " if text else "") + f"({'; '.join(extra)})"
 
 
 def _add_pool(sub):
@@ -113,6 +162,9 @@ def _add_reproduce(sub):
                        help="a filled extraction sheet (pfps-meta template): its rows replace the curated ones")
     p_rep.add_argument("--presets", action="store_true",
                        help="also try every convention preset and say which reproduces each target")
+    p_rep.add_argument("--preset", choices=_preset_names(), help="run every analysis under this convention preset "
+                       "instead of its spec's settings (its levels kept) (default: none: each spec's settings)")
+    p_rep.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
     p_rep.set_defaults(func=cmd_reproduce)
 
 
@@ -128,12 +180,14 @@ def _add_sensitivity(sub):
                         "a categorical one, several joined by +")
     p_sens.add_argument("--mcid", type=float,
                         help="threshold for the predictive probability (e.g. -2 for a 2-point pain reduction)")
-    p_sens.add_argument("--direction", choices=["below", "above"], default="below",
-                        help="probability that a new trial's true effect is below/above --mcid")
+    p_sens.add_argument("--direction", choices=["below", "above"],
+                        help="with --mcid: probability that a new trial's true effect is below or above it "
+                             "(default: below)")
     p_sens.add_argument("--permutations", type=int, default=0, help="permutation test with this many draws "
                         "(exact enumeration when k <= 16)")
     p_sens.add_argument("--bootstrap", type=int, default=0, help="bootstrap CI for tau2 with this many resamples")
     p_sens.add_argument("--seed", type=int, default=2018, help=SEED_HELP + " (permutations, bootstrap)")
+    p_sens.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
     p_sens.set_defaults(func=cmd_sensitivity)
 
 
@@ -142,6 +196,7 @@ def _add_diff(sub):
     p_diff.add_argument("spec", help="analysis definition (analyses/*.toml)")
     p_diff.add_argument("analysis", help="analysis id within the file")
     p_diff.add_argument("--presets", nargs=2, default=["revman5", "metafor"], metavar=("A", "B"),
+                        choices=_preset_names(),
                         help=f"the two convention presets to compare, from: {', '.join(_preset_names())} "
                              "(default: revman5 metafor)")
     p_diff.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
@@ -184,15 +239,18 @@ def _add_simulate(sub):
                        "--preset, the preset's)")
     p_sim.add_argument("--pi-methods", help="prediction-interval rules, comma-separated: auto, z, t, t_k2 "
                        "(default: the settings')")
-    p_sim.add_argument("--replicates", type=int, default=1000, help="meta-analyses per grid cell (default 1000)")
+    p_sim.add_argument("--replicates", type=int, default=1000, help="meta-analyses per grid cell, rounded up to "
+                       "whole blocks of random draws (default: %(default)s)")
     p_sim.add_argument("--seed", type=int, default=2018, help=SEED_HELP)
     p_sim.add_argument("--level", type=float, default=0.95,
                        help="confidence level of the intervals whose coverage is counted, between 0 and 1 "
                             "(default: %(default)s)")
-    p_sim.add_argument("--scheduler", help="run on Dask: 'local' (a LocalCluster here) or a scheduler address")
+    p_sim.add_argument("--scheduler", help="run on Dask: 'local' (a LocalCluster here) or a scheduler address "
+                       "(default: none: in this process)")
     p_sim.add_argument("--plot", metavar="FILE", help="write the coverage plot (FILE.png and FILE.svg; never over "
                        "an input file, a folder, a device or a pipe)")
     p_sim.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
+    p_sim.add_argument("--progress", action="store_true", help=PROGRESS_HELP)
     p_sim.set_defaults(func=cmd_simulate)
 
 
@@ -221,7 +279,8 @@ def _add_multilevel(sub):
     p_ml.add_argument("--mods", help="moderators: numeric columns and C(column) for categorical ones, joined by + "
                       "(e.g. 'year + C(deltype)'); a leading ~ is allowed")
     p_ml.add_argument("--no-intercept", action="store_true", help="fit without an intercept (metafor ~ ... - 1)")
-    p_ml.add_argument("--method", choices=["REML", "ML"], default="REML", help="(default: %(default)s)")
+    p_ml.add_argument("--method", choices=["REML", "ML"], default="REML",
+                      help="restricted (REML) or full (ML) maximum likelihood (default: %(default)s)")
     p_ml.add_argument("--test", choices=["z", "t"], default="z",
                       help="Wald z tests, or t tests with k - p df (metafor 3.8's default dfs) (default: %(default)s)")
     p_ml.add_argument("--level", type=float, default=0.95, help="confidence level, in (0, 1) (default: %(default)s)")
@@ -237,6 +296,7 @@ def _add_multilevel(sub):
                       "robust(), t with m - p df) or CR2 (clubSandwich, Satterthwaite df)")
     p_ml.add_argument("--cluster", help="cluster column for --robust (default: the outermost level, or --outer)")
     p_ml.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
+    _add_refused_preset(p_ml, "a multilevel model takes --method, --test and --robust")
     p_ml.set_defaults(func=cmd_multilevel)
 
 
@@ -263,6 +323,7 @@ def _add_network(sub):
     p_net.add_argument("--inactive", metavar="TREATMENT", help="with --components: the treatment that has no "
                        "active component (e.g. none, placebo); the components' effects are against it")
     p_net.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
+    _add_refused_preset(p_net, "a network model takes --method and --ci-method")
     p_net.set_defaults(func=cmd_network)
 
 
@@ -288,10 +349,31 @@ def _add_bayes(sub):
     p_bayes.add_argument("--mcid", type=float, help="also print P(mu < -MCID) and P(theta_new < -MCID)")
     p_bayes.add_argument("--level", type=float, default=0.95, help="credible level, in (0, 1) (default: %(default)s)")
     p_bayes.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
+    _add_refused_preset(p_bayes, "the Bayesian model takes --tau-prior and --mu-prior")
     p_bayes.set_defaults(func=cmd_bayes)
 
 
+def _add_refused_preset(parser, why):
+    """``--preset`` on a command whose model the presets do not describe: accepted by the parser so that
+    it is refused with the reason (rather than as an unknown flag)."""
+    parser.add_argument("--preset", metavar="NAME", help="not available here: the convention presets describe "
+                        f"univariate pooling (pool, sensitivity, reproduce, diff, simulate); {why}")
+    parser.set_defaults(preset_refused=why)
+
+
+def _refuse_preset(args):
+    if getattr(args, "preset", None) is not None:
+        raise InputError(f"--preset {args.preset}: the convention presets describe univariate pooling (pool, "
+                         f"sensitivity, reproduce, diff, simulate); {args.preset_refused}")
+
+
+#: the subcommands, in the order of ``pfps-meta --help``: one ``_add_*`` function each
+COMMANDS = (_add_pool, _add_reproduce, _add_sensitivity, _add_diff, _add_report, _add_simulate, _add_template,
+            _add_multilevel, _add_network, _add_bayes)
+
+
 def cmd_bayes(args) -> int:
+    _refuse_preset(args)
     from pfps_meta.inputs.load import read_csv
     from pfps_meta.inputs.validate import effect_table
     from pfps_meta.models import priors
@@ -397,22 +479,38 @@ def cmd_simulate(args) -> int:
                       methods=args.methods or (None if args.preset else "DL,REML"),
                       ci_methods=args.ci_methods or (None if args.preset else "wald,hksj"),
                       pi_methods=args.pi_methods, replicates=args.replicates, seed=args.seed, level=args.level,
-                      client=args.scheduler)
+                      client=args.scheduler, progress=_Progress(args, "simulate").on)
     if args.plot:
         from pfps_meta.present import plots
         from pfps_meta.present.outputs import protect
 
         with protect(run_inputs(loaded, [args.design])):     # checked again as each file is written
             figure = plots.coverage(result)
-            plots.save(figure, args.plot)
+            written = plots.save(figure, args.plot)
             import matplotlib.pyplot as plt
 
             plt.close(figure)
+    notes = _simulate_notes(args, result, written if args.plot else ())
     if args.format == "json":
-        print(strict_json(result.to_dict()))
+        out = result.to_dict()
+        out["notes"] = list(out.get("notes") or []) + notes
+        print(strict_json(out))
         return 0
-    _print_text(str(result))
+    _print_text("\n".join([str(result)] + _note_lines(notes)))
     return 0
+
+
+def _simulate_notes(args, result, written=()) -> list:
+    """Where the simulation ran, what it wrote, and replicates rounded up to whole blocks."""
+    setup = result.to_dict().get("setup", {})
+    notes = [f"ran on Dask ({args.scheduler})" if args.scheduler else "ran in this process (no --scheduler)"]
+    done = setup.get("replicates")
+    if done is not None and done != args.replicates:
+        notes.append(f"--replicates {args.replicates:,} rounded up to {done:,} (whole blocks of "
+                     f"{setup.get('block')} draws, so any run reproduces the same streams)")
+    if written:
+        notes.append("coverage plot written: " + " and ".join(str(path) for path in written))
+    return notes
 
 
 class _InFile:
@@ -451,6 +549,7 @@ def _names(flag, text):
 
 
 def cmd_multilevel(args) -> int:
+    _refuse_preset(args)
     from pfps_meta.inputs.load import read_csv
     from pfps_meta.models.multilevel import multilevel, multivariate
 
@@ -554,6 +653,7 @@ def _multilevel_v(args, data, outermost):
 
 
 def cmd_network(args) -> int:
+    _refuse_preset(args)
     from pfps_meta.models.network import network
 
     if str(args.file).endswith(".toml"):
@@ -677,35 +777,84 @@ def cmd_template(args) -> int:
 
 def cmd_reproduce(args) -> int:
     """Runs every analysis and compares it with its published target; exits 0 whenever it ran."""
-    from pfps_meta.evidence.specs import load_all, run_analysis
     from pfps_meta.analysis.reproduce import format_table, reproduce_rows
+    from pfps_meta.evidence.specs import load_all
 
     loaded = load_all(_spec_paths(args.specs), extraction=args.extraction)
-    results = [run_analysis(a, evidence) for spec, evidence in loaded for a in spec.analyses]
+    pairs = [(a, evidence) for spec, evidence in loaded for a in spec.analyses]
+    progress = _Progress(args, "reproduce")
+    steps = len(pairs) * (2 if args.presets else 1)
+    results = []
+    for i, (analysis, evidence) in enumerate(pairs):
+        progress.step(i, steps, analysis.key)
+        results.append(_run_reproduced(analysis, evidence, args.preset))
     rows = reproduce_rows(results)
+    for row in rows if args.preset else ():
+        row["preset"] = args.preset
     if args.presets:
         from pfps_meta.analysis.reproduce import preset_statuses
 
-        for row, result in zip(rows, results):
-            evidence = next(ev for spec, ev in loaded if result.analysis in spec.analyses)
-            row["presets"] = preset_statuses(result.analysis, evidence)
+        for i, (row, (analysis, evidence)) in enumerate(zip(rows, pairs)):
+            progress.step(len(pairs) + i, steps, f"{analysis.key}: every preset")
+            row["presets"] = preset_statuses(analysis, evidence)
             row["reproduced_by"] = [name for name, p in row["presets"].items() if p["status"] == "reproduced"]
+    progress.step(steps, steps, "done")
+    progress.done()
     if args.format == "json":
         print(strict_json(rows))
-    else:
-        _print_text(format_table(rows))
-        if args.presets:
-            print()
-            for row in rows:
-                statuses = ", ".join(f"{name}: {p['status']}" for name, p in row["presets"].items())
-                print(f"{row['analysis']:24} {statuses}")
+        return 0
+    header = _preset_lines(args, on_top=False) + ([f"Extraction sheet: {args.extraction} (its rows replace the curated ones)", ""]
+                                    if args.extraction else [])
+    lines = header + [format_table(rows)]
+    if args.presets:
+        lines += ["", "Which convention presets reproduce each target:"]
+        lines += [f"{row['analysis']:24} " + ", ".join(f"{name}: {p['status']}" for name, p in row["presets"].items())
+                  for row in rows]
+    _print_text("\n".join(lines))
     return 0
 
 
-def cmd_sensitivity(args) -> int:
-    import math
+def _run_reproduced(analysis, evidence, preset_name):
+    from pfps_meta.evidence.specs import run_analysis
 
-    from pfps_meta.analysis.sensitivity import sensitivity_report
+    if preset_name:
+        from pfps_meta.analysis.presets import run_with_preset
+
+        return run_with_preset(analysis, evidence, preset_name)
+    return run_analysis(analysis, evidence)
+
+
+def cmd_sensitivity(args) -> int:
+    from pfps_meta.analysis.sensitivity import format_sensitivity, sensitivity_report
+    from pfps_meta.models.univariate import pool
+
+    _check_sensitivity_flags(args)
+    progress = _Progress(args, "sensitivity")
+    progress.step(0, 2, "fitting the model")
+    if str(args.file).endswith(".toml"):
+        result = _analysis_result(args)
+    else:
+        result = pool(args.file, measure=args.measure, settings=_settings(args))
+    progress.step(1, 2, "leave-one-out, influence, small-study tests" + "".join(
+        f", {flag} {value}" for flag, value in (("permutations", args.permutations), ("bootstrap", args.bootstrap))
+        if value))
+    report = sensitivity_report(result, order=args.order, subgroup=args.subgroup, moderator=args.moderator,
+                                mcid=args.mcid, direction=args.direction or "below",
+                                permutations=args.permutations, bootstrap=args.bootstrap, seed=args.seed)
+    progress.step(2, 2, "done")
+    progress.done()
+    notes = _measure_notes(args, result.measure) + _sensitivity_notes(args, report)
+    if args.format == "json":
+        print(strict_json({**report, **({"preset": args.preset} if args.preset else {}), "notes": notes}))
+    else:
+        text = format_sensitivity(report)
+        shown = [n for n in notes if not (n.startswith("--permutations") and "exact enumeration" in text)]
+        _print_text("\n".join(_preset_lines(args) + [text] + _note_lines(shown)))
+    return 0
+
+
+def _check_sensitivity_flags(args):
+    import math
 
     for flag, value, limit in (("--permutations", args.permutations, 10_000_000),
                                ("--bootstrap", args.bootstrap, 10_000_000), ("--seed", args.seed, 2 ** 63 - 1)):
@@ -718,23 +867,31 @@ def cmd_sensitivity(args) -> int:
                              "--analysis is empty: give an analysis id")
     if args.mcid is not None and not math.isfinite(args.mcid):
         raise InputError(f"--mcid must be a finite number (got {args.mcid})")
+    if args.direction is not None and args.mcid is None:
+        raise InputError(f"--direction {args.direction} goes with --mcid (the threshold it is below or above)")
 
-    from pfps_meta.models.univariate import pool
 
-    if str(args.file).endswith(".toml"):
-        result = _analysis_result(args)
-    else:
-        result = pool(args.file, measure=args.measure, settings=Settings.from_mapping(_given_settings(args)))
-    report = sensitivity_report(result, order=args.order, subgroup=args.subgroup, moderator=args.moderator,
-                                mcid=args.mcid, direction=args.direction, permutations=args.permutations,
-                                bootstrap=args.bootstrap, seed=args.seed)
-    if args.format == "json":
-        print(strict_json(report))
-    else:
-        from pfps_meta.analysis.sensitivity import format_sensitivity
+#: sensitivity flags and the report key holding what each asked for
+SENSITIVITY_REQUESTS = (("--order", "order", "cumulative"), ("--subgroup", "subgroup", "subgroups"),
+                        ("--moderator", "moderator", "meta_regression"),
+                        ("--mcid", "mcid", "predictive_probability"), ("--permutations", "permutations", "permutation"),
+                        ("--bootstrap", "bootstrap", "bootstrap_tau2"))
 
-        _print_text(format_sensitivity(report))
-    return 0
+
+def _sensitivity_notes(args, report) -> list:
+    """What a flag asked for and how it was done, or why it was not: exact enumeration in place of
+    random permutations, and analyses left out (too few studies)."""
+    notes = []
+    permutation = report.get("permutation")
+    if args.permutations and isinstance(permutation, dict) and permutation.get("exact"):
+        notes.append(f"--permutations {args.permutations:,}: with k = {report['k']} every one of the "
+                     f"{permutation['n']:,} permutations was enumerated (an exact p; --seed not used for it)")
+    reasons = "; ".join(report.get("warnings") or []) or f"k = {report['k']}"
+    for flag, name, key in SENSITIVITY_REQUESTS:
+        value = getattr(args, name)
+        if value not in (None, 0) and report.get(key) in (None, [], {}):
+            notes.append(f"{flag} {value}: not run ({reasons})")
+    return notes
 
 
 def _analysis_result(args):
@@ -752,8 +909,7 @@ def _analysis_result(args):
         raise InputError(f"--analysis: '{analysis.id}' is a {analysis.model} analysis; this command takes a "
                          f"pairwise one (use: pfps-meta {'network' if analysis.model == 'network' else 'multilevel'} "
                          f"{args.file} --analysis {analysis.id})", file=args.file)
-    run = run_analysis(analysis, evidence,
-                       settings=Settings.from_mapping(_given_settings(args), base=analysis.settings))
+    run = run_analysis(analysis, evidence, settings=_settings(args, base=analysis.settings))
     if run.result is None:
         raise InputError(f"analysis '{analysis.key}' has no trial with usable data yet (missing: "
                          f"{', '.join(m['trial'] for m in run.studies.missing)})", file=args.file)
@@ -794,35 +950,126 @@ def strict_json(value) -> str:
 def cmd_pool(args) -> int:
     from pfps_meta.models.univariate import pool
 
-    result = pool(args.file, measure=args.measure, settings=Settings.from_mapping(_given_settings(args)),
-                  weights=args.weights)
+    result = pool(args.file, measure=args.measure, settings=_settings(args), weights=args.weights)
+    notes = _measure_notes(args, result.measure)
     if args.format == "json":
-        print(strict_json(result.to_dict()))
+        out = result.to_dict()
+        if args.preset:
+            out["preset"] = args.preset
+        out["notes"] = list(out.get("notes") or []) + notes
+        print(strict_json(out))
     else:
-        _print_text(result.summary())
+        _print_text("\n".join(_preset_lines(args) + [result.summary()] + _note_lines(notes)))
     return 0
 
 
+def _settings(args, base=None):
+    """The settings of this run: ``--preset``'s (or ``base``, a spec's, or the defaults), then the option
+    flags given. Over a spec, the preset replaces its conventions but keeps its levels (as
+    ``presets.run_with_preset`` does)."""
+    name = getattr(args, "preset", None)
+    if name:
+        from pfps_meta.analysis.presets import preset
+
+        chosen = preset(name).settings
+        if base is not None:
+            chosen = chosen.replace(level=base.level, input_level=base.input_level)
+        base = chosen
+    return Settings.from_mapping(_given_settings(args), base=base)
+
+
+def _preset_lines(args, on_top=True) -> list:
+    """The header line naming ``--preset`` and what it sets (text output)."""
+    if not getattr(args, "preset", None):
+        return []
+    from pfps_meta.analysis.presets import preset
+
+    chosen = preset(args.preset)
+    return [f"Conventions: preset {chosen.name} ({chosen.description})"
+            + ("; option flags given on top" if on_top else ""), ""]
+
+
+def _measure_notes(args, measure) -> list:
+    """Notes for option flags given that do nothing with ``measure`` (said, not silently ignored)."""
+    given = _given_settings(args)
+    unused = [("vtype", "SMD", "the SMD's sampling variance"), ("smd_convention", "SMD", "the SMD's correction "
+              "and variance"), ("pooled_sd", "MD", "the MD's variance")]
+    return [f"{cli_flag(OPTION_BY_NAME[name])} {_shown(given[name])}: not used with measure {measure} (it sets "
+            f"{what}; measure {needs} only)" for name, needs, what in unused if name in given and measure != needs]
+
+
+def _note_lines(notes) -> list:
+    return ([""] + [f"Note: {note}" for note in notes]) if notes else []
+
+
+class _Progress:
+    """One progress line on standard error, rewritten in place: shown with ``--progress`` or when
+    standard error is a terminal (never in a pipe or a test unless asked)."""
+
+    def __init__(self, args, what):
+        self.what, self.shown, self.width = what, False, 0
+        self.on = bool(getattr(args, "progress", False)) or _stderr_is_terminal()
+
+    def step(self, i, n, label=""):
+        if self.on:
+            self.shown = True
+            bar = "#" * int(20 * i / max(n, 1))
+            text = f"{self.what}: [{bar:<20}] {i}/{n} {_printable(label)}"[:120]
+            print("\r" + text.ljust(self.width), end="", file=sys.stderr, flush=True)
+            self.width = max(self.width, len(text))
+
+    def done(self):
+        if self.shown:
+            print(file=sys.stderr, flush=True)
+            self.shown = False
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def _warning_printer():
-    """A ``warnings.showwarning`` that prints each distinct warning once per run, on one line (the same
-    input is read again by presets and sensitivity refits; its warning is news only the first time)."""
+    """A ``warnings.showwarning`` that prints each distinct warning (category and message) once per run,
+    on one line, with paths under the working directory written relative to it (the same input is read
+    again by presets and sensitivity refits; its warning is news only the first time)."""
     shown = set()
 
     def show(message, category, filename, lineno, file=None, line=None):
+        text = _relative_paths(_printable(message))
+        if (category, text) in shown:
+            return
+        shown.add((category, text))
         kind = "convergence warning" if issubclass(category, ConvergenceWarning) else "warning"
-        text = f"pfps-meta: {kind}: {_printable(message)}"
-        if text not in shown:
-            shown.add(text)
-            print(text, file=sys.stderr)
+        print(f"pfps-meta: {kind}: {text}", file=sys.stderr)
     return show
+
+
+def _relative_paths(text: str) -> str:
+    """``text`` with absolute paths inside the working directory written relative to it."""
+    import os
+
+    try:
+        here = os.getcwd()
+    except OSError:             # the working directory was removed: leave the paths as they are
+        return text
+    prefix = here.rstrip(os.sep) + os.sep
+    return text.replace(prefix, "") if prefix != os.sep else text
 
 
 def main(argv=None) -> int:
     """Run one command; every way it can end is one line on standard error (exit 2 for bad input, 130
     for Ctrl-C, 1 for a bug in pfps-meta, whose traceback is shown only with PFPS_META_DEBUG=1)."""
-    previous = warnings.showwarning
-    try:
+    with warnings.catch_warnings():     # the hook and filter live for this run only, never at import
         warnings.showwarning = _warning_printer()
+        warnings.filterwarnings("always", category=PfpsWarning)     # deduplicated by the hook instead
+        return _run(argv)
+
+
+def _run(argv) -> int:
+    try:
         args = build_parser().parse_args(argv)
         return args.func(args)
     except InputError as exc:
@@ -845,8 +1092,6 @@ def main(argv=None) -> int:
         return _fail(f"pfps-meta: internal error: {type(exc).__name__}: {_printable(exc)} (a bug in pfps-meta, "
                      "not a problem with your input; please report it with the command you ran; "
                      "PFPS_META_DEBUG=1 shows the traceback)", EXIT_INTERNAL)
-    finally:
-        warnings.showwarning = previous
 
 
 def _fail(line: str, code: int) -> int:
