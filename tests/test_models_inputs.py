@@ -210,7 +210,8 @@ CALLS = {
     "batch-weights-text": (lambda: pm.pool_batch([0.1, 0.2], [0.1, 0.1], weights="w"), "weights"),
     "batch-weights-shape": (lambda: pm.pool_batch([0.1, 0.2], [0.1, 0.1], weights=[1.0, 1.0, 1.0]), "weights"),
     "estimate_tau2-maxiter": (lambda: pm.estimate_tau2([0.1, 0.2], [0.1, 0.1], maxiter="many"), "maxiter"),
-    "metareg-text-x": (lambda: meta_regression(BCG["yi"], BCG["vi"], BCG["alloc"]), "X"),
+    # a named text Series is a categorical moderator now; unnamed text values still cannot be one
+    "metareg-text-x": (lambda: meta_regression(BCG["yi"], BCG["vi"], BCG["alloc"].to_numpy()), "X"),
     "metareg-nan-x": (lambda: meta_regression(BCG["yi"], BCG["vi"], [np.nan] + [1.0] * 12), "X[0, 0]"),
     "metareg-short-x": (lambda: meta_regression(BCG["yi"], BCG["vi"], [1.0, 2.0]), "X"),
     "metareg-names": (lambda: meta_regression(BCG["yi"], BCG["vi"], BCG["ablat"], names=["a", "b"]), "names"),

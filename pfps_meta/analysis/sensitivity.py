@@ -19,12 +19,85 @@ import pandas as pd
 from scipy import stats
 from scipy.special import ndtr, stdtr
 
+from pfps_meta.effects import measures
 from pfps_meta.errors import ConvergenceWarning, InputError, SmallStudyWarning  # noqa: F401  (re-exported)
-from pfps_meta.models.metareg import design, meta_regression
+from pfps_meta.models.metareg import ResultDict, ResultFrame, design, meta_regression
 from pfps_meta.models.pooling import pool_batch
 from pfps_meta.formatting import json_ready
 
 SMALL_K = 10
+
+
+# --------------------------------------------------------------------------------------------------
+# The result types. Each keeps the access its callers use (a DataFrame's columns, a dict's keys) and
+# prints in metafor's manner through the renderers of :mod:`pfps_meta.present.tables`.
+
+
+class LeaveOneOutResult(ResultFrame):
+    """metafor ``leave1out``: one row per study omitted."""
+
+
+class CumulativeResult(ResultFrame):
+    """metafor ``cumul``: row i pools the first i studies in the stated order."""
+
+
+class InfluenceResult(ResultFrame):
+    """metafor ``influence``: case-deletion diagnostics, one row per study."""
+
+
+class EggerResult(ResultDict):
+    """Egger's regression test in both forms (``["classic"]``, ``["mixed"]``)."""
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = []
+        for form in ("classic", "mixed"):
+            test = self.get(form)
+            if test:
+                rows.append({"form": form, "coefficient": test.get("intercept", test.get("coefficient")),
+                             "se": test["se"], "statistic": test["statistic"], "df": test["df"], "p": test["p"],
+                             "limit_estimate": test["limit_estimate"]})
+        return pd.DataFrame(rows, columns=["form", "coefficient", "se", "statistic", "df", "p", "limit_estimate"])
+
+
+class BeggResult(ResultDict):
+    """Begg and Mazumdar's rank correlation (metafor ``ranktest``)."""
+
+
+class TrimFillResult(ResultDict):
+    """Duval and Tweedie's trim-and-fill (metafor ``trimfill``)."""
+
+
+class SubgroupResult(ResultDict):
+    """Subgroup estimates (``["groups"]``) and the test for subgroup differences (``["test"]``)."""
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self["groups"]).copy()
+
+
+class PermutationResult(ResultDict):
+    """Permutation test of the pooled effect (metafor ``permutest``)."""
+
+
+class BootstrapResult(ResultDict):
+    """Non-parametric bootstrap percentile interval of tau2."""
+
+
+class PredictiveProbabilityResult(ResultDict):
+    """The chance that a new trial's true effect lies beyond a threshold."""
+
+
+def scale_label(measure) -> str:
+    """The scale the estimates are on: "log RR" for a ratio measure (back-transform with exp), else the
+    measure ("MD", "SMD"), or "effect" when unknown."""
+    if not measure:
+        return "effect"
+    return f"log {measure}" if measures.get(measure).ratio else str(measure)
+
+
+def _about(result, **more) -> dict:
+    """What a print states about the model a sensitivity analysis refits."""
+    return {"k": result.stats["k"], "method": result.method, "ci_method": result.ci_method,
+            "measure": result.measure, "scale": scale_label(result.measure), "level": result.level, **more}
 
 
 def _yv(result):
@@ -74,7 +147,7 @@ def leave_one_out(result) -> pd.DataFrame:
     """
     out = _deleted_fits(result, _without_one(len(result.studies)))
     out.insert(0, "study", result.studies["study"].to_numpy())
-    return out
+    return LeaveOneOutResult.of(out, **_about(result))
 
 
 def cumulative(result, order=None) -> pd.DataFrame:
@@ -94,7 +167,8 @@ def cumulative(result, order=None) -> pd.DataFrame:
     out = _deleted_fits(result, lambda start, stop: np.arange(k)[None, :] <= np.arange(start, stop)[:, None],
                         ys, vs)
     out.insert(0, "study", result.studies["study"].to_numpy()[index])
-    return out
+    order_label = order if isinstance(order, str) else ("the table's order" if order is None else "the given keys")
+    return CumulativeResult.of(out, **_about(result, order=order_label))
 
 
 def influence(result) -> pd.DataFrame:
@@ -141,7 +215,7 @@ def influence(result) -> pd.DataFrame:
     k, p = len(yi), 1
     out["influential"] = ((np.abs(out["dffits"]) > 3 * math.sqrt(p / (k - p)))
                           | (stats.chi2.cdf(out["cook_d"], df=p) > 0.5) | (out["hat"] > 3 * p / k))
-    return out
+    return InfluenceResult.of(out, **_about(result))
 
 
 SAME_SE = "all studies have the same standard error, so Egger's regression on the SE is undefined"
@@ -176,7 +250,8 @@ def egger(result) -> dict:
     sei = np.sqrt(vi)
     k = len(yi)
     if _constant(sei):
-        return {"classic": None, "mixed": None, "k": k, "low_power": k < SMALL_K, "reason": SAME_SE}
+        return EggerResult({"classic": None, "mixed": None, "k": k, "low_power": k < SMALL_K, "reason": SAME_SE},
+                           **_about(result))
     design = np.column_stack([np.ones(k), sei])
     wls = sm.WLS(yi, design, weights=1.0 / vi).fit()
     classic = {"form": "classic weighted regression (metafor regtest model='lm'; what most papers report)",
@@ -188,7 +263,7 @@ def egger(result) -> dict:
              "coefficient": float(fit.beta[1]), "se": float(fit.se[1]), "statistic": float(fit.statistic[1]),
              "df": None if result.ci_method != "hksj" else k - 2, "p": float(fit.p[1]),
              "limit_estimate": float(fit.beta[0])}
-    return {"classic": classic, "mixed": mixed, "k": k, "low_power": k < SMALL_K}
+    return EggerResult({"classic": classic, "mixed": mixed, "k": k, "low_power": k < SMALL_K}, **_about(result))
 
 
 def begg(result) -> dict:
@@ -201,15 +276,16 @@ def begg(result) -> dict:
     _small_k_warning(result, "Begg's test")
     yi, vi = _yv(result)
     if _constant(vi):
-        return {"tau": None, "p": None, "exact": False, "k": len(yi), "low_power": len(yi) < SMALL_K,
-                "reason": "all studies have the same variance, so the rank correlation is undefined"}
+        return BeggResult({"tau": None, "p": None, "exact": False, "k": len(yi), "low_power": len(yi) < SMALL_K,
+                           "reason": "all studies have the same variance, so the rank correlation is undefined"},
+                          **_about(result))
     w = 1.0 / vi
     theta = np.sum(w * yi) / np.sum(w)
     ystar = (yi - theta) / np.sqrt(vi - 1.0 / np.sum(w))
     ties = len(np.unique(ystar)) < len(ystar) or len(np.unique(vi)) < len(vi)
     res = stats.kendalltau(ystar, vi, method="asymptotic" if ties else "exact")
-    return {"tau": float(res.statistic), "p": float(res.pvalue), "exact": not ties, "k": len(yi),
-            "low_power": len(yi) < SMALL_K}
+    return BeggResult({"tau": float(res.statistic), "p": float(res.pvalue), "exact": not ties, "k": len(yi),
+                       "low_power": len(yi) < SMALL_K}, **_about(result))
 
 
 def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
@@ -258,13 +334,19 @@ def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
     all_y = np.concatenate([yi0, filled_y])
     all_v = np.concatenate([vi0, filled_v])
     fit = _refit(result, all_y, all_v)
-    return {"k0": k0, "side": side, "estimator": estimator, "estimate": float(fit.estimate[0]),
-            "se": float(fit.se[0]), "ci_low": float(fit.ci_low[0]), "ci_high": float(fit.ci_high[0]),
-            "tau2": float(fit.tau2[0]), "filled_yi": filled_y.tolist(), "filled_vi": filled_v.tolist(),
-            "method": result.method, "low_power": k < SMALL_K, "side_note": side_note}
+    return TrimFillResult({"k0": k0, "side": side, "estimator": estimator, "estimate": float(fit.estimate[0]),
+                           "se": float(fit.se[0]), "ci_low": float(fit.ci_low[0]), "ci_high": float(fit.ci_high[0]),
+                           "tau2": float(fit.tau2[0]), "filled_yi": filled_y.tolist(),
+                           "filled_vi": filled_v.tolist(), "method": result.method, "low_power": k < SMALL_K,
+                           "side_note": side_note},
+                          **_about(result, k_observed=k, p=float(fit.p[0]), i2=float(fit.i2[0])))
 
 
-def subgroups(result, groups, tau2="separate") -> dict:
+SUBGROUP_COLUMNS = ["k", "estimate", "se", "statistic", "df", "p", "ci_low", "ci_high", "tau2", "tau2_ci_low",
+                    "tau2_ci_high", "i2", "q", "q_df", "q_p", "pi_low", "pi_high", "converged"]
+
+
+def subgroups(result, groups, tau2="separate") -> SubgroupResult:
     """Subgroup analysis with the test for subgroup differences, with the result's own settings.
 
     ``tau2="separate"`` (RevMan, R meta's default): each subgroup pooled on its own, then Cochran's Q
@@ -293,6 +375,7 @@ def subgroups(result, groups, tau2="separate") -> dict:
             warnings.simplefilter("ignore", RuntimeWarning)
             batch = _refit(result, ys, vs, tau2_ci=True)
         frame = batch.summary_frame()
+        frame = frame[[c for c in SUBGROUP_COLUMNS if c in frame.columns]]
         frame.insert(0, "group", levels)
         between = _refit(result, frame["estimate"].to_numpy(), frame["se"].to_numpy() ** 2, method="FE",
                          ci_method="wald")
@@ -311,7 +394,8 @@ def subgroups(result, groups, tau2="separate") -> dict:
                              "ci_high": means.ci_high, "p": means.p, "tau2": means.tau2})
     else:
         raise InputError(f"tau2 must be 'separate' or 'common' (got '{tau2}')")
-    return {"groups": rows, "test": test, "tau2": tau2}
+    label = groups if isinstance(groups, str) else "the subgroup labels"
+    return SubgroupResult({"groups": rows, "test": test, "tau2": tau2}, **_about(result, by=label))
 
 
 def _meta_regression(result, yi, vi, X, names=None, intercept=True, **overrides):
@@ -354,8 +438,10 @@ def permutation_test(result, n_permutations=1000, exact=None, seed=2018, progres
     statistics = np.concatenate([b.statistic for b in batches])
     observed = result.stats["statistic"]
     p = float(np.mean(np.abs(statistics) >= abs(observed) - np.sqrt(np.finfo(float).eps)))
-    return {"p": min(p, 1.0), "statistic": observed, "n": total, "exact": bool(exact),
-            "seed": None if exact else seed}
+    return PermutationResult({"p": min(p, 1.0), "statistic": observed, "n": total, "exact": bool(exact),
+                              "seed": None if exact else seed},
+                             **_about(result, estimate=result.stats["estimate"], p_model=result.stats["p"],
+                                      requested=n_permutations))
 
 
 def bootstrap_tau2(result, n_boot=2000, seed=2018, level=None, progress=None) -> dict:
@@ -371,8 +457,8 @@ def bootstrap_tau2(result, n_boot=2000, seed=2018, level=None, progress=None) ->
                        "bootstrap")
     tau2 = np.concatenate([b.tau2 for b in batches])
     lo, hi = np.quantile(tau2, [(1 - level) / 2, (1 + level) / 2])
-    return {"tau2": result.stats["tau2"], "ci_low": float(lo), "ci_high": float(hi), "n": n_boot, "seed": seed,
-            "level": level}
+    return BootstrapResult({"tau2": result.stats["tau2"], "ci_low": float(lo), "ci_high": float(hi), "n": n_boot,
+                            "seed": seed, "level": level}, **_about(result))
 
 
 def _chunked(func, total, make_rows, progress, what, chunk=20_000):
@@ -414,108 +500,149 @@ def predictive_probability(result, threshold, direction="below") -> dict:
     """
     s = result.stats
     if s["k"] < 2 or s.get("pi_low") is None or not np.isfinite(s["pi_low"]):
-        return {"probability": None, "threshold": threshold, "direction": direction,
-                "reason": "no prediction distribution (k < 2 or a common-effect model)"}
+        return PredictiveProbabilityResult({"probability": None, "threshold": threshold, "direction": direction,
+                                            "reason": "no prediction distribution (k < 2 or a common-effect model)"},
+                                           **_about(result))
     scale = math.sqrt(s["se"] ** 2 + s["tau2"])
     z = (threshold - s["estimate"]) / scale
     df = s.get("pi_df")
     below = float(stdtr(df, z)) if df is not None and np.isfinite(df) else float(ndtr(z))
     prob = below if direction == "below" else 1.0 - below
-    return {"probability": prob, "threshold": threshold, "direction": direction,
-            "distribution": f"t({int(df)})" if df is not None and np.isfinite(df) else "normal"}
+    return PredictiveProbabilityResult({"probability": prob, "threshold": threshold, "direction": direction,
+                                        "distribution": f"t({int(df)})" if df is not None and np.isfinite(df)
+                                        else "normal"}, **_about(result))
 
 
 def sensitivity_report(result, order=None, subgroup=None, moderator=None, mcid=None, direction="below",
                        permutations=0, bootstrap=0, seed=2018) -> dict:
     """Everything above for one fitted model, JSON-ready (``pfps-meta sensitivity --format json``).
 
-    ``order``, ``subgroup`` and ``moderator`` name columns of the input table (``moderator`` as
-    :func:`~pfps_meta.models.metareg.design` reads it: ``C(column)`` for a categorical one); a missing
-    column or a non-numeric cell of a numeric moderator is an :class:`~pfps_meta.errors.InputError`.
+    ``order`` and ``subgroup`` name columns of the input table; ``moderator`` is a formula as metafor
+    writes it (``"~ ablat + alloc"``) or columns as :func:`~pfps_meta.models.metareg.design` reads them
+    (``"ablat + C(alloc)"``); a missing column or a non-numeric cell of a numeric moderator is an
+    :class:`~pfps_meta.errors.InputError`. An analysis that was asked for but could not be run is named in
+    ``not_run`` with the reason; ``scale`` says which scale the estimates are on ("log RR": exp gives RR).
     """
     for role, column in (("--order", order), ("--subgroup", subgroup)):
         if column and column not in result.studies.columns:
             raise InputError(f"{role}: no column '{column}' in the input", file=result.source)
-    if moderator:      # design() checks the columns: numeric as they are, C(column) dummy-coded
-        table = result.studies.copy()
-        table.attrs["source"] = result.source
-        moderator_x, moderator_names, references = design(table, moderator)
-    if result.stats["k"] < 2:
-        return json_ready({"k": result.stats["k"], "method": result.method, "ci": result.ci_method, "measure": result.measure,
-                       "estimate": result.stats["estimate"], "ci_low": result.stats["ci_low"],
-                       "ci_high": result.stats["ci_high"], "leave_one_out": [], "cumulative": [], "influence": [],
-                       "warnings": [f"k = {result.stats['k']}: sensitivity analyses need at least 2 studies"]})
+    table = result.studies.copy()
+    table.attrs["source"] = result.source
+    if moderator and not str(moderator).strip().startswith("~"):
+        design(table, moderator)        # the columns are checked even when k is too small to fit
+    k = result.stats["k"]
+    head = {"k": k, "method": result.method, "ci": result.ci_method, "measure": result.measure,
+            "scale": scale_label(result.measure), "level": result.level, "estimate": result.stats["estimate"],
+            "ci_low": result.stats["ci_low"], "ci_high": result.stats["ci_high"]}
+    if k < 2:
+        asked = {"order": order, "subgroup": subgroup, "moderator": moderator, "mcid": mcid,
+                 "permutations": permutations, "bootstrap": bootstrap}
+        return json_ready({**head, "leave_one_out": [], "cumulative": [], "influence": [],
+                           "not_run": {name: f"k = {k}: needs at least 2 studies"
+                                       for name, value in asked.items() if value not in (None, 0, "")},
+                           "warnings": [f"k = {k}: sensitivity analyses need at least 2 studies"]})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SmallStudyWarning)
-        report = {
-            "k": result.stats["k"], "method": result.method, "ci": result.ci_method, "measure": result.measure,
-            "estimate": result.stats["estimate"], "ci_low": result.stats["ci_low"],
-            "ci_high": result.stats["ci_high"],
-            "leave_one_out": leave_one_out(result)[["study", "estimate", "ci_low", "ci_high", "tau2", "i2", "p"]],
-            "cumulative": cumulative(result, order)[["study", "k", "estimate", "ci_low", "ci_high", "tau2", "i2"]],
-            "influence": influence(result),
-        }
-        if result.stats["k"] >= 3:
+        report = {**head, **_case_analyses(result, order), "not_run": {}}
+        if k >= 3:
             report["egger"] = egger(result)
             report["begg"] = begg(result)
             report["trimfill"] = {key: value for key, value in trimfill(result).items()
-                                  if key in ("k0", "side", "estimator", "estimate", "ci_low", "ci_high", "tau2",
+                                  if key in ("k0", "side", "estimator", "estimate", "se", "ci_low", "ci_high", "tau2",
                                              "filled_yi", "filled_vi", "method", "side_note")}
+        else:
+            report["not_run"]["small_study_tests"] = f"k = {k}: Egger, Begg and trim-and-fill need at least 3 studies"
         if subgroup:
-            separate = subgroups(result, subgroup, "separate")
-            common = subgroups(result, subgroup, "common")
-            report["subgroups"] = {"separate_tau2": separate, "common_tau2": common}
+            report["subgroups"] = {"separate_tau2": subgroups(result, subgroup, "separate"),
+                                   "common_tau2": subgroups(result, subgroup, "common"), "by": subgroup}
         if moderator:
-            fit = _meta_regression(result, result.studies["yi"].to_numpy(float), result.studies["vi"].to_numpy(float),
-                                   moderator_x, names=moderator_names)
-            report["meta_regression"] = {**fit.to_dict(), "reference_levels": references}
+            report["meta_regression"] = _moderator_fit(result, table, moderator).to_dict()
         if mcid is not None:
             report["predictive_probability"] = predictive_probability(result, mcid, direction)
         if permutations:
-            report["permutation"] = permutation_test(result, permutations, seed=seed)
+            report["permutation"] = {**permutation_test(result, permutations, seed=seed), "requested": permutations}
         if bootstrap:
             report["bootstrap_tau2"] = bootstrap_tau2(result, bootstrap, seed=seed)
     report["warnings"] = sorted({str(w.message) for w in caught if issubclass(w.category, SmallStudyWarning)})
     return json_ready(report)
 
 
-def format_sensitivity(report) -> str:
-    """A text rendering of :func:`sensitivity_report` for people."""
-    def f(x, places=4):
-        return "NA" if x is None else f"{x:.{places}f}"
+def _case_analyses(result, order) -> dict:
+    return {"leave_one_out": leave_one_out(result)[["study", "estimate", "ci_low", "ci_high", "tau2", "i2", "p"]],
+            "cumulative": cumulative(result, order)[["study", "k", "estimate", "ci_low", "ci_high", "tau2", "i2"]],
+            "cumulative_order": order or "the table's order", "influence": influence(result)}
 
-    lines = [f"Sensitivity analyses (k = {report['k']}; {report['method']}, {report['ci']}): "
-             f"pooled {f(report['estimate'])} [{f(report['ci_low'])}, {f(report['ci_high'])}]", ""]
-    if not report["leave_one_out"]:
-        return "\n".join(lines + [f"Warning: {w}" for w in report.get("warnings", [])])
-    lines.append("Leave-one-out (study omitted):")
-    for row in report["leave_one_out"]:
-        lines.append(f"  {row['study']:<28} {f(row['estimate'])} [{f(row['ci_low'])}, {f(row['ci_high'])}]  "
-                     f"tau2 {f(row['tau2'])}  I2 {f(row['i2'], 1)}%")
-    lines.append("")
-    lines.append("Influence (metafor influence()):")
-    for row in report["influence"]:
-        flag = "  <- influential" if row["influential"] else ""
-        lines.append(f"  {row['study']:<28} rstudent {f(row['rstudent'], 3)}  dffits {f(row['dffits'], 3)}  "
-                     f"cook {f(row['cook_d'], 3)}  hat {f(row['hat'], 3)}{flag}")
-    if "egger" in report:
-        e, b, t = report["egger"], report["begg"], report["trimfill"]
-        lines += ["", "Small-study effects:"]
-        if e["classic"] is None:
-            lines.append(f"  Egger: not computed ({e['reason']})")
-        else:
-            lines += [f"  Egger, classic weighted regression: intercept {f(e['classic']['intercept'])}, "
-                      f"t({e['classic']['df']}) = {f(e['classic']['statistic'], 3)}, p = {f(e['classic']['p'])}",
-                      f"  Egger, mixed-effects (metafor default): coefficient {f(e['mixed']['coefficient'])}, "
-                      f"stat = {f(e['mixed']['statistic'], 3)}, p = {f(e['mixed']['p'])}"]
-        lines += [f"  Begg rank correlation: tau = {f(b['tau'], 3)}, p = {f(b['p'])}"
-                  + (f" ({b['reason']})" if b.get("reason") else ""),
-                  f"  Trim-and-fill ({t['estimator']}): {t['k0']} studies filled on the {t['side']}; "
-                  f"adjusted {f(t['estimate'])} [{f(t['ci_low'])}, {f(t['ci_high'])}]"]
-    if "predictive_probability" in report:
-        p = report["predictive_probability"]
-        lines += ["", f"Predictive probability that a new trial's true effect is {p['direction']} "
-                      f"{p['threshold']}: {f(p['probability'], 3)}"]
-    for warning in report.get("warnings", []):
-        lines.append(f"Warning: {warning}")
+
+def _moderator_fit(result, table, moderator):
+    """The meta-regression of the sensitivity report, with the result's settings and measure."""
+    from pfps_meta.models.metareg import rma
+
+    try:
+        fit = rma(table, mods=moderator, settings=result.settings)
+    except np.linalg.LinAlgError as exc:
+        raise InputError(f"meta-regression not possible: {exc}", file=result.source) from None
+    fit.measure = result.measure
+    return fit
+
+
+#: The heading each key of :func:`sensitivity_report` prints under in :func:`format_sensitivity` (a test
+#: checks that every key of the JSON has its heading in the text).
+SECTION_TITLES = {
+    "leave_one_out": "Leave-one-out", "cumulative": "Cumulative meta-analysis", "influence": "Influence",
+    "egger": "Egger's regression test", "begg": "Begg's rank correlation", "trimfill": "Trim-and-fill",
+    "subgroups": "Subgroup analysis", "meta_regression": "Meta-regression",
+    "predictive_probability": "Predictive probability", "permutation": "Permutation test",
+    "bootstrap_tau2": "Bootstrap of tau^2", "not_run": "Not run", "warnings": "Warning",
+}
+#: Keys stated in the first lines of :func:`format_sensitivity`.
+HEADER_KEYS = ("k", "method", "ci", "measure", "scale", "level", "estimate", "ci_low", "ci_high", "cumulative_order")
+
+
+def format_sensitivity(report) -> str:
+    """A text rendering of :func:`sensitivity_report` for people: every analysis in the report, each printed
+    by the renderer of its result type (:mod:`pfps_meta.present.tables`), and a line for each analysis
+    that was asked for but not run, saying why."""
+    from pfps_meta.formatting import format_number as f, render
+
+    about = {"k": report["k"], "method": report["method"], "ci_method": report["ci"],
+             "measure": report.get("measure"), "scale": report.get("scale", scale_label(report.get("measure"))),
+             "level": report.get("level", 0.95)}
+    scale = about["scale"]
+    lines = [f"Sensitivity analyses (k = {report['k']}; {report['method']}, {report['ci']}): pooled "
+             f"{f(report['estimate'])} [{f(report['ci_low'])}, {f(report['ci_high'])}]"
+             + (f" on the {scale} scale (exp() gives the {report['measure']})" if scale.startswith("log ") else "")]
+    sections = {
+        "leave_one_out": lambda v: LeaveOneOutResult.of(pd.DataFrame(v), **about),
+        "cumulative": lambda v: CumulativeResult.of(pd.DataFrame(v), order=report.get("cumulative_order"), **about),
+        "influence": lambda v: InfluenceResult.of(pd.DataFrame(v), **about),
+        "egger": lambda v: EggerResult(v, **about), "begg": lambda v: BeggResult(v, **about),
+        "trimfill": lambda v: TrimFillResult(v, **about),
+        "predictive_probability": lambda v: PredictiveProbabilityResult(v, **about),
+        "permutation": lambda v: PermutationResult(v, estimate=report["estimate"], **about),
+        "bootstrap_tau2": lambda v: BootstrapResult(v, **about),
+    }
+    for key, value in report.items():
+        if key in HEADER_KEYS or key in ("not_run", "warnings") or (isinstance(value, list) and not value):
+            continue
+        if key in sections:
+            lines += ["", render(sections[key](value), "text")]
+        elif key == "subgroups":
+            for form in ("separate_tau2", "common_tau2"):
+                groups = SubgroupResult({**value[form], "groups": pd.DataFrame(value[form]["groups"])},
+                                        by=value.get("by", "subgroup"), **about)
+                lines += ["", render(groups, "text")]
+        elif key == "meta_regression":
+            lines += ["", render(_regression_from_dict(value), "text")]
+        else:           # a key without its own renderer is still shown, never dropped
+            lines += ["", f"{key}: {value}"]
+    for name, reason in report.get("not_run", {}).items():
+        lines.append(f"Not run: {name.replace('_', ' ')}: {reason}")
+    lines += ([""] if report.get("warnings") else []) + [f"Warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)
+
+
+def _regression_from_dict(value):
+    """A printable view of a meta-regression's ``to_dict()``."""
+    from pfps_meta.models.metareg import MetaRegressionSummary
+
+    return MetaRegressionSummary(value)

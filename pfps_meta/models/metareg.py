@@ -28,7 +28,7 @@ from scipy.special import chdtrc, fdtrc, ndtr, ndtri, stdtr, stdtrit
 from pfps_meta.conventions import Settings
 from pfps_meta.models.tau2 import loglik_mods, q_mods, weighted_fit_mods, estimate_tau2_mods, fit_statistics
 from pfps_meta.errors import InputError, PfpsWarning
-from pfps_meta.formatting import json_ready
+from pfps_meta.formatting import json_ready, render
 from pfps_meta.inputs.validate import where_in_table
 from pfps_meta.models.pooling import as_float_array, resolve_settings
 
@@ -57,6 +57,120 @@ def _inputs(yi, vi, X):
         index = int(np.flatnonzero(v <= 0)[0])
         raise InputError(f"vi[{index}]: sampling variance {v[index]:g} must be > 0")
     return y, v, X
+
+
+# --------------------------------------------------------------------------------------------------
+# Result containers that print. Both keep the access their callers already use (a dict's keys, a
+# DataFrame's columns) and add metafor-style printing through the renderer registry of
+# :mod:`pfps_meta.formatting` (the renderers live in :mod:`pfps_meta.present.tables`), ``to_frame()``,
+# ``to_dict()`` (strict JSON: NaN as null) and ``_repr_html_`` for notebooks.
+
+
+class ResultDict(dict):
+    """A result as a dict (``egger(res)["classic"]`` keeps working) that prints as a table.
+
+    Display facts that are not part of the dict (``scale``: the scale of the estimates, e.g. "log RR";
+    ``level``) are attributes; ``to_dict()`` adds them to the keys.
+    """
+
+    def __init__(self, data=(), **attributes):
+        super().__init__(data)
+        self.attributes = dict(attributes)
+
+    def __getattr__(self, name):
+        attributes = self.__dict__.get("attributes", {})
+        if name in attributes:
+            return attributes[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def to_dict(self) -> dict:
+        """The keys plus the display attributes, strict JSON (NaN and infinities as None)."""
+        return json_ready({**{k: v for k, v in self.attributes.items() if k not in self}, **dict(self)})
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row of the scalar entries (subclasses give their own tables)."""
+        return pd.DataFrame([{k: v for k, v in self.items() if v is None or np.isscalar(v)}])
+
+    def __str__(self):
+        return render(self, "text")
+
+    def __repr__(self):
+        try:
+            return render(self, "text")
+        except LookupError:
+            return dict.__repr__(self)
+
+    def _repr_html_(self):
+        return render(self, "html")
+
+
+class ResultFrame(pd.DataFrame):
+    """A result table (a DataFrame: its columns, ``.loc`` and arithmetic keep working) that prints in
+    metafor's manner. ``meta`` holds what the print states (method, CI method, scale, level, ...); frames
+    derived from it (a selection, a copy) are plain DataFrames. ``to_dict()`` with no argument is the
+    strict-JSON form ``{**meta, "rows": [...]}``; with pandas' arguments it is pandas' ``to_dict``."""
+
+    _metadata = ["meta"]
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    @classmethod
+    def of(cls, frame, **meta):
+        out = cls(frame)
+        object.__setattr__(out, "meta", dict(meta))
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self).copy()
+
+    def to_dict(self, *args, **kwargs):
+        if args or kwargs:
+            return pd.DataFrame(self).to_dict(*args, **kwargs)
+        return json_ready({**getattr(self, "meta", {}), "rows": pd.DataFrame(self)})
+
+    def __str__(self):
+        return render(self, "text")
+
+    def __repr__(self):
+        try:
+            return render(self, "text")
+        except LookupError:
+            return pd.DataFrame(self).__repr__()
+
+    def _repr_html_(self):
+        return render(self, "html")
+
+
+class AnovaResult(ResultDict):
+    """A Wald test of coefficients (metafor ``anova(res, btt=)``), naming the coefficients it tested."""
+
+    def to_frame(self) -> pd.DataFrame:
+        if "combinations" in self:
+            return self["combinations"].copy()
+        return pd.DataFrame([{"coefficients": ", ".join(self["coefficients"]), "qm": self["qm"],
+                              "df": "/".join(str(d) for d in self["df"]), "p": self["p"],
+                              "distribution": self["distribution"]}])
+
+
+class LikelihoodRatioResult(ResultDict):
+    """A likelihood-ratio test of nested meta-regressions (metafor ``anova(full, reduced)``)."""
+
+
+class ModeratorPermutationResult(ResultDict):
+    """Permutation p-values of a meta-regression's coefficients (metafor ``permutest``)."""
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"term": self["terms"], "estimate": self.attributes.get("estimate"),
+                             "statistic": self.attributes.get("statistic"), "permutation_p": self["p"]})
+
+
+class MetaRegressionSummary(ResultDict):
+    """A meta-regression's ``to_dict()`` (e.g. read back from JSON) as a printable result."""
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self["coefficients"])
 
 
 @dataclass
@@ -92,6 +206,36 @@ class MetaRegression:
     settings: Settings = None
     fit: dict = None                # loglik, deviance, aic, bic, aicc (metafor's fitstats)
     intercept: bool = True
+    references: dict = None         # factor -> its reference level (what each dummy is compared with)
+    formula: str = None             # the moderators as given ("~ ablat + alloc"), None for a matrix
+    measure: str = None             # the effect measure, when known (ratios are on the log scale)
+
+    # ------------------------------------------------------------------ printing
+
+    @property
+    def terms(self) -> dict:
+        """Term -> its coefficient names (``alloc`` -> ``alloc[random], alloc[systematic]``; a
+        coefficient's term is its name without the ``[level]`` parts)."""
+        out = {}
+        for name in self.names:
+            out.setdefault(re.sub(r"\[[^\]]*\]", "", name), []).append(name)
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """The coefficient table (metafor's ``coef(summary(res))``): term, estimate, se, statistic, p, CI."""
+        return self.summary_frame()
+
+    def __str__(self):
+        return render(self, "text")
+
+    def __repr__(self):
+        try:
+            return render(self, "text")
+        except LookupError:
+            return f"MetaRegression(k={self.k}, terms={self.names})"
+
+    def _repr_html_(self):
+        return render(self, "html")
 
     # ------------------------------------------------------------------ predictions and tests
 
@@ -128,29 +272,54 @@ class MetaRegression:
         return pd.DataFrame({"pred": pred, "se": se, "ci_low": pred - crit * se, "ci_high": pred + crit * se,
                              "pi_low": pred - pi_half, "pi_high": pred + pi_half})
 
-    def anova(self, btt=None, X=None) -> dict:
+    def coefficient_positions(self, btt) -> list:
+        """0-based positions of the coefficients named by ``btt`` (see :meth:`anova`)."""
+        items = [btt] if isinstance(btt, (str, int, np.integer)) else list(btt)
+        if not items:
+            raise InputError("btt: name at least one coefficient")
+        p, terms, out = len(self.names), self.terms, []
+        for item in items:
+            if isinstance(item, str):
+                found = ([self.names.index(item)] if item in self.names else
+                         [self.names.index(n) for n in terms.get(item, ())])
+                if not found:
+                    raise InputError(f"btt: no coefficient or term named {item!r} (coefficients: "
+                                     f"{', '.join(self.names)}; terms: {', '.join(terms)})")
+                out += found
+            elif isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+                if not 0 <= int(item) < p:
+                    raise InputError(f"btt: position {int(item)} is out of range; positions are 0-based here "
+                                     f"(0 = {self.names[0]}, {p - 1} = {self.names[-1]}), so metafor's btt=2 is "
+                                     f"btt=1; names are clearer: btt={self.names[-1]!r}")
+                out.append(int(item))
+            else:
+                raise InputError(f"btt: give coefficient names, term names or 0-based positions (got {item!r})")
+        return list(dict.fromkeys(out))
+
+    def anova(self, btt=None, X=None) -> AnovaResult:
         """Wald tests (metafor ``anova(res, btt=)`` and ``anova(res, X=)``).
 
-        ``btt``: indices of the coefficients tested jointly (0 = intercept): ``QM = b' V^-1 b`` against
-        chi2(m), or ``QM/m`` against F(m, k - p) under HKSJ. ``X``: rows of a matrix of linear combinations
-        ``L beta``: each with its estimate, se, statistic (z, or t(k - p)) and p, and the joint test of all
-        rows (``QM``, df = rank of L).
+        ``btt``: the coefficients tested jointly, preferably by name: a coefficient (``"ablat"``,
+        ``"alloc[random]"``), a term (``"alloc"``: all of its coefficients) or a list of these. Integers
+        are 0-based positions (0 = the intercept), unlike metafor's 1-based ``btt``: metafor's ``btt=2:3`` is
+        ``btt=[1, 2]`` here; the result names the coefficients it tested (``coefficients``) and prints them.
+        ``QM = b' V^-1 b`` against chi2(m), or ``QM/m`` against F(m, k - p) under HKSJ. ``X``: rows of a
+        matrix of linear combinations ``L beta``: each with its estimate, se, statistic (z, or t(k - p)) and
+        p, and the joint test of all rows (``QM``, df = rank of L).
         """
-        import pandas as pd
-
         k, p = self.X.shape
         if (btt is None) == (X is None):
             raise InputError("anova: give either btt or X")
         if btt is not None:
-            index = np.atleast_1d(np.asarray(btt, dtype=int))
+            index = self.coefficient_positions(btt)
             b, V = self.beta[index], self.vb[np.ix_(index, index)]
             m = len(index)
             qm = float(b @ np.linalg.solve(V, b))
+            tested = {"coefficients": [self.names[i] for i in index], "positions": index}
             if self.ci == "hksj":
-                return {"qm": qm / m, "df": (m, k - p), "p": float(fdtrc(m, k - p, qm / m)), "distribution": "F",
-                        "coefficients": [self.names[i] for i in index]}
-            return {"qm": qm, "df": (m,), "p": float(chdtrc(m, qm)), "distribution": "chi2",
-                    "coefficients": [self.names[i] for i in index]}
+                return AnovaResult({"qm": qm / m, "df": (m, k - p), "p": float(fdtrc(m, k - p, qm / m)),
+                                    "distribution": "F", **tested})
+            return AnovaResult({"qm": qm, "df": (m,), "p": float(chdtrc(m, qm)), "distribution": "chi2", **tested})
         L = np.atleast_2d(np.asarray(X, dtype=float))
         est = L @ self.beta
         V = L @ self.vb @ L.T
@@ -165,7 +334,7 @@ class MetaRegression:
             p_each = 2 * ndtr(-np.abs(stat))
             joint = {"qm": qm, "df": (m,), "p": float(chdtrc(m, qm)), "distribution": "chi2"}
         combos = pd.DataFrame({"estimate": est, "se": se, "statistic": stat, "p": p_each})
-        return {"combinations": combos, **joint}
+        return AnovaResult({"combinations": combos, **joint})
 
     def fitstats(self) -> dict:
         """metafor's ``fitstats``: loglik, deviance, aic, bic, aicc (REML or ML likelihood)."""
@@ -184,8 +353,10 @@ class MetaRegression:
     def _refit(self, rows, moderators=None):
         mods = self.X[:, 1:] if self.intercept else self.X
         mods = mods if moderators is None else moderators
-        return meta_regression(self.yi[rows], self.vi[rows], mods[rows], names=self.names[1:] if self.intercept
-                               else self.names, settings=self.settings, intercept=self.intercept)
+        fit = meta_regression(self.yi[rows], self.vi[rows], mods[rows], names=self.names[1:] if self.intercept
+                              else self.names, settings=self.settings, intercept=self.intercept)
+        fit.references, fit.formula, fit.measure = self.references, self.formula, self.measure
+        return fit
 
     def dfbetas(self):
         """DFBETAS (metafor ``influence()$dfbs``): per study deleted in turn,
@@ -237,8 +408,10 @@ class MetaRegression:
         tol = np.sqrt(np.finfo(float).eps)
         p = np.mean(stats >= np.abs(self.statistic)[None, :] - tol, axis=0)
         qm_p = float(np.mean(qms >= self.qm - tol)) if np.isfinite(self.qm) else float("nan")
-        return {"terms": list(self.names), "p": p.tolist(), "qm_p": qm_p, "n": total, "exact": bool(exact),
-                "seed": None if exact else seed}
+        return ModeratorPermutationResult({"terms": list(self.names), "p": p.tolist(), "qm_p": qm_p, "n": total,
+                                           "exact": bool(exact), "seed": None if exact else seed},
+                                          estimate=self.beta.tolist(), statistic=self.statistic.tolist(),
+                                          test=self.settings.test)
 
     def summary_frame(self):
         import pandas as pd
@@ -255,14 +428,29 @@ class MetaRegression:
                 "qe_df": self.qe_df, "qe_p": clean(self.qe_p), "qm": clean(self.qm), "qm_df": list(self.qm_df),
                 "qm_p": clean(self.qm_p), "r2": clean(self.r2), "k": self.k, "method": self.method,
                 "ci": self.ci, "df": clean(self.df), "converged": self.converged,
+                "level": clean(self.settings.level) if self.settings is not None else None,
+                "formula": self.formula, "reference_levels": dict(self.references or {}), "measure": self.measure,
                 **{name: clean(value) for name, value in (self.fit or {}).items()}}
 
 
-def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, intercept=True,
-                    **options) -> MetaRegression:
+def meta_regression(yi, vi, X=None, names=None, settings: Settings | None = None, intercept=True, *,
+                    mods=None, data=None, reference=None, **options) -> MetaRegression:
     """Fit ``y = X beta`` with random effects (numpy in; see the module docstring for the formulas).
 
-    ``X`` holds the moderators (k x m, or a vector); a column of ones is prepended when ``intercept``.
+    The moderators, in any of these forms (``X`` or ``mods``, not both):
+
+    - a formula as a metafor user writes it, ``mods="~ ablat + alloc"``, with ``data=`` the table holding
+      the columns, read by formulaic: text columns and ``C(x)`` are categorical, dummy-coded against the
+      first level in sorted order (R's ``factor()``) or the level given as ``C(x, Treatment("b"))``;
+      ``~ 0 + ...`` or ``- 1`` drops the intercept; ``a * b``, ``a:b``, ``I(x ** 2)`` as in R;
+    - column names of ``data`` (``"ablat + C(alloc)"`` or a list) as :func:`design` reads them;
+    - a DataFrame or a named Series: numeric columns as they are, other columns categorical;
+    - a matrix (k x m) or a vector, named by ``names`` (default ``x1, x2, ...``).
+
+    Coefficients are named ``intercept``, the column (``ablat``), and ``column[level]`` for a level of
+    a categorical moderator (``alloc[random]``; metafor writes ``allocrandom``, formulaic
+    ``alloc[T.random]``); ``references`` records each factor's reference level and the print says it.
+    A column of ones is prepended when ``intercept``.
     The omnibus test ``QM`` covers every coefficient but the intercept. ``settings`` (default: the
     defaults) with keyword ``options`` on top give the tau2 estimator (``method``), the CI method
     (``ci_method``: Wald or Knapp-Hartung) and the ``level``.
@@ -273,6 +461,14 @@ def meta_regression(yi, vi, X, names=None, settings: Settings | None = None, int
     not finite numbers of matching shapes are refused with an InputError naming the argument.
     """
     settings = resolve_settings(settings, options)
+    X, names, references, formula, intercept = _moderators(X, mods, data, names, reference, intercept)
+    fit = _fit(yi, vi, X, names, settings, intercept)
+    fit.references, fit.formula = references, formula
+    return fit
+
+
+def _fit(yi, vi, X, names, settings, intercept) -> MetaRegression:
+    """The fit itself, on a numeric moderator matrix (see :func:`meta_regression`)."""
     method, ci, level, maxiter = settings.method, settings.ci_method, settings.level, settings.maxiter
     y, v, X = _inputs(yi, vi, X)
     k = y.size
@@ -398,9 +594,9 @@ def likelihood_ratio_test(full, reduced, refit=False) -> dict:
                           "models by ML)", LikelihoodRatioWarning, stacklevel=2)
     lrt = max(0.0, 2.0 * (full.fit["loglik"] - reduced.fit["loglik"]))
     df = q_full - q_reduced
-    return {"lrt": lrt, "df": df, "p": float(chdtrc(df, lrt)), "method": full.method,
-            "loglik_full": full.fit["loglik"], "loglik_reduced": reduced.fit["loglik"],
-            "aic_full": full.fit["aic"], "aic_reduced": reduced.fit["aic"]}
+    return LikelihoodRatioResult({"lrt": lrt, "df": df, "p": float(chdtrc(df, lrt)), "method": full.method,
+                                  "loglik_full": full.fit["loglik"], "loglik_reduced": reduced.fit["loglik"],
+                                  "aic_full": full.fit["aic"], "aic_reduced": reduced.fit["aic"]})
 
 
 _FACTOR_SPEC = re.compile(r"^\s*C\(\s*(?P<column>[^()]+?)\s*\)\s*$")
@@ -524,3 +720,145 @@ def design(table, columns, reference=None, factors=()):
     if not blocks:
         raise InputError("moderators: no column given")
     return np.column_stack(blocks), names, references
+
+
+# --------------------------------------------------------------------------------------------------
+# Moderators as a metafor user writes them: a formula (through formulaic), a DataFrame, a named Series.
+
+
+def _moderators(X, mods, data, names, reference, intercept):
+    """``(matrix, names, references, formula, intercept)`` from the moderators in any accepted form."""
+    if X is not None and mods is not None:
+        raise InputError("mods: give the moderators once, as X or as mods, not both")
+    given = mods if mods is not None else X
+    if given is None:
+        raise InputError("mods: no moderators given (a formula such as '~ ablat + alloc' with data=, a "
+                         "DataFrame, a named Series or a matrix; an empty matrix fits the intercept only)")
+    if isinstance(given, str) and given.strip().startswith("~"):
+        return _formula_moderators(given, _data_table(data, given), intercept)
+    if isinstance(given, (str, list, tuple)) and all(isinstance(g, str) for g in np.atleast_1d(given)):
+        table = _data_table(data, given)
+        matrix, columns, references = design(table, given, reference=reference)
+        return matrix, columns, references, None, intercept
+    if isinstance(given, (pd.Series, pd.DataFrame)) and names is not None:
+        given = given.to_frame() if isinstance(given, pd.Series) else given
+        if len(names) != given.shape[1]:
+            raise InputError(f"names: {given.shape[1]} moderator names are needed, got {len(names)}")
+        given = given.set_axis([str(n) for n in names], axis=1)
+    if isinstance(given, pd.Series):
+        if given.name is None:
+            raise InputError("mods: a Series needs a name (it names the coefficient), e.g. s.rename('ablat')")
+        given = given.to_frame()
+    if isinstance(given, pd.DataFrame):
+        given = given.reset_index(drop=True)
+        factors = [c for c in given.columns if not pd.api.types.is_numeric_dtype(given[c])
+                   or pd.api.types.is_bool_dtype(given[c])]
+        matrix, columns, references = design(given, [str(c) for c in given.columns], reference=reference,
+                                             factors=[str(c) for c in factors])
+        return matrix, columns, references, None, intercept
+    return X if mods is None else mods, names, {}, None, intercept
+
+
+def _data_table(data, given):
+    if not isinstance(data, pd.DataFrame):
+        raise InputError(f"data: the moderators {given!r} name columns, so data= must be the table holding them "
+                         f"(a pandas DataFrame; got {type(data).__name__})")
+    return data.reset_index(drop=True)
+
+
+def _factor_variable(expression: str) -> str:
+    """The column a factor expression reads: ``C(alloc, Treatment('b'))`` -> ``alloc``."""
+    match = re.match(r"^\s*C\(\s*([^,()]+?)\s*(,.*)?\)\s*$", expression)
+    return match.group(1).strip("`") if match else expression
+
+
+def _check_formula_columns(table, formula, variables):
+    """Every column the formula reads: present, no empty cell, and (unless written ``C(column)``) not a
+    mixture of numbers and text, which formulaic would silently turn into a factor of many levels."""
+    for column in sorted(variables):
+        if column not in table.columns:
+            continue            # a function or constant (np, log); formulaic reports what it cannot find
+        cells = [_cell_number(cell) for cell in table[column].tolist()]
+        for position, value in enumerate(cells):
+            if value is None:
+                raise InputError("moderator value is missing", column=column, **where_in_table(table, position))
+        text = [i for i, value in enumerate(cells) if isinstance(value, str)]
+        if text and len(text) < len(cells) and not re.search(rf"C\(\s*`?{re.escape(column)}\b", formula):
+            position = text[0]
+            raise InputError(f"moderator value {cells[position]!r} is not a number, while the column's other "
+                             f"values are numbers (write C({column}) if the column is categorical)",
+                             column=column, **where_in_table(table, position))
+
+
+def _formula_moderators(formula, table, intercept):
+    """The moderator matrix of a formula, read by formulaic (R's ``model.matrix`` rules: treatment
+    contrasts, reduced-rank coding when there is an intercept)."""
+    from formulaic import Formula, model_matrix
+    from formulaic.errors import FormulaicError
+
+    try:
+        parsed = Formula(formula)
+        _check_formula_columns(table, formula, set(parsed.required_variables))
+        matrix = model_matrix(formula, table, na_action="raise")
+    except FormulaicError as exc:
+        reason = " ".join(str(exc).split("\n")[0].split())
+        raise InputError(f"mods: the formula {formula!r} cannot be read: {reason}",
+                         file=table.attrs.get("source")) from None
+    spec = matrix.model_spec
+    variables, references = {}, {}
+    for expression, state in spec.factor_contrasts.items():
+        variable = _factor_variable(str(expression))
+        variables[str(expression)] = variable
+        base = getattr(state.contrasts, "base", None)
+        if type(state.contrasts).__name__ == "TreatmentContrasts":
+            references[variable] = str(state.levels[0] if repr(base) == "UNSET" or base is None else base)
+    columns = list(matrix.columns)
+    has_intercept = "Intercept" in columns
+    keep = [i for i, c in enumerate(columns) if c != "Intercept"]
+    names = [_coefficient_name(columns[i], variables) for i in keep]
+    values = np.asarray(matrix, dtype=float)[:, keep]
+    # a factor coded in full (``~ 0 + alloc``) has no reference level
+    references = {v: level for v, level in references.items() if f"{v}[{level}]" not in names}
+    return values, names, references, formula.strip(), has_intercept and intercept
+
+
+def _coefficient_name(column: str, variables: dict) -> str:
+    """formulaic's ``C(alloc)[T.random]`` as ``alloc[random]`` (the column, then the level)."""
+    for expression in sorted(variables, key=len, reverse=True):
+        column = column.replace(expression, variables[expression])
+    return column.replace("[T.", "[")
+
+
+def rma(data, mods=None, measure=None, *, yi="yi", vi="vi", settings: Settings | None = None,
+        reference=None, **options) -> MetaRegression:
+    """A meta-regression as metafor's ``rma(yi, vi, mods = ~ ..., data = dat)`` fits it.
+
+    ``data``: a table with ``yi`` and ``vi`` columns (e.g. from ``pm.escalc``), a table of studies that
+    ``pm.escalc`` can read with ``measure``, or a fitted :class:`~pfps_meta.models.univariate.MetaResult`
+    (its studies, measure and settings). ``mods``: a formula (``"~ ablat + alloc"``), column names, a
+    DataFrame or a named Series (see :func:`meta_regression`); None fits the intercept only. ``settings``
+    and keyword ``options`` (``method="REML"``, ``ci_method="hksj"``, ``level``) as for ``pm.pool``; a
+    MetaResult's own settings are the default.
+    """
+    if hasattr(data, "studies") and hasattr(data, "settings"):
+        settings = settings if settings is not None else data.settings
+        measure = measure or data.measure
+        table = data.studies.copy()
+        table.attrs["source"] = getattr(data, "source", None)
+    elif isinstance(data, pd.DataFrame):
+        table = data
+        if not {yi, vi} <= set(table.columns):
+            from pfps_meta.inputs.validate import effect_table
+
+            table = effect_table(table, measure, settings=resolve_settings(settings, dict(options)))
+    else:
+        raise InputError(f"data: a DataFrame of studies or a fitted result is needed (got {type(data).__name__})")
+    source = table.attrs.get("source")
+    table = table.reset_index(drop=True)
+    table.attrs["source"] = source
+    if mods is None:
+        mods = np.empty((len(table), 0))
+    fit = meta_regression(table[yi].to_numpy(), table[vi].to_numpy(), mods=mods, data=table, settings=settings,
+                          reference=reference, **options)
+    fit.measure = measure
+    return fit
