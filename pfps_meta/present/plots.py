@@ -72,7 +72,7 @@ DAGGER = "\u2020"
 ROB_DOMAINS = (("D1", "randomisation process"), ("D2", "deviations from intended interventions"),
                ("D3", "missing outcome data"), ("D4", "measurement of the outcome"),
                ("D5", "selection of the reported result"))
-ROB_JUDGEMENTS = {"low": ("#4a9a4a", "+"), "some concerns": ("#e6c229", "?"), "high": ("#c8382c", "-")}
+ROB_JUDGEMENTS = {"low": ("#4a9a4a", "+"), "some concerns": ("#e6c229", "?"), "high": ("#c8382c", "\u2212")}
 ROB_MISSING_COLOUR = "#dddddd"
 
 
@@ -147,7 +147,7 @@ def forest(result, *, title=None, subtitle=None, xlabel=None, favours=None, mcid
     rows += [("note", text) for text in _conversion_notes(studies) + rob_notes]
     if judgements is not None:
         rows.append(("note", "Risk of bias (RoB 2): " + "; ".join(f"{d} {name}" for d, name in ROB_DOMAINS)
-                     + ". + low, ? some concerns, - high; grey: no judgement."))
+                     + ". + low, ? some concerns, \u2212 high; grey: no judgement."))
     layout = _forest_columns(result, rows, studies, arm_level, quality, quality_label, digits,
                              judgements is not None)
     return _draw_forest(result, rows, studies, layout, arm_level, digits=digits, quality=quality, blups=blups,
@@ -513,7 +513,7 @@ def _forest_axis(ax, result, xlim, mcid, xlabel, favours, line_top):
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    offset = -30 if xlabel else -20
+    offset = -36 if xlabel else -20
     if favours:
         ax.annotate(favours[0], xy=(0.0, 0.0), xycoords="axes fraction", xytext=(0, offset),
                     textcoords="offset points", ha="left", va="top", fontsize=FOREST_PT)
@@ -667,7 +667,7 @@ def _multilevel_summary_rows(result, intercept_only, stats, pct):
 
 
 def _heterogeneity_text(stats, method):
-    tau2 = "" if method == "FE" else f"Tau² = {_fmt(stats['tau2'], 3)}; "
+    tau2 = "" if _is_common_effect(method) else f"Tau² = {_fmt(stats['tau2'], 3)}; "
     return (f"Heterogeneity: {tau2}Chi² = {_fmt(stats['q'], 2)}, df = {int(stats['q_df'])} "
             f"(P {format_p(stats['q_p'], style='revman')}); I² = {stats['i2']:.0f}%")
 
@@ -759,6 +759,10 @@ def baujat(result, *, title=None):
     """Baujat et al. (2002) plot: each study's contribution to Cochran's Q (x, with common-effect
     weights) against its influence on the pooled estimate (y: squared change in the estimate when the
     study is left out, divided by the variance of the leave-one-out estimate), as metafor's ``baujat``.
+
+    Labels are placed most influential first (largest distance from the origin, each axis scaled to its
+    range), each at the first of a ring of offsets where it overlaps no label, point or the axes' edge;
+    a study whose label finds no free place is left unlabelled and named in a note under the plot.
     """
     from pfps_meta.analysis.sensitivity import leave_one_out
 
@@ -769,27 +773,88 @@ def baujat(result, *, title=None):
     contribution = (yi - mu_fe) ** 2 / vi
     loo = leave_one_out(result)
     influence = (result.stats["estimate"] - loo["estimate"].to_numpy()) ** 2 / loo["se"].to_numpy() ** 2
+    names = [str(s) for s in studies["study"]]
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     ax.scatter(contribution, influence, color=BOX_COLOUR, s=18)
-    for x, y, label in zip(contribution, influence, studies["study"]):
-        ax.annotate(str(label), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
     ax.set_xlabel("Contribution to overall heterogeneity (Q)")
     ax.set_ylabel("Influence on overall result")
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
+    unlabelled = _place_labels(fig, ax, contribution, influence, names)
+    if unlabelled:
+        lines = _wrap("Not labelled (no free space): " + ", ".join(unlabelled), 5.2, size=7)
+        fig.set_figheight(4.5 + 0.14 * len(lines))
+        fig.tight_layout(rect=(0, 0.14 * len(lines) / fig.get_figheight(), 1, 1))
+        for text in list(ax.texts):
+            text.remove()
+        unlabelled = _place_labels(fig, ax, contribution, influence, names)
+        lines = _wrap("Not labelled (no free space): " + ", ".join(unlabelled), 5.2, size=7) if unlabelled else []
+        height = fig.get_figheight()
+        for n, line in enumerate(lines):      # one text per line: figure texts are kept to one line
+            fig.text(0.02, (0.05 + 0.14 * (len(lines) - 1 - n)) / height, line, ha="left", va="bottom", fontsize=7,
+                     color="#555555")
     return fig
+
+
+def _place_labels(fig, ax, xs, ys, names, size=7):
+    """Greedy label placement on a scatter: returns the names that could not be placed without overlap."""
+    renderer = fig.canvas.get_renderer() if hasattr(fig.canvas, "get_renderer") else fig._get_renderer()
+    frame = ax.get_window_extent(renderer)
+    points = ax.transData.transform(np.column_stack([xs, ys]))
+    span = np.ptp(points, axis=0)
+    order = np.argsort(-np.hypot(*((points - points.min(axis=0)) / np.where(span > 0, span, 1)).T), kind="stable")
+    taken = [matplotlib.transforms.Bbox.from_bounds(px - 3, py - 3, 6, 6) for px, py in points]
+    rings = [(dx * r, dy * r) for r in (4, 9, 16) for dx, dy in
+             ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1.4), (0, -1.4))]
+    missed = []
+    for i in order:
+        for dx, dy in rings:
+            text = ax.annotate(names[i], (xs[i], ys[i]), textcoords="offset points", xytext=(dx, dy),
+                               fontsize=size, ha="left" if dx >= 0 else "right",
+                               va="bottom" if dy > 0 else ("top" if dy < 0 else "center"))
+            box = text.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in taken):
+                taken.append(box)
+                break
+            text.remove()
+        else:
+            missed.append(names[i])
+    return missed
+
+
+def published_label(row) -> str:
+    """A readable name for one published estimate: "Author Year" from the citation (the first word and the
+    first four-digit year, e.g. "Nascimento 2018"; a citation without a year gives its text before the first
+    bracket), then the comparison with underscores as spaces, then the outcome."""
+    import re
+
+    citation = str(row.get("citation") or "").strip()
+    match = re.match(r"([^\W\d_][\w'\-]*)\b.*?\b((?:19|20)\d\d)\b", citation)
+    if match:
+        source = f"{match.group(1)} {match.group(2)}"
+    elif citation:
+        source = citation.split("(")[0].strip()[:48] or citation[:48]
+    else:
+        source = str(row.get("review") or "").replace("_", " ")
+    parts = [str(row.get(k) or "").replace("_", " ").strip() for k in ("comparison", "outcome")]
+    what = ": ".join(p for p in parts if p)
+    return f"{source} \u2014 {what}" if what else source
 
 
 @_literal_text
 def published_estimates(frame, *, title=None):
     """Published pooled estimates with their CIs, one row per review and outcome, a panel per measure.
 
-    ``frame`` has columns ``label``, ``measure``, ``estimate``, ``ci_low``, ``ci_high`` (as published;
-    rows whose measure is not MD or SMD, or whose numbers are missing, are not drawn). Nothing is
-    pooled: reviews share trials. Returns the Figure.
+    ``frame`` has columns ``measure``, ``estimate``, ``ci_low``, ``ci_high`` (as published; rows whose
+    measure is not MD or SMD, or whose numbers are missing, are not drawn) and the row's name: a ``label``
+    column if it has one, else one made by :func:`published_label` from ``citation`` (or ``review``),
+    ``comparison`` and ``outcome``. Nothing is pooled: reviews share trials. Returns the Figure.
     """
     frame = frame[frame["measure"].isin(["MD", "SMD"])].dropna(subset=["estimate", "ci_low", "ci_high"])
+    if "label" not in frame.columns:
+        frame = frame.assign(label=[published_label(row) for row in frame.to_dict("records")])
     panels = [m for m in ("MD", "SMD") if (frame["measure"] == m).any()]
     heights = [max(1, int((frame["measure"] == m).sum())) for m in panels]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8.5, 1.0 + 0.34 * sum(heights) + 0.7 * len(panels)),
