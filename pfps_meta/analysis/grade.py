@@ -8,9 +8,12 @@ never filled in.
 
 Rules (each suggestion is labelled "suggested" in the table):
 
-- **Risk of bias** from PEDro scores (``trials.csv`` ``pedro_score``, or a ``pedro`` column of the study
-  table): serious when trials scoring < 6 (the usual high-quality cut-off; Maher et al. 2003) carry more
-  than half of the weight. Any trial without a score leaves the domain to the reviewer.
+- **Risk of bias**, from RoB 2 overall judgements when the analysis has them (``risk_of_bias=`` or a
+  ``rob_overall`` column of the study table): :data:`RISK_OF_BIAS_RULE`, a pure function of the
+  judgements and the weights (:func:`risk_of_bias_domain`). Otherwise from PEDro scores (``trials.csv``
+  ``pedro_score``, or a ``pedro`` column of the study table): :data:`PEDRO_RULE` (cut-off 6: Maher et al.
+  2003). Observational studies have no PEDro score (a scale for trials): their domain is for the reviewer,
+  with no PEDro count. Any result without a judgement or score leaves the domain to the reviewer.
 - **Inconsistency**: serious when I2 >= 50%, or when the prediction interval includes no effect while the
   CI does not (Guyatt et al. 2011, GRADE 7). Not assessable with one study.
 - **Indirectness**: always for the reviewer (population, intervention and outcome fit).
@@ -20,11 +23,11 @@ Rules (each suggestion is labelled "suggested" in the table):
   of thumb for a standardised difference of 0.2-0.3).
 - **Publication bias**: assessed only with >= 10 studies (Egger's classic test, p < 0.10 suggests
   small-study effects); otherwise "not assessable (k < 10)".
+- **Too little evidence**: an analysis with fewer than half of its expected trials, or with one trial, is
+  not graded: certainty "not assessed (1 of 10 expected trials)" (:func:`thin_evidence`).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -34,6 +37,66 @@ from pfps_meta.effects import measures
 LEVELS = ["Very low", "Low", "Moderate", "High"]
 OPTIMAL_INFORMATION_SIZE = 400
 PEDRO_HIGH_QUALITY = 6
+
+#: the RoB 2 rule of the risk-of-bias domain, as printed under the GRADE table
+RISK_OF_BIAS_RULE = ("Risk of bias from RoB 2 overall judgements, by share of the pooled weight: more than half "
+                     "of the weight from results at high risk or with some concerns lowers certainty one level "
+                     "(serious); more than half from results at high risk lowers it two levels (very serious); "
+                     "exactly half does not lower it.")
+#: the PEDro rule of the risk-of-bias domain (used when no RoB 2 judgements are given)
+PEDRO_RULE = (f"Risk of bias from PEDro scores (RoB 2 judgements not available): more than half of the pooled "
+              f"weight from trials scoring below {PEDRO_HIGH_QUALITY} of 10 lowers certainty one level (serious).")
+RISK_OF_BIAS_JUDGEMENTS = ("low", "some concerns", "high")
+
+
+def _judgement(value, position):
+    from pfps_meta.errors import InputError
+
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = " ".join(str(value).strip().lower().split())
+    text = {"some": "some concerns", "some concern": "some concerns", "unclear": "some concerns"}.get(text, text)
+    if text == "":
+        return None
+    if text not in RISK_OF_BIAS_JUDGEMENTS:
+        raise InputError(f"judgements: risk-of-bias judgement {value!r} (position {position}) is not one of "
+                         f"{', '.join(RISK_OF_BIAS_JUDGEMENTS)}")
+    return text
+
+
+def risk_of_bias_domain(judgements, weights) -> tuple:
+    """The GRADE risk-of-bias domain from RoB 2 overall judgements and the results' pooled weights
+    (:data:`RISK_OF_BIAS_RULE`; Guyatt et al. 2011, GRADE 4, J Clin Epidemiol 64:407-415, applied by share
+    of weight). A pure function: ``judgements`` a sequence of "low" / "some concerns" / "high" (any case;
+    "some" accepted; None or "" for a result without one), ``weights`` the same number of non-negative
+    weights on any scale (percent or raw). Returns ``(levels, text)``: levels 0, 1 or 2 to lower, or None
+    (for the reviewer) when a judgement is missing. "More than half" is strict: a share of exactly 0.5
+    does not lower certainty."""
+    from pfps_meta.errors import InputError
+
+    shown = [_judgement(j, i) for i, j in enumerate(judgements, start=1)]
+    w = np.asarray(weights, dtype=float).ravel()
+    if len(w) != len(shown):
+        raise InputError(f"weights: {len(shown)} judgements but {len(w)} weights")
+    if len(w) == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise InputError("weights: risk-of-bias weights must be finite, non-negative and not all zero")
+    missing = sum(j is None for j in shown)
+    if missing:
+        return None, f"for reviewer: RoB 2 judgement missing for {missing} of {len(shown)} results"
+    high = float(w[[j == "high" for j in shown]].sum())
+    concerns = high + float(w[[j == "some concerns" for j in shown]].sum())
+    total = float(w.sum())
+    shares = f"high risk {100 * high / total:.0f}% of the weight, high or some concerns {100 * concerns / total:.0f}%"
+    if 2 * high > total:
+        return 2, f"very serious (suggested): {shares}"
+    if 2 * concerns > total:
+        return 1, f"serious (suggested): {shares}"
+    return 0, f"not serious (suggested): {shares}"
+
+
+def thin_evidence(k_available, k_expected) -> bool:
+    """Too little evidence to grade or test: one trial, or fewer than half of the expected trials."""
+    return k_available == 1 or (k_expected is not None and 2 * k_available < k_expected)
 
 
 def _pedro_scores(analysis_result, evidence):
@@ -46,17 +109,36 @@ def _pedro_scores(analysis_result, evidence):
     return {study: pd.to_numeric(table.get(study), errors="coerce") for study in studies["study"]}
 
 
-def _risk_of_bias(analysis_result, evidence):
+def _rob_judgements(analysis_result, risk_of_bias):
+    """Per study of the analysis, its RoB 2 overall judgement, or None when the analysis has none at all."""
     studies = analysis_result.result.studies
+    if risk_of_bias is None and "rob_overall" in studies.columns:
+        return list(studies["rob_overall"])
+    if risk_of_bias is None:
+        return None
+    if isinstance(risk_of_bias, pd.DataFrame):
+        risk_of_bias = dict(zip(risk_of_bias["study"], risk_of_bias["overall"]))
+    found = [risk_of_bias.get(s) for s in studies["study"]]
+    return found if any(j is not None for j in found) else None
+
+
+def _risk_of_bias(analysis_result, evidence, risk_of_bias=None):
+    """(levels, text, rule) of the risk-of-bias domain: the RoB 2 rule when judgements exist, else PEDro."""
+    studies = analysis_result.result.studies
+    judgements = _rob_judgements(analysis_result, risk_of_bias)
+    if judgements is not None:
+        return (*risk_of_bias_domain(judgements, studies["weight"].to_numpy()), RISK_OF_BIAS_RULE)
+    if analysis_result.analysis.design == "observational":
+        return None, "for reviewer: no risk-of-bias judgements given for these observational studies", None
     scores = _pedro_scores(analysis_result, evidence)
     values = np.array([scores.get(s, np.nan) for s in studies["study"]], dtype=float)
     missing = int(np.isnan(values).sum())
     if missing:
-        return None, f"for reviewer: PEDro score missing for {missing} of {len(values)} trials"
+        return None, f"for reviewer: PEDro score missing for {missing} of {len(values)} trials", PEDRO_RULE
     low_weight = float(studies["weight"].to_numpy()[values < PEDRO_HIGH_QUALITY].sum())
-    if low_weight > 50:
-        return 1, f"serious (suggested): trials with PEDro < {PEDRO_HIGH_QUALITY} carry {low_weight:.0f}% of the weight"
-    return 0, f"not serious (suggested): trials with PEDro < {PEDRO_HIGH_QUALITY} carry {low_weight:.0f}% of the weight"
+    verdict = (1, "serious") if 2 * low_weight > studies["weight"].sum() else (0, "not serious")
+    return (verdict[0], f"{verdict[1]} (suggested): trials with PEDro < {PEDRO_HIGH_QUALITY} carry "
+                        f"{low_weight:.0f}% of the weight", PEDRO_RULE)
 
 
 def _inconsistency(stats, null):
@@ -97,61 +179,110 @@ def _imprecision(stats, participants, mcid, favourable, null):
     return 0, "not serious (suggested)" + (f"; {size}" if size else "")
 
 
-def _publication_bias(analysis_result):
-    from pfps_meta.analysis.sensitivity import SmallStudyWarning, egger
+def egger_classic(yi, vi) -> dict | None:
+    """Egger's classic regression test (Egger et al. 1997, BMJ 315:629-634; metafor ``regtest(model="lm")``):
+    weighted least squares of ``y_i`` on ``(1, se_i)`` with weights ``1/v_i``; the coefficient of ``se_i``
+    (the classic "intercept" of the standardised form) over its SE, residual variance
+    ``sum w r^2 / (k - 2)``, is tested against t(k - 2). Returns ``{"intercept", "se", "statistic", "df",
+    "p"}``, or None when the SEs are all equal (no slope to fit). Numpy only, so GRADE needs no
+    regression library."""
+    from scipy import stats as scipy_stats
 
-    k = analysis_result.result.stats["k"]
+    y, v = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float)
+    se, w, k = np.sqrt(v), 1.0 / v, len(y)
+    if k < 3 or np.ptp(se) <= 1e-12 * np.max(se):
+        return None
+    x = np.column_stack([np.ones(k), se])
+    xtwx = x.T @ (w[:, None] * x)
+    beta = np.linalg.solve(xtwx, x.T @ (w * y))
+    resid = y - x @ beta
+    sigma2 = float(np.sum(w * resid ** 2)) / (k - 2)
+    bse = float(np.sqrt(sigma2 * np.linalg.inv(xtwx)[1, 1]))
+    statistic = float(beta[1]) / bse
+    return {"intercept": float(beta[1]), "se": bse, "statistic": statistic, "df": k - 2,
+            "p": float(2 * scipy_stats.t.sf(abs(statistic), k - 2))}
+
+
+def _publication_bias(analysis_result):
+    res = analysis_result.result
+    k = res.stats["k"]
     if k < 10:
         return 0, f"not assessable (k = {k} < 10)"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SmallStudyWarning)
-        test = egger(analysis_result.result)
-    if test["classic"] is None:
-        return None, f"for reviewer: {test['reason']}"
-    p = test["classic"]["p"]
+    studies = res.studies
+    yi, vi = studies["yi"].to_numpy(dtype=float), studies["vi"].to_numpy(dtype=float)
+    keep = np.isfinite(yi) & np.isfinite(vi)
+    test = egger_classic(yi[keep], vi[keep])
+    if test is None:
+        return None, "for reviewer: all studies have the same standard error, so Egger's test is undefined"
+    p = test["p"]
     if p < 0.10:
         return 1, f"suspected (suggested): Egger's classic test p = {p:.3f}"
     return 0, f"not detected: Egger's classic test p = {p:.3f}"
 
 
-def summary_of_findings(analysis_results, evidence=None) -> pd.DataFrame:
-    """One row per analysis in GRADE layout (see the module docstring for every rule)."""
-    rows, levels = [], []
-    for ar in analysis_results:
-        a = ar.analysis
-        levels.append(ar.result.level if ar.result is not None else a.settings.level)
-        if ar.result is None:
-            rows.append({"Outcome": a.label, "Participants (studies)": f"0 ({ar.k_expected} expected)",
-                         EFFECT: "no data", "Certainty": "not assessable", "Risk of bias": "",
-                         "Inconsistency": "", "Indirectness": "", "Imprecision": "", "Publication bias": ""})
-            continue
-        s = ar.result.stats
-        null = 0.0          # the rules below work on the analysis (log for ratios) scale
-        show = measures.get(a.measure).to_reporting
-        participants = ar.participants
-        domains = {
-            "Risk of bias": _risk_of_bias(ar, evidence),
-            "Inconsistency": _inconsistency(s, null),
-            "Indirectness": (None, "for reviewer"),
-            "Imprecision": _imprecision(s, participants, a.mcid, a.favourable, null),
-            "Publication bias": _publication_bias(ar),
-        }
-        decided = sum(d for d, _ in domains.values() if d is not None)
-        open_domains = [name for name, (d, _) in domains.items() if d is None]
-        start = 3 if a.design == "randomised" else 1       # observational evidence starts at Low
-        level = LEVELS[max(0, start - decided)]
-        certainty = level + (f" (provisional: {', '.join(open_domains).lower()} for reviewer)" if open_domains else "")
-        rows.append({
-            "Outcome": a.label,
+def _not_graded_row(ar, reason, effect="no data") -> dict:
+    return {"Outcome": ar.analysis.label, "Participants (studies)": f"0 ({ar.k_expected} expected)",
+            EFFECT: effect, "Certainty": reason, "Risk of bias": "", "Inconsistency": "", "Indirectness": "",
+            "Imprecision": "", "Publication bias": ""}
+
+
+def _effect_text(ar) -> str:
+    a, s = ar.analysis, ar.result.stats
+    show = measures.get(a.measure).to_reporting
+    return (f"{a.measure or 'Effect'} {show(s['estimate']):.2f} ({_percent(ar.result.level)} CI "
+            f"{show(s['ci_low']):.2f} to {show(s['ci_high']):.2f})")
+
+
+def _graded_row(ar, evidence, risk_of_bias, rules) -> dict:
+    a, s = ar.analysis, ar.result.stats
+    null = 0.0          # the rules below work on the analysis (log for ratios) scale
+    participants = ar.participants
+    *rob, rule = _risk_of_bias(ar, evidence, risk_of_bias)
+    if rule and rule not in rules:
+        rules.append(rule)
+    domains = {
+        "Risk of bias": tuple(rob),
+        "Inconsistency": _inconsistency(s, null),
+        "Indirectness": (None, "for reviewer"),
+        "Imprecision": _imprecision(s, participants, a.mcid, a.favourable, null),
+        "Publication bias": _publication_bias(ar),
+    }
+    decided = sum(d for d, _ in domains.values() if d is not None)
+    open_domains = [name for name, (d, _) in domains.items() if d is None]
+    start = 3 if a.design == "randomised" else 1       # observational evidence starts at Low
+    level = LEVELS[max(0, start - decided)]
+    certainty = level + (f" (provisional: {', '.join(open_domains).lower()} for reviewer)" if open_domains else "")
+    return {"Outcome": a.label,
             "Participants (studies)": f"{participants if participants is not None else '?'} ({s['k']})",
-            EFFECT: f"{a.measure or 'Effect'} {show(s['estimate']):.2f} ({_percent(ar.result.level)} CI "
-                    f"{show(s['ci_low']):.2f} to {show(s['ci_high']):.2f})",
-            "Certainty": certainty,
-            **{name: text for name, (_, text) in domains.items()},
-        })
+            EFFECT: _effect_text(ar), "Certainty": certainty,
+            **{name: text for name, (_, text) in domains.items()}}
+
+
+def summary_of_findings(analysis_results, evidence=None, risk_of_bias=None) -> pd.DataFrame:
+    """One row per analysis in GRADE layout (see the module docstring for every rule).
+
+    ``risk_of_bias``: RoB 2 overall judgements, a mapping study -> judgement or a frame with ``study`` and
+    ``overall`` columns; when an analysis has them its risk-of-bias domain follows
+    :data:`RISK_OF_BIAS_RULE`, else PEDro (:data:`PEDRO_RULE`). The rules used are listed, in order, in
+    the returned frame's ``attrs["rules"]`` (the report prints them under the table)."""
+    rows, levels, rules = [], [], []
+    for ar in analysis_results:
+        levels.append(ar.result.level if ar.result is not None else ar.analysis.settings.level)
+        if ar.result is None:
+            rows.append(_not_graded_row(ar, "not assessable"))
+        elif thin_evidence(ar.k_available, ar.k_expected):
+            row = _not_graded_row(ar, f"not assessed ({ar.k_available} of {ar.k_expected} expected "
+                                      f"trial{'s' if ar.k_expected != 1 else ''})", _effect_text(ar))
+            participants = ar.participants
+            row["Participants (studies)"] = f"{participants if participants is not None else '?'} ({ar.k_available})"
+            rows.append(row)
+        else:
+            rows.append(_graded_row(ar, evidence, risk_of_bias, rules))
     # the column is headed by the analyses' level when they share one (each cell names its own anyway)
     head = f"Effect ({_percent(levels[0])} CI)" if len(set(levels)) == 1 else "Effect (CI)"
-    return pd.DataFrame(rows).rename(columns={EFFECT: head})
+    frame = pd.DataFrame(rows).rename(columns={EFFECT: head})
+    frame.attrs["rules"] = rules
+    return frame
 
 
 EFFECT = "Effect"
