@@ -90,3 +90,56 @@ def test_numeric_warnings_are_not_swallowed():
         warnings.simplefilter("error")
         pm.pool(NORMAND, measure="MD")
     assert np.geterr()["invalid"] == "warn"
+
+
+# ------------------------------------------------------------------------------- preset= (issue 18, item 7)
+
+BCG = ROOT / "data" / "examples" / "bcg.csv"
+
+
+def test_pool_with_a_preset_is_pool_with_its_settings():
+    from pfps_meta.conventions import PRESETS
+
+    by_name = pm.pool(NORMAND, measure="SMD", preset="revman5")
+    by_settings = pm.pool(NORMAND, measure="SMD", settings=PRESETS["revman5"].settings)
+    assert by_name.settings == PRESETS["revman5"].settings and by_name.to_dict() == by_settings.to_dict()
+    effects = pm.effect_table(pm.read_csv(NORMAND), "MD")
+    assert pm.pool_effects(effects, measure="MD", preset="r_meta").settings == PRESETS["r_meta"].settings
+
+
+def test_options_given_with_a_preset_override_it():
+    res = pm.pool(NORMAND, measure="MD", preset="revman5", method="REML", ci="hksj")
+    assert (res.method, res.ci_method, res.i2_method, res.settings.smd_convention) == ("REML", "hksj", "q", "revman5")
+    assert res.settings.prediction_interval is False
+
+
+def test_unknown_preset_lists_the_names_and_preset_with_settings_is_refused():
+    with pytest.raises(pm.InputError, match="unknown preset 'revman6'; choose from metafor, revman5, revman_web_2025, r_meta"):
+        pm.pool(NORMAND, measure="MD", preset="revman6")
+    with pytest.raises(pm.InputError, match="give settings= or preset=, not both"):
+        pm.pool(NORMAND, measure="MD", preset="revman5", settings=pm.Settings())
+
+
+def test_revman5_preset_says_what_it_used_on_binary_data_and_leaves_continuous_data_alone():
+    from pfps_meta.conventions import PRESETS
+
+    binary = pm.pool(BCG, measure="RR", preset="revman5")
+    assert binary.method == "DL" and any("Mantel-Haenszel" in note and "inverse-variance DerSimonian-Laird" in note
+                                         for note in binary.notes)
+    continuous = pm.pool(NORMAND, measure="MD", preset="revman5")
+    assert not any("Mantel-Haenszel" in note for note in continuous.notes)
+    assert continuous.to_dict() == pm.pool(NORMAND, measure="MD", settings=PRESETS["revman5"].settings).to_dict()
+    fixed = pm.pool(BCG, measure="RR", preset="revman5", method="MH")      # RevMan 5's fixed-effect default
+    assert fixed.method == "MH" and math.exp(fixed.estimate) == pytest.approx(0.6353, abs=5e-5)
+
+
+def test_a_preset_with_a_binary_method_uses_it_on_counts_only():
+    from dataclasses import replace
+
+    from pfps_meta.conventions import PRESETS
+
+    mh = replace(PRESETS["revman5"], name="mh_test", settings=PRESETS["revman5"].settings.replace(method="FE"),
+                 binary_method="MH", binary_note="")
+    assert pm.pool(BCG, measure="OR", preset=mh).method == "MH"
+    assert pm.pool(BCG, measure="OR", preset=mh, method="FE").method == "FE"
+    assert pm.pool(NORMAND, measure="MD", preset=mh).method == "FE"
