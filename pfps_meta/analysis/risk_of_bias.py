@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from pfps_meta.errors import InputError
+from pfps_meta.evidence.extraction import PEDRO_ITEMS, ROB_COLUMNS, ROB_DOMAINS
 from pfps_meta.models.univariate import pool_effects
 
 __all__ = ["JUDGEMENTS", "DOMAINS", "PEDRO_ITEMS", "DEFAULT_PATH", "read_risk_of_bias", "validate", "judgements",
@@ -39,12 +40,10 @@ __all__ = ["JUDGEMENTS", "DOMAINS", "PEDRO_ITEMS", "DEFAULT_PATH", "read_risk_of
            "refit_low_risk_only", "refit_excluding_high", "RobRefit"]
 
 JUDGEMENTS = ("low", "some concerns", "high")
-DOMAINS = ("D1", "D2", "D3", "D4", "D5")
-PEDRO_ITEMS = tuple(f"pedro_{i}" for i in range(1, 12))
+DOMAINS = ROB_DOMAINS
 TOOLS = ("RoB2", "PEDro")
 SOURCE_COLUMNS = ("citation", "location", "quote")
-COLUMNS = ("study", "review", "tool", "result", *DOMAINS, "overall", "pedro_total", *PEDRO_ITEMS, "status",
-           *SOURCE_COLUMNS)
+COLUMNS = ROB_COLUMNS       # the columns of data/risk_of_bias.csv and of the sheet (evidence.extraction.rob_template)
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "data" / "risk_of_bias.csv"
 _SEVERITY = {"low": 0, "some concerns": 1, "high": 2}
 
@@ -127,15 +126,18 @@ def _check_pedro_total(row, where) -> None:
 # selecting judgements
 
 
-def judgements(rob: pd.DataFrame, review: str | None = None, studies=None, tool: str = "RoB2") -> pd.DataFrame:
-    """The rows of one tool (and review), one per study, optionally in the order of ``studies`` (studies
-    without a row get an all-empty row). Columns: study, the tool's columns."""
+def judgements(rob: pd.DataFrame, review: str | None = None, studies=None, tool: str = "RoB2",
+               result: str | None = None) -> pd.DataFrame:
+    """The rows of one tool (and review, and result, e.g. ``"pain, post"``), one per study, optionally in
+    the order of ``studies`` (studies without a row get an all-empty row). Columns: study, the tool's."""
     rows = rob[rob["tool"] == tool]
     if review is not None:
         rows = rows[rows["review"] == review]
+    if result is not None:
+        rows = rows[rows["result"] == result]
     duplicated = rows["study"][rows["study"].duplicated()]
     if len(duplicated):
-        raise InputError(f"study '{duplicated.iloc[0]}' has more than one {tool} row; give `review` to choose",
+        raise InputError(f"study '{duplicated.iloc[0]}' has more than one {tool} row; give `review` and `result` to choose",
                          file=rob.attrs.get("source"), column="study")
     columns = ["study", *DOMAINS, "overall"] if tool == "RoB2" else ["study", "pedro_total", *PEDRO_ITEMS]
     out = rows[columns].set_index("study")
@@ -144,13 +146,14 @@ def judgements(rob: pd.DataFrame, review: str | None = None, studies=None, tool:
     return out.reset_index().rename(columns={"index": "study"})
 
 
-def forest_frame(rob: pd.DataFrame, tool: str = "RoB2", review: str | None = None, studies=None) -> pd.DataFrame:
+def forest_frame(rob: pd.DataFrame, tool: str = "RoB2", review: str | None = None, studies=None,
+                 result: str | None = None) -> pd.DataFrame:
     """The frame the forest plot's traffic-light columns take (``plots.forest(result, rob=frame)``):
     columns ``study, D1, D2, D3, D4, D5, overall``, values low / some concerns / high or missing (None)."""
     if tool != "RoB2":
         raise InputError(f"the forest plot's risk-of-bias columns are RoB 2 domains; tool '{tool}' has none",
                          column="tool")
-    return judgements(rob, review=review, studies=studies, tool="RoB2")
+    return judgements(rob, review=review, studies=studies, tool="RoB2", result=result)
 
 
 def inconsistent_overall(rob: pd.DataFrame) -> pd.DataFrame:
@@ -209,13 +212,13 @@ def summary(judgements: pd.DataFrame, weights=None) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")[[*JUDGEMENTS, "missing"]]
 
 
-def judgement_weights(result, rob: pd.DataFrame, review: str | None = None) -> dict:
+def judgement_weights(result, rob: pd.DataFrame, review: str | None = None, outcome: str | None = None) -> dict:
     """What a GRADE risk-of-bias rule needs for one analysis: the overall judgement and weight (share
     of 1) of each study of ``result``, and the share of weight from each overall judgement.
 
     Returns ``{"studies": DataFrame(study, overall, weight), "high": share, "some concerns": share,
     "low": share, "missing": share}``."""
-    frame = judgements(rob, review=review, studies=result.studies["study"])
+    frame = judgements(rob, review=review, studies=result.studies["study"], result=outcome)
     w = _weights(frame, result)
     share = w / w.sum()
     studies = pd.DataFrame({"study": frame["study"], "overall": frame["overall"], "weight": share})
@@ -247,8 +250,8 @@ class RobRefit:
                 "result": None if self.result is None else self.result.to_dict()}
 
 
-def _refit(result, rob, review, keep, rule: str) -> RobRefit:
-    frame = judgements(rob, review=review, studies=result.studies["study"])
+def _refit(result, rob, review, outcome, keep, rule: str) -> RobRefit:
+    frame = judgements(rob, review=review, studies=result.studies["study"], result=outcome)
     overall = frame["overall"].to_numpy(object)
     kept_mask = np.array([keep(v) for v in overall], dtype=bool)
     studies = result.studies
@@ -263,16 +266,17 @@ def _refit(result, rob, review, keep, rule: str) -> RobRefit:
                     excluded=list(studies.loc[~kept_mask, "study"]), unassessed=unassessed)
 
 
-def refit_low_risk_only(result, rob: pd.DataFrame, review: str | None = None) -> RobRefit:
+def refit_low_risk_only(result, rob: pd.DataFrame, review: str | None = None, outcome: str | None = None) -> RobRefit:
     """``result`` re-fitted on the studies judged at low overall risk of bias (RoB 2), with the same
-    settings (``result.settings``, as the refits of :mod:`pfps_meta.analysis.sensitivity`). Studies
+    settings (``result.settings``, as the refits of :mod:`pfps_meta.analysis.sensitivity`); ``review`` and
+    ``outcome`` (the table's ``result``, e.g. ``"pain, post"``) choose the rows when a study has several. Studies
     without an overall judgement are left out (they are not known to be at low risk)."""
-    return _refit(result, rob, review, lambda v: v == "low",
+    return _refit(result, rob, review, outcome, lambda v: v == "low",
                   "low risk of bias only (studies without a judgement left out)")
 
 
-def refit_excluding_high(result, rob: pd.DataFrame, review: str | None = None) -> RobRefit:
+def refit_excluding_high(result, rob: pd.DataFrame, review: str | None = None, outcome: str | None = None) -> RobRefit:
     """``result`` re-fitted without the studies judged at high overall risk of bias (RoB 2), with the same
     settings. Studies without an overall judgement are kept (nothing says they are at high risk)."""
-    return _refit(result, rob, review, lambda v: v != "high",
+    return _refit(result, rob, review, outcome, lambda v: v != "high",
                   "excluding high risk of bias (studies without a judgement kept)")

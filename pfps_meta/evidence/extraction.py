@@ -14,6 +14,11 @@
    with the same trial, arm, outcome, scale, timepoint and value type. ``pfps-meta reproduce SPEC
    --extraction FILE`` (and ``report``) then pool with it.
 
+:func:`rob_template` is the risk-of-bias sheet of a spec: one row per trial for the PEDro scale and one per
+trial x outcome x timepoint (a result) for RoB 2, in the columns of ``data/risk_of_bias.csv``
+(:data:`ROB_COLUMNS`), with what that table already holds filled in; a filled sheet is read and checked
+by ``pfps_meta.analysis.risk_of_bias.read_risk_of_bias``.
+
 :func:`todo` lists, for each trial an analysis is still missing, which numbers are missing and where
 they are likely printed, from the curated notes and the trial's citation.
 """
@@ -37,6 +42,11 @@ SHEET_COLUMNS = ("trial_id", "arm", "role", "outcome", "scale", "scale_min", "sc
                  "source_url", "quote", "notes", "analyses")
 KEY = ("trial_id", "arm", "outcome", "scale", "timepoint", "value_type")
 NUMERIC = ("n", "mean", "sd", *PRINTED_FIELDS)
+#: the columns of ``data/risk_of_bias.csv`` and of the risk-of-bias sheet (see pfps_meta.analysis.risk_of_bias)
+ROB_DOMAINS = ("D1", "D2", "D3", "D4", "D5")
+PEDRO_ITEMS = tuple(f"pedro_{i}" for i in range(1, 12))
+ROB_COLUMNS = ("study", "review", "tool", "result", *ROB_DOMAINS, "overall", "pedro_total", *PEDRO_ITEMS, "status",
+               "citation", "location", "quote")
 
 
 def _text(value) -> str:
@@ -87,6 +97,36 @@ def template(spec, evidence: Evidence) -> pd.DataFrame:
                     row["analyses"] = ";".join(dict.fromkeys(filter(None, [*row["analyses"].split(";"), analysis.key])))
     frame = pd.DataFrame(list(rows.values()), columns=list(SHEET_COLUMNS))
     return frame.sort_values(["trial_id", "outcome", "timepoint", "arm"], kind="stable").reset_index(drop=True)
+
+
+def rob_template(spec, rob: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The risk-of-bias sheet of ``spec`` (a loaded Spec): for every trial its evidence-base analyses name,
+    one PEDro row (the trial) and one RoB 2 row per outcome and timepoint the analyses pool (RoB 2 judges
+    a result, not a trial), in :data:`ROB_COLUMNS`. Rows of ``rob`` (the table of
+    ``data/risk_of_bias.csv``, read as text) with the same study, tool and result fill theirs; the
+    others are empty with status ``not_recovered``."""
+    review = str(spec.review.get("id", ""))
+    wanted = {}
+    for analysis in spec.analyses:
+        for entry in analysis.trials:
+            timepoints = entry.timepoints or [entry.timepoint or analysis.timepoint]
+            wanted.setdefault((entry.trial, "PEDro", "trial"), None)
+            for timepoint in timepoints:
+                wanted.setdefault((entry.trial, "RoB2", f"{analysis.outcome}, {timepoint}"), None)
+    known = {}
+    if rob is not None:
+        for record in rob.to_dict("records"):
+            known[(_text(record.get("study")), _text(record.get("tool")), _text(record.get("result")))] = record
+    rows = []
+    for key in wanted:
+        row = {c: "" for c in ROB_COLUMNS}
+        row.update(study=key[0], review=review, tool=key[1], result=key[2], status="not_recovered")
+        for column, value in (known.get(key) or {}).items():
+            if column in row:
+                row[column] = _text(value)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(ROB_COLUMNS))
+    return frame.sort_values(["tool", "study", "result"], kind="stable").reset_index(drop=True)
 
 
 class _Entry:
