@@ -15,7 +15,7 @@ from pfps_meta import __version__
 from pfps_meta.effects import measures
 from pfps_meta.conventions import OPTION_BY_NAME, OPTIONS, Settings, cli_flag
 from pfps_meta.errors import ConvergenceWarning, InputError, PfpsWarning
-from pfps_meta.formatting import json_ready
+from pfps_meta.formatting import format_number, format_p, json_ready
 from pfps_meta.present.outputs import run_inputs
 
 EXIT_BAD_INPUT = 2
@@ -62,11 +62,9 @@ def _add_model_options(parser):
 
 
 def _option_help(option) -> str:
-    """An Option row's help with its default and choices, "(default: X; choices: a, b)"."""
-    parts = [f"default: {_shown(option.default)}"]
-    if option.choices:
-        parts.append("choices: " + ", ".join(str(c) for c in option.choices))
-    return f"{option.help} ({'; '.join(parts)})".replace("%", "%%")
+    """An Option row's help with its choices and default, "(choices: a, b) (default: X)"."""
+    choices = f" (choices: {', '.join(str(c) for c in option.choices)})" if option.choices else ""
+    return f"{option.help}{choices} (default: {_shown(option.default)})".replace("%", "%%")
 
 
 def _shown(value):
@@ -132,17 +130,15 @@ def _mentions(text: str, word) -> bool:
 
 
 def _complete_help(action):
-    """Append "(default: X; choices: a, b)" for what the help text does not state yet."""
+    """Append "(choices: a, b)" and "(default: X)" where the help text does not state them yet."""
     if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
         return
     text = action.help or ""
-    extra = []
-    if _has_default(action) and "default" not in text:
-        extra.append("default: %(default)s")
     if action.choices and not all(_mentions(text, c) for c in action.choices):
-        extra.append("choices: " + ", ".join(str(c) for c in action.choices).replace("%", "%%"))
-    if extra:
-        action.help = (text + " " if text else "") + f"({'; '.join(extra)})"
+        text += " (choices: " + ", ".join(str(c) for c in action.choices).replace("%", "%%") + ")"
+    if _has_default(action) and "default" not in text:
+        text += " (default: %(default)s)"
+    action.help = text.strip()
 
 
 def _add_pool(sub):
@@ -733,10 +729,27 @@ def _print_network(args, net, components, header=None):
                "components": components.to_dict() if components is not None else None}
         print(strict_json(out))
         return
-    lines = ([header, ""] if header else []) + [str(net)]
+    lines = ([header, ""] if header else []) + [f"Data: {args.file}", "", str(net)] + _network_lines(net.to_dict())
     if components is not None:
         lines += ["", str(components)]
     _print_text("\n".join(lines))
+
+
+def _network_lines(doc) -> list:
+    """What ``network --format json`` holds beyond the fit's print: node-splitting (netmeta netsplit)
+    and where the league table is."""
+    lines = []
+    split = doc.get("netsplit") or []
+    if split:
+        lines += ["", "Direct and indirect evidence (node-splitting by back-calculation, netmeta netsplit):",
+                  f"  {'comparison':<32} {'k':>3} {'direct':>9} {'indirect':>9} {'difference':>10}  p"]
+        lines += [f"  {row['comparison']:<32} {row['k']:>3} {format_number(row['direct']):>9} "
+                  f"{format_number(row['indirect']):>9} {format_number(row['difference']):>10}  "
+                  f"{format_p(row['pval'], bare=True)}" for row in split]
+    if doc.get("league"):
+        lines += ["", f"League table: all {len(doc['league'])} ordered pairs of treatments, in --format json "
+                  "(key league); the effects against the reference are above"]
+    return lines
 
 
 def _check_plot_target(stem, inputs):
@@ -959,8 +972,24 @@ def cmd_pool(args) -> int:
         out["notes"] = list(out.get("notes") or []) + notes
         print(strict_json(out))
     else:
-        _print_text("\n".join(_preset_lines(args) + [result.summary()] + _note_lines(notes)))
+        summary = result.summary()
+        _print_text("\n".join(_preset_lines(args) + [summary] + _fit_lines(result.to_dict(), summary)
+                               + _note_lines(notes)))
     return 0
+
+
+def _fit_lines(out, summary) -> list:
+    """The fit statistics and convergence of ``pool --format json`` that the summary does not print."""
+    if "logLik" in summary or out.get("loglik") is None:
+        return []
+    stats = ", ".join(f"{name} {format_number(out.get(key))}" for name, key in (
+        ("logLik", "loglik"), ("deviance", "deviance"), ("AIC", "aic"), ("BIC", "bic"), ("AICc", "aicc")))
+    iterations = out.get("iterations")
+    converged = "closed form (no iterations)" if iterations == 0 else (
+        ("converged" if out.get("converged") else "did NOT converge")
+        + (f" in {iterations} iterations" if iterations is not None else ""))
+    se = f"; SE of tau^2 {format_number(out['tau2_se'])}" if out.get("tau2_se") is not None else ""
+    return ["", f"Fit statistics ({out.get('method')}): {stats}; {converged}{se}"]
 
 
 def _settings(args, base=None):
