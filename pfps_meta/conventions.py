@@ -74,6 +74,12 @@ COUNT_METHODS = {e.name: e for e in (
                   "a common-effect model with Peto's one-step odds ratio (observed minus expected events "
                   "over their hypergeometric variance; as metafor's rma.peto)",
                   "Yusuf et al. 1985", ("OR",), True),
+    EstimatorInfo("MH_DL", "Mantel-Haenszel random effects (RevMan 5)",
+                  "a random-effects model as RevMan 5 fits dichotomous data with the Mantel-Haenszel method: "
+                  "the DerSimonian-Laird tau² from the Mantel-Haenszel heterogeneity Q, then inverse-variance "
+                  "weights 1/(v + tau²)",
+                  "DerSimonian & Laird 1986; Deeks & Higgins 2010 (RevMan 5 statistical algorithms)",
+                  ("OR", "RR", "RD"), True),
 )}
 POOLING_METHODS = {**TAU2_ESTIMATORS, **COUNT_METHODS}
 # where the 0.5 of a continuity correction goes (metafor escalc / rma.mh ``to``)
@@ -113,8 +119,9 @@ class Option:
 
 
 OPTIONS = (
-    Option("method", "REML", str, "tau² estimator, FE for a common-effect model, or MH / PETO for "
-           "Mantel-Haenszel / Peto on binary counts (common-effect, as metafor rma.mh / rma.peto)", POOLING_METHODS),
+    Option("method", "REML", str, "tau² estimator, FE for a common-effect model, or, on binary counts, "
+           "MH / PETO (Mantel-Haenszel / Peto, common-effect, as metafor rma.mh / rma.peto) or MH_DL (RevMan 5's "
+           "random-effects Mantel-Haenszel)", POOLING_METHODS),
     Option("ci_method", "wald", str, "CI for the pooled effect: wald (normal) or hksj", CI_METHODS, ("ci",)),
     Option("pi_method", "auto", str, "prediction-interval distribution (auto = metafor's)", PI_METHODS, ("pi",)),
     Option("i2_method", "tau2", str, "I² from tau² (metafor) or from Q (RevMan, R meta)", I2_METHODS, ("i2",)),
@@ -311,10 +318,11 @@ PRESETS = {p.name: p for p in (
            "variance, I2 from tau2, normal PI", Settings()),
     Preset("revman5", "RevMan 5: DerSimonian-Laird, Wald z CI, RevMan SMD, I2 from Q, no prediction interval",
            Settings(method="DL", i2_method="q", smd_convention="revman5", prediction_interval=False),
-           binary_note="RevMan 5 pools dichotomous data with Mantel-Haenszel weights by default; its random-"
-           "effects form (DerSimonian-Laird tau² from the Mantel-Haenszel Q, then inverse-variance weights) is "
-           "not implemented here, so this binary analysis used inverse-variance DerSimonian-Laird (RevMan's "
-           "'Inverse Variance, Random Effects'); for RevMan's fixed-effect default use method MH"),
+           binary_method="MH_DL",
+           binary_note="revman5 preset on 2x2 counts: RevMan 5's default Mantel-Haenszel method in its random-"
+           "effects form (method MH_DL: DerSimonian-Laird tau² from the Mantel-Haenszel Q, inverse-variance "
+           "weights); give method='MH' for RevMan's fixed-effect Mantel-Haenszel, or method='DL' for its "
+           "'Inverse Variance, Random Effects'"),
     Preset("revman_web_2025", "RevMan Web (2025 methods): REML, HKSJ CI, Q-profile tau2 CI, t(k-1) PI, "
            "I2 from tau2", Settings(ci_method="hksj", pi_method="t", smd_convention="revman5")),
     Preset("r_meta", "R meta (>= 6.0) defaults: REML, Wald z CI, exact Hedges' g with the unbiased variance "

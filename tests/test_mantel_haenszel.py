@@ -69,6 +69,8 @@ def test_mh_and_peto_match_metafor_rma_mh_and_rma_peto(case):
     for ours, theirs in MODEL_FIELDS.items():
         _close(s[ours], case[theirs], theirs)
     assert s["k"] == case["k"] and s["q_df"] == max(case["k_yi"] - 1, 0)
+    if case["method"] == "MH_DL":
+        _close(s["tau2"], case["tau2"], "tau2")
     if case["method"] == "MH" and case["measure"] == "OR":
         for theirs, ours in OR_TESTS.items():
             _close(s[ours], case[theirs], theirs)
@@ -165,7 +167,7 @@ def test_methods_are_registered_once_for_api_cli_and_spec(tmp_path, capsys):
     assert load_spec(spec).analyses[0].settings.method == "PETO"
 
 
-def test_a_binary_analysis_run_under_the_revman5_preset_says_what_it_used(tmp_path):
+def test_a_binary_analysis_run_under_the_revman5_preset_uses_revman_mh_and_says_so(tmp_path):
     from pfps_meta.analysis.presets import run_with_preset
     from pfps_meta.evidence.specs import load_spec
 
@@ -173,5 +175,5 @@ def test_a_binary_analysis_run_under_the_revman5_preset_says_what_it_used(tmp_pa
     spec.write_text(f'[review]\nid = "x"\n[[analyses]]\nid = "a"\nmeasure = "RR"\ndata = "{BCG}"\n')
     analysis = load_spec(spec).analyses[0]
     run = run_with_preset(analysis, None, "revman5")
-    assert run.result.method == "DL" and any("Mantel-Haenszel" in note for note in run.result.notes)
-    assert not any("Mantel-Haenszel" in note for note in run_with_preset(analysis, None, "metafor").result.notes)
+    assert run.result.method == "MH_DL" and any("revman5 preset on 2x2 counts" in n for n in run.result.notes)
+    assert run_with_preset(analysis, None, "metafor").result.method == "REML"

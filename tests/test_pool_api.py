@@ -120,17 +120,18 @@ def test_unknown_preset_lists_the_names_and_preset_with_settings_is_refused():
         pm.pool(NORMAND, measure="MD", preset="revman5", settings=pm.Settings())
 
 
-def test_revman5_preset_says_what_it_used_on_binary_data_and_leaves_continuous_data_alone():
+def test_revman5_preset_uses_revman_mh_on_binary_data_says_so_and_leaves_continuous_data_alone():
     from pfps_meta.conventions import PRESETS
 
     binary = pm.pool(BCG, measure="RR", preset="revman5")
-    assert binary.method == "DL" and any("Mantel-Haenszel" in note and "inverse-variance DerSimonian-Laird" in note
-                                         for note in binary.notes)
+    assert binary.method == "MH_DL" and any("revman5 preset on 2x2 counts" in note for note in binary.notes)
+    assert binary.to_dict()["estimate"] == pm.pool(BCG, measure="RR", method="MH_DL").to_dict()["estimate"]
     continuous = pm.pool(NORMAND, measure="MD", preset="revman5")
     assert not any("Mantel-Haenszel" in note for note in continuous.notes)
     assert continuous.to_dict() == pm.pool(NORMAND, measure="MD", settings=PRESETS["revman5"].settings).to_dict()
     fixed = pm.pool(BCG, measure="RR", preset="revman5", method="MH")      # RevMan 5's fixed-effect default
     assert fixed.method == "MH" and math.exp(fixed.estimate) == pytest.approx(0.6353, abs=5e-5)
+    assert pm.pool(BCG, measure="RR", preset="revman5", method="DL").method == "DL"
 
 
 def test_a_preset_with_a_binary_method_uses_it_on_counts_only():

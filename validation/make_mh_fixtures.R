@@ -5,6 +5,10 @@
 #    dat.nielweise2007 (zero cells and one table with no events in either arm), and on one study of each;
 #  - rma.mh's correction options: add / to / drop00 given as one value (escalc part only, the MH sums keep
 #    metafor's add = 0, to = "none", drop00 = FALSE) and as two values (the MH sums corrected as well);
+#  - RevMan 5's random-effects Mantel-Haenszel ("MH_DL"): no metafor function fits it, so the reference is
+#    metafor's pieces put together as RevMan 5's statistical algorithms describe (Deeks & Higgins 2010):
+#    Q from rma.mh, the DerSimonian-Laird tau2 = max(0, (Q - df) / (sum w - sum w^2 / sum w)) with w = 1/vi,
+#    then rma(yi, vi, tau2 = tau2) for the estimate, CI and weights();
 #  - per case: the model statistics, the CMH / Breslow-Day / Tarone tests (OR), the study yi, vi
 #    (escalc with the first add / to / drop00), weights() in percent and the ML fit statistics.
 # rma.mh and rma.peto are closed-form (no iteration), so no control settings are needed.
@@ -35,6 +39,7 @@ one_case <- function(name, measure, method, args = list()) {
   } else {
     fit <- do.call(rma.mh, c(base, list(measure = measure), args))
   }
+  if (method == "MH_DL") return(revman_random(name, measure, args, fit))
   res <- list(dataset = name, measure = measure, method = method, options = args,
               k = fit$k, k_yi = fit$k.yi, estimate = num(fit$beta), se = num(fit$se), zval = num(fit$zval),
               pval = num(fit$pval), ci_low = num(fit$ci.lb), ci_high = num(fit$ci.ub),
@@ -49,6 +54,20 @@ one_case <- function(name, measure, method, args = list()) {
                        k_pos = num(fit$k.pos)))
   }
   res
+}
+
+revman_random <- function(name, measure, args, fit) {
+  w <- 1 / fit$vi
+  df <- fit$k.yi - 1
+  tau2 <- if (df > 0) max(0, (fit$QE - df) / (sum(w) - sum(w^2) / sum(w))) else 0
+  re <- rma(fit$yi, fit$vi, tau2 = tau2, level = if (is.null(args$level)) 95 else args$level)
+  weight <- rep(NA_real_, length(fit$yi.f))
+  weight[!is.na(fit$yi.f)] <- weights(re)
+  list(dataset = name, measure = measure, method = "MH_DL", options = args, k = fit$k, k_yi = fit$k.yi,
+       estimate = num(re$beta), se = num(re$se), zval = num(re$zval), pval = num(re$pval),
+       ci_low = num(re$ci.lb), ci_high = num(re$ci.ub), tau2 = tau2, q = num(fit$QE), q_p = num(fit$QEp),
+       i2 = num(fit$I2), h2 = num(fit$H2), yi = as.numeric(fit$yi.f), vi = as.numeric(fit$vi.f),
+       weight = weight, loglik = NA, deviance = NA, aic = NA, bic = NA, aicc = NA)
 }
 
 cases <- list()
@@ -69,6 +88,8 @@ add_case("nielweise2007", "OR", "MH", list(add = c(0.5, 0.5), to = c("all", "all
 add_case("nielweise2007", "OR", "PETO", list(add = 0.5, to = "all"))
 add_case("nielweise2007", "OR", "PETO", list(drop00 = c(TRUE, TRUE)))
 add_case("bcg", "RR", "MH", list(level = 90))
+for (name in names(datasets)) for (measure in c("OR", "RR", "RD")) add_case(name, measure, "MH_DL")
+add_case("bcg", "OR", "MH_DL", list(level = 90))
 
 out <- list(metafor = as.character(packageVersion("metafor")), metadat = as.character(packageVersion("metadat")),
             cases = cases)

@@ -29,7 +29,8 @@ def preset(name: str) -> Preset:
 
 def run_with_preset(analysis, evidence, name):
     """``run_analysis`` with the preset's conventions (the analysis's level and input level kept). When the
-    analysis pools 2x2 counts, the preset's ``binary_method`` applies (none of the presets sets one yet)
+    analysis pools 2x2 counts, the preset's ``binary_method`` applies (revman5: MH_DL, RevMan 5's
+    random-effects Mantel-Haenszel)
     and its ``binary_note`` joins the result's notes, so a binary analysis says what it used; continuous
     and effect-level analyses are run exactly with the preset's settings."""
     from pfps_meta.evidence.specs import run_analysis

@@ -42,6 +42,8 @@ from pfps_meta.models.univariate import COUNT_COLUMNS, MetaResult, check_count_m
 # statistics beyond MetaResult's JSON_FIELDS, in to_dict() under "count_model"
 EXTRA_FIELDS = ("k_yi", "cmh", "cmh_p", "cochran", "cochran_p", "breslow_day", "breslow_day_p",
                 "tarone", "tarone_p", "k_pos")
+RANDOM_NOTE = ("RevMan 5's random-effects Mantel-Haenszel: DerSimonian-Laird tau² from the Mantel-Haenszel Q, "
+               "inverse-variance weights; no tau² CI, no prediction interval and no likelihood (as RevMan 5)")
 COMMON_EFFECT_NOTE = ("{label} is a common-effect model: tau² = 0, so there is no tau² CI and no prediction "
                       "interval")
 
@@ -207,12 +209,37 @@ def fit_counts(events_exp, n_exp, events_ctrl, n_ctrl, measure="OR", method="MH"
     else:
         estimate, se = mh_estimate(*sums, measure)
         q, extra = None, {}
-        if measure == "OR":
+        if measure == "OR" and method == "MH":
             extra = mh_odds_ratio_tests(*sums, math.exp(estimate), settings.cmh_correct)
     stats = _model_stats(estimate, se, yi, vi, q, int(in_sums.sum()), settings.level,
                          extra.get("k_pos") if method == "PETO" else None)
     stats.update(extra)
+    if method == "MH_DL":
+        weights = revman_random_effects(stats, yi, vi, settings.level)
     return stats, yi, vi, weights
+
+
+def revman_random_effects(stats, yi, vi, level):
+    """RevMan 5's random-effects Mantel-Haenszel (Deeks & Higgins 2010, RevMan 5 statistical algorithms),
+    in place on ``stats``: DerSimonian-Laird ``tau² = max(0, (Q_MH - df) / (sum w - sum w² / sum w))`` with
+    ``Q_MH`` the heterogeneity Q around the MH estimate and ``w = 1/v`` the inverse-variance weights of the
+    study effects, then the inverse-variance estimate with weights ``1/(v + tau²)`` and its Wald CI. Q, I²,
+    H² stay those of the MH fit (RevMan's); there is no likelihood, so the fit statistics are NaN. Returns
+    the study weights in % (NaN for a table without a study effect)."""
+    has = ~np.isnan(yi)
+    y, v = yi[has], vi[has]
+    w = 1.0 / v
+    df = stats["q_df"]
+    tau2 = max(0.0, (stats["q"] - df) / (w.sum() - (w ** 2).sum() / w.sum())) if df > 0 else 0.0
+    w_re = 1.0 / (v + tau2)
+    estimate, se = float((w_re * y).sum() / w_re.sum()), math.sqrt(1.0 / w_re.sum())
+    z = ndtri(0.5 + level / 2)
+    stats.update(estimate=estimate, se=se, statistic=estimate / se, p=2 * norm.sf(abs(estimate / se)),
+                 ci_low=estimate - z * se, ci_high=estimate + z * se, tau2=tau2, tau=math.sqrt(tau2),
+                 **dict.fromkeys(("loglik", "deviance", "aic", "bic", "aicc"), math.nan))
+    weights = np.full(yi.shape, np.nan)
+    weights[has] = w_re / w_re.sum() * 100
+    return weights
 
 
 def _peto_fit(a, b, c, d, yi, vi):
@@ -303,10 +330,11 @@ def pool_counts(table: pd.DataFrame, measure: str, settings: Settings, notes=())
     except InputError as exc:
         raise InputError(exc.reason, file=source) from None
     label = COUNT_METHODS[method].label
-    all_notes = list(notes) + list(table.attrs.get("notes", [])) + [COMMON_EFFECT_NOTE.format(label=label)]
+    all_notes = list(notes) + list(table.attrs.get("notes", []))
+    all_notes.append(RANDOM_NOTE if method == "MH_DL" else COMMON_EFFECT_NOTE.format(label=label))
     if settings.ci_method == "hksj":
         all_notes.append(f"ci_method hksj does not apply to {label}: the CI and p-value are Wald (normal), as "
-                         f"metafor's {'rma.peto' if method == 'PETO' else 'rma.mh'}")
+                         f"{_TOOL[method]}")
     dropped = [str(s) for s, y in zip(table["study"], yi) if np.isnan(y)]
     if dropped:
         all_notes.append(f"no study effect for {', '.join(dropped)} (no events, or only events, in both arms, or "
@@ -321,6 +349,8 @@ def pool_counts(table: pd.DataFrame, measure: str, settings: Settings, notes=())
 
 # ------------------------------------------------------------------------------------------ printing
 
+_TOOL = {"MH": "metafor's rma.mh", "PETO": "metafor's rma.peto", "MH_DL": "RevMan 5"}
+
 @renders("text", "CountModelResult")
 def count_model_text(result, digits: int = 4) -> str:
     """The fit printed as metafor's ``print.rma.mh`` / ``print.rma.peto``, then the study rows."""
@@ -331,7 +361,14 @@ def count_model_text(result, digits: int = 4) -> str:
     label = COUNT_METHODS[result.method].label
     name = "Peto's odds ratio" if result.method == "PETO" else f"{label}, {result.measure}"
     pct = f"{100 * result.level:g}%"
-    lines = [f"Fixed-Effects Model (k = {s['k']}; {name})", "",
+    if result.method == "MH_DL":
+        lines = [f"Random-Effects Model (k = {s['k']}; Mantel-Haenszel, {result.measure}; tau^2: DerSimonian-"
+                 "Laird on the Mantel-Haenszel Q, as RevMan 5)", "",
+                 f"tau^2 (estimated amount of total heterogeneity): {f(s['tau2'])}",
+                 f"tau (square root of estimated tau^2 value):      {f(s['tau'])}"]
+    else:
+        lines = [f"Fixed-Effects Model (k = {s['k']}; {name})"]
+    lines += ["",
              f"I^2 (total heterogeneity / total variability):  {s['i2']:.2f}%",
              f"H^2 (total variability / sampling variability): {s['h2']:.2f}", "",
              "Test for Heterogeneity:",
@@ -355,7 +392,8 @@ def count_model_text(result, digits: int = 4) -> str:
             if math.isfinite(s["tarone"]) else "test value not computable for these data"))
     lines.append("")
     lines += [f"Note: {note}" for note in result.notes]
-    lines += ["", "Studies (yi, se on the log scale; weight in % of the pooled sums):" if ratio else "Studies:"]
+    scale = " (yi, se on the log scale)" if ratio else ""
+    lines += ["", f"Studies{scale}; weight in % ({'inverse variance, 1/(v + tau^2)' if result.method == 'MH_DL' else 'of the pooled sums, metafor weights()'}):"]
     table = result.studies[["study", "yi", "se", "ci_low", "ci_high", "weight"]]
     lines.append(table.to_string(index=False, float_format=lambda x: f"{x:.{digits}f}", na_rep="NA"))
     return "\n".join(lines)
