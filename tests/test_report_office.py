@@ -206,3 +206,25 @@ def test_libreoffice_converts_both_to_pdf(built, tmp_path):
         pdf = out / f"{stem}.pdf"
         assert pdf.exists() and pdf.stat().st_size > 1000, (stem, run.stdout, run.stderr)
         assert pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_two_writes_of_the_same_data_give_identical_files(built, tmp_path):
+    data = copy.deepcopy(built["data"])
+    data["reviews"] = [r for r in data["reviews"] if r["id"] == "normand1999"]
+    figures = {key: shown for key, shown in built["figures"].items() if key.startswith("normand1999/")}
+    first = report_office.write_docx(data, tmp_path / "a.docx", figures=figures).read_bytes()
+    assert report_office.write_docx(data, tmp_path / "b.docx", figures=figures).read_bytes() == first
+    first = report_office.write_xlsx(data, tmp_path / "a.xlsx").read_bytes()
+    assert report_office.write_xlsx(data, tmp_path / "b.xlsx").read_bytes() == first
+
+
+def test_figures_given_as_files_are_placed_under_their_analysis(built, tmp_path):
+    data = copy.deepcopy(built["data"])
+    data["reviews"] = [r for r in data["reviews"] if r["id"] == "normand1999"]
+    caption, png = built["figures"]["normand1999/los_smd"][0]
+    (tmp_path / "forest.png").write_bytes(png)
+    path = report_office.write_docx(data, tmp_path / "given.docx",
+                                    figures={"normand1999/los_smd": [(caption, tmp_path / "forest.png")]})
+    document = docx.Document(str(path))
+    assert len(document.inline_shapes) == 1
+    assert caption in _docx_paragraphs(path)

@@ -12,7 +12,8 @@ Both are written from the dict of :func:`pfps_meta.present.report_data.collect` 
   the header row frozen. Text that a spreadsheet would read as a formula (``=...``) is stored as text.
 
 Figures come from :func:`draw_figures` (``present.plots.forest`` and ``funnel``, PNG at 200 dpi), or
-are given as files. Files are written atomically (:func:`pfps_meta.present.outputs.atomic_write_bytes`).
+are given as files. Files are written atomically (:func:`pfps_meta.present.outputs.atomic_write_bytes`)
+and deterministically: no date of writing inside, so two runs on the same data give identical files.
 """
 
 from __future__ import annotations
@@ -53,6 +54,29 @@ _LABELS = {
 }
 
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+_DOC_DATES = re.compile(r"(<dcterms:(created|modified)\b[^>]*>)[^<]*(</dcterms:\2>)")
+
+
+def _deterministic(package: bytes) -> bytes:
+    """The same Office file (a zip) without the moment it was written: every member dated 1980-01-01
+    and the document's created/modified properties set to that date too, so two runs on the same data
+    give identical files (as the HTML report does)."""
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(package)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            content = source.read(member.filename)
+            if member.filename == "docProps/core.xml":
+                content = _DOC_DATES.sub(lambda m: m.group(1) + "1980-01-01T00:00:00Z" + m.group(3),
+                                         content.decode("utf-8")).encode("utf-8")
+            info = zipfile.ZipInfo(member.filename, date_time=_ZIP_TIME)
+            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o600 << 16
+            target.writestr(info, content)
+    return out.getvalue()
 
 
 def clean_text(text) -> str:
@@ -298,7 +322,7 @@ def write_docx(data: dict, path, figures=None, *, what: str = "--out") -> Path:
     _docx_provenance(doc, data["provenance"])
     buffer = io.BytesIO()
     doc.save(buffer)
-    return atomic_write_bytes(path, buffer.getvalue(), what=what)
+    return atomic_write_bytes(path, _deterministic(buffer.getvalue()), what=what)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -374,7 +398,7 @@ def write_xlsx(data: dict, path, *, what: str = "--out") -> Path:
         _xlsx_sheet(workbook, name, records)
     buffer = io.BytesIO()
     workbook.save(buffer)
-    return atomic_write_bytes(path, buffer.getvalue(), what=what)
+    return atomic_write_bytes(path, _deterministic(buffer.getvalue()), what=what)
 
 
 __all__ = ["write_docx", "write_xlsx", "draw_figures", "sheet_rows", "cell_text", "clean_text", "label", "DIGITS",
