@@ -5,6 +5,7 @@ own), then `pfps-meta reproduce` on the spec the import writes."""
 
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -36,7 +37,8 @@ def test_reads_every_comparison_outcome_and_subgroup_with_revmans_options(review
     assert [c for c, _ in review.comparisons] == ["1", "2", "3"]
     got = [(o.number, o.kind, o.measure, o.method, o.random, o.level) for o in review.outcomes]
     assert got == [("1.1", "DICH", "RR", "MH", False, 0.95), ("1.2", "DICH", "OR", "IV", True, 0.95),
-                   ("1.3", "DICH", "OR", "PETO", False, 0.95), ("2.1", "CONT", "MD", "IV", True, 0.95),
+                   ("1.3", "DICH", "OR", "PETO", False, 0.95), ("1.4", "DICH", "OR", "MH", False, 0.95),
+                   ("1.5", "DICH", "RD", "MH", False, 0.95), ("1.6", "DICH", "RR", "MH", True, 0.95), ("2.1", "CONT", "MD", "IV", True, 0.95),
                    ("2.2", "CONT", "SMD", "IV", True, 0.95), ("2.3", "CONT", "MD", "IV", True, 0.95),
                    ("3.1", "IV", "OR", "IV", False, 0.99)]
     bcg = _outcome(review, "1.2")
@@ -48,7 +50,7 @@ def test_reads_every_comparison_outcome_and_subgroup_with_revmans_options(review
     assert _outcome(review, "1.3").revman_measure == "PETO_OR"
     assert _outcome(review, "2.3").totals_flag == "NO" and _outcome(review, "2.3").totals is None
     frame = review.to_frame()
-    assert len(frame) == 9 and frame["skip_reason"].isna().all()
+    assert len(frame) == 12 and frame["skip_reason"].isna().all()
     assert list(_outcome(review, "3.1").layout_frame().columns) == ["study", "yi", "sei", "year"]
     normand = _outcome(review, "2.1").layout_frame()
     assert list(normand.columns) == ["study", "n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl"]
@@ -96,7 +98,7 @@ def test_every_stored_total_agrees_with_our_pool_at_1e6(review):
                 assert ours == pytest.approx(stored, rel=RTOL, abs=1e-300), (outcome.number, name)
                 worst = max(worst, abs(ours - stored) / abs(stored)) if stored else worst
                 checked += 1
-    assert checked == 8 * 9 + 5        # 8 totals x 9 statistics, tau² of the 5 random-effects totals
+    assert checked == 11 * 9 + 6        # 11 totals x 9 statistics, tau² of the 6 random-effects totals
     assert worst < RTOL
 
 
@@ -106,7 +108,7 @@ def test_import_writes_our_layouts_published_totals_and_one_spec(tmp_path):
     assert result.spec == out / "examples.toml" and not result.skipped
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["examples.toml", "published.csv", "o1_1.csv", "o1_2.csv", "o1_2_1.csv", "o1_2_2.csv", "o1_3.csv",
-         "o2_1.csv", "o2_2.csv", "o2_3.csv", "o3_1.csv"])
+         "o1_4.csv", "o1_5.csv", "o1_6.csv", "o2_1.csv", "o2_2.csv", "o2_3.csv", "o3_1.csv"])
     assert (out / "o1_1.csv").read_text().splitlines()[:2] == [
         "study,events_exp,n_exp,events_ctrl,n_ctrl,year", "Aronson 1948,4,123,11,139,1948"]
     assert (out / "o3_1.csv").read_text().startswith("study,yi,sei,year\n")
@@ -123,20 +125,32 @@ def test_import_writes_our_layouts_published_totals_and_one_spec(tmp_path):
     by_id = {a.id: a for a in spec.analyses}
     assert by_id["o1_1"].settings.method == "MH" and by_id["o1_3"].settings.method == "PETO"
     assert by_id["o1_2"].settings.method == "DL" and by_id["o3_1"].settings.method == "FE"
+    assert by_id["o1_6"].settings.method == "MH_DL"           # RevMan 5's M-H random effects
     assert by_id["o3_1"].settings.level == 0.99 and by_id["o2_2"].settings.smd_convention == "revman5"
     assert all(a.settings.i2_method == "q" and not a.settings.prediction_interval for a in spec.analyses)
     text = str(result)
-    assert "wrote published.csv: 8 stored totals" in text and "pfps-meta reproduce" in text
+    assert "wrote published.csv: 11 stored totals" in text and "pfps-meta reproduce" in text
     assert "2.3" in text and "no_target" in text
 
 
+def _reproduce_statuses(spec, capsys) -> dict:
+    assert main(["reproduce", str(spec), "--format", "json"]) == 0, capsys.readouterr().err
+    return {row["analysis"]: row["status"] for row in json.loads(capsys.readouterr().out)}
+
+
 def test_reproduce_on_the_imported_spec_reproduces_every_stored_total(tmp_path, capsys):
-    result = import_revman(EXAMPLE, tmp_path / "out")
-    assert main(["reproduce", str(result.spec), "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    statuses = {row["analysis"]: row["status"] for row in rows}
+    # outcome 1.5 (MH risk difference) has a test of its own below
+    text = re.sub(r'<DICH_OUTCOME ID="CMP-001.05".*?</DICH_OUTCOME>\n', "", EXAMPLE.read_text(), flags=re.S)
+    path = tmp_path / "examples.rm5"
+    path.write_text(text)
+    statuses = _reproduce_statuses(import_revman(path, tmp_path / "out").spec, capsys)
     assert statuses.pop("examples/o2_3") == "no_target"
-    assert len(statuses) == 8 and set(statuses.values()) == {"reproduced"}
+    assert len(statuses) == 10 and set(statuses.values()) == {"reproduced"}
+
+
+def test_reproduce_of_the_mantel_haenszel_risk_difference(tmp_path, capsys):
+    statuses = _reproduce_statuses(import_revman(EXAMPLE, tmp_path / "out").spec, capsys)
+    assert statuses["examples/o1_5"] == "reproduced"
 
 
 def test_not_estimable_rows_are_left_out_and_listed(tmp_path):
@@ -177,10 +191,12 @@ def test_an_outcome_needing_a_method_we_lack_is_skipped_not_crashed(tmp_path, mo
     monkeypatch.setattr(revman_export, "_method_available", lambda method: False)
     result = import_revman(EXAMPLE, tmp_path / "out")
     reasons = dict(result.skipped)
-    assert len(reasons) == 2
+    assert len(reasons) == 4
     assert any("Mantel-Haenszel" in why for why in reasons.values())
     assert any("Peto" in why for why in reasons.values())
-    assert result.spec is not None and len(result.analyses) == 7
+    # M-H random falls back to DL on inverse-variance weights, saying so
+    assert "tau² from Q about the MH estimate" in open(result.spec).read()
+    assert result.spec is not None and len(result.analyses) == 8
 
 
 def test_study_data_we_refuse_skip_that_outcome_with_the_reason(tmp_path):
@@ -224,3 +240,15 @@ def test_import_refuses_to_write_over_its_input_or_into_a_file(tmp_path):
         import_revman(copy, copy)
     with pytest.raises(InputError, match="folder holding an input file"):
         import_revman(copy, tmp_path)
+
+
+def test_swapped_events_are_the_non_events_and_latin1_files_read(tmp_path, review):
+    text = EXAMPLE.read_text().replace('SWAP_EVENTS="NO"', 'SWAP_EVENTS="YES"', 1)     # outcome 1.1
+    text = text.replace('NAME="Aronson 1948"', 'NAME="Aronsón 1948"').replace('encoding="UTF-8"', 'encoding="ISO-8859-1"')
+    path = tmp_path / "latin1.rm5"
+    path.write_bytes(text.encode("latin-1"))
+    swapped = read_revman(path).outcomes[0].studies
+    original = review.outcomes[0].studies
+    assert swapped["study"].iloc[0] == "Aronsón 1948"
+    np.testing.assert_array_equal(swapped["events_exp"], original["n_exp"] - original["events_exp"])
+    np.testing.assert_array_equal(swapped["events_ctrl"], original["n_ctrl"] - original["events_ctrl"])

@@ -8,7 +8,8 @@
 #     test for subgroup differences in Q, P_Q, I2_Q.
 # Comparisons and outcomes:
 #   1 BCG vaccine vs no vaccine (dat.bcg): 1.1 RR, Mantel-Haenszel fixed (rma.mh); 1.2 OR, inverse
-#     variance, random (rma DL), subgroups random vs non-random allocation; 1.3 Peto OR (rma.peto).
+#     variance, random (rma DL), subgroups random vs non-random allocation; 1.3 Peto OR (rma.peto); 1.4 OR
+#     and 1.5 RD, Mantel-Haenszel fixed (rma.mh); 1.6 RR, Mantel-Haenszel random as RevMan 5 fits it (below).
 #   2 Specialist vs routine stroke care (dat.normand1999): 2.1 MD random (rma DL); 2.2 SMD random, RevMan 5's
 #     Hedges' g (Deeks & Higgins 2010: J = 1 - 3/(4N - 9), var = N/(n1 n2) + g^2/(2(N - 3.94))) pooled by
 #     rma DL; 2.3 MD with no totals stored (TOTALS="NO").
@@ -68,11 +69,11 @@ pct <- function(w) 100 * w / sum(w)
 b <- dat.bcg
 b$study <- paste(b$author, b$year)
 b$n1 <- as.numeric(b$tpos + b$tneg); b$n2 <- as.numeric(b$cpos + b$cneg)
-dich_extra <- function(d, es, weight, peto = NULL) {
+dich_extra <- function(d, es, weight, peto = NULL, ratio = TRUE) {
   se <- sqrt(es$vi); z <- qnorm(0.975)
   x <- data.frame(EVENTS_1 = d$tpos, TOTAL_1 = d$n1, EVENTS_2 = d$cpos, TOTAL_2 = d$n2)
-  x <- cbind(x, t(vapply(seq_len(nrow(d)), function(i) ratio_fields(es$yi[i], es$yi[i] - z * se[i], es$yi[i] + z * se[i], TRUE),
-                         numeric(6))))
+  x <- cbind(x, t(vapply(seq_len(nrow(d)), function(i) ratio_fields(es$yi[i], es$yi[i] - z * se[i], es$yi[i] + z * se[i], ratio),
+                         numeric(if (ratio) 6 else 3))))
   x$SE <- se; x$VAR <- es$vi; x$WEIGHT <- weight
   x$O_E <- if (is.null(peto)) 0 else peto$oe
   if (!is.null(peto)) x$VAR <- peto$v
@@ -122,7 +123,31 @@ o13 <- outcome_xml("DICH", "001.03", "Tuberculosis (Peto odds ratio)",
                    dich_head(b, totals_of(peto, TRUE, FALSE, nrow(b)), "PETO", "PETO_OR", FALSE, list(SUBGROUPS = "NO")),
                    c("BCG vaccine", "No vaccine"),
                    data_rows("DICH_DATA", b, dich_extra(b, es_peto, pct(v_peto), list(oe = oe, v = v_peto))))
-cmp1 <- c('<COMPARISON ID="CMP-001" NO="1">', "<NAME>BCG vaccine versus no vaccine</NAME>", o11, o12, o13, "</COMPARISON>")
+# 1.4 OR and 1.5 RD, Mantel-Haenszel fixed
+mh_or <- rma.mh(ai = tpos, n1i = n1, ci = cpos, n2i = n2, data = b, measure = "OR")
+w_or <- (b$n1 - b$tpos) * b$cpos / (b$n1 + b$n2)                 # MH weights of the odds ratio
+o14 <- outcome_xml("DICH", "001.04", "Tuberculosis (odds ratio, M-H fixed)",
+                   dich_head(b, totals_of(mh_or, TRUE, FALSE, nrow(b)), "MH", "OR", FALSE, list(SUBGROUPS = "NO")),
+                   c("BCG vaccine", "No vaccine"), data_rows("DICH_DATA", b, dich_extra(b, es_or, pct(w_or))))
+mh_rd <- rma.mh(ai = tpos, n1i = n1, ci = cpos, n2i = n2, data = b, measure = "RD")
+es_rd <- escalc("RD", ai = tpos, n1i = n1, ci = cpos, n2i = n2, data = b)
+o15 <- outcome_xml("DICH", "001.05", "Tuberculosis (risk difference, M-H fixed)",
+                   dich_head(b, totals_of(mh_rd, FALSE, FALSE, nrow(b)), "MH", "RD", FALSE, list(SUBGROUPS = "NO")),
+                   c("BCG vaccine", "No vaccine"),
+                   data_rows("DICH_DATA", b, dich_extra(b, es_rd, pct(b$n1 * b$n2 / (b$n1 + b$n2)), ratio = FALSE)))
+# 1.6 RR, Mantel-Haenszel random: RevMan 5 takes the DerSimonian-Laird tau² from Q about the MH estimate
+# (rma.mh's QE) with inverse-variance weights w = 1/vi (Deeks & Higgins 2010), then pools the study log RRs
+# with weights 1/(vi + tau²): rma with that tau² fixed. Q, df and I² stay those of the MH fit.
+w_iv <- 1 / es$vi
+tau2_mh <- max(0, (mh$QE - (nrow(b) - 1)) / (sum(w_iv) - sum(w_iv^2) / sum(w_iv)))
+mh_re <- rma(yi, vi, data = es, tau2 = tau2_mh, control = ctl)
+mh_re_tot <- totals_of(mh_re, TRUE, TRUE, nrow(b))
+mh_re_tot[c("CHI2", "P_CHI2", "I2")] <- totals_of(mh, TRUE, FALSE, nrow(b))[c("CHI2", "P_CHI2", "I2")]
+o16 <- outcome_xml("DICH", "001.06", "Tuberculosis (risk ratio, M-H random)",
+                   dich_head(b, mh_re_tot, "MH", "RR", TRUE, list(SUBGROUPS = "NO")),
+                   c("BCG vaccine", "No vaccine"), data_rows("DICH_DATA", b, dich_extra(b, es, pct(1 / (es$vi + tau2_mh)))))
+cmp1 <- c('<COMPARISON ID="CMP-001" NO="1">', "<NAME>BCG vaccine versus no vaccine</NAME>", o11, o12, o13, o14, o15,
+          o16, "</COMPARISON>")
 
 # ---------------------------------------------------------------- 2: normand1999 (continuous)
 s <- dat.normand1999

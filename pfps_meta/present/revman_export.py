@@ -17,13 +17,10 @@ What is written, in ``out_dir``:
   the estimate and CI rounded to ``decimals`` places (at least 4 significant digits), the precision the
   reproduce table compares at;
 - ``<review>.toml``: one analysis per outcome and subgroup with the settings RevMan used: ``method``
-  FE (IV, fixed), DL (random: RevMan 5's only random-effects model), MH or PETO (fixed; when this
-  pfps-meta has them); Wald z CI; I² from Q; no prediction interval; the stored CI level;
-  ``smd_convention = "revman5"`` (RevMan 5's Hedges' g) for SMD.
-
-RevMan's M-H random-effects model takes tau² from Q about the M-H estimate; ours takes Q about the
-inverse-variance estimate, so such an outcome is re-run with DL on inverse-variance weights and says so
-in its notes (its numbers may differ in the last digits).
+  FE (IV, fixed), DL (IV, random: DerSimonian-Laird, RevMan 5's only random-effects estimator), MH or
+  PETO (fixed), MH_DL (M-H, random: tau² from Q about the MH estimate, as RevMan 5); Wald z CI; I² from
+  Q; no prediction interval; the stored CI level; ``smd_convention = "revman5"`` (RevMan 5's Hedges' g)
+  for SMD. An outcome needing a method this pfps-meta lacks is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -94,7 +91,9 @@ def analysis_settings(outcome: Outcome) -> tuple[dict | None, str]:
     """(the spec settings that re-run ``outcome`` as RevMan 5 did, a note); None settings with the
     reason in the note when this pfps-meta cannot run it."""
     note = ""
-    if outcome.random:
+    if outcome.random and outcome.method == "MH" and _method_available("MH_DL"):
+        method = "MH_DL"                # RevMan 5's M-H random effects: tau² from Q about the MH estimate
+    elif outcome.random:
         method = "DL"
         if outcome.method != "IV":
             note = (f"RevMan's {outcome.model} takes tau² from Q about the {outcome.method} estimate; re-run with "
