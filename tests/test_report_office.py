@@ -228,3 +228,19 @@ def test_figures_given_as_files_are_placed_under_their_analysis(built, tmp_path)
     document = docx.Document(str(path))
     assert len(document.inline_shapes) == 1
     assert caption in _docx_paragraphs(path)
+
+
+def test_build_office_report_writes_into_a_folder_or_to_the_named_file(tmp_path, capsys):
+    spec = ROOT / "analyses" / "examples" / "normand1999.toml"
+    path = report_office.build_office_report([spec], "xlsx", out=tmp_path / "out", command="pfps-meta report "
+                                             "--format xlsx")
+    assert path == tmp_path / "out" / "report.xlsx"
+    workbook = openpyxl.load_workbook(path)
+    assert workbook["pooled"].max_row == 2 and workbook["studies"].max_row == 1 + 9
+    assert "wrote" in capsys.readouterr().err
+    named = report_office.build_office_report([spec], "docx", out=tmp_path / "mine.docx", progress=False)
+    assert named == tmp_path / "mine.docx" and len(docx.Document(str(named)).inline_shapes) == 2
+    with pytest.raises(InputError, match="--format must be docx or xlsx"):
+        report_office.build_office_report([spec], "pdf", out=tmp_path)
+    with pytest.raises(InputError, match="is a file, not a folder"):      # --out a file: refused before any work
+        report_office.build_office_report([spec], "xlsx", out=spec)

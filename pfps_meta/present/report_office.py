@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -401,5 +402,49 @@ def write_xlsx(data: dict, path, *, what: str = "--out") -> Path:
     return atomic_write_bytes(path, _deterministic(buffer.getvalue()), what=what)
 
 
-__all__ = ["write_docx", "write_xlsx", "draw_figures", "sheet_rows", "cell_text", "clean_text", "label", "DIGITS",
+# --------------------------------------------------------------------------------------------------
+# the whole run: ``pfps-meta report --format docx|xlsx``
+
+
+def office_path(out, fmt: str) -> Path:
+    """Where ``--format fmt`` writes: ``out`` itself when it ends in ``.docx`` / ``.xlsx`` (the format's
+    own suffix), else ``out/report.<fmt>`` (``out`` a folder, as for the HTML report)."""
+    out = Path(out)
+    return out if out.suffix.lower() == f".{fmt}" else out / f"report.{fmt}"
+
+
+def build_office_report(spec_paths, fmt: str, out="reports", command: str = "pfps-meta report", extraction=None,
+                        progress: bool = True) -> Path:
+    """Run every analysis of ``spec_paths`` and write the Word (``fmt="docx"``) or Excel (``"xlsx"``)
+    report to :func:`office_path` ``(out, fmt)``; returns the path written. The target is checked before
+    any work (a folder, device or input file of the run is refused with an InputError)."""
+    from pfps_meta.errors import InputError
+    from pfps_meta.evidence.specs import load_all, run_analysis
+    from pfps_meta.present.outputs import run_inputs
+    from pfps_meta.present.report_data import collect
+
+    if fmt not in ("docx", "xlsx"):
+        raise InputError(f"--format must be docx or xlsx here, not {fmt!r}")
+    path = office_path(out, fmt)
+    check_target(path, what="--out")
+    loaded = load_all(spec_paths, extraction=extraction)
+    check_target(path, what="--out", inputs=run_inputs(loaded, [extraction]))
+    results = []
+    total = sum(len(spec.analyses) for spec, _ in loaded)
+    for spec, evidence in loaded:
+        for analysis in spec.analyses:
+            if progress:
+                print(clean_text(f"[{len(results) + 1}/{total}] {analysis.key}: {analysis.label}"), file=sys.stderr)
+            results.append((spec, evidence, run_analysis(analysis, evidence)))
+    data = collect(loaded, results, command=command)
+    if fmt == "docx":
+        written = write_docx(data, path, figures=draw_figures(results))
+    else:
+        written = write_xlsx(data, path)
+    if progress:
+        print(f"wrote {path}", file=sys.stderr)
+    return written
+
+
+__all__ = ["write_docx", "write_xlsx", "draw_figures", "build_office_report", "office_path", "sheet_rows", "cell_text", "clean_text", "label", "DIGITS",
            "P_KEYS", "SHEETS", "FIGURE_DPI"]
