@@ -25,7 +25,13 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import chdtri, ndtri, stdtrit
 
+from pfps_meta.models.metareg import ResultDict
 from pfps_meta.models.tau2 import loglik_intercept, tau2_standard_error
+
+
+class Tau2Uncertainty(ResultDict):
+    """The SE of tau2 and its profile-likelihood CI (keys ``se``, ``pl_low``, ``pl_high``, ``level``;
+    ``reason`` when not computed); prints through :mod:`pfps_meta.present.tables`."""
 
 
 def _arrays(result):
@@ -72,8 +78,13 @@ def rstandard(result) -> pd.DataFrame:
     return pd.DataFrame({"study": result.studies["study"].to_numpy(), "resid": resid, "se": se, "z": resid / se})
 
 
-def tau2_uncertainty(result) -> dict:
+def tau2_uncertainty(result) -> Tau2Uncertainty:
     """SE of tau2 and its profile-likelihood CI (ML and REML fits; None for other estimators)."""
+    out = _tau2_uncertainty(result)
+    return Tau2Uncertainty(out, tau2=result.stats.get("tau2"), method=result.method)
+
+
+def _tau2_uncertainty(result) -> dict:
     method = result.method
     if method not in ("ML", "REML") or result.stats["k"] < 2:
         return {"se": None, "pl_low": None, "pl_high": None,

@@ -588,11 +588,12 @@ def _moderator_fit(result, table, moderator):
 #: The heading each key of :func:`sensitivity_report` prints under in :func:`format_sensitivity` (a test
 #: checks that every key of the JSON has its heading in the text).
 SECTION_TITLES = {
-    "leave_one_out": "Leave-one-out", "cumulative": "Cumulative meta-analysis", "influence": "Influence",
-    "egger": "Egger's regression test", "begg": "Begg's rank correlation", "trimfill": "Trim-and-fill",
-    "subgroups": "Subgroup analysis", "meta_regression": "Meta-regression",
-    "predictive_probability": "Predictive probability", "permutation": "Permutation test",
-    "bootstrap_tau2": "Bootstrap of tau^2", "not_run": "Not run", "warnings": "Warning",
+    "leave_one_out": "Leave-one-out analysis", "cumulative": "Cumulative meta-analysis",
+    "influence": "Influence diagnostics", "egger": "Regression test for funnel plot asymmetry (Egger)",
+    "begg": "Rank correlation test for funnel plot asymmetry (Begg)", "trimfill": "Trim-and-fill",
+    "subgroups": "Subgroup analysis by", "meta_regression": "Test for Residual Heterogeneity",
+    "predictive_probability": "Predictive probability", "permutation": "Permutation test of the pooled effect",
+    "bootstrap_tau2": "Bootstrap of tau^2", "not_run": "Not run:", "warnings": "Warning:",
 }
 #: Keys stated in the first lines of :func:`format_sensitivity`.
 HEADER_KEYS = ("k", "method", "ci", "measure", "scale", "level", "estimate", "ci_low", "ci_high", "cumulative_order")

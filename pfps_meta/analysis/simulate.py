@@ -306,6 +306,9 @@ class SimulationResult:
     def __str__(self) -> str:
         return render(self, "text")
 
+    def __repr__(self) -> str:
+        return render(self, "text")
+
     def _repr_html_(self) -> str:
         return render(self, "html")
 

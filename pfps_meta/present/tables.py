@@ -10,6 +10,7 @@ import numpy as np
 from pfps_meta.effects import measures
 from pfps_meta.conventions import TAU2_ESTIMATORS
 from pfps_meta.formatting import format_p, renders
+from pfps_meta.models.metareg import ResultFrame
 
 
 def level_percent(level) -> str:
@@ -546,6 +547,69 @@ def tau2_uncertainty_text(obj) -> str:
     return (f"tau^2 = {_fixed(_attr(obj, 'tau2'))}, se {_fixed(obj['se'])}; {_level_text(obj.get('level'))} "
             f"profile-likelihood CI [{_fixed(obj['pl_low'])}, {_fixed(obj['pl_high'])}]"
             + (f" ({obj['reason']})" if obj.get("reason") else ""))
+
+
+# Preset diffs (analysis/presets.preset_diff) and reproduce rows (analysis/reproduce.reproduce_table) are
+# DataFrames where they are computed; these views give them the same print, to_dict and notebook table.
+
+
+class PresetDiff(ResultFrame):
+    """``preset_diff``'s table (quantity, one column per preset, difference) as a printable result."""
+
+
+class ReproduceTable(ResultFrame):
+    """``reproduce_table``'s rows (published vs reproduced per analysis) as a printable result."""
+
+
+def preset_diff_view(frame, analysis=None) -> PresetDiff:
+    """The table of :func:`pfps_meta.analysis.presets.preset_diff`, printable (``print``, ``_repr_html_``,
+    ``to_frame``, strict-JSON ``to_dict``); ``analysis`` names it in the print."""
+    import pandas as pd
+
+    columns = [c for c in pd.DataFrame(frame).columns if c not in ("quantity", "difference")]
+    return PresetDiff.of(frame, analysis=analysis, presets=columns)
+
+
+def reproduce_view(rows) -> ReproduceTable:
+    """Rows of :func:`pfps_meta.analysis.reproduce.reproduce_rows` (or its table), printable."""
+    import pandas as pd
+
+    return ReproduceTable.of(pd.DataFrame(list(rows) if isinstance(rows, list) else rows))
+
+
+@renders("text", "PresetDiff")
+def preset_diff_text(obj) -> str:
+    """Settings, then each statistic and study value under the two presets, and their difference."""
+    import pandas as pd
+
+    presets = _attr(obj, "presets") or []
+    frame = pd.DataFrame(obj).astype(object).where(pd.DataFrame(obj).notna(), None)
+    title = " vs ".join(str(p) for p in presets)
+    name = _attr(obj, "analysis")
+    lines = [f"Preset comparison{f' for {name}' if name else ''}: {title} (difference = second - first)"]
+    width = max([len(str(q)) for q in frame["quantity"]] + [8])
+    lines.append(f"{'quantity':<{width}} " + " ".join(f"{str(p):>14}" for p in presets) + f" {'difference':>12}")
+    for row in frame.to_dict("records"):
+        cells = [row.get(p) for p in presets]
+        shown = [_fixed(c, 6) if isinstance(c, (int, float)) and not isinstance(c, bool) else str(c) for c in cells]
+        diff = row.get("difference")
+        lines.append(f"{str(row['quantity']):<{width}} " + " ".join(f"{c:>14}" for c in shown)
+                     + f" {(_fixed(diff, 6) if diff is not None else ''):>12}")
+    return "\n".join(lines)
+
+
+@renders("text", "ReproduceTable")
+def reproduce_text(obj) -> str:
+    """The published vs reproduced table of ``pfps-meta reproduce``."""
+    from pfps_meta.analysis.reproduce import format_table
+
+    return "Published vs reproduced estimates:\n" + format_table(pd_records(obj))
+
+
+def pd_records(frame) -> list:
+    import pandas as pd
+
+    return pd.DataFrame(frame).to_dict("records")
 
 
 _HTML_TYPES = ("MetaRegression", "MetaRegressionSummary", "AnovaResult", "LikelihoodRatioResult",
