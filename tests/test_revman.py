@@ -240,6 +240,22 @@ def test_import_refuses_to_write_over_its_input_or_into_a_file(tmp_path):
         import_revman(copy, copy)
     with pytest.raises(InputError, match="folder holding an input file"):
         import_revman(copy, tmp_path)
+    evidence = tmp_path / "data"
+    evidence.mkdir()
+    (evidence / "trials.csv").write_text("trial_id\n")
+    with pytest.raises(InputError, match="holds an evidence base"):
+        import_revman(copy, evidence)
+    assert sorted(p.name for p in evidence.iterdir()) == ["trials.csv"]
+
+
+def test_repeated_outcome_numbers_get_distinct_analysis_ids(tmp_path):
+    body = ('<COMPARISON NO="1"><NAME>C</NAME>' + '<IV_OUTCOME NO="1" EFFECT_MEASURE="MD" METHOD="IV"><NAME>Pain</NAME>'
+            '<IV_DATA STUDY_ID="STD-A" EFFECT_SIZE="1.5" SE="0.5"/></IV_OUTCOME>' * 2 + '</COMPARISON>')
+    result = import_revman(_rm5(tmp_path, body), tmp_path / "out")
+    assert [i for i, _, _ in result.analyses] == ["o1_1", "o1_1_2"]
+    from pfps_meta.evidence.specs import load_spec
+
+    assert [a.id for a in load_spec(result.spec).analyses] == ["o1_1", "o1_1_2"]
 
 
 def test_swapped_events_are_the_non_events_and_latin1_files_read(tmp_path, review):

@@ -205,6 +205,10 @@ def import_revman(path, out_dir, *, decimals: int = 4, review_id: str | None = N
         raise InputError(f"decimals must be a whole number from 0 to 12 (got {decimals!r})")
     revman = read_revman(path)
     out = check_target(out_dir, what="--out", folder=True, inputs=(path,))
+    curated = [name for name in ("trials.csv", "outcomes.csv", "effects.csv") if (out / name).exists()]
+    if curated:
+        raise InputError(f"--out holds an evidence base ({curated[0]}); its published.csv would be replaced: choose a "
+                         "folder of its own, nothing was written", file=str(out_dir))
     review = _slug(review_id or Path(path).stem)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", review) or ".." in review:
         raise InputError(f"review id '{review}' must be letters, digits, '_', '.' or '-'")
@@ -239,8 +243,12 @@ def _import_outcome(outcome: Outcome, review: str, source: str, decimals: int, r
         result.skipped.append((outcome.location, note))
         return
     parts = [(None, outcome.totals)] + [(s, s.totals) for s in outcome.subgroups]
+    used = {i for i, _, _ in result.analyses}
     for subgroup, totals in parts:
-        aid = "o" + (outcome.number if subgroup is None else subgroup.number).replace(".", "_")
+        aid = "o" + re.sub(r"[^A-Za-z0-9]+", "_", outcome.number if subgroup is None else subgroup.number)[:60]
+        aid = next(f"{aid}{suffix}" for suffix in ("", *(f"_{n}" for n in range(2, len(used) + 3)))
+                   if f"{aid}{suffix}" not in used)
+        used.add(aid)
         where = outcome.location + ("" if subgroup is None else f", subgroup {subgroup.number} ('{subgroup.name}')")
         table = _table(outcome, subgroup, result.notes)
         why = _check_table(table, outcome, settings)
