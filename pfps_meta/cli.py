@@ -215,16 +215,16 @@ def _add_simulate(sub):
     p_sim.add_argument("spec", nargs="?", help="analysis definition whose --analysis gives the shape (optional)")
     p_sim.add_argument("--analysis", help="analysis id in SPEC: its expected trials and arm sizes")
     p_sim.add_argument("--design", metavar="CSV", help="a CSV of arm sizes (n_exp, n_ctrl) or variances (vi)")
-    p_sim.add_argument("--k", type=int, default=5, help="number of trials, without SPEC or --design (default 5)")
-    p_sim.add_argument("--n-min", type=int, default=15, help="smallest arm size drawn (default 15)")
-    p_sim.add_argument("--n-max", type=int, default=60, help="largest arm size drawn (default 60)")
+    p_sim.add_argument("--k", type=int, default=5, help="number of trials, without SPEC or --design (default: %(default)s)")
+    p_sim.add_argument("--n-min", type=int, default=15, help="smallest arm size drawn (default: %(default)s)")
+    p_sim.add_argument("--n-max", type=int, default=60, help="largest arm size drawn (default: %(default)s)")
     p_sim.add_argument("--mu", default="0.5", help="true average effect(s) on the measure's scale (raw units for "
-                       "MD, SD units for SMD, log ratio for ROM), comma-separated (default 0.5)")
+                       "MD, SD units for SMD, log ratio for ROM), comma-separated (default: %(default)s)")
     p_sim.add_argument("--tau2", default="0,0.05,0.2", help="true between-trial variance(s), comma-separated, "
                        "each >= 0 (default: %(default)s)")
     p_sim.add_argument("--measure", default="SMD", choices=list(measures.names("arm")),
                        help="effect measure computed from the simulated arms (default: %(default)s)")
-    p_sim.add_argument("--sd", type=float, default=1.0, help="within-arm SD of the outcome (default 1)")
+    p_sim.add_argument("--sd", type=float, default=1.0, help="within-arm SD of the outcome (default: %(default)s)")
     p_sim.add_argument("--control-mean", type=float, help="ROM: the control arm's true mean (> 0, required); "
                        "MD/SMD: its true mean (default 0)")
     p_sim.add_argument("--preset", choices=_preset_names(),
