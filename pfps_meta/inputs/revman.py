@@ -24,6 +24,13 @@ subgroup, in RevMan's own conventions (the field meanings follow R meta's ``read
 - ``CHI2``, ``DF``, ``P_CHI2``: Cochran's Q heterogeneity test; ``I2`` (percent, from Q); ``TAU2``;
 - on an outcome with subgroups, ``Q``, ``P_Q``, ``I2_Q``: the test for subgroup differences.
 
+Per-study rows store the same fields (``EFFECT_SIZE``, ``SE``, ``CI_*``, ``LOG_*``, ``WEIGHT``). A generic
+inverse-variance row of a ratio measure (``LOG_DATA="YES"``) stores the ratio in ``EFFECT_SIZE`` and the
+SE of its natural log in ``SE``; we read ``yi`` as the natural log of the ratio (as R meta's ``read.rm5``
+and ``metacr`` take it). ``SWAP_EVENTS="YES"`` means RevMan analysed the non-events: the events read are
+``TOTAL - EVENTS``. Rows with ``ESTIMABLE="NO"`` are kept here (column ``estimable``); RevMan left them out
+of its totals.
+
 :func:`read_revman` returns a :class:`RevManFile`; every refusal is an :class:`~pfps_meta.errors.InputError`
 naming the file and the element. Outcomes we cannot pool are kept with a ``skip_reason`` (never a crash).
 """
