@@ -268,3 +268,16 @@ def test_swapped_events_are_the_non_events_and_latin1_files_read(tmp_path, revie
     assert swapped["study"].iloc[0] == "Aronsón 1948"
     np.testing.assert_array_equal(swapped["events_exp"], original["n_exp"] - original["events_exp"])
     np.testing.assert_array_equal(swapped["events_ctrl"], original["n_ctrl"] - original["events_ctrl"])
+
+
+def test_the_stored_test_for_subgroup_differences_is_q_among_the_subgroup_totals(review):
+    outcome = _outcome(review, "1.2")
+    settings, _ = analysis_settings(outcome)
+    fits = [pm.pool(outcome.layout_frame(s), measure="OR", **settings).stats for s in outcome.subgroups]
+    between = pm.pool(pd.DataFrame({"study": [s.name for s in outcome.subgroups],
+                                    "yi": [f["estimate"] for f in fits], "sei": [f["se"] for f in fits]}),
+                      method="FE", i2="q").stats
+    stored = outcome.subgroup_difference
+    assert between["q"] == pytest.approx(stored["q"], rel=RTOL)
+    assert between["q_p"] == pytest.approx(stored["p"], rel=RTOL)
+    assert between["i2"] == pytest.approx(stored["i2"], rel=RTOL)
