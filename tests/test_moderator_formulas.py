@@ -131,3 +131,16 @@ def test_sensitivity_report_takes_the_same_formula():
     assert reg["reference_levels"] == {"alloc": "alternate"}
     case = REF["cases"][0]
     close([c["estimate"] for c in reg["coefficients"]], case["estimate"], "sensitivity meta-regression")
+
+
+def test_cli_moderator_takes_the_formula_and_a_csv_read_as_text_keeps_numbers_numeric(capsys):
+    from pfps_meta.cli import main
+
+    bcg = str(ROOT / "data" / "examples" / "bcg.csv")
+    assert rma(pm.pool(bcg, measure="RR"), "~ ablat").names == ["intercept", "ablat"]
+    assert main(["sensitivity", bcg, "--measure", "RR", "--moderator", "~ ablat + alloc", "--format", "json"]) == 0
+    reg = json.loads(capsys.readouterr().out)["meta_regression"]
+    case = REF["cases"][0]
+    assert [c["term"] for c in reg["coefficients"]] == [NAMES.get(n, n) for n in case["names"]]
+    close([c["se"] for c in reg["coefficients"]], case["se"], "CLI meta-regression se")
+    close(reg["qm"], case["qm"], "CLI QM")

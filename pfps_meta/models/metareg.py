@@ -774,7 +774,10 @@ def _factor_variable(expression: str) -> str:
 
 def _check_formula_columns(table, formula, variables):
     """Every column the formula reads: present, no empty cell, and (unless written ``C(column)``) not a
-    mixture of numbers and text, which formulaic would silently turn into a factor of many levels."""
+    mixture of numbers and text, which formulaic would silently turn into a factor of many levels.
+    Returns the table with text columns whose every cell is a number read as numbers (as R's read.csv
+    does), so a CSV read as text keeps ``ablat`` numeric."""
+    table = table.copy()
     for column in sorted(variables):
         if column not in table.columns:
             continue            # a function or constant (np, log); formulaic reports what it cannot find
@@ -788,6 +791,9 @@ def _check_formula_columns(table, formula, variables):
             raise InputError(f"moderator value {cells[position]!r} is not a number, while the column's other "
                              f"values are numbers (write C({column}) if the column is categorical)",
                              column=column, **where_in_table(table, position))
+        if not text and not pd.api.types.is_numeric_dtype(table[column]):
+            table[column] = np.asarray(cells, dtype=float)
+    return table
 
 
 def _formula_moderators(formula, table, intercept):
@@ -798,7 +804,7 @@ def _formula_moderators(formula, table, intercept):
 
     try:
         parsed = Formula(formula)
-        _check_formula_columns(table, formula, set(parsed.required_variables))
+        table = _check_formula_columns(table, formula, set(parsed.required_variables))
         matrix = model_matrix(formula, table, na_action="raise")
     except FormulaicError as exc:
         reason = " ".join(str(exc).split("\n")[0].split())
@@ -853,7 +859,7 @@ def rma(data, mods=None, measure=None, *, yi="yi", vi="vi", settings: Settings |
             table = effect_table(table, measure, settings=resolve_settings(settings, dict(options)))
     else:
         raise InputError(f"data: a DataFrame of studies or a fitted result is needed (got {type(data).__name__})")
-    source = table.attrs.get("source")
+    source, measure = table.attrs.get("source"), measure or table.attrs.get("measure")   # escalc records it
     table = table.reset_index(drop=True)
     table.attrs["source"] = source
     if mods is None:
