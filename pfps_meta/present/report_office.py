@@ -446,5 +446,5 @@ def build_office_report(spec_paths, fmt: str, out="reports", command: str = "pfp
     return written
 
 
-__all__ = ["write_docx", "write_xlsx", "draw_figures", "build_office_report", "office_path", "sheet_rows", "cell_text", "clean_text", "label", "DIGITS",
-           "P_KEYS", "SHEETS", "FIGURE_DPI"]
+__all__ = ["write_docx", "write_xlsx", "draw_figures", "build_office_report", "office_path", "sheet_rows",
+           "cell_text", "clean_text", "label", "DIGITS", "P_KEYS", "SHEETS", "FIGURE_DPI"]
