@@ -38,7 +38,8 @@ def test_reads_every_comparison_outcome_and_subgroup_with_revmans_options(review
     got = [(o.number, o.kind, o.measure, o.method, o.random, o.level) for o in review.outcomes]
     assert got == [("1.1", "DICH", "RR", "MH", False, 0.95), ("1.2", "DICH", "OR", "IV", True, 0.95),
                    ("1.3", "DICH", "OR", "PETO", False, 0.95), ("1.4", "DICH", "OR", "MH", False, 0.95),
-                   ("1.5", "DICH", "RD", "MH", False, 0.95), ("1.6", "DICH", "RR", "MH", True, 0.95), ("2.1", "CONT", "MD", "IV", True, 0.95),
+                   ("1.5", "DICH", "RD", "MH", False, 0.95), ("1.6", "DICH", "RR", "MH", True, 0.95),
+                   ("2.1", "CONT", "MD", "IV", True, 0.95),
                    ("2.2", "CONT", "SMD", "IV", True, 0.95), ("2.3", "CONT", "MD", "IV", True, 0.95),
                    ("3.1", "IV", "OR", "IV", False, 0.99)]
     bcg = _outcome(review, "1.2")
@@ -260,7 +261,8 @@ def test_repeated_outcome_numbers_get_distinct_analysis_ids(tmp_path):
 
 def test_swapped_events_are_the_non_events_and_latin1_files_read(tmp_path, review):
     text = EXAMPLE.read_text().replace('SWAP_EVENTS="NO"', 'SWAP_EVENTS="YES"', 1)     # outcome 1.1
-    text = text.replace('NAME="Aronson 1948"', 'NAME="Aronsón 1948"').replace('encoding="UTF-8"', 'encoding="ISO-8859-1"')
+    text = text.replace('NAME="Aronson 1948"', 'NAME="Aronsón 1948"')
+    text = text.replace('encoding="UTF-8"', 'encoding="ISO-8859-1"')
     path = tmp_path / "latin1.rm5"
     path.write_bytes(text.encode("latin-1"))
     swapped = read_revman(path).outcomes[0].studies

@@ -128,6 +128,10 @@ class Subgroup:
     studies: pd.DataFrame
     totals: Totals | None
 
+    def to_frame(self) -> pd.DataFrame:
+        """The subgroup's per-study table (the columns of :meth:`Outcome.to_frame`)."""
+        return self.studies.copy()
+
 
 @dataclass
 class Outcome:

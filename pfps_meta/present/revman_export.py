@@ -166,7 +166,8 @@ def _published_row(review: str, pid: str, outcome: Outcome, subgroup: Subgroup |
     if totals.total_exp is not None and totals.total_ctrl is not None:
         participants = int(totals.total_exp + totals.total_ctrl)
     return {"id": pid, "review": review, "citation": f"RevMan 5 file {Path(source).name}",
-            "comparison": outcome.comparison, "outcome": outcome.name + ("" if subgroup is None else f" ({subgroup.name})"),
+            "comparison": outcome.comparison,
+            "outcome": outcome.name + ("" if subgroup is None else f" ({subgroup.name})"),
             "measure": outcome.measure, "estimate": _fixed(totals.estimate, decimals),
             "ci_low": _fixed(totals.ci_low, decimals), "ci_high": _fixed(totals.ci_high, decimals),
             "k": totals.k, "participants": participants, "model": outcome.model,
@@ -219,8 +220,8 @@ def import_revman(path, out_dir, *, decimals: int = 4, review_id: str | None = N
     for target, text, what in files:
         result.written.append((atomic_write_text(out / target, text, what="--out", inputs=(path,)), what))
     if rows:
-        result.published = atomic_write_text(out / "published.csv", _csv_text(pd.DataFrame(rows, columns=PUBLISHED_COLUMNS)),
-                                             what="--out", inputs=(path,))
+        table = _csv_text(pd.DataFrame(rows, columns=PUBLISHED_COLUMNS))
+        result.published = atomic_write_text(out / "published.csv", table, what="--out", inputs=(path,))
         result.written.append((result.published, f"{len(rows)} stored totals"))
     if entries:
         head = (f"# Written by pfps-meta import-revman from {Path(path).name}: one analysis per RevMan outcome and\n"
