@@ -82,6 +82,8 @@ COUNT_METHODS = {e.name: e for e in (
                   ("OR", "RR", "RD"), True),
 )}
 POOLING_METHODS = {**TAU2_ESTIMATORS, **COUNT_METHODS}
+# the methods whose model has no tau² (a common effect): the plots' and reports' "common effect" wording
+COMMON_EFFECT_METHODS = frozenset({"FE", "MH", "PETO"})
 # where the 0.5 of a continuity correction goes (metafor escalc / rma.mh ``to``)
 CORRECTION_TARGETS = {"only0": "the cells of tables with a zero cell", "all": "every cell of every table",
                       "if0all": "every cell of every table when any table has a zero cell", "none": "no cell"}

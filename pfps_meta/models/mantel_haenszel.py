@@ -347,6 +347,25 @@ def pool_counts(table: pd.DataFrame, measure: str, settings: Settings, notes=())
                             build_studies=build)
 
 
+def refit(result: CountModelResult, keep) -> CountModelResult:
+    """``result``'s method and settings on a subset of its tables (``keep``: a boolean mask or positions over
+    ``result.studies``), e.g. for a leave-one-out (metafor ``leave1out.rma.mh`` refits the same way)."""
+    studies = result.studies
+    mask = np.zeros(len(studies), dtype=bool)
+    keep = np.asarray(keep)
+    if keep.dtype == bool:
+        if keep.shape != mask.shape:
+            raise InputError(f"keep: {len(studies)} true/false values are needed (one per study), got {keep.shape}")
+        mask = keep
+    else:
+        mask[keep.astype(int)] = True
+    if not mask.any():
+        raise InputError("keep: no study is left to pool")
+    table = studies.loc[mask, ["study", *COUNT_COLUMNS]].reset_index(drop=True)
+    table.attrs["source"] = result.source
+    return pool_counts(table, result.measure, result.settings)
+
+
 # ------------------------------------------------------------------------------------------ printing
 
 _TOOL = {"MH": "metafor's rma.mh", "PETO": "metafor's rma.peto", "MH_DL": "RevMan 5"}
