@@ -1035,6 +1035,8 @@ class _Progress:
     """One progress line on standard error, rewritten in place: shown with ``--progress`` or when
     standard error is a terminal (never in a pipe or a test unless asked)."""
 
+    active = None                      # the progress line being drawn, if any (warnings end it first)
+
     def __init__(self, args, what):
         self.what, self.shown, self.width = what, False, 0
         self.on = bool(getattr(args, "progress", False)) or _stderr_is_terminal()
@@ -1046,11 +1048,20 @@ class _Progress:
             text = f"{self.what}: [{bar:<20}] {i}/{n} {_printable(label)}"[:120]
             print("\r" + text.ljust(self.width), end="", file=sys.stderr, flush=True)
             self.width = max(self.width, len(text))
+            _Progress.active = self
+
+    @classmethod
+    def interrupt(cls):
+        """End the progress line being drawn, so that a warning or an error gets a line of its own."""
+        if cls.active is not None:
+            cls.active.width, cls.active = 0, None
+            print(file=sys.stderr)
 
     def done(self):
         if self.shown:
             print(file=sys.stderr, flush=True)
             self.shown = False
+        _Progress.active = None
 
 
 def _stderr_is_terminal() -> bool:
@@ -1072,6 +1083,7 @@ def _warning_printer():
             return
         shown.add((category, text))
         kind = "convergence warning" if issubclass(category, ConvergenceWarning) else "warning"
+        _Progress.interrupt()
         print(f"pfps-meta: {kind}: {text}", file=sys.stderr)
     return show
 
@@ -1126,6 +1138,7 @@ def _run(argv) -> int:
 def _fail(line: str, code: int) -> int:
     """Print the one closing line (a second Ctrl-C or a closed stderr cannot turn it into a traceback)."""
     try:
+        _Progress.interrupt()
         print(line, file=sys.stderr)
     except (KeyboardInterrupt, OSError):
         pass

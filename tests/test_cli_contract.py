@@ -317,3 +317,33 @@ def test_no_progress_or_warning_text_reaches_standard_output(capsys, monkeypatch
     out, _ = _run(capsys, ["reproduce", HACKSHAW, "--presets", "--progress", "--format", "json"])
     json.loads(out)
     assert os.linesep + "pfps-meta:" not in out
+
+
+# ------------------------------------------------------------------ item 7: Ctrl-C while the CLI is imported
+
+def test_ctrl_c_during_the_cli_import_is_one_line_and_exit_130(capsys, monkeypatch):
+    import sys
+
+    import pfps_meta_entry
+
+    class Interrupting:              # a finder that is "pressed Ctrl-C" while pfps_meta.cli is imported
+        def find_spec(self, name, path=None, target=None):
+            if name == "pfps_meta.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "pfps_meta.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupting()] + sys.meta_path)
+    assert pfps_meta_entry.main() == 130
+    err = capsys.readouterr().err
+    assert err == "pfps-meta: interrupted\n"
+
+
+def test_the_entry_module_runs_the_command_line(capsys, monkeypatch):
+    import sys
+
+    import pfps_meta_entry
+
+    monkeypatch.setattr(sys, "argv", ["pfps-meta", "pool", BCG, "--measure", "RR", "--format", "json"])
+    assert pfps_meta_entry.main() == 0
+    assert json.loads(capsys.readouterr().out)["k"] == 13
