@@ -17,6 +17,10 @@ Both are common-effect methods that pool the counts, not the study effects:
 * Peto (Yusuf et al. 1985): ``O - E = a - (a + c) n1 / N``, ``V = (a + c)(b + d) n1 n2 / (N² (N - 1))``;
   log OR ``sum(O - E) / sum(V)`` with variance ``1 / sum(V)``; Q is ``sum((O - E)²/V) - sum(O - E)²/sum V``.
 
+* RevMan 5's random-effects Mantel-Haenszel (method ``MH_DL``; no metafor function): the DerSimonian-Laird
+  tau² from the MH heterogeneity Q, then inverse-variance weights ``1/(v + tau²)`` (Deeks & Higgins 2010,
+  RevMan 5 statistical algorithms; R meta's ``metabin(method="MH", method.tau="DL", Q.Cochrane=TRUE)``).
+
 The heterogeneity statistics follow metafor: for MH, ``Q = sum w (y - estimate)²`` over the study effects
 ``y, v`` (escalc with the first ``add``/``to``/``drop00``, ``w = 1/v``), df = (number of tables with a study
 effect) - 1, ``I² = (Q - df)/Q``, ``H² = Q/df``. The pooled sums use the counts as they are unless the second
@@ -224,7 +228,8 @@ def revman_random_effects(stats, yi, vi, level):
     in place on ``stats``: DerSimonian-Laird ``tau² = max(0, (Q_MH - df) / (sum w - sum w² / sum w))`` with
     ``Q_MH`` the heterogeneity Q around the MH estimate and ``w = 1/v`` the inverse-variance weights of the
     study effects, then the inverse-variance estimate with weights ``1/(v + tau²)`` and its Wald CI. Q, I²,
-    H² stay those of the MH fit (RevMan's); there is no likelihood, so the fit statistics are NaN. Returns
+    H² stay those of the MH fit (RevMan's; R meta's ``Q.Cochrane=TRUE``); there is no likelihood, so the fit
+    statistics are NaN. Returns
     the study weights in % (NaN for a table without a study effect)."""
     has = ~np.isnan(yi)
     y, v = yi[has], vi[has]
