@@ -1,4 +1,5 @@
-"""One home for every convention: the model settings, their defaults and the tau² estimators' names.
+"""One home for every convention: the model settings, their defaults, the pooling methods' names (the tau²
+estimators, and Mantel-Haenszel / Peto for 2x2 counts) and the convention presets.
 
 This is a leaf module (it imports nothing from the package but the leaf ``errors``), so every other layer can read it: the
 pooling core, the API (:func:`pfps_meta.pool`), the command line (its flags are generated from

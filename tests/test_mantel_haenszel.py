@@ -189,3 +189,17 @@ def test_refit_on_a_subset_is_the_fit_of_that_subset():
     assert without_first.k == 12 and refit(res, np.arange(13) != 0).stats == without_first.stats
     with pytest.raises(pm.InputError, match="no study is left"):
         refit(res, np.zeros(13, dtype=bool))
+
+
+def test_a_spec_analysis_with_method_mh_is_pooled_by_mantel_haenszel(tmp_path):
+    from pfps_meta.analysis.presets import preset_diff
+    from pfps_meta.evidence.specs import load_spec, run_analysis
+
+    spec = tmp_path / "bcg.toml"
+    spec.write_text(f'[review]\nid = "x"\n[[analyses]]\nid = "a"\nmeasure = "RR"\nmethod = "MH"\n'
+                    f'mh_add = 0.5\ndata = "{BCG}"\n')
+    analysis = load_spec(spec).analyses[0]
+    result = run_analysis(analysis).result
+    assert result.method == "MH" and math.exp(result.estimate) == pytest.approx(0.63528, rel=1e-4)
+    rows = preset_diff(analysis, None, "revman5", "metafor").set_index("quantity")
+    assert rows.loc["setting: method", "revman5"] == "MH_DL" and rows.loc["setting: method", "metafor"] == "REML"

@@ -56,10 +56,12 @@ def preset_diff(analysis, evidence, first="revman5", second="metafor") -> pd.Dat
     effect, variance and weight. Columns: ``quantity``, the two preset names, ``difference``."""
     runs = [run_with_preset(analysis, evidence, name) for name in (first, second)]
     rows = []
-    for setting in SETTING_ROWS:
-        rows.append({"quantity": f"setting: {setting}", first: getattr(preset(first).settings, setting),
-                     second: getattr(preset(second).settings, setting), "difference": None})
     results = [r.result for r in runs]
+    # the settings each run used (a preset may use another method on 2x2 counts: revman5's MH_DL)
+    used = [r.settings if r is not None else preset(name).settings for r, name in zip(results, (first, second))]
+    for setting in SETTING_ROWS:
+        rows.append({"quantity": f"setting: {setting}", first: getattr(used[0], setting),
+                     second: getattr(used[1], setting), "difference": None})
     if all(r is None for r in results):
         return pd.DataFrame(rows)
     for stat in DIFF_STATS:
