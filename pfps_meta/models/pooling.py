@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import chdtrc, chdtri, ndtr, ndtri, stdtr, stdtrit
 
-from pfps_meta.conventions import DEFAULTS, Settings
+from pfps_meta.conventions import COUNT_METHODS, DEFAULTS, Settings
 from pfps_meta.errors import ConvergenceWarning, InputError
 from pfps_meta.models.tau2 import fit_at, solve_q, estimate_intercept_only, intercept_fit_statistics
 
@@ -299,6 +299,9 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
         variance or weight <= 0), naming the argument and the element ``[row, study slot]``.
     """
     settings = resolve_settings(settings, options)
+    if settings.method in COUNT_METHODS:
+        raise InputError(f"method {settings.method} pools 2x2 tables of counts, not yi and vi: a Mantel-Haenszel "
+                         "or Peto fit is refitted with pfps_meta.models.mantel_haenszel.refit")
     y, v, present = _prepare(yi, vi)
     if weights is not None:
         if settings.ci_method == "hksj":
