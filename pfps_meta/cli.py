@@ -619,7 +619,7 @@ def _multilevel_from_spec(args):
     if args.format == "json":
         print(strict_json(run.to_dict()))
     else:
-        _print_text(str(run))
+        _print_text(_model_run_text(run))
     return 0
 
 
@@ -683,8 +683,32 @@ def _network_from_spec(args):
     if args.format == "json":
         print(strict_json(run.to_dict()))
     else:
-        _print_text(str(run))
+        _print_text(_model_run_text(run))
     return 0
+
+
+def _model_run_text(run) -> str:
+    """A spec's multilevel or network run as text, with what its JSON holds beyond the run's print: the
+    node-splitting of a network, the settings, and where the effect rows are."""
+    doc = run.to_dict()
+    lines = [str(run)]
+    if doc.get("model") == "network" and isinstance(doc.get("fit"), dict):
+        lines += _network_lines(doc["fit"])
+    settings = {key: value for key, value in (doc.get("settings") or {}).items() if value not in (None, "")}
+    if settings:
+        lines += ["", "Settings (from the spec): " + "; ".join(f"{key} {_setting_text(value)}" for key, value in
+                                                             settings.items())]
+    if doc.get("effects"):
+        lines += [f"Effects: the {len(doc['effects'])} rows the model used are in --format json (key effects)"]
+    return "\n".join(lines)
+
+
+def _setting_text(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_setting_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_setting_text(v) for v in value)
+    return str(_shown(value))
 
 
 def _find_analysis(spec, analysis_id, path, flag="--analysis"):

@@ -154,6 +154,31 @@ def test_network_text_shows_node_splitting_and_points_to_the_league_table(capsys
     assert f"{row['direct']:.4f}" in text and f"{row['indirect']:.4f}" in text
 
 
+SPEC_RUN_MARKERS = {
+    "analysis": "three_level_cr2", "label": "CR2 cluster-robust inference by district", "model": "model: multilevel",
+    "decision": "a three-level model", "fitted": "Model Results", "reason": "not fitted", "n_effects": "effects: 56",
+    "n_clusters": "clusters: 11", "k_expected": "clusters:", "missing": "missing", "fit": "Variance Components",
+    "robust": "Cluster-robust inference", "components": "component", "availability": "with n, mean and SD",
+    "effects": "Effects: the 56 rows", "notes": "Note", "settings": "Settings (from the spec): model multilevel",
+}
+
+
+def test_multilevel_spec_run_text_shows_every_json_key(capsys):
+    text, doc = _text_and_json(capsys, ["multilevel", ROOT / "analyses" / "examples" / "konstantopoulos2011.toml",
+                                        "--analysis", "three_level_cr2"])
+    _check_keys(text, doc, SPEC_RUN_MARKERS)
+
+
+def test_network_spec_run_text_shows_node_splitting_and_settings(capsys):
+    text, doc = _text_and_json(capsys, ["network", ROOT / "analyses" / "examples" / "senn2013.toml",
+                                        "--analysis", "network_reml"])
+    markers = {**SPEC_RUN_MARKERS, "analysis": "network_reml", "label": "HbA1c", "model": "model: network",
+               "decision": "26 of 26 trials", "fitted": "Network meta-analysis (MD)", "n_effects": "effects: 27",
+               "n_clusters": "clusters: 26", "k_expected": "26 expected", "fit": "netsplit",
+               "effects": "Effects: the 53 rows", "settings": "Settings (from the spec): model network"}
+    _check_keys(text, doc, markers)
+
+
 BAYES_MARKERS = {
     "file": "Data:", "model": "normal-normal hierarchical model", "k": "k = 9", "measure": "measure MD",
     "level": "95% intervals", "tau_prior": "tau prior", "mu_prior": "mu prior", "mu": "Posterior summary",
