@@ -492,7 +492,8 @@ def cmd_simulate(args) -> int:
         out["notes"] = list(out.get("notes") or []) + notes
         print(strict_json(out))
         return 0
-    _print_text("\n".join([str(result)] + _note_lines(notes)))
+    header = _preset_lines(args, on_top=bool(args.methods or args.ci_methods or args.pi_methods))
+    _print_text("\n".join(header + [str(result)] + _note_lines(notes)))
     return 0
 
 

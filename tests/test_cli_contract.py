@@ -123,6 +123,9 @@ def test_simulate_text_says_where_it_ran_what_it_wrote_and_that_replicates_were_
     assert "ran in this process (no --scheduler)" in text
     assert f"coverage plot written: {stem}.png and {stem}.svg" in text
     assert (tmp_path / "coverage.png").exists() and (tmp_path / "coverage.svg").exists()
+    text, _ = _run(capsys, ["simulate", "--replicates", "250", "--tau2", "0.1", "--preset", "revman5"])
+    assert text.startswith("Conventions: preset revman5 (RevMan 5: DerSimonian-Laird")
+    assert "DL + Wald" in text and "REML" not in text
 
 
 MULTILEVEL_MARKERS = {"file": "Data:", "V": "sampling covariance V", "model": "Model Results",
