@@ -22,7 +22,7 @@ SPECS = {"hackshaw1997": "analyses/examples/hackshaw1997.toml", "normand1999": "
 def _spec(tmp_path, settings: str, measure="SMD", data="normand1999.csv"):
     """A one-analysis spec on a copy of a worked example's data (test-only input)."""
     shutil.copy(ROOT / "data" / "examples" / data, tmp_path / data)
-    (tmp_path / "analyses").mkdir()
+    (tmp_path / "analyses").mkdir(exist_ok=True)
     spec = tmp_path / "analyses" / "t.toml"
     spec.write_text(f'[review]\nid = "t"\ntitle = "t"\ndata_dir = ".."\n[settings]\n{settings}\n'
                     f'[[analyses]]\nid = "a"\nlabel = "a"\nmeasure = "{measure}"\ndata = "../{data}"\n')
@@ -65,7 +65,7 @@ def test_binary_tables_go_through_escalc(tmp_path):
 
 def test_hksj_prediction_interval_t_k2_is_computed_by_hand(tmp_path):
     script = ex.export_r(_spec(tmp_path, 'ci = "hksj"\npi = "t_k2"'), "a")
-    assert "qt(1 - (1 - res$level) / 2, k - 2)" in script and "predict(res)" not in script
+    assert "qt(res$level / 2, k - 2, lower.tail = FALSE)" in script and "predict(res)" not in script
 
 
 def _column(script, name):
@@ -123,15 +123,55 @@ def test_analysis_without_data_is_refused_with_the_reason():
 def test_parse_comparison_refuses_output_without_comparison():
     with pytest.raises(InputError, match="no PFPS_COMPARE"):
         ex.parse_comparison("Error in rma(...): something\n")
+    with pytest.raises(InputError, match="without PFPS_MAX_REL_DIFF"):
+        ex.parse_comparison("PFPS_COMPARE estimate 1 1 0\nError in if (is.na(m)): argument is of length zero\n")
+
+
+def _variants():
+    """validation/run_exported_r.py's VARIANTS: (name, data file, measure, [settings] lines)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_exported_r", ROOT / "validation" / "run_exported_r.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {name: (data, measure, settings) for name, data, measure, settings in module.VARIANTS}
+
+
+def _fixture_spec(fixture, tmp_path):
+    if fixture.startswith("variant_"):
+        data, measure, settings = _variants()[fixture[len("variant_"):]]
+        return _spec(tmp_path, settings, measure=measure, data=data), "a"
+    review, analysis_id = next((r, fixture[len(r) + 1:]) for r in SPECS if fixture.startswith(r + "_"))
+    return ROOT / SPECS[review], analysis_id
 
 
 @pytest.mark.parametrize("fixture", sorted(p.stem for p in FIXTURE_DIR.glob("*.Rout")))
-def test_metafor_output_of_emitted_script_matches_our_numbers(fixture):
-    review, analysis_id = next((r, fixture[len(r) + 1:]) for r in SPECS if fixture.startswith(r + "_"))
+def test_metafor_output_of_emitted_script_matches_our_numbers(fixture, tmp_path):
+    """metafor 3.8-1's numbers, printed by the emitted script (validation/run_exported_r.py --fixtures),
+    against ours as computed now, at 1e-6 relative."""
     compared = ex.parse_comparison((FIXTURE_DIR / f"{fixture}.Rout").read_text())
-    ours = ex.our_values(ROOT / SPECS[review], analysis_id)
+    ours = ex.our_values(*_fixture_spec(fixture, tmp_path))
     assert set(compared) == set(ours)
     for name, (metafor, _, _) in compared.items():
+        assert not math.isnan(metafor), name
         scale = max(abs(metafor), abs(ours[name]))
         assert scale == 0 or abs(metafor - ours[name]) / scale <= 1e-6, (name, metafor, ours[name])
-        assert not math.isnan(metafor)
+
+
+def test_fixtures_cover_every_model_family():
+    names = {p.stem for p in FIXTURE_DIR.glob("*.Rout")}
+    for family in ("senn2013_network_reml", "konstantopoulos2011_three_level_cr2", "variant_bcg_OR_MH",
+                   "variant_bcg_OR_PETO", "variant_bcg_RR_PM", "normand1999_los_smd"):
+        assert family in names
+
+
+def test_mantel_haenszel_and_peto_calls(tmp_path):
+    script = ex.export_r(_spec(tmp_path, 'method = "MH"', measure="OR", data="bcg.csv"), "a")
+    assert ('rma.mh(measure = "OR", ai = events_exp, n1i = n_exp, ci = events_ctrl, n2i = n_ctrl, data = dat, '
+            'add = c(0.5, 0.0), to = c("only0", "none"), drop00 = c(TRUE, FALSE), level = 95.0, correct = TRUE)') in script
+    (tmp_path / "analyses" / "t.toml").unlink()
+    (tmp_path / "analyses").rmdir()
+    script = ex.export_r(_spec(tmp_path, 'method = "PETO"\nmh_add = 0.25\nmh_to = "all"', measure="OR",
+                               data="bcg.csv"), "a")
+    assert "rma.peto(ai = events_exp" in script and 'add = c(0.25, 0.0), to = c("all", "none")' in script
+    assert "correct =" not in script

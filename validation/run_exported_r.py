@@ -4,6 +4,11 @@ analyses/examples/, and report how closely metafor 3.8-1 agrees with pfps-meta (
     python validation/run_exported_r.py                      # the table and the count
     python validation/run_exported_r.py --fixtures tests/fixtures/export_r   # also keep script + R output
 
+Besides the analyses of the specs, it exports :data:`VARIANTS`: one-analysis specs (written to a
+temporary folder) on the worked examples' data with each tau² estimator, HKSJ, the prediction-interval
+and I² conventions, the SMD variances, the pooled-SD MD and Mantel-Haenszel / Peto, so that every
+branch of the exporter meets R (``--no-variants`` skips them).
+
 For each analysis: the script from :func:`pfps_meta.present.export_r.export_r` is run with ``Rscript``
 and its ``PFPS_COMPARE`` lines are read (metafor's value, ours, relative difference). An analysis that
 cannot be exported (no data yet, a model not translated) is listed with the reason. Exit status 1 when
@@ -30,9 +35,45 @@ from pfps_meta.present.export_r import export_r, parse_comparison  # noqa: E402
 TOLERANCE = 1e-6
 
 
+def our_values_of(script: str) -> set:
+    """The names of the script's ``ours <- c(...)`` vector."""
+    block = script.split("ours <- c(\n", 1)[1].split(")\n", 1)[0]
+    return {line.split(" = ")[0].strip().strip('"') for line in block.splitlines() if " = " in line}
+# (name, data file under data/examples, measure, [settings] lines)
+VARIANTS = [(f"bcg_RR_{m}", "bcg.csv", "RR", f'method = "{m}"') for m in
+            ("FE", "DL", "REML", "ML", "PM", "SJ", "HE", "EB", "HS")] + [
+    ("bcg_OR_REML_hksj", "bcg.csv", "OR", 'method = "REML"\nci = "hksj"'),
+    ("bcg_RD_DL_level90_piT", "bcg.csv", "RD", 'method = "DL"\nlevel = 0.9\npi = "t"'),
+    ("bcg_RR_DL_i2q_pik2", "bcg.csv", "RR", 'method = "DL"\ni2 = "q"\npi = "t_k2"'),
+    ("bcg_OR_MH", "bcg.csv", "OR", 'method = "MH"'), ("bcg_RR_MH", "bcg.csv", "RR", 'method = "MH"'),
+    ("bcg_RD_MH", "bcg.csv", "RD", 'method = "MH"'), ("bcg_OR_PETO", "bcg.csv", "OR", 'method = "PETO"'),
+    ("caffeine_OR_MH", "caffeine.csv", "OR", 'method = "MH"'),
+    ("normand_SMD_UB_PM_hksj", "normand1999.csv", "SMD", 'method = "PM"\nvtype = "UB"\nci = "hksj"'),
+    ("normand_SMD_AV_DL", "normand1999.csv", "SMD", 'method = "DL"\nvtype = "AV"'),
+    ("normand_MD_HO_REML", "normand1999.csv", "MD", 'method = "REML"\npooled_sd = true'),
+    ("normand_SMDH_SJ", "normand1999.csv", "SMDH", 'method = "SJ"'),
+    ("normand_ROM_ML", "normand1999.csv", "ROM", 'method = "ML"'),
+    ("normand_SMD_revman5_DL", "normand1999.csv", "SMD", 'method = "DL"\nsmd_convention = "revman5"'),
+]
+
+
+def variant_specs(folder: Path) -> list[Path]:
+    """Write the one-analysis specs of :data:`VARIANTS` (analysis id ``a``) into ``folder``."""
+    (folder / "analyses").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data, measure, settings in VARIANTS:
+        path = folder / "analyses" / f"{name}.toml"
+        path.write_text(f'[review]\nid = "{name}"\ntitle = "{name}"\ndata_dir = "{ROOT / "data"}"\n[settings]\n'
+                        f'{settings}\n[[analyses]]\nid = "a"\nlabel = "{name}"\nmeasure = "{measure}"\n'
+                        f'data = "{ROOT / "data" / "examples" / data}"\n', encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
 def run_one(path: Path, analysis_id: str, fixtures: Path | None) -> dict:
     """One analysis: its status, the number of quantities compared and the largest relative difference."""
-    row = {"spec": path.relative_to(ROOT).as_posix(), "analysis": analysis_id}
+    spec = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else f"(variant) {path.stem}"
+    row = {"spec": spec, "analysis": analysis_id}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -44,13 +85,15 @@ def run_one(path: Path, analysis_id: str, fixtures: Path | None) -> dict:
         file.write_text(script, encoding="utf-8")
         done = subprocess.run(["Rscript", str(file)], capture_output=True, text=True, timeout=600)
     if fixtures is not None:
-        stem = f"{path.stem}_{analysis_id}"
+        stem = f"{path.stem}_{analysis_id}" if path.is_relative_to(ROOT) else f"variant_{path.stem}"
         (fixtures / f"{stem}.R").write_text(script, encoding="utf-8")
         (fixtures / f"{stem}.Rout").write_text(done.stdout, encoding="utf-8")
     try:
         compared = parse_comparison(done.stdout)
     except InputError:
         return {**row, "status": "R failed", "detail": done.stderr.strip().splitlines()[-1:] or ""}
+    if set(compared) != set(our_values_of(script)):
+        return {**row, "status": "R failed", "detail": "the comparison lines do not match the script's `ours`"}
     rels = {name: rel for name, (_, _, rel) in compared.items() if not math.isnan(rel)}
     unmatched = sorted(name for name, (_, _, rel) in compared.items() if math.isnan(rel))
     worst = max(rels, key=rels.get)
@@ -62,6 +105,7 @@ def run_one(path: Path, analysis_id: str, fixtures: Path | None) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fixtures", type=Path, help="folder to keep each emitted script and its R output in")
+    parser.add_argument("--no-variants", action="store_true", help="only the analyses of the specs")
     args = parser.parse_args(argv)
     if args.fixtures is not None:
         args.fixtures.mkdir(parents=True, exist_ok=True)
@@ -69,6 +113,9 @@ def main(argv=None) -> int:
     for path in specs.default_spec_paths(ROOT, include_models=True):
         for analysis in specs.load_spec(path).analyses:
             rows.append(run_one(path, analysis.id, args.fixtures))
+    if not args.no_variants:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows += [run_one(path, "a", args.fixtures) for path in variant_specs(Path(tmp))]
     for r in rows:
         numbers = f"{r['quantities']:3d} quantities, max rel {r['max_rel']:.2e}" if "max_rel" in r else ""
         print(f"{r['spec']:45s} {r['analysis']:16s} {r['status']:13s} {numbers:36s} {r.get('detail', '')}")

@@ -44,15 +44,18 @@ ESCALC_MEASURES = {"MD": "MD", "SMD": "SMD", "SMDH": "SMDH", "ROM": "ROM", "RR":
 #: our tau² estimator -> metafor's rma(method=)
 RMA_METHODS = {"FE": "FE", "DL": "DL", "REML": "REML", "ML": "ML", "PM": "PM", "SJ": "SJ", "HE": "HE",
                "EB": "EB", "HS": "HS"}
+#: our count methods -> metafor's function (common-effect models on the 2x2 tables)
+COUNT_FUNCTIONS = {"MH": "rma.mh", "PETO": "rma.peto"}
 _ARM_COLUMNS = ("n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl")
 _BINARY_COLUMNS = ("events_exp", "n_exp", "events_ctrl", "n_ctrl")
-_CONTROL = "control = list(threshold = 1e-12, maxiter = 10000)"
+_CONTROL = "control = list(threshold = 1e-12, maxiter = 10000, tol = 1e-12)"   # tol: PM's and EB's uniroot
 _COMPARE_FUNCTION = r'''
 pfps_compare <- function(metafor, ours) {
   # one line per quantity: name, metafor's value, ours, |m - o| / max(|m|, |o|) (0 when both are 0)
   worst <- 0
   for (name in names(ours)) {
-    m <- unname(metafor[[name]]); o <- unname(ours[[name]])
+    m <- metafor[[name]]; o <- unname(ours[[name]])
+    m <- if (is.null(m) || length(m) != 1) NA_real_ else unname(m)   # metafor has no such number
     scale <- max(abs(m), abs(o))
     rel <- if (is.na(m) || is.na(o)) NA else if (scale == 0) 0 else abs(m - o) / scale
     if (!is.na(rel)) worst <- max(worst, rel)
@@ -142,14 +145,19 @@ def our_values(spec_path, analysis_id: str) -> dict:
 
 def parse_comparison(output: str) -> dict:
     """``{name: (metafor, ours, relative difference)}`` from the ``PFPS_COMPARE`` lines of a script's
-    output (NA read as NaN); InputError when the output has none (R failed before the comparison)."""
-    rows = {}
+    output (NA read as NaN); InputError when the output has none or lacks the closing
+    ``PFPS_MAX_REL_DIFF`` line (R stopped before or during the comparison)."""
+    rows, finished = {}, False
     for line in output.splitlines():
         parts = line.split()
         if len(parts) == 5 and parts[0] == "PFPS_COMPARE":
             rows[parts[1]] = tuple(float("nan") if v in ("NA", "NaN") else float(v) for v in parts[2:])
+        finished = finished or (len(parts) == 2 and parts[0] == "PFPS_MAX_REL_DIFF")
     if not rows:
         raise InputError("the R output has no PFPS_COMPARE line (did the script stop with an error?)")
+    if not finished:
+        raise InputError(f"the R output stops after {len(rows)} PFPS_COMPARE lines, without PFPS_MAX_REL_DIFF "
+                         "(the script stopped with an error)")
     return rows
 
 
@@ -253,6 +261,8 @@ def _pairwise(analysis, run) -> str:
     data, escalc = _pairwise_data(analysis, run)
     if "weight_user" in run.result.studies.columns:
         raise _not_exported(analysis, "user weights are not exported yet")
+    if s.method in COUNT_FUNCTIONS:
+        return _count_model(analysis, run, data, escalc)
     method = RMA_METHODS[s.method]
     test = "knha" if s.ci_method == "hksj" else "z"
     fit = (f'res <- rma(yi, vi, data = dat, method = "{method}", test = "{test}", level = {_r_level(s.level)}, '
@@ -273,7 +283,8 @@ def _pairwise_ours(s, stats, escalc: bool) -> dict:
         keys += ["pi_low", "pi_high"]
     if s.tau2_ci and s.method != "FE" and stats["k"] > 1 and np.isfinite(stats.get("tau2_ci_low", np.nan)):
         keys += ["tau2_ci_low", "tau2_ci_high"]
-    return {k: stats[k] for k in keys}
+    # what we do not report (NaN: no prediction interval of a common-effect model) is not compared
+    return {k: stats[k] for k in keys if stats.get(k) is not None and np.isfinite(stats[k])}
 
 
 def _pairwise_theirs(s, stats, escalc: bool, yi, vi) -> tuple[str, dict]:
@@ -297,13 +308,47 @@ def _pairwise_theirs(s, stats, escalc: bool, yi, vi) -> tuple[str, dict]:
     return "".join(lines), ours
 
 
+def _r_bool(value: bool) -> str:
+    return "TRUE" if value else "FALSE"
+
+
+def _count_model(analysis, run, data: str, escalc: bool) -> tuple[str, dict]:
+    """rma.mh / rma.peto on the inline 2x2 tables, with our correction options as metafor's two-valued
+    ``add``, ``to`` and ``drop00`` (first value: the study effects yi, vi; second: the pooled sums)."""
+    s, stats = analysis.settings, run.result.stats
+    if not escalc or analysis.measure not in ("OR", "RR", "RD"):
+        raise _not_exported(analysis, f"{s.method} needs the 2x2 tables, and the data here are not 2x2 tables")
+    function = COUNT_FUNCTIONS[s.method]
+    measure = f'measure = "{analysis.measure}", ' if s.method == "MH" else ""
+    correct = f", correct = {_r_bool(s.cmh_correct)}" if s.method == "MH" and analysis.measure == "OR" else ""
+    fit = (f"res <- {function}({measure}ai = events_exp, n1i = n_exp, ci = events_ctrl, n2i = n_ctrl, data = dat, "
+           f"add = c({r_number(s.mh_add)}, {r_number(s.mh_sums_add)}), to = c(\"{s.mh_to}\", \"{s.mh_sums_to}\"), "
+           f"drop00 = c({_r_bool(s.mh_drop00)}, {_r_bool(s.mh_sums_drop00)}), level = {_r_level(s.level)}{correct})\n")
+    keys = ["estimate", "se", "statistic", "p", "ci_low", "ci_high"]
+    if stats.get("k_yi", stats["k"]) > 1:
+        keys += ["q", "q_p", "i2", "h2"]
+    ours = {k: stats[k] for k in keys}
+    lines = ["# settings: " + f"method = {s.method} ({function}), measure = {analysis.measure}, level = {s.level}, "
+             f"mh_add = {s.mh_add}, mh_to = {s.mh_to}, mh_drop00 = {s.mh_drop00}\n", data, fit, "print(res)\n",
+             "metafor <- list(estimate = res$b[1], se = res$se, statistic = res$zval, p = res$pval,\n"
+             "                ci_low = res$ci.lb, ci_high = res$ci.ub, q = res$QE, q_p = res$QEp, i2 = res$I2, "
+             "h2 = res$H2)\n"]
+    if s.method == "MH" and analysis.measure == "OR":
+        for name, field in (("cmh", "MH"), ("cmh_p", "MHp"), ("tarone", "TA"), ("tarone_p", "TAp")):
+            if stats.get(name) is not None and np.isfinite(stats[name]):
+                ours[name] = float(stats[name])
+                lines.append(f"metafor${name} <- res${field}\n")
+    return "".join(lines), ours
+
+
 def _prediction_lines(s) -> str:
     if s.pi_method == "auto":
         return ("pred <- predict(res)  # metafor's prediction interval (t(k-1) with knha, else normal)\n"
                 "metafor$pi_low <- pred$pi.lb; metafor$pi_high <- pred$pi.ub\n")
-    quantile = {"z": "qnorm(1 - (1 - res$level) / 2)",
-                "t": "qt(1 - (1 - res$level) / 2, k - 1)",
-                "t_k2": "qt(1 - (1 - res$level) / 2, k - 2)"}[s.pi_method]
+    # an rma object stores alpha (1 - level) as res$level
+    quantile = {"z": "qnorm(res$level / 2, lower.tail = FALSE)",
+                "t": "qt(res$level / 2, k - 1, lower.tail = FALSE)",
+                "t_k2": "qt(res$level / 2, k - 2, lower.tail = FALSE)"}[s.pi_method]
     return (f"# prediction interval by hand: mu -/+ {quantile} sqrt(tau2 + se^2) (pi_method = {s.pi_method})\n"
             f"half <- {quantile} * sqrt(res$tau2 + res$se^2)\n"
             "metafor$pi_low <- res$b[1] - half; metafor$pi_high <- res$b[1] + half\n")
