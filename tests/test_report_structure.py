@@ -25,12 +25,13 @@ def full_report(tmp_path_factory):
 def test_pfp_review_comes_first_with_what_is_known(full_report):
     md = (full_report / "report.md").read_text()
     assert md.index("## Hip and knee strengthening") < md.index("## Environmental tobacco smoke")
+    # the PFP status (published vs reproduced) comes before the other reviews' estimates (issue 18 item 5)
     known = md.index("### What is known: published pooled estimates")
-    assert known < md.index("### Published vs reproduced")
+    assert md.index("### Published vs reproduced") < known
     for text in ("Rogan et al. J Strength Cond Res 2019", "CRD42023451065", "Manojlović", "Ji et al. 2023",
                  "search.pedro.org.au/search-results/record-detail/51308", "-1.29 (-1.98 to -0.59)"):
         assert text in md, text
-    assert (full_report / "figures" / "published_nascimento2018.png").stat().st_size > 5000
+    assert (full_report / "figures" / "published_nascimento2018.svg").stat().st_size > 5000
 
 
 def test_missing_trials_get_an_extraction_todo_and_dolak_its_scenarios(full_report):
@@ -67,7 +68,7 @@ def test_hostile_labels_stay_inert_everywhere(tmp_path):
     assert "<script>alert" not in html_text and "\x1b" not in html_text
     for svg in (out / "figures").glob("*.svg"):
         xml.dom.minidom.parse(str(svg))            # well-formed despite the control character
-    assert any((out / "figures").glob("*.png"))
+    assert any((out / "figures").glob("*.svg"))
 
 
 def test_unsafe_ids_are_refused(tmp_path, capsys):
@@ -186,7 +187,7 @@ def test_report_shows_the_multilevel_and_network_models_and_the_honest_pfp_statu
     assert "0.804 \\[0.530, 1.243\\]" in md
     for stem in ("multilevel_konstantopoulos2011_three_level", "network_senn2013_network_reml_graph",
                  "network_senn2013_network_reml_league"):
-        assert (out / "figures" / f"{stem}.png").exists()
+        assert (out / "figures" / f"{stem}.svg").exists()
 
 
 def test_a_bayesian_analysis_that_cannot_be_computed_says_so_in_the_report(tmp_path, monkeypatch):
@@ -211,3 +212,9 @@ def test_a_bayesian_analysis_that_cannot_be_computed_says_so_in_the_report(tmp_p
     md = (tmp_path / "out" / "report.md").read_text()
     assert "#### Bayesian random-effects analysis beside the frequentist one" in md
     assert "**Status:** Not computed: " in md and "does not integrate" in md
+
+
+@pytest.fixture(autouse=True)
+def _private_report_cache(tmp_path_factory, monkeypatch):
+    """The report's simulation cache in a folder of this test session, never the user's."""
+    monkeypatch.setenv("PFPS_META_CACHE", str(tmp_path_factory.getbasetemp() / "report-cache"))

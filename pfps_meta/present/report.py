@@ -21,6 +21,7 @@ import ctypes.util
 import hashlib
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -34,10 +35,10 @@ from pfps_meta.conventions import CI_METHODS, I2_METHODS, PI_METHODS, SMD_CONVEN
 from pfps_meta.evidence.curated import completeness
 from pfps_meta.errors import InputError
 from pfps_meta.evidence.extraction import todo
-from pfps_meta.analysis.grade import summary_of_findings
-from pfps_meta.present.outputs import atomic_write_text, check_target, run_inputs, umask_mode
+from pfps_meta.analysis.grade import summary_of_findings, thin_evidence
+from pfps_meta.present.outputs import atomic_write_bytes, atomic_write_text, check_target, run_inputs, umask_mode
 from pfps_meta.present.report_models import bayes_section, model_section
-from pfps_meta.analysis.reproduce import preset_statuses, reproduce_rows
+from pfps_meta.analysis.reproduce import RECONSTRUCTION, converted_values, preset_statuses, reproduce_rows
 from pfps_meta.present.tables import ci_label, display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
 
 REPORT_ENTRIES = ("index.html", "report.md", "figures")
@@ -55,8 +56,8 @@ def methods_paragraph(spec, analyses) -> str:
     if smd:
         conv = sorted({(s.smd_convention, s.vtype) for s in smd})
         parts.append("Standardised mean differences are Hedges' g with "
-                     + " and ".join(SMD_CONVENTIONS[c] + ("" if c == "revman5" else f" and the {SMD_VTYPES[v]}")
-                                    for c, v in conv) + ".")
+                     + " and ".join(SMD_CONVENTIONS[c].removeprefix("Hedges' g with ")
+                                    + ("" if c == "revman5" else f" and the {SMD_VTYPES[v]}") for c, v in conv) + ".")
     if any(a.measure == "MD" for a in analyses):
         pooled = sorted({a.settings.pooled_sd for a in analyses if a.measure == "MD"})
         parts.append("Mean differences use " + " and ".join("pooled" if p else "unpooled" for p in pooled)
@@ -72,26 +73,65 @@ def methods_paragraph(spec, analyses) -> str:
     if levels:
         parts.append("Confidence and prediction intervals are "
                      + " and ".join(f"{100 * level:g}%" for level in levels) + " intervals.")
-    parts.append("Signs are experimental minus control, oriented so that a negative pain difference and a "
-                 "positive activity difference favour the experimental arm.")
+    parts.append(_sign_sentence(analyses))
     assumption = analyses[0].assumption if analyses else ""
     if assumption:
         parts.append("Assumption: " + " ".join(assumption.split()))
     return " ".join(parts)
 
 
+def _sign_sentence(analyses) -> str:
+    """How effects are oriented, in the words of the outcomes the spec actually has (no pain wording for
+    a review without a pain outcome)."""
+    outcomes = {a.outcome for a in analyses}
+    if {"pain", "activity"} & outcomes and any(a.favourable for a in analyses):
+        return ("Signs are experimental minus control, oriented so that a negative pain difference and a "
+                "positive activity difference favour the experimental arm.")
+    if all(measures.get(a.measure).ratio for a in analyses):
+        group = "exposed" if all(a.design == "observational" for a in analyses) else "experimental"
+        other = "unexposed" if group == "exposed" else "control"
+        return (f"Ratios compare the {group} with the {other} group: above 1 means the outcome is more "
+                f"frequent in the {group} group.")
+    return "Differences are experimental minus control."
+
+
+def _slug(text: str) -> str:
+    """A heading's anchor as GitHub writes it: lower case, punctuation dropped, spaces as hyphens."""
+    kept = "".join(ch for ch in str(text).lower() if ch.isalnum() or ch in " -_")
+    return "-".join(kept.split()) or "section"
+
+
 class _Document:
     """The report written twice at once: Markdown (``md``) and HTML (``body``). Every piece of text
     handed to it is data: it is escaped for HTML and neutralised for Markdown here, in one place."""
 
-    def __init__(self, out_dir: Path, final_dir: Path):
+    def __init__(self, out_dir: Path, final_dir: Path, png: bool = False):
         self.md, self.body = [], []
+        self.png = png
+        self.toc, self.seen = [], {}
+        self.cache = None
         self.out_dir = out_dir          # where files are written now (the temporary build folder)
         self.final_dir = final_dir
 
     def heading(self, level: int, text: str):
+        """A heading with an anchor (GitHub's, numbered when repeated); levels 2 and 3 enter the contents."""
+        anchor = _slug(text)
+        self.seen[anchor] = self.seen.get(anchor, -1) + 1
+        if self.seen[anchor]:
+            anchor = f"{anchor}-{self.seen[anchor]}"
+        if level in (2, 3):
+            self.toc.append((level, text, anchor))
         self.md.append(f"{'#' * level} {markdown_text(text)}\n")
-        self.body.append(f"<h{level}>{html_text(text)}</h{level}>")
+        self.body.append(f"<h{level} id=\"{anchor}\">{html_text(text)}</h{level}>")
+
+    def contents(self, at_md: int, at_body: int):
+        """The table of contents, inserted where the document was at ``(len(md), len(body))``."""
+        md, body = ["**Contents**\n"], ["<nav class='toc'><b>Contents</b><ul>"]
+        for level, text, anchor in self.toc:
+            md.append(f"{'  ' * (level - 2)}- [{markdown_text(text)}](#{anchor})")
+            body.append(f"<li class='toc{level}'><a href=\"#{anchor}\">{html_text(text)}</a></li>")
+        self.md[at_md:at_md] = md + [""]
+        self.body[at_body:at_body] = body + ["</ul></nav>"]
 
     def para(self, text: str, css: str | None = None, bold_prefix: str | None = None):
         prefix_md = f"**{markdown_text(bold_prefix)}** " if bold_prefix else ""
@@ -111,32 +151,61 @@ class _Document:
         fence = "`" * 3
         shown = "\n".join(plain_text(line) for line in str(text).split("\n")).replace(fence, "'''")
         self.md.append(f"{fence}\n{shown}\n{fence}\n")
-        self.body.append(f"<pre class='summary'>{html_text(text)}</pre>")
+        self.body.append(f"<div class='scroll'><pre class='summary'>{html_text(text)}</pre></div>")
 
     def table(self, frame, css="table", link_columns=()):
         self.md.append(to_markdown(frame) + "\n")
-        self.body.append(to_html(frame, css, link_columns))
+        self.body.append(f"<div class='scroll'>{to_html(frame, css, link_columns)}</div>")
 
     def figure(self, fig, stem: str, alt: str):
-        """Save a figure (PNG + SVG), link it from the Markdown and inline it in the HTML."""
+        """Draw a figure once, as SVG (text as paths, so it looks the same everywhere), link it from the
+        Markdown and inline it in the HTML at :data:`FIGURE_SCALE` times its natural size (capped at the
+        page width by the CSS). ``png=True`` on the document also writes a PNG (for Word or slides)."""
         import matplotlib.pyplot as plt
 
-        from pfps_meta.present import plots
+        svg = _save_svg(fig, self.out_dir / "figures" / f"{stem}.svg")
+        if self.png:
+            from pfps_meta.present import plots
 
-        png, _ = plots.save(fig, self.out_dir / "figures" / stem)
+            plots.save(fig, self.out_dir / "figures" / stem)
         plt.close(fig)
-        rel = png.relative_to(self.out_dir).as_posix()
+        rel = f"figures/{stem}.svg"
         self.md.append(f"![{markdown_text(alt)}]({rel})\n")
-        data_uri = base64.b64encode(png.read_bytes()).decode("ascii")
-        self.body.append(f'<figure><img class="forest" alt="{html_text(alt)}" src="data:image/png;base64,'
-                         f'{data_uri}"><figcaption>Figure files: {html_text(rel)} and .svg</figcaption></figure>')
+        match = re.search(rb'width="([0-9.]+)pt"', svg[:2000])
+        width = round(float(match.group(1)) * 4 / 3 * FIGURE_SCALE) if match else 800
+        data_uri = base64.b64encode(svg).decode("ascii")
+        kind = f' data-kind="forest" data-text-pt="{FOREST_TEXT_PT:g}"' if stem.startswith("forest_") else ""
+        self.body.append(f'<figure><img class="forest"{kind} style="width:{width}px" alt="{html_text(alt)}" '
+                         f'src="data:image/svg+xml;base64,{data_uri}"><figcaption>Figure file: '
+                         f'{html_text(rel)}</figcaption></figure>')
+
+
+#: figures are shown at this multiple of their natural size (1 pt = 4/3 CSS px): the forest plot's 8.5 pt
+#: text then renders at 15 px beside 16 px body text at 1280 px (the page caps wider figures at its width)
+FIGURE_SCALE = 1.3
+#: the size of the forest plot's row text (pfps_meta.present.plots, _ForestText), checked in the browser
+FOREST_TEXT_PT = 8.5
+
+
+def _save_svg(fig, path: Path) -> bytes:
+    """``fig`` as deterministic SVG (no date, no creator, fixed ids) written atomically; returns the bytes."""
+    import io
+
+    import matplotlib
+
+    buffer = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": "pfps-meta"}):
+        fig.savefig(buffer, format="svg", dpi=110, metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build_report(spec_paths, out_dir="reports", command="pfps-meta report", progress=True, extraction=None) -> dict:
+def build_report(spec_paths, out_dir="reports", command="pfps-meta report", progress=True, extraction=None,
+                 png=False, cache=True) -> dict:
     """Run every analysis and write ``index.html``, ``report.md`` and ``figures/`` under ``out_dir``.
 
     The report is built in a temporary folder beside ``out_dir`` and swapped in at the end; anything
@@ -168,7 +237,8 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
         raise InputError(f"cannot create the output folder ({exc.strerror})", file=str(out_dir)) from None
     try:
         os.chmod(build, umask_mode(0o777))
-        doc = _Document(build, out_dir)
+        doc = _Document(build, out_dir, png=png)
+        doc.cache = cache_dir() if cache else None
         rows = _write_document(doc, loaded, results, command)
         atomic_write_text(build / "index.html", _page("\n".join(doc.body)))
         atomic_write_text(build / "report.md", "\n".join(doc.md) + "\n")
@@ -189,13 +259,17 @@ def _write_document(doc, loaded, results, command):
     import scipy
 
     doc.heading(1, "pfps-meta report")
-    doc.para("The patellofemoral pain review comes first: what published reviews found, what this toolkit "
-             "reproduces from the curated data in data/, and what is still missing and where to find it. "
-             "Worked examples follow. Every input's provenance is at the end.")
+    statuses = {id(spec): _review_rows(spec, evidence, [ar for s, _, ar in results if s is spec])
+                for spec, evidence in loaded}
+    doc.para(bottom_line(loaded, results, statuses), bold_prefix="Bottom line.", css="bottomline")
+    doc.para("The patellofemoral pain review comes first: what this toolkit reproduces from the curated data in "
+             "data/, then what other published reviews found, and what is still missing and where to find it. "
+             "Worked examples follow. Every input's provenance is at the end.", css="note")
+    toc_at = (len(doc.md), len(doc.body))
     all_rows = []
     for spec, evidence in loaded:
         spec_results = [ar for s, _, ar in results if s is spec]
-        all_rows += _review_section(doc, spec, evidence, spec_results)
+        all_rows += _review_section(doc, spec, evidence, spec_results, statuses[id(spec)])
 
     inputs = set()
     for spec, evidence, ar in results:
@@ -215,13 +289,53 @@ def _write_document(doc, loaded, results, command):
     doc.para(f"Command: {command}")
     doc.table(prov, "table provenance")
     doc.table(pd.DataFrame([{"Package": k, "Version": v} for k, v in versions.items()]), "table versions")
+    doc.contents(*toc_at)
     return all_rows
 
 
-def _review_section(doc, spec, evidence, spec_results):
-    import pandas as pd
+def _review_rows(spec, evidence, spec_results):
+    """The published-vs-reproduced rows of one review's pairwise analyses, with the presets that
+    reproduce each target (computed once, for the bottom line and the review's table)."""
+    pairwise = [ar for ar in spec_results if not isinstance(ar, ModelAnalysisResult)]
+    rows = reproduce_rows(pairwise, evidence)
+    for row, ar in zip(rows, pairwise):
+        row["reproduced_by"] = []
+        if ar.published is not None and ar.result is not None:
+            statuses = preset_statuses(ar.analysis, evidence)
+            row["reproduced_by"] = [name for name, p in statuses.items() if p["status"] == "reproduced"]
+    return rows
 
-    from pfps_meta.present import plots
+
+def bottom_line(loaded, results, statuses) -> str:
+    """Three sentences: what the first review's analyses reproduce, how much of its evidence is there
+    (and so whether anything is graded), and what the worked examples show."""
+    first, _ = loaded[0]
+    rows = statuses[id(first)]
+    pairwise = [ar for s, _, ar in results if s is first and not isinstance(ar, ModelAnalysisResult)]
+    title = first.review.get("title", first.review["id"])
+    counts = {status: sum(r["status"] == status for r in rows) for status in ("reproduced", "differs", "incomplete")}
+    one = (f"Of the {len(rows)} pooled analyses of {title}, {counts['reproduced']} reproduce the published "
+           f"estimate, {counts['differs']} differ from it and {counts['incomplete']} still lack trials." if rows
+           else f"{title} has no pooled pairwise analysis; its models are described below.")
+    thin = [ar for ar in pairwise if ar.result is not None and thin_evidence(ar.k_available, ar.k_expected)]
+    empty = [ar for ar in pairwise if ar.result is None]
+    if thin or empty:
+        two = (f"{len(thin) + len(empty)} of them rest on fewer than half of their expected trials ("
+               + "; ".join(f"{ar.analysis.id}: {ar.k_available} of {ar.k_expected}" for ar in thin + empty)
+               + f", counted against {RECONSTRUCTION}), so they get no p-value and no GRADE rating and are "
+               "not findings.")
+    else:
+        two = "Every analysis has at least half of its expected trials, and each is graded below."
+    examples = [r for spec, _ in loaded[1:] for r in statuses[id(spec)] if r["status"] != "no_target"]
+    done = sum(r["status"] == "reproduced" for r in examples)
+    three = (f"The worked examples reproduce {done} of their {len(examples)} published pooled results at the "
+             "printed precision, so the methods themselves are checked." if examples else
+             "No worked example with a published target was run.")
+    return " ".join([one, two, three])
+
+
+def _review_section(doc, spec, evidence, spec_results, rows):
+    import pandas as pd
 
     title = spec.review.get("title", spec.review["id"])
     doc.heading(2, title)
@@ -233,43 +347,10 @@ def _review_section(doc, spec, evidence, spec_results):
         model_section(doc, ar)
     if not spec_results:
         return []
-
-    known = spec.review.get("context_comparisons", [])
-    if known and evidence is not None:
-        doc.heading(3, "What is known: published pooled estimates")
-        doc.para("Every pooled estimate in data/published.csv for these comparisons, one row per review and "
-                 "outcome, each with its source. They are not pooled with each other: the reviews share trials. "
-                 "Estimates are as printed: a review may orient its difference the other way (check the Note "
-                 "column), and a row whose measure the source does not name is listed but not plotted.")
-        table, plot_frame = _published_table(evidence.published, known)
-        doc.table(table, "table published", link_columns=("Source",))
-        if len(plot_frame):
-            fig = plots.published_estimates(plot_frame, title="Published pooled estimates (as printed)")
-            doc.figure(fig, f"published_{spec.review['id']}", f"Published pooled estimates: {title}")
-
-    rows = reproduce_rows(spec_results)
-    for row, ar in zip(rows, spec_results):
-        row["reproduced_by"] = []
-        if ar.published is not None and ar.result is not None:
-            statuses = preset_statuses(ar.analysis, evidence)
-            row["reproduced_by"] = [name for name, p in statuses.items() if p["status"] == "reproduced"]
-    doc.heading(3, "Published vs reproduced")
-    doc.table(pd.DataFrame([{
-        "Analysis": r["analysis"], "Measure": r["measure"],
-        "Published": _interval(r, "published"), "Reproduced": _interval(r, "reproduced"),
-        "k": f"{r['k_available']}/{r['k_expected']}", "Status": r["status"],
-        "Presets that reproduce it": ", ".join(r["reproduced_by"]) or "-",
-        "Missing trials": ", ".join(r["missing_trials"])} for r in rows]), "table reproduce")
-
-    doc.heading(3, "Summary of pooled results")
-    doc.table(display_frame(summary_table(spec_results)), "table summary")
-    doc.heading(3, "Summary of findings (GRADE)")
-    doc.para("GRADE layout. Judgements marked 'suggested' follow the rules in pfps_meta.analysis.grade; 'for reviewer' "
-             "marks what the data cannot decide, and such certainty is provisional.", css="note")
-    doc.table(summary_of_findings(spec_results, evidence), "table sof")
-
+    _status_tables(doc, spec, evidence, spec_results, rows)
     analyses = [ar.analysis for ar in spec_results]
     doc.para(methods_paragraph(spec, analyses), bold_prefix="Methods.")
+    _known_section(doc, spec, evidence)
     if evidence is not None and any(a.trials for a in analyses):
         comp = completeness(evidence)
         expected = sorted({t.trial for a in analyses for t in a.trials})
@@ -281,6 +362,86 @@ def _review_section(doc, spec, evidence, spec_results):
     for ar in spec_results:
         _analysis_section(doc, ar, evidence)
     return rows
+
+
+def _status_tables(doc, spec, evidence, spec_results, rows):
+    """Published vs reproduced, the converted values, the summary of pooled results and GRADE."""
+    import pandas as pd
+
+    reconstructed = any(ar.analysis.trials for ar in spec_results)
+    doc.heading(3, "Published vs reproduced")
+    if reconstructed:
+        doc.para(f"k is trials with data of trials expected; the expected trials are {RECONSTRUCTION}, "
+                 "not a list printed by the review.", css="note")
+    doc.table(pd.DataFrame([{
+        "Analysis": r["analysis"], "Measure": r["measure"],
+        "Published": _interval(r, "published"), "Reproduced": _interval(r, "reproduced"),
+        "k": f"{r['k_available']}/{r['k_expected']}", "Status": r["status"],
+        "Presets that reproduce it": ", ".join(r["reproduced_by"]) or "-",
+        "Converted values": ", ".join(f"{c['study']}*" for c in r["converted"]) or "-",
+        "Missing trials": ", ".join(r["missing_trials"])} for r in rows]), "table reproduce")
+    _converted_table(doc, rows)
+    doc.heading(3, "Summary of pooled results")
+    summary = display_frame(summary_table(spec_results))
+    for i, ar in enumerate(spec_results):
+        if ar.result is not None and thin_evidence(ar.k_available, ar.k_expected):
+            summary.loc[i, "p"] = f"not shown ({ar.k_available} of {ar.k_expected} expected trials)"
+    doc.table(summary, "table summary")
+    doc.heading(3, "Summary of findings (GRADE)")
+    doc.para("GRADE layout. Judgements marked 'suggested' follow the rules in pfps_meta.analysis.grade; 'for reviewer' "
+             "marks what the data cannot decide, and such certainty is provisional. An analysis with one trial, or "
+             "with fewer than half of its expected trials, is not assessed.", css="note")
+    sof = summary_of_findings(spec_results, evidence, risk_of_bias=_risk_of_bias_judgements(spec, evidence))
+    doc.table(sof, "table sof")
+    for rule in sof.attrs.get("rules", []):
+        doc.para(rule, bold_prefix="Rule:", css="note")
+
+
+def _converted_table(doc, rows):
+    import pandas as pd
+
+    items = [{"Analysis": r["analysis"], "Study": f"{c['study']}*", "Value": c["value"], "Rule": c["rule"],
+              "Source": c["location"] or "-", "Quote": c["quote"] or "-"} for r in rows for c in r["converted"]]
+    if items:
+        doc.para("(* in the tables and under each forest plot): computed from what the source printed, by the "
+                 "rule shown, with the source's words.", bold_prefix="Converted or derived values")
+        doc.table(pd.DataFrame(items), "table converted")
+
+
+def _risk_of_bias_judgements(spec, evidence):
+    """RoB 2 overall judgements of this review's results (data/risk_of_bias.csv rows whose ``review`` is
+    the spec's id), as study -> judgement; None when there are none."""
+    import pandas as pd
+
+    folder = evidence.data_dir if evidence is not None else spec.path.resolve().parent / spec.review.get("data_dir", ".")
+    path = Path(folder) / "risk_of_bias.csv"
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {"study", "review", "overall"} <= set(table.columns):
+        return None
+    rows = table[(table["review"] == spec.review["id"]) & (table["overall"] != "")]
+    return dict(zip(rows["study"], rows["overall"])) or None
+
+
+def _known_section(doc, spec, evidence):
+    """What other published reviews found for the comparisons the spec names (table and plot)."""
+    from pfps_meta.present import plots
+
+    known = spec.review.get("context_comparisons", [])
+    if not (known and evidence is not None):
+        return
+    title = spec.review.get("title", spec.review["id"])
+    doc.heading(3, "What is known: published pooled estimates")
+    doc.para("Every pooled estimate in data/published.csv for these comparisons, one row per review and "
+             "outcome, each with its source. They are not pooled with each other: the reviews share trials. "
+             "Estimates are as printed: a review may orient its difference the other way (check the Note "
+             "column), and a row whose measure the source does not name is listed but not plotted.")
+    table, plot_frame = _published_table(evidence.published, known)
+    doc.table(table, "table published", link_columns=("Source",))
+    if len(plot_frame):
+        fig = plots.published_estimates(plot_frame, title="Published pooled estimates (as printed)")
+        doc.figure(fig, f"published_{spec.review['id']}", f"Published pooled estimates: {title}")
 
 
 def _published_table(published, comparisons):
@@ -305,6 +466,58 @@ def _published_table(published, comparisons):
     return table, plot
 
 
+def _accepts(function, name) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def forest_subtitle(ar, evidence=None) -> str | None:
+    """The forest plot's subtitle for too little evidence (one trial, or under half of those expected):
+    "1 of 10 expected trials; dolak2011: HIP vs QUAD at 4 weeks". None when the evidence is not thin."""
+    if ar.result is None or not thin_evidence(ar.k_available, ar.k_expected):
+        return None
+    a = ar.analysis
+    used = set(ar.result.studies["study"])
+    shown = []
+    for entry in a.trials:
+        if entry.trial not in used:
+            continue
+        timepoint = entry.timepoint or a.timepoint
+        weeks = None
+        if evidence is not None and timepoint:
+            rows = evidence.outcomes[(evidence.outcomes["trial_id"] == entry.trial)
+                                     & (evidence.outcomes["timepoint"] == timepoint)]
+            weeks = next((w for w in rows.get("timepoint_weeks", []) if w == w and w is not None), None)
+        when = f" at {float(weeks):g} weeks" if weeks is not None else (f" at {timepoint}" if timepoint else "")
+        shown.append(f"{entry.trial}: {entry.exp} vs {entry.ctrl}{when}")
+    head = (f"{ar.k_available} of {ar.k_expected} expected trial{'s' if ar.k_expected != 1 else ''}"
+            + (" (the project's reconstruction of the list)" if a.trials else ""))
+    return "; ".join([head, *shown])
+
+
+def _missing_part(doc, ar, evidence):
+    """What is missing from an analysis, with the extraction to-do when the trials are curated."""
+    a = ar.analysis
+    if not ar.studies.missing:
+        return
+    if ar.result is None:
+        doc.para(f"No trial of this analysis has usable data yet ({ar.k_expected} expected in {RECONSTRUCTION}).",
+                 css="missing")
+    else:
+        doc.para(f"Pooled from {ar.k_available} of {ar.k_expected} expected trials (expected in {RECONSTRUCTION}).",
+                 css="missing")
+    if a.trials and evidence is not None:
+        doc.para("what each missing trial lacks, and where it is likely printed. Fill the sheet that "
+                 "'pfps-meta template' writes and pass it with --extraction.", bold_prefix="Extraction to-do:")
+        doc.table(todo(ar, evidence), "table todo")
+    else:
+        doc.bullets([f"{m['trial']}: {m['reason']}" for m in ar.studies.missing])
+
+
 def _analysis_section(doc, ar, evidence):
     import pandas as pd
 
@@ -312,19 +525,13 @@ def _analysis_section(doc, ar, evidence):
 
     a = ar.analysis
     doc.heading(3, a.label)
-    if ar.studies.missing:
-        if ar.result is None:
-            doc.para(f"No trial of this analysis has usable data yet ({ar.k_expected} expected).", css="missing")
-        else:
-            doc.para(f"Pooled from {ar.k_available} of {ar.k_expected} expected trials.", css="missing")
-        if a.trials and evidence is not None:
-            doc.para("what each missing trial lacks, and where it is likely printed. Fill the sheet that "
-                     "'pfps-meta template' writes and pass it with --extraction.", bold_prefix="Extraction to-do:")
-            doc.table(todo(ar, evidence), "table todo")
-        else:
-            doc.bullets([f"{m['trial']}: {m['reason']}" for m in ar.studies.missing])
+    _missing_part(doc, ar, evidence)
     if ar.result is None:
         return
+    subtitle = forest_subtitle(ar, evidence)
+    if subtitle:
+        doc.para(f"{subtitle}. No p-value and no GRADE rating are given: one trial, or fewer than half of the "
+                 "expected ones, is not a finding.", bold_prefix="Too little evidence:", css="warning")
     favours = None
     if a.favourable == "lower":
         favours = ("Favours experimental", "Favours control")
@@ -341,11 +548,21 @@ def _analysis_section(doc, ar, evidence):
         from pfps_meta.analysis.diagnostics import blup
 
         blups = blup(ar.result)
-    fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality, blups=blups)
+    extra = {"subtitle": subtitle} if subtitle and _accepts(plots.forest, "subtitle") else {}
+    fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality, blups=blups, **extra)
     if blups is not None:
         doc.para("hollow grey diamonds under each study are the BLUPs of its true effect with their prediction "
                  "intervals (metafor blup()).", bold_prefix="BLUPs:", css="note")
     doc.figure(fig, f"forest_{a.review}_{a.id}", f"Forest plot: {a.label}")
+    if a.mcid is not None:
+        doc.para(f"the dashed vertical lines at -{abs(a.mcid):g} and +{abs(a.mcid):g} mark the minimal clinically "
+                 f"important difference (MCID, {abs(a.mcid):g} points on the analysis scale): an effect beyond "
+                 "them is one a patient would notice.", bold_prefix="MCID:", css="note")
+    for item in converted_values(ar, evidence):
+        doc.para(f"{item['study']}* ({item['value']}): {item['rule']}"
+                 + (f". Source: \"{item['quote']}\"" if item["quote"] else "")
+                 + (f" ({item['location']})" if item["location"] else "") + ".",
+                 bold_prefix="Converted:", css="note")
     doc.bullets([f"Note: {note}" for note in ar.result.notes])
     bayes_section(doc, ar)
     if a.impute_sd and "status" in ar.result.studies.columns and (ar.result.studies["status"] == "imputed").any():
@@ -381,7 +598,7 @@ SIMULATION_REPLICATES = 1000        # per grid cell: about a second per analysis
 def _coverage_section(doc, ar, evidence):
     """How often would this analysis's method (and REML + HKSJ) cover the truth in a meta-analysis of
     this shape? A small simulation (pfps_meta.analysis.simulate), said in words next to the pooled estimate."""
-    from pfps_meta.analysis.simulate import Design, simulate
+    from pfps_meta.analysis.simulate import Design
 
     a, res = ar.analysis, ar.result
     try:
@@ -399,10 +616,10 @@ def _coverage_section(doc, ar, evidence):
     if a.bayes and not a.bayes["rescale_uisd"] and (design.vi or a.bayes["prior"].measure in (None, "SMD")):
         bayes_method = "bayes:" + a.bayes["prior"].spelling          # the spec's prior, simulated beside
         methods += (bayes_method,)
-    sim = simulate(design, mu=mu, tau2=grid, measure=measure or "SMD", methods=methods, ci_methods=("wald", "hksj"),
-                   replicates=SIMULATION_REPLICATES, seed=2018, settings=a.settings)
+    replicates, table = _cached_coverage(doc.cache, design, mu=mu, tau2=grid, measure=measure or "SMD",
+                                         methods=methods, ci_methods=("wald", "hksj"),
+                                         replicates=SIMULATION_REPLICATES, seed=2018, settings=a.settings)
     own = f"{a.settings.method} + {'HKSJ' if a.settings.ci_method == 'hksj' else 'Wald'}"
-    table = sim.coverage_table()
     worst_tau2 = max(grid)
     column = f"tau² = {worst_tau2:g}"
     own_cover = table.set_index("Method").loc[own, column].split()[0]
@@ -411,7 +628,7 @@ def _coverage_section(doc, ar, evidence):
     shape += (", arm sizes " + ", ".join(f"{n1:g}/{n2:g}" for n1, n2 in zip(design.n_exp, design.n_ctrl))
               if design.n_exp else ", their sampling variances") + ")"
     doc.heading(4, "How often does the method cover the truth for a meta-analysis of this shape?")
-    doc.para(f"In {sim.setup['replicates']:,} simulated meta-analyses of {shape}, on the {scale}, the "
+    doc.para(f"In {replicates:,} simulated meta-analyses of {shape}, on the {scale}, the "
              f"{100 * a.settings.level:g}% CI of this analysis's method ({own}) covered the true average effect "
              f"{own_cover} of the time when the between-trial variance tau² is {worst_tau2:g}; REML + HKSJ covered "
              f"{best_cover}. Coverage well below {100 * a.settings.level:g}% means the CI is too narrow. "
@@ -422,6 +639,67 @@ def _coverage_section(doc, ar, evidence):
     if design.notes:
         doc.bullets(list(design.notes))
     doc.table(table, "table coverage")
+
+
+def cache_dir() -> Path:
+    """Where the report keeps its simulation cache: ``$PFPS_META_CACHE`` if set, else
+    ``$XDG_CACHE_HOME/pfps-meta``, else ``~/.cache/pfps-meta``."""
+    if os.environ.get("PFPS_META_CACHE"):
+        return Path(os.environ["PFPS_META_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pfps-meta"
+
+
+_SOURCE_DIGEST = []
+
+#: the code whose numbers a cached coverage table holds (with the package version, part of its key)
+SIMULATION_SOURCES = ("analysis/simulate.py", "models/pooling.py", "models/tau2.py", "models/bayes.py",
+                      "models/priors.py", "models/fast.py", "effects/sizes.py")
+
+
+def _source_digest() -> str:
+    """SHA-256 of the package's version and the simulation's source files (:data:`SIMULATION_SOURCES`):
+    a cached table is reused only by the code that made it."""
+    if not _SOURCE_DIGEST:
+        root = Path(__file__).resolve().parents[1]
+        digest = hashlib.sha256(__version__.encode())
+        for name in SIMULATION_SOURCES:
+            path = root / name
+            digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b""))
+        _SOURCE_DIGEST.append(digest.hexdigest())
+    return _SOURCE_DIGEST[0]
+
+
+def _cached_coverage(folder, design, **options):
+    """``simulate(design, **options)``'s replicate count and coverage table, from ``folder/coverage/`` when
+    a run with the same design, options, package version and source made it (the key hashes all of
+    them), else computed and stored there. An unreadable or foreign cache file is recomputed; a cache
+    folder that cannot be written is skipped silently (the report does not depend on it)."""
+    import json
+
+    import pandas as pd
+
+    from pfps_meta.analysis.simulate import simulate
+
+    key = hashlib.sha256(repr((_source_digest(), design, sorted(options.items()))).encode()).hexdigest()
+    path = None if folder is None else Path(folder) / "coverage" / f"{key}.json"
+    if path is not None and path.is_file():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if stored.get("key") == key:
+                return int(stored["replicates"]), pd.DataFrame(stored["rows"], columns=stored["columns"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    sim = simulate(design, **options)
+    table = sim.coverage_table()
+    if path is not None:
+        record = {"key": key, "replicates": int(sim.setup["replicates"]), "columns": list(table.columns),
+                  "rows": table.astype(object).where(table.notna(), None).values.tolist()}
+        try:
+            atomic_write_text(path, json.dumps(record, ensure_ascii=False))
+        except InputError:
+            pass
+    return int(sim.setup["replicates"]), table
 
 
 def _sensitivity_section(doc, ar):
@@ -550,27 +828,56 @@ def _interval(row, prefix):
 
 def _page(body: str) -> str:
     style = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
-color:#222;line-height:1.45;padding:0 1em}
-table{border-collapse:collapse;margin:0.8em 0;font-size:0.88em}
-th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:16px;margin:2em auto;
+max-width:1200px;color:#222;line-height:1.45;padding:0 1em;overflow-wrap:break-word}
+h1,h2,h3,h4{line-height:1.2}
+div.scroll{overflow-x:auto;max-width:100%;-webkit-overflow-scrolling:touch;margin:0.8em 0}
+table{border-collapse:collapse;margin:0;font-size:0.88em}
+th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top;min-width:4em}
+td{max-width:40em}
 th{background:#f3f3f3}
-img.forest{max-width:100%;height:auto;border:1px solid #eee}
+figure{margin:1em 0;max-width:100%}
+img.forest{max-width:100%;height:auto;border:1px solid #eee;display:block}
 .missing{color:#8a4b00}.note{color:#555;font-size:0.9em}
+.bottomline{font-size:1.05em;background:#f4f8fb;border-left:4px solid #2b6a99;padding:0.6em 0.9em}
+nav.toc{border:1px solid #e3e3e3;background:#fafafa;padding:0.4em 1em;margin:1em 0}
+nav.toc ul{margin:0.3em 0;padding-left:1.2em}nav.toc li.toc3{margin-left:1.2em;font-size:0.92em}
 figcaption{font-size:0.8em;color:#666}
-pre.summary{font-size:0.8em;background:#fafafa;border:1px solid #eee;padding:0.6em;overflow-x:auto}
+pre.summary{font-size:0.8em;background:#fafafa;border:1px solid #eee;padding:0.6em;margin:0}
 .warning{color:#8a4b00;font-weight:600}
+@media (max-width:600px){body{margin:0.6em auto;padding:0 0.6em}img.forest{width:100%!important}}
+@media print{div.scroll{overflow:visible}nav.toc{display:none}img.forest{max-width:100%!important}}
 """
     check = """
 <script>
 window.addEventListener('load', function () {
   var imgs = Array.prototype.slice.call(document.images);
   var ok = imgs.every(function (i) { return i.complete && i.naturalWidth > 0; });
-  document.body.setAttribute('data-images', imgs.length);
-  document.body.setAttribute('data-images-ok', ok ? 'yes' : 'no');
-  document.body.setAttribute('data-tables', document.querySelectorAll('table').length);
+  var b = document.body, view = document.documentElement.clientWidth, widest = 0, culprit = '';
+  Array.prototype.forEach.call(document.querySelectorAll('body *'), function (el) {
+    if (el.closest('div.scroll') && !el.matches('div.scroll')) { return; }
+    var right = el.getBoundingClientRect().right;
+    if (right > widest) { widest = right; culprit = el.tagName + '.' + (el.className || ''); }
+  });
+  var bodyText = parseFloat(getComputedStyle(b).fontSize), forest = 0;
+  imgs.filter(function (i) { return i.dataset.kind === 'forest'; }).forEach(function (i) {
+    var px = parseFloat(i.dataset.textPt) * 4 / 3 * i.getBoundingClientRect().width / i.naturalWidth;
+    forest = forest === 0 ? px : Math.min(forest, px);
+  });
+  b.setAttribute('data-images', imgs.length);
+  b.setAttribute('data-images-ok', ok ? 'yes' : 'no');
+  b.setAttribute('data-tables', document.querySelectorAll('table').length);
+  b.setAttribute('data-viewport', view);
+  b.setAttribute('data-page-width', document.documentElement.scrollWidth);
+  b.setAttribute('data-widest', Math.ceil(widest));
+  b.setAttribute('data-widest-element', culprit);
+  b.setAttribute('data-forest-text-ratio', (forest / bodyText).toFixed(3));
+  b.setAttribute('data-figure-min-width', Math.floor(Math.min.apply(null, imgs.map(function (i) {
+    return i.getBoundingClientRect().width; }).concat([1e9]))));
 });
 </script>"""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<title>pfps-meta report</title><style>" + style + "</style>" + check + "</head><body>\n"
             + body + "\n</body></html>\n")
