@@ -46,7 +46,10 @@ def import_forestplot():
 
 def forestplot_frame(result, digits=2) -> pd.DataFrame:
     """Our result as the frame ``forestplot.forestplot`` expects: one row per study plus the pooled row
-    (label, est, ll, hl, weight as text), on the reporting scale (exp for RR/OR)."""
+    (label, est, ll, hl, weight as text), on the reporting scale (exp for RR/OR). The pooled row names the
+    method as :func:`pfps_meta.present.plots.forest` does (Mantel-Haenszel / Peto from the registry)."""
+    from pfps_meta.present.plots import method_label
+
     show = measures.get(result.measure).to_reporting
     s = result.stats
     frame = pd.DataFrame({
@@ -56,7 +59,8 @@ def forestplot_frame(result, digits=2) -> pd.DataFrame:
         "hl": show(result.studies["ci_high"].to_numpy(float)),
         "weight": [f"{w:.1f}%" for w in result.studies["weight"]],
     })
-    pooled = pd.DataFrame({"label": [f"Pooled ({result.method}, {result.ci_method})"], "est": [show(s["estimate"])],
+    pooled = pd.DataFrame({"label": [f"Pooled ({method_label(result.method)}, {result.ci_method})"],
+                           "est": [show(s["estimate"])],
                            "ll": [show(s["ci_low"])], "hl": [show(s["ci_high"])], "weight": ["100.0%"]})
     return pd.concat([frame, pooled], ignore_index=True).round({"est": 6, "ll": 6, "hl": 6})
 

@@ -190,7 +190,7 @@ def _wrapped_rows(rows, width_in):
     return out
 
 
-def _method_label(method):
+def method_label(method):
     """How the plot names a pooling method: the registry's label for Mantel-Haenszel / Peto, else the code."""
     from pfps_meta import conventions
 
@@ -246,7 +246,7 @@ def _pooled_rows(result, studies, pct, show_common, show_pi):
     if result.method == "FE":
         label = "Total (common effect)"
     elif _is_common_effect(result.method):
-        label = f"Total ({_method_label(result.method)}, common effect)"
+        label = f"Total ({method_label(result.method)}, common effect)"
     else:
         label = "Total (random effects)"
     rows = [("diamond", (f"{label} ({pct}% CI)", s, True, 100.0))]
@@ -335,18 +335,18 @@ def _forest_columns(result, rows, studies, arm_level, quality, quality_label, di
     if quality is not None:
         x = quality_x = _column_right(x, [quality_label] + [_quality_text(v) for v in quality.values()])
         columns.append((quality_label, quality_x, "right"))
-    weight_x = x = _column_right(x, ["Weight", "100.0%"] + [f"{w:.1f}%" for w in studies["weight"]], gap=0.25)
+    weight_x = x = _column_right(x, ["Weight", "100.0%"] + [f"{w:.1f}%" for w in studies["weight"]], gap=0.2)
     columns.append(("Weight", weight_x, "right"))
     effect_header = f"{result.measure or 'Effect'} [{pct}% CI]"
     effects = [_effect_text(*shown(np.array([r["yi"], r["ci_low"], r["ci_high"]], dtype=float)), digits)
                for r in studies.to_dict("records")]
     effects += [_effect_text(*shown(np.array([p[1]["estimate"], p[1]["ci_low"], p[1]["ci_high"]], dtype=float)),
                              digits) for kind, p in rows if kind == "diamond"]
-    effect_x = _column_right(x, [effect_header, "[-00.00, -00.00]"] + effects, gap=0.25)
+    effect_x = _column_right(x, [effect_header, "[-00.00, -00.00]"] + effects, gap=0.2)
     columns.append((effect_header, effect_x, "right"))
-    text_width = effect_x + 0.25
+    text_width = effect_x + 0.2
     rob_width = 0.3 * 5 + max(0.35, _text_width("Overall", bold=True) + 0.1) if with_rob else 0.0
-    plot_width = min(4.2, max(2.6, FOREST_MAX_WIDTH - text_width - rob_width - 0.3))
+    plot_width = min(4.2, max(2.3, FOREST_MAX_WIDTH - text_width - rob_width - 0.3))
     plot_width = max(plot_width, _text_width(_plot_header(result), bold=True) + 0.1)
     rob_x = ()
     if with_rob:
@@ -360,7 +360,7 @@ def _forest_columns(result, rows, studies, arm_level, quality, quality_label, di
 def _plot_header(result):
     pct = int(round(result.level * 100))
     ci = "HKSJ" if result.ci_method == "hksj" else "Wald"
-    return f"{result.measure or 'Effect'} ({_method_label(result.method)}, {ci}) [{pct}% CI]"
+    return f"{result.measure or 'Effect'} ({method_label(result.method)}, {ci}) [{pct}% CI]"
 
 
 def _forest_canvas(rows, layout, title=None, subtitle=None, mcid_label=False):
@@ -783,16 +783,16 @@ def baujat(result, *, title=None):
     fig.tight_layout()
     unlabelled = _place_labels(fig, ax, contribution, influence, names)
     if unlabelled:
-        lines = _wrap("Not labelled (no free space): " + ", ".join(unlabelled), 5.2, size=7)
-        fig.set_figheight(4.5 + 0.14 * len(lines))
-        fig.tight_layout(rect=(0, 0.14 * len(lines) / fig.get_figheight(), 1, 1))
+        reserved = 0.1 + 0.14 * (len(_wrap("Not labelled (no free space): " + ", ".join(unlabelled), 5.2, size=7)) + 1)
+        fig.set_figheight(4.5 + reserved)
+        fig.tight_layout(rect=(0, reserved / fig.get_figheight(), 1, 1))
         for text in list(ax.texts):
             text.remove()
         unlabelled = _place_labels(fig, ax, contribution, influence, names)
         lines = _wrap("Not labelled (no free space): " + ", ".join(unlabelled), 5.2, size=7) if unlabelled else []
         height = fig.get_figheight()
         for n, line in enumerate(lines):      # one text per line: figure texts are kept to one line
-            fig.text(0.02, (0.05 + 0.14 * (len(lines) - 1 - n)) / height, line, ha="left", va="bottom", fontsize=7,
+            fig.text(0.02, (0.04 + 0.14 * (len(lines) - 1 - n)) / height, line, ha="left", va="bottom", fontsize=7,
                      color="#555555")
     return fig
 
