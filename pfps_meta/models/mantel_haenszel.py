@@ -275,6 +275,8 @@ def _model_stats(estimate, se, yi, vi, q, k, level, k_pos=None):
              "ci_low": estimate - z * se, "ci_high": estimate + z * se, "tau2": 0.0, "tau": 0.0,
              "q_df": float(max(k_yi - 1, 0)), "pi_low": nan, "pi_high": nan, "pi_df": nan,
              "converged": True, "iterations": 0, "tau2_se": None, "k_yi": k_yi}
+    for name in ("estimate", "se", "statistic", "p", "ci_low", "ci_high"):
+        stats[name] = float(stats[name])       # plain floats, as every other fit's stats (repr, Decimal, JSON)
     for name in ("tau2", "tau", "i2", "h2"):
         stats[f"{name}_ci_low"] = stats[f"{name}_ci_high"] = nan
     # MH: Q from k_yi study effects; Peto: its own Q, tested when more than one table has V > 0
