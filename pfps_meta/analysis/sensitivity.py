@@ -610,7 +610,8 @@ def format_sensitivity(report) -> str:
              "level": report.get("level", 0.95)}
     scale = about["scale"]
     lines = [f"Sensitivity analyses (k = {report['k']}; {report['method']}, {report['ci']}): pooled "
-             f"{f(report['estimate'])} [{f(report['ci_low'])}, {f(report['ci_high'])}]"
+             f"{f(report['estimate'])} [{100 * float(about['level']):g}% CI {f(report['ci_low'])}, "
+             f"{f(report['ci_high'])}]"
              + (f" on the {scale} scale (exp() gives the {report['measure']})" if scale.startswith("log ") else "")]
     sections = {
         "leave_one_out": lambda v: LeaveOneOutResult.of(pd.DataFrame(v), **about),

@@ -625,6 +625,10 @@ def result_html_view(obj) -> str:
 
     text = render(obj, "text").split("\n")
     frame = obj.to_frame()
+    for column in frame.columns:        # p-values through the one formatter (0.0123, <.0001)
+        if str(column) in ("p", "pval", "q_p", "qm_p") or str(column).endswith("_p"):
+            frame[column] = [format_p(v, bare=True) if v is None or isinstance(v, (int, float)) else v
+                             for v in frame[column]]
     table = frame.to_html(index=False, escape=True, float_format=lambda x: f"{x:.4f}", na_rep="NA")
     return (f"<div class=\"pfps-result\"><p><b>{html_text(text[0])}</b></p>{table}"
             f"<pre>{html.escape(chr(10).join(text[1:]))}</pre></div>")
