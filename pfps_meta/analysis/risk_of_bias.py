@@ -221,7 +221,8 @@ def judgement_weights(result, rob: pd.DataFrame, review: str | None = None, outc
     frame = judgements(rob, review=review, studies=result.studies["study"], result=outcome)
     w = _weights(frame, result)
     share = w / w.sum()
-    studies = pd.DataFrame({"study": frame["study"], "overall": frame["overall"], "weight": share})
+    overall = [v if isinstance(v, str) else None for v in frame["overall"]]      # missing: None
+    studies = pd.DataFrame({"study": frame["study"], "overall": overall, "weight": share})
     out = {"studies": studies}
     for j in JUDGEMENTS:
         out[j] = float(share[(frame["overall"] == j).to_numpy()].sum())
