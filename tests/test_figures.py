@@ -247,3 +247,13 @@ def test_forestplot_renderer_names_mantel_haenszel_as_the_forest_plot_does():
     assert pooled["label"] == f"Pooled ({conventions.COUNT_METHODS['MH'].label}, wald)"
     # metafor 3.8-1 rma.mh(measure="RR") on dat.bcg, as quoted in issue 21: 0.6353 [0.5881, 0.6862]
     assert [round(pooled[c], 4) for c in ("est", "ll", "hl")] == [0.6353, 0.5881, 0.6862]
+
+
+def test_conversion_rules_can_be_passed_by_study_and_the_overall_test_left_out():
+    names = pd.read_csv(BCG)["study"]
+    fig = plots.forest(_bcg(), converted={names[2]: "mean from median and range (Luo)"}, show_test=False)
+    shown = [t.get_text() for t in _texts(fig)]
+    assert f"{names[2]} \u2020" in shown and f"{names[1]} \u2020" not in shown
+    assert f"\u2020 converted, mean from median and range (Luo): {names[2]}" in " ".join(shown)
+    assert "Test for overall effect: not given (too little evidence)" in shown
+    assert not any(s.startswith("Test for overall effect: Z") for s in shown)

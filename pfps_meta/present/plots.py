@@ -102,7 +102,7 @@ def _wrap(text, width_in, size=FOREST_PT):
 @_literal_text
 def forest(result, *, title=None, subtitle=None, xlabel=None, favours=None, mcid=None, show_pi=True,
            show_common=False, quality=None, quality_label="PEDro", subgroups=None, subgroup_tau2="separate",
-           xlim=None, digits=2, blups=None, rob=None):
+           xlim=None, digits=2, blups=None, rob=None, converted=None, show_test=True):
     """A RevMan-style forest plot; returns the matplotlib Figure.
 
     Columns: study, arm data (mean, SD, total per arm) when the studies are arm-level, an optional
@@ -134,15 +134,25 @@ def forest(result, *, title=None, subtitle=None, xlabel=None, favours=None, mcid
         and named in a note; rows for studies not in the plot are not drawn and are named in a note; a
         repeated study, a missing column or another judgement raises InputError.
 
-    A study whose ``converted`` column (in ``result.studies``) names a conversion rule, e.g. "median/IQR
-    (Luo, Shi)", is marked with a dagger and the rule is named in a footnote with its studies.
+    converted : dict study -> rule, or the name of a column of ``result.studies``; by default the
+        ``converted`` column when there is one. A study with a rule (e.g. "median/IQR (Luo, Shi)") is marked
+        with a dagger (:data:`DAGGER`) and each rule is named in a footnote with its studies.
+    show_test : False replaces the test for overall effect by "not given (too little evidence)" (issue 18:
+        no p-value for one trial or under half of the expected ones).
     """
     studies = result.studies.reset_index(drop=True)
     arm_level = {"mean_exp", "sd_exp", "n_exp", "mean_ctrl", "sd_ctrl", "n_ctrl"} <= set(studies.columns) \
         and studies[["mean_exp", "sd_exp"]].notna().all().all()
     if isinstance(quality, str):
         quality = dict(zip(studies["study"], studies[quality]))
+    if converted is not None:
+        rules = studies[converted] if isinstance(converted, str) else studies["study"].map(dict(converted))
+        studies = studies.assign(converted=rules.where(rules.notna(), ""))
     rows = _forest_rows(result, studies, subgroups, subgroup_tau2, show_common, show_pi)
+    if not show_test:
+        rows = [(kind, "Test for overall effect: not given (too little evidence)")
+                if kind == "small" and str(payload).startswith("Test for overall effect") else (kind, payload)
+                for kind, payload in rows]
     judgements, rob_notes = (None, []) if rob is None else _rob_judgements(rob, studies)
     rows += [("note", text) for text in _conversion_notes(studies) + rob_notes]
     if judgements is not None:
