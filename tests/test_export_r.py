@@ -175,3 +175,11 @@ def test_mantel_haenszel_and_peto_calls(tmp_path):
                                data="bcg.csv"), "a")
     assert "rma.peto(ai = events_exp" in script and 'add = c(0.25, 0.0), to = c("all", "none")' in script
     assert "correct =" not in script
+
+
+def test_a_line_break_in_a_label_stays_inside_the_comment(tmp_path):
+    spec = _spec(tmp_path, 'method = "DL"')
+    spec.write_text(spec.read_text().replace('label = "a"', 'label = """x\nq(status = 3)"""'))
+    script = ex.export_r(spec, "a")
+    assert not any(line.startswith("q(status = 3)") for line in script.splitlines())
+    assert "(x q(status = 3))" in script.splitlines()[0]

@@ -188,10 +188,15 @@ def _not_exported(analysis, why: str) -> InputError:
     return InputError(f"analysis '{analysis.key}' cannot be exported to R: {why}", file=str(analysis.source))
 
 
+def _comment(text) -> str:
+    """Text for an R comment: one line (a line break in a label would end the comment and start code)."""
+    return " ".join(str(text).split())
+
+
 def _header(spec, analysis) -> str:
-    title = str(spec.review.get("title", "")).replace("\n", " ")
-    return (f"# The analysis '{analysis.key}' ({analysis.label}) of {analysis.source.name}"
-            f"{': ' + title if title else ''},\n"
+    title = _comment(spec.review.get("title", ""))
+    return (f"# The analysis '{_comment(analysis.key)}' ({_comment(analysis.label)}) of "
+            f"{_comment(analysis.source.name)}{': ' + title if title else ''},\n"
             "# written by pfps-meta export-r for R metafor 3.8-1. It prints metafor's numbers beside\n"
             "# pfps-meta's (inlined below as `ours`) and their relative differences.\n"
             "suppressPackageStartupMessages(library(metafor))\n\n")
@@ -374,7 +379,7 @@ def _multilevel(analysis, run) -> str:
     data["yi"], data["vi"] = frame["yi"].to_numpy(float), frame["vi"].to_numpy(float)
     test = "t" if o.get("test") == "t" else "z"
     lines = [f"# settings: method = {o['method']}, test = {test}, level = {analysis.settings.level}, "
-             f"levels = {' / '.join(levels)}\n",
+             f"levels = {_comment(' / '.join(levels))}\n",
              f"dat <- {r_data_frame(data.rename(columns={o['yi']: 'yi', o['vi']: 'vi'}), cols)}\n",
              f'res <- rma.mv(yi, vi, random = ~ 1 | {"/".join(levels)}, data = dat, method = "{o["method"]}", '
              f'test = "{test}", level = {_r_level(analysis.settings.level)})\n', "print(res)\n"]
@@ -452,10 +457,10 @@ def _network(analysis, run) -> str:
     else:
         model = (f'res <- rma.mv(yi, V, mods = X, intercept = FALSE, random = ~ treat | study, rho = 1/2, data = con, '
                  f'method = "{fit.method}", level = {level})  # nlminb at its default rel.tol (1e-10)\n')
-    lines = [f"# settings: method = {fit.method}, ci = wald, level = {fit.level}, reference = {fit.reference}, "
+    lines = [f"# settings: method = {fit.method}, ci = wald, level = {fit.level}, reference = {_comment(fit.reference)}, "
              "tau2 shared by every contrast, correlation 1/2 within a study\n",
              f"arms <- {r_data_frame(frame, ['study', 'treatment', 'n', 'mean', 'sd'])}\n",
-             f"treatments <- {_r_vector(treatments)}  # every treatment but the reference, {fit.reference}\n",
+             f"treatments <- {_r_vector(treatments)}  # every treatment but the reference, {_comment(fit.reference)}\n",
              _NETWORK_CONTRASTS, model, "print(res)\n",
              "metafor <- list(tau2 = if (is.null(res$tau2)) 0 else res$tau2, Q = res$QE)\n"]
     d = fit.to_dict()
