@@ -12,6 +12,12 @@ estimators with moderators):
 - ``R2 = max(0, 100 (tau2_RE - tau2_ME) / tau2_RE)`` against the intercept-only fit with the same
   estimator (Raudenbush 2009), as metafor; for a common-effect model metafor's choice, the adjusted R2 of
   the weighted least-squares fit (statsmodels ``WLS``).
+
+Moderators are written as a metafor user writes them (:func:`rma`, or ``mods=`` of :func:`meta_regression`):
+a formula (``"~ ablat + alloc"``, read by formulaic with R's treatment contrasts), a DataFrame or a named
+Series. Coefficient names: ``intercept``, the column (``ablat``), ``column[level]`` for each non-reference
+level of a categorical moderator (``alloc[random]``; metafor's ``allocrandom``), ``a:b`` for interactions.
+``anova(btt=)`` takes those names, a term name (``"alloc"``) or 0-based positions (metafor's are 1-based).
 """
 
 from __future__ import annotations
