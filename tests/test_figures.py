@@ -47,9 +47,16 @@ def _arm_trials(k=3):
 
 
 def _texts(fig):
-    """Every visible, non-empty text artist of the figure, after drawing it."""
+    """Every visible, non-empty text artist of the figure that is drawn, after drawing it (tick labels whose
+    tick lies outside the axis range exist but are not drawn)."""
     fig.canvas.draw()
-    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
+    hidden = set()
+    for ax in fig.axes:
+        for axis, (lo, hi) in ((ax.xaxis, sorted(ax.get_xlim())), (ax.yaxis, sorted(ax.get_ylim()))):
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if not lo - 1e-9 * (hi - lo) <= tick.get_loc() <= hi + 1e-9 * (hi - lo):
+                    hidden.update({id(tick.label1), id(tick.label2)})
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and id(t) not in hidden
             and (t.axes is None or t.axes.get_visible())]
 
 
@@ -257,3 +264,19 @@ def test_conversion_rules_can_be_passed_by_study_and_the_overall_test_left_out()
     assert f"\u2020 converted, mean from median and range (Luo): {names[2]}" in " ".join(shown)
     assert "Test for overall effect: not given (too little evidence)" in shown
     assert not any(s.startswith("Test for overall effect: Z") for s in shown)
+
+
+def test_funnel_and_baujat_titles_clear_the_tick_labels():
+    from pfps_meta.analysis import sensitivity
+
+    res = pm.pool(ROOT / "data" / "examples" / "hackshaw1998.csv", measure="OR", method="DL")
+    title = "Contour-enhanced funnel plot: Spouse smokes vs never smoked (lung cancer)"
+    assert _overlaps(plots.funnel(res, contours=True, filled=sensitivity.trimfill(res), title=title)) == []
+    assert _overlaps(plots.baujat(res, title="Baujat plot: Spouse smokes vs never smoked (lung cancer)")) == []
+
+
+def test_single_trial_forest_with_long_favours_labels_has_no_overlap():
+    fig = plots.forest(_arm_trials(1), mcid=2, quality={"Trial A 2010": 6}, title="B1", subtitle="1 of 10",
+                       favours=("Favours experimental", "Favours control"))
+    assert _overlaps(fig) == []
+    assert "Favours" in [t.get_text() for t in _texts(fig)]        # broken into lines to fit its half

@@ -168,7 +168,7 @@ def forest(result, *, title=None, subtitle=None, xlabel=None, favours=None, mcid
 def _draw_forest(result, rows, studies, layout, arm_level, *, digits, quality, blups, xlim, mcid, xlabel, favours,
                  title, subtitle=None, rob=None):
     """The figure from its rows and column layout: canvas, x range, headers, rows, axis and title."""
-    rows = _wrapped_rows(rows, layout.text_width - 0.1)
+    rows = _wrapped_rows(rows, layout.text_width - 0.5)      # clear of the first tick label too
     shown = _scale(result)
     fig, ax, top = _forest_canvas(rows, layout, title, subtitle, mcid is not None)
     xlim = _forest_xlim(ax, result, studies, shown, xlim)
@@ -525,10 +525,12 @@ def _forest_axis(ax, result, xlim, mcid, xlabel, favours, line_top):
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     offset = -36 if xlabel else -20
     if favours:
-        ax.annotate(favours[0], xy=(0.0, 0.0), xycoords="axes fraction", xytext=(0, offset),
-                    textcoords="offset points", ha="left", va="top", fontsize=FOREST_PT)
-        ax.annotate(favours[1], xy=(1.0, 0.0), xycoords="axes fraction", xytext=(0, offset),
-                    textcoords="offset points", ha="right", va="top", fontsize=FOREST_PT)
+        # each label in the half of the plot on its side, broken into lines when it does not fit there
+        half = ax.get_position().width * ax.figure.get_figwidth() / 2 - 0.1
+        for label, x, ha in ((favours[0], 0.0, "left"), (favours[1], 1.0, "right")):
+            for n, line in enumerate(_wrap(label, half)):
+                ax.annotate(line, xy=(x, 0.0), xycoords="axes fraction", xytext=(0, offset - n * 1.25 * FOREST_PT),
+                            textcoords="offset points", ha=ha, va="top", fontsize=FOREST_PT)
 
 
 def _rob_judgements(rob, studies):
@@ -752,7 +754,7 @@ def funnel(result, *, level=0.95, contours=False, title=None, xlabel=None, fille
     ax.set_ylabel("Standard error")
     ax.set_xlabel(xlabel or (f"log {result.measure}" if measures.get(result.measure).ratio else result.measure or "Effect"))
     if title:
-        ax.set_title(title, fontsize=10)
+        _axes_title(ax, title)
     if s["k"] < 10:
         ax.text(0.02, 0.02, f"k = {s['k']}: too few studies to judge asymmetry", transform=ax.transAxes,
                 fontsize=7, color="#aa0000")
@@ -789,7 +791,7 @@ def baujat(result, *, title=None):
     ax.set_xlabel("Contribution to overall heterogeneity (Q)")
     ax.set_ylabel("Influence on overall result")
     if title:
-        ax.set_title(title, fontsize=10)
+        _axes_title(ax, title)
     fig.tight_layout()
     unlabelled = _place_labels(fig, ax, contribution, influence, names)
     if unlabelled:
@@ -805,6 +807,12 @@ def baujat(result, *, title=None):
             fig.text(0.02, (0.04 + 0.14 * (len(lines) - 1 - n)) / height, line, ha="left", va="bottom", fontsize=7,
                      color="#555555")
     return fig
+
+
+def _axes_title(ax, title, size=10.0):
+    """An axes title that clears the top tick label (pad) and fits the figure's width (smaller type if not)."""
+    room = ax.figure.get_figwidth() - 0.3
+    ax.set_title(title, fontsize=min(size, size * room / max(_text_width(title, size=size), 1e-9)), pad=10)
 
 
 def _place_labels(fig, ax, xs, ys, names, size=7):
