@@ -69,6 +69,8 @@ def test_pool_text_shows_every_json_key_with_preset_fit_statistics_and_a_note_fo
     assert doc["preset"] == "r_meta" and doc["settings"]["i2_method"] == "q" and doc["settings"]["pi_method"] == "t"
     _check_keys(text, doc, POOL_MARKERS)
     assert "--pooled-sd true: not used with measure RR" in text
+    text, _ = _run(capsys, ["pool", EXAMPLES / "normand1999.csv", "--measure", "MD", "--vtype", "UB"])
+    assert "Note: --vtype UB: not used with measure MD (it sets the SMD's sampling variance" in text
 
 
 SENSITIVITY_MARKERS = {
