@@ -74,6 +74,7 @@ ROB_DOMAINS = (("D1", "randomisation process"), ("D2", "deviations from intended
                ("D5", "selection of the reported result"))
 ROB_JUDGEMENTS = {"low": ("#4a9a4a", "+"), "some concerns": ("#e6c229", "?"), "high": ("#c8382c", "\u2212")}
 ROB_MISSING_COLOUR = "#dddddd"
+ROB_STEP = 0.26          # inches between the centres of two RoB domain columns
 
 
 def _text_width(text, bold=False, size=FOREST_PT):
@@ -317,7 +318,7 @@ class _ForestLayout:
     rob_x: tuple = ()       # centre x of the RoB columns D1..D5, Overall
 
 
-def _column_right(x, texts, gap=0.15):
+def _column_right(x, texts, gap=0.12):
     """The right edge of a right-aligned column after ``x`` that holds ``texts`` (bold: the widest case)."""
     return x + gap + max(_text_width(t, bold=True) for t in texts)
 
@@ -355,14 +356,15 @@ def _forest_columns(result, rows, studies, arm_level, quality, quality_label, di
     effect_x = _column_right(x, [effect_header, "[-00.00, -00.00]"] + effects, gap=0.2)
     columns.append((effect_header, effect_x, "right"))
     text_width = effect_x + 0.2
-    rob_width = 0.3 * 5 + max(0.35, _text_width("Overall", bold=True) + 0.1) if with_rob else 0.0
-    plot_width = min(4.2, max(2.3, FOREST_MAX_WIDTH - text_width - rob_width - 0.3))
+    rob_width = ROB_STEP * 5 + max(0.35, _text_width("Overall", bold=True) + 0.08) if with_rob else 0.0
+    plot_width = min(4.2, max(2.0 if with_rob else 2.3, FOREST_MAX_WIDTH - text_width - rob_width - 0.3))
     plot_width = max(plot_width, _text_width(_plot_header(result), bold=True) + 0.1)
     rob_x = ()
     if with_rob:
-        start = text_width + plot_width + 0.25
-        rob_x = tuple(start + 0.15 + 0.3 * i for i in range(5)) + (start + 1.5 + (rob_width - 1.5) / 2,)
-    width = text_width + plot_width + (0.25 + rob_width + 0.1 if with_rob else 0.3)
+        start = text_width + plot_width + 0.15
+        domains = 5 * ROB_STEP
+        rob_x = tuple(start + ROB_STEP * (i + 0.5) for i in range(5)) + (start + domains + (rob_width - domains) / 2,)
+    width = text_width + plot_width + (0.15 + rob_width + 0.05 if with_rob else 0.3)
     return _ForestLayout(tuple(columns), tuple(arm_columns), quality_x, weight_x, effect_x, text_width,
                          plot_width, width, tuple(groups), rob_x)
 
@@ -584,7 +586,7 @@ def _rob_columns(fig, ax, layout, rob, header_y, first_y, rows):
     from matplotlib.patches import Ellipse
 
     width = layout.width
-    left, right = layout.rob_x[0] - 0.15, layout.rob_x[-1] + 0.3
+    left, right = layout.rob_x[0] - ROB_STEP / 2, layout.rob_x[-1] + 0.3
     box = ax.get_position()
     rob_ax = fig.add_axes([left / width, box.y0, (right - left) / width, box.height])
     rob_ax.set_xlim(left, right)
@@ -594,7 +596,7 @@ def _rob_columns(fig, ax, layout, rob, header_y, first_y, rows):
     for x, header in zip(layout.rob_x, headers):
         rob_ax.text(x, header_y, header, ha="center", va="center", fontsize=FOREST_PT, fontweight="bold")
     y = first_y
-    radius = 0.11
+    radius = 0.1
     for kind, payload in rows:
         if kind == "study":
             for x, column in zip(layout.rob_x, rob.columns):
