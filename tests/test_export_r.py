@@ -101,6 +101,16 @@ def test_r_string_escapes_quotes_and_backslashes():
     assert ex.r_string('Lee "A" \\ 1') == '"Lee \\"A\\" \\\\ 1"'
 
 
+def test_multilevel_with_vcalc_and_moderators(tmp_path):
+    (tmp_path / "analyses").mkdir()
+    spec = tmp_path / "analyses" / "v.toml"
+    spec.write_text(_validation_module().variant_text("assink_V_mods_CR2"))
+    script = ex.export_r(spec, "a")
+    assert "V <- vcalc(vi, cluster = study, obs = esid, rho = 0.6, data = dat)" in script
+    assert "rma.mv(yi, V, mods = ~ year + pubstatus, random = ~ 1 | study/esid" in script
+    assert "robust_df_3" in script and "rel.tol = 1e-12" in script
+
+
 def test_multilevel_and_cr2_calls():
     script = ex.export_r(ROOT / SPECS["konstantopoulos2011"], "three_level_cr2")
     assert 'rma.mv(yi, vi, random = ~ 1 | district/study, data = dat, method = "REML", test = "z"' in script
@@ -127,20 +137,22 @@ def test_parse_comparison_refuses_output_without_comparison():
         ex.parse_comparison("PFPS_COMPARE estimate 1 1 0\nError in if (is.na(m)): argument is of length zero\n")
 
 
-def _variants():
-    """validation/run_exported_r.py's VARIANTS: (name, data file, measure, [settings] lines)."""
+def _validation_module():
+    """validation/run_exported_r.py, whose variant specs the variant fixtures were made from."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("run_exported_r", ROOT / "validation" / "run_exported_r.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return {name: (data, measure, settings) for name, data, measure, settings in module.VARIANTS}
+    return module
 
 
 def _fixture_spec(fixture, tmp_path):
     if fixture.startswith("variant_"):
-        data, measure, settings = _variants()[fixture[len("variant_"):]]
-        return _spec(tmp_path, settings, measure=measure, data=data), "a"
+        (tmp_path / "analyses").mkdir(exist_ok=True)
+        path = tmp_path / "analyses" / f"{fixture}.toml"
+        path.write_text(_validation_module().variant_text(fixture[len("variant_"):]))
+        return path, "a"
     review, analysis_id = next((r, fixture[len(r) + 1:]) for r in SPECS if fixture.startswith(r + "_"))
     return ROOT / SPECS[review], analysis_id
 
@@ -161,6 +173,7 @@ def test_metafor_output_of_emitted_script_matches_our_numbers(fixture, tmp_path)
 def test_fixtures_cover_every_model_family():
     names = {p.stem for p in FIXTURE_DIR.glob("*.Rout")}
     for family in ("senn2013_network_reml", "konstantopoulos2011_three_level_cr2", "variant_bcg_OR_MH",
+                   "variant_assink_V_mods_CR2", "variant_assink_ML_t_mods",
                    "variant_bcg_OR_PETO", "variant_bcg_RR_PM", "normand1999_los_smd"):
         assert family in names
 

@@ -57,15 +57,36 @@ VARIANTS = [(f"bcg_RR_{m}", "bcg.csv", "RR", f'method = "{m}"') for m in
 ]
 
 
+# (name, the [[analyses]] keys after id and label): dependent-effect models on metadat's dat.assink2016
+MODEL_VARIANTS = [
+    ("assink_V_mods_CR2", 'model = "multilevel"\ndata = "{examples}/assink2016.csv"\nlevels = ["study", "esid"]\n'
+                          'mods = ["year", "pubstatus"]\nmethod = "REML"\nrobust = "CR2"\n'
+                          'V = {{ cluster = "study", obs = "esid", rho = 0.6 }}'),
+    ("assink_ML_t_mods", 'model = "multilevel"\ndata = "{examples}/assink2016.csv"\nlevels = ["study", "esid"]\n'
+                         'mods = ["year"]\nmethod = "ML"\ntest = "t"'),
+]
+
+
+def variant_text(name: str) -> str:
+    """The spec (TOML) of variant ``name`` (of :data:`VARIANTS` or :data:`MODEL_VARIANTS`), analysis id ``a``,
+    reading the worked examples' data in this repository."""
+    examples = (ROOT / "data" / "examples").as_posix()
+    head = f'[review]\nid = "{name}"\ntitle = "{name}"\ndata_dir = "{(ROOT / "data").as_posix()}"\n'
+    for vname, data, measure, settings in VARIANTS:
+        if vname == name:
+            return (f'{head}[settings]\n{settings}\n[[analyses]]\nid = "a"\nlabel = "{name}"\n'
+                    f'measure = "{measure}"\ndata = "{examples}/{data}"\n')
+    body = dict(MODEL_VARIANTS)[name].format(examples=examples)
+    return f'{head}[[analyses]]\nid = "a"\nlabel = "{name}"\n{body}\n'
+
+
 def variant_specs(folder: Path) -> list[Path]:
-    """Write the one-analysis specs of :data:`VARIANTS` (analysis id ``a``) into ``folder``."""
+    """Write the one-analysis specs of :data:`VARIANTS` and :data:`MODEL_VARIANTS` into ``folder``."""
     (folder / "analyses").mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, data, measure, settings in VARIANTS:
+    for name in [v[0] for v in VARIANTS] + [v[0] for v in MODEL_VARIANTS]:
         path = folder / "analyses" / f"{name}.toml"
-        path.write_text(f'[review]\nid = "{name}"\ntitle = "{name}"\ndata_dir = "{ROOT / "data"}"\n[settings]\n'
-                        f'{settings}\n[[analyses]]\nid = "a"\nlabel = "{name}"\nmeasure = "{measure}"\n'
-                        f'data = "{ROOT / "data" / "examples" / data}"\n', encoding="utf-8")
+        path.write_text(variant_text(name), encoding="utf-8")
         paths.append(path)
     return paths
 

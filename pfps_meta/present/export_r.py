@@ -48,6 +48,8 @@ RMA_METHODS = {"FE": "FE", "DL": "DL", "REML": "REML", "ML": "ML", "PM": "PM", "
 COUNT_FUNCTIONS = {"MH": "rma.mh", "PETO": "rma.peto"}
 _ARM_COLUMNS = ("n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl")
 _BINARY_COLUMNS = ("events_exp", "n_exp", "events_ctrl", "n_ctrl")
+#: rma.mv's optimiser (nlminb) at tight tolerances; rel.tol alone stops it with "false convergence"
+_MV_CONTROL = "control = list(iter.max = 10000, eval.max = 10000, rel.tol = 1e-12, x.tol = 1e-12, sing.tol = 1e-14)"
 _CONTROL = "control = list(threshold = 1e-12, maxiter = 10000, tol = 1e-12)"   # tol: PM's and EB's uniroot
 _COMPARE_FUNCTION = r'''
 pfps_compare <- function(metafor, ours) {
@@ -363,55 +365,87 @@ def _prediction_lines(s) -> str:
 # multilevel analyses: rma.mv (+ robust with clubSandwich)
 
 
-def _multilevel(analysis, run) -> str:
+def _multilevel(analysis, run) -> tuple[str, dict]:
+    """rma.mv(yi, vi | V, mods = ~ ..., random = ~ 1 | a/b, ...) on the inline rows; V by metafor's vcalc
+    with the spec's arguments; CR2 by robust(..., clubSandwich = TRUE)."""
     fit, o = run.fit, analysis.options
     if fit is None:
         raise _not_exported(analysis, run.reason or "the model was not fitted")
     if analysis.data is None:
         raise _not_exported(analysis, "evidence-base multilevel rows (V from assumed correlations) are not "
                             "exported yet")
-    if o.get("mods") or o.get("V"):
-        raise _not_exported(analysis, "moderators and vcalc's V are not translated yet")
-    levels = list(o["levels"])
+    levels, mods, Vspec = list(o["levels"]), list(o.get("mods") or []), o.get("V") or {}
     frame = run.effects
-    cols = list(dict.fromkeys(levels + ["yi", "vi"] + ([o["robust_cluster"]] if o.get("robust_cluster") else [])))
+    extra = [o.get("robust_cluster")] + [_term_column(m) for m in mods] + \
+        [Vspec.get(k) for k in ("cluster", "obs", "type", "time")]
+    cols = list(dict.fromkeys(levels + ["yi", "vi"] + [c for c in extra if c]))
     data = frame[cols].copy()
     data["yi"], data["vi"] = frame["yi"].to_numpy(float), frame["vi"].to_numpy(float)
     test = "t" if o.get("test") == "t" else "z"
+    formula = f"mods = ~ {' + '.join(_r_term(analysis, m) for m in mods)}, " if mods else ""
     lines = [f"# settings: method = {o['method']}, test = {test}, level = {analysis.settings.level}, "
-             f"levels = {_comment(' / '.join(levels))}\n",
-             f"dat <- {r_data_frame(data.rename(columns={o['yi']: 'yi', o['vi']: 'vi'}), cols)}\n",
-             f'res <- rma.mv(yi, vi, random = ~ 1 | {"/".join(levels)}, data = dat, method = "{o["method"]}", '
-             f'test = "{test}", level = {_r_level(analysis.settings.level)})\n', "print(res)\n"]
+             f"levels = {_comment(' / '.join(levels))}"
+             f"{', moderators ' + _comment(', '.join(mods)) if mods else ''}\n",
+             f"dat <- {r_data_frame(data, cols)}\n", _vcalc_line(Vspec),
+             f'res <- rma.mv(yi, {"V" if Vspec else "vi"}, {formula}random = ~ 1 | {"/".join(_r_name(v) for v in levels)}, '
+             f'data = dat, method = "{o["method"]}", test = "{test}", level = {_r_level(analysis.settings.level)},\n'
+             f'              {_MV_CONTROL})\n',
+             "print(res)\n", "metafor <- list(QE = res$QE, QEp = res$QEp, logLik = as.numeric(logLik(res)))\n"]
     d = fit.to_dict()
-    coef = d["coefficients"][0]
-    ours = {"estimate": coef["estimate"], "se": coef["se"], "statistic": coef["stat"], "p": coef["pval"],
-            "ci_low": coef["ci_lb"], "ci_high": coef["ci_ub"], "QE": d["qe"]["QE"], "QEp": d["qe"]["pval"]}
-    lines.append("metafor <- list(estimate = res$b[1], se = res$se[1], statistic = res$zval[1], p = res$pval[1],\n"
-                 "                ci_low = res$ci.lb[1], ci_high = res$ci.ub[1], QE = res$QE, QEp = res$QEp)\n")
+    ours = {"QE": d["qe"]["QE"], "QEp": d["qe"]["pval"],
+            "logLik": d["fit_stats"].get(o["method"], {}).get("logLik", np.nan)}
+    for i, coef in enumerate(d["coefficients"], start=1):
+        for name, ours_key, r_key in (("estimate", "estimate", "b"), ("se", "se", "se"), ("statistic", "stat", "zval"),
+                                      ("p", "pval", "pval"), ("ci_low", "ci_lb", "ci.lb"), ("ci_high", "ci_ub", "ci.ub")):
+            ours[f"{name}_{i}"] = coef[ours_key]
+            lines.append(f"metafor$`{name}_{i}` <- res${r_key}[{i}]\n")
     for i, comp in enumerate(d["variance_components"]["sigma2"], start=1):
         ours[f"sigma2_{i}"] = comp["estimate"]
         lines.append(f"metafor$sigma2_{i} <- res$sigma2[{i}]\n")
-    ours["logLik"] = d["fit_stats"][o["method"]]["logLik"] if o["method"] in d["fit_stats"] else np.nan
-    lines.append("metafor$logLik <- as.numeric(logLik(res))\n")
     if run.robust is not None:
         lines.append(_robust_lines(run.robust, o, ours))
     return "".join(lines), ours
+
+
+def _term_column(term: str) -> str:
+    """The column of a moderator term: ``x`` or ``C(x)``."""
+    text = str(term).strip()
+    return text[2:-1].strip() if text.startswith("C(") and text.endswith(")") else text
+
+
+def _r_term(analysis, term: str) -> str:
+    """A moderator in R: a column as it is, ``C(x)`` (a categorical moderator, treatment coding with the
+    first level in sorted order as reference) as ``factor(x)``, which codes it the same way."""
+    column = _term_column(term)
+    if not column.replace("_", "").replace(".", "").isalnum():
+        raise _not_exported(analysis, f"the moderator term {term!r} is not translated (a column or C(column) only)")
+    return f"factor({_r_name(column)})" if column != str(term).strip() else _r_name(column)
+
+
+def _vcalc_line(V: dict) -> str:
+    """metafor's vcalc with the spec's V table (our vcalc follows metafor's; Pustejovsky's correlated-
+    effects working model), or nothing when the sampling errors are independent."""
+    if not V:
+        return ""
+    args = [f"cluster = {_r_name(V['cluster'])}"]
+    args += [f"{r} = {_r_name(V[k])}" for k, r in (("obs", "obs"), ("type", "type"), ("time", "time1")) if V.get(k)]
+    args += [f"{k} = {r_number(V[k])}" for k in ("rho", "phi") if V.get(k) is not None]
+    return f"V <- vcalc(vi, {', '.join(args)}, data = dat)\n"
 
 
 def _robust_lines(robust, o, ours: dict) -> str:
     r = robust.to_dict()
     if r["adjust"] != "CR2":
         raise InputError(f"cluster-robust adjustment {r['adjust']!r} is not exported (CR2 only)")
-    c = r["coefficients"][0]
-    ours.update({"robust_se": c["se"], "robust_t": c["t"], "robust_df": c["df"], "robust_p": c["p"],
-                 "robust_ci_low": c["ci_low"], "robust_ci_high": c["ci_high"]})
+    lines = []
+    for i, c in enumerate(r["coefficients"], start=1):
+        for name, key, r_key in (("se", "se", "se"), ("t", "t", "zval"), ("df", "df", "ddf"), ("p", "p", "pval"),
+                                 ("ci_low", "ci_low", "ci.lb"), ("ci_high", "ci_high", "ci.ub")):
+            ours[f"robust_{name}_{i}"] = c[key]
+            lines.append(f"metafor$robust_{name}_{i} <- rob${r_key}[{i}]\n")
     cluster = o.get("robust_cluster") or o["levels"][0]
     return (f"rob <- robust(res, cluster = dat${_r_name(cluster)}, clubSandwich = TRUE)  # CR2, Satterthwaite df\n"
-            "print(rob)\n"
-            "metafor$robust_se <- rob$se[1]; metafor$robust_t <- rob$zval[1]; metafor$robust_df <- rob$ddf[1]\n"
-            "metafor$robust_p <- rob$pval[1]; metafor$robust_ci_low <- rob$ci.lb[1]; "
-            "metafor$robust_ci_high <- rob$ci.ub[1]\n")
+            "print(rob)\n" + "".join(lines))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -456,7 +490,7 @@ def _network(analysis, run) -> str:
         model = f'res <- rma.mv(yi, V, mods = X, intercept = FALSE, data = con, method = "REML", sigma2 = 0, level = {level})\n'
     else:
         model = (f'res <- rma.mv(yi, V, mods = X, intercept = FALSE, random = ~ treat | study, rho = 1/2, data = con, '
-                 f'method = "{fit.method}", level = {level})  # nlminb at its default rel.tol (1e-10)\n')
+                 f'method = "{fit.method}", level = {level},\n              {_MV_CONTROL})\n')
     lines = [f"# settings: method = {fit.method}, ci = wald, level = {fit.level}, reference = {_comment(fit.reference)}, "
              "tau2 shared by every contrast, correlation 1/2 within a study\n",
              f"arms <- {r_data_frame(frame, ['study', 'treatment', 'n', 'mean', 'sd'])}\n",
