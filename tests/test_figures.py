@@ -280,3 +280,20 @@ def test_single_trial_forest_with_long_favours_labels_has_no_overlap():
                        favours=("Favours experimental", "Favours control"))
     assert _overlaps(fig) == []
     assert "Favours" in [t.get_text() for t in _texts(fig)]        # broken into lines to fit its half
+
+
+def test_worked_example_caffeine_forest_shows_the_rob_columns_from_the_data():
+    """R meta's caffeine teaching data (data/examples/caffeine.csv) with its RoB 2 rows (data/risk_of_bias.csv),
+    pooled by Mantel-Haenszel as RevMan would: every pooled study gets six circles, spaced tick labels."""
+    pytest.importorskip("pfps_meta.models.mantel_haenszel")
+    rob = pd.read_csv(ROOT / "data" / "risk_of_bias.csv")
+    rob = rob[rob["review"] == "caffeine"]
+    res = pm.pool(ROOT / "data" / "examples" / "caffeine.csv", measure="OR", method="MH")
+    fig = plots.forest(res, rob=rob, favours=("Favours caffeine", "Favours decaf"))
+    circles = [p for p in fig.axes[-1].patches if isinstance(p, Ellipse)]
+    assert len(circles) == 6 * len(res.studies)
+    grey = [c for c in circles if matplotlib.colors.to_hex(c.get_facecolor()) == "#dddddd"]
+    assert len(grey) == 6 * sum(s not in set(rob["study"]) for s in res.studies["study"])
+    assert _overlaps(fig) == []
+    ticks = sorted((t.get_window_extent() for t in fig.axes[0].get_xticklabels()), key=lambda b: b.x0)
+    assert all(b.x0 - a.x1 > 5 for a, b in zip(ticks, ticks[1:]))      # a visible gap between tick labels

@@ -521,7 +521,12 @@ def _forest_axis(ax, result, xlim, mcid, xlabel, favours, line_top):
     if ratio:
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-        ticks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if xlim[0] <= t <= xlim[1]]
+        room = ax.get_position().width * ax.figure.get_figwidth() / 0.45     # a tick label needs about 0.45 in
+        for ladder in ((0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100), (0.01, 0.1, 0.5, 1, 2, 10, 100),
+                       (0.001, 0.01, 0.1, 1, 10, 100, 1000)):
+            ticks = [t for t in ladder if xlim[0] <= t <= xlim[1]]
+            if len(ticks) <= room:
+                break
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
