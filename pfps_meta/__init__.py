@@ -5,12 +5,13 @@ The pipeline, one folder per stage, each importing only from the folders above i
     conventions, errors, formatting      the leaves: settings, the error family, number formatting
     effects/    measures (the registry), sizes (yi, vi)
     inputs/     load (CSV, cells) -> layouts (the layout registry) -> validate.study_table (the one
-                entrance; effect_table for pooled layouts) ; conversions, checks
-    models/     tau2, pooling (the batch core), univariate (MetaResult, pool), metareg, fast,
-                blocks (block-diagonal V), multilevel, vcalc, robust
+                entrance; effect_table for pooled layouts) ; conversions, checks, revman (RevMan 5 files)
+    models/     tau2, pooling (the batch core), univariate (MetaResult, pool), mantel_haenszel (MH, Peto),
+                metareg, fast, blocks (block-diagonal V), multilevel, vcalc, robust, network, bayes
     evidence/   curated (the PFP evidence base), specs (analyses/*.toml), extraction (sheets)
-    analysis/   sensitivity, diagnostics, simulate, presets, grade, reproduce
-    present/    tables, plots, report, outputs (atomic writes)
+    analysis/   sensitivity, diagnostics, simulate, presets, grade, reproduce, risk_of_bias
+    present/    tables, plots, report, report_data / report_office (JSON, Word, Excel), export_r,
+                revman_export, outputs (atomic writes)
     cli         the command line
 
 Quick start::
@@ -59,6 +60,9 @@ _LAZY_FUNCTIONS = {
     "component_network": ("pfps_meta.models.network_components", "component_network"),
     "bayes": ("pfps_meta.models.bayes", "bayes"),
     "bayes_batch": ("pfps_meta.models.bayes", "bayes_batch"),
+    "rma": ("pfps_meta.models.metareg", "rma"),
+    "read_revman": ("pfps_meta.inputs.revman", "read_revman"),
+    "import_revman": ("pfps_meta.present.revman_export", "import_revman"),
 }
 
 
@@ -80,7 +84,7 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_FUNCTIONS))
 
 
-__all__ = ["bayes", "bayes_batch", "multilevel", "multivariate", "vcalc", "contrasts_from_arms", "cluster_robust", "network",
+__all__ = ["bayes", "bayes_batch", "rma", "read_revman", "import_revman", "multilevel", "multivariate", "vcalc", "contrasts_from_arms", "cluster_robust", "network",
            "component_network", "pool", "pool_batch", "pool_effects", "estimate_tau2", "effect_table", "escalc",
            "add_effect_sizes", "read_csv", "MetaResult", "BatchResult", "Settings", "DEFAULTS", "OPTIONS",
            "measures", "InputError", "InputWarning", "ConvergenceWarning", "SmallStudyWarning", "PfpsWarning",
