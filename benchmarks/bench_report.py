@@ -1,0 +1,78 @@
+"""Issue 18 item 8, measured (not part of the test suite): CPU time of the bundled report as a whole process.
+
+Run:  python benchmarks/bench_report.py [--runs 3] [--keep DIR]
+
+What it does, from the repository root, in a temporary folder of its own:
+
+- cold: one ``pfps-meta report`` with an empty simulation cache (``PFPS_META_CACHE``) and an empty
+  bytecode cache (``PYTHONPYCACHEPREFIX``), so every module is compiled and every coverage table simulated;
+- warm: after one unmeasured run that refreshes the usual ``__pycache__`` folders, ``--runs`` more runs with
+  the simulation cache the cold run filled (the median is reported).
+
+CPU time is user + system time of the child process (``resource.getrusage(RUSAGE_CHILDREN)`` before and
+after), so other processes on the machine do not count, but the interpreter's start and every import do.
+Targets: warm < 5 s, cold < 10 s. One thread for the numeric libraries, as in the other benchmarks.
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = {"warm": 5.0, "cold": 10.0}
+
+
+def run_once(out: Path, cache: Path, pycache: Path | None) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one ``pfps-meta report`` process (``pycache``: a bytecode folder
+    of its own, empty for a cold start; None: the usual __pycache__ folders)."""
+    env = dict(os.environ, PFPS_META_CACHE=str(cache))
+    if pycache is not None:
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        env.setdefault(var, "1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pfps_meta.cli", "report", "--out", str(out)], cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        sys.exit(f"pfps-meta report failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="warm runs after the cold one (default 3)")
+    parser.add_argument("--keep", type=Path, default=None, help="folder for the caches and the report "
+                        "(default: a temporary folder, removed at the end)")
+    args = parser.parse_args(argv)
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
+        work = args.keep or Path(tmp)
+        cache, pycache, out = work / "cache", work / "pycache", work / "report"
+        cold = run_once(out, cache, pycache)
+        run_once(out, cache, None)             # fills the usual bytecode folders if they are stale
+        warm = [run_once(out, cache, None) for _ in range(args.runs)]
+    warm_cpu = statistics.median(c for c, _ in warm)
+    warm_wall = statistics.median(w for _, w in warm)
+    print(f"load average before and after: {load[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(CPU seconds grow on a loaded machine)")
+    print(f"cold: {cold[0]:.2f} s CPU ({cold[1]:.2f} s wall)   target < {TARGETS['cold']:g} s CPU")
+    print(f"warm: {warm_cpu:.2f} s CPU ({warm_wall:.2f} s wall), median of {len(warm)}   "
+          f"target < {TARGETS['warm']:g} s CPU")
+    print("each warm run: " + ", ".join(f"{c:.2f}" for c, _ in warm) + " s CPU")
+    met = cold[0] < TARGETS["cold"] and warm_cpu < TARGETS["warm"]
+    print("targets met" if met else "targets NOT met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
