@@ -163,10 +163,10 @@ class _Document:
         page width by the CSS). ``png=True`` on the document also writes a PNG (for Word or slides)."""
         import matplotlib.pyplot as plt
 
+        from pfps_meta.present import plots
+
         svg = _save_svg(fig, self.out_dir / "figures" / f"{stem}.svg")
         if self.png:
-            from pfps_meta.present import plots
-
             plots.save(fig, self.out_dir / "figures" / stem)
         plt.close(fig)
         rel = f"figures/{stem}.svg"
@@ -174,16 +174,18 @@ class _Document:
         match = re.search(rb'width="([0-9.]+)pt"', svg[:2000])
         width = round(float(match.group(1)) * 4 / 3 * FIGURE_SCALE) if match else 800
         data_uri = base64.b64encode(svg).decode("ascii")
-        kind = f' data-kind="forest" data-text-pt="{FOREST_TEXT_PT:g}"' if stem.startswith("forest_") else ""
+        size = getattr(plots, "FOREST_PT", FOREST_TEXT_PT)
+        kind = f' data-kind="forest" data-text-pt="{size:g}"' if stem.startswith("forest_") else ""
         self.body.append(f'<figure><img class="forest"{kind} style="width:{width}px" alt="{html_text(alt)}" '
                          f'src="data:image/svg+xml;base64,{data_uri}"><figcaption>Figure file: '
                          f'{html_text(rel)}</figcaption></figure>')
 
 
-#: figures are shown at this multiple of their natural size (1 pt = 4/3 CSS px): the forest plot's 8.5 pt
-#: text then renders at 15 px beside 16 px body text at 1280 px (the page caps wider figures at its width)
+#: figures are shown at this multiple of their natural size (1 pt = 4/3 CSS px): the forest plot's 8.5-9 pt
+#: text then renders at 15 px beside 16 px body text at 1280 px (the page caps wider figures at its width;
+#: the browser test checks the forest text stays >= 80% of the body text there)
 FIGURE_SCALE = 1.3
-#: the size of the forest plot's row text (pfps_meta.present.plots, _ForestText), checked in the browser
+#: the forest plot's row text size when pfps_meta.present.plots does not state it (FOREST_PT), checked in the browser
 FOREST_TEXT_PT = 8.5
 
 
@@ -571,9 +573,10 @@ def _analysis_section(doc, ar, evidence):
                  "intervals (metafor blup()).", bold_prefix="BLUPs:", css="note")
     doc.figure(fig, f"forest_{a.review}_{a.id}", f"Forest plot: {a.label}")
     if a.mcid is not None:
-        doc.para(f"the dashed vertical lines at -{abs(a.mcid):g} and +{abs(a.mcid):g} mark the minimal clinically "
-                 f"important difference (MCID, {abs(a.mcid):g} points on the analysis scale): an effect beyond "
-                 "them is one a patient would notice.", bold_prefix="MCID:", css="note")
+        doc.para(f"the dashed vertical lines labelled \"MCID\" mark -{abs(a.mcid):g} and +{abs(a.mcid):g} (where "
+                 f"the axis reaches them), the minimal clinically important difference ({abs(a.mcid):g} points on "
+                 "the analysis scale): an effect beyond them is one a patient would notice.",
+                 bold_prefix="MCID:", css="note")
     for item in converted_values(ar, evidence):
         doc.para(f"{item['study']}* ({item['value']}): {item['rule']}"
                  + (f". Source: \"{item['quote']}\"" if item["quote"] else "")
