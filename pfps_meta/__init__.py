@@ -46,6 +46,7 @@ _LAZY_MODULES = {
     "sensitivity": "pfps_meta.analysis.sensitivity", "diagnostics": "pfps_meta.analysis.diagnostics",
     "simulate": "pfps_meta.analysis.simulate", "presets": "pfps_meta.analysis.presets",
     "grade": "pfps_meta.analysis.grade", "plots": "pfps_meta.present.plots", "tables": "pfps_meta.present.tables",
+    "risk_of_bias": "pfps_meta.analysis.risk_of_bias", "export_r": "pfps_meta.present.export_r",
 }
 
 
