@@ -25,11 +25,40 @@ def test_bit_identical_whatever_the_task_size():
     assert not np.array_equal(one["bias"], other_seed["bias"])
 
 
-def test_dask_local_cluster_gives_identical_results():
+def test_dask_local_cluster_gives_identical_results(capfd):
     pytest.importorskip("dask.distributed")
-    in_process = simulate(DESIGN, blocks_per_task=2, **GRID).table
-    on_dask = simulate(DESIGN, blocks_per_task=2, client="local", **GRID).table
-    pd.testing.assert_frame_equal(in_process, on_dask, check_exact=True)
+    in_process = simulate(DESIGN, blocks_per_task=2, **GRID)
+    on_dask = simulate(DESIGN, blocks_per_task=2, client="local", dask_min_seconds=0, **GRID)
+    assert on_dask.setup["scheduler"] == "dask" and in_process.setup["scheduler"] == "in-process"
+    pd.testing.assert_frame_equal(in_process.table, on_dask.table, check_exact=True)
+    assert "killing" not in capfd.readouterr().err          # our cluster shuts down without killing workers
+
+
+def test_dask_first_group_here_and_the_rest_on_a_given_client_is_identical_and_leaves_it_open():
+    distributed = pytest.importorskip("dask.distributed")
+    in_process = simulate(DESIGN, blocks_per_task=1, **GRID).table
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        mixed = simulate(DESIGN, blocks_per_task=1, client=client, dask_min_seconds=1e-9, **GRID)
+        assert mixed.setup["scheduler"] == "dask" and mixed.setup["estimated_seconds"] > 0
+        assert client.status == "running"                    # a user's Client is never closed by us
+        assert client.submit(sum, [1, 2]).result() == 3
+    pd.testing.assert_frame_equal(in_process, mixed.table, check_exact=True)
+
+
+def test_small_grid_with_local_stays_in_process_with_a_note(monkeypatch):
+    distributed = pytest.importorskip("dask.distributed")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a LocalCluster was started for a small grid")
+
+    monkeypatch.setattr(distributed, "LocalCluster", refuse)
+    res = simulate(DESIGN, blocks_per_task=2, client="local", **GRID)
+    assert res.setup["scheduler"] == "in-process" and res.setup["estimated_seconds"] < 10
+    note = next(n for n in res.notes if n.startswith("ran in this process, not on a LocalCluster"))
+    assert "under the 10 s" in note and note in str(res)
+    pd.testing.assert_frame_equal(res.table, simulate(DESIGN, blocks_per_task=2, **GRID).table, check_exact=True)
 
 
 def test_common_effect_wald_covers_at_the_nominal_level_without_heterogeneity():
@@ -305,7 +334,7 @@ def test_dask_closed_port_is_one_line(short_dask_timeout):
     port = probe.getsockname()[1]
     probe.close()                                 # nothing listens there now
     with pytest.raises(InputError, match=f"^client: cannot connect to a Dask scheduler at tcp://127.0.0.1:{port}"):
-        simulate(SMALL, replicates=BLOCK, client=f"tcp://127.0.0.1:{port}")
+        simulate(SMALL, replicates=BLOCK, client=f"tcp://127.0.0.1:{port}", dask_min_seconds=0)
 
 
 @pytest.mark.parametrize("reply, message", [(b"", "did not answer as a Dask scheduler within"),
@@ -317,7 +346,7 @@ def test_dask_listener_that_never_answers_or_talks_junk(short_dask_timeout, repl
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with pytest.raises(InputError, match=f"^client: {address} .*{message}"):
-                simulate(SMALL, replicates=BLOCK, client=address)
+                simulate(SMALL, replicates=BLOCK, client=address, dask_min_seconds=0)
     finally:
         server.close()
         for conn in held:
@@ -329,4 +358,4 @@ def test_dask_scheduler_without_a_worker(short_dask_timeout):
 
     with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
         with pytest.raises(InputError, match="^client: the Dask scheduler at .* has no worker"):
-            simulate(SMALL, replicates=BLOCK, client=cluster.scheduler_address)
+            simulate(SMALL, replicates=BLOCK, client=cluster.scheduler_address, dask_min_seconds=0)

@@ -40,12 +40,15 @@ cell ``c`` draws from ``SeedSequence(seed, spawn_key=(c, b))``. Each block's sum
 own and added up in block order, so a run gives bit-identical results whatever the number of blocks
 per task and the number of workers, in-process or on Dask (``client=``). No scheduler of our own: a task
 list for ``dask.distributed`` (``client="local"`` starts a ``LocalCluster``; an address string connects to
-a running scheduler, with bounded waits).
+a running scheduler, with bounded waits), used only when the work is large enough to pay for it: the
+first task group is timed in-process and the rest estimated from it (``DASK_MIN_SECONDS``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import math
 import numbers
 import sys
@@ -82,6 +85,13 @@ BYTES_PER_TASK = 1500
 MAX_BLOCK_BYTES = 1e9              # memory bound: one block in flight plus the bookkeeping of all blocks
 #: seconds to wait for a Dask scheduler to answer, and for it to have a worker
 DASK_TIMEOUT = 5.0
+#: seconds we give our own client and LocalCluster to close (its workers get 0.8 of it to exit)
+DASK_CLOSE_TIMEOUT = 20.0
+#: the estimated in-process seconds from which a run goes to Dask: below them a LocalCluster ("local")
+#: costs more to start, import the package in its workers and stop than it saves on two workers, and a
+#: scheduler of one's own ("given": an address or a Client) more in connection and scheduling
+#: (benchmarks/bench_dask.py measures the crossover)
+DASK_MIN_SECONDS = {"local": 10.0, "given": 1.0}
 ROM_MARGIN = 6.0                   # arm means must lie this many standard errors above 0 for ROM
 
 
@@ -558,7 +568,7 @@ def _block_sums(task: Task):
 def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd=1.0, control_mean=None,
              methods=None, ci_methods=None, pi_methods=None, replicates=1000, seed=2018, blocks_per_task=8,
              client=None, progress=None, engine="auto", settings: Settings | None = None, preset=None,
-             max_study_fits=MAX_STUDY_FITS, **options) -> SimulationResult:
+             max_study_fits=MAX_STUDY_FITS, dask_min_seconds=None, **options) -> SimulationResult:
     """Simulate ``replicates`` meta-analyses of ``design`` per grid cell (every ``mu`` x ``tau2``) and pool
     each with every method x CI method; returns a :class:`SimulationResult` (see the module docstring
     for the draws, the scale of ``mu``, the metrics and the true I²).
@@ -577,8 +587,15 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     ``measure``: MD, SMD, SMDH or ROM (ignored for a design by variances); ``sd`` the within-arm SD;
     ``control_mean`` the control arm's true mean (required for ROM, default 0 otherwise).
     ``replicates`` is rounded up to a whole number of blocks of ``BLOCK``. ``client``: None
-    (in-process), "local" (a ``dask.distributed.LocalCluster``), a scheduler address (connection and the
-    wait for a worker bounded by ``DASK_TIMEOUT`` seconds), or a Client. ``engine``: "numpy" (the
+    (in-process), "local" (a ``dask.distributed.LocalCluster`` of two one-thread workers, started for this
+    call and shut down before it returns), a scheduler address (connection and the wait for a worker
+    bounded by ``DASK_TIMEOUT`` seconds; the connection is closed, the scheduler left running), or a Client
+    (used as given, never closed). With a client, the first task group runs here, timed, and the rest
+    goes to Dask only when its estimated time here reaches ``dask_min_seconds`` (default
+    ``DASK_MIN_SECONDS``: 10 s for "local", 1 s for a scheduler of one's own; 0 sends everything to Dask);
+    otherwise it stays in-process and ``notes`` says so and why. ``setup["scheduler"]`` records where
+    the run went ("in-process" or "dask") and ``setup["estimated_seconds"]`` the in-process estimate.
+    ``engine``: "numpy" (the
     reference core, :func:`pfps_meta.models.pooling.pool_batch`), "numba" (the compiled kernel of
     :mod:`pfps_meta.models.fast`, FE/DL/ML/REML), or "auto" (numba when installed and every method is one
     it covers). Runs beyond ``max_study_fits`` trial-level fits (replicates x cells x method/CI pairs x
@@ -611,15 +628,16 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
                   seed=seed, combos=combos, settings=run, replicates=BLOCK, engine=engine)
              for c, (m, t) in enumerate(cells) for b in range(n_blocks)]
     groups = [tasks[i:i + blocks_per_task] for i in range(0, len(tasks), blocks_per_task)]
-    results = _run(groups, client, progress)
+    results, how, where = _run(groups, client, progress, dask_min_seconds)
     rows, notes = _cell_rows(results, cells, combos, design, measure, sd, control_mean, n_blocks)
     for note in notes:
         warnings.warn(note, SimulationWarning, stacklevel=2)
+    notes += [where] if where else []
     setup = {"mu": list(mus), "tau2": list(tau2s), "measure": None if design.vi else measure, "sd": sd,
              "control_mean": control_mean, "methods": list(method_names), "ci_methods": list(ci_names),
              "pi_methods": list(pi_names), "replicates": n_blocks * BLOCK, "seed": seed, "level": base.level,
              "block": BLOCK, "engine": engine, "settings": base.to_dict(),
-             "preset": preset if isinstance(preset, str) or preset is None else preset.name}
+             "preset": preset if isinstance(preset, str) or preset is None else preset.name, **how}
     return SimulationResult(table=pd.DataFrame(rows), design=design, setup=setup, notes=notes, settings=base)
 
 
@@ -824,25 +842,103 @@ def _wait_for_worker(client, address):
             from None
 
 
-def _run(groups, client, progress):
-    """Run the task groups in-process (with a progress bar after a second or two) or on Dask."""
-    if client is None:
-        out, start, shown = [], time.perf_counter(), False
-        for i, group in enumerate(groups, start=1):
-            out += _run_group(group)
-            elapsed = time.perf_counter() - start
-            if progress or (progress is None and elapsed > 1.5 and i < len(groups)):
-                shown = True
-                bar = "#" * int(30 * i / len(groups))
-                print(f"\rsimulating: [{bar:<30}] {i}/{len(groups)} task groups, {elapsed:.0f} s", end="",
-                      file=sys.stderr)
-        if shown:
-            print(file=sys.stderr)
-        return out
+def _in_process(groups, progress, done=0, total=None):
+    """Run task groups here, with a progress bar after a second or two (``done`` groups already run)."""
+    total = len(groups) + done if total is None else total
+    out, start, shown = [], time.perf_counter(), False
+    for i, group in enumerate(groups, start=done + 1):
+        out += _run_group(group)
+        elapsed = time.perf_counter() - start
+        if progress or (progress is None and elapsed > 1.5 and i < total):
+            shown = True
+            bar = "#" * int(30 * i / total)
+            print(f"\rsimulating: [{bar:<30}] {i}/{total} task groups, {elapsed:.0f} s", end="", file=sys.stderr)
+    if shown:
+        print(file=sys.stderr)
+    return out
+
+
+def _timed_first_group(group):
+    """(the block sums of the first task group, seconds per block): every block timed on its own, the
+    median of all but the first (which pays for imports and a compiled kernel's load) when there are two
+    or more."""
+    out, seconds = [], []
+    for task in group:
+        start = time.perf_counter()
+        out.append(_block_sums(task))
+        seconds.append(time.perf_counter() - start)
+    return out, float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+
+
+def _checked_client(client):
+    """"local", an address string or a dask Client (the Dask path), checked before any work."""
     try:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
     except ImportError:
         raise InputError("client: the Dask path needs dask.distributed: pip install 'pfps-meta[dask]'") from None
+    if not isinstance(client, (str, Client)):
+        raise InputError(f"client: expected None, 'local', a scheduler address or a dask Client (got "
+                         f"{type(client).__name__})")
+    return client
+
+
+def _run(groups, client, progress, min_seconds=None):
+    """(the block sums of every task group, how it ran: a dict for ``setup`` and a note or None).
+
+    In-process when ``client`` is None. Otherwise the first task group runs here, timed per block, and the
+    rest goes to Dask only when its estimated in-process time reaches ``min_seconds`` (default
+    ``DASK_MIN_SECONDS``: what starting and stopping a LocalCluster costs, or using a scheduler of one's
+    own); ``min_seconds=0`` sends every group to Dask without timing any here."""
+    if client is None:
+        return _in_process(groups, progress), {"scheduler": "in-process"}, None
+    client = _checked_client(client)
+    kind = "local" if isinstance(client, str) and client == "local" else "given"
+    threshold = DASK_MIN_SECONDS[kind] if min_seconds is None else float(min_seconds)
+    if threshold <= 0:
+        return _on_dask(groups, client), {"scheduler": "dask", "estimated_seconds": None}, None
+    first, per_block = _timed_first_group(groups[0])
+    remaining = sum(len(group) for group in groups[1:])
+    estimate = per_block * remaining
+    how = {"scheduler": "in-process", "estimated_seconds": per_block * (remaining + len(groups[0]))}
+    if estimate < threshold:
+        where = "a LocalCluster" if kind == "local" else f"the Dask scheduler ({_client_name(client)})"
+        note = (f"ran in this process, not on {where}: the work left after the first task group was "
+                f"estimated at {estimate:.1f} s here ({per_block * 1e3:.0f} ms per block of {BLOCK} replicates, "
+                f"{remaining} blocks), under the {threshold:g} s that using {where} costs (dask_min_seconds)")
+        return first + _in_process(groups[1:], progress, done=1, total=len(groups)), how, note
+    how["scheduler"] = "dask"
+    return first + _on_dask(groups[1:], client), how, None
+
+
+def _client_name(client):
+    return client if isinstance(client, str) else getattr(client.scheduler, "address", "a Client")
+
+
+@contextlib.contextmanager
+def _quiet_distributed():
+    """distributed's loggers at ERROR while we shut down a cluster we started (its nanny warns when a worker
+    process is slow to exit), restored afterwards; a user's cluster and logging are never touched."""
+    names = ["distributed"] + [name for name in logging.root.manager.loggerDict if name.startswith("distributed.")]
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _on_dask(groups, client):
+    """The block sums of ``groups`` computed on Dask: "local" starts a LocalCluster of two one-thread
+    worker processes for this call and shuts it down (client first, then the cluster with a generous
+    timeout, so no worker is killed); an address is connected to and the connection closed; a Client is
+    used as given and never closed."""
+    if not groups:
+        return []
+    from dask.distributed import Client, LocalCluster
+
     own = cluster = None
     if isinstance(client, str):
         if client == "local":
@@ -850,15 +946,13 @@ def _run(groups, client, progress):
             own = client = Client(cluster, set_as_default=False)
         else:
             own = client = _connect(client)
-    elif not isinstance(client, Client):
-        raise InputError(f"client: expected None, 'local', a scheduler address or a dask Client (got "
-                         f"{type(client).__name__})")
     try:
         _wait_for_worker(client, getattr(client.scheduler, "address", "the scheduler"))
         futures = client.map(_run_group, groups, pure=False)
         return [item for part in client.gather(futures) for item in part]
     finally:
         if own is not None:
-            own.close()
-        if cluster is not None:
-            cluster.close()
+            with _quiet_distributed():
+                own.close(timeout=DASK_CLOSE_TIMEOUT)
+                if cluster is not None:
+                    cluster.close(timeout=DASK_CLOSE_TIMEOUT)
