@@ -88,9 +88,17 @@ def _text_width(text, bold=False, size=FOREST_PT):
 
 
 def _wrap(text, width_in, size=FOREST_PT):
-    """``text`` broken at spaces into lines no wider than ``width_in`` inches (a longer word stands alone)."""
+    """``text`` broken at spaces into lines no wider than ``width_in`` inches (a longer word stands alone);
+    never beside "=", "<" or after "(P", so "(P < 0.00001)" and "Chi² = 9.47" stay on one line."""
+    words, previous = [], None
+    for token in str(text).split(" "):
+        if words and (token in ("=", "<", ">") or previous in ("=", "<", ">", "(P")):
+            words[-1] += " " + token
+        else:
+            words.append(token)
+        previous = token
     lines, line = [], ""
-    for word in str(text).split(" "):
+    for word in words:
         trial = f"{line} {word}" if line else word
         if line and _text_width(trial, size=size) > width_in:
             lines.append(line)
