@@ -206,6 +206,10 @@ def _add_report(sub):
                           "an input file of the run is refused")
     p_report.add_argument("--extraction", metavar="FILE",
                           help="a filled extraction sheet (pfps-meta template): its rows replace the curated ones")
+    p_report.add_argument("--format", choices=("html", "docx", "xlsx"), default="html",
+                          help="html: index.html, report.md, report.json and figures/ in --out; docx: a Word "
+                               "report, xlsx: an Excel workbook (one sheet per table), written to "
+                               "--out/report.<format> (or to --out itself when it ends in .docx / .xlsx)")
     p_report.set_defaults(func=cmd_report)
 
 
@@ -363,9 +367,56 @@ def _refuse_preset(args):
                          f"sensitivity, reproduce, diff, simulate); {args.preset_refused}")
 
 
+def _add_import_revman(sub):
+    p = sub.add_parser("import-revman", help="a RevMan 5 file (.rm5) -> our CSVs, a published.csv of the totals "
+                       "it stores and one analysis spec (then: pfps-meta reproduce DIR/<review>.toml)")
+    p.add_argument("file", help="the RevMan 5 file (.rm5)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created if needed); never "
+                   "the folder of the RevMan file or an evidence base (data/)")
+    p.add_argument("--decimals", type=int, default=4, help="places of the stored totals in published.csv, at "
+                   "least 4 significant digits")
+    p.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
+    p.set_defaults(func=cmd_import_revman)
+
+
+def _add_export_r(sub):
+    p = sub.add_parser("export-r", help="the equivalent R script (metafor) of one analysis of a spec, which "
+                       "prints metafor's numbers beside ours")
+    p.add_argument("spec", help="analysis definition (analyses/*.toml)")
+    p.add_argument("--analysis", required=True, metavar="ID", help="the analysis' id in SPEC")
+    p.add_argument("--out", metavar="FILE", help="write the script here (default: standard output)")
+    p.set_defaults(func=cmd_export_r)
+
+
+def cmd_import_revman(args) -> int:
+    from pfps_meta.present.revman_export import import_revman
+
+    result = import_revman(args.file, args.out, decimals=args.decimals)
+    if args.format == "json":
+        print(strict_json(result.to_dict()))
+    else:
+        _print_text(str(result))
+    return 0
+
+
+def cmd_export_r(args) -> int:
+    from pfps_meta.present.export_r import export_r
+    from pfps_meta.present.outputs import atomic_write_text, check_target
+
+    if args.out is not None:
+        check_target(args.out, what="--out", inputs=[args.spec])
+    script = export_r(args.spec, args.analysis)
+    if args.out is None:
+        _print_text(script.rstrip("\n"))
+    else:
+        atomic_write_text(args.out, script, what="--out", inputs=[args.spec])
+        print(f"wrote {args.out} (run it with: Rscript {args.out})", file=sys.stderr)
+    return 0
+
+
 #: the subcommands, in the order of ``pfps-meta --help``: one ``_add_*`` function each
 COMMANDS = (_add_pool, _add_reproduce, _add_sensitivity, _add_diff, _add_report, _add_simulate, _add_template,
-            _add_multilevel, _add_network, _add_bayes)
+            _add_multilevel, _add_network, _add_bayes, _add_import_revman, _add_export_r)
 
 
 def cmd_bayes(args) -> int:
@@ -421,6 +472,13 @@ def cmd_report(args) -> int:
         "".join(f" {s}" for s in args.specs)
     if args.extraction:
         command += f" --extraction {args.extraction}"
+    if args.format in ("docx", "xlsx"):
+        from pfps_meta.present.report_office import build_office_report
+
+        written = build_office_report(specs, args.format, out=args.out, command=command + f" --format {args.format}",
+                                      extraction=args.extraction)
+        print(f"wrote {written}", file=sys.stderr)
+        return 0
     build_report(specs, out_dir=args.out, command=command, extraction=args.extraction)
     return 0
 
@@ -988,7 +1046,11 @@ def strict_json(value) -> str:
 def cmd_pool(args) -> int:
     from pfps_meta.models.univariate import pool
 
-    result = pool(args.file, measure=args.measure, settings=_settings(args), weights=args.weights)
+    if args.preset:      # through pool(preset=), so a preset's rule for 2x2 counts applies as in the API
+        given = {name: value for name, value in _given_settings(args).items() if value is not None}
+        result = pool(args.file, measure=args.measure, preset=args.preset, weights=args.weights, **given)
+    else:
+        result = pool(args.file, measure=args.measure, settings=_settings(args), weights=args.weights)
     notes = _measure_notes(args, result.measure)
     if args.format == "json":
         out = result.to_dict()

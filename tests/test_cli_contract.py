@@ -11,6 +11,8 @@ import warnings
 
 import pytest
 
+import pfps_meta as pm
+
 from pfps_meta import conventions
 from pfps_meta.analysis.presets import PRESETS
 from pfps_meta.cli import build_parser, main
@@ -291,14 +293,26 @@ def test_diff_presets_help_lists_every_preset_and_bad_names_are_one_line(capsys)
 # ------------------------------------------------------------------ item 7: --preset where a model is fitted
 
 def test_pool_preset_revman5_gives_dersimonian_laird_and_flags_on_top(capsys):
-    doc = json.loads(_run(capsys, ["pool", BCG, "--measure", "RR", "--preset", "revman5", "--format", "json"])[0])
+    """On arm means (normand1999) RevMan 5 is DerSimonian-Laird with I² from Q and no prediction interval;
+    a flag given on top wins."""
+    normand = str(EXAMPLES / "normand1999.csv")
+    doc = json.loads(_run(capsys, ["pool", normand, "--measure", "MD", "--preset", "revman5", "--format", "json"])[0])
     assert doc["method"] == "DL" and doc["i2_method"] == "q" and doc["pi_low"] is None
-    ref = json.loads(_run(capsys, ["pool", BCG, "--measure", "RR", "--method", "DL", "--i2", "q",
+    ref = json.loads(_run(capsys, ["pool", normand, "--measure", "MD", "--method", "DL", "--i2", "q",
                                    "--no-prediction-interval", "--format", "json"])[0])
     assert doc["estimate"] == ref["estimate"] and doc["tau2"] == ref["tau2"] and doc["i2"] == ref["i2"]
-    doc = json.loads(_run(capsys, ["pool", BCG, "--measure", "RR", "--preset", "revman5", "--method", "PM",
+    doc = json.loads(_run(capsys, ["pool", normand, "--measure", "MD", "--preset", "revman5", "--method", "PM",
                                    "--format", "json"])[0])
     assert doc["method"] == "PM" and doc["i2_method"] == "q"
+
+
+def test_pool_preset_revman5_on_counts_is_its_random_effects_mantel_haenszel_as_in_the_api(capsys):
+    """RevMan 5 pools 2x2 counts by Mantel-Haenszel: the CLI's --preset goes through pool(preset=), so
+    it gives what pm.pool(df, preset="revman5") gives, and says so."""
+    doc = json.loads(_run(capsys, ["pool", BCG, "--measure", "RR", "--preset", "revman5", "--format", "json"])[0])
+    api = pm.pool(BCG, measure="RR", preset="revman5")
+    assert doc["method"] == "MH_DL" and doc["estimate"] == api.estimate and doc["tau2"] == api.stats["tau2"]
+    assert any("Mantel-Haenszel" in note for note in doc["notes"])
 
 
 def test_reproduce_preset_metafor_moves_the_worked_example_off_its_target(capsys):
