@@ -168,3 +168,18 @@ def test_rob_sheet_lists_each_trial_and_result_and_reads_back(tmp_path, rob):
     path = tmp_path / "sheet.csv"
     sheet.to_csv(path, index=False)
     assert len(rb.read_risk_of_bias(path)) == len(sheet)
+
+
+def test_caffeine_mantel_haenszel_refit_excluding_high_pools_the_remaining_2x2_tables():
+    """A Mantel-Haenszel fit is re-fitted from its counts (it has no yi/vi pooling): the same as
+    pm.pool(method="MH") on the studies kept."""
+    import pfps_meta as pm
+    from pfps_meta.analysis.risk_of_bias import read_risk_of_bias, refit_excluding_high
+
+    fit = pm.pool(ROOT / "data" / "examples" / "caffeine.csv", measure="OR", method="MH")
+    refit = refit_excluding_high(fit, read_risk_of_bias(), review="caffeine")
+    assert refit.excluded == ["Norscafe 1998"] and refit.result.settings.method == "MH"
+    table = pd.read_csv(ROOT / "data" / "examples" / "caffeine.csv")
+    direct = pm.pool(table[table["study"].isin(refit.kept)], measure="OR", method="MH")
+    assert refit.result.estimate == pytest.approx(direct.estimate, rel=1e-12)
+    assert refit.result.notes[0].startswith("risk-of-bias sensitivity analysis: excluding high")

@@ -31,8 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pfps_meta.conventions import COUNT_METHODS
 from pfps_meta.errors import InputError
 from pfps_meta.evidence.extraction import PEDRO_ITEMS, ROB_COLUMNS, ROB_DOMAINS
+from pfps_meta.models import mantel_haenszel
 from pfps_meta.models.univariate import pool_effects
 
 __all__ = ["JUDGEMENTS", "DOMAINS", "PEDRO_ITEMS", "DEFAULT_PATH", "read_risk_of_bias", "validate", "judgements",
@@ -258,10 +260,13 @@ def _refit(result, rob, review, outcome, keep, rule: str) -> RobRefit:
     studies = result.studies
     kept = studies.loc[kept_mask]
     refit = None
-    if len(kept):
+    note = f"risk-of-bias sensitivity analysis: {rule}"
+    if len(kept) and result.settings.method in COUNT_METHODS:     # Mantel-Haenszel / Peto: refit the 2x2 tables
+        refit = mantel_haenszel.refit(result, kept_mask)
+        refit.notes = [note, *refit.notes]
+    elif len(kept):
         table = kept[["study", "yi", "vi"]].reset_index(drop=True)
-        refit = pool_effects(table, measure=result.measure, settings=result.settings,
-                             notes=[f"risk-of-bias sensitivity analysis: {rule}"])
+        refit = pool_effects(table, measure=result.measure, settings=result.settings, notes=[note])
     unassessed = [s for s, v in zip(frame["study"], overall) if v is None or v != v]
     return RobRefit(rule=rule, result=refit, kept=list(kept["study"]),
                     excluded=list(studies.loc[~kept_mask, "study"]), unassessed=unassessed)
