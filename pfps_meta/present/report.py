@@ -31,7 +31,7 @@ from pathlib import Path
 from pfps_meta import __version__
 from pfps_meta.effects import measures
 from pfps_meta.evidence.specs import ModelAnalysisResult, arm_size_scenarios, load_all, run_analysis
-from pfps_meta.conventions import CI_METHODS, I2_METHODS, PI_METHODS, SMD_CONVENTIONS, SMD_VTYPES, TAU2_ESTIMATORS
+from pfps_meta.conventions import CI_METHODS, I2_METHODS, PI_METHODS, POOLING_METHODS, SMD_CONVENTIONS, SMD_VTYPES
 from pfps_meta.evidence.curated import completeness
 from pfps_meta.errors import InputError
 from pfps_meta.evidence.extraction import todo
@@ -50,7 +50,7 @@ def methods_paragraph(spec, analyses) -> str:
     methods = sorted({s.method for s in settings})
     cis = sorted({s.ci_method for s in settings})
     parts = [f"Analyses of {spec.review.get('title', spec.review['id'])} were pooled with "
-             + "; ".join(TAU2_ESTIMATORS[m].methods_text for m in methods) + "."]
+             + "; ".join(POOLING_METHODS[m].methods_text for m in methods) + "."]
     parts.append("Confidence intervals for the pooled effect used " + " and ".join(CI_METHODS[c] for c in cis) + ".")
     smd = [a.settings for a in analyses if measures.get(a.measure).uses_smd_settings]
     if smd:
@@ -260,14 +260,30 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
 
 
 def _report_json(loaded, results, command) -> str:
-    """``report.json``: the report's content as strict JSON (:func:`pfps_meta.present.report_data.collect`)."""
+    """``report.json``: the report's content as strict JSON (:func:`pfps_meta.present.report_data.collect`).
+    A review that collect cannot take (an InputError, e.g. a refit it does not support) is left out and
+    listed under ``not_collected`` with the reason, and a warning says so; the other reviews stay."""
     import json
+    import warnings
 
+    from pfps_meta.errors import PfpsWarning
     from pfps_meta.formatting import json_ready
     from pfps_meta.present.report_data import collect
 
-    return json.dumps(json_ready(collect(loaded, results, command)), indent=1, ensure_ascii=False,
-                      allow_nan=False) + "\n"
+    reviews, skipped = [], []
+    for spec, evidence in loaded:
+        runs = [r for r in results if r[0] is spec]
+        try:
+            reviews += collect([(spec, evidence)], runs, command)["reviews"]
+        except InputError as exc:
+            skipped.append({"review": spec.review["id"], "reason": exc.reason})
+            warnings.warn(f"report.json leaves out review '{spec.review['id']}': {exc.reason}", PfpsWarning,
+                          stacklevel=2)
+    content = collect([], results, command)             # title, package and the provenance of every input
+    content["reviews"] = reviews
+    if skipped:
+        content["not_collected"] = skipped
+    return json.dumps(json_ready(content), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def _write_document(doc, loaded, results, command):
@@ -620,6 +636,10 @@ def _coverage_section(doc, ar, evidence):
     from pfps_meta.analysis.simulate import Design
 
     a, res = ar.analysis, ar.result
+    if getattr(POOLING_METHODS.get(a.settings.method), "counts", False):
+        doc.para(f"not simulated: {POOLING_METHODS[a.settings.method].label} pools 2x2 tables of counts, and the "
+                 "coverage simulation draws study effects and variances.", bold_prefix="Coverage:", css="note")
+        return
     try:
         design = Design.from_analysis(a, evidence, res)
     except InputError:       # fewer than two trials with known sizes: no shape to simulate
@@ -736,6 +756,11 @@ def _sensitivity_section(doc, ar):
         return
     show = measures.get(a.measure).to_reporting
     doc.heading(4, "Sensitivity analyses")
+    if getattr(POOLING_METHODS.get(a.settings.method), "counts", False):
+        doc.para(f"not run: leave-one-out, influence, the small-study tests and trim-and-fill refit study "
+                 f"effects and variances, and {POOLING_METHODS[a.settings.method].label} pools 2x2 tables of "
+                 "counts (refit it with pfps_meta.models.mantel_haenszel.refit).", bold_prefix="Status:", css="note")
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sensitivity.SmallStudyWarning)
         loo = sensitivity.leave_one_out(res)
