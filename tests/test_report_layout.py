@@ -124,7 +124,7 @@ def test_one_trial_is_not_a_finding_anywhere_in_the_report(report):
 
 def test_converted_values_mcid_and_rules_are_in_the_text(report):
     md = (report / "report.md").read_text()
-    assert "**Converted:** khayambashi2014\\* (between-group effect): from t = 3.91" in md
+    assert "**Converted:** khayambashi2014† (between-group effect): from t = 3.91" in md
     assert "postintervention (t=3.91, P\\<.001)" in md                        # the source's words
     assert "mark -2 and +2 (where the axis reaches them), the minimal clinically important difference" in md
     assert "**Rule:** Risk of bias from PEDro scores" in md

@@ -207,7 +207,7 @@ def _converted_lines(rows) -> list[str]:
     for row in rows:
         for item in row.get("converted") or ():
             if not lines:
-                lines += ["", "Converted or derived values (marked * in the report):"]
+                lines += ["", "Converted or derived values (marked in the report and its forest plots):"]
             lines.append(f"  {row['analysis']}, {item['study']}, {item['value']}: {item['rule']}")
             if item.get("quote"):
                 lines.append(f"    source: \"{item['quote']}\"" + (f" ({item['location']})" if item.get("location") else ""))

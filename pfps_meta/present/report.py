@@ -394,7 +394,7 @@ def _review_section(doc, spec, evidence, spec_results, rows):
                                 "Complete (n, mean, SD)": comp["complete"], "Partial": comp["partial"],
                                 "Between-group effects": comp["effect_rows"]}), "table completeness")
     for ar in spec_results:
-        _analysis_section(doc, ar, evidence)
+        _analysis_section(doc, ar, evidence, spec)
     return rows
 
 
@@ -412,7 +412,7 @@ def _status_tables(doc, spec, evidence, spec_results, rows):
         "Published": _interval(r, "published"), "Reproduced": _interval(r, "reproduced"),
         "k": f"{r['k_available']}/{r['k_expected']}", "Status": r["status"],
         "Presets that reproduce it": ", ".join(r["reproduced_by"]) or "-",
-        "Converted values": ", ".join(f"{c['study']}*" for c in r["converted"]) or "-",
+        "Converted values": ", ".join(f"{c['study']}{_mark()}" for c in r["converted"]) or "-",
         "Missing trials": ", ".join(r["missing_trials"])} for r in rows]), "table reproduce")
     _converted_table(doc, rows)
     doc.heading(3, "Summary of pooled results")
@@ -434,17 +434,17 @@ def _status_tables(doc, spec, evidence, spec_results, rows):
 def _converted_table(doc, rows):
     import pandas as pd
 
-    items = [{"Analysis": r["analysis"], "Study": f"{c['study']}*", "Value": c["value"], "Rule": c["rule"],
+    items = [{"Analysis": r["analysis"], "Study": f"{c['study']}{_mark()}", "Value": c["value"], "Rule": c["rule"],
               "Source": c["location"] or "-", "Quote": c["quote"] or "-"} for r in rows for c in r["converted"]]
     if items:
-        doc.para("(* in the tables and under each forest plot): computed from what the source printed, by the "
+        doc.para(f"({_mark()} in the tables, the forest plots and under them): computed from what the source printed, by the "
                  "rule shown, with the source's words.", bold_prefix="Converted or derived values")
         doc.table(pd.DataFrame(items), "table converted")
 
 
-def _risk_of_bias_judgements(spec, evidence):
-    """RoB 2 overall judgements of this review's results (data/risk_of_bias.csv rows whose ``review`` is
-    the spec's id), as study -> judgement; None when there are none."""
+def _risk_of_bias_rows(spec, evidence):
+    """This review's rows of data/risk_of_bias.csv (``review`` equal to the spec's id) with a RoB 2 overall
+    judgement: columns study, D1-D5, overall. None when there are none."""
     import pandas as pd
 
     folder = evidence.data_dir if evidence is not None else spec.path.resolve().parent / spec.review.get("data_dir", ".")
@@ -452,10 +452,24 @@ def _risk_of_bias_judgements(spec, evidence):
     if not path.is_file():
         return None
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if not {"study", "review", "overall"} <= set(table.columns):
+    columns = ["study", "D1", "D2", "D3", "D4", "D5", "overall"]
+    if not {"review", *columns} <= set(table.columns):
         return None
     rows = table[(table["review"] == spec.review["id"]) & (table["overall"] != "")]
-    return dict(zip(rows["study"], rows["overall"])) or None
+    return rows[columns].reset_index(drop=True) if len(rows) else None
+
+
+def _risk_of_bias_judgements(spec, evidence):
+    """RoB 2 overall judgements of this review's results, as study -> judgement; None when there are none."""
+    rows = _risk_of_bias_rows(spec, evidence)
+    return None if rows is None else dict(zip(rows["study"], rows["overall"]))
+
+
+def _mark() -> str:
+    """The sign that marks a converted value, the one the forest plot draws."""
+    from pfps_meta.present import plots
+
+    return getattr(plots, "DAGGER", "*")
 
 
 def _known_section(doc, spec, evidence):
@@ -552,7 +566,7 @@ def _missing_part(doc, ar, evidence):
         doc.bullets([f"{m['trial']}: {m['reason']}" for m in ar.studies.missing])
 
 
-def _analysis_section(doc, ar, evidence):
+def _analysis_section(doc, ar, evidence, spec=None):
     import pandas as pd
 
     from pfps_meta.present import plots
@@ -583,6 +597,16 @@ def _analysis_section(doc, ar, evidence):
 
         blups = blup(ar.result)
     extra = {"subtitle": subtitle} if subtitle and _accepts(plots.forest, "subtitle") else {}
+    converted = converted_values(ar, evidence)
+    marked = {item["study"]: f"{item['value']}: {item['rule']}" for item in converted
+              if item["study"] in set(ar.result.studies["study"])}
+    if marked and _accepts(plots.forest, "converted"):
+        extra["converted"] = marked            # the forest plot marks these studies, with the rule as a footnote
+    rob = _risk_of_bias_rows(spec, evidence) if spec is not None else None
+    if rob is not None and _accepts(plots.forest, "rob"):
+        extra["rob"] = rob[rob["study"].isin(set(ar.result.studies["study"]))].reset_index(drop=True)
+    if subtitle and _accepts(plots.forest, "show_test"):
+        extra["show_test"] = False             # no test of the overall effect for too little evidence
     fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality, blups=blups, **extra)
     if blups is not None:
         doc.para("hollow grey diamonds under each study are the BLUPs of its true effect with their prediction "
@@ -593,8 +617,8 @@ def _analysis_section(doc, ar, evidence):
                  f"the axis reaches them), the minimal clinically important difference ({abs(a.mcid):g} points on "
                  "the analysis scale): an effect beyond them is one a patient would notice.",
                  bold_prefix="MCID:", css="note")
-    for item in converted_values(ar, evidence):
-        doc.para(f"{item['study']}* ({item['value']}): {item['rule']}"
+    for item in converted:
+        doc.para(f"{item['study']}{_mark()} ({item['value']}): {item['rule']}"
                  + (f". Source: \"{item['quote']}\"" if item["quote"] else "")
                  + (f" ({item['location']})" if item["location"] else "") + ".",
                  bold_prefix="Converted:", css="note")
