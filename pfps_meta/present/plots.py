@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.patches import Polygon, Rectangle
 from scipy.special import ndtri
 
+from pfps_meta import conventions
 from pfps_meta.effects import measures
 from pfps_meta.formatting import format_p
 from pfps_meta.present.outputs import atomic_write_bytes
@@ -211,16 +212,12 @@ def _wrapped_rows(rows, width_in):
 
 def method_label(method):
     """How the plot names a pooling method: the registry's label for Mantel-Haenszel / Peto, else the code."""
-    from pfps_meta import conventions
-
-    counted = getattr(conventions, "COUNT_METHODS", {})
+    counted = conventions.COUNT_METHODS
     return counted[method].label if method in counted else method
 
 
 def _is_common_effect(method):
-    from pfps_meta import conventions
-
-    return method == "FE" or method in getattr(conventions, "COUNT_METHODS", {})
+    return method == "FE" or method in conventions.COUNT_METHODS
 
 
 def _forest_rows(result, studies, subgroups, subgroup_tau2, show_common, show_pi):
