@@ -234,7 +234,6 @@ def test_rob_frame_errors_name_the_column_or_row(change, message):
 
 @pytest.mark.parametrize("method, measure", [("MH", "RR"), ("PETO", "OR")])
 def test_mantel_haenszel_and_peto_forest_plots_name_the_method_from_the_registry(method, measure):
-    pytest.importorskip("pfps_meta.models.mantel_haenszel")
     res = pm.pool(pd.read_csv(BCG), measure=measure, method=method)
     fig = plots.forest(res)
     label = conventions.COUNT_METHODS[method].label
@@ -246,7 +245,6 @@ def test_mantel_haenszel_and_peto_forest_plots_name_the_method_from_the_registry
 
 
 def test_forestplot_renderer_names_mantel_haenszel_as_the_forest_plot_does():
-    pytest.importorskip("pfps_meta.models.mantel_haenszel")
     from pfps_meta.present import forestplot_renderer
 
     res = pm.pool(pd.read_csv(BCG), measure="RR", method="MH")
@@ -285,7 +283,6 @@ def test_single_trial_forest_with_long_favours_labels_has_no_overlap():
 def test_worked_example_caffeine_forest_shows_the_rob_columns_from_the_data():
     """R meta's caffeine teaching data (data/examples/caffeine.csv) with its RoB 2 rows (data/risk_of_bias.csv),
     pooled by Mantel-Haenszel as RevMan would: every pooled study gets six circles, spaced tick labels."""
-    pytest.importorskip("pfps_meta.models.mantel_haenszel")
     rob = pd.read_csv(ROOT / "data" / "risk_of_bias.csv")
     rob = rob[rob["review"] == "caffeine"]
     res = pm.pool(ROOT / "data" / "examples" / "caffeine.csv", measure="OR", method="MH")
