@@ -182,3 +182,27 @@ def test_contour_funnel_and_baujat():
 def _private_report_cache(tmp_path_factory, monkeypatch):
     """The report's simulation cache in a folder of this test session, never the user's."""
     monkeypatch.setenv("PFPS_META_CACHE", str(tmp_path_factory.getbasetemp() / "report-cache"))
+
+
+def test_reproduce_marks_converted_values_with_rule_and_quote_and_names_the_reconstruction():
+    from pfps_meta.analysis.reproduce import RECONSTRUCTION, format_table, reproduce_rows
+    from pfps_meta.evidence.specs import load_all, run_analysis
+
+    loaded = load_all([ROOT / "analyses" / "nascimento2018.toml", ROOT / "analyses" / "examples" / "hackshaw1997.toml"])
+    results, evidences = [], []
+    for spec, evidence in loaded:
+        for analysis in spec.analyses:
+            results.append(run_analysis(analysis, evidence))
+            evidences.append(evidence)
+    rows = {row["analysis"]: row for row in reproduce_rows(results, evidences)}
+    b2 = rows["nascimento2018/B2"]["converted"]
+    assert [item["study"] for item in b2] == ["khayambashi2014"]
+    assert b2[0]["rule"].startswith("from t = 3.91: g = -J(34) t sqrt(1/18 + 1/18)")
+    assert "postintervention (t=3.91, P<.001)" in b2[0]["quote"] and "Table 3" in b2[0]["location"]
+    assert rows["nascimento2018/B1"]["converted"] == [] and rows["nascimento2018/B1"]["trial_list"] == RECONSTRUCTION
+    hackshaw = rows["hackshaw1997/main"]
+    assert hackshaw["trial_list"] is None and hackshaw["converted"][0]["study"] == "all 37 studies"
+    text = format_table(list(rows.values()))
+    assert f"trials expected in {RECONSTRUCTION}" in text
+    assert "nascimento2018/B2, khayambashi2014, between-group effect: from t = 3.91" in text
+    assert 'source: "the WOMAC scores were lower' in text

@@ -566,20 +566,12 @@ def _missing_part(doc, ar, evidence):
         doc.bullets([f"{m['trial']}: {m['reason']}" for m in ar.studies.missing])
 
 
-def _analysis_section(doc, ar, evidence, spec=None):
-    import pandas as pd
-
+def _forest_figure(ar, evidence, spec, subtitle, converted):
+    """The analysis's forest plot (favours labels, PEDro column, BLUPs, the thin-evidence subtitle, converted
+    studies, RoB 2 traffic lights); returns (figure, BLUPs or None)."""
     from pfps_meta.present import plots
 
     a = ar.analysis
-    doc.heading(3, a.label)
-    _missing_part(doc, ar, evidence)
-    if ar.result is None:
-        return
-    subtitle = forest_subtitle(ar, evidence)
-    if subtitle:
-        doc.para(f"{subtitle}. No p-value and no GRADE rating are given: one trial, or fewer than half of the "
-                 "expected ones, is not a finding.", bold_prefix="Too little evidence:", css="warning")
     favours = None
     if a.favourable == "lower":
         favours = ("Favours experimental", "Favours control")
@@ -597,7 +589,6 @@ def _analysis_section(doc, ar, evidence, spec=None):
 
         blups = blup(ar.result)
     extra = {"subtitle": subtitle} if subtitle and _accepts(plots.forest, "subtitle") else {}
-    converted = converted_values(ar, evidence)
     marked = {item["study"]: f"{item['value']}: {item['rule']}" for item in converted
               if item["study"] in set(ar.result.studies["study"])}
     if marked and _accepts(plots.forest, "converted"):
@@ -608,6 +599,23 @@ def _analysis_section(doc, ar, evidence, spec=None):
     if subtitle and _accepts(plots.forest, "show_test"):
         extra["show_test"] = False             # no test of the overall effect for too little evidence
     fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality, blups=blups, **extra)
+    return fig, blups
+
+
+def _analysis_section(doc, ar, evidence, spec=None):
+    import pandas as pd
+
+    a = ar.analysis
+    doc.heading(3, a.label)
+    _missing_part(doc, ar, evidence)
+    if ar.result is None:
+        return
+    subtitle = forest_subtitle(ar, evidence)
+    if subtitle:
+        doc.para(f"{subtitle}. No p-value and no GRADE rating are given: one trial, or fewer than half of the "
+                 "expected ones, is not a finding.", bold_prefix="Too little evidence:", css="warning")
+    converted = converted_values(ar, evidence)
+    fig, blups = _forest_figure(ar, evidence, spec, subtitle, converted)
     if blups is not None:
         doc.para("hollow grey diamonds under each study are the BLUPs of its true effect with their prediction "
                  "intervals (metafor blup()).", bold_prefix="BLUPs:", css="note")
