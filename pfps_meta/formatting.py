@@ -31,7 +31,10 @@ def format_p(p, bare: bool = False, style: str = "metafor") -> str:
     if style == "revman":
         if p < REVMAN_P_FLOOR:
             return "< 0.00001"
-        return f"= {p:.2g}" if p < 0.01 else f"= {p:.2f}"
+        text = f"{p:.2g}" if p < 0.01 else f"{p:.2f}"
+        if "e" in text:      # below 1e-4 Python's "g" switches to e-notation: write the two digits out
+            text = f"{float(text):.10f}".rstrip("0")
+        return f"= {text}"
     if style != "metafor":
         raise ValueError(f"format_p: style must be 'metafor' or 'revman', not {style!r}")
     if p < P_FLOOR:
