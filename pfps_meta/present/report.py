@@ -329,12 +329,14 @@ def _write_document(doc, loaded, results, command):
 
 def _review_rows(spec, evidence, spec_results):
     """The published-vs-reproduced rows of one review's pairwise analyses, with the presets that
-    reproduce each target (computed once, for the bottom line and the review's table)."""
+    reproduce each target (computed once, for the bottom line and the review's table; not asked for an
+    incomplete analysis, which no preset can reproduce)."""
     pairwise = [ar for ar in spec_results if not isinstance(ar, ModelAnalysisResult)]
     rows = reproduce_rows(pairwise, evidence)
     for row, ar in zip(rows, pairwise):
         row["reproduced_by"] = []
-        if ar.published is not None and ar.result is not None:
+        # an incomplete analysis is incomplete under every preset (its missing trials stay missing)
+        if ar.published is not None and ar.result is not None and row["status"] != "incomplete":
             statuses = preset_statuses(ar.analysis, evidence)
             row["reproduced_by"] = [name for name, p in statuses.items() if p["status"] == "reproduced"]
     return rows

@@ -39,7 +39,9 @@ def _availability(doc, ar):
     if not len(table):
         return
     gaps = table[table["missing"] != ""]
-    doc.para(f"{len(table) - len(gaps)} of {len(table)} arms have n, mean and SD"
+    listed = " (arms of the trials in the project's reconstruction of the review's trial list)" if getattr(
+        ar.analysis, "trials", None) else ""
+    doc.para(f"{len(table) - len(gaps)} of {len(table)} arms{listed} have n, mean and SD"
              + (f"; {len(gaps)} lack something (what each lacks, below; pfps-meta template "
                 f"{_shown_path(ar.analysis.source)} writes the sheet to fill):" if len(gaps) else "."),
              bold_prefix="Arm data:")
