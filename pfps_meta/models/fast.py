@@ -16,15 +16,17 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy.special import ndtr, ndtri, stdtr
+from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
 from pfps_meta.conventions import DEFAULTS
 from pfps_meta.errors import InputError
 from pfps_meta.models.pooling import t_quantile
+from pfps_meta.models.tau2 import SCALAR_MAX_K, pairwise_sum
 
 KERNEL_METHODS = ("FE", "DL", "ML", "REML")
 _EPS = np.finfo(float).eps
 _Z = {}           # level -> normal quantile 0.5 + level / 2 (a scipy call costs a tenth of a one-row call)
+_T = {}           # (df, level) -> t quantile 0.5 + level / 2, for the one-row path (stdtrit is slower still)
 
 
 try:                 # numba is optional: without it the kernel is never called (see available())
@@ -283,6 +285,54 @@ def _i2(y, v, tau2, k, method, i2_method, every=False, complete=False):
     return out if every else np.where(k >= 2, out, np.nan)
 
 
+def _t_crit(df, level):
+    """``t_quantile(df, 0.5 + level / 2)`` for one df, remembered (the same value)."""
+    crit = _T.get((df, level))
+    if crit is None:
+        crit = stdtrit(df, 0.5 + level / 2)
+        if len(_T) < 512:
+            _T[(df, level)] = crit
+    return crit
+
+
+def _one_row(y, v, out, method, hksj, level, z, i2_method):
+    """:func:`pool_rows`' outputs for one complete row of 2 to ``SCALAR_MAX_K`` studies with a finite SE > 0:
+    the same operations on scalars (numpy's for the scipy functions, Python floats for I² through
+    :func:`pfps_meta.models.tau2.pairwise_sum`), so the same bits, without a dozen array calls; None for
+    any other row (the array path then runs)."""
+    est, se, tau2, k, conv = out
+    e, s, kk = est[0], se[0], int(k[0])
+    if not (2 <= kk == y.shape[1] <= SCALAR_MAX_K and 0.0 < s < math.inf):
+        return None
+    if method == "FE":
+        tau2 = np.zeros(1)
+    stat = e / s
+    if hksj:
+        df = np.float64(kk - 1)
+        p = 2.0 * stdtr(df, -abs(stat))
+        crit = _t_crit(df, level)
+    else:
+        p = 2.0 * ndtr(-abs(stat))
+        crit = z
+    half = crit * s
+    w = [1.0 / x for x in v[0].tolist()]
+    sw, df_q, t2 = pairwise_sum(w), float(kk - 1), float(tau2[0])
+    if method == "FE" or i2_method == "q":
+        mu = pairwise_sum([wi * yi for wi, yi in zip(w, y[0].tolist())]) / sw
+        q = pairwise_sum([wi * ((yi - mu) * (yi - mu)) for wi, yi in zip(w, y[0].tolist())])
+        q = q if q >= 0.0 or q != q else 0.0
+        if q == 0.0:
+            return None
+        i2 = 100.0 * (q - df_q) / q
+        i2 = i2 if i2 > 0.0 or i2 != i2 else 0.0
+    else:
+        v_typ = df_q * sw / (sw * sw - pairwise_sum([wi * wi for wi in w]))
+        i2 = 100.0 * t2 / (v_typ + t2)
+    return {"k": k, "estimate": est, "se": se, "statistic": np.array([stat]), "p": np.array([p]),
+            "ci_low": np.array([e - half]), "ci_high": np.array([e + half]), "tau2": tau2, "i2": np.array([i2]),
+            "converged": conv}
+
+
 def pool_rows(yi, vi, method=None, ci_method=None, level=None, maxiter=None, *, settings=None, callback=None,
               chunk_rows=CHUNK_ROWS):
     """Pool every row of ``yi``/``vi`` (NaN = study absent) with the compiled kernel.
@@ -319,8 +369,15 @@ def pool_rows(yi, vi, method=None, ci_method=None, level=None, maxiter=None, *, 
     rows = y.shape[0]
     step = max(1, int(chunk_rows))
     code = KERNEL_METHODS.index(method)
+    z = _Z.get(level)
+    if z is None:
+        z = _Z.setdefault(level, ndtri(0.5 + level / 2)) if len(_Z) < 64 else ndtri(0.5 + level / 2)
     if rows <= step and callback is None:     # one chunk: no slicing, no concatenation
         est, se, tau2, k, conv = _call_kernel(_pool_rows_kernel, y, v, code, hksj, int(maxiter), 1e-12, _EPS)
+        if rows == 1:
+            one = _one_row(y, v, (est, se, tau2, k, conv), method, hksj, level, z, settings.i2_method)
+            if one is not None:
+                return one
     else:
         parts = []
         for start in range(0, max(rows, 1), step):
@@ -331,9 +388,6 @@ def pool_rows(yi, vi, method=None, ci_method=None, level=None, maxiter=None, *, 
         est, se, tau2, k, conv = (np.concatenate(column) for column in zip(*parts))
     multi = k >= 2
     every = bool(multi.all())           # no k < 2 row: the same numbers without the selections
-    z = _Z.get(level)
-    if z is None:
-        z = _Z.setdefault(level, ndtri(0.5 + level / 2)) if len(_Z) < 64 else ndtri(0.5 + level / 2)
     if method == "FE":
         tau2 = np.zeros(len(k)) if every else np.where(multi, 0.0, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):

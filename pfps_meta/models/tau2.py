@@ -45,6 +45,78 @@ def _row_sum(a):
 
 _ADD_REDUCE = np.add.reduce
 
+#: one row of at most this many study slots is iterated on Python floats (numpy's call overhead, about
+#: 1 us per call, dominates arrays this small); numpy's pairwise summation of up to 128 values is
+#: reproduced term for term by :func:`pairwise_sum`, so both paths give the same bits (tests/test_fast.py)
+SCALAR_MAX_K = 128
+
+
+def pairwise_sum(a):
+    """``np.add.reduce`` of a list of at most 128 floats in numpy's order (pairwise_sum: sequential from
+    -0.0 below 8 values, else eight interleaved partial sums combined as a tree, then the tail)."""
+    n = len(a)
+    if n < 8:
+        total = -0.0
+        for x in a:
+            total += x
+        return total
+    r0, r1, r2, r3, r4, r5, r6, r7 = a[:8]
+    m = n - n % 8
+    for i in range(8, m, 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(m, n):
+        total += a[i]
+    return total
+
+
+def _scalar_row(y, v):
+    """(y, v) of a one-row problem as Python float lists when the scalar path applies, else None."""
+    if y.shape[0] != 1 or y.shape[1] > SCALAR_MAX_K:
+        return None
+    return y[0].tolist(), v[0].tolist()
+
+
+def _q_scalar(y, v, t):
+    """:func:`generalised_q` of one row on Python floats, operation for operation (so the same bits)."""
+    w = [1.0 / (vi + t) for vi in v]
+    sum_w = pairwise_sum(w)
+    mu = pairwise_sum([wi * yi for wi, yi in zip(w, y)]) / sum_w
+    wr2 = [wi * ((yi - mu) * (yi - mu)) for wi, yi in zip(w, y)]
+    return pairwise_sum(wr2), -pairwise_sum([wi * x for wi, x in zip(w, wr2)])
+
+
+def _score_scalar(y, v, t, reml):
+    """The ``score_at`` of :func:`_likelihood_root` for one row on Python floats (the same operations)."""
+    w = [1.0 / (vi + t) for vi in v]
+    sum_w = pairwise_sum(w)
+    mu = pairwise_sum([wi * yi for wi, yi in zip(w, y)]) / sum_w
+    a = [wi * (yi - mu) for wi, yi in zip(w, y)]
+    a2 = [x * x for x in a]
+    wa = pairwise_sum([wi * x for wi, x in zip(w, a)])
+    yp3y = pairwise_sum([wi * x for wi, x in zip(w, a2)]) - wa * wa / sum_w
+    w2 = [wi * wi for wi in w]
+    sum_w2 = pairwise_sum(w2)
+    if reml:
+        ratio = sum_w2 / sum_w
+        a_term = sum_w - ratio
+        b_term = sum_w2 - 2.0 * pairwise_sum([x * wi for x, wi in zip(w2, w)]) / sum_w + ratio * ratio
+    else:
+        a_term, b_term = sum_w, sum_w2
+    return pairwise_sum(a2) - a_term, b_term - 2.0 * yp3y, b_term
+
+
+def _at_least(x, floor):
+    """``np.maximum(x, floor)`` for Python floats (NaN propagates, as there)."""
+    return x if x >= floor or x != x else floor
+
 
 def fit_at(y, v, tau2):
     """Weights, their sum, the weighted mean and residuals at the given tau2 (one per row).
@@ -66,7 +138,13 @@ def generalised_q(y, v, tau2):
 
 
 def solve_q(y, v, present, target, rtol=1e-12, maxiter=200):
-    """Root in tau2 >= 0 of ``Q(tau2) = target`` for intercept-only rows (see :func:`decreasing_root`)."""
+    """Root in tau2 >= 0 of ``Q(tau2) = target`` for intercept-only rows (see :func:`decreasing_root`);
+    one small row is iterated on Python floats (:func:`_solve_q_scalar`, the same steps and bits)."""
+    row = _scalar_row(y, v)
+    if row is not None:
+        done = _solve_q_scalar(row[0], row[1], present[0].tolist(), float(np.ravel(target)[0]), rtol, maxiter)
+        if done is not None:
+            return done
     k = present.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         ybar = np.where(present, y, 0).sum(axis=1) / k
@@ -158,6 +236,35 @@ def _decreasing_root_one(q_at, target, spread, vmin, rtol, maxiter):
     return (np.array([t if active else 0.0]), np.array([converged]), np.array([iterations]))
 
 
+def _solve_q_scalar(y, v, present, tgt, rtol, maxiter):
+    """:func:`solve_q` of one row on Python floats: the spread, the bracket and the steps of
+    :func:`_decreasing_root_one` in the same order; None (the numpy path then runs) if a division by
+    zero or an overflow would need numpy's inf/NaN arithmetic."""
+    try:
+        ybar = pairwise_sum([yi if p else 0.0 for yi, p in zip(y, present)]) / sum(present)
+        spread = pairwise_sum([(yi - ybar) * (yi - ybar) if p else 0.0 for yi, p in zip(y, present)])
+        q0, _ = _q_scalar(y, v, 0.0)
+        active = q0 > tgt
+        hi = _at_least(spread / tgt - min(v), 0.0) * (1 + 1e-9) + 1e-300 if active else 0.0
+        lo, t, converged, iterations = 0.0, 0.0, not active, 0
+        for _ in range(maxiter):
+            if converged:
+                break
+            q, dq = _q_scalar(y, v, t)
+            lo_i, hi_i = (t, hi) if q > tgt else (lo, t)
+            newton = t - (1.0 / q - 1.0 / tgt) * (q * q) / (-dq)
+            inside = math.isfinite(newton) and lo_i <= newton <= hi_i
+            new = t if q == tgt else (newton if inside else 0.5 * (lo_i + hi_i))
+            lo, hi = lo_i, hi_i
+            converged = (abs(new - t) <= rtol * _at_least(new, 1e-300) or abs(q - tgt) <= rtol * tgt
+                         or hi_i - lo_i <= rtol * hi_i)
+            t = new
+            iterations += 1
+    except (ZeroDivisionError, OverflowError):
+        return None
+    return np.array([t if active else 0.0]), np.array([converged]), np.array([iterations])
+
+
 def _likelihood_root(y, v, present, k, init, reml, tol=1e-12, maxiter=1000):
     """ML/REML tau2 for intercept-only rows (see :func:`likelihood_root`).
 
@@ -184,10 +291,13 @@ def _likelihood_root(y, v, present, k, init, reml, tol=1e-12, maxiter=1000):
             a_term, b_term = sum_w, sum_w2
         return ypppy - a_term, b_term - 2.0 * yp3y, b_term
 
-    return likelihood_root(score_at, lambda t: loglik_intercept(y, v, present, k, t, reml), init, tol=tol, maxiter=maxiter)
+    row = _scalar_row(y, v)
+    scalar = None if row is None else (lambda t: _score_scalar(row[0], row[1], t, reml))
+    return likelihood_root(score_at, lambda t: loglik_intercept(y, v, present, k, t, reml), init, tol=tol,
+                           maxiter=maxiter, scalar_score=scalar)
 
 
-def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000):
+def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000, scalar_score=None):
     """Stationary point of the ML or REML likelihood in tau2 >= 0 for every row (Viechtbauer 2005).
 
     ``score_at(idx, tau2)`` returns, for the rows ``idx``, the score (up to a factor 1/2)
@@ -199,11 +309,17 @@ def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000):
     leaves it). Plain Fisher scoring, as metafor iterates it, can oscillate around the root for
     hundreds of iterations; the bracket removes that while converging to the same root. A negative
     score at tau2 = 0 ends at the boundary 0, as metafor's step halving does.
-    Stops when ``|change| <= tol * max(1, tau2)``.
+    Stops when ``|change| <= tol * max(1, tau2)``. ``scalar_score(tau2)``, when given for a single row,
+    is ``score_at`` on Python floats (:func:`_likelihood_root_scalar`: the same steps and bits).
     """
     t = np.maximum(np.asarray(init, dtype=float), 0.0)
     rows = t.shape[0]
-    if rows == 1:
+    done = None
+    if rows == 1 and scalar_score is not None:
+        done = _likelihood_root_scalar(scalar_score, float(t[0]), tol, maxiter)
+    if done is not None:
+        t, converged, iterations = done
+    elif rows == 1:
         t, converged, iterations = _likelihood_root_one(score_at, t[0], tol, maxiter)
     else:
         t, converged, iterations = _likelihood_root_rows(score_at, t, tol, maxiter)
@@ -249,6 +365,32 @@ def _likelihood_root_one(score_at, t, tol, maxiter):
             collapsed = np.isfinite(hi_i) and hi_i - lo_i <= tol * np.maximum(1.0, hi_i)
             converged = bool(at_zero or score == 0 or abs(new - t) <= tol * np.maximum(1.0, new) or collapsed)
             t = new
+    return np.array([t], dtype=float), np.array([converged]), np.array([iterations])
+
+
+def _likelihood_root_scalar(score, t, tol, maxiter):
+    """:func:`_likelihood_root_one` on Python floats (the same operations, so the same bits); None when a
+    division by zero or an overflow would need numpy's inf/NaN arithmetic (the numpy loop then runs)."""
+    lo, hi, converged, iterations = 0.0, math.inf, False, 0
+    try:
+        for _ in range(maxiter):
+            if converged:
+                break
+            value, slope, b_term = score(t)
+            lo_i, hi_i = (t, hi) if value > 0 else (lo, t)
+            step = -value / slope if slope < 0 else (value / b_term if b_term != 0 else math.inf)
+            new = t + (step if math.isfinite(step) else 0.0)
+            if not (lo_i <= new <= hi_i):
+                new = 0.5 * (lo_i + hi_i) if math.isfinite(hi_i) else 2.0 * t + 1.0
+            at_zero = t == 0 and value <= 0
+            new = 0.0 if at_zero else (t if value == 0 else _at_least(new, 0.0))
+            lo, hi = lo_i, hi_i
+            iterations += 1
+            collapsed = math.isfinite(hi_i) and hi_i - lo_i <= tol * _at_least(hi_i, 1.0)
+            converged = at_zero or value == 0 or abs(new - t) <= tol * _at_least(new, 1.0) or collapsed
+            t = new
+    except (ZeroDivisionError, OverflowError):
+        return None
     return np.array([t], dtype=float), np.array([converged]), np.array([iterations])
 
 

@@ -1,0 +1,116 @@
+"""Issue 20's Dask targets, measured (not part of the test suite).
+
+Run:  python benchmarks/bench_dask.py            (about 4 minutes; --quick for a smaller main grid)
+
+1. A simulation grid that takes >= 60 s in this process on one core, against the same grid on a
+   LocalCluster of two one-thread workers that simulate starts and stops itself (client="local",
+   dask_min_seconds=0: wall time including the cluster's start, the workers' imports and the shutdown).
+   Target: >= 1.7x. The two tables must be identical.
+2. The crossover: grids of about 2.5, 5, 10 and 20 s in-process, each run both ways; the crossover is the
+   in-process time at which the cluster starts to win (linear interpolation of the wall-time difference),
+   set against simulate's DASK_MIN_SECONDS["local"].
+3. What simulate does by itself with client="local" for a small grid (stays in-process, with its note).
+
+Wall times (time.perf_counter); the machine is shared, so each number is one run, not a best of.
+"""
+
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from pfps_meta.analysis.simulate import BLOCK, DASK_MIN_SECONDS, Design, simulate  # noqa: E402
+
+DESIGN = Design.from_range(14, 15, 60)
+GRID = dict(tau2=(0.0, 0.1, 0.3), methods=("DL", "REML"), ci_methods=("wald", "hksj"), engine="numpy",
+            progress=False, seed=2018)
+
+
+def timed(replicates, client=None):
+    start = time.perf_counter()
+    res = simulate(DESIGN, replicates=replicates, client=client, dask_min_seconds=0 if client else None, **GRID)
+    return time.perf_counter() - start, res
+
+
+def cpu_on_given_client(replicates):
+    """(wall s, CPU s of the two workers, CPU s of this process) for the grid on a LocalCluster that is
+    already running (a user's Client: no start or stop in the time), so the CPU the Dask path spends can be
+    set against the in-process CPU."""
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(2)
+        client.run(lambda: __import__("pfps_meta.analysis.simulate"))           # imports outside the time
+        before = sum(client.run(time.process_time).values())
+        start, cpu = time.perf_counter(), time.process_time()
+        simulate(DESIGN, replicates=replicates, client=client, dask_min_seconds=0, **GRID)
+        wall, here = time.perf_counter() - start, time.process_time() - cpu
+        return wall, sum(client.run(time.process_time).values()) - before, here
+
+
+def replicates_for(seconds, per_replicate):
+    return max(BLOCK, int(round(seconds / per_replicate / BLOCK)) * BLOCK)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="a 20 s main grid instead of 65 s")
+    args = parser.parse_args()
+    calibration, _ = timed(8 * BLOCK)
+    calibration, _ = timed(8 * BLOCK)             # the second run: imports and caches warm
+    per_replicate = calibration / (8 * BLOCK)
+    print(f"calibration: {per_replicate * 1e3:.3f} ms per replicate (3 cells x 4 method/CI pairs, k = 14, numpy)")
+
+    print(f"load average at the start (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())} on "
+          f"{os.cpu_count()} CPUs (a shared machine: two workers can only be faster with two idle cores)")
+    replicates = replicates_for(20.0 if args.quick else 65.0, per_replicate)
+    cpu_start = time.process_time()
+    here, res_here = timed(replicates)
+    cpu_here = time.process_time() - cpu_start
+    there, res_there = timed(replicates, "local")
+    pd.testing.assert_frame_equal(res_here.table, res_there.table, check_exact=True)
+    print(f"main grid: {replicates:,} replicates x 3 cells: in-process {here:.1f} s, two local workers "
+          f"{there:.1f} s (start and stop included): speedup {here / there:.2f}x (target 1.7x); tables identical")
+    wall, workers, client_cpu = cpu_on_given_client(replicates)
+    print(f"same grid on a running two-worker cluster (a user's Client): wall {wall:.1f} s, speedup "
+          f"{here / wall:.2f}x; CPU: in-process {cpu_here:.1f} s, workers {workers:.1f} s + client {client_cpu:.1f} s; "
+          f"cores the workers got: {workers / wall:.2f} of 2")
+
+    rows = []
+    for target in (2.5, 5.0, 10.0, 20.0):
+        n = replicates_for(target, per_replicate)
+        a, _ = timed(n)
+        b, _ = timed(n, "local")
+        rows.append({"replicates": n, "in_process_s": a, "local_cluster_s": b, "speedup": a / b})
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    crossover = None
+    for prev, row in zip(rows, rows[1:]):
+        d0, d1 = prev["in_process_s"] - prev["local_cluster_s"], row["in_process_s"] - row["local_cluster_s"]
+        if d0 < 0 <= d1:
+            crossover = prev["in_process_s"] + (row["in_process_s"] - prev["in_process_s"]) * (-d0) / (d1 - d0)
+    if rows[0]["in_process_s"] >= rows[0]["local_cluster_s"]:
+        crossover = rows[0]["in_process_s"]
+        print(f"crossover: the cluster already wins at {crossover:.1f} s in-process")
+    elif crossover is None:
+        print("crossover: beyond the largest grid measured")
+    else:
+        print(f"crossover: about {crossover:.1f} s of in-process work; simulate's DASK_MIN_SECONDS['local'] = "
+              f"{DASK_MIN_SECONDS['local']:g} s")
+
+    print(f"load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    small = replicates_for(3.0, per_replicate)
+    start = time.perf_counter()
+    res = simulate(DESIGN, replicates=small, client="local", **GRID)
+    print(f"client='local' on a ~3 s grid, left to decide: {time.perf_counter() - start:.1f} s, ran "
+          f"{res.setup['scheduler']}; note: {res.notes[-1] if res.notes else '(none)'}")
+
+
+if __name__ == "__main__":
+    main()
