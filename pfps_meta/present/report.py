@@ -176,9 +176,10 @@ class _Document:
         data_uri = base64.b64encode(svg).decode("ascii")
         size = getattr(plots, "FOREST_PT", FOREST_TEXT_PT)
         kind = f' data-kind="forest" data-text-pt="{size:g}"' if stem.startswith("forest_") else ""
-        self.body.append(f'<figure><img class="forest"{kind} style="width:{width}px" alt="{html_text(alt)}" '
-                         f'src="data:image/svg+xml;base64,{data_uri}"><figcaption>Figure file: '
-                         f'{html_text(rel)}</figcaption></figure>')
+        self.body.append(f'<figure><a href="{html_text(rel)}"><img class="forest"{kind} style="width:{width}px" '
+                         f'alt="{html_text(alt)}" src="data:image/svg+xml;base64,{data_uri}"></a><figcaption>'
+                         f'Figure file: {html_text(rel)} (tap or click the figure to open it full size)'
+                         '</figcaption></figure>')
 
 
 #: figures are shown at this multiple of their natural size (1 pt = 4/3 CSS px): the forest plot's 8.5-9 pt
@@ -924,7 +925,8 @@ nav.toc ul{margin:0.3em 0;padding-left:1.2em}nav.toc li.toc3{margin-left:1.2em;f
 figcaption{font-size:0.8em;color:#666}
 pre.summary{font-size:0.8em;background:#fafafa;border:1px solid #eee;padding:0.6em;margin:0}
 .warning{color:#8a4b00;font-weight:600}
-@media (max-width:600px){body{margin:0.6em auto;padding:0 0.6em}img.forest{width:100%!important}}
+@media (max-width:600px){body{margin:0.6em auto;padding:0 0.6em}img.forest{width:100%!important}
+th,td{min-width:7em}}
 @media print{div.scroll{overflow:visible}nav.toc{display:none}img.forest{max-width:100%!important}}
 """
     check = """
