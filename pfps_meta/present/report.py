@@ -16,6 +16,7 @@ in HTML and neutralised in Markdown (no raw HTML, links or headings can come fro
 from __future__ import annotations
 
 import base64
+import functools
 import ctypes
 import ctypes.util
 import hashlib
@@ -392,7 +393,8 @@ def _review_section(doc, spec, evidence, spec_results, rows):
         comp = completeness(evidence)
         expected = sorted({t.trial for a in analyses for t in a.trials})
         comp = comp[comp["trial_id"].isin(expected)]
-        doc.para("(rows in data/outcomes.csv and data/effects.csv):", bold_prefix="Data completeness")
+        doc.para(f"(rows in data/outcomes.csv and data/effects.csv) of the trials in {RECONSTRUCTION}:",
+                 bold_prefix="Data completeness")
         doc.table(pd.DataFrame({"Trial": comp["trial_id"], "Outcome rows": comp["rows"],
                                 "Complete (n, mean, SD)": comp["complete"], "Partial": comp["partial"],
                                 "Between-group effects": comp["effect_rows"]}), "table completeness")
@@ -448,18 +450,24 @@ def _converted_table(doc, rows):
 def _risk_of_bias_rows(spec, evidence):
     """This review's rows of data/risk_of_bias.csv (``review`` equal to the spec's id) with a RoB 2 overall
     judgement: columns study, D1-D5, overall. None when there are none."""
-    import pandas as pd
-
     folder = evidence.data_dir if evidence is not None else spec.path.resolve().parent / spec.review.get("data_dir", ".")
     path = Path(folder) / "risk_of_bias.csv"
     if not path.is_file():
         return None
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = _read_table(str(path.resolve()), path.stat().st_mtime_ns)
     columns = ["study", "D1", "D2", "D3", "D4", "D5", "overall"]
     if not {"review", *columns} <= set(table.columns):
         return None
     rows = table[(table["review"] == spec.review["id"]) & (table["overall"] != "")]
     return rows[columns].reset_index(drop=True) if len(rows) else None
+
+
+@functools.lru_cache(maxsize=8)
+def _read_table(path: str, mtime_ns: int):
+    """A CSV read as text once per run (keyed by its path and modification time)."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def _risk_of_bias_judgements(spec, evidence):
