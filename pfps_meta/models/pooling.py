@@ -22,9 +22,10 @@ from scipy.special import chdtrc, chdtri, ndtr, ndtri, stdtr, stdtrit
 
 from pfps_meta.conventions import COUNT_METHODS, DEFAULTS, Settings
 from pfps_meta.errors import ConvergenceWarning, InputError
-from pfps_meta.models.tau2 import fit_at, solve_q, estimate_intercept_only, intercept_fit_statistics
+from pfps_meta.models.tau2 import fit_at, solve_q, estimate_intercept_only, intercept_fit_statistics, row_sum
 
 _EPS = np.finfo(float).eps
+_ALL = np.logical_and.reduce      # ``x.all()`` on a bool array (axis=None) without the method's Python wrapper
 
 
 @dataclass
@@ -147,7 +148,7 @@ def _prepare(yi, vi):
     if y.shape != v.shape:
         raise InputError(f"vi: must have the shape of yi, got {v.shape[1:] if v.shape[0] == 1 else v.shape} "
                          f"for yi's {y.shape[1:] if y.shape[0] == 1 else y.shape}")
-    if np.isfinite(y).all() and np.isfinite(v).all() and (v > 0).all():
+    if _ALL(np.isfinite(y), None) and _ALL(np.isfinite(v), None) and _ALL(v > 0, None):
         return y, v, np.ones(y.shape, dtype=bool)         # nothing absent, nothing to refuse
     for name, array in (("yi", y), ("vi", v)):
         infinite = np.isinf(array)
@@ -250,7 +251,7 @@ def prediction_interval(estimate, se, tau2, k, settings: Settings):
     if settings.method == "FE" or not settings.prediction_interval:
         return _nans(k.shape[0]), _nans(k.shape[0]), pi_df
     shown = k >= 2
-    if shown.all():
+    if _ALL(shown, None):
         return estimate - half, estimate + half, pi_df
     return np.where(shown, estimate - half, np.nan), np.where(shown, estimate + half, np.nan), pi_df
 
@@ -317,16 +318,16 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
         else:
             tau2, converged, iterations = estimate_intercept_only(y, v, present, k, settings.method,
                                                                   settings.maxiter)
-        if not multi.all():
+        if not _ALL(multi, None):
             tau2 = np.where(multi, tau2, 0.0)
         pooled = _pooled_estimate(y, v, present, tau2, weights)
         tests = _tests(pooled, k, settings)
         hetero = _heterogeneity(y, v, present, k, tau2, settings, fe)
         pi_low, pi_high, pi_df = prediction_interval(pooled["mu"], tests["se"], tau2, k, settings)
         shares = 100.0 * pooled["w"] / pooled["sum_w"][:, None]
-        if not present.all():
+        if not _ALL(present, None):
             shares = np.where(present, shares, np.nan)
-    if np.any(~converged):
+    if not _ALL(converged, None):
         warnings.warn(f"tau2 estimator {settings.method} did not converge for {int((~converged).sum())} "
                       "meta-analysis row(s); their results are marked converged=False",
                       ConvergenceWarning, stacklevel=2)
@@ -341,7 +342,7 @@ def _batch_result(settings, k, multi, tau2, converged, iterations, pooled, tests
     """The :class:`BatchResult`: heterogeneity and fit statistics are undefined (NaN) for k < 2 and
     everything for k = 0. When every row has k >= 2 the masks would multiply by 1.0 and select nothing,
     so they are skipped (the same numbers)."""
-    if multi.all():
+    if _ALL(multi, None):
         def masked(value):
             return value
 
@@ -403,10 +404,10 @@ def _tests(pooled, k, settings):
     df = np.where(multi, k - 1, 0).astype(float)
     level = settings.level
     if settings.ci_method == "hksj":
-        rss = (w * resid ** 2).sum(axis=1)
+        rss = row_sum(w * resid ** 2)
         # identical effects: the HKSJ variance factor is 0 and the t test undefined (metafor prints
         # se = 0); we return NaN and pool_effects says why, rather than a CI of zero width
-        s2w = np.where(rss <= _EPS * np.maximum(1.0, (w * y ** 2).sum(axis=1)), np.nan, rss / df)
+        s2w = np.where(rss <= _EPS * np.maximum(1.0, row_sum(w * y ** 2)), np.nan, rss / df)
         se = np.where(multi, np.sqrt(s2w / sum_w), se)
         statistic = mu / se
         p = np.where(multi, 2.0 * stdtr(df, -np.abs(statistic)), 2.0 * ndtr(-np.abs(statistic)))
@@ -424,9 +425,9 @@ def _tests(pooled, k, settings):
 def _fixed_effect_sums(y, v):
     """With ``w = 1/v``: ``sum w``, ``sum w^2`` and ``Q = sum w (y - mu_FE)^2`` per row (not truncated)."""
     w = 1.0 / v
-    sum_w = w.sum(axis=1)
-    mu = (w * y).sum(axis=1) / sum_w
-    return {"sum_w": sum_w, "sum_w2": (w ** 2).sum(axis=1), "q": (w * (y - mu[:, None]) ** 2).sum(axis=1)}
+    sum_w = row_sum(w)
+    mu = row_sum(w * y) / sum_w
+    return {"sum_w": sum_w, "sum_w2": row_sum(w ** 2), "q": row_sum(w * (y - mu[:, None]) ** 2)}
 
 
 def _heterogeneity(y, v, present, k, tau2, settings, fe):

@@ -37,13 +37,14 @@ import numpy as np
 from pfps_meta.conventions import TAU2_ESTIMATORS
 from pfps_meta.errors import ConvergenceWarning
 
-def _row_sum(a):
+def row_sum(a):
     """``a.sum(axis=1)`` (the same reduction, so the same bits) without the method's Python wrapper: the
     single-fit path calls it thousands of times per second."""
     return _ADD_REDUCE(a, 1)
 
 
 _ADD_REDUCE = np.add.reduce
+_LOG_2PI = np.log(2 * np.pi)
 
 #: one row of at most this many study slots is iterated on Python floats (numpy's call overhead, about
 #: 1 us per call, dominates arrays this small); numpy's pairwise summation of up to 128 values is
@@ -124,8 +125,8 @@ def fit_at(y, v, tau2):
     Absent studies have v = inf, hence w = 0: every weighted sum ignores them without masking.
     """
     w = 1.0 / (v + tau2[:, None])
-    sum_w = _row_sum(w)
-    mu = _row_sum(w * y) / sum_w
+    sum_w = row_sum(w)
+    mu = row_sum(w * y) / sum_w
     resid = y - mu[:, None]
     return w, sum_w, mu, resid
 
@@ -134,7 +135,7 @@ def generalised_q(y, v, tau2):
     """``Q(tau2) = sum w (y - mu_w)^2`` and its derivative ``-sum w^2 (y - mu_w)^2``."""
     w, _, _, resid = fit_at(y, v, tau2)
     wr2 = w * resid ** 2
-    return _row_sum(wr2), -_row_sum(w * wr2)
+    return row_sum(wr2), -row_sum(w * wr2)
 
 
 def solve_q(y, v, present, target, rtol=1e-12, maxiter=200):
@@ -429,14 +430,14 @@ def loglik_intercept(y, v, present, k, tau2, reml, at=None):
     """Log-likelihood of the intercept-only model (ML, or REML when ``reml``), as metafor's ``logLik``.
     ``at``: :func:`fit_at` of these rows at this tau2 when the caller has it already."""
     w, sum_w, _, resid = fit_at(y, v, tau2) if at is None else at
-    rss = (w * resid * resid).sum(axis=1)
+    rss = row_sum(w * resid * resid)
     if present.all():
-        logdet = np.log(v + tau2[:, None]).sum(axis=1)
+        logdet = row_sum(np.log(v + tau2[:, None]))
     else:
-        logdet = np.where(present, np.log(np.where(present, v, 1.0) + tau2[:, None]), 0.0).sum(axis=1)
+        logdet = row_sum(np.where(present, np.log(np.where(present, v, 1.0) + tau2[:, None]), 0.0))
     if reml:
-        return -0.5 * (k - 1) * np.log(2 * np.pi) - 0.5 * logdet - 0.5 * np.log(sum_w) - 0.5 * rss
-    return -0.5 * k * np.log(2 * np.pi) - 0.5 * logdet - 0.5 * rss
+        return -0.5 * (k - 1) * _LOG_2PI - 0.5 * logdet - 0.5 * np.log(sum_w) - 0.5 * rss
+    return -0.5 * k * _LOG_2PI - 0.5 * logdet - 0.5 * rss
 
 
 def tau2_standard_error(vi, tau2, method) -> float:
@@ -475,7 +476,8 @@ def intercept_fit_statistics(y, v, present, k, tau2, method, at=None):
         ll = loglik_intercept(y, v, present, k, tau2, reml, at)
         if reml:
             ll = ll + 0.5 * np.log(k)
-        sat = -0.5 * (k * np.log(2 * np.pi) + np.where(present, np.log(np.where(present, v, 1.0)), 0.0).sum(axis=1))
+        logs = np.log(v) if present.all() else np.where(present, np.log(np.where(present, v, 1.0)), 0.0)
+        sat = -0.5 * (k * _LOG_2PI + row_sum(logs))
         return fit_statistics(ll, k, 1, method, sat)
 
 
