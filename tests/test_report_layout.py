@@ -142,3 +142,8 @@ def test_report_json_holds_the_collected_content(report):
     data = json.loads((report / "report.json").read_text())
     assert {"title", "package", "reviews", "provenance"} <= set(data)
     assert data["reviews"][0]["id"] == "nascimento2018"
+
+
+def test_published_estimates_figure_uses_readable_names(report):
+    svg = (report / "figures" / "published_nascimento2018.svg").read_text()
+    assert "Nascimento 2018" in svg and "crd42023451065" not in svg.lower()

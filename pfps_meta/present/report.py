@@ -519,9 +519,10 @@ def _published_table(published, comparisons):
                               zip(rows["estimate_text"], rows["ci_low_text"], rows["ci_high_text"])],
         "k / participants": [f"{k or '?'} / {n or '?'}" for k, n in zip(rows["k"], rows["participants"])],
         "Note": rows["scale_note"], "Source": rows["source_url"], "Status": rows["status"]})
+    # no label column: plots.published_label names each row from its citation (readable, not the row id)
     plot = pd.DataFrame({
-        "label": [f"{r} — {c.replace('_', ' ')}: {o}" for r, c, o in zip(rows["review"], rows["comparison"], rows["outcome"])],
-        "measure": rows["measure"], "estimate": rows["estimate"], "ci_low": rows["ci_low"], "ci_high": rows["ci_high"]})
+        "citation": rows["citation"], "review": rows["review"], "comparison": rows["comparison"],
+        "outcome": rows["outcome"], "measure": rows["measure"], "estimate": rows["estimate"], "ci_low": rows["ci_low"], "ci_high": rows["ci_high"]})
     return table, plot
 
 
