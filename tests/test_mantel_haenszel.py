@@ -203,3 +203,20 @@ def test_a_spec_analysis_with_method_mh_is_pooled_by_mantel_haenszel(tmp_path):
     assert result.method == "MH" and math.exp(result.estimate) == pytest.approx(0.63528, rel=1e-4)
     rows = preset_diff(analysis, None, "revman5", "metafor").set_index("quantity")
     assert rows.loc["setting: method", "revman5"] == "MH_DL" and rows.loc["setting: method", "metafor"] == "REML"
+
+
+@pytest.mark.parametrize("case, measure, method", [("mh_rr", "RR", "MH"), ("mh_or", "OR", "MH"),
+                                                   ("mh_rd", "RD", "MH"), ("peto", "OR", "PETO")])
+def test_bcg_leave_one_out_of_mantel_haenszel_and_peto_as_metafor(case, measure, method):
+    """metafor 3.8-1 leave1out(rma.mh(...)) / leave1out(rma.peto(...)) on dat.bcg
+    (validation/make_mh_leave1out_fixtures.R)."""
+    import json
+
+    from pfps_meta.analysis import sensitivity
+
+    ref = json.loads((ROOT / "tests" / "fixtures" / "mh" / "leave1out.json").read_text())[case]
+    out = sensitivity.leave_one_out(pm.pool(ROOT / "data" / "examples" / "bcg.csv", measure=measure, method=method))
+    for ours, theirs in (("estimate", "estimate"), ("se", "se"), ("ci_low", "ci_low"), ("ci_high", "ci_high"),
+                         ("p", "p"), ("q", "q"), ("i2", "i2")):
+        np.testing.assert_allclose(out[ours].to_numpy(float), np.asarray(ref[theirs], float), rtol=1e-6, atol=1e-12,
+                                   err_msg=f"{case} {ours}")

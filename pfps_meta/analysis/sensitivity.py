@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import ndtr, stdtr
 
+from pfps_meta.conventions import COUNT_METHODS
 from pfps_meta.effects import measures
 from pfps_meta.errors import ConvergenceWarning, InputError, SmallStudyWarning  # noqa: F401  (re-exported)
 from pfps_meta.models.metareg import ResultDict, ResultFrame, design, meta_regression
@@ -101,11 +102,21 @@ def _about(result, **more) -> dict:
 
 
 def _yv(result):
+    _inverse_variance_only(result)
     return result.studies["yi"].to_numpy(dtype=float), result.studies["vi"].to_numpy(dtype=float)
+
+
+def _inverse_variance_only(result):
+    """Refuse, in one line, an analysis that refits by inverse variance when ``result`` pools 2x2 tables."""
+    if result.settings.method in COUNT_METHODS:
+        raise InputError(f"this sensitivity analysis refits by inverse variance from yi and vi; a "
+                         f"{result.settings.method} fit pools 2x2 tables, and of these analyses only leave_one_out "
+                         f"refits it (metafor's regtest, ranktest, trimfill, influence and cumul take rma.uni fits)")
 
 
 def _refit(result, yi, vi, **overrides):
     """Refit rows with the result's own settings (every refit inherits them), tau2 CI off unless asked."""
+    _inverse_variance_only(result)
     return pool_batch(yi, vi, result.settings.replace(**{"tau2_ci": False, "fit_statistics": False, **overrides}))
 
 
@@ -135,6 +146,21 @@ def _deleted_fits(result, keep_mask, ys=None, vs=None):
     return pd.concat(frames, ignore_index=True)
 
 
+def _deleted_count_fits(result):
+    """Leave-one-out of a Mantel-Haenszel or Peto fit: each refit pools the other 2x2 tables with the same
+    method and corrections (metafor ``leave1out.rma.mh`` / ``leave1out.rma.peto``)."""
+    from pfps_meta.models import mantel_haenszel
+
+    k, rows = len(result.studies), []
+    for i in range(k):
+        keep = np.arange(k) != i
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            stats = mantel_haenszel.refit(result, keep).stats if k > 1 else {}
+        rows.append({name: stats.get(name, math.nan) for name in ROW_COLUMNS})
+    return pd.DataFrame(rows, columns=ROW_COLUMNS)
+
+
 def _without_one(k):
     return lambda start, stop: np.arange(k)[None, :] != np.arange(start, stop)[:, None]
 
@@ -145,7 +171,10 @@ def leave_one_out(result) -> pd.DataFrame:
     Columns: study (the one omitted), k, estimate, se, ci_low, ci_high, p, tau2, i2, h2, q, q_p,
     pi_low, pi_high, converged. Computed in chunks of rows (bounded memory at large k).
     """
-    out = _deleted_fits(result, _without_one(len(result.studies)))
+    if result.settings.method in COUNT_METHODS:
+        out = _deleted_count_fits(result)
+    else:
+        out = _deleted_fits(result, _without_one(len(result.studies)))
     out.insert(0, "study", result.studies["study"].to_numpy())
     return LeaveOneOutResult.of(out, **_about(result))
 
