@@ -475,9 +475,8 @@ def cmd_report(args) -> int:
     if args.format in ("docx", "xlsx"):
         from pfps_meta.present.report_office import build_office_report
 
-        written = build_office_report(specs, args.format, out=args.out, command=command + f" --format {args.format}",
-                                      extraction=args.extraction)
-        print(f"wrote {written}", file=sys.stderr)
+        build_office_report(specs, args.format, out=args.out, command=command + f" --format {args.format}",
+                            extraction=args.extraction)
         return 0
     build_report(specs, out_dir=args.out, command=command, extraction=args.extraction)
     return 0
@@ -884,7 +883,7 @@ def cmd_reproduce(args) -> int:
     for i, (analysis, evidence) in enumerate(pairs):
         progress.step(i, steps, analysis.key)
         results.append(_run_reproduced(analysis, evidence, args.preset))
-    rows = reproduce_rows(results)
+    rows = reproduce_rows(results, [evidence for _, evidence in pairs])
     for row in rows if args.preset else ():
         row["preset"] = args.preset
     if args.presets:

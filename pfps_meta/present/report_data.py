@@ -33,6 +33,7 @@ from pathlib import Path
 from pfps_meta import __version__
 from pfps_meta.analysis import sensitivity
 from pfps_meta.analysis.grade import summary_of_findings
+from pfps_meta.conventions import COUNT_METHODS
 from pfps_meta.effects import measures
 from pfps_meta.evidence.curated import completeness
 from pfps_meta.evidence.extraction import todo
@@ -141,7 +142,11 @@ def sensitivity_rows(ar) -> list[dict]:
             rows.append(_sensitivity_row(key, "leave-one-out", study=str(r["study"]), estimate=show(r["estimate"]),
                                          ci_low=show(r["ci_low"]), ci_high=show(r["ci_high"]), tau2=r["tau2"],
                                          i2=r["i2"], p=r["p"]))
-        if k >= 3:
+        if k >= 3 and res.settings.method in COUNT_METHODS:
+            rows.append(_sensitivity_row(key, "small-study tests", note=f"not computed: {res.settings.method} pools "
+                                         "2x2 tables, and Egger, Begg, trim-and-fill and influence refit by inverse "
+                                         "variance (metafor's regtest, ranktest, trimfill take rma.uni fits)"))
+        elif k >= 3:
             rows += _small_study_rows(res, key, show)
         if a.mcid is not None and a.favourable in ("lower", "higher"):
             threshold = -abs(a.mcid) if a.favourable == "lower" else abs(a.mcid)
