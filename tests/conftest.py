@@ -25,3 +25,18 @@ def _close_figures():
     yield
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close("all")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """The report's coverage-table cache goes to a folder of this test session (never the user's
+    ~/.cache), and commands run as subprocesses inherit it."""
+    import os
+
+    before = os.environ.get("PFPS_META_CACHE")
+    os.environ["PFPS_META_CACHE"] = str(tmp_path_factory.mktemp("pfps_meta_cache"))
+    yield
+    if before is None:
+        os.environ.pop("PFPS_META_CACHE", None)
+    else:
+        os.environ["PFPS_META_CACHE"] = before
