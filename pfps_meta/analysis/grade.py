@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pfps_meta.analysis.sensitivity import egger_classic  # noqa: F401  (GRADE's Egger; re-exported)
 from pfps_meta.effects import measures
 
 LEVELS = ["Very low", "Low", "Moderate", "High"]
@@ -177,30 +178,6 @@ def _imprecision(stats, participants, mcid, favourable, null):
         level = 2 if len(reasons) >= 2 else 1
         return level, ("very serious" if level == 2 else "serious") + " (suggested): " + "; ".join(reasons)
     return 0, "not serious (suggested)" + (f"; {size}" if size else "")
-
-
-def egger_classic(yi, vi) -> dict | None:
-    """Egger's classic regression test (Egger et al. 1997, BMJ 315:629-634; metafor ``regtest(model="lm")``):
-    weighted least squares of ``y_i`` on ``(1, se_i)`` with weights ``1/v_i``; the coefficient of ``se_i``
-    (the classic "intercept" of the standardised form) over its SE, residual variance
-    ``sum w r^2 / (k - 2)``, is tested against t(k - 2). Returns ``{"intercept", "se", "statistic", "df",
-    "p"}``, or None when the SEs are all equal (no slope to fit). Numpy only, so GRADE needs no
-    regression library."""
-    from scipy import stats as scipy_stats
-
-    y, v = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float)
-    se, w, k = np.sqrt(v), 1.0 / v, len(y)
-    if k < 3 or np.ptp(se) <= 1e-12 * np.max(se):
-        return None
-    x = np.column_stack([np.ones(k), se])
-    xtwx = x.T @ (w[:, None] * x)
-    beta = np.linalg.solve(xtwx, x.T @ (w * y))
-    resid = y - x @ beta
-    sigma2 = float(np.sum(w * resid ** 2)) / (k - 2)
-    bse = float(np.sqrt(sigma2 * np.linalg.inv(xtwx)[1, 1]))
-    statistic = float(beta[1]) / bse
-    return {"intercept": float(beta[1]), "se": bse, "statistic": statistic, "df": k - 2,
-            "p": float(2 * scipy_stats.t.sf(abs(statistic), k - 2))}
 
 
 def _publication_bias(analysis_result):

@@ -262,6 +262,29 @@ def _small_k_warning(result, what):
                       SmallStudyWarning, stacklevel=3)
 
 
+def egger_classic(yi, vi) -> dict | None:
+    """Egger's classic regression test (Egger et al. 1997, BMJ 315:629-634; metafor ``regtest(model="lm")``):
+    weighted least squares of ``y_i`` on ``(1, se_i)`` with weights ``1/v_i``; the coefficient of ``se_i``
+    (the classic "intercept" of the standardised form) over its SE, residual variance
+    ``sum w r^2 / (k - 2)``, is tested against t(k - 2). Returns ``{"intercept", "se", "statistic", "df",
+    "p", "limit_estimate"}`` (the fitted effect at se = 0), or None when the SEs are all equal (no slope to fit). Numpy only, so GRADE needs no
+    regression library."""
+    scipy_stats = stats
+    y, v = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float)
+    se, w, k = np.sqrt(v), 1.0 / v, len(y)
+    if k < 3 or np.ptp(se) <= 1e-12 * np.max(se):
+        return None
+    x = np.column_stack([np.ones(k), se])
+    xtwx = x.T @ (w[:, None] * x)
+    beta = np.linalg.solve(xtwx, x.T @ (w * y))
+    resid = y - x @ beta
+    sigma2 = float(np.sum(w * resid ** 2)) / (k - 2)
+    bse = float(np.sqrt(sigma2 * np.linalg.inv(xtwx)[1, 1]))
+    statistic = float(beta[1]) / bse
+    return {"intercept": float(beta[1]), "se": bse, "statistic": statistic, "df": k - 2,
+            "p": float(2 * scipy_stats.t.sf(abs(statistic), k - 2)), "limit_estimate": float(beta[0])}
+
+
 def egger(result) -> dict:
     """Egger's regression test in both forms, named (Egger et al. 1997; Sterne & Egger 2005).
 
@@ -272,8 +295,6 @@ def egger(result) -> dict:
     ``mixed``: metafor's default ``regtest()``: a meta-regression on ``se_i`` with the model's own tau2
     estimator and CI method (z, or t(k-2) with HKSJ).
     """
-    import statsmodels.api as sm
-
     _small_k_warning(result, "Egger's test")
     yi, vi = _yv(result)
     sei = np.sqrt(vi)
@@ -281,11 +302,11 @@ def egger(result) -> dict:
     if _constant(sei):
         return EggerResult({"classic": None, "mixed": None, "k": k, "low_power": k < SMALL_K, "reason": SAME_SE},
                            **_about(result))
-    design = np.column_stack([np.ones(k), sei])
-    wls = sm.WLS(yi, design, weights=1.0 / vi).fit()
-    classic = {"form": "classic weighted regression (metafor regtest model='lm'; what most papers report)",
-               "intercept": float(wls.params[1]), "se": float(wls.bse[1]), "statistic": float(wls.tvalues[1]),
-               "df": k - 2, "p": float(wls.pvalues[1]), "limit_estimate": float(wls.params[0])}
+    test = egger_classic(yi, vi)
+    if test is None:          # the SEs differ by less than egger_classic's tolerance: no slope to fit
+        return EggerResult({"classic": None, "mixed": None, "k": k, "low_power": k < SMALL_K, "reason": SAME_SE},
+                           **_about(result))
+    classic = {"form": "classic weighted regression (metafor regtest model='lm'; what most papers report)", **test}
     fit = _meta_regression(result, yi, vi, sei, names=["sei"])
     mixed = {"form": f"mixed-effects meta-regression on the SE (metafor regtest default; {result.method}, "
                      f"{result.settings.test})",
