@@ -204,7 +204,7 @@ def test_rob_traffic_lights_draw_each_judgement_with_its_colour_and_symbol():
     circles = [p for p in fig.axes[-1].patches if isinstance(p, Ellipse)]
     assert len(circles) == 6 * len(names)
     colours = [matplotlib.colors.to_hex(c.get_facecolor()) for c in circles]
-    expected = {"low": "#4a9a4a", "some concerns": "#e6c229", "high": "#c8382c"}
+    expected = {"low": "#02c100", "some concerns": "#e2df07", "high": "#bf0000"}   # the Cochrane colours
     first_judged = rob.iloc[0]
     row_1 = colours[6:12]                                   # rows follow the plot's order: study 2 is row 1
     assert row_1 == [expected[first_judged[c]] if isinstance(first_judged[c], str) else "#dddddd"

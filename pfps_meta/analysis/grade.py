@@ -34,6 +34,7 @@ import pandas as pd
 
 from pfps_meta.analysis.sensitivity import egger_classic  # noqa: F401  (GRADE's Egger; re-exported)
 from pfps_meta.effects import measures
+from pfps_meta.evidence.extraction import ROB_JUDGEMENTS
 
 LEVELS = ["Very low", "Low", "Moderate", "High"]
 OPTIMAL_INFORMATION_SIZE = 400
@@ -47,7 +48,7 @@ RISK_OF_BIAS_RULE = ("Risk of bias from RoB 2 overall judgements, by share of th
 #: the PEDro rule of the risk-of-bias domain (used when no RoB 2 judgements are given)
 PEDRO_RULE = (f"Risk of bias from PEDro scores (RoB 2 judgements not available): more than half of the pooled "
               f"weight from trials scoring below {PEDRO_HIGH_QUALITY} of 10 lowers certainty one level (serious).")
-RISK_OF_BIAS_JUDGEMENTS = ("low", "some concerns", "high")
+RISK_OF_BIAS_JUDGEMENTS = ROB_JUDGEMENTS
 
 
 def _judgement(value, position):

@@ -33,7 +33,7 @@ import pandas as pd
 
 from pfps_meta.conventions import COUNT_METHODS
 from pfps_meta.errors import InputError
-from pfps_meta.evidence.extraction import PEDRO_ITEMS, ROB_COLUMNS, ROB_DOMAINS
+from pfps_meta.evidence.extraction import PEDRO_ITEMS, ROB_COLUMNS, ROB_DOMAINS, ROB_JUDGEMENTS
 from pfps_meta.models import mantel_haenszel
 from pfps_meta.models.univariate import pool_effects
 
@@ -41,7 +41,7 @@ __all__ = ["JUDGEMENTS", "DOMAINS", "PEDRO_ITEMS", "DEFAULT_PATH", "read_risk_of
            "summary", "inconsistent_overall", "forest_frame", "weights_for", "judgement_weights",
            "refit_low_risk_only", "refit_excluding_high", "RobRefit"]
 
-JUDGEMENTS = ("low", "some concerns", "high")
+JUDGEMENTS = ROB_JUDGEMENTS
 DOMAINS = ROB_DOMAINS
 TOOLS = ("RoB2", "PEDro")
 SOURCE_COLUMNS = ("citation", "location", "quote")

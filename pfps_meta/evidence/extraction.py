@@ -44,6 +44,11 @@ KEY = ("trial_id", "arm", "outcome", "scale", "timepoint", "value_type")
 NUMERIC = ("n", "mean", "sd", *PRINTED_FIELDS)
 #: the columns of ``data/risk_of_bias.csv`` and of the risk-of-bias sheet (see pfps_meta.analysis.risk_of_bias)
 ROB_DOMAINS = ("D1", "D2", "D3", "D4", "D5")
+#: RoB 2 (Sterne et al. 2019, BMJ 366:l4898): what each domain judges, and the three judgements, mildest first
+ROB_DOMAIN_NAMES = {"D1": "randomisation process", "D2": "deviations from intended interventions",
+                    "D3": "missing outcome data", "D4": "measurement of the outcome",
+                    "D5": "selection of the reported result"}
+ROB_JUDGEMENTS = ("low", "some concerns", "high")
 PEDRO_ITEMS = tuple(f"pedro_{i}" for i in range(1, 12))
 ROB_COLUMNS = ("study", "review", "tool", "result", *ROB_DOMAINS, "overall", "pedro_total", *PEDRO_ITEMS, "status",
                "citation", "location", "quote")

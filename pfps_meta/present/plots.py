@@ -22,7 +22,9 @@ from scipy.special import ndtri
 
 from pfps_meta import conventions
 from pfps_meta.effects import measures
+from pfps_meta.evidence.extraction import ROB_DOMAIN_NAMES, ROB_JUDGEMENTS as ROB_JUDGEMENT_NAMES
 from pfps_meta.formatting import format_p
+from pfps_meta.present import rob_plots
 from pfps_meta.present.outputs import atomic_write_bytes
 from pfps_meta.models.pooling import pool_batch
 from pfps_meta.present.tables import level_percent, plain_text
@@ -68,12 +70,10 @@ TITLE_PT = 10.5
 FOREST_MAX_WIDTH = 10.8
 ROW_IN = 0.26
 DAGGER = "\u2020"
-# RoB 2 domains (Sterne et al. 2019) and how each judgement is drawn: colour and a symbol for readers who
-# cannot tell the colours apart, as RevMan 5 and R meta's rob() draw them
-ROB_DOMAINS = (("D1", "randomisation process"), ("D2", "deviations from intended interventions"),
-               ("D3", "missing outcome data"), ("D4", "measurement of the outcome"),
-               ("D5", "selection of the reported result"))
-ROB_JUDGEMENTS = {"low": ("#4a9a4a", "+"), "some concerns": ("#e6c229", "?"), "high": ("#c8382c", "\u2212")}
+# RoB 2 domains (Sterne et al. 2019) and how each judgement is drawn (one style with the summary bar chart:
+# present/rob_plots.py), as RevMan 5 and R meta's rob() draw them
+ROB_DOMAINS = tuple(ROB_DOMAIN_NAMES.items())
+ROB_JUDGEMENTS = {j: (rob_plots.COLOURS[j], rob_plots.SYMBOLS[j]) for j in ROB_JUDGEMENT_NAMES}
 ROB_MISSING_COLOUR = "#dddddd"
 ROB_STEP = 0.26          # inches between the centres of two RoB domain columns
 

@@ -10,19 +10,17 @@ from __future__ import annotations
 import matplotlib.pyplot as plt  # noqa: E402  (no backend is chosen here: the user's stays)
 
 from pfps_meta.analysis.risk_of_bias import DOMAINS, JUDGEMENTS, summary
+from pfps_meta.evidence.extraction import ROB_DOMAIN_NAMES
 
-__all__ = ["summary_bar", "COLOURS", "DOMAIN_LABELS"]
+__all__ = ["summary_bar", "COLOURS", "SYMBOLS", "DOMAIN_LABELS"]
 
-#: the Cochrane colours of RoB 2 figures (RevMan Web, robvis's "cochrane" scheme)
+#: how each judgement is drawn, in the bar chart and in the forest plot's traffic lights: the Cochrane
+#: colours of RoB 2 figures (RevMan Web, robvis's "cochrane" scheme) and, in the traffic lights, a symbol
+#: for readers who cannot tell the colours apart
 COLOURS = {"low": "#02C100", "some concerns": "#E2DF07", "high": "#BF0000", "missing": "#4EA1F7"}
-DOMAIN_LABELS = {
-    "D1": "D1 Randomisation process",
-    "D2": "D2 Deviations from intended interventions",
-    "D3": "D3 Missing outcome data",
-    "D4": "D4 Measurement of the outcome",
-    "D5": "D5 Selection of the reported result",
-    "overall": "Overall risk of bias",
-}
+SYMBOLS = {"low": "+", "some concerns": "?", "high": "\u2212"}
+DOMAIN_LABELS = {**{d: f"{d} {name[0].upper()}{name[1:]}" for d, name in ROB_DOMAIN_NAMES.items()},
+                 "overall": "Overall risk of bias"}
 
 
 def summary_bar(rob, weights=None, ax=None, title=None):
