@@ -6,7 +6,7 @@ Run:  python benchmarks/bench_dask.py            (about 4 minutes; --quick for a
    LocalCluster of two one-thread workers that simulate starts and stops itself (client="local",
    dask_min_seconds=0: wall time including the cluster's start, the workers' imports and the shutdown).
    Target: >= 1.7x. The two tables must be identical.
-2. The crossover: grids of about 2.5, 5, 10 and 20 s in-process, each run both ways; the crossover is the
+2. The crossover: grids of about 2.5, 5, 10 and 20 s in-process, each run both ways, and the main grid; the crossover is the
    in-process time at which the cluster starts to win (linear interpolation of the wall-time difference),
    set against simulate's DASK_MIN_SECONDS["local"].
 3. What simulate does by itself with client="local" for a small grid (stays in-process, with its note).
@@ -88,8 +88,8 @@ def main():
         a, _ = timed(n)
         b, _ = timed(n, "local")
         rows.append({"replicates": n, "in_process_s": a, "local_cluster_s": b, "speedup": a / b})
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    rows.append({"replicates": replicates, "in_process_s": here, "local_cluster_s": there, "speedup": here / there})
     crossover = None
     for prev, row in zip(rows, rows[1:]):
         d0, d1 = prev["in_process_s"] - prev["local_cluster_s"], row["in_process_s"] - row["local_cluster_s"]

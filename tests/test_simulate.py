@@ -27,11 +27,15 @@ def test_bit_identical_whatever_the_task_size():
 
 def test_dask_local_cluster_gives_identical_results(capfd):
     pytest.importorskip("dask.distributed")
+    import logging
+
     in_process = simulate(DESIGN, blocks_per_task=2, **GRID)
+    levels = {name: logging.getLogger(name).level for name in ("distributed", "distributed.nanny")}
     on_dask = simulate(DESIGN, blocks_per_task=2, client="local", dask_min_seconds=0, **GRID)
     assert on_dask.setup["scheduler"] == "dask" and in_process.setup["scheduler"] == "in-process"
     pd.testing.assert_frame_equal(in_process.table, on_dask.table, check_exact=True)
     assert "killing" not in capfd.readouterr().err          # our cluster shuts down without killing workers
+    assert levels == {name: logging.getLogger(name).level for name in levels}   # the user's logging as it was
 
 
 def test_dask_first_group_here_and_the_rest_on_a_given_client_is_identical_and_leaves_it_open():
@@ -55,9 +59,10 @@ def test_small_grid_with_local_stays_in_process_with_a_note(monkeypatch):
 
     monkeypatch.setattr(distributed, "LocalCluster", refuse)
     res = simulate(DESIGN, blocks_per_task=2, client="local", **GRID)
-    assert res.setup["scheduler"] == "in-process" and res.setup["estimated_seconds"] < 10
+    limit = sim_module.DASK_MIN_SECONDS["local"]
+    assert res.setup["scheduler"] == "in-process" and res.setup["estimated_seconds"] < limit
     note = next(n for n in res.notes if n.startswith("ran in this process, not on a LocalCluster"))
-    assert "under the 10 s" in note and note in str(res)
+    assert f"under the {limit:g} s" in note and note in str(res)
     pd.testing.assert_frame_equal(res.table, simulate(DESIGN, blocks_per_task=2, **GRID).table, check_exact=True)
 
 

@@ -90,8 +90,8 @@ DASK_CLOSE_TIMEOUT = 20.0
 #: the estimated in-process seconds from which a run goes to Dask: below them a LocalCluster ("local")
 #: costs more to start, import the package in its workers and stop than it saves on two workers, and a
 #: scheduler of one's own ("given": an address or a Client) more in connection and scheduling
-#: (benchmarks/bench_dask.py measures the crossover)
-DASK_MIN_SECONDS = {"local": 10.0, "given": 1.0}
+#: (benchmarks/bench_dask.py: the crossover was 20-25 s of in-process work on a shared 2-core machine)
+DASK_MIN_SECONDS = {"local": 20.0, "given": 1.0}
 ROM_MARGIN = 6.0                   # arm means must lie this many standard errors above 0 for ROM
 
 
@@ -592,7 +592,7 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     bounded by ``DASK_TIMEOUT`` seconds; the connection is closed, the scheduler left running), or a Client
     (used as given, never closed). With a client, the first task group runs here, timed, and the rest
     goes to Dask only when its estimated time here reaches ``dask_min_seconds`` (default
-    ``DASK_MIN_SECONDS``: 10 s for "local", 1 s for a scheduler of one's own; 0 sends everything to Dask);
+    ``DASK_MIN_SECONDS``: 20 s for "local", 1 s for a scheduler of one's own; 0 sends everything to Dask);
     otherwise it stays in-process and ``notes`` says so and why. ``setup["scheduler"]`` records where
     the run went ("in-process" or "dask") and ``setup["estimated_seconds"]`` the in-process estimate.
     ``engine``: "numpy" (the
@@ -942,7 +942,10 @@ def _on_dask(groups, client):
     own = cluster = None
     if isinstance(client, str):
         if client == "local":
-            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+            # its worker processes log only CRITICAL: a worker whose heartbeat meets the closing scheduler
+            # logs an ERROR from its own process, which no logger here reaches
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.CRITICAL)
             own = client = Client(cluster, set_as_default=False)
         else:
             own = client = _connect(client)
@@ -956,3 +959,4 @@ def _on_dask(groups, client):
                 own.close(timeout=DASK_CLOSE_TIMEOUT)
                 if cluster is not None:
                     cluster.close(timeout=DASK_CLOSE_TIMEOUT)
+

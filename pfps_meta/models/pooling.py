@@ -22,7 +22,8 @@ from scipy.special import chdtrc, chdtri, ndtr, ndtri, stdtr, stdtrit
 
 from pfps_meta.conventions import COUNT_METHODS, DEFAULTS, Settings
 from pfps_meta.errors import ConvergenceWarning, InputError
-from pfps_meta.models.tau2 import fit_at, solve_q, estimate_intercept_only, intercept_fit_statistics, row_sum
+from pfps_meta.models.tau2 import (estimate_intercept_only, fit_at, intercept_fit_statistics, row_sum,
+                                  solve_q_pair)
 
 _EPS = np.finfo(float).eps
 _ALL = np.logical_and.reduce      # ``x.all()`` on a bool array (axis=None) without the method's Python wrapper
@@ -210,8 +211,7 @@ def _q_profile(y, v, present, k, level):
     with np.errstate(invalid="ignore"):
         crit_high = chdtri(df, alpha / 2)        # upper quantile
         crit_low = chdtri(df, 1.0 - alpha / 2)   # lower quantile
-    lower, conv_l, _ = solve_q(y, v, present, crit_high)
-    upper, conv_u, _ = solve_q(y, v, present, crit_low)
+    (lower, conv_l, _), (upper, conv_u, _) = solve_q_pair(y, v, present, crit_high, crit_low)
     return lower, upper, conv_l & conv_u
 
 

@@ -237,21 +237,43 @@ def _decreasing_root_one(q_at, target, spread, vmin, rtol, maxiter):
     return (np.array([t if active else 0.0]), np.array([converged]), np.array([iterations]))
 
 
-def _solve_q_scalar(y, v, present, tgt, rtol, maxiter):
+def _q_start(y, v, present):
+    """(spread, (Q(0), Q'(0)), smallest v) of one row on Python floats, as :func:`solve_q` computes them."""
+    ybar = pairwise_sum([yi if p else 0.0 for yi, p in zip(y, present)]) / sum(present)
+    spread = pairwise_sum([(yi - ybar) * (yi - ybar) if p else 0.0 for yi, p in zip(y, present)])
+    return spread, _q_scalar(y, v, 0.0), min(v)
+
+
+def solve_q_pair(y, v, present, first, second, rtol=1e-12, maxiter=200):
+    """:func:`solve_q` for two targets (the two Q-profile bounds); one small row computes its spread and
+    Q(0) once for both (the same bits)."""
+    row = _scalar_row(y, v)
+    if row is not None:
+        flags = present[0].tolist()
+        try:
+            start = _q_start(row[0], row[1], flags)
+        except (ZeroDivisionError, OverflowError):
+            start = None
+        done = [_solve_q_scalar(row[0], row[1], flags, float(np.ravel(t)[0]), rtol, maxiter, start)
+                for t in (first, second)] if start is not None else [None]
+        if all(d is not None for d in done):
+            return done[0], done[1]
+    return solve_q(y, v, present, first, rtol, maxiter), solve_q(y, v, present, second, rtol, maxiter)
+
+
+def _solve_q_scalar(y, v, present, tgt, rtol, maxiter, start=None):
     """:func:`solve_q` of one row on Python floats: the spread, the bracket and the steps of
     :func:`_decreasing_root_one` in the same order; None (the numpy path then runs) if a division by
-    zero or an overflow would need numpy's inf/NaN arithmetic."""
+    zero or an overflow would need numpy's inf/NaN arithmetic. ``start``: :func:`_q_start` of the row."""
     try:
-        ybar = pairwise_sum([yi if p else 0.0 for yi, p in zip(y, present)]) / sum(present)
-        spread = pairwise_sum([(yi - ybar) * (yi - ybar) if p else 0.0 for yi, p in zip(y, present)])
-        q0, _ = _q_scalar(y, v, 0.0)
-        active = q0 > tgt
-        hi = _at_least(spread / tgt - min(v), 0.0) * (1 + 1e-9) + 1e-300 if active else 0.0
+        spread, at_zero, vmin = _q_start(y, v, present) if start is None else start
+        active = at_zero[0] > tgt
+        hi = _at_least(spread / tgt - vmin, 0.0) * (1 + 1e-9) + 1e-300 if active else 0.0
         lo, t, converged, iterations = 0.0, 0.0, not active, 0
         for _ in range(maxiter):
             if converged:
                 break
-            q, dq = _q_scalar(y, v, t)
+            q, dq = at_zero if iterations == 0 else _q_scalar(y, v, t)      # the first step is at tau2 = 0
             lo_i, hi_i = (t, hi) if q > tgt else (lo, t)
             newton = t - (1.0 / q - 1.0 / tgt) * (q * q) / (-dq)
             inside = math.isfinite(newton) and lo_i <= newton <= hi_i
