@@ -828,7 +828,10 @@ def _axes_title(ax, title, size=10.0):
 
 
 def _place_labels(fig, ax, xs, ys, names, size=7):
-    """Greedy label placement on a scatter: returns the names that could not be placed without overlap."""
+    """Greedy label placement on a scatter: returns the names that could not be placed without overlap.
+
+    Each label's extent is measured once (a text's box moves with its anchor, so each candidate offset is
+    arithmetic); only the chosen position becomes an annotation."""
     renderer = fig.canvas.get_renderer() if hasattr(fig.canvas, "get_renderer") else fig._get_renderer()
     frame = ax.get_window_extent(renderer)
     points = ax.transData.transform(np.column_stack([xs, ys]))
@@ -837,18 +840,26 @@ def _place_labels(fig, ax, xs, ys, names, size=7):
     taken = [matplotlib.transforms.Bbox.from_bounds(px - 3, py - 3, 6, 6) for px, py in points]
     rings = [(dx * r, dy * r) for r in (4, 9, 16) for dx, dy in
              ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1.4), (0, -1.4))]
+    pixels_per_point = fig.dpi / 72.0
     missed = []
     for i in order:
+        probe = ax.text(0, 0, names[i], fontsize=size)
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
+        width, height = extent.width, extent.height
         for dx, dy in rings:
-            text = ax.annotate(names[i], (xs[i], ys[i]), textcoords="offset points", xytext=(dx, dy),
-                               fontsize=size, ha="left" if dx >= 0 else "right",
-                               va="bottom" if dy > 0 else ("top" if dy < 0 else "center"))
-            box = text.get_window_extent(renderer)
+            x = points[i, 0] + dx * pixels_per_point
+            y = points[i, 1] + dy * pixels_per_point
+            x0 = x if dx >= 0 else x - width
+            y0 = y if dy > 0 else (y - height if dy < 0 else y - height / 2)
+            box = matplotlib.transforms.Bbox.from_bounds(x0, y0, width, height)
             inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
             if inside and not any(box.overlaps(other) for other in taken):
                 taken.append(box)
+                ax.annotate(names[i], (xs[i], ys[i]), textcoords="offset points", xytext=(dx, dy), fontsize=size,
+                            ha="left" if dx >= 0 else "right",
+                            va="bottom" if dy > 0 else ("top" if dy < 0 else "center"))
                 break
-            text.remove()
         else:
             missed.append(names[i])
     return missed
