@@ -275,7 +275,8 @@ def test_coverage_table_keeps_each_mu_apart():
     (dict(blocks_per_task=0), "^blocks_per_task: "), (dict(engine="gpu"), "^engine: "),
     (dict(measure="RR"), "^measure: "), (dict(level=float("nan")), "setting 'level'"),
     (dict(replicates=100_000_000, tau2=(0, 0.1, 0.2, 0.3)), "^replicates: .*GB, beyond the bound"),
-    (dict(client=3), "^client: "), (dict(settings={"method": "DL"}), "^settings: "),
+    (dict(client=3), "^client: "), (dict(dask_min_seconds="soon"), "^dask_min_seconds: "),
+    (dict(settings={"method": "DL"}), "^settings: "),
     (dict(preset="nope"), "unknown preset"),
 ])
 def test_bad_arguments_are_refused_naming_the_argument(kwargs, message):

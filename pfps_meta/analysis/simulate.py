@@ -628,6 +628,8 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
                   seed=seed, combos=combos, settings=run, replicates=BLOCK, engine=engine)
              for c, (m, t) in enumerate(cells) for b in range(n_blocks)]
     groups = [tasks[i:i + blocks_per_task] for i in range(0, len(tasks), blocks_per_task)]
+    if dask_min_seconds is not None:
+        dask_min_seconds = _number("dask_min_seconds", dask_min_seconds, positive=False)
     results, how, where = _run(groups, client, progress, dask_min_seconds)
     rows, notes = _cell_rows(results, cells, combos, design, measure, sd, control_mean, n_blocks)
     for note in notes:

@@ -316,8 +316,32 @@ def _likelihood_root(y, v, present, k, init, reml, tol=1e-12, maxiter=1000):
 
     row = _scalar_row(y, v)
     scalar = None if row is None else (lambda t: _score_scalar(row[0], row[1], t, reml))
-    return likelihood_root(score_at, lambda t: loglik_intercept(y, v, present, k, t, reml), init, tol=tol,
-                           maxiter=maxiter, scalar_score=scalar)
+
+    def loglik_at(t):
+        if row is not None:
+            ll = _loglik_scalar(row[0], row[1], present[0].tolist(), float(k[0]), float(t[0]), reml)
+            if ll is not None:
+                return np.array([ll])
+        return loglik_intercept(y, v, present, k, t, reml)
+
+    return likelihood_root(score_at, loglik_at, init, tol=tol, maxiter=maxiter, scalar_score=scalar)
+
+
+def _loglik_scalar(y, v, present, k, t, reml):
+    """:func:`loglik_intercept` of one row on Python floats, for metafor's check of the likelihood at
+    tau2 = 0 only (``math.log`` may differ from numpy's in the last bit, which moves no reported number:
+    the check compares two log-likelihoods against a margin of 1e-10); None on a math error."""
+    try:
+        w = [1.0 / (vi + t) for vi in v]
+        sum_w = pairwise_sum(w)
+        mu = pairwise_sum([wi * yi for wi, yi in zip(w, y)]) / sum_w
+        rss = pairwise_sum([wi * (yi - mu) * (yi - mu) for wi, yi in zip(w, y)])
+        logdet = pairwise_sum([math.log(vi + t) if p else 0.0 for vi, p in zip(v, present)])
+        if reml:
+            return -0.5 * (k - 1) * _LOG_2PI - 0.5 * logdet - 0.5 * math.log(sum_w) - 0.5 * rss
+        return -0.5 * k * _LOG_2PI - 0.5 * logdet - 0.5 * rss
+    except (ZeroDivisionError, OverflowError, ValueError):
+        return None
 
 
 def likelihood_root(score_at, loglik_at, init, tol=1e-12, maxiter=1000, scalar_score=None):
