@@ -37,6 +37,7 @@ class EstimatorInfo:
     reference: str
     measures: tuple | None = None   # the measures it can pool (None: any)
     counts: bool = False            # pools 2x2 tables of counts, not study effects (MH, Peto)
+    abbreviation: str = ""          # how figures name it where room is short (RevMan's "M-H"); default: name
 
 
 TAU2_ESTIMATORS = {e.name: e for e in (
@@ -70,17 +71,17 @@ COUNT_METHODS = {e.name: e for e in (
                   "a common-effect Mantel-Haenszel model on the 2x2 tables (variance of Robins, Breslow & "
                   "Greenland for the odds ratio, Greenland & Robins for the risk ratio, Sato, Greenland & "
                   "Robins for the risk difference; as metafor's rma.mh)",
-                  "Mantel & Haenszel 1959; Robins, Breslow & Greenland 1986", ("OR", "RR", "RD"), True),
+                  "Mantel & Haenszel 1959; Robins, Breslow & Greenland 1986", ("OR", "RR", "RD"), True, "M-H"),
     EstimatorInfo("PETO", "Peto",
                   "a common-effect model with Peto's one-step odds ratio (observed minus expected events "
                   "over their hypergeometric variance; as metafor's rma.peto)",
-                  "Yusuf et al. 1985", ("OR",), True),
+                  "Yusuf et al. 1985", ("OR",), True, "Peto"),
     EstimatorInfo("MH_DL", "Mantel-Haenszel random effects (RevMan 5)",
                   "a random-effects model as RevMan 5 fits dichotomous data with the Mantel-Haenszel method: "
                   "the DerSimonian-Laird tau² from the Mantel-Haenszel heterogeneity Q, then inverse-variance "
                   "weights 1/(v + tau²)",
                   "DerSimonian & Laird 1986; Deeks & Higgins 2010 (RevMan 5 statistical algorithms)",
-                  ("OR", "RR", "RD"), True),
+                  ("OR", "RR", "RD"), True, "M-H, DL"),
 )}
 POOLING_METHODS = {**TAU2_ESTIMATORS, **COUNT_METHODS}
 # the methods whose model has no tau² (a common effect): the plots' and reports' "common effect" wording

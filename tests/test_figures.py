@@ -236,7 +236,8 @@ def test_rob_frame_errors_name_the_column_or_row(change, message):
 def test_mantel_haenszel_and_peto_forest_plots_name_the_method_from_the_registry(method, measure):
     res = pm.pool(pd.read_csv(BCG), measure=measure, method=method)
     fig = plots.forest(res)
-    label = conventions.COUNT_METHODS[method].label
+    label = conventions.COUNT_METHODS[method].abbreviation        # RevMan's "M-H", "Peto"
+    assert label in ("M-H", "Peto")
     shown = [t.get_text() for t in _texts(fig)]
     assert f"Total ({label}, common effect) (95% CI)" in shown
     assert f"{measure} ({label}, Wald) [95% CI]" in shown
@@ -249,7 +250,7 @@ def test_forestplot_renderer_names_mantel_haenszel_as_the_forest_plot_does():
 
     res = pm.pool(pd.read_csv(BCG), measure="RR", method="MH")
     pooled = forestplot_renderer.forestplot_frame(res).iloc[-1]
-    assert pooled["label"] == f"Pooled ({conventions.COUNT_METHODS['MH'].label}, wald)"
+    assert pooled["label"] == f"Pooled ({conventions.COUNT_METHODS['MH'].abbreviation}, wald)" == "Pooled (M-H, wald)"
     # metafor 3.8-1 rma.mh(measure="RR") on dat.bcg, as quoted in issue 21: 0.6353 [0.5881, 0.6862]
     assert [round(pooled[c], 4) for c in ("est", "ll", "hl")] == [0.6353, 0.5881, 0.6862]
 
@@ -294,3 +295,13 @@ def test_worked_example_caffeine_forest_shows_the_rob_columns_from_the_data():
     assert _overlaps(fig) == []
     ticks = sorted((t.get_window_extent() for t in fig.axes[0].get_xticklabels()), key=lambda b: b.x0)
     assert all(b.x0 - a.x1 > 5 for a, b in zip(ticks, ticks[1:]))      # a visible gap between tick labels
+
+
+def test_caffeine_mantel_haenszel_forest_has_revman_events_and_total_columns_per_arm():
+    """RevMan draws Events and Total for each arm of 2x2 data, and their sums in the Total row
+    (caffeine: 58/277 caffeinated, 46/290 decaffeinated)."""
+    res = pm.pool(ROOT / "data" / "examples" / "caffeine.csv", measure="OR", method="MH")
+    fig = plots.forest(res)
+    shown = [t.get_text() for t in _texts(fig)]
+    assert shown.count("Events") == 2 and shown.count("Total") == 2
+    assert {"Experimental", "Control", "58", "277", "46", "290"} <= set(shown)

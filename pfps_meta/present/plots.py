@@ -75,7 +75,7 @@ DAGGER = "\u2020"
 ROB_DOMAINS = tuple(ROB_DOMAIN_NAMES.items())
 ROB_JUDGEMENTS = {j: (rob_plots.COLOURS[j], rob_plots.SYMBOLS[j]) for j in ROB_JUDGEMENT_NAMES}
 ROB_MISSING_COLOUR = "#dddddd"
-ROB_STEP = 0.26          # inches between the centres of two RoB domain columns
+ROB_STEP = 0.22          # inches between the centres of two RoB domain columns
 
 
 def _text_width(text, bold=False, size=FOREST_PT):
@@ -151,8 +151,7 @@ def forest(result, *, title=None, subtitle=None, xlabel=None, favours=None, mcid
         no p-value for one trial or under half of the expected ones).
     """
     studies = result.studies.reset_index(drop=True)
-    arm_level = {"mean_exp", "sd_exp", "n_exp", "mean_ctrl", "sd_ctrl", "n_ctrl"} <= set(studies.columns) \
-        and studies[["mean_exp", "sd_exp"]].notna().all().all()
+    arm_level = _arm_fields(studies)
     if isinstance(quality, str):
         quality = dict(zip(studies["study"], studies[quality]))
     if converted is not None:
@@ -211,13 +210,14 @@ def _wrapped_rows(rows, width_in):
 
 
 def method_label(method):
-    """How the plot names a pooling method: the registry's label for Mantel-Haenszel / Peto, else the code."""
-    counted = conventions.COUNT_METHODS
-    return counted[method].label if method in counted else method
+    """How the plot names a pooling method: the registry's abbreviation (RevMan's "M-H", "Peto"), else the
+    code (REML, DL, ...)."""
+    info = conventions.POOLING_METHODS.get(method)
+    return (info.abbreviation or info.name) if info is not None else str(method)
 
 
 def _is_common_effect(method):
-    return method == "FE" or method in conventions.COUNT_METHODS
+    return method in conventions.COMMON_EFFECT_METHODS
 
 
 def _forest_rows(result, studies, subgroups, subgroup_tau2, show_common, show_pi):
@@ -304,8 +304,22 @@ def _effect_text(est, lo, hi, digits):
     return f"{_fmt(est, digits)} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
 
 
+# the arm columns of a forest plot, as RevMan draws them: (header, field prefix) for each arm
+ARM_FIELDS = {"continuous": (("Mean", "mean"), ("SD", "sd"), ("Total", "n")),
+              "binary": (("Events", "events"), ("Total", "n"))}
+
+
+def _arm_fields(studies):
+    """The arm columns the studies have in full (means and SDs, or events), else () (no arm columns)."""
+    for kind, fields in ARM_FIELDS.items():
+        needed = [f"{field}_{side}" for _, field in fields for side in ("exp", "ctrl")]
+        if set(needed) <= set(studies.columns) and studies[needed].notna().all().all():
+            return fields
+    return ()
+
+
 def _arm_text(field, value):
-    return f"{value:g}" if field.startswith("n_") else _fmt(value, 1)
+    return f"{value:g}" if field.startswith(("n_", "events_")) else _fmt(value, 1)
 
 
 @dataclass(frozen=True)
@@ -340,9 +354,10 @@ def _forest_columns(result, rows, studies, arm_level, quality, quality_label, di
     if arm_level:
         for side, group in (("exp", "Experimental"), ("ctrl", "Control")):
             start = x
-            for header, field in (("Mean", "mean"), ("SD", "sd"), ("Total", "n")):
+            for header, field in arm_level:
                 texts = [header] + [_arm_text(f"{field}_", v) for v in studies[f"{field}_{side}"]]
-                x = _column_right(x, texts + ([f"{studies[f'n_{side}'].sum():g}"] if field == "n" else []))
+                counted = field in ("n", "events")
+                x = _column_right(x, texts + ([f"{studies[f'{field}_{side}'].sum():g}"] if counted else []), gap=0.08)
                 columns.append((header, x, "right"))
                 arm_columns.append((x, f"{field}_{side}"))
             groups.append((group, (start + x) / 2))
@@ -351,25 +366,26 @@ def _forest_columns(result, rows, studies, arm_level, quality, quality_label, di
     if quality is not None:
         x = quality_x = _column_right(x, [quality_label] + [_quality_text(v) for v in quality.values()])
         columns.append((quality_label, quality_x, "right"))
-    weight_x = x = _column_right(x, ["Weight", "100.0%"] + [f"{w:.1f}%" for w in studies["weight"]], gap=0.2)
+    gap = 0.15 if with_rob else 0.2           # a little tighter when the RoB columns need the room
+    weight_x = x = _column_right(x, ["Weight", "100.0%"] + [f"{w:.1f}%" for w in studies["weight"]], gap=gap)
     columns.append(("Weight", weight_x, "right"))
     effect_header = f"{result.measure or 'Effect'} [{pct}% CI]"
     effects = [_effect_text(*shown(np.array([r["yi"], r["ci_low"], r["ci_high"]], dtype=float)), digits)
                for r in studies.to_dict("records")]
     effects += [_effect_text(*shown(np.array([p[1]["estimate"], p[1]["ci_low"], p[1]["ci_high"]], dtype=float)),
                              digits) for kind, p in rows if kind == "diamond"]
-    effect_x = _column_right(x, [effect_header, "[-00.00, -00.00]"] + effects, gap=0.2)
+    effect_x = _column_right(x, [effect_header, "[-00.00, -00.00]"] + effects, gap=gap)
     columns.append((effect_header, effect_x, "right"))
     text_width = effect_x + 0.2
     rob_width = ROB_STEP * 5 + max(0.35, _text_width("Overall", bold=True) + 0.08) if with_rob else 0.0
-    plot_width = min(4.2, max(2.0 if with_rob else 2.3, FOREST_MAX_WIDTH - text_width - rob_width - 0.3))
+    plot_width = min(4.2, max(1.8 if with_rob else 2.3, FOREST_MAX_WIDTH - text_width - rob_width - 0.3))
     plot_width = max(plot_width, _text_width(_plot_header(result), bold=True) + 0.1)
     rob_x = ()
     if with_rob:
-        start = text_width + plot_width + 0.15
+        start = text_width + plot_width + 0.1
         domains = 5 * ROB_STEP
         rob_x = tuple(start + ROB_STEP * (i + 0.5) for i in range(5)) + (start + domains + (rob_width - domains) / 2,)
-    width = text_width + plot_width + (0.15 + rob_width + 0.05 if with_rob else 0.3)
+    width = text_width + plot_width + (0.1 + rob_width + 0.05 if with_rob else 0.3)
     return _ForestLayout(tuple(columns), tuple(arm_columns), quality_x, weight_x, effect_x, text_width,
                          plot_width, width, tuple(groups), rob_x)
 
@@ -494,9 +510,10 @@ def _forest_diamond_row(text, payload, studies, layout, shown, y, digits):
     label_text, st, bold, share = payload
     est, lo, hi = shown(st["estimate"]), shown(st["ci_low"]), shown(st["ci_high"])
     text(0.1, y, label_text, bold=bold)
-    if layout.arm_columns and bold:
-        text(layout.arm_columns[2][0], y, f"{studies['n_exp'].sum():g}", ha="right", bold=True)
-        text(layout.arm_columns[5][0], y, f"{studies['n_ctrl'].sum():g}", ha="right", bold=True)
+    if bold:                               # the totals of the arm counts (participants, events)
+        for xpos, field in layout.arm_columns:
+            if field.startswith(("n_", "events_")):
+                text(xpos, y, f"{studies[field].sum():g}", ha="right", bold=True)
     if share is not None:
         text(layout.weight_x, y, f"{share:.1f}%", ha="right", bold=bold)
     text(layout.effect_x, y, _effect_text(est, lo, hi, digits), ha="right", bold=bold)
