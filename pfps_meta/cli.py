@@ -247,6 +247,9 @@ def _add_simulate(sub):
                             "(default: %(default)s)")
     p_sim.add_argument("--scheduler", help="run on Dask: 'local' (a LocalCluster here) or a scheduler address "
                        "(default: none: in this process)")
+    p_sim.add_argument("--dask-min-seconds", type=float, default=None, metavar="S",
+                       help="with --scheduler: use Dask only when the work is estimated at S seconds or more in this "
+                            "process (default: 20 for 'local', 1 for an address; 0: always)")
     p_sim.add_argument("--plot", metavar="FILE", help="write the coverage plot (FILE.png and FILE.svg; never over "
                        "an input file, a folder, a device or a pipe)")
     p_sim.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
@@ -532,7 +535,8 @@ def cmd_simulate(args) -> int:
                       methods=args.methods or (None if args.preset else "DL,REML"),
                       ci_methods=args.ci_methods or (None if args.preset else "wald,hksj"),
                       pi_methods=args.pi_methods, replicates=args.replicates, seed=args.seed, level=args.level,
-                      client=args.scheduler, progress=_Progress(args, "simulate").on)
+                      client=args.scheduler, dask_min_seconds=args.dask_min_seconds,
+                      progress=_Progress(args, "simulate").on)
     if args.plot:
         from pfps_meta.present import plots
         from pfps_meta.present.outputs import protect
@@ -557,7 +561,12 @@ def cmd_simulate(args) -> int:
 def _simulate_notes(args, result, written=()) -> list:
     """Where the simulation ran, what it wrote, and replicates rounded up to whole blocks."""
     setup = result.to_dict().get("setup", {})
-    notes = [f"ran on Dask ({args.scheduler})" if args.scheduler else "ran in this process (no --scheduler)"]
+    if not args.scheduler:
+        notes = ["ran in this process (no --scheduler)"]
+    elif setup.get("scheduler") == "dask":
+        notes = [f"ran on Dask ({args.scheduler})"]
+    else:        # simulate's own note, printed with the result, says why it stayed here
+        notes = [f"--scheduler {args.scheduler} not used: the work was too small to pay for it"]
     done = setup.get("replicates")
     if done is not None and done != args.replicates:
         notes.append(f"--replicates {args.replicates:,} rounded up to {done:,} (whole blocks of "

@@ -851,7 +851,7 @@ def _in_process(groups, progress, done=0, total=None):
     for i, group in enumerate(groups, start=done + 1):
         out += _run_group(group)
         elapsed = time.perf_counter() - start
-        if progress or (progress is None and elapsed > 1.5 and i < total):
+        if progress or (progress is None and (shown or (elapsed > 1.5 and i < total))):   # once shown, to the end
             shown = True
             bar = "#" * int(30 * i / total)
             print(f"\rsimulating: [{bar:<30}] {i}/{total} task groups, {elapsed:.0f} s", end="", file=sys.stderr)
