@@ -223,7 +223,7 @@ def test_rob_traffic_lights_draw_each_judgement_with_its_colour_and_symbol():
 
 @pytest.mark.parametrize("change, message", [
     (lambda f: f.drop(columns=["D4"]), "column(s) D4 missing"),
-    (lambda f: f.assign(D2=["low", "unclear"] + ["low"] * (len(f) - 2)), "row 2, column D2: 'unclear'"),
+    (lambda f: f.assign(D2=["low", "moderate"] + ["low"] * (len(f) - 2)), "row 2, column D2: 'moderate'"),
     (lambda f: pd.concat([f, f.iloc[:1]]), "has more than one row"),
 ])
 def test_rob_frame_errors_name_the_column_or_row(change, message):

@@ -183,3 +183,14 @@ def test_caffeine_mantel_haenszel_refit_excluding_high_pools_the_remaining_2x2_t
     direct = pm.pool(table[table["study"].isin(refit.kept)], measure="OR", method="MH")
     assert refit.result.estimate == pytest.approx(direct.estimate, rel=1e-12)
     assert refit.result.notes[0].startswith("risk-of-bias sensitivity analysis: excluding high")
+
+
+@pytest.mark.parametrize("cell, read", [("Low", "low"), (" some  concerns ", "some concerns"), ("unclear", "some concerns"),
+                                        ("", None), (None, None), (float("nan"), None), ("HIGH", "high")])
+def test_one_reading_of_a_judgement_cell_serves_grade_and_the_forest_plot(cell, read):
+    from pfps_meta.analysis import grade
+    from pfps_meta.evidence.extraction import rob_judgement
+
+    assert rob_judgement(cell) == read
+    if read is not None:          # GRADE reads the cell as the forest plot does
+        assert grade.risk_of_bias_domain([cell], [1.0]) == grade.risk_of_bias_domain([read], [1.0])

@@ -34,7 +34,7 @@ import pandas as pd
 
 from pfps_meta.analysis.sensitivity import egger_classic  # noqa: F401  (GRADE's Egger; re-exported)
 from pfps_meta.effects import measures
-from pfps_meta.evidence.extraction import ROB_JUDGEMENTS
+from pfps_meta.evidence.extraction import ROB_JUDGEMENTS, rob_judgement
 
 LEVELS = ["Very low", "Low", "Moderate", "High"]
 OPTIMAL_INFORMATION_SIZE = 400
@@ -54,16 +54,10 @@ RISK_OF_BIAS_JUDGEMENTS = ROB_JUDGEMENTS
 def _judgement(value, position):
     from pfps_meta.errors import InputError
 
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    text = " ".join(str(value).strip().lower().split())
-    text = {"some": "some concerns", "some concern": "some concerns", "unclear": "some concerns"}.get(text, text)
-    if text == "":
-        return None
-    if text not in RISK_OF_BIAS_JUDGEMENTS:
-        raise InputError(f"judgements: risk-of-bias judgement {value!r} (position {position}) is not one of "
-                         f"{', '.join(RISK_OF_BIAS_JUDGEMENTS)}")
-    return text
+    try:
+        return rob_judgement(value)
+    except ValueError as exc:
+        raise InputError(f"judgements: risk-of-bias judgement at position {position}: {exc}") from None
 
 
 def risk_of_bias_domain(judgements, weights) -> tuple:

@@ -49,6 +49,23 @@ ROB_DOMAIN_NAMES = {"D1": "randomisation process", "D2": "deviations from intend
                     "D3": "missing outcome data", "D4": "measurement of the outcome",
                     "D5": "selection of the reported result"}
 ROB_JUDGEMENTS = ("low", "some concerns", "high")
+# spellings read as a judgement (RoB 1's "unclear" is read as RoB 2's "some concerns")
+ROB_SPELLINGS = {"some": "some concerns", "some concern": "some concerns", "unclear": "some concerns"}
+
+
+def rob_judgement(value):
+    """The RoB 2 judgement a cell holds (one of :data:`ROB_JUDGEMENTS`, case and spaces ignored, the
+    spellings of :data:`ROB_SPELLINGS` accepted), or None for an empty or missing cell; ValueError for
+    anything else (the caller names where it was)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = " ".join(str(value).strip().lower().split())
+    text = ROB_SPELLINGS.get(text, text)
+    if text == "":
+        return None
+    if text not in ROB_JUDGEMENTS:
+        raise ValueError(f"{value!r} is not one of {', '.join(ROB_JUDGEMENTS)} (a RoB 2 judgement, or empty)")
+    return text
 PEDRO_ITEMS = tuple(f"pedro_{i}" for i in range(1, 12))
 ROB_COLUMNS = ("study", "review", "tool", "result", *ROB_DOMAINS, "overall", "pedro_total", *PEDRO_ITEMS, "status",
                "citation", "location", "quote")

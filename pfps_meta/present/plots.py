@@ -22,7 +22,7 @@ from scipy.special import ndtri
 
 from pfps_meta import conventions
 from pfps_meta.effects import measures
-from pfps_meta.evidence.extraction import ROB_DOMAIN_NAMES, ROB_JUDGEMENTS as ROB_JUDGEMENT_NAMES
+from pfps_meta.evidence.extraction import ROB_DOMAIN_NAMES, ROB_JUDGEMENTS as ROB_JUDGEMENT_NAMES, rob_judgement
 from pfps_meta.formatting import format_p
 from pfps_meta.present import rob_plots
 from pfps_meta.present.outputs import atomic_write_bytes
@@ -597,15 +597,10 @@ def _rob_judgements(rob, studies):
 def _rob_value(value, row_number, column):
     from pfps_meta.errors import InputError
 
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    text = " ".join(str(value).strip().lower().split())
-    if text == "":
-        return None
-    if text not in ROB_JUDGEMENTS:
-        raise InputError(f"forest(rob=...): row {row_number}, column {column}: {value!r} is not a RoB 2 judgement "
-                         f"(low, some concerns, high, or empty)")
-    return text
+    try:
+        return rob_judgement(value)
+    except ValueError as exc:
+        raise InputError(f"forest(rob=...): row {row_number}, column {column}: {exc}") from None
 
 
 def _rob_columns(fig, ax, layout, rob, header_y, first_y, rows):
