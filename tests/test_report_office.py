@@ -107,7 +107,7 @@ def test_docx_holds_the_methods_the_grade_rows_figures_and_provenance(built):
     assert "Command: pfps-meta report --format docx" in text
     document = docx.Document(str(built["docx"]))
     expected = sum(len(v) for v in built["figures"].values())
-    assert expected == 6            # forest for B1, B2, hackshaw, normand; funnel for the last two
+    assert expected == 8            # forest for B1, B2, caffeine, hackshaw, normand; funnel for the last three
     assert len(document.inline_shapes) == expected
 
 

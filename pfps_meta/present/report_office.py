@@ -24,6 +24,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from pfps_meta.conventions import COUNT_METHODS
 from pfps_meta.effects import measures
 from pfps_meta.formatting import format_number, format_p
 from pfps_meta.present.outputs import atomic_write_bytes, check_target
@@ -148,9 +149,11 @@ def draw_figures(results, dpi: int = FIGURE_DPI) -> dict:
         figures = [(f"Forest plot: {a.label}", _png(plots.forest(res, title=a.label, favours=_favours(a),
                                                                  mcid=a.mcid, quality=quality), dpi))]
         if res.stats["k"] >= 3:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", sensitivity.SmallStudyWarning)
-                filled = sensitivity.trimfill(res)
+            filled = None            # trim-and-fill refits by inverse variance: none for a Mantel-Haenszel/Peto fit
+            if res.settings.method not in COUNT_METHODS:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", sensitivity.SmallStudyWarning)
+                    filled = sensitivity.trimfill(res)
             figures.append((f"Contour-enhanced funnel plot: {a.label}",
                             _png(plots.funnel(res, contours=True, filled=filled, title=a.label), dpi)))
         out[a.key] = figures
