@@ -72,7 +72,24 @@ def _inputs(yi, vi, X):
 # ``to_dict()`` (strict JSON: NaN as null) and ``_repr_html_`` for notebooks.
 
 
-class ResultDict(dict):
+class _Printed:
+    """Prints through the renderer registry (formatting.render): text for str/repr, HTML in notebooks; a
+    type with no text renderer falls back to its container's own repr (``_plain_repr``)."""
+
+    def __str__(self):
+        return render(self, "text")
+
+    def __repr__(self):
+        try:
+            return render(self, "text")
+        except LookupError:
+            return self._plain_repr()
+
+    def _repr_html_(self):
+        return render(self, "html")
+
+
+class ResultDict(_Printed, dict):
     """A result as a dict (``egger(res)["classic"]`` keeps working) that prints as a table.
 
     Display facts that are not part of the dict (``scale``: the scale of the estimates, e.g. "log RR";
@@ -97,20 +114,11 @@ class ResultDict(dict):
         """One row of the scalar entries (subclasses give their own tables)."""
         return pd.DataFrame([{k: v for k, v in self.items() if v is None or np.isscalar(v)}])
 
-    def __str__(self):
-        return render(self, "text")
-
-    def __repr__(self):
-        try:
-            return render(self, "text")
-        except LookupError:
-            return dict.__repr__(self)
-
-    def _repr_html_(self):
-        return render(self, "html")
+    def _plain_repr(self):
+        return dict.__repr__(self)
 
 
-class ResultFrame(pd.DataFrame):
+class ResultFrame(_Printed, pd.DataFrame):
     """A result table (a DataFrame: its columns, ``.loc`` and arithmetic keep working) that prints in
     metafor's manner. ``meta`` holds what the print states (method, CI method, scale, level, ...); frames
     derived from it (a selection, a copy) are plain DataFrames. ``to_dict()`` with no argument is the
@@ -136,17 +144,8 @@ class ResultFrame(pd.DataFrame):
             return pd.DataFrame(self).to_dict(*args, **kwargs)
         return json_ready({**getattr(self, "meta", {}), "rows": pd.DataFrame(self)})
 
-    def __str__(self):
-        return render(self, "text")
-
-    def __repr__(self):
-        try:
-            return render(self, "text")
-        except LookupError:
-            return pd.DataFrame(self).__repr__()
-
-    def _repr_html_(self):
-        return render(self, "html")
+    def _plain_repr(self):
+        return pd.DataFrame(self).__repr__()
 
 
 class AnovaResult(ResultDict):
