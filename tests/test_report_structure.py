@@ -218,3 +218,18 @@ def test_a_bayesian_analysis_that_cannot_be_computed_says_so_in_the_report(tmp_p
 def _private_report_cache(tmp_path_factory, monkeypatch):
     """The report's simulation cache in a folder of this test session, never the user's."""
     monkeypatch.setenv("PFPS_META_CACHE", str(tmp_path_factory.getbasetemp() / "report-cache"))
+
+
+def test_caffeine_worked_example_shows_risk_of_bias_summary_refits_and_mh_leave_one_out(full_report):
+    """The RoB 2 worked example (the Cochrane practice review's fictitious caffeine studies): the weighted
+    summary bar chart, the low-risk-only and excluding-high re-fits (Norscafe 1998 is the one study at high
+    risk: 1.17 [0.71, 1.91] without it, as its leave-one-out row), and the MH leave-one-out."""
+    html = (full_report / "index.html").read_text()
+    body = html
+    start = body.index("Headache, caffeinated vs decaffeinated coffee (OR, Mantel-Haenszel)</h3>")
+    section = body[start:body.index("Environmental tobacco smoke", start)]
+    assert "Risk-of-bias summary (RoB 2, by weight)" in section
+    assert (full_report / "figures" / "rob_caffeine_headache.svg").is_file()
+    assert "Low risk of bias only" in section and "Excluding high risk of bias" in section
+    assert section.count("1.17 [0.71, 1.91]") == 3          # two re-fits and the leave-one-out row
+    assert "Leave-one-out:" in section and "not run: leave-one-out" not in section

@@ -447,11 +447,15 @@ def _converted_table(doc, rows):
         doc.table(pd.DataFrame(items), "table converted")
 
 
+def _risk_of_bias_path(spec, evidence) -> Path:
+    folder = evidence.data_dir if evidence is not None else spec.path.resolve().parent / spec.review.get("data_dir", ".")
+    return Path(folder) / "risk_of_bias.csv"
+
+
 def _risk_of_bias_rows(spec, evidence):
     """This review's rows of data/risk_of_bias.csv (``review`` equal to the spec's id) with a RoB 2 overall
     judgement: columns study, D1-D5, overall. None when there are none."""
-    folder = evidence.data_dir if evidence is not None else spec.path.resolve().parent / spec.review.get("data_dir", ".")
-    path = Path(folder) / "risk_of_bias.csv"
+    path = _risk_of_bias_path(spec, evidence)
     if not path.is_file():
         return None
     table = _read_table(str(path.resolve()), path.stat().st_mtime_ns)
@@ -643,6 +647,7 @@ def _analysis_section(doc, ar, evidence, spec=None):
                  + (f" ({item['location']})" if item["location"] else "") + ".",
                  bold_prefix="Converted:", css="note")
     doc.bullets([f"Note: {note}" for note in ar.result.notes])
+    _risk_of_bias_section(doc, ar, evidence, spec)
     bayes_section(doc, ar)
     if a.impute_sd and "status" in ar.result.studies.columns and (ar.result.studies["status"] == "imputed").any():
         without = run_analysis(replace(a, impute_sd=None), evidence)
@@ -669,6 +674,35 @@ def _analysis_section(doc, ar, evidence, spec=None):
                 "k": s["result"].stats["k"]} for s in scenarios]), "table scenarios")
     _coverage_section(doc, ar, evidence)
     _sensitivity_section(doc, ar)
+
+
+def _risk_of_bias_section(doc, ar, evidence, spec):
+    """Where the analysis' studies have RoB 2 judgements: the summary bar chart weighted by each study's
+    weight in the fit (as RevMan), and the pooled result re-fitted on the low-risk results only and
+    without the high-risk ones (pfps_meta.analysis.risk_of_bias)."""
+    import pandas as pd
+
+    from pfps_meta.analysis import risk_of_bias
+    from pfps_meta.present import rob_plots
+
+    rows = _risk_of_bias_rows(spec, evidence) if spec is not None else None
+    res, a = ar.result, ar.analysis
+    if rows is None or not rows["study"].isin(set(res.studies["study"])).any():
+        return
+    shown = rows[rows["study"].isin(set(res.studies["study"]))].reset_index(drop=True)
+    fig = rob_plots.summary_bar(shown, res, title=f"Risk of bias (RoB 2), weighted: {a.label}")
+    doc.figure(fig, f"rob_{a.review}_{a.id}", f"Risk-of-bias summary (RoB 2, by weight): {a.label}")
+    table = risk_of_bias.read_risk_of_bias(_risk_of_bias_path(spec, evidence))
+    show = measures.get(a.measure).to_reporting
+    lines = [("All studies", res, [])]
+    for refit in (risk_of_bias.refit_low_risk_only(res, table, review=spec.review["id"]),
+                  risk_of_bias.refit_excluding_high(res, table, review=spec.review["id"])):
+        lines.append((refit.rule[0].upper() + refit.rule[1:], refit.result, refit.excluded))
+    doc.table(pd.DataFrame([{
+        "Studies": label, "k": "-" if fit is None else fit.stats["k"],
+        f"Pooled [{ci_label(res.level)}]": "no study left" if fit is None else
+            f"{show(fit.stats['estimate']):.2f} [{show(fit.stats['ci_low']):.2f}, {show(fit.stats['ci_high']):.2f}]",
+        "Left out": ", ".join(left) or "-"} for label, fit, left in lines]), "table rob")
 
 
 SIMULATION_REPLICATES = 1000        # per grid cell: about a second per analysis; MC SE about 0.7 points
@@ -800,11 +834,12 @@ def _sensitivity_section(doc, ar):
         return
     show = measures.get(a.measure).to_reporting
     doc.heading(4, "Sensitivity analyses")
-    if getattr(POOLING_METHODS.get(a.settings.method), "counts", False):
-        doc.para(f"not run: leave-one-out, influence, the small-study tests and trim-and-fill refit study "
-                 f"effects and variances, and {POOLING_METHODS[a.settings.method].label} pools 2x2 tables of "
-                 "counts (refit it with pfps_meta.models.mantel_haenszel.refit).", bold_prefix="Status:", css="note")
-        return
+    counted = getattr(POOLING_METHODS.get(a.settings.method), "counts", False)
+    if counted:
+        doc.para(f"leave-one-out refits the other 2x2 tables ({POOLING_METHODS[a.settings.method].label}, as "
+                 "metafor's leave1out); influence, the small-study tests and trim-and-fill are not run: they refit "
+                 "study effects by inverse variance (metafor offers them for rma.uni fits only).",
+                 bold_prefix="Status:", css="note")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sensitivity.SmallStudyWarning)
         loo = sensitivity.leave_one_out(res)
@@ -815,6 +850,8 @@ def _sensitivity_section(doc, ar):
                                   for e, lo, hi in zip(loo["estimate"], loo["ci_low"], loo["ci_high"])],
             "tau²": [("" if t != t else f"{t:.3f}") for t in loo["tau2"]],
             "I²": [("" if i != i else f"{i:.0f}%") for i in loo["i2"]]}), "table loo")
+        if counted:
+            return
         if k >= 3:
             inf = sensitivity.influence(res)
             flagged = ", ".join(inf.loc[inf["influential"], "study"]) or "none"
