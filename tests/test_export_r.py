@@ -190,6 +190,10 @@ def test_mantel_haenszel_and_peto_calls(tmp_path):
     assert "correct =" not in script
 
 
+def test_revman5_random_effects_mantel_haenszel_is_refused_not_a_key_error(tmp_path):
+    with pytest.raises(InputError, match="method MH_DL has no metafor function"):
+        ex.export_r(_spec(tmp_path, 'method = "MH_DL"', measure="OR", data="bcg.csv"), "a")
+
 def test_a_line_break_in_a_label_stays_inside_the_comment(tmp_path):
     spec = _spec(tmp_path, 'method = "DL"')
     spec.write_text(spec.read_text().replace('label = "a"', 'label = """x\nq(status = 3)"""'))

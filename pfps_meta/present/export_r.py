@@ -270,6 +270,9 @@ def _pairwise(analysis, run) -> str:
         raise _not_exported(analysis, "user weights are not exported yet")
     if s.method in COUNT_FUNCTIONS:
         return _count_model(analysis, run, data, escalc)
+    if s.method not in RMA_METHODS:
+        raise _not_exported(analysis, f"method {s.method} has no metafor function (MH_DL is RevMan 5's "
+                            "random-effects Mantel-Haenszel: tau² from the Mantel-Haenszel Q)")
     method = RMA_METHODS[s.method]
     test = "knha" if s.ci_method == "hksj" else "z"
     fit = (f'res <- rma(yi, vi, data = dat, method = "{method}", test = "{test}", level = {_r_level(s.level)}, '
