@@ -396,9 +396,10 @@ def cmd_import_revman(args) -> int:
 
     result = import_revman(args.file, args.out, decimals=args.decimals)
     if args.format == "json":
-        print(strict_json(result.to_dict()))
+        print(strict_json({**result.to_dict(), "decimals": args.decimals}))
     else:
-        _print_text(str(result))
+        _print_text(f"{result}\nThe stored totals in published.csv are written to {args.decimals} decimal places "
+                    f"(--decimals).")
     return 0
 
 
@@ -512,6 +513,9 @@ def cmd_simulate(args) -> int:
 
     if args.spec and args.design:
         raise InputError("give either SPEC --analysis or --design, not both")
+    if args.dask_min_seconds is not None and not args.scheduler:
+        raise InputError("--dask-min-seconds decides when --scheduler is used; without --scheduler the simulation "
+                         "runs in this process and it would change nothing")
     loaded = []
     if args.spec:
         from pfps_meta.evidence.specs import load_all, run_analysis
@@ -953,7 +957,7 @@ def cmd_sensitivity(args) -> int:
     else:
         text = format_sensitivity(report)
         shown = [n for n in notes if not (n.startswith("--permutations") and "exact enumeration" in text)]
-        _print_text("\n".join(_preset_lines(args) + [text] + _note_lines(shown)))
+        _print_text("\n".join(_preset_lines(args) + [text] + _settings_lines(result.settings) + _note_lines(shown)))
     return 0
 
 
@@ -1069,7 +1073,7 @@ def cmd_pool(args) -> int:
     else:
         summary = result.summary()
         _print_text("\n".join(_preset_lines(args) + [summary] + _fit_lines(result.to_dict(), summary)
-                               + _note_lines(notes)))
+                               + _settings_lines(result.settings) + _note_lines(notes)))
     return 0
 
 
@@ -1124,6 +1128,18 @@ def _measure_notes(args, measure) -> list:
 
 def _note_lines(notes) -> list:
     return ([""] + [f"Note: {note}" for note in notes]) if notes else []
+
+
+def _settings_lines(settings) -> list:
+    """The fit's settings that differ from the defaults, named as their flags: every option flag given (or
+    set by --preset) shows in the text output, also one the model does not print (e.g. --mh-add)."""
+    changed = [f"{cli_flag(o)} {_flag_value(getattr(settings, o.name))}" for o in OPTIONS
+               if o.cli and getattr(settings, o.name) != o.default]
+    return ["", "Settings other than the defaults: " + ", ".join(changed)] if changed else []
+
+
+def _flag_value(value) -> str:
+    return {True: "yes", False: "no"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
 
 class _Progress:

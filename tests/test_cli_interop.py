@@ -74,3 +74,22 @@ def test_report_format_office_writes_the_pooled_result(capsys, tmp_path, fmt):
         assert {"studies", "pooled", "provenance"} <= set(book.sheetnames)
         numbers = [c for row in book["studies"].iter_rows(values_only=True) for c in row if isinstance(c, float)]
         assert len(numbers) > 37
+
+
+def test_import_revman_text_states_the_decimals_it_wrote(capsys, tmp_path):
+    out, _ = _run(capsys, ["import-revman", RM5, "--out", tmp_path / "imported", "--decimals", "6"])
+    assert "written to 6 decimal places (--decimals)" in out
+
+
+def test_pool_text_names_every_setting_given_even_one_the_model_does_not_print(capsys):
+    """--mh-add changes the Mantel-Haenszel study effects but is not part of metafor's printout: the text
+    lists every setting that differs from the defaults, named as its flag."""
+    out, _ = _run(capsys, ["pool", ROOT / "data" / "examples" / "bcg.csv", "--measure", "OR", "--method", "MH",
+                           "--mh-add", "0.25", "--level", "0.9"])
+    line = next(line for line in out.splitlines() if line.startswith("Settings other than the defaults:"))
+    assert "--method MH" in line and "--mh-add 0.25" in line and "--level 0.9" in line
+
+
+def test_simulate_refuses_dask_min_seconds_without_a_scheduler(capsys):
+    _, err = _run(capsys, ["simulate", "--k", "3", "--replicates", "250", "--dask-min-seconds", "5"], code=2)
+    assert "--dask-min-seconds" in err and "--scheduler" in err
