@@ -173,7 +173,8 @@ def _add_sensitivity(sub):
     p_sens.add_argument("--order", help="column to order the cumulative meta-analysis by (e.g. year)")
     p_sens.add_argument("--subgroup", help="column defining subgroups (test for subgroup differences)")
     p_sens.add_argument("--moderator", help="moderator(s) for a meta-regression: a numeric column, C(column) for "
-                        "a categorical one, several joined by +")
+                        "a categorical one, several joined by +, or a formula as metafor writes it "
+                        "('~ ablat + alloc': text columns are then factors)")
     p_sens.add_argument("--mcid", type=float,
                         help="threshold for the predictive probability (e.g. -2 for a 2-point pain reduction)")
     p_sens.add_argument("--direction", choices=["below", "above"],
@@ -1133,13 +1134,9 @@ def _note_lines(notes) -> list:
 def _settings_lines(settings) -> list:
     """The fit's settings that differ from the defaults, named as their flags: every option flag given (or
     set by --preset) shows in the text output, also one the model does not print (e.g. --mh-add)."""
-    changed = [f"{cli_flag(o)} {_flag_value(getattr(settings, o.name))}" for o in OPTIONS
+    changed = [f"{cli_flag(o)} {_shown(getattr(settings, o.name))}" for o in OPTIONS
                if o.cli and getattr(settings, o.name) != o.default]
     return ["", "Settings other than the defaults: " + ", ".join(changed)] if changed else []
-
-
-def _flag_value(value) -> str:
-    return {True: "yes", False: "no"}.get(value, str(value)) if isinstance(value, bool) else str(value)
 
 
 class _Progress:
