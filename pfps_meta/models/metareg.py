@@ -279,7 +279,7 @@ class MetaRegression:
 
     def coefficient_positions(self, btt) -> list:
         """0-based positions of the coefficients named by ``btt`` (see :meth:`anova`)."""
-        items = [btt] if isinstance(btt, (str, int, np.integer)) else list(btt)
+        items = [btt] if isinstance(btt, (str, int, np.integer)) or not np.iterable(btt) else list(btt)
         if not items:
             raise InputError("btt: name at least one coefficient")
         p, terms, out = len(self.names), self.terms, []
@@ -325,7 +325,7 @@ class MetaRegression:
                 return AnovaResult({"qm": qm / m, "df": (m, k - p), "p": float(fdtrc(m, k - p, qm / m)),
                                     "distribution": "F", **tested})
             return AnovaResult({"qm": qm, "df": (m,), "p": float(chdtrc(m, qm)), "distribution": "chi2", **tested})
-        L = np.atleast_2d(np.asarray(X, dtype=float))
+        L = _combinations(X, self.names)
         est = L @ self.beta
         V = L @ self.vb @ L.T
         se = np.sqrt(np.diag(V))
@@ -560,6 +560,20 @@ def _fit_statistics(y, v, X, tau2, method):
     return {name: float(value) for name, value in fit_statistics(ll, k, p, method, sat).items()}
 
 
+def _combinations(X, names) -> np.ndarray:
+    """``anova(X=)``'s matrix of linear combinations: finite numbers, one column per coefficient."""
+    try:
+        L = np.atleast_2d(np.asarray(X, dtype=float))
+    except (TypeError, ValueError):
+        raise InputError("X: the linear combinations must be a matrix of numbers") from None
+    if L.ndim != 2 or L.shape[1] != len(names) or L.shape[0] == 0:
+        raise InputError(f"X: each row needs {len(names)} numbers, one per coefficient ({', '.join(names)}); "
+                         f"got shape {L.shape}")
+    if not np.all(np.isfinite(L)):
+        raise InputError("X: the linear combinations must be finite numbers")
+    return L
+
+
 class LikelihoodRatioWarning(PfpsWarning):
     """A likelihood-ratio test that metafor also runs but whose statistic is not meaningful."""
 
@@ -580,6 +594,9 @@ def likelihood_ratio_test(full, reduced, refit=False) -> dict:
     anyway, and so does this function (a :class:`LikelihoodRatioWarning`); ``refit=True`` refits both
     models by ML first (metafor ``anova(..., refit=TRUE)``), which is the meaningful test.
     """
+    for argument, fit in (("full", full), ("reduced", reduced)):
+        if not isinstance(fit, MetaRegression):
+            raise InputError(f"{argument}: a fitted meta-regression is needed (got {type(fit).__name__})")
     if full.method != reduced.method or full.method not in ("ML", "REML"):
         raise InputError("a likelihood-ratio test needs two ML fits or two REML fits "
                          f"(got {full.method} and {reduced.method})")
