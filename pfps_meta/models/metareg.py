@@ -178,8 +178,8 @@ class MetaRegressionSummary(ResultDict):
         return pd.DataFrame(self["coefficients"])
 
 
-@dataclass
-class MetaRegression:
+@dataclass(repr=False)              # printed by _Printed (the renderer registry), not the dataclass repr
+class MetaRegression(_Printed):
     """A fitted meta-regression (all arrays have one entry per coefficient)."""
 
     names: list
@@ -230,17 +230,8 @@ class MetaRegression:
         """The coefficient table (metafor's ``coef(summary(res))``): term, estimate, se, statistic, p, CI."""
         return self.summary_frame()
 
-    def __str__(self):
-        return render(self, "text")
-
-    def __repr__(self):
-        try:
-            return render(self, "text")
-        except LookupError:
-            return f"MetaRegression(k={self.k}, terms={self.names})"
-
-    def _repr_html_(self):
-        return render(self, "html")
+    def _plain_repr(self):
+        return f"MetaRegression(k={self.k}, terms={self.names})"
 
     # ------------------------------------------------------------------ predictions and tests
 
