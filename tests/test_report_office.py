@@ -248,3 +248,20 @@ def test_build_office_report_writes_into_a_folder_or_to_the_named_file(tmp_path,
         report_office.build_office_report([spec], "pdf", out=tmp_path)
     with pytest.raises(InputError, match="is a file, not a folder"):      # --out a file: refused before any work
         report_office.build_office_report([spec], "xlsx", out=spec)
+
+
+def test_caffeine_grade_row_is_graded_on_its_rob2_judgements_as_in_the_html_report(built):
+    """report.json, Word and Excel grade risk of bias from data/risk_of_bias.csv, as index.html does (they
+    used to fall back to PEDro, which the caffeine example has none of)."""
+    from pfps_meta.analysis.grade import summary_of_findings
+    from pfps_meta.present.report import risk_of_bias_judgements
+
+    review = next(r for r in built["data"]["reviews"] if r["id"] == "caffeine")
+    graded = review["summary_of_findings"][0]["Risk of bias"]
+    assert graded.startswith("not serious (suggested): high risk 19% of the weight")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec, evidence = load_all([ROOT / "analyses" / "examples" / "caffeine.toml"])[0]
+        runs = [run_analysis(a, evidence) for a in spec.analyses]
+    html = summary_of_findings(runs, evidence, risk_of_bias=risk_of_bias_judgements(spec, evidence))
+    assert graded == html["Risk of bias"].iloc[0]

@@ -430,7 +430,7 @@ def _status_tables(doc, spec, evidence, spec_results, rows):
     doc.para("GRADE layout. Judgements marked 'suggested' follow the rules in pfps_meta.analysis.grade; 'for reviewer' "
              "marks what the data cannot decide, and such certainty is provisional. An analysis with one trial, or "
              "with fewer than half of its expected trials, is not assessed.", css="note")
-    sof = summary_of_findings(spec_results, evidence, risk_of_bias=_risk_of_bias_judgements(spec, evidence))
+    sof = summary_of_findings(spec_results, evidence, risk_of_bias=risk_of_bias_judgements(spec, evidence))
     doc.table(sof, "table sof")
     for rule in sof.attrs.get("rules", []):
         doc.para(rule, bold_prefix="Rule:", css="note")
@@ -474,8 +474,9 @@ def _read_table(path: str, mtime_ns: int):
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-def _risk_of_bias_judgements(spec, evidence):
-    """RoB 2 overall judgements of this review's results, as study -> judgement; None when there are none."""
+def risk_of_bias_judgements(spec, evidence):
+    """RoB 2 overall judgements of this review's results, as study -> judgement; None when there are none.
+    The GRADE table of every report format (HTML, report.json, Word, Excel) is graded with these."""
     rows = _risk_of_bias_rows(spec, evidence)
     return None if rows is None else dict(zip(rows["study"], rows["overall"]))
 

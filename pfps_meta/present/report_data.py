@@ -65,7 +65,8 @@ def collect(loaded, results, command: str = "pfps-meta report") -> dict:
 
 
 def _review(spec, evidence, runs) -> dict:
-    from pfps_meta.present.report import methods_paragraph     # here: report.py may import this module
+    # here: report.py may import this module
+    from pfps_meta.present.report import methods_paragraph, risk_of_bias_judgements
 
     models = [ar for ar in runs if isinstance(ar, ModelAnalysisResult)]
     pairwise = [ar for ar in runs if not isinstance(ar, ModelAnalysisResult)]
@@ -75,7 +76,8 @@ def _review(spec, evidence, runs) -> dict:
            "extraction": [], "completeness": []}
     if pairwise:
         out["methods"] = methods_paragraph(spec, [ar.analysis for ar in pairwise])
-        out["summary_of_findings"] = summary_of_findings(pairwise, evidence).to_dict("records")
+        rob = risk_of_bias_judgements(spec, evidence)        # as the HTML report grades it
+        out["summary_of_findings"] = summary_of_findings(pairwise, evidence, risk_of_bias=rob).to_dict("records")
         out["extraction"] = extraction_rows(pairwise, evidence)
         out["completeness"] = completeness_rows(pairwise, evidence)
     return out
