@@ -292,6 +292,27 @@ def cli_flag(option: Option) -> str:
     return "--" + option.name.replace("_", "-")
 
 
+# the options only a Mantel-Haenszel / Peto fit reads (``models.mantel_haenszel.fit_counts``)
+COUNT_OPTIONS = ("mh_add", "mh_to", "mh_drop00", "mh_sums_add", "mh_sums_to", "mh_sums_drop00", "cmh_correct")
+
+
+def unused_count_options(settings: Settings, measure=None) -> str | None:
+    """A note naming the count options set away from their defaults that the fit of ``settings.method`` on
+    ``measure`` does not read (all of them by inverse variance; ``cmh_correct`` but with method MH on
+    the OR, the only fit with a CMH test), or None when every option set is used."""
+    if settings.method in COUNT_METHODS:
+        unused = [] if (settings.method, measure) == ("MH", "OR") else ["cmh_correct"]
+        why = "the Cochran-Mantel-Haenszel test belongs to the Mantel-Haenszel odds ratio (method MH, measure OR)"
+    else:
+        unused = list(COUNT_OPTIONS)
+        why = (f"these are options of the Mantel-Haenszel and Peto fits of 2x2 counts ({', '.join(COUNT_METHODS)}), "
+               f"and method {settings.method} pools the study effects by inverse variance")
+    changed = [name for name in unused if getattr(settings, name) != getattr(DEFAULTS, name)]
+    if not changed:
+        return None
+    return f"{', '.join(f'{name}={getattr(settings, name)!r}' for name in changed)} changed nothing: {why}"
+
+
 # --------------------------------------------------------------------------------------------------
 # Convention presets: named bundles of settings that reproduce what other tools do by default. They live
 # here (a leaf) so that the API (``pool(preset=...)``), the analysis layer and the CLI read one table;

@@ -220,3 +220,34 @@ def test_bcg_leave_one_out_of_mantel_haenszel_and_peto_as_metafor(case, measure,
                          ("p", "p"), ("q", "q"), ("i2", "i2")):
         np.testing.assert_allclose(out[ours].to_numpy(float), np.asarray(ref[theirs], float), rtol=1e-6, atol=1e-12,
                                    err_msg=f"{case} {ours}")
+
+
+def test_zero_cell_options_reach_the_fit_from_the_spec_settings_and_the_cli(tmp_path, capsys):
+    from pfps_meta.evidence.specs import load_spec, run_analysis
+
+    options = {"mh_add": 0.25, "mh_sums_add": 0.5, "mh_sums_to": "only0", "cmh_correct": False}
+    wanted = pm.pool(NIELWEISE, measure="OR", method="MH", **options)
+    assert wanted.stats["estimate"] != pm.pool(NIELWEISE, measure="OR", method="MH").stats["estimate"]
+    spec = tmp_path / "zeros.toml"
+    spec.write_text(f'[review]\nid = "x"\n[settings]\nmethod = "MH"\nmh_add = 0.25\nmh_sums_add = 0.5\n'
+                    f'mh_sums_to = "only0"\ncmh_correct = false\n[[analyses]]\nid = "a"\nmeasure = "OR"\n'
+                    f'data = "{NIELWEISE}"\n')
+    result = run_analysis(load_spec(spec).analyses[0]).result
+    assert result.stats["estimate"] == wanted.stats["estimate"] and result.stats["cmh"] == wanted.stats["cmh"]
+    assert main(["pool", str(NIELWEISE), "--measure", "OR", "--method", "MH", "--mh-add", "0.25",
+                 "--mh-sums-add", "0.5", "--mh-sums-to", "only0", "--no-cmh-correct", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["estimate"] == pytest.approx(wanted.stats["estimate"], rel=1e-12)
+    assert out["count_model"]["cmh"] == pytest.approx(wanted.stats["cmh"], rel=1e-12)
+
+
+def test_count_options_a_fit_does_not_read_are_named_in_its_notes():
+    inverse_variance = pm.pool(BCG, measure="RR", method="REML", mh_add=0.1)
+    assert any(note.startswith("mh_add=0.1 changed nothing") and "method REML" in note
+               for note in inverse_variance.notes)
+    for method, measure in (("MH", "RR"), ("PETO", "OR"), ("MH_DL", "OR")):
+        res = pm.pool(BCG, measure=measure, method=method, cmh_correct=False)
+        assert any(note.startswith("cmh_correct=False changed nothing") for note in res.notes), method
+    assert not any("changed nothing" in note
+                   for note in pm.pool(BCG, measure="OR", method="MH", cmh_correct=False, mh_add=0.1).notes)
+    assert not any("changed nothing" in note for note in pm.pool(BCG, measure="RR", method="REML").notes)

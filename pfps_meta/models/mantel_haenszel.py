@@ -37,7 +37,7 @@ import pandas as pd
 from scipy.special import ndtri
 from scipy.stats import chi2, norm
 
-from pfps_meta.conventions import COUNT_METHODS, Settings
+from pfps_meta.conventions import COUNT_METHODS, Settings, unused_count_options
 from pfps_meta.errors import InputError
 from pfps_meta.formatting import format_number, format_p, json_ready, renders
 from pfps_meta.inputs.load import numeric_column, require_columns
@@ -342,6 +342,9 @@ def pool_counts(table: pd.DataFrame, measure: str, settings: Settings, notes=())
     if settings.ci_method == "hksj":
         all_notes.append(f"ci_method hksj does not apply to {label}: the CI and p-value are Wald (normal), as "
                          f"{_TOOL[method]}")
+    unused = unused_count_options(settings, measure)
+    if unused:
+        all_notes.append(unused)
     dropped = [str(s) for s, y in zip(table["study"], yi) if np.isnan(y)]
     if dropped:
         all_notes.append(f"no study effect for {', '.join(dropped)} (no events, or only events, in both arms, or "

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from pfps_meta.models import pooling
-from pfps_meta.conventions import COUNT_METHODS, Settings, canonical, named_preset
+from pfps_meta.conventions import COUNT_METHODS, Settings, canonical, named_preset, unused_count_options
 from pfps_meta.formatting import render
 from pfps_meta.inputs.load import LINE_COLUMN, read_csv
 from pfps_meta.models.tau2 import tau2_standard_error
@@ -340,6 +340,9 @@ def _pool_table(table, measure, settings, notes, weights, private):
                         if settings.method in ("ML", "REML") and stats["k"] >= 2 else None)
     if stats["k"] == 1 and settings.ci_method == "hksj":
         all_notes.append("HKSJ needs k >= 2: a single study gets the Wald (z) CI and p-value, as in metafor")
+    unused = unused_count_options(settings, measure)
+    if unused:
+        all_notes.append(unused)
     return MetaResult(stats=stats, settings=settings, measure=measure, source=table.attrs.get("source"),
                       notes=all_notes, build_studies=build)
 
