@@ -41,6 +41,10 @@ def test_kernel_matches_pool_batch(method, ci_method):
 def test_unknown_method_is_refused():
     with pytest.raises(pm.InputError, match="^method: the compiled kernel covers FE, DL, ML, REML"):
         fast.pool_rows(np.zeros((1, 3)), np.ones((1, 3)), "PM")
+    with pytest.raises(pm.InputError, match="^method: MH pools 2x2 tables of counts"):
+        fast.pool_rows(np.zeros((1, 3)), np.ones((1, 3)), settings=pm.Settings(method="MH"))
+    with pytest.raises(pm.InputError, match="^method MH pools 2x2 tables of counts, not yi and vi"):
+        pm.pool_batch(np.zeros((1, 3)), np.ones((1, 3)), method="MH")
     with pytest.raises(pm.InputError, match="^ci_method: "):
         fast.pool_rows(np.zeros((1, 3)), np.ones((1, 3)), "DL", "knha")
     with pytest.raises(pm.InputError, match="^vi: shape"):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
-from pfps_meta.conventions import DEFAULTS
+from pfps_meta.conventions import COUNT_METHODS, DEFAULTS
 from pfps_meta.errors import InputError
 from pfps_meta.models.pooling import t_quantile
 from pfps_meta.models.tau2 import SCALAR_MAX_K, pairwise_sum
@@ -350,6 +350,9 @@ def pool_rows(yi, vi, method=None, ci_method=None, level=None, maxiter=None, *, 
     ci_method = settings.ci_method if ci_method is None else ci_method
     level = settings.level if level is None else level
     maxiter = settings.maxiter if maxiter is None else maxiter
+    if method in COUNT_METHODS:
+        raise InputError(f"method: {method} pools 2x2 tables of counts (pfps_meta.pool on the counts); the "
+                         f"compiled kernel pools study effects yi, vi with {', '.join(KERNEL_METHODS)}")
     if method not in KERNEL_METHODS:
         raise InputError(f"method: the compiled kernel covers {', '.join(KERNEL_METHODS)}; use pool_batch for "
                          f"{method}")

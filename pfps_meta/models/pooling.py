@@ -301,8 +301,9 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
     """
     settings = resolve_settings(settings, options)
     if settings.method in COUNT_METHODS:
-        raise InputError(f"method {settings.method} pools 2x2 tables of counts, not yi and vi: a Mantel-Haenszel "
-                         "or Peto fit is refitted with pfps_meta.models.mantel_haenszel.refit")
+        raise InputError(f"method {settings.method} pools 2x2 tables of counts, not yi and vi: fit it with "
+                         "pfps_meta.pool on the counts (pfps_meta.models.mantel_haenszel.refit refits such a fit "
+                         "on a subset of its tables)")
     y, v, present = _prepare(yi, vi)
     if weights is not None:
         if settings.ci_method == "hksj":
