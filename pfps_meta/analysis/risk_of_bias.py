@@ -70,6 +70,8 @@ def read_risk_of_bias(path=None) -> pd.DataFrame:
 def validate(frame: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
     """Check a risk-of-bias table (columns :data:`COLUMNS`); each problem is an InputError naming the
     file, the line (header = line 1), the column and why. Returns a cleaned copy."""
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(f"frame: a risk-of-bias table (a DataFrame) is needed (got {type(frame).__name__})")
     missing = [c for c in ("study", "tool", *SOURCE_COLUMNS) if c not in frame.columns]
     if missing:
         raise InputError(f"missing column(s) {', '.join(missing)}", file=source)
@@ -128,10 +130,25 @@ def _check_pedro_total(row, where) -> None:
 # selecting judgements
 
 
+def _require(frame, columns, argument: str = "rob") -> None:
+    """InputError naming ``argument`` unless ``frame`` is a DataFrame holding ``columns``."""
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(f"{argument}: a risk-of-bias table (a DataFrame, e.g. read_risk_of_bias()) is needed "
+                         f"(got {type(frame).__name__})")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{argument}: missing column(s) {', '.join(missing)} (a risk-of-bias table has "
+                         f"{', '.join(COLUMNS[:9])}, ...; read it with read_risk_of_bias)",
+                         file=frame.attrs.get("source"))
+
+
 def judgements(rob: pd.DataFrame, review: str | None = None, studies=None, tool: str = "RoB2",
                result: str | None = None) -> pd.DataFrame:
     """The rows of one tool (and review, and result, e.g. ``"pain, post"``), one per study, optionally in
     the order of ``studies`` (studies without a row get an all-empty row). Columns: study, the tool's."""
+    columns = ["study", *DOMAINS, "overall"] if tool == "RoB2" else ["study", "pedro_total", *PEDRO_ITEMS]
+    _require(rob, ["tool", *columns, *(["review"] if review is not None else []),
+                   *(["result"] if result is not None else [])])
     rows = rob[rob["tool"] == tool]
     if review is not None:
         rows = rows[rows["review"] == review]
@@ -141,7 +158,6 @@ def judgements(rob: pd.DataFrame, review: str | None = None, studies=None, tool:
     if len(duplicated):
         raise InputError(f"study '{duplicated.iloc[0]}' has more than one {tool} row; give `review` and `result` to choose",
                          file=rob.attrs.get("source"), column="study")
-    columns = ["study", *DOMAINS, "overall"] if tool == "RoB2" else ["study", "pedro_total", *PEDRO_ITEMS]
     out = rows[columns].set_index("study")
     if studies is not None:
         out = out.reindex([str(s) for s in studies])
@@ -161,6 +177,7 @@ def forest_frame(rob: pd.DataFrame, tool: str = "RoB2", review: str | None = Non
 def inconsistent_overall(rob: pd.DataFrame) -> pd.DataFrame:
     """RoB 2 rows whose overall judgement is milder than their worst domain (RoB 2 guidance: the overall
     judgement is at least as severe as the most severe domain)."""
+    _require(rob, ["study", "review", "tool", *DOMAINS, "overall"])
     rows = rob[(rob["tool"] == "RoB2") & rob["overall"].notna()]
     worst = rows[list(DOMAINS)].apply(lambda r: max((_SEVERITY[v] for v in r if v in _SEVERITY), default=-1), axis=1)
     milder = rows["overall"].map(_SEVERITY) < worst
@@ -171,9 +188,17 @@ def inconsistent_overall(rob: pd.DataFrame) -> pd.DataFrame:
 # weights and the summary
 
 
+def _studies(result) -> pd.DataFrame:
+    """``result.studies``, or an InputError naming ``result`` when it is not a fitted result."""
+    studies = getattr(result, "studies", None)
+    if not isinstance(studies, pd.DataFrame) or not {"study", "weight"} <= set(studies.columns):
+        raise InputError(f"result: a fitted result with study weights is needed (got {type(result).__name__})")
+    return studies
+
+
 def weights_for(result) -> pd.Series:
     """Each study's weight (percent) in ``result`` (a MetaResult), indexed by study label."""
-    studies = result.studies
+    studies = _studies(result)
     return pd.Series(studies["weight"].to_numpy(float), index=studies["study"].astype(str), name="weight")
 
 
@@ -183,18 +208,22 @@ def _weights(frame: pd.DataFrame, weights) -> np.ndarray:
     if hasattr(weights, "studies"):                 # a fitted result
         weights = weights_for(weights)
     if isinstance(weights, dict):
-        weights = pd.Series(weights, dtype=float)
+        weights = pd.Series(weights, dtype=object)
     if isinstance(weights, pd.Series) and not pd.api.types.is_integer_dtype(weights.index):
+        _require(frame, ["study"], "judgements")
         missing = [s for s in frame["study"] if s not in weights.index]
         if missing:
-            raise InputError(f"no weight for study '{missing[0]}'", column="weights")
-        w = weights.reindex(frame["study"]).to_numpy(float)
-    else:
+            raise InputError(f"weights: no weight for study '{missing[0]}'")
+        weights = weights.reindex(frame["study"])
+    try:
         w = np.asarray(weights, dtype=float)
-        if w.shape != (len(frame),):
-            raise InputError(f"{w.size} weights for {len(frame)} studies", column="weights")
+    except (TypeError, ValueError):
+        raise InputError("weights: numbers are needed (a fitted result, a mapping or Series study -> weight, "
+                         f"or an array in the order of the rows; got {type(weights).__name__})") from None
+    if w.shape != (len(frame),):
+        raise InputError(f"weights: {w.size} weights for {len(frame)} studies")
     if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-        raise InputError("weights must be finite, non-negative and not all zero", column="weights")
+        raise InputError("weights: must be finite, non-negative and not all zero")
     return w
 
 
@@ -203,6 +232,7 @@ def summary(judgements: pd.DataFrame, weights=None) -> pd.DataFrame:
     concerns, high, missing), each row summing to 1: the numbers of RevMan's and robvis's summary bar
     chart. ``weights``: None (each study counts once), a fitted result (its study weights), a mapping or
     Series study -> weight, or an array in the order of the rows."""
+    _require(judgements, [*DOMAINS, "overall"], "judgements")
     w = _weights(judgements, weights)
     total = w.sum()
     rows = {}
@@ -220,7 +250,7 @@ def judgement_weights(result, rob: pd.DataFrame, review: str | None = None, outc
 
     Returns ``{"studies": DataFrame(study, overall, weight), "high": share, "some concerns": share,
     "low": share, "missing": share}``."""
-    frame = judgements(rob, review=review, studies=result.studies["study"], result=outcome)
+    frame = judgements(rob, review=review, studies=_studies(result)["study"], result=outcome)
     w = _weights(frame, result)
     share = w / w.sum()
     overall = [v if isinstance(v, str) else None for v in frame["overall"]]      # missing: None
@@ -254,7 +284,7 @@ class RobRefit:
 
 
 def _refit(result, rob, review, outcome, keep, rule: str) -> RobRefit:
-    frame = judgements(rob, review=review, studies=result.studies["study"], result=outcome)
+    frame = judgements(rob, review=review, studies=_studies(result)["study"], result=outcome)
     overall = frame["overall"].to_numpy(object)
     kept_mask = np.array([keep(v) for v in overall], dtype=bool)
     studies = result.studies
