@@ -234,6 +234,33 @@ def test_bad_numbers_name_the_element_and_attribute(tmp_path):
         read_revman(path)
 
 
+@pytest.mark.parametrize("edits, message", [
+    ([('CI_TOTAL="95"', 'CI_TOTAL="0"')], "CI_TOTAL = 0 is not a confidence level in percent"),
+    ([('CI_TOTAL="95"', 'CI_TOTAL="150"')], "CI_TOTAL = 150 is not a confidence level in percent"),
+    ([(' CI_START="0.58812872969141716"', ''), (' LOG_CI_START="-0.2305276050875148"', '')],
+     "a stored total has EFFECT_SIZE but no CI_START"),
+])
+def test_a_stored_level_out_of_range_or_a_total_without_a_bound_is_refused(tmp_path, edits, message):
+    text = EXAMPLE.read_text()
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new, 1)
+    path = tmp_path / "x.rm5"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message) as info:
+        read_revman(path)
+    assert "outcome 1.1" in str(info.value)
+
+
+def test_a_study_ci_level_other_than_the_totals_is_noted(tmp_path):
+    path = tmp_path / "x.rm5"
+    path.write_text(EXAMPLE.read_text().replace('CI_STUDY="95" CI_TOTAL="95"', 'CI_STUDY="90" CI_TOTAL="95"', 1))
+    notes = import_revman(path, tmp_path / "out").notes
+    assert [n for n in notes if "CI_STUDY" in n] == [
+        "comparison 1 ('BCG vaccine versus no vaccine'), outcome 1.1 ('Tuberculosis (risk ratio, M-H fixed)'): RevMan "
+        "drew the studies' CIs at 90% (CI_STUDY); pfps-meta has one level, so every interval is at the totals' 95% "
+        "(CI_TOTAL)"]
+
 def test_import_refuses_to_write_over_its_input_or_into_a_file(tmp_path):
     copy = tmp_path / "r.rm5"
     shutil.copy(EXAMPLE, copy)

@@ -324,8 +324,7 @@ def _outcome(element, kind: str, c_no: str, c_name: str, o_index: int, studies: 
     measure = MEASURES.get(revman_measure.upper())
     ratio = revman_measure.upper() in RATIO_CODES
     method = a.text("METHOD").upper() or ("PETO" if revman_measure.upper() == "PETO_OR" else "IV")
-    level = (a.number("CI_TOTAL") or 95.0) / 100.0
-    study_level = (a.number("CI_STUDY") or 95.0) / 100.0
+    level, study_level = _level(a, "CI_TOTAL"), _level(a, "CI_STUDY")
     totals_flag = a.text("TOTALS", "YES").upper()
     swap = a.flag("SWAP_EVENTS")
     log_data = a.flag("LOG_DATA") if a.text("LOG_DATA") else None
@@ -361,6 +360,17 @@ def _outcome(element, kind: str, c_no: str, c_name: str, o_index: int, studies: 
     return outcome
 
 
+def _level(a: _Attributes, key: str) -> float:
+    """A stored confidence level (percent) as a fraction; 95% when the file gives none."""
+    percent = a.number(key)
+    if percent is None:
+        return 0.95
+    if not 0 < percent < 100:
+        raise InputError(f"{a.where}: {key} = {a.text(key)} is not a confidence level in percent "
+                         "(strictly between 0 and 100)", file=a.name)
+    return percent / 100.0
+
+
 def _skip_reason(o: Outcome) -> str | None:
     """Why an outcome cannot be pooled here (None when it can)."""
     if o.kind not in POOLED_KINDS:
@@ -383,6 +393,9 @@ def _totals(a: _Attributes, ratio: bool, stored: bool) -> Totals | None:
     est, lo, hi = (_on_reporting_scale(a, key, ratio) for key in ("EFFECT_SIZE", "CI_START", "CI_END"))
     if est is None:
         return None
+    for key, bound in (("CI_START", lo), ("CI_END", hi)):
+        if bound is None:
+            raise InputError(f"{a.where}: a stored total has EFFECT_SIZE but no {key} (nor LOG_{key})", file=a.name)
     keys = ("EFFECT_SIZE", "CI_START", "CI_END", "LOG_EFFECT_SIZE", "LOG_CI_START", "LOG_CI_END", "Z", "P_Z",
             "CHI2", "DF", "P_CHI2", "I2", "TAU2", "STUDIES", "TOTAL_1", "TOTAL_2", "EVENTS_1", "EVENTS_2")
     quote = " ".join(f'{k}="{a.text(k)}"' for k in keys if a.text(k))

@@ -243,6 +243,10 @@ def _import_outcome(outcome: Outcome, review: str, source: str, decimals: int, r
     if settings is None:
         result.skipped.append((outcome.location, note))
         return
+    if not math.isclose(outcome.study_level, outcome.level):
+        result.notes.append(f"{outcome.location}: RevMan drew the studies' CIs at {100 * outcome.study_level:g}% "
+                            f"(CI_STUDY); pfps-meta has one level, so every interval is at the totals' "
+                            f"{100 * outcome.level:g}% (CI_TOTAL)")
     parts = [(None, outcome.totals)] + [(s, s.totals) for s in outcome.subgroups]
     used = {i for i, _, _ in result.analyses}
     for subgroup, totals in parts:
