@@ -261,6 +261,13 @@ def test_a_study_ci_level_other_than_the_totals_is_noted(tmp_path):
         "drew the studies' CIs at 90% (CI_STUDY); pfps-meta has one level, so every interval is at the totals' 95% "
         "(CI_TOTAL)"]
 
+def test_the_stored_test_for_subgroup_differences_is_noted_as_not_rerun(tmp_path):
+    notes = import_revman(EXAMPLE, tmp_path / "out").notes
+    assert [n for n in notes if "test for subgroup differences" in n] == [
+        "comparison 1 ('BCG vaccine versus no vaccine'), outcome 1.2 ('Tuberculosis (odds ratio, IV random, by "
+        "allocation)'): the file's test for subgroup differences (Q = 1.4135673668330455, p = 0.23446509164360343) "
+        "is not in the spec (one analysis per subgroup; reproduce compares their totals)"]
+
 def test_import_refuses_to_write_over_its_input_or_into_a_file(tmp_path):
     copy = tmp_path / "r.rm5"
     shutil.copy(EXAMPLE, copy)

@@ -247,6 +247,10 @@ def _import_outcome(outcome: Outcome, review: str, source: str, decimals: int, r
         result.notes.append(f"{outcome.location}: RevMan drew the studies' CIs at {100 * outcome.study_level:g}% "
                             f"(CI_STUDY); pfps-meta has one level, so every interval is at the totals' "
                             f"{100 * outcome.level:g}% (CI_TOTAL)")
+    if outcome.subgroup_difference is not None:
+        d = outcome.subgroup_difference
+        result.notes.append(f"{outcome.location}: the file's test for subgroup differences (Q = {d['q']}, p = {d['p']}) "
+                            "is not in the spec (one analysis per subgroup; reproduce compares their totals)")
     parts = [(None, outcome.totals)] + [(s, s.totals) for s in outcome.subgroups]
     used = {i for i, _, _ in result.analyses}
     for subgroup, totals in parts:
