@@ -21,7 +21,6 @@ import ctypes
 import ctypes.util
 import hashlib
 import os
-import platform
 import re
 import shutil
 import sys
@@ -38,6 +37,7 @@ from pfps_meta.errors import InputError
 from pfps_meta.evidence.extraction import todo
 from pfps_meta.analysis.grade import summary_of_findings, thin_evidence
 from pfps_meta.present.outputs import atomic_write_bytes, atomic_write_text, check_target, run_inputs, umask_mode
+from pfps_meta.present.report_data import provenance
 from pfps_meta.present.report_models import bayes_section, model_section
 from pfps_meta.analysis.reproduce import RECONSTRUCTION, converted_values, preset_statuses, reproduce_rows
 from pfps_meta.present.tables import ci_label, display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
@@ -207,10 +207,6 @@ def _save_svg(fig, path: Path) -> bytes:
     return buffer.getvalue()
 
 
-def _hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def build_report(spec_paths, out_dir="reports", command="pfps-meta report", progress=True, extraction=None,
                  png=False, cache=True) -> dict:
     """Run every analysis and write ``index.html``, ``report.md`` and ``figures/`` under ``out_dir``.
@@ -246,10 +242,11 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
         os.chmod(build, umask_mode(0o777))
         doc = _Document(build, out_dir, png=png)
         doc.cache = cache_dir() if cache else None
-        rows = _write_document(doc, loaded, results, command)
+        prov = provenance(results, command)             # every input hashed once, for the page and report.json
+        rows = _write_document(doc, loaded, results, prov)
         atomic_write_text(build / "index.html", _page("\n".join(doc.body)))
         atomic_write_text(build / "report.md", "\n".join(doc.md) + "\n")
-        atomic_write_text(build / "report.json", _report_json(loaded, results, command))
+        atomic_write_text(build / "report.json", _report_json(loaded, results, prov))
         _swap_in(build, out_dir)
     finally:
         if build.exists():
@@ -261,8 +258,9 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
             "json": shown_dir / "report.json"}
 
 
-def _report_json(loaded, results, command) -> str:
-    """``report.json``: the report's content as strict JSON (:func:`pfps_meta.present.report_data.collect`).
+def _report_json(loaded, results, prov) -> str:
+    """``report.json``: the report's content as strict JSON (:func:`pfps_meta.present.report_data.collect`,
+    with ``prov``, :func:`pfps_meta.present.report_data.provenance`, already computed for the page).
     A review that collect cannot take (an InputError, e.g. a refit it does not support) is left out and
     listed under ``not_collected`` with the reason, and a warning says so; the other reviews stay."""
     import json
@@ -270,29 +268,26 @@ def _report_json(loaded, results, command) -> str:
 
     from pfps_meta.errors import PfpsWarning
     from pfps_meta.formatting import json_ready
-    from pfps_meta.present.report_data import collect
+    from pfps_meta.present.report_data import TITLE, review_data
 
     reviews, skipped = [], []
     for spec, evidence in loaded:
-        runs = [r for r in results if r[0] is spec]
+        runs = [ar for s, _, ar in results if s is spec]
         try:
-            reviews += collect([(spec, evidence)], runs, command)["reviews"]
+            reviews.append(review_data(spec, evidence, runs))
         except InputError as exc:
             skipped.append({"review": spec.review["id"], "reason": exc.reason})
             warnings.warn(f"report.json leaves out review '{spec.review['id']}': {exc.reason}", PfpsWarning,
                           stacklevel=2)
-    content = collect([], results, command)             # title, package and the provenance of every input
-    content["reviews"] = reviews
+    content = {"title": TITLE, "package": {"name": "pfps-meta", "version": __version__}, "reviews": reviews,
+               "provenance": prov}
     if skipped:
         content["not_collected"] = skipped
     return json.dumps(json_ready(content), indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def _write_document(doc, loaded, results, command):
-    import matplotlib
-    import numpy as np
+def _write_document(doc, loaded, results, prov):
     import pandas as pd
-    import scipy
 
     doc.heading(1, "pfps-meta report")
     statuses = {id(spec): _review_rows(spec, evidence, [ar for s, _, ar in results if s is spec])
@@ -307,24 +302,11 @@ def _write_document(doc, loaded, results, command):
         spec_results = [ar for s, _, ar in results if s is spec]
         all_rows += _review_section(doc, spec, evidence, spec_results, statuses[id(spec)])
 
-    inputs = set()
-    for spec, evidence, ar in results:
-        inputs.add(spec.path.resolve())
-        if ar.analysis.data is not None:
-            inputs.add(Path(ar.analysis.data).resolve())
-        if evidence is not None:
-            for name in ("trials.csv", "outcomes.csv", "effects.csv", "published.csv"):
-                inputs.add((evidence.data_dir / name).resolve())
-            if evidence.outcomes.attrs.get("extraction"):
-                inputs.add(Path(evidence.outcomes.attrs["extraction"]).resolve())
-    root = Path.cwd().resolve()
-    prov = pd.DataFrame([{"Input": _relative(p, root), "SHA-256": _hash(p)} for p in sorted(inputs)])
-    versions = {"pfps-meta": __version__, "python": platform.python_version(), "numpy": np.__version__,
-                "scipy": scipy.__version__, "pandas": pd.__version__, "matplotlib": matplotlib.__version__}
     doc.heading(2, "Provenance")
-    doc.para(f"Command: {command}")
-    doc.table(prov, "table provenance")
-    doc.table(pd.DataFrame([{"Package": k, "Version": v} for k, v in versions.items()]), "table versions")
+    doc.para(f"Command: {prov['command']}")
+    doc.table(pd.DataFrame([{"Input": i["path"], "SHA-256": i["sha256"]} for i in prov["inputs"]]),
+              "table provenance")
+    doc.table(pd.DataFrame([{"Package": k, "Version": v} for k, v in prov["versions"].items()]), "table versions")
     doc.contents(*toc_at)
     return all_rows
 
@@ -937,13 +919,6 @@ def _remove_abandoned_builds(parent: Path, name: str):
             shutil.rmtree(folder, ignore_errors=True)
         except (ValueError, PermissionError, OSError):
             continue
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.name
 
 
 def _interval(row, prefix):

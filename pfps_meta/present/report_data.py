@@ -56,15 +56,14 @@ def collect(loaded, results, command: str = "pfps-meta report") -> dict:
     ``loaded``: :func:`pfps_meta.evidence.specs.load_all`'s output; ``results``: a list of
     ``(spec, evidence, run_analysis(analysis, evidence))`` in report order; ``command``: the command line
     that produced the report (printed in the provenance)."""
-    reviews = []
-    for spec, evidence in loaded:
-        runs = [ar for s, _, ar in results if s is spec]
-        reviews.append(_review(spec, evidence, runs))
+    reviews = [review_data(spec, evidence, [ar for s, _, ar in results if s is spec]) for spec, evidence in loaded]
     return json_ready({"title": TITLE, "package": {"name": "pfps-meta", "version": __version__},
                        "reviews": reviews, "provenance": provenance(results, command)})
 
 
-def _review(spec, evidence, runs) -> dict:
+def review_data(spec, evidence, runs) -> dict:
+    """One review of :func:`collect`'s ``reviews`` (not yet cleaned by ``json_ready``): its methods, GRADE
+    table, pairwise analyses, models, extraction to-do and completeness; ``runs``: its run_analysis results."""
     # here: report.py may import this module
     from pfps_meta.present.report import methods_paragraph, risk_of_bias_judgements
 
@@ -262,5 +261,5 @@ def provenance(results, command: str) -> dict:
     return {"command": command, "inputs": inputs, "versions": versions}
 
 
-__all__ = ["collect", "analysis_data", "pooled_row", "study_rows", "sensitivity_rows", "extraction_rows",
+__all__ = ["collect", "review_data", "analysis_data", "pooled_row", "study_rows", "sensitivity_rows", "extraction_rows",
            "completeness_rows", "model_data", "input_paths", "provenance", "SENSITIVITY_COLUMNS", "TITLE"]
