@@ -194,3 +194,39 @@ def test_one_reading_of_a_judgement_cell_serves_grade_and_the_forest_plot(cell, 
     assert rob_judgement(cell) == read
     if read is not None:          # GRADE reads the cell as the forest plot does
         assert grade.risk_of_bias_domain([cell], [1.0]) == grade.risk_of_bias_domain([read], [1.0])
+
+
+def test_refit_prints_its_rule_and_left_out_studies_and_gives_a_frame_strict_json_and_html(rob, caffeine):
+    import json
+
+    refit = rb.refit_low_risk_only(caffeine, rob, review="caffeine")
+    text = str(refit)
+    assert text.startswith("Risk-of-bias sensitivity analysis: low risk of bias only")
+    assert "k = 6 of 7 studies kept; left out: Norscafe 1998" in text and "Random-effects model (k = 6" in text
+    frame = refit.to_frame()
+    assert list(frame.columns) == ["study", "kept", "assessed"]
+    assert frame.set_index("study").loc["Norscafe 1998", "kept"] == False  # noqa: E712
+    json.dumps(refit.to_dict(), allow_nan=False)
+    assert "Norscafe 1998" in refit._repr_html_() and repr(refit) == text
+
+
+@pytest.mark.parametrize("call, argument", [
+    (lambda fit, rob: rb.refit_low_risk_only(fit, pd.DataFrame({"study": ["A"]})), "rob: missing column"),
+    (lambda fit, rob: rb.refit_excluding_high(fit, None), "rob: a risk-of-bias table"),
+    (lambda fit, rob: rb.refit_low_risk_only("not a fit", rob), "result: a fitted result"),
+    (lambda fit, rob: rb.summary(pd.DataFrame({"study": ["A"]})), "judgements: missing column"),
+    (lambda fit, rob: rb.summary(rb.forest_frame(rob, review="caffeine"), weights="heavy"), "weights: numbers"),
+    (lambda fit, rob: rb.inconsistent_overall(pd.DataFrame({"study": ["A"]})), "rob: missing column"),
+])
+def test_bad_arguments_are_refused_naming_the_argument(rob, caffeine, call, argument):
+    with pytest.raises(InputError, match=argument):
+        call(caffeine, rob)
+
+
+def test_summary_bar_refuses_weights_that_are_not_numbers_naming_weights(rob):
+    from pfps_meta.present import rob_plots
+
+    frame = rb.forest_frame(rob, review="caffeine")
+    for bad in ("heavy", [1, 2], {"Norscafe 1998": 1.0}):
+        with pytest.raises(InputError, match="^weights: "):
+            rob_plots.summary_bar(frame, weights=bad)

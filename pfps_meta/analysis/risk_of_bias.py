@@ -33,6 +33,7 @@ import pandas as pd
 
 from pfps_meta.conventions import COUNT_METHODS
 from pfps_meta.errors import InputError
+from pfps_meta.formatting import json_ready, render
 from pfps_meta.evidence.extraction import PEDRO_ITEMS, ROB_COLUMNS, ROB_DOMAINS, ROB_JUDGEMENTS
 from pfps_meta.models import mantel_haenszel
 from pfps_meta.models.univariate import pool_effects
@@ -266,7 +267,7 @@ def judgement_weights(result, rob: pd.DataFrame, review: str | None = None, outc
 # sensitivity re-fits
 
 
-@dataclass
+@dataclass(repr=False)
 class RobRefit:
     """A re-fit on a subset chosen by overall risk of bias: ``result`` (None when fewer than one study
     is left), the studies ``kept`` and ``excluded``, those ``unassessed`` (no overall judgement) and
@@ -279,8 +280,26 @@ class RobRefit:
     unassessed: list
 
     def to_dict(self) -> dict:
-        return {"rule": self.rule, "kept": self.kept, "excluded": self.excluded, "unassessed": self.unassessed,
-                "result": None if self.result is None else self.result.to_dict()}
+        """Strict JSON (NaN and infinities as None)."""
+        return json_ready({"rule": self.rule, "kept": self.kept, "excluded": self.excluded,
+                           "unassessed": self.unassessed,
+                           "result": None if self.result is None else self.result.to_dict()})
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per study of the original fit: ``study``, ``kept`` (in the re-fit) and ``assessed`` (has an
+        overall judgement)."""
+        studies = [*self.kept, *self.excluded]
+        return pd.DataFrame({"study": studies, "kept": [s in self.kept for s in studies],
+                             "assessed": [s not in self.unassessed for s in studies]})
+
+    def __str__(self):
+        return render(self, "text")
+
+    def __repr__(self):
+        return render(self, "text")
+
+    def _repr_html_(self):
+        return render(self, "html")
 
 
 def _refit(result, rob, review, outcome, keep, rule: str) -> RobRefit:

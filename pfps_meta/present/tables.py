@@ -598,6 +598,19 @@ def preset_diff_text(obj) -> str:
     return "\n".join(lines)
 
 
+@renders("text", "RobRefit")
+def rob_refit_text(obj) -> str:
+    """A risk-of-bias sensitivity re-fit: the rule, which studies it kept and left out, then the re-fit's print."""
+    def listed(studies):
+        return ", ".join(map(str, studies)) or "none"
+
+    lines = [f"Risk-of-bias sensitivity analysis: {obj.rule}",
+             f"k = {len(obj.kept)} of {len(obj.kept) + len(obj.excluded)} studies kept; "
+             f"left out: {listed(obj.excluded)}; without an overall judgement: {listed(obj.unassessed)}", ""]
+    lines.append("No study is left to pool." if obj.result is None else str(obj.result))
+    return "\n".join(lines)
+
+
 @renders("text", "ReproduceTable")
 def reproduce_text(obj) -> str:
     """The published vs reproduced table of ``pfps-meta reproduce``."""
@@ -615,7 +628,7 @@ def pd_records(frame) -> list:
 _HTML_TYPES = ("MetaRegression", "MetaRegressionSummary", "AnovaResult", "LikelihoodRatioResult",
                "ModeratorPermutationResult", "LeaveOneOutResult", "CumulativeResult", "InfluenceResult",
                "EggerResult", "BeggResult", "TrimFillResult", "SubgroupResult", "PermutationResult",
-               "BootstrapResult", "PredictiveProbabilityResult", "Tau2Uncertainty", "PresetDiff", "ReproduceTable")
+               "BootstrapResult", "PredictiveProbabilityResult", "Tau2Uncertainty", "PresetDiff", "ReproduceTable", "RobRefit")
 
 
 def result_html_view(obj) -> str:
