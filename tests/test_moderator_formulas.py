@@ -144,3 +144,16 @@ def test_cli_moderator_takes_the_formula_and_a_csv_read_as_text_keeps_numbers_nu
     assert [c["term"] for c in reg["coefficients"]] == [NAMES.get(n, n) for n in case["names"]]
     close([c["se"] for c in reg["coefficients"]], case["se"], "CLI meta-regression se")
     close(reg["qm"], case["qm"], "CLI QM")
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda fit: fit.anova(btt=1.0), "^btt: "),
+    (lambda fit: fit.anova(X=[[1, 2]]), "^X: each row needs 4 numbers"),
+    (lambda fit: fit.anova(X=[[0, 1, np.nan, 0]]), "^X: .*finite"),
+    (lambda fit: fit.anova(X=[["a", "b", "c", "d"]]), "^X: .*numbers"),
+    (lambda fit: pm.models.metareg.likelihood_ratio_test(fit, "reduced"), "^reduced: "),
+])
+def test_bad_anova_and_lrt_arguments_are_refused_naming_the_argument(call, message):
+    fit = rma(BCG, "~ ablat + alloc")
+    with pytest.raises(pm.InputError, match=message):
+        call(fit)
