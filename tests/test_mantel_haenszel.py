@@ -251,3 +251,21 @@ def test_count_options_a_fit_does_not_read_are_named_in_its_notes():
     assert not any("changed nothing" in note
                    for note in pm.pool(BCG, measure="OR", method="MH", cmh_correct=False, mh_add=0.1).notes)
     assert not any("changed nothing" in note for note in pm.pool(BCG, measure="RR", method="REML").notes)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda mh: mh.fit_counts([1, 2], [10, 10], [2, 3], [10, 10], "OR", "REML"), "^method: 'REML' is not a method"),
+    (lambda mh: mh.fit_counts([1, 2], [10, 10], [2, 3], [10, 10], "RR", "PETO"), "cannot pool measure RR"),
+    (lambda mh: mh.fit_counts([1, 2], [10], [2, 3], [10, 10]), "^n_exp: one count per table"),
+    (lambda mh: mh.fit_counts([-1, 2], [10, 10], [2, 3], [10, 10]), "^events_exp: counts must be finite"),
+    (lambda mh: mh.fit_counts(["x", 2], [10, 10], [2, 3], [10, 10]), "^events_exp: numbers are needed"),
+    (lambda mh: mh.fit_counts([1, 2], [10, 10], [2, 11], [10, 10]), "^events_ctrl: more events than participants"),
+    (lambda mh: mh.refit(pm.pool(BCG, measure="RR", method="MH"), [99]), "^keep: positions 0 to 12"),
+    (lambda mh: mh.refit(pm.pool(BCG, measure="RR", method="MH"), ["a"]), "^keep: positions"),
+    (lambda mh: mh.pool_counts(pm.read_csv(BCG), "RR", pm.Settings()), "bcg.csv: method: 'REML' is not a method"),
+])
+def test_count_functions_refuse_bad_arguments_naming_them(call, message):
+    from pfps_meta.models import mantel_haenszel
+
+    with pytest.raises(pm.InputError, match=message):
+        call(mantel_haenszel)

@@ -195,9 +195,9 @@ def fit_counts(events_exp, n_exp, events_ctrl, n_ctrl, measure="OR", method="MH"
     ``yi, vi`` are the study effects (NaN where metafor has none), ``weights`` metafor's weights in %.
     """
     settings = settings or Settings(method=method)
-    a = np.asarray(events_exp, dtype=float)
-    c = np.asarray(events_ctrl, dtype=float)
-    b, d = np.asarray(n_exp, dtype=float) - a, np.asarray(n_ctrl, dtype=float) - c
+    check_count_method(method, measure)
+    a, n1, c, n2 = _count_arrays(events_exp=events_exp, n_exp=n_exp, events_ctrl=events_ctrl, n_ctrl=n_ctrl)
+    b, d = n1 - a, n2 - c
     effect_measure = "PETO" if method == "PETO" else measure
     yi, vi = study_effects(*corrected_cells(a, b, c, d, settings.mh_add, settings.mh_to, settings.mh_drop00),
                            effect_measure)
@@ -221,6 +221,27 @@ def fit_counts(events_exp, n_exp, events_ctrl, n_ctrl, measure="OR", method="MH"
     if method == "MH_DL":
         weights = revman_random_effects(stats, yi, vi, settings.level)
     return stats, yi, vi, weights
+
+
+def _count_arrays(**arrays):
+    """The count arrays of :func:`fit_counts` as floats: one dimension, one length, finite, 0 or more,
+    events within group sizes; InputError naming the argument otherwise."""
+    out, length = [], None
+    for name, values in arrays.items():
+        try:
+            x = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise InputError(f"{name}: numbers are needed (got {values!r})") from None
+        if x.ndim != 1 or (length is not None and len(x) != length):
+            raise InputError(f"{name}: one count per table is needed, {length or 'a 1-D array'} (got shape {x.shape})")
+        if not (np.isfinite(x).all() and (x >= 0).all()):
+            raise InputError(f"{name}: counts must be finite and 0 or more (got {values!r})")
+        out.append(x)
+        length = len(x)
+    for events, n, name in ((out[0], out[1], "events_exp"), (out[2], out[3], "events_ctrl")):
+        if (events > n).any():
+            raise InputError(f"{name}: more events than participants in table {int(np.argmax(events > n)) + 1}")
+    return out
 
 
 def revman_random_effects(stats, yi, vi, level):
@@ -367,8 +388,11 @@ def refit(result: CountModelResult, keep) -> CountModelResult:
         if keep.shape != mask.shape:
             raise InputError(f"keep: {len(studies)} true/false values are needed (one per study), got {keep.shape}")
         mask = keep
-    else:
-        mask[keep.astype(int)] = True
+    elif keep.size:
+        if keep.dtype.kind not in "iu" or keep.min() < -len(studies) or keep.max() >= len(studies):
+            raise InputError(f"keep: positions 0 to {len(studies) - 1} (or a true/false value per study) are needed, "
+                             f"got {keep.tolist()!r}")
+        mask[keep] = True
     if not mask.any():
         raise InputError("keep: no study is left to pool")
     table = studies.loc[mask, ["study", *COUNT_COLUMNS]].reset_index(drop=True)

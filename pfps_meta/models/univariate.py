@@ -245,7 +245,11 @@ def check_measure(measure, source=None):
 
 
 def check_count_method(method, measure, source=None):
-    """Refuse a measure the count method cannot pool (MH: OR, RR, RD; Peto: OR), saying why."""
+    """Refuse a method that is not a count method, and a measure the count method cannot pool (MH: OR, RR,
+    RD; Peto: OR), saying why."""
+    if method not in COUNT_METHODS:
+        raise InputError(f"method: {method!r} is not a method for 2x2 tables of counts (one of "
+                         f"{', '.join(COUNT_METHODS)})", file=source)
     info = COUNT_METHODS[method]
     if measure is None:
         raise InputError(f"method {method}: a measure is needed ({', '.join(info.measures)}); {info.label} pools "
