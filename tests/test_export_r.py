@@ -194,6 +194,16 @@ def test_revman5_random_effects_mantel_haenszel_is_refused_not_a_key_error(tmp_p
     with pytest.raises(InputError, match="method MH_DL has no metafor function"):
         ex.export_r(_spec(tmp_path, 'method = "MH_DL"', measure="OR", data="bcg.csv"), "a")
 
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: ex.export_r(None, "a"), "spec_path must be the path of an analysis spec"),
+    (lambda: ex.parse_comparison(None), "output must be the text R printed"),
+    (lambda: ex.r_number("x"), "value: 'x' is not a number"),
+])
+def test_bad_arguments_are_refused_naming_the_argument(call, message):
+    with pytest.raises(InputError, match=message):
+        call()
+
 def test_a_line_break_in_a_label_stays_inside_the_comment(tmp_path):
     spec = _spec(tmp_path, 'method = "DL"')
     spec.write_text(spec.read_text().replace('label = "a"', 'label = """x\nq(status = 3)"""'))

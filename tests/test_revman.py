@@ -268,6 +268,13 @@ def test_the_stored_test_for_subgroup_differences_is_noted_as_not_rerun(tmp_path
         "allocation)'): the file's test for subgroup differences (Q = 1.4135673668330455, p = 0.23446509164360343) "
         "is not in the spec (one analysis per subgroup; reproduce compares their totals)"]
 
+
+def test_bad_arguments_are_refused_naming_the_argument(tmp_path):
+    with pytest.raises(InputError, match="path must be the path of a RevMan 5 file"):
+        read_revman(None)
+    with pytest.raises(InputError, match="review_id must be text or None"):
+        import_revman(EXAMPLE, tmp_path / "out", review_id=5)
+
 def test_import_refuses_to_write_over_its_input_or_into_a_file(tmp_path):
     copy = tmp_path / "r.rm5"
     shutil.copy(EXAMPLE, copy)

@@ -38,6 +38,7 @@ naming the file and the element. Outcomes we cannot pool are kept with a ``skip_
 from __future__ import annotations
 
 import math
+import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -250,6 +251,8 @@ def read_revman(path) -> RevManFile:
 
 
 def _parse(path, name: str) -> ET.Element:
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"path must be the path of a RevMan 5 file (got {type(path).__name__})")
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,10 @@ def r_number(value) -> str:
     """An R numeric literal that reads back as exactly ``value`` (``repr`` of the double; NA, Inf)."""
     if value is None:
         return "NA"
-    x = float(value)
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"value: {value!r} is not a number, so it has no R numeric literal") from None
     if math.isnan(x):
         return "NA"
     if math.isinf(x):
@@ -149,6 +153,8 @@ def parse_comparison(output: str) -> dict:
     """``{name: (metafor, ours, relative difference)}`` from the ``PFPS_COMPARE`` lines of a script's
     output (NA read as NaN); InputError when the output has none or lacks the closing
     ``PFPS_MAX_REL_DIFF`` line (R stopped before or during the comparison)."""
+    if not isinstance(output, str):
+        raise InputError(f"output must be the text R printed (got {type(output).__name__})")
     rows, finished = {}, False
     for line in output.splitlines():
         parts = line.split()
@@ -164,6 +170,8 @@ def parse_comparison(output: str) -> dict:
 
 
 def _build(spec_path, analysis_id: str) -> tuple[str, dict]:
+    if not isinstance(spec_path, (str, os.PathLike)):
+        raise InputError(f"spec_path must be the path of an analysis spec (got {type(spec_path).__name__})")
     loaded = specs.load_all([Path(spec_path)])
     spec, evidence = loaded[0]
     analysis = next((a for a in spec.analyses if a.id == analysis_id), None)

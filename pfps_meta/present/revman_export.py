@@ -204,6 +204,8 @@ def import_revman(path, out_dir, *, decimals: int = 4, review_id: str | None = N
     skipped and listed with why. Returns an :class:`ImportResult`."""
     if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 12:
         raise InputError(f"decimals must be a whole number from 0 to 12 (got {decimals!r})")
+    if review_id is not None and not isinstance(review_id, str):
+        raise InputError(f"review_id must be text or None (got {type(review_id).__name__})")
     revman = read_revman(path)
     out = check_target(out_dir, what="--out", folder=True, inputs=(path,))
     curated = [name for name in ("trials.csv", "outcomes.csv", "effects.csv") if (out / name).exists()]
