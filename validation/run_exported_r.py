@@ -30,15 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 from pfps_meta.errors import InputError  # noqa: E402
 from pfps_meta.evidence import specs  # noqa: E402
-from pfps_meta.present.export_r import export_r, parse_comparison  # noqa: E402
+from pfps_meta.present.export_r import export_r, our_values, parse_comparison  # noqa: E402
 
 TOLERANCE = 1e-6
 
-
-def our_values_of(script: str) -> set:
-    """The names of the script's ``ours <- c(...)`` vector."""
-    block = script.split("ours <- c(\n", 1)[1].split(")\n", 1)[0]
-    return {line.split(" = ")[0].strip().strip('"') for line in block.splitlines() if " = " in line}
 # (name, data file under data/examples, measure, [settings] lines)
 VARIANTS = [(f"bcg_RR_{m}", "bcg.csv", "RR", f'method = "{m}"') for m in
             ("FE", "DL", "REML", "ML", "PM", "SJ", "HE", "EB", "HS")] + [
@@ -98,7 +93,7 @@ def run_one(path: Path, analysis_id: str, fixtures: Path | None) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            script = export_r(path, analysis_id)
+            script, ours = export_r(path, analysis_id), our_values(path, analysis_id)
     except InputError as error:
         return {**row, "status": "not exported", "detail": str(error).split("cannot be exported to R: ")[-1]}
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +108,7 @@ def run_one(path: Path, analysis_id: str, fixtures: Path | None) -> dict:
         compared = parse_comparison(done.stdout)
     except InputError:
         return {**row, "status": "R failed", "detail": done.stderr.strip().splitlines()[-1:] or ""}
-    if set(compared) != set(our_values_of(script)):
+    if set(compared) != set(ours):
         return {**row, "status": "R failed", "detail": "the comparison lines do not match the script's `ours`"}
     rels = {name: rel for name, (_, _, rel) in compared.items() if not math.isnan(rel)}
     unmatched = sorted(name for name, (_, _, rel) in compared.items() if math.isnan(rel))
