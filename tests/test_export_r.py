@@ -210,3 +210,15 @@ def test_a_line_break_in_a_label_stays_inside_the_comment(tmp_path):
     script = ex.export_r(spec, "a")
     assert not any(line.startswith("q(status = 3)") for line in script.splitlines())
     assert "(x q(status = 3))" in script.splitlines()[0]
+
+
+def test_the_model_analysis_result_that_export_r_reads_has_a_frame_html_and_json():
+    import json
+
+    from pfps_meta.evidence import specs
+
+    spec, evidence = specs.load_all([ROOT / SPECS["konstantopoulos2011"]])[0]
+    run = specs.run_model_analysis(spec.analyses[0], evidence)
+    assert run.to_frame().equals(run.fit.to_frame())
+    assert run._repr_html_().startswith("<pre>" + spec.analyses[0].key) and repr(run) == str(run)
+    json.dumps(run.to_dict(), allow_nan=False)

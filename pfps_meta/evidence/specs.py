@@ -1305,6 +1305,19 @@ class ModelAnalysisResult(AnalysisResult):
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(line for line in lines if line is not None)
 
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return "<pre>" + html.escape(str(self)) + "</pre>"
+
+    def to_frame(self) -> pd.DataFrame:
+        """The fitted model's table (its ``to_frame()``: coefficients, or a network's effects versus the
+        reference); an empty frame when the model was not fitted."""
+        return self.fit.to_frame() if self.fit is not None else pd.DataFrame()
+
     def to_dict(self) -> dict:
         from pfps_meta.formatting import json_ready
 
