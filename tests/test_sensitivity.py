@@ -179,3 +179,27 @@ def test_small_study_tests_warn_when_k_is_below_10():
     small = fitted(next(c for c in CASES if c["dataset"] == "normand1999_MD"))
     with pytest.warns(S.SmallStudyWarning, match="k = 9 < 10"):
         S.egger(small)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda res: S.cumulative(res, order="no_such_column"), "^order: no column"),
+    (lambda res: S.cumulative(res, order=[1, 2]), "^order: a column name or one value per study"),
+    (lambda res: S.subgroups(res, "no_such_column"), "^groups: no column"),
+    (lambda res: S.subgroups(res, "alloc", tau2="x"), "^tau2: "),
+    (lambda res: S.trimfill(res, estimator="Q0"), "^estimator: "),
+    (lambda res: S.trimfill(res, side="up"), "^side: "),
+    (lambda res: S.permutation_test(res, n_permutations=-5), "^n_permutations: "),
+    (lambda res: S.bootstrap_tau2(res, n_boot=0), "^n_boot: "),
+    (lambda res: S.bootstrap_tau2(res, n_boot=10, level=95), "^level: "),
+    (lambda res: S.predictive_probability(res, "x"), "^threshold: "),
+    (lambda res: S.predictive_probability(res, 0.0, direction="sideways"), "^direction: "),
+    (lambda res: S.egger("not a fit"), "^result: "),
+    (lambda res: S.leave_one_out(None), "^result: "),
+    (lambda res: pm.analysis.diagnostics.tau2_uncertainty("not a fit"), "^result: "),
+])
+def test_bad_sensitivity_arguments_are_refused_naming_the_argument(call, message):
+    from pfps_meta.analysis import diagnostics  # noqa: F401  (pm.analysis.diagnostics)
+
+    res = pm.pool(pd.read_csv(Path(__file__).parents[1] / "data" / "examples" / "bcg.csv"), measure="RR")
+    with pytest.raises(pm.InputError, match=message):
+        call(res)

@@ -25,6 +25,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.special import chdtri, ndtri, stdtrit
 
+from pfps_meta.errors import InputError
 from pfps_meta.models.metareg import ResultDict
 from pfps_meta.models.tau2 import loglik_intercept, tau2_standard_error
 
@@ -80,6 +81,8 @@ def rstandard(result) -> pd.DataFrame:
 
 def tau2_uncertainty(result) -> Tau2Uncertainty:
     """SE of tau2 and its profile-likelihood CI (ML and REML fits; None for other estimators)."""
+    if not all(hasattr(result, name) for name in ("studies", "stats", "method")):
+        raise InputError(f"result: a fitted result (pm.pool) is needed (got {type(result).__name__})")
     out = _tau2_uncertainty(result)
     return Tau2Uncertainty(out, tau2=result.stats.get("tau2"), method=result.method)
 

@@ -11,6 +11,7 @@ metafor function it reproduces; the tests compare them with metafor's output.
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import warnings
 
@@ -23,6 +24,7 @@ from pfps_meta.conventions import COUNT_METHODS
 from pfps_meta.effects import measures
 from pfps_meta.errors import ConvergenceWarning, InputError, SmallStudyWarning  # noqa: F401  (re-exported)
 from pfps_meta.models.metareg import ResultDict, ResultFrame, design, meta_regression
+from pfps_meta.models.multilevel_input import check_level
 from pfps_meta.models.pooling import pool_batch
 from pfps_meta.formatting import json_ready
 
@@ -106,9 +108,36 @@ def _yv(result):
     return result.studies["yi"].to_numpy(dtype=float), result.studies["vi"].to_numpy(dtype=float)
 
 
+def _fitted(result):
+    """InputError naming ``result`` unless it is a fitted result (its studies, stats and settings)."""
+    if not all(hasattr(result, name) for name in ("studies", "stats", "settings")):
+        raise InputError(f"result: a fitted result (pm.pool) is needed (got {type(result).__name__})")
+    return result
+
+
+def _whole(name, value, minimum=1) -> int:
+    """A whole number >= ``minimum`` for the argument ``name``, or an InputError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InputError(f"{name}: a whole number >= {minimum} is needed (got {value!r})")
+    return int(value)
+
+
+def _column_or_values(result, name, value):
+    """The per-study values an argument gives: a column of ``result.studies`` named by a string, or one value
+    per study; an InputError naming the argument otherwise."""
+    if isinstance(value, str):
+        if value not in result.studies.columns:
+            raise InputError(f"{name}: no column '{value}' in the input", file=getattr(result, "source", None))
+        return result.studies[value].to_numpy()
+    values = np.asarray(value, dtype=object).ravel() if np.iterable(value) else None
+    if values is None or len(values) != len(result.studies):
+        raise InputError(f"{name}: a column name or one value per study ({len(result.studies)}) is needed")
+    return values
+
+
 def _inverse_variance_only(result):
     """Refuse, in one line, an analysis that refits by inverse variance when ``result`` pools 2x2 tables."""
-    if result.settings.method in COUNT_METHODS:
+    if _fitted(result).settings.method in COUNT_METHODS:
         raise InputError(f"this sensitivity analysis refits by inverse variance from yi and vi; a "
                          f"{result.settings.method} fit pools 2x2 tables, and of these analyses only leave_one_out "
                          f"refits it (metafor's regtest, ranktest, trimfill, influence and cumul take rma.uni fits)")
@@ -171,7 +200,7 @@ def leave_one_out(result) -> pd.DataFrame:
     Columns: study (the one omitted), k, estimate, se, ci_low, ci_high, p, tau2, i2, h2, q, q_p,
     pi_low, pi_high, converged. Computed in chunks of rows (bounded memory at large k).
     """
-    if result.settings.method in COUNT_METHODS:
+    if _fitted(result).settings.method in COUNT_METHODS:
         out = _deleted_count_fits(result)
     else:
         out = _deleted_fits(result, _without_one(len(result.studies)))
@@ -190,7 +219,7 @@ def cumulative(result, order=None) -> pd.DataFrame:
     if order is None:
         index = np.arange(k)
     else:
-        keys = result.studies[order].to_numpy() if isinstance(order, str) else np.asarray(order)
+        keys = _column_or_values(result, "order", order)
         index = np.argsort(pd.to_numeric(pd.Series(keys), errors="coerce").to_numpy(), kind="stable")
     ys, vs = yi[index], vi[index]
     out = _deleted_fits(result, lambda start, stop: np.arange(k)[None, :] <= np.arange(start, stop)[:, None],
@@ -256,7 +285,7 @@ def _constant(values) -> bool:
 
 
 def _small_k_warning(result, what):
-    if result.stats["k"] < SMALL_K:
+    if _fitted(result).stats["k"] < SMALL_K:
         warnings.warn(f"{what} with k = {result.stats['k']} < {SMALL_K} studies has little power; "
                       "a non-significant result is weak evidence of no small-study effects",
                       SmallStudyWarning, stacklevel=3)
@@ -347,7 +376,9 @@ def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
     estimator and CI method. Filled studies mirror the k0 most extreme ones around the trimmed estimate.
     """
     if estimator not in ("L0", "R0"):
-        raise ValueError("estimator must be 'L0' or 'R0'")
+        raise InputError(f"estimator: must be 'L0' or 'R0' (got {estimator!r})")
+    if side not in (None, "left", "right"):
+        raise InputError(f"side: must be 'left', 'right' or None (chosen from the data; got {side!r})")
     _small_k_warning(result, "Trim-and-fill")
     yi0, vi0 = _yv(result)
     k = len(yi0)
@@ -407,7 +438,8 @@ def subgroups(result, groups, tau2="separate") -> SubgroupResult:
     level (so HKSJ gives t(k - groups) intervals).
     """
     yi, vi = _yv(result)
-    labels = pd.Series(groups if not isinstance(groups, str) else result.studies[groups]).astype(str).to_numpy()
+    _fitted(result)
+    labels = pd.Series(_column_or_values(result, "groups", groups)).astype(str).to_numpy()
     levels = sorted(set(labels))
     if len(levels) < 2:
         name = f"column '{groups}'" if isinstance(groups, str) else "the subgroup labels"
@@ -443,7 +475,7 @@ def subgroups(result, groups, tau2="separate") -> SubgroupResult:
                              "estimate": means.beta, "se": means.se, "ci_low": means.ci_low,
                              "ci_high": means.ci_high, "p": means.p, "tau2": means.tau2})
     else:
-        raise InputError(f"tau2 must be 'separate' or 'common' (got '{tau2}')")
+        raise InputError(f"tau2: must be 'separate' or 'common' (got '{tau2}')")
     label = groups if isinstance(groups, str) else "the subgroup labels"
     return SubgroupResult({"groups": rows, "test": test, "tau2": tau2}, **_about(result, by=label))
 
@@ -466,6 +498,7 @@ def permutation_test(result, n_permutations=1000, exact=None, seed=2018, progres
     ``pool_batch`` call per chunk.
     """
     yi, vi = _yv(result)
+    n_permutations = _whole("n_permutations", n_permutations)
     k = len(yi)
     if exact is None:
         exact = k <= 16
@@ -500,7 +533,8 @@ def bootstrap_tau2(result, n_boot=2000, seed=2018, level=None, progress=None) ->
     Seeded, so the same call gives the same interval; each chunk of resamples is one ``pool_batch`` call.
     """
     yi, vi = _yv(result)
-    level = level or result.level
+    n_boot = _whole("n_boot", n_boot)
+    level = result.level if level is None else check_level(level)
     rng = np.random.default_rng(seed)
     batches = _chunked(lambda idx: _refit(result, yi[idx], vi[idx]), n_boot,
                        lambda start, stop: rng.integers(0, len(yi), size=(stop - start, len(yi))), progress,
@@ -548,6 +582,11 @@ def predictive_probability(result, threshold, direction="below") -> dict:
     on 0-10, ``threshold=-2, direction="below"``: the chance that a new trial shows at least a 2-point
     reduction.
     """
+    s = _fitted(result).stats
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
+        raise InputError(f"threshold: a finite number on the scale of the estimates is needed (got {threshold!r})")
+    if direction not in ("below", "above"):
+        raise InputError(f"direction: must be 'below' or 'above' (got {direction!r})")
     s = result.stats
     if s["k"] < 2 or s.get("pi_low") is None or not np.isfinite(s["pi_low"]):
         return PredictiveProbabilityResult({"probability": None, "threshold": threshold, "direction": direction,
