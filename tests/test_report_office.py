@@ -265,3 +265,30 @@ def test_caffeine_grade_row_is_graded_on_its_rob2_judgements_as_in_the_html_repo
         runs = [run_analysis(a, evidence) for a in spec.analyses]
     html = summary_of_findings(runs, evidence, risk_of_bias=risk_of_bias_judgements(spec, evidence))
     assert graded == html["Risk of bias"].iloc[0]
+
+
+def test_caffeine_word_forest_plot_carries_the_rob2_traffic_lights_as_the_html_one_does(built):
+    """The Word report's forest plot is the HTML report's (report.forest_figure): for caffeine, with RoB 2
+    judgements in data/risk_of_bias.csv, it differs from the forest plot drawn without them (it used to be
+    the bare plots.forest)."""
+    import io
+
+    from pfps_meta.present import plots
+    from pfps_meta.present.report import forest_figure
+
+    def png(fig):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=report_office.FIGURE_DPI, metadata={"Software": None},
+                    bbox_inches="tight")
+        return buffer.getvalue()
+
+    caption, shown = built["figures"]["caffeine/headache"][0]
+    assert caption.startswith("Forest plot")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec, evidence = load_all([ROOT / "analyses" / "examples" / "caffeine.toml"])[0]
+        ar = run_analysis(spec.analyses[0], evidence)
+        html, without_rob = png(forest_figure(ar, evidence, spec)[0]), png(forest_figure(ar, evidence)[0])
+        bare = png(plots.forest(ar.result, title=ar.analysis.label))
+    assert shown == html
+    assert shown != without_rob and shown != bare

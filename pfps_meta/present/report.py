@@ -565,21 +565,31 @@ def _missing_part(doc, ar, evidence):
         doc.bullets([f"{m['trial']}: {m['reason']}" for m in ar.studies.missing])
 
 
-def _forest_figure(ar, evidence, spec, subtitle, converted):
-    """The analysis's forest plot (favours labels, PEDro column, BLUPs, the thin-evidence subtitle, converted
-    studies, RoB 2 traffic lights); returns (figure, BLUPs or None)."""
+def forest_favours(analysis):
+    """The forest plot's two labels under the axis: which side favours which arm when the spec says which
+    direction is favourable, else (ratio measures) which arm has the outcome more often; None otherwise."""
+    if analysis.favourable == "lower":
+        return ("Favours experimental", "Favours control")
+    if analysis.favourable == "higher":
+        return ("Favours control", "Favours experimental")
+    if measures.get(analysis.measure).ratio:
+        return ("Lower in experimental", "Higher in experimental")
+    return None
+
+
+def forest_figure(ar, evidence=None, spec=None, subtitle=None, converted=None):
+    """An analysis's forest plot as every report format draws it (favours labels, PEDro column, BLUPs, the
+    thin-evidence subtitle without the overall test, converted studies marked, RoB 2 traffic lights);
+    returns (figure, BLUPs or None). ``subtitle`` and ``converted`` default to :func:`forest_subtitle` and
+    :func:`pfps_meta.analysis.reproduce.converted_values` of ``ar``."""
     from pfps_meta.present import plots
 
     a = ar.analysis
-    favours = None
-    if a.favourable == "lower":
-        favours = ("Favours experimental", "Favours control")
-    elif a.favourable == "higher":
-        favours = ("Favours control", "Favours experimental")
-    elif measures.get(a.measure).ratio:
-        favours = ("Lower in experimental", "Higher in experimental")
+    subtitle = forest_subtitle(ar, evidence) if subtitle is None else subtitle
+    converted = converted_values(ar, evidence) if converted is None else converted
+    favours = forest_favours(a)
     quality = None
-    if a.trials and evidence is not None:
+    if a.trials and evidence is not None and "pedro_score" in evidence.trials.columns:
         scores = evidence.trials.set_index("trial_id")["pedro_score"]
         quality = {t.trial: scores.get(t.trial) for t in a.trials}
     blups = None
@@ -614,7 +624,7 @@ def _analysis_section(doc, ar, evidence, spec=None):
         doc.para(f"{subtitle}. No p-value and no GRADE rating are given: one trial, or fewer than half of the "
                  "expected ones, is not a finding.", bold_prefix="Too little evidence:", css="warning")
     converted = converted_values(ar, evidence)
-    fig, blups = _forest_figure(ar, evidence, spec, subtitle, converted)
+    fig, blups = forest_figure(ar, evidence, spec, subtitle, converted)
     if blups is not None:
         doc.para("hollow grey diamonds under each study are the BLUPs of its true effect with their prediction "
                  "intervals (metafor blup()).", bold_prefix="BLUPs:", css="note")

@@ -119,35 +119,22 @@ def _png(fig, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
-def _favours(analysis):
-    if analysis.favourable == "lower":
-        return ("Favours experimental", "Favours control")
-    if analysis.favourable == "higher":
-        return ("Favours control", "Favours experimental")
-    if measures.get(analysis.measure).ratio:
-        return ("Lower in experimental", "Higher in experimental")
-    return None
-
-
 def draw_figures(results, dpi: int = FIGURE_DPI) -> dict:
     """Per pairwise analysis with a pooled result: ``{key: [(caption, png_bytes), ...]}``, the forest
-    plot (``plots.forest``, with the trials' PEDro scores when the evidence base has them) and, from
-    k >= 3, the contour-enhanced funnel plot with the trim-and-fill studies (``plots.funnel``)."""
+    plot as the HTML report draws it (:func:`pfps_meta.present.report.forest_figure`: PEDro scores, RoB 2,
+    converted studies, the thin-evidence subtitle) and, from k >= 3, the contour-enhanced funnel plot with
+    the trim-and-fill studies (``plots.funnel``)."""
     from pfps_meta.analysis import sensitivity
     from pfps_meta.present import plots
+    from pfps_meta.present.report import forest_figure
 
     out = {}
-    for _, evidence, ar in results:
+    for spec, evidence, ar in results:
         res = getattr(ar, "result", None)
         if res is None:
             continue
         a = ar.analysis
-        quality = None
-        if a.trials and evidence is not None and "pedro_score" in evidence.trials.columns:
-            scores = evidence.trials.set_index("trial_id")["pedro_score"]
-            quality = {t.trial: scores.get(t.trial) for t in a.trials}
-        figures = [(f"Forest plot: {a.label}", _png(plots.forest(res, title=a.label, favours=_favours(a),
-                                                                 mcid=a.mcid, quality=quality), dpi))]
+        figures = [(f"Forest plot: {a.label}", _png(forest_figure(ar, evidence, spec)[0], dpi))]
         if res.stats["k"] >= 3:
             filled = None            # trim-and-fill refits by inverse variance: none for a Mantel-Haenszel/Peto fit
             if res.settings.method not in COUNT_METHODS:
