@@ -157,3 +157,12 @@ def test_bad_anova_and_lrt_arguments_are_refused_naming_the_argument(call, messa
     fit = rma(BCG, "~ ablat + alloc")
     with pytest.raises(pm.InputError, match=message):
         call(fit)
+
+
+def test_meta_regression_of_a_mantel_haenszel_fit_is_refused_naming_the_method():
+    caffeine = pd.read_csv(ROOT / "data" / "examples" / "caffeine.csv")
+    fit = pm.pool(caffeine, measure="OR", method="MH")
+    with pytest.raises(pm.InputError, match="^method: MH pools 2x2 tables"):
+        rma(fit, "~ year")
+    with pytest.raises(pm.InputError, match="^method: PETO"):
+        meta_regression(BCG["yi"], BCG["vi"], BCG[["ablat"]], method="PETO")

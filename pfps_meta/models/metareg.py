@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import chdtrc, fdtrc, ndtr, ndtri, stdtr, stdtrit
 
-from pfps_meta.conventions import Settings
+from pfps_meta.conventions import COUNT_METHODS, Settings
 from pfps_meta.models.tau2 import loglik_mods, q_mods, weighted_fit_mods, estimate_tau2_mods, fit_statistics
 from pfps_meta.errors import InputError, PfpsWarning
 from pfps_meta.formatting import json_ready, render
@@ -457,6 +457,10 @@ def meta_regression(yi, vi, X=None, names=None, settings: Settings | None = None
     not finite numbers of matching shapes are refused with an InputError naming the argument.
     """
     settings = resolve_settings(settings, options)
+    if settings.method in COUNT_METHODS:
+        raise InputError(f"method: {settings.method} pools 2x2 tables of counts, and a meta-regression pools yi and "
+                         "vi by inverse variance (metafor's rma.mh and rma.peto take no moderators); give an "
+                         "inverse-variance method, e.g. method='REML'")
     X, names, references, formula, intercept = _moderators(X, mods, data, names, reference, intercept)
     fit = _fit(yi, vi, X, names, settings, intercept)
     fit.references, fit.formula = references, formula
