@@ -222,3 +222,15 @@ def test_the_model_analysis_result_that_export_r_reads_has_a_frame_html_and_json
     assert run.to_frame().equals(run.fit.to_frame())
     assert run._repr_html_().startswith("<pre>" + spec.analyses[0].key) and repr(run) == str(run)
     json.dumps(run.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("where", ["entry", "settings"])
+def test_hksj_on_a_multilevel_analysis_is_refused_not_silently_wald(tmp_path, where):
+    body = ('[[analyses]]\nid = "a"\nlabel = "a"\nmodel = "multilevel"\n'
+            f'data = "{(ROOT / "data" / "examples" / "assink2016.csv").as_posix()}"\nlevels = ["study", "esid"]\n')
+    spec = tmp_path / "t.toml"
+    settings = '[settings]\nci = "hksj"\n' if where == "settings" else ""
+    spec.write_text(f'[review]\nid = "t"\ntitle = "t"\n{settings}' + body + ('ci = "hksj"\n' if where == "entry" else ""))
+    with pytest.raises(InputError, match=r'ci = "hksj" \(here or in \[settings\]\) is not applied to a multilevel '
+                                         r'model; give test = "t"'):
+        ex.export_r(spec, "a")

@@ -214,7 +214,7 @@ def _load_analysis(entry: dict, number: int, ids: set, path: Path, name: str, re
     model, evidence_network = _entry_model(entry, name, where)
     measure = entry.get("measure")
     trials = _trial_entries(entry, name, where)
-    _check_entry_choices(entry, model, name, where)
+    _check_entry_choices(entry, model, name, where, merged)
     options = _model_options(entry, model, name, where, evidence=("data" not in entry))
     favourable = entry.get("favourable")
     uses_arms = bool(trials) or evidence_network
@@ -294,8 +294,13 @@ def _trial_entries(entry: dict, name: str, where: str) -> list:
     return trials
 
 
-def _check_entry_choices(entry: dict, model: str, name: str, where: str) -> None:
-    """impute_sd and design take one of their named values; a network has no trials list."""
+def _check_entry_choices(entry: dict, model: str, name: str, where: str, settings: Settings) -> None:
+    """impute_sd and design take one of their named values; a network has no trials list; a multilevel or
+    multivariate model has no HKSJ CI (its fit reads ``test``, so ci = "hksj" would change nothing)."""
+    if model in ("multilevel", "multivariate") and settings.ci_method == "hksj":
+        raise InputError(f"{where} ('{entry['id']}'): ci = \"hksj\" (here or in [settings]) is not applied to a "
+                         f"{model} model; give test = \"t\" for t and F tests (metafor rma.mv test=\"t\")",
+                         file=name)
     if entry.get("impute_sd") is not None and (not isinstance(entry["impute_sd"], str)
                                                or entry["impute_sd"] not in IMPUTE_SD):
         raise InputError(f"{where} ('{entry['id']}'): impute_sd must be one of {', '.join(IMPUTE_SD)}",
