@@ -215,3 +215,16 @@ def test_impute_sd_must_name_a_rule(tmp_path):
     spec.write_text(open(SPEC).read().replace('id = "B1"', 'id = "B1"\nimpute_sd = "guess"'))
     with pytest.raises(InputError, match="impute_sd must be one of borrow_largest, borrow_average"):
         load_spec(spec)
+
+
+def test_rob_template_and_with_extraction_refuse_arguments_of_the_wrong_kind_naming_them():
+    import pandas as pd
+    import pytest
+
+    from pfps_meta.errors import InputError
+    from pfps_meta.evidence import extraction
+
+    with pytest.raises(InputError, match="^spec: "):
+        extraction.rob_template("not a spec")
+    with pytest.raises(InputError, match="^evidence: "):
+        extraction.with_extraction("not evidence", pd.DataFrame())

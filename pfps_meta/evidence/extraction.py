@@ -127,6 +127,10 @@ def rob_template(spec, rob: pd.DataFrame | None = None) -> pd.DataFrame:
     a result, not a trial), in :data:`ROB_COLUMNS`. Rows of ``rob`` (the table of
     ``data/risk_of_bias.csv``, read as text) with the same study, tool and result fill theirs; the
     others are empty with status ``not_recovered``."""
+    if not (hasattr(spec, "review") and hasattr(spec, "analyses")):
+        raise InputError(f"spec: a loaded Spec (pfps_meta.evidence.specs) is needed (got {type(spec).__name__})")
+    if rob is not None and not isinstance(rob, pd.DataFrame):
+        raise InputError(f"rob: the risk-of-bias table (a DataFrame) or None is needed (got {type(rob).__name__})")
     review = str(spec.review.get("id", ""))
     wanted = {}
     for analysis in spec.analyses:
@@ -259,6 +263,12 @@ def with_extraction(evidence: Evidence, sheet: pd.DataFrame) -> Evidence:
     """The evidence base with the filled sheet's rows in place of the curated rows they describe. A filled
     row whose trial_id is not in ``trials.csv`` is refused with its line (:func:`check_sheet` checks the
     rest against a spec's analyses)."""
+    if not isinstance(getattr(evidence, "trials", None), pd.DataFrame):
+        raise InputError(f"evidence: a loaded evidence base is needed (got {type(evidence).__name__})")
+    missing = [c for c in ("trial_id", "status") if not isinstance(sheet, pd.DataFrame) or c not in sheet.columns]
+    if missing:
+        raise InputError(f"sheet: an extraction sheet with columns {', '.join(SHEET_COLUMNS[:3])}, ... is needed "
+                         f"(missing {', '.join(missing)}; read it with load_extraction)")
     known = set(evidence.trials["trial_id"])
     for position, (trial, status) in enumerate(zip(sheet["trial_id"], sheet["status"])):
         if status != "not_recovered" and trial not in known:
