@@ -259,8 +259,7 @@ def _pairwise_data(analysis, run) -> tuple[str, bool]:
     studies = run.result.studies
     call, how = _escalc_call(analysis, studies)
     if call is not None:
-        cols = ["study"] + [c for c in (_BINARY_COLUMNS if analysis.measure in ("RR", "OR", "RD") else _ARM_COLUMNS)]
-        cols = list(dict.fromkeys(cols))
+        cols = ["study", *(_BINARY_COLUMNS if analysis.measure in ("RR", "OR", "RD") else _ARM_COLUMNS)]
         text = (f"dat <- {r_data_frame(studies, cols)}\n"
                 f"dat <- {call}\n")
         return text, True
@@ -269,7 +268,7 @@ def _pairwise_data(analysis, run) -> tuple[str, bool]:
     return text, False
 
 
-def _pairwise(analysis, run) -> str:
+def _pairwise(analysis, run) -> tuple[str, dict]:
     if run.result is None:
         raise _not_exported(analysis, "no trial has the data to pool (see `pfps-meta reproduce`)")
     s, stats = analysis.settings, run.result.stats
@@ -481,7 +480,7 @@ colnames(X) <- treatments
 '''
 
 
-def _network(analysis, run) -> str:
+def _network(analysis, run) -> tuple[str, dict]:
     fit = run.fit
     if fit is None:
         raise _not_exported(analysis, run.reason or "the network was not fitted")
