@@ -170,3 +170,12 @@ def test_reproduce_marks_converted_values_with_rule_and_quote_and_names_the_reco
     assert f"trials expected in {RECONSTRUCTION}" in text
     assert "nascimento2018/B2, khayambashi2014, between-group effect: from t = 3.91" in text
     assert 'source: "the WOMAC scores were lower' in text
+
+
+def test_report_of_no_spec_is_refused_in_one_line_before_anything_is_written(tmp_path):
+    from pfps_meta.errors import InputError
+    from pfps_meta.present.report import build_report
+
+    with pytest.raises(InputError, match="spec_paths: no analysis spec given"):
+        build_report([], out_dir=tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -248,6 +248,11 @@ def test_build_office_report_writes_into_a_folder_or_to_the_named_file(tmp_path,
         report_office.build_office_report([spec], "pdf", out=tmp_path)
     with pytest.raises(InputError, match="is a file, not a folder"):      # --out a file: refused before any work
         report_office.build_office_report([spec], "xlsx", out=spec)
+    with pytest.raises(InputError, match="spec_paths: no analysis spec given"):
+        report_office.build_office_report([], "docx", out=tmp_path / "none", progress=False)
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(InputError, match="--out must be a path, not NoneType"):
+        report_office.build_office_report([spec], "docx", out=None)
 
 
 def test_caffeine_grade_row_is_graded_on_its_rob2_judgements_as_in_the_html_report(built):

@@ -219,7 +219,7 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
     """
     check_target(out_dir, what="--out", folder=True)          # refused before any work is done
     shown_dir = Path(out_dir)
-    loaded = load_all(spec_paths, extraction=extraction)
+    loaded = loaded_specs(spec_paths, extraction)
     # the folder actually written: a symbolic link's target (the link stays); never one holding an input
     out_dir = check_target(shown_dir, what="--out", folder=True, inputs=run_inputs(loaded, [extraction]))
     total = sum(len(spec.analyses) for spec, _ in loaded)
@@ -256,6 +256,15 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
               f"{shown_dir / 'figures'}/", file=sys.stderr)
     return {"html": shown_dir / "index.html", "markdown": shown_dir / "report.md", "rows": rows,
             "json": shown_dir / "report.json"}
+
+
+def loaded_specs(spec_paths, extraction=None):
+    """:func:`pfps_meta.evidence.specs.load_all` of the report's specs; no spec at all is refused (a report
+    of nothing would be an empty document, or no bottom line to write)."""
+    loaded = load_all(spec_paths, extraction=extraction)
+    if not loaded:
+        raise InputError("spec_paths: no analysis spec given (pass at least one .toml file)")
+    return loaded
 
 
 def _report_json(loaded, results, prov) -> str:

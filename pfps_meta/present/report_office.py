@@ -399,6 +399,12 @@ def write_xlsx(data: dict, path, *, what: str = "--out") -> Path:
 def office_path(out, fmt: str) -> Path:
     """Where ``--format fmt`` writes: ``out`` itself when it ends in ``.docx`` / ``.xlsx`` (the format's
     own suffix), else ``out/report.<fmt>`` (``out`` a folder, as for the HTML report)."""
+    import os
+
+    from pfps_meta.errors import InputError
+
+    if not isinstance(out, (str, os.PathLike)):
+        raise InputError(f"--out must be a path, not {type(out).__name__}")
     out = Path(out)
     return out if out.suffix.lower() == f".{fmt}" else out / f"report.{fmt}"
 
@@ -409,15 +415,16 @@ def build_office_report(spec_paths, fmt: str, out="reports", command: str = "pfp
     report to :func:`office_path` ``(out, fmt)``; returns the path written. The target is checked before
     any work (a folder, device or input file of the run is refused with an InputError)."""
     from pfps_meta.errors import InputError
-    from pfps_meta.evidence.specs import load_all, run_analysis
+    from pfps_meta.evidence.specs import run_analysis
     from pfps_meta.present.outputs import run_inputs
+    from pfps_meta.present.report import loaded_specs
     from pfps_meta.present.report_data import collect
 
     if fmt not in ("docx", "xlsx"):
         raise InputError(f"--format must be docx or xlsx here, not {fmt!r}")
     path = office_path(out, fmt)
     check_target(path, what="--out")
-    loaded = load_all(spec_paths, extraction=extraction)
+    loaded = loaded_specs(spec_paths, extraction)
     check_target(path, what="--out", inputs=run_inputs(loaded, [extraction]))
     results = []
     total = sum(len(spec.analyses) for spec, _ in loaded)
