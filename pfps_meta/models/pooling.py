@@ -299,11 +299,7 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
         An argument that is not what is described above (text, None, a wrong shape, an infinite value, a
         variance or weight <= 0), naming the argument and the element ``[row, study slot]``.
     """
-    settings = resolve_settings(settings, options)
-    if settings.method in COUNT_METHODS:
-        raise InputError(f"method {settings.method} pools 2x2 tables of counts, not yi and vi: fit it with "
-                         "pfps_meta.pool on the counts (pfps_meta.models.mantel_haenszel.refit refits such a fit "
-                         "on a subset of its tables)")
+    settings = _effect_level_settings(resolve_settings(settings, options))
     y, v, present = _prepare(yi, vi)
     if weights is not None:
         if settings.ci_method == "hksj":
@@ -337,6 +333,15 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
                                                                              "aicc")})
     return _batch_result(settings, k, multi, tau2, converged, iterations, pooled, tests, hetero,
                          (pi_low, pi_high, pi_df), shares, fit)
+
+
+def _effect_level_settings(settings: Settings) -> Settings:
+    """``settings``, refused in one line when its method pools 2x2 tables (MH, Peto) rather than yi and vi."""
+    if settings.method in COUNT_METHODS:
+        raise InputError(f"method {settings.method} pools 2x2 tables of counts, not yi and vi: fit it with "
+                         "pfps_meta.pool on the counts (pfps_meta.models.mantel_haenszel.refit refits such a fit "
+                         "on a subset of its tables)")
+    return settings
 
 
 def _batch_result(settings, k, multi, tau2, converged, iterations, pooled, tests, hetero, pi, shares, fit):
