@@ -365,3 +365,14 @@ def test_dask_scheduler_without_a_worker(short_dask_timeout):
     with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
         with pytest.raises(InputError, match="^client: the Dask scheduler at .* has no worker"):
             simulate(SMALL, replicates=BLOCK, client=cluster.scheduler_address, dask_min_seconds=0)
+
+
+def test_simulate_refuses_a_count_method_and_names_count_options_it_cannot_use():
+    """The simulation draws study effects (yi, vi): Mantel-Haenszel cannot be one of its methods, and an
+    MH correction option (e.g. from a spec's [settings]) changes nothing there, which the result says."""
+    design = Design.from_arm_sizes([20, 30, 25], [20, 30, 25])
+    with pytest.raises(InputError, match="^methods: MH pools 2x2 tables"):
+        simulate(design, methods=["MH"], replicates=250)
+    result = simulate(design, methods=["DL"], ci_methods=["wald"], tau2=(0,), replicates=250, mh_add=0.1)
+    assert any(note.startswith("mh_add=0.1 changed nothing") for note in result.notes)
+    assert "mh_add=0.1 changed nothing" in str(result)

@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
-from pfps_meta.conventions import Settings, canonical
+from pfps_meta.conventions import COUNT_METHODS, Settings, canonical, unused_count_options
 from pfps_meta.effects import measures
 from pfps_meta.errors import ConvergenceWarning, InputError, PfpsWarning
 from pfps_meta.formatting import json_ready, render, renders
@@ -635,6 +635,8 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     for note in notes:
         warnings.warn(note, SimulationWarning, stacklevel=2)
     notes += [where] if where else []
+    unused = unused_count_options(run.replace(method=frequentist[0])) if frequentist else None
+    notes += [unused] if unused else []          # e.g. mh_add from a spec's [settings]: said, not silent
     setup = {"mu": list(mus), "tau2": list(tau2s), "measure": None if design.vi else measure, "sd": sd,
              "control_mean": control_mean, "methods": list(method_names), "ci_methods": list(ci_names),
              "pi_methods": list(pi_names), "replicates": n_blocks * BLOCK, "seed": seed, "level": base.level,
@@ -711,6 +713,10 @@ def _checked_combos(base, frequentist, ci_names, pi_names, bayes_names):
     run = base.replace(tau2_ci=False, fit_statistics=False)
     combos = tuple(itertools.product(frequentist, ci_names, pi_names)) + \
         tuple((name, "credible", "posterior") for name in bayes_names)
+    for method in frequentist:
+        if method in COUNT_METHODS:
+            raise InputError(f"methods: {method} pools 2x2 tables of counts, and the simulation draws study effects "
+                             "and their variances: compare inverse-variance estimators (FE, DL, REML, ...)")
     for method, ci_method, pi_method in combos:      # validates every name before any work
         if not is_bayes_method(method):
             run.replace(method=method, ci_method=ci_method, pi_method=pi_method)
