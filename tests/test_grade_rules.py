@@ -107,3 +107,19 @@ def test_grade_egger_matches_the_regression_form_of_sensitivity_egger():
     for key in ("intercept", "se", "statistic", "p"):
         assert mine[key] == pytest.approx(theirs[key], rel=1e-10), key
     assert grade.egger_classic([0.1, 0.2, 0.3], [0.04, 0.04, 0.04]) is None
+
+
+def test_bad_counts_and_weights_are_refused_naming_the_argument():
+    from pfps_meta.errors import InputError
+
+    with pytest.raises(InputError, match="k_available: a count of trials"):
+        thin_evidence(None, 3)
+    with pytest.raises(InputError, match="k_available: a count of trials"):
+        thin_evidence(-1, 3)
+    with pytest.raises(InputError, match="k_expected: a count of trials"):
+        thin_evidence(2, 2.5)
+    assert thin_evidence(1, None) and not thin_evidence(2, None)
+    with pytest.raises(InputError, match="not a mapping"):
+        risk_of_bias_domain({"s1": "high"}, {"s1": 1.0})
+    with pytest.raises(InputError, match="weights: risk-of-bias weights must be numbers"):
+        risk_of_bias_domain(["high"], ["heavy"])

@@ -70,8 +70,13 @@ def risk_of_bias_domain(judgements, weights) -> tuple:
     does not lower certainty."""
     from pfps_meta.errors import InputError
 
+    if isinstance(judgements, (dict, str)) or isinstance(weights, (dict, str)):
+        raise InputError("judgements, weights: two sequences in the same order, not a mapping or a string")
     shown = [_judgement(j, i) for i, j in enumerate(judgements, start=1)]
-    w = np.asarray(weights, dtype=float).ravel()
+    try:
+        w = np.asarray(weights, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise InputError("weights: risk-of-bias weights must be numbers") from None
     if len(w) != len(shown):
         raise InputError(f"weights: {len(shown)} judgements but {len(w)} weights")
     if len(w) == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
@@ -91,7 +96,15 @@ def risk_of_bias_domain(judgements, weights) -> tuple:
 
 
 def thin_evidence(k_available, k_expected) -> bool:
-    """Too little evidence to grade or test: one trial, or fewer than half of the expected trials."""
+    """Too little evidence to grade or test: one trial, or fewer than half of the expected trials.
+    ``k_expected`` None: no expected list, so only a single trial is thin."""
+    from numbers import Integral
+
+    from pfps_meta.errors import InputError
+
+    for name, k in (("k_available", k_available), ("k_expected", k_expected)):
+        if (k is not None or name == "k_available") and (not isinstance(k, Integral) or isinstance(k, bool) or k < 0):
+            raise InputError(f"{name}: a count of trials (an integer >= 0), not {k!r}")
     return k_available == 1 or (k_expected is not None and 2 * k_available < k_expected)
 
 
