@@ -281,3 +281,13 @@ def test_bad_spec_level_column_missing_in_data_file(tmp_path):
     with pytest.raises(InputError, match=r"analysis 'bad/ml': levels\[1\] = 'school_id' is not a column") as err:
         run_analysis(spec.analyses[0])
     assert str(path) in str(err.value)
+
+
+def test_an_evidence_base_analysis_run_without_its_evidence_is_refused_naming_the_argument():
+    from pfps_meta.errors import InputError
+    from pfps_meta.evidence.specs import load_all, run_analysis
+
+    for path in ("analyses/nascimento2018.toml", "analyses/pfp_network.toml", "analyses/pfp_dependent.toml"):
+        [(spec, _)] = load_all([ROOT / path])
+        with pytest.raises(InputError, match="^evidence: analysis"):
+            run_analysis(spec.analyses[0], None)

@@ -708,6 +708,13 @@ class AnalysisResult:
         return None
 
 
+def _require_evidence(evidence, analysis) -> None:
+    """An analysis of the curated evidence (``trials = [...]``) needs the evidence tables: one line if absent."""
+    if evidence is None:
+        raise InputError(f"evidence: analysis '{analysis.key}' draws on the evidence base (trials = [...]); pass the "
+                         "Evidence that load_all() returns with its spec")
+
+
 def run_analysis(analysis: Analysis, evidence: Evidence | None = None,
                  settings: Settings | dict | None = None) -> AnalysisResult:
     """Build the study table of ``analysis`` and pool it with its settings, or with ``settings`` (a
@@ -725,8 +732,7 @@ def run_analysis(analysis: Analysis, evidence: Evidence | None = None,
         table = effect_table(frame, analysis.measure, settings=opts)
         studies = StudyTable(table=table, missing=[], expected=list(table["study"]), notes=[])
     else:
-        if evidence is None:
-            raise ValueError("an evidence-base analysis needs the Evidence tables")
+        _require_evidence(evidence, analysis)
         studies = build_from_evidence(analysis, evidence)
     result = None
     if len(studies.table):
@@ -1584,8 +1590,7 @@ def _run_network(analysis: Analysis, evidence: Evidence | None) -> ModelAnalysis
         small = "good" if analysis.favourable != "higher" else "bad"
         expected = list(dict.fromkeys(arms[study].astype(str)))
     else:
-        if evidence is None:
-            raise ValueError("an evidence-base analysis needs the Evidence tables")
+        _require_evidence(evidence, analysis)
         arms, availability, missing, notes = build_network_arms(analysis, evidence)
         study, treatment = "study", "treatment"
         small = "good"          # every arm is on the analysis's direction: lower favourable after the sign rule
@@ -1615,6 +1620,5 @@ def run_model_analysis(analysis: Analysis, evidence: Evidence | None = None) -> 
         return _run_network(analysis, evidence)
     if analysis.data is not None:
         return _run_dependent_data(analysis)
-    if evidence is None:
-        raise ValueError("an evidence-base analysis needs the Evidence tables")
+    _require_evidence(evidence, analysis)
     return _run_dependent_evidence(analysis, evidence)
