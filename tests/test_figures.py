@@ -305,3 +305,11 @@ def test_caffeine_mantel_haenszel_forest_has_revman_events_and_total_columns_per
     shown = [t.get_text() for t in _texts(fig)]
     assert shown.count("Events") == 2 and shown.count("Total") == 2
     assert {"Experimental", "Control", "58", "277", "46", "290"} <= set(shown)
+
+
+@pytest.mark.parametrize("name", ["forest", "funnel", "baujat"])
+def test_a_plot_of_no_fitted_analysis_is_refused_naming_the_argument(name):
+    from pfps_meta.errors import InputError
+
+    with pytest.raises(InputError, match=f"result: plots.{name} takes a fitted pairwise meta-analysis"):
+        getattr(plots, name)(None)

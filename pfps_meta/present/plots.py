@@ -109,6 +109,15 @@ def _wrap(text, width_in, size=FOREST_PT):
     return lines + [line]
 
 
+def _check_fitted(result, name):
+    """A plot of a pooled pairwise analysis refuses anything else in one line (not an AttributeError)."""
+    if not (hasattr(result, "studies") and hasattr(result, "stats")):
+        from pfps_meta.errors import InputError
+
+        raise InputError(f"result: plots.{name} takes a fitted pairwise meta-analysis (MetaResult, e.g. "
+                         f"run_analysis(...).result), not {type(result).__name__}")
+
+
 @_literal_text
 def forest(result, *, title=None, subtitle=None, xlabel=None, favours=None, mcid=None, show_pi=True,
            show_common=False, quality=None, quality_label="PEDro", subgroups=None, subgroup_tau2="separate",
@@ -150,6 +159,7 @@ def forest(result, *, title=None, subtitle=None, xlabel=None, favours=None, mcid
     show_test : False replaces the test for overall effect by "not given (too little evidence)" (issue 18:
         no p-value for one trial or under half of the expected ones).
     """
+    _check_fitted(result, "forest")
     studies = result.studies.reset_index(drop=True)
     arm_level = _arm_fields(studies)
     if isinstance(quality, str):
@@ -745,6 +755,7 @@ def funnel(result, *, level=0.95, contours=False, title=None, xlabel=None, fille
     (missing studies in the non-significant region) can be told from other causes. ``filled`` takes
     the ``trimfill()`` output to add the filled studies as open circles.
     """
+    _check_fitted(result, "funnel")
     s = result.stats
     studies = result.studies
     fig, ax = plt.subplots(figsize=(5.8, 4.6))
@@ -800,6 +811,7 @@ def baujat(result, *, title=None):
     range), each at the first of a ring of offsets where it overlaps no label, point or the axes' edge;
     a study whose label finds no free place is left unlabelled and named in a note under the plot.
     """
+    _check_fitted(result, "baujat")
     from pfps_meta.analysis.sensitivity import leave_one_out
 
     studies = result.studies
