@@ -32,12 +32,11 @@ from pfps_meta import __version__
 from pfps_meta.effects import measures
 from pfps_meta.evidence.specs import ModelAnalysisResult, arm_size_scenarios, load_all, run_analysis
 from pfps_meta.conventions import CI_METHODS, I2_METHODS, PI_METHODS, POOLING_METHODS, SMD_CONVENTIONS, SMD_VTYPES
-from pfps_meta.evidence.curated import completeness
 from pfps_meta.errors import InputError
 from pfps_meta.evidence.extraction import todo
 from pfps_meta.analysis.grade import summary_of_findings, thin_evidence
 from pfps_meta.present.outputs import atomic_write_bytes, atomic_write_text, check_target, run_inputs, umask_mode
-from pfps_meta.present.report_data import provenance
+from pfps_meta.present.report_data import completeness_rows, provenance
 from pfps_meta.present.report_models import bayes_section, model_section
 from pfps_meta.analysis.reproduce import RECONSTRUCTION, converted_values, preset_statuses, reproduce_rows
 from pfps_meta.present.tables import ci_label, display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
@@ -381,14 +380,12 @@ def _review_section(doc, spec, evidence, spec_results, rows):
     doc.para(methods_paragraph(spec, analyses), bold_prefix="Methods.")
     _known_section(doc, spec, evidence)
     if evidence is not None and any(a.trials for a in analyses):
-        comp = completeness(evidence)
-        expected = sorted({t.trial for a in analyses for t in a.trials})
-        comp = comp[comp["trial_id"].isin(expected)]
+        shown = {"trial": "Trial", "outcome_rows": "Outcome rows", "complete": "Complete (n, mean, SD)",
+                 "partial": "Partial", "effect_rows": "Between-group effects"}
+        comp = pd.DataFrame(completeness_rows(spec_results, evidence), columns=list(shown)).rename(columns=shown)
         doc.para(f"(rows in data/outcomes.csv and data/effects.csv) of the trials in {RECONSTRUCTION}:",
                  bold_prefix="Data completeness")
-        doc.table(pd.DataFrame({"Trial": comp["trial_id"], "Outcome rows": comp["rows"],
-                                "Complete (n, mean, SD)": comp["complete"], "Partial": comp["partial"],
-                                "Between-group effects": comp["effect_rows"]}), "table completeness")
+        doc.table(comp, "table completeness")
     for ar in spec_results:
         _analysis_section(doc, ar, evidence, spec)
     return rows
