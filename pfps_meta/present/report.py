@@ -519,15 +519,6 @@ def _published_table(published, comparisons):
     return table, plot
 
 
-def _accepts(function, name) -> bool:
-    import inspect
-
-    try:
-        return name in inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def forest_subtitle(ar, evidence=None) -> str | None:
     """The forest plot's subtitle for too little evidence (one trial, or under half of those expected):
     "1 of 10 expected trials; dolak2011: HIP vs QUAD at 4 weeks". None when the evidence is not thin."""
@@ -603,16 +594,14 @@ def forest_figure(ar, evidence=None, spec=None, subtitle=None, converted=None):
         from pfps_meta.analysis.diagnostics import blup
 
         blups = blup(ar.result)
-    extra = {"subtitle": subtitle} if subtitle and _accepts(plots.forest, "subtitle") else {}
+    extra = {"subtitle": subtitle, "show_test": False} if subtitle else {}   # no overall test for too little evidence
     marked = {item["study"]: f"{item['value']}: {item['rule']}" for item in converted
               if item["study"] in set(ar.result.studies["study"])}
-    if marked and _accepts(plots.forest, "converted"):
+    if marked:
         extra["converted"] = marked            # the forest plot marks these studies, with the rule as a footnote
     rob = _risk_of_bias_rows(spec, evidence) if spec is not None else None
-    if rob is not None and _accepts(plots.forest, "rob"):
+    if rob is not None:
         extra["rob"] = rob[rob["study"].isin(set(ar.result.studies["study"]))].reset_index(drop=True)
-    if subtitle and _accepts(plots.forest, "show_test"):
-        extra["show_test"] = False             # no test of the overall effect for too little evidence
     fig = plots.forest(ar.result, title=a.label, favours=favours, mcid=a.mcid, quality=quality, blups=blups, **extra)
     return fig, blups
 
