@@ -17,10 +17,10 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from scipy.special import ndtr, stdtr
 
 from pfps_meta.conventions import COUNT_METHODS
+from pfps_meta import distributions
 from pfps_meta.effects import measures
 from pfps_meta.errors import ConvergenceWarning, InputError, SmallStudyWarning  # noqa: F401  (re-exported)
 from pfps_meta.models.metareg import ResultDict, ResultFrame, design, meta_regression
@@ -272,7 +272,7 @@ def influence(result) -> pd.DataFrame:
     })
     k, p = len(yi), 1
     out["influential"] = ((np.abs(out["dffits"]) > 3 * math.sqrt(p / (k - p)))
-                          | (stats.chi2.cdf(out["cook_d"], df=p) > 0.5) | (out["hat"] > 3 * p / k))
+                          | (distributions.chi2_cdf(out["cook_d"], p) > 0.5) | (out["hat"] > 3 * p / k))
     return InfluenceResult.of(out, **_about(result))
 
 
@@ -298,7 +298,6 @@ def egger_classic(yi, vi) -> dict | None:
     ``sum w r^2 / (k - 2)``, is tested against t(k - 2). Returns ``{"intercept", "se", "statistic", "df",
     "p", "limit_estimate"}`` (the fitted effect at se = 0), or None when the SEs are all equal (no slope to fit). Numpy only, so GRADE needs no
     regression library."""
-    scipy_stats = stats
     y, v = np.asarray(yi, dtype=float), np.asarray(vi, dtype=float)
     se, w, k = np.sqrt(v), 1.0 / v, len(y)
     if k < 3 or np.ptp(se) <= 1e-12 * np.max(se):
@@ -311,7 +310,7 @@ def egger_classic(yi, vi) -> dict | None:
     bse = float(np.sqrt(sigma2 * np.linalg.inv(xtwx)[1, 1]))
     statistic = float(beta[1]) / bse
     return {"intercept": float(beta[1]), "se": bse, "statistic": statistic, "df": k - 2,
-            "p": float(2 * scipy_stats.t.sf(abs(statistic), k - 2)), "limit_estimate": float(beta[0])}
+            "p": float(2 * distributions.t_sf(abs(statistic), k - 2)), "limit_estimate": float(beta[0])}
 
 
 def egger(result) -> dict:
@@ -362,9 +361,18 @@ def begg(result) -> dict:
     theta = np.sum(w * yi) / np.sum(w)
     ystar = (yi - theta) / np.sqrt(vi - 1.0 / np.sum(w))
     ties = len(np.unique(ystar)) < len(ystar) or len(np.unique(vi)) < len(vi)
+    from scipy import stats             # TODO: own Kendall tau, so the report needs no scipy.stats
+
     res = stats.kendalltau(ystar, vi, method="asymptotic" if ties else "exact")
     return BeggResult({"tau": float(res.statistic), "p": float(res.pvalue), "exact": not ties, "k": len(yi),
                        "low_power": len(yi) < SMALL_K}, **_about(result))
+
+
+def _ordinal_ranks(values):
+    """Ranks 1..n, ties broken by position (scipy ``rankdata(method="ordinal")``, R ``rank(ties="first")``)."""
+    ranks = np.empty(len(values), dtype=float)
+    ranks[np.argsort(values, kind="stable")] = np.arange(1, len(values) + 1)
+    return ranks
 
 
 def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
@@ -399,7 +407,7 @@ def trimfill(result, estimator="L0", side=None, maxiter=100) -> dict:
             raise InputError(f"trim-and-fill did not converge in {maxiter} iterations", file=result.source)
         beta = _refit(result, yi[: k - k0], vi[: k - k0], ci_method="wald").estimate[0]
         centred = yi - beta
-        ranks = stats.rankdata(np.abs(centred), method="ordinal")
+        ranks = _ordinal_ranks(np.abs(centred))
         signed = np.sign(centred) * ranks
         if estimator == "R0":
             k0 = (k - np.max(-signed[signed < 0])) - 1 if np.any(signed < 0) else k - 1

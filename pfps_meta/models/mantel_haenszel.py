@@ -35,9 +35,9 @@ import math
 import numpy as np
 import pandas as pd
 from scipy.special import ndtri
-from scipy.stats import chi2, norm
 
 from pfps_meta.conventions import COUNT_METHODS, Settings, unused_count_options
+from pfps_meta import distributions
 from pfps_meta.errors import InputError
 from pfps_meta.formatting import format_number, format_p, json_ready, renders
 from pfps_meta.inputs.load import numeric_column, require_columns
@@ -154,7 +154,7 @@ def mh_odds_ratio_tests(a, b, c, d, odds_ratio, correct=True):
         base = n1 / total * (n2 / total) * xt
         out["cochran"] = deviation / (base * (yt / total)).sum()
         out["cmh"] = deviation / (base * (yt / (total - 1))).sum()
-        out["cochran_p"], out["cmh_p"] = chi2.sf(out["cochran"], 1), chi2.sf(out["cmh"], 1)
+        out["cochran_p"], out["cmh_p"] = distributions.chi2_sf(out["cochran"], 1), distributions.chi2_sf(out["cmh"], 1)
     if odds_ratio == 1:
         fitted = n1 / total * xt
     else:
@@ -169,8 +169,8 @@ def mh_odds_ratio_tests(a, b, c, d, odds_ratio, correct=True):
     out["breslow_day"] = max(0.0, float((residual ** 2 / precision).sum()))
     out["tarone"] = max(0.0, out["breslow_day"] - float(residual.sum() ** 2 / precision.sum()))
     if out["k_pos"] > 1:
-        out["breslow_day_p"] = chi2.sf(out["breslow_day"], out["k_pos"] - 1)
-        out["tarone_p"] = chi2.sf(out["tarone"], out["k_pos"] - 1)
+        out["breslow_day_p"] = distributions.chi2_sf(out["breslow_day"], out["k_pos"] - 1)
+        out["tarone_p"] = distributions.chi2_sf(out["tarone"], out["k_pos"] - 1)
     return out
 
 
@@ -260,7 +260,7 @@ def revman_random_effects(stats, yi, vi, level):
     w_re = 1.0 / (v + tau2)
     estimate, se = float((w_re * y).sum() / w_re.sum()), math.sqrt(1.0 / w_re.sum())
     z = ndtri(0.5 + level / 2)
-    stats.update(estimate=estimate, se=se, statistic=estimate / se, p=2 * norm.sf(abs(estimate / se)),
+    stats.update(estimate=estimate, se=se, statistic=estimate / se, p=2 * distributions.norm_sf(abs(estimate / se)),
                  ci_low=estimate - z * se, ci_high=estimate + z * se, tau2=tau2, tau=math.sqrt(tau2),
                  **dict.fromkeys(("loglik", "deviance", "aic", "bic", "aicc"), math.nan))
     weights = np.full(yi.shape, np.nan)
@@ -292,7 +292,7 @@ def _model_stats(estimate, se, yi, vi, q, k, level, k_pos=None):
     z = ndtri(0.5 + level / 2)
     stat = estimate / se
     nan = math.nan
-    stats = {"k": k, "estimate": estimate, "se": se, "statistic": stat, "df": nan, "p": 2 * norm.sf(abs(stat)),
+    stats = {"k": k, "estimate": estimate, "se": se, "statistic": stat, "df": nan, "p": 2 * distributions.norm_sf(abs(stat)),
              "ci_low": estimate - z * se, "ci_high": estimate + z * se, "tau2": 0.0, "tau": 0.0,
              "q_df": float(max(k_yi - 1, 0)), "pi_low": nan, "pi_high": nan, "pi_df": nan,
              "converged": True, "iterations": 0, "tau2_se": None, "k_yi": k_yi}
@@ -305,7 +305,7 @@ def _model_stats(estimate, se, yi, vi, q, k, level, k_pos=None):
     if k_pos is None and k_yi <= 1:
         q = 0.0
     if tested:
-        stats.update(q=q, q_p=chi2.sf(q, k_yi - 1), i2=max(0.0, 100 * (q - (k_yi - 1)) / q) if q > 0 else 0.0,
+        stats.update(q=q, q_p=distributions.chi2_sf(q, k_yi - 1), i2=max(0.0, 100 * (q - (k_yi - 1)) / q) if q > 0 else 0.0,
                      h2=q / (k_yi - 1))
     else:
         stats.update(q=q, q_p=1.0, i2=0.0, h2=1.0)

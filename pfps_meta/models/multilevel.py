@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
+from .. import distributions
 from ..errors import InputError
 from ..formatting import format_number, format_p, json_ready
 from .blocks import BlockDiagonal
@@ -293,8 +293,8 @@ class MultilevelResult:
     def _crit(self, level=None):
         level = self.level if level is None else level
         if self.test == "t":
-            return float(stats.t.ppf(1 - (1 - level) / 2, self.ddf))
-        return float(stats.norm.ppf(1 - (1 - level) / 2))
+            return float(distributions.t_ppf(1 - (1 - level) / 2, self.ddf))
+        return float(distributions.norm_ppf(1 - (1 - level) / 2))
 
     def predict(self, newmods=None, tau2_level=None, level: float | None = None):
         """Fitted mean for moderator values (metafor ``predict.rma.mv``): pred, se, CI, and a
@@ -514,21 +514,21 @@ def _fit(data, yi, vi, V, spec, mods, intercept, method, test, level, labels):
     QM = float(beta[bt] @ np.linalg.solve(vb[np.ix_(bt, bt)], beta[bt]))
     m = len(btt)
     if test == "t":
-        crit = stats.t.ppf(1 - (1 - level) / 2, ddf)
-        pval = 2 * stats.t.sf(np.abs(stat), ddf)
+        crit = distributions.t_ppf(1 - (1 - level) / 2, ddf)
+        pval = 2 * distributions.t_sf(np.abs(stat), ddf)
         QM = QM / m
-        QMp = float(stats.f.sf(QM, m, ddf))
+        QMp = float(distributions.f_sf(QM, m, ddf))
         QM_df = (m, ddf)
     else:
-        crit = stats.norm.ppf(1 - (1 - level) / 2)
-        pval = 2 * stats.norm.sf(np.abs(stat))
-        QMp = float(stats.chi2.sf(QM, m))
+        crit = distributions.norm_ppf(1 - (1 - level) / 2)
+        pval = 2 * distributions.norm_sf(np.abs(stat))
+        QMp = float(distributions.chi2_sf(QM, m))
         QM_df = (m, None)
     # residual heterogeneity: the fixed-effects fit with V only (metafor's QE)
     fe = eng.evaluate(np.zeros(len(kinds)) + np.array([0.5 if kk == "carcor" else 0.0 for kk in kinds]))
     QE = float(fe["rss"]) if k - p > 0 else 0.0
     QE_df = k - p
-    QEp = float(stats.chi2.sf(QE, QE_df)) if QE_df > 0 else 1.0
+    QEp = float(distributions.chi2_sf(QE, QE_df)) if QE_df > 0 else 1.0
     logdet_v = 0.0
     for g in eng.groups:
         logdet_v += float(np.linalg.slogdet(g.V)[1].sum())

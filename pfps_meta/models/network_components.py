@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from .. import distributions
 from ..errors import InputError
 from ..formatting import format_number, format_p, json_ready, render, renders
 from .network import NetworkResult, fit_design
@@ -45,8 +45,8 @@ class ComponentResult:
     def _quantile(self, df):
         a = (1.0 + self.network.level) / 2.0
         if self.network.ci_method == "wald":
-            return float(stats.norm.ppf(a)), None
-        return float(stats.t.ppf(a, df)), df
+            return float(distributions.norm_ppf(a)), None
+        return float(distributions.t_ppf(a, df)), df
 
     def _rows(self, labels, est, cov):
         net = self.network
@@ -57,7 +57,7 @@ class ComponentResult:
         for lab, e, v in zip(labels, est, np.diag(cov)):
             se = math.sqrt(max(v * scale, 0.0))
             z = e / se if se > 0 else float("nan")
-            p = float(2 * (stats.norm.sf(abs(z)) if tdf is None else stats.t.sf(abs(z), tdf)))
+            p = float(2 * (distributions.norm_sf(abs(z)) if tdf is None else distributions.t_sf(abs(z), tdf)))
             rows.append({"name": lab, "estimate": float(e), "se": se, "ci_lb": e - q * se, "ci_ub": e + q * se,
                          "pval": p if se > 0 else float("nan")})
         return pd.DataFrame(rows)
@@ -87,7 +87,7 @@ class ComponentResult:
         dfd = self.df_additive - net.df
         return {"Q_additive": self.Q_additive, "df_additive": self.df_additive, "Q_standard": net.Q,
                 "df_standard": net.df, "Q_diff": qd, "df_diff": dfd,
-                "pval_diff": float(stats.chi2.sf(qd, dfd)) if dfd > 0 else float("nan")}
+                "pval_diff": float(distributions.chi2_sf(qd, dfd)) if dfd > 0 else float("nan")}
 
     def to_dict(self) -> dict:
         return json_ready({"components": list(self.components), "tau2": self.tau2,

@@ -37,8 +37,8 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
+from .. import distributions
 from ..errors import InputError, PfpsWarning
 from ..formatting import format_number, format_p, json_ready
 from .blocks import BlockDiagonal
@@ -362,8 +362,8 @@ def _coefficient_tests(beta, vcov, adjust, pieces, m, p, level):
     else:
         df = np.full(p, float(m - p))
         df_method = "m - p"
-    pval = 2 * stats.t.sf(np.abs(t), df)
-    crit = stats.t.isf((1 - level) / 2, df)
+    pval = 2 * distributions.t_sf(np.abs(t), df)
+    crit = distributions.t_isf((1 - level) / 2, df)
     return se, t, df, df_method, pval, crit
 
 
@@ -462,14 +462,14 @@ def _wald(adjust, C, labels, beta, vcov, m, pieces) -> RobustWaldTest:
         chisq = float(Cb @ np.linalg.solve(CVC, Cb))
     except np.linalg.LinAlgError:
         raise InputError("btt: the robust covariance of the tested coefficients is singular") from None
-    chisq_p = float(stats.chi2.sf(chisq, q))
+    chisq_p = float(distributions.chi2_sf(chisq, q))
     if adjust == "CR2":
         nu = _htz_nu(C, pieces)
         delta = max((nu - q + 1) / nu, 0.0)
         df2 = nu - q + 1
         F = delta * chisq / q
         if df2 > 0:
-            pval = float(stats.f.sf(F, q, df2))
+            pval = float(distributions.f_sf(F, q, df2))
         else:
             warnings.warn(f"HTZ test: denominator df {df2:.3g} <= 0 (too few clusters for {q} "
                           "constraints); no p-value", RobustDfWarning, stacklevel=3)
@@ -479,7 +479,7 @@ def _wald(adjust, C, labels, beta, vcov, m, pieces) -> RobustWaldTest:
     df2 = float(m - p)
     F = chisq / q
     return RobustWaldTest("F", tuple(labels), F, q, df2,
-                          float(stats.f.sf(F, q, df2)), 1.0, chisq, chisq_p)
+                          float(distributions.f_sf(F, q, df2)), 1.0, chisq, chisq_p)
 
 
 # ------------------------------------------------------------------------------------------------
