@@ -178,14 +178,52 @@ def _derive_printed(df, out):
         out.iat[i, column["derivation"]] = rules[position] or "as printed"
 
 
+ENTRY_KEYS = ("trial_id", "arm", "outcome", "timepoint", "scale")     # the columns entry_rows matches on
+
+
+def key_columns(df: pd.DataFrame, columns=ENTRY_KEYS) -> dict:
+    """``{column: values}`` of the ``columns`` of ``df`` it has, read once for many :func:`equal_mask`
+    calls: a plain object column as its numpy array, any other as the Series itself."""
+    out = {}
+    for column in columns:
+        if column in df.columns:
+            series = df[column]
+            out[column] = series.to_numpy() if series.dtype == object else series
+    return out
+
+
+def equal_mask(values, value) -> np.ndarray:
+    """``(column == value)`` as a boolean numpy array, for a column as :func:`key_columns` gives it (or a
+    Series): the same answer as pandas' comparison (a missing cell, NaN, equals nothing), compared in
+    numpy when the column holds Python objects and ``value`` is text, without a Series per comparison."""
+    if isinstance(values, pd.Series) and values.dtype == object:
+        values = values.to_numpy()
+    if isinstance(values, np.ndarray) and isinstance(value, str):
+        try:
+            return np.asarray(values == value, dtype=bool)
+        except TypeError:           # a cell whose comparison is undefined (pd.NA): pandas decides
+            pass
+    series = values if isinstance(values, pd.Series) else pd.Series(values, copy=False)
+    return (series == value).to_numpy(dtype=bool)
+
+
+def entry_positions(outcomes: pd.DataFrame, analysis, entry, arm: str, keys: dict | None = None) -> np.ndarray:
+    """The positions (``iloc``, ascending) of :func:`entry_rows`; ``keys``: :func:`key_columns` of
+    ``outcomes``, when the caller matches many entries against one table."""
+    keys = key_columns(outcomes) if keys is None else keys
+    timepoint = entry.timepoint or analysis.timepoint
+    keep = (equal_mask(keys["trial_id"], entry.trial) & equal_mask(keys["arm"], arm)
+            & equal_mask(keys["outcome"], analysis.outcome) & equal_mask(keys["timepoint"], timepoint))
+    if entry.scale is not None:
+        keep &= equal_mask(keys["scale"], entry.scale)
+    return np.flatnonzero(keep)
+
+
 def entry_rows(outcomes: pd.DataFrame, analysis, entry, arm: str) -> pd.DataFrame:
     """The rows of ``outcomes`` for one arm of one trial of an analysis (a spec's ``Analysis`` and its
     ``TrialEntry``): the analysis's outcome, the entry's timepoint (else the analysis's) and, when the
     entry names one, its scale."""
-    timepoint = entry.timepoint or analysis.timepoint
-    rows = outcomes[(outcomes["trial_id"] == entry.trial) & (outcomes["arm"] == arm)
-                    & (outcomes["outcome"] == analysis.outcome) & (outcomes["timepoint"] == timepoint)]
-    return rows if entry.scale is None else rows[rows["scale"] == entry.scale]
+    return outcomes.iloc[entry_positions(outcomes, analysis, entry, arm)]
 
 
 def arm_rows(rows: pd.DataFrame, source=None) -> pd.DataFrame:
@@ -342,4 +380,4 @@ def completeness(evidence: Evidence) -> pd.DataFrame:
     return table
 
 
-__all__ = ["Evidence", "entry_rows", "arm_rows", "load_outcomes", "check_outcomes", "load_effects", "load_published", "load_trials", "completeness"]
+__all__ = ["Evidence", "entry_rows", "entry_positions", "equal_mask", "key_columns", "arm_rows", "load_outcomes", "check_outcomes", "load_effects", "load_published", "load_trials", "completeness"]

@@ -46,8 +46,8 @@ import pandas as pd
 from pfps_meta.effects import measures
 from pfps_meta.conventions import ALIASES, OPTION_BY_NAME, Settings
 from pfps_meta.errors import InputError, SettingsError
-from pfps_meta.evidence.curated import (EFFECT_REQUIRED, OUTCOME_REQUIRED, TRIALS_REQUIRED, Evidence, arm_rows,  # noqa: F401
-                                        entry_rows, load_published)  # (entry_rows re-exported)
+from pfps_meta.evidence.curated import (ENTRY_KEYS, EFFECT_REQUIRED, OUTCOME_REQUIRED, TRIALS_REQUIRED, Evidence, arm_rows,  # noqa: F401
+                                        entry_positions, entry_rows, equal_mask, key_columns, load_published)  # (entry_rows re-exported)
 from pfps_meta.evidence.extraction import check_sheet, load_extraction, with_extraction
 from pfps_meta.inputs.load import is_missing, read_csv, read_text
 from pfps_meta.models.network_inputs import connected_parts
@@ -473,14 +473,18 @@ class StudyTable:
     notes: list
 
 
-def _arm_row(outcomes, analysis, entry, arm):
-    rows = entry_rows(outcomes, analysis, entry, arm)
-    complete = rows[rows["n"].notna() & rows["mean"].notna() & rows["sd"].notna()]
+def _arm_row(outcomes, analysis, entry, arm, keys=None):
+    """``(row, positions)``: the one complete row (n, mean and SD) of :func:`entry_rows` as a Series, or
+    None, and the positions (``iloc``) of all its rows; two complete rows are refused. ``keys``: the
+    :func:`~pfps_meta.evidence.curated.key_columns` of ``outcomes`` plus ``n``, ``mean`` and ``sd``."""
+    keys = key_columns(outcomes, (*ENTRY_KEYS, "n", "mean", "sd")) if keys is None else keys
+    positions = entry_positions(outcomes, analysis, entry, arm, keys)
+    complete = positions[np.logical_and.reduce([~pd.isna(np.asarray(keys[c])[positions]) for c in ("n", "mean", "sd")])]
     if len(complete) > 1:
         raise InputError(f"{entry.trial} arm {arm}: several complete {analysis.outcome} rows at "
                          f"{entry.timepoint or analysis.timepoint}; name the scale in the analysis",
                          file=outcomes.attrs.get("source"))
-    return (complete.iloc[0] if len(complete) else None), rows
+    return (outcomes.iloc[complete[0]] if len(complete) else None), positions
 
 
 def _impute_missing_sds(analysis: Analysis, outcomes: pd.DataFrame) -> pd.DataFrame:
@@ -533,8 +537,10 @@ def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
                          file=str(analysis.source))
     records, missing, notes = [], [], []
     lower_is_favourable = analysis.favourable == "lower"
-    selected = [(entry, *_arm_row(outcomes, analysis, entry, entry.exp), *_arm_row(outcomes, analysis, entry, entry.ctrl))
-                for entry in analysis.trials]
+    keys = key_columns(outcomes, (*ENTRY_KEYS, "n", "mean", "sd"))
+    effect_keys = key_columns(effects, ("trial_id", "exp_arm", "ctrl_arm", "outcome", "timepoint", "measure", "scale"))
+    selected = [(entry, *_arm_row(outcomes, analysis, entry, entry.exp, keys),
+                 *_arm_row(outcomes, analysis, entry, entry.ctrl, keys)) for entry in analysis.trials]
     converted = _convert_arms(analysis, outcomes, selected)
     for entry, exp, exp_rows, ctrl, ctrl_rows in selected:
         timepoint = entry.timepoint or analysis.timepoint
@@ -544,11 +550,11 @@ def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
         if exp is not None and ctrl is not None:
             record = _arm_level_record(analysis, entry, exp, ctrl, usage, lower_is_favourable, missing)
         else:
-            eff = effects[(effects["trial_id"] == entry.trial) & (effects["exp_arm"] == entry.exp)
-                          & (effects["ctrl_arm"] == entry.ctrl) & (effects["outcome"] == analysis.outcome)
-                          & (effects["timepoint"] == timepoint) & (effects["measure"] == analysis.measure)]
-            if entry.scale is not None:
-                eff = eff[eff["scale"] == entry.scale]
+            wanted = {"trial_id": entry.trial, "exp_arm": entry.exp, "ctrl_arm": entry.ctrl,
+                      "outcome": analysis.outcome, "timepoint": timepoint, "measure": analysis.measure,
+                      **({} if entry.scale is None else {"scale": entry.scale})}
+            eff = effects.iloc[np.flatnonzero(np.logical_and.reduce([equal_mask(effect_keys[column], value)
+                                                                     for column, value in wanted.items()]))]
             if len(eff):
                 row = eff.iloc[0]
                 flip = bool(row["higher_is_better"]) == lower_is_favourable
@@ -1186,6 +1192,7 @@ def build_dependent(analysis: Analysis, evidence: Evidence):
     if unknown:
         raise _spec_error(analysis, f"trial(s) {', '.join(unknown)} have no row in outcomes.csv")
     selected, availability, missing, entries = [], [], [], []
+    keys = key_columns(o, (*ENTRY_KEYS, "n", "mean", "sd"))
     for entry in analysis.trials:
         subs = _inner_entries(analysis, entry, o)
         for sub in subs:
@@ -1193,8 +1200,8 @@ def build_dependent(analysis: Analysis, evidence: Evidence):
                 (sub.scale if inner == "scale" else f"{sub.exp} vs {sub.ctrl}")
             got = []
             for arm in (sub.exp, sub.ctrl):
-                row, rows = _arm_row(o, analysis, sub, arm)
-                shown = row if row is not None else (rows.iloc[0] if len(rows) else None)
+                row, rows = _arm_row(o, analysis, sub, arm, keys)
+                shown = row if row is not None else (o.iloc[rows[0]] if len(rows) else None)
                 role = None if shown is None else shown.get("role")
                 availability.append(_availability_row(sub.trial, arm, role, value, shown))
                 got.append((row, rows))
