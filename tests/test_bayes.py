@@ -333,3 +333,78 @@ def test_bayes_refuses_non_numbers_naming_the_argument(kwargs, name):
 def test_bayes_batch_refuses_text_naming_the_argument():
     with pytest.raises(InputError, match="vi"):
         bayes_batch([[0.1, 0.2]], "one")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the prior families' own distributions (priors.py does not import scipy.stats): equal to scipy.stats'
+
+_X = np.concatenate([[-np.inf, -1.0, 0.0, 1e-300, 1e-12, np.inf, np.nan], np.linspace(-10, 10, 201),
+                     np.geomspace(1e-8, 1e4, 150)])
+_Q = np.concatenate([[-0.1, 0.0, 1e-300, 1e-12, 1 - 1e-12, 1.0, 1.1, np.nan], np.linspace(0, 1, 201)])
+
+
+def _scipy_reference(prior):
+    """The frozen scipy.stats distribution the prior stands for (of tau, or of log tau² for on="tau2")."""
+    from scipy import stats
+
+    p = prior.params
+    half_t = None
+    if prior.family == "half-t" and p[0] != 1:
+        half_t = stats.t(p[0], scale=p[1])
+    return {"half-normal": lambda: stats.halfnorm(scale=p[0]),
+            "half-t": lambda: stats.halfcauchy(scale=p[1]),
+            "half-cauchy": lambda: stats.halfcauchy(scale=p[0]),
+            "exponential": lambda: stats.expon(scale=1.0 / p[0]),
+            "uniform": lambda: stats.uniform(0.0, p[0]),
+            "inverse-gamma": lambda: stats.invgamma(p[0], scale=p[1]),
+            "log-normal": lambda: stats.norm(p[0], p[1]),
+            "log-t5": lambda: stats.t(5, loc=p[0], scale=p[1])}[prior.family]() if half_t is None else half_t
+
+
+@pytest.mark.parametrize("spelling", ["half-normal:0.5", "half-cauchy:0.3", "half-t:1:0.25", "half-t:3:0.5",
+                                      "exponential:3", "uniform:2.5", "inverse-gamma:2.5:0.7", "log-normal:-2.56:1.74",
+                                      "log-t5:-3.02:2.27"])
+def test_prior_logpdf_cdf_ppf_equal_scipy_stats_over_a_grid(spelling):
+    prior = priors.parse_prior(spelling)
+    ours, ref = prior._dist(), _scipy_reference(prior)
+    half_t = prior.family == "half-t" and prior.params[0] != 1
+    with np.errstate(all="ignore"):
+        expected = {"logpdf": np.where(_X >= 0, np.log(2.0) + ref.logpdf(_X), -np.inf) if half_t else ref.logpdf(_X),
+                    "cdf": np.clip(2.0 * ref.cdf(_X) - 1.0, 0.0, 1.0) if half_t else ref.cdf(_X),
+                    "ppf": ref.ppf(0.5 + 0.5 * _Q) if half_t else ref.ppf(_Q)}
+        for method, arg in (("logpdf", _X), ("cdf", _X), ("ppf", _Q)):
+            got = getattr(ours, method)(arg)
+            want = expected[method]
+            assert np.array_equal(np.isnan(got), np.isnan(want)), (spelling, method)
+            same = (got == want) | np.isnan(want)
+            close = np.isclose(got, want, rtol=1e-12, atol=0.0)
+            assert np.all(same | close), (spelling, method, arg[~(same | close)])
+        assert np.ndim(ours.logpdf(0.3)) == 0 and float(ours.ppf(0.5)) == float(np.asarray(expected["ppf"])[
+            np.flatnonzero(_Q == 0.5)[0]])
+
+
+def test_prior_methods_on_tau_equal_scipy_stats_for_a_tau2_prior():
+    from scipy import stats
+
+    prior = priors.parse_prior("log-t5:-3.02:2.27")
+    tau = np.geomspace(1e-4, 10, 50)
+    ref = stats.t(5, loc=-3.02, scale=2.27)
+    assert np.allclose(prior.cdf_tau(tau), ref.cdf(2 * np.log(tau)), rtol=1e-12, atol=0)
+    assert np.allclose(prior.quantile_tau([0.05, 0.5, 0.95]), np.exp(0.5 * ref.ppf([0.05, 0.5, 0.95])), rtol=1e-12)
+    assert np.allclose(prior.log_density_tau(tau), np.log(2) + ref.logpdf(2 * np.log(tau)) - np.log(tau), rtol=1e-12)
+
+
+def test_bayesian_network_and_multilevel_fits_leave_scipy_stats_unimported():
+    import subprocess
+    import sys
+
+    code = ("import sys; import numpy as np; from pfps_meta.models import priors, bayes, network, multilevel, robust, "
+            "vcalc, network_components; "
+            "[(p.log_density_logtau(np.linspace(-5, 2, 9)), p.cdf_tau(0.3), p.quantile_tau(0.5)) for p in map("
+            "priors.parse_prior, ['half-normal:0.5', 'half-t:3:0.5', 'half-cauchy:1', 'exponential:2', "
+            "'uniform:3', 'inverse-gamma:2:1', 'log-normal:-2:1.5', 'log-t5:-3:2'])]; "
+            "bayes.bayes(yi=[0.1, 0.3, -0.2, 0.5], vi=[0.04, 0.03, 0.05, 0.02], "
+            "tau_prior='half-t:3:0.5').summary; "
+            "print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"

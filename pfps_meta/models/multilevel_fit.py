@@ -29,9 +29,10 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, sparse, stats
+from scipy import optimize, sparse
 from scipy.sparse.csgraph import connected_components
 
+from .. import distributions
 from ..errors import ConvergenceWarning, InputError
 from .blocks import BlockDiagonal
 
@@ -579,7 +580,7 @@ def profile_ci(engine: Engine, state: FitState, comp: int, level: float, struct:
     """metafor's ``confint.rma.mv``: the values where the profile drops by qchisq(level, 1) / 2.
     Search ranges as metafor: variances [0, max(10, 100 x estimate)]; correlations [-1, 1]
     (AR/HAR/CAR: [min(0, estimate), 1]). Returns (lb, ub, lb_at_limit, ub_at_limit)."""
-    crit = stats.chi2.ppf(level, 1) / 2
+    crit = distributions.chi2_ppf(level, 1) / 2
     est = float(state.nat[comp])
     kind = engine.kinds[comp]
     if kind == "var":

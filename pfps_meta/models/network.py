@@ -41,7 +41,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize
+
+from .. import distributions as dist
 
 from ..effects import measures as measure_registry
 from ..errors import InputError
@@ -275,7 +277,7 @@ class NetworkResult:
 
     @property
     def pval_Q(self) -> float:
-        return float(stats.chi2.sf(self.Q, self.df)) if self.df > 0 else float("nan")
+        return float(dist.chi2_sf(self.Q, self.df)) if self.df > 0 else float("nan")
 
     @property
     def I2(self) -> float:
@@ -300,8 +302,8 @@ class NetworkResult:
     def _quantile(self):
         a = (1.0 + self.level) / 2.0
         if self.ci_method == "wald":
-            return float(stats.norm.ppf(a))
-        return float(stats.t.ppf(a, self.df)) if self.df > 0 else float("nan")
+            return float(dist.norm_ppf(a))
+        return float(dist.t_ppf(a, self.df)) if self.df > 0 else float("nan")
 
     def relative_effect(self, treat, versus, model=None):
         """Estimate, SE, CI and PI of ``treat`` against ``versus`` (dict)."""
@@ -313,11 +315,11 @@ class NetworkResult:
         q = self._quantile()
         stat = est / se if se > 0 else float("nan")
         if self.ci_method == "wald":
-            p = float(2 * stats.norm.sf(abs(stat)))
+            p = float(2 * dist.norm_sf(abs(stat)))
         else:
-            p = float(2 * stats.t.sf(abs(stat), self.df)) if self.df > 0 else float("nan")
+            p = float(2 * dist.t_sf(abs(stat), self.df)) if self.df > 0 else float("nan")
         if fit.model == "random" and self.df >= 2:
-            qt = float(stats.t.ppf((1.0 + self.level) / 2.0, self.df))
+            qt = float(dist.t_ppf((1.0 + self.level) / 2.0, self.df))
             sp = math.sqrt(se ** 2 + fit.tau2)
             pi = (est - qt * sp, est + qt * sp)
         else:
@@ -369,7 +371,7 @@ class NetworkResult:
         var = np.diag(C)[:, None] + np.diag(C)[None, :] - 2 * C
         with np.errstate(divide="ignore", invalid="ignore"):
             z = diff / np.sqrt(var)
-        P = stats.norm.cdf(-z if sv == "good" else z)
+        P = dist.norm_cdf(-z if sv == "good" else z)
         np.fill_diagonal(P, np.nan)
         return pd.Series(np.nanmean(P, axis=1), index=list(self.treatments), name="P-score")
 
@@ -430,7 +432,7 @@ class NetworkResult:
                 diff = est - ind
                 sed = math.sqrt(var + vind)
                 z = diff / sed
-                p = float(2 * stats.norm.sf(abs(z)))
+                p = float(2 * dist.norm_sf(abs(z)))
             else:
                 ind = vind = diff = sed = z = p = float("nan")
             rows.append({"comparison": f"{a}:{b}", "treatment": a, "versus": b, "k": k, "prop_direct": P,
@@ -474,7 +476,7 @@ class NetworkResult:
 
 
 def _chi2(q, df):
-    return float(stats.chi2.sf(q, df)) if df > 0 else float("nan")
+    return float(dist.chi2_sf(q, df)) if df > 0 else float("nan")
 
 
 def _qtable(q_tot, df_tot, q_w, df_w):

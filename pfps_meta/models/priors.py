@@ -35,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from pfps_meta.errors import InputError
 
@@ -119,29 +119,29 @@ class Prior:
         return ":".join([self.family] + [repr(float(p)) for p in self.params])
 
     # -- densities ------------------------------------------------------------------------------
-    def _scipy(self):
-        """The frozen scipy distribution of tau (on="tau") or of log tau² (on="tau2")."""
+    def _dist(self):
+        """The distribution of tau (on="tau") or of log tau² (on="tau2"), with logpdf, cdf and ppf."""
         p = self.params
         if self.family == "half-normal":
-            return stats.halfnorm(scale=p[0])
+            return _HalfNormal(scale=p[0])
         if self.family == "half-t":
-            return stats.halfcauchy(scale=p[1]) if p[0] == 1 else _HalfT(p[0], p[1])
+            return _HalfCauchy(scale=p[1]) if p[0] == 1 else _HalfT(p[0], p[1])
         if self.family == "half-cauchy":
-            return stats.halfcauchy(scale=p[0])
+            return _HalfCauchy(scale=p[0])
         if self.family == "exponential":
-            return stats.expon(scale=1.0 / p[0])
+            return _Exponential(scale=1.0 / p[0])
         if self.family == "uniform":
-            return stats.uniform(0.0, p[0])
+            return _Uniform(scale=p[0])
         if self.family == "inverse-gamma":
-            return stats.invgamma(p[0], scale=p[1])
+            return _InverseGamma(p[0], scale=p[1])
         if self.family == "log-normal":
-            return stats.norm(p[0], p[1])
-        return stats.t(5, loc=p[0], scale=p[1])
+            return _Normal(p[0], p[1])
+        return _StudentT(5, loc=p[0], scale=p[1])
 
     def log_density_logtau(self, u):
         """Log density of ``u = log(tau)`` at ``u`` (array), ``-inf`` outside the support."""
         u = np.asarray(u, dtype=float)
-        dist = self._scipy()
+        dist = self._dist()
         with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
             if self.on == "tau2":
                 return math.log(2.0) + dist.logpdf(2.0 * u)
@@ -160,16 +160,16 @@ class Prior:
         tau = np.asarray(tau, dtype=float)
         if self.on == "tau2":
             with np.errstate(divide="ignore"):
-                return self._scipy().cdf(2.0 * np.log(tau))
-        return self._scipy().cdf(tau)
+                return self._dist().cdf(2.0 * np.log(tau))
+        return self._dist().cdf(tau)
 
     def quantile_tau(self, p):
         """The prior's p-quantile of tau."""
         p = np.asarray(p, dtype=float)
         if self.on == "tau2":
             with np.errstate(over="ignore"):
-                return np.exp(0.5 * self._scipy().ppf(p))
-        return self._scipy().ppf(p)
+                return np.exp(0.5 * self._dist().ppf(p))
+        return self._dist().ppf(p)
 
     @property
     def upper_tau(self) -> float:
@@ -202,15 +202,197 @@ class Prior:
                 "rescaled_by": self.rescaled_by}
 
 
+# ------------------------------------------------------------------------------------------------
+# the prior families' distributions (numpy and scipy.special; importing scipy.stats costs ~0.5 s)
+
+
+class _LocationScale:
+    """A continuous distribution of ``X = loc + scale * Y``, Y in standard form on ``[lower, upper]``.
+
+    ``logpdf(x) = log f_Y((x - loc) / scale) - log(scale)`` (``-inf`` outside the support, NaN for NaN);
+    ``cdf(x) = F_Y((x - loc) / scale)`` (0 below the support, 1 above it); ``ppf(q) = loc + scale *
+    F_Y^-1(q)`` for ``0 < q < 1``, the ends of the support at q = 0 and 1, NaN elsewhere. These are the
+    conventions (and the order of the floating-point operations) of ``scipy.stats``' frozen
+    distributions, so the numbers are the same. Subclasses give ``_logpdf``, ``_cdf`` and ``_ppf`` of Y.
+    """
+
+    lower, upper = -math.inf, math.inf
+    open_support = False            # True: logpdf is -inf at the ends too (the inverse gamma at 0)
+
+    def __init__(self, loc=0.0, scale=1.0):
+        self.loc, self.scale = float(loc), float(scale)
+
+    def _standard(self, x):
+        return np.asarray((np.asarray(x, dtype=float) - self.loc) / self.scale, dtype=float)
+
+    @staticmethod
+    def _shaped(out):
+        return out[()] if out.ndim == 0 else out
+
+    def logpdf(self, x):
+        y = self._standard(x)
+        with np.errstate(invalid="ignore"):
+            inside = (self.lower < y) & (y < self.upper) if self.open_support else (
+                (self.lower <= y) & (y <= self.upper))
+        out = np.full(y.shape, -np.inf)
+        out[np.isnan(y)] = np.nan
+        if inside.any():
+            out[inside] = self._logpdf(y[inside]) - np.log(np.atleast_1d(self.scale))
+        return self._shaped(out)
+
+    def cdf(self, x):
+        y = self._standard(x)
+        with np.errstate(invalid="ignore"):
+            inside = (self.lower < y) & (y < self.upper)
+            out = np.where(y >= self.upper, 1.0, 0.0)
+        out[np.isnan(y)] = np.nan
+        if inside.any():
+            out[inside] = self._cdf(y[inside])
+        return self._shaped(out)
+
+    def ppf(self, q):
+        q = np.asarray(q, dtype=float)
+        with np.errstate(invalid="ignore"):
+            inside = (0 < q) & (q < 1)
+            out = np.full(q.shape, np.nan)
+            out[q == 0] = self.lower * self.scale + self.loc
+            out[q == 1] = self.upper * self.scale + self.loc
+        if inside.any():
+            out[inside] = self._ppf(q[inside]) * self.scale + self.loc
+        return self._shaped(out)
+
+
+class _Normal(_LocationScale):
+    """Normal: ``log f(y) = -y²/2 - log sqrt(2 pi)``, ``F = Phi`` (``ndtr``), ``F^-1 = ndtri``."""
+
+    _LOG_C = np.log(np.sqrt(2 * np.pi))
+
+    def _logpdf(self, y):
+        return -y ** 2 / 2.0 - self._LOG_C
+
+    def _cdf(self, y):
+        return special.ndtr(y)
+
+    def _ppf(self, q):
+        return special.ndtri(q)
+
+
+class _StudentT(_LocationScale):
+    """Student's t with ``df`` degrees of freedom: ``log f(y) = log(Gamma((df+1)/2) / Gamma(df/2))
+    - (log df + log pi) / 2 - (df+1)/2 log(1 + y²/df)`` (the gamma ratio as ``poch(df/2, 1/2)``);
+    ``F = stdtr``, ``F^-1 = stdtrit``."""
+
+    def __init__(self, df, loc=0.0, scale=1.0):
+        super().__init__(loc, scale)
+        self.df = float(df)
+
+    def _logpdf(self, y):
+        df = self.df
+        return (np.log(special.poch(0.5 * df, 0.5)) - 0.5 * (np.log(df) + np.log(np.pi))
+                - (df + 1) / 2 * np.log1p(y * y / df))
+
+    def _cdf(self, y):
+        return special.stdtr(self.df, y)
+
+    def _ppf(self, q):
+        return special.stdtrit(self.df, q)
+
+
+class _HalfNormal(_LocationScale):
+    """|Z| for a standard normal Z: ``log f(y) = log(2/pi)/2 - y²/2``, ``F = erf(y / sqrt 2)``,
+    ``F^-1(q) = Phi^-1((1 + q)/2)``."""
+
+    lower = 0.0
+
+    def _logpdf(self, y):
+        return 0.5 * np.log(2.0 / np.pi) - y * y / 2.0
+
+    def _cdf(self, y):
+        return special.erf(y / np.sqrt(2))
+
+    def _ppf(self, q):
+        return special.ndtri((1 + q) / 2.0)
+
+
+class _HalfCauchy(_LocationScale):
+    """|C| for a standard Cauchy C: ``f(y) = 2 / (pi (1 + y²))``, ``F = (2/pi) atan(y)``,
+    ``F^-1(q) = tan(pi q / 2)``."""
+
+    lower = 0.0
+
+    def _logpdf(self, y):
+        return np.log(2.0 / np.pi) - special.log1p(y * y)
+
+    def _cdf(self, y):
+        return 2.0 / np.pi * np.arctan(y)
+
+    def _ppf(self, q):
+        return np.tan(np.pi / 2 * q)
+
+
+class _Exponential(_LocationScale):
+    """Standard exponential: ``log f(y) = -y``, ``F = -expm1(-y)``, ``F^-1(q) = -log1p(-q)``."""
+
+    lower = 0.0
+
+    def _logpdf(self, y):
+        return -y
+
+    def _cdf(self, y):
+        return -special.expm1(-y)
+
+    def _ppf(self, q):
+        return -special.log1p(-q)
+
+
+class _Uniform(_LocationScale):
+    """Uniform on [0, 1]: ``log f = 0``, ``F(y) = y``, ``F^-1(q) = q``."""
+
+    lower, upper = 0.0, 1.0
+
+    def _logpdf(self, y):
+        return np.zeros_like(y)
+
+    def _cdf(self, y):
+        return y
+
+    def _ppf(self, q):
+        return q
+
+
+class _InverseGamma(_LocationScale):
+    """Inverse gamma with shape ``a`` on (0, inf): ``log f(y) = -(a+1) log y - log Gamma(a) - 1/y``,
+    ``F(y) = Q(a, 1/y)`` (the upper regularised gamma), ``F^-1(q) = 1 / Q^-1(a, q)``."""
+
+    lower = 0.0
+    open_support = True
+
+    def __init__(self, a, loc=0.0, scale=1.0):
+        super().__init__(loc, scale)
+        self.a = float(a)
+
+    def _logpdf(self, y):
+        a = self.a
+        return -(a + 1) * np.log(y) - special.gammaln(a) - 1.0 / y
+
+    def _cdf(self, y):
+        return special.gammaincc(self.a, 1.0 / y)
+
+    def _ppf(self, q):
+        return 1.0 / special.gammainccinv(self.a, q)
+
+
 class _HalfT:
-    """The half-t distribution on tau >= 0 (scipy has no frozen half-t)."""
+    """|T| for Student's t with ``df`` degrees of freedom and scale ``scale``, on tau >= 0:
+    ``f = 2 f_T``, ``F = 2 F_T - 1``, ``F^-1(p) = F_T^-1((1 + p)/2)``."""
 
     def __init__(self, df, scale):
-        self.t = stats.t(df, scale=scale)
+        self.t = _StudentT(df, scale=scale)
 
     def logpdf(self, x):
         x = np.asarray(x, dtype=float)
-        return np.where(x >= 0, math.log(2.0) + self.t.logpdf(x), -np.inf)
+        with np.errstate(invalid="ignore"):
+            return np.where(x >= 0, math.log(2.0) + self.t.logpdf(x), -np.inf)
 
     def cdf(self, x):
         return np.clip(2.0 * self.t.cdf(x) - 1.0, 0.0, 1.0)
