@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from operator import mul as _MUL
 
 import numpy as np
 
@@ -52,30 +53,40 @@ _LOG_2PI = np.log(2 * np.pi)
 SCALAR_MAX_K = 128
 
 
+def _pairwise_expression(n):
+    """numpy's pairwise order for ``n <= 128`` terms ``a0 ... a{n-1}`` as one Python expression: sequential
+    from -0.0 below 8 terms; else eight interleaved partial sums (term ``j``, ``j + 8``, ... of the first
+    ``n - n % 8``), combined as a tree ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``, then the tail."""
+    if n < 8:
+        return " + ".join(["-0.0"] + [f"a{i}" for i in range(n)])
+    m = n - n % 8
+    r = ["(" + " + ".join(f"a{i}" for i in range(j, m, 8)) + ")" for j in range(8)]
+    tree = f"(({r[0]} + {r[1]}) + ({r[2]} + {r[3]})) + (({r[4]} + {r[5]}) + ({r[6]} + {r[7]}))"
+    return " + ".join([f"({tree})"] + [f"a{i}" for i in range(m, n)])
+
+
+_SUMMERS = {}
+
+
+def summer(n):
+    """A function summing a sequence of exactly ``n <= 128`` floats as :func:`pairwise_sum` does, compiled once
+    per ``n`` as straight-line code (no loop, no indexing: a few times faster on the one-row paths)."""
+    func = _SUMMERS.get(n)
+    if func is None:
+        names = "".join(f"a{i}, " for i in range(n))
+        code = f"def _sum(a):\n    {names or '_'} = {'a' if n else '()'}\n    return {_pairwise_expression(n)}\n"
+        scope = {}
+        exec(compile(code, f"<pairwise sum of {n}>", "exec"), scope)     # noqa: S102 (generated above)
+        func = _SUMMERS[n] = scope["_sum"]
+    return func
+
+
 def pairwise_sum(a):
     """``np.add.reduce`` of a list of at most 128 floats in numpy's order (pairwise_sum: sequential from
-    -0.0 below 8 values, else eight interleaved partial sums combined as a tree, then the tail)."""
-    n = len(a)
-    if n < 8:
-        total = -0.0
-        for x in a:
-            total += x
-        return total
-    r0, r1, r2, r3, r4, r5, r6, r7 = a[:8]
-    m = n - n % 8
-    for i in range(8, m, 8):
-        r0 += a[i]
-        r1 += a[i + 1]
-        r2 += a[i + 2]
-        r3 += a[i + 3]
-        r4 += a[i + 4]
-        r5 += a[i + 5]
-        r6 += a[i + 6]
-        r7 += a[i + 7]
-    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(m, n):
-        total += a[i]
-    return total
+    -0.0 below 8 values, else eight interleaved partial sums combined as a tree, then the tail); see
+    :func:`summer`."""
+    func = _SUMMERS.get(len(a))
+    return (func or summer(len(a)))(a)
 
 
 def _scalar_row(y, v):
@@ -87,31 +98,33 @@ def _scalar_row(y, v):
 
 def _q_scalar(y, v, t):
     """:func:`generalised_q` of one row on Python floats, operation for operation (so the same bits)."""
+    add = summer(len(v))
     w = [1.0 / (vi + t) for vi in v]
-    sum_w = pairwise_sum(w)
-    mu = pairwise_sum([wi * yi for wi, yi in zip(w, y)]) / sum_w
+    sum_w = add(w)
+    mu = add(list(map(_MUL, w, y))) / sum_w
     wr2 = [wi * ((yi - mu) * (yi - mu)) for wi, yi in zip(w, y)]
-    return pairwise_sum(wr2), -pairwise_sum([wi * x for wi, x in zip(w, wr2)])
+    return add(wr2), -add(list(map(_MUL, w, wr2)))
 
 
 def _score_scalar(y, v, t, reml):
     """The ``score_at`` of :func:`_likelihood_root` for one row on Python floats (the same operations)."""
+    add = summer(len(v))
     w = [1.0 / (vi + t) for vi in v]
-    sum_w = pairwise_sum(w)
-    mu = pairwise_sum([wi * yi for wi, yi in zip(w, y)]) / sum_w
+    sum_w = add(w)
+    mu = add(list(map(_MUL, w, y))) / sum_w
     a = [wi * (yi - mu) for wi, yi in zip(w, y)]
     a2 = [x * x for x in a]
-    wa = pairwise_sum([wi * x for wi, x in zip(w, a)])
-    yp3y = pairwise_sum([wi * x for wi, x in zip(w, a2)]) - wa * wa / sum_w
+    wa = add(list(map(_MUL, w, a)))
+    yp3y = add(list(map(_MUL, w, a2))) - wa * wa / sum_w
     w2 = [wi * wi for wi in w]
-    sum_w2 = pairwise_sum(w2)
+    sum_w2 = add(w2)
     if reml:
         ratio = sum_w2 / sum_w
         a_term = sum_w - ratio
-        b_term = sum_w2 - 2.0 * pairwise_sum([x * wi for x, wi in zip(w2, w)]) / sum_w + ratio * ratio
+        b_term = sum_w2 - 2.0 * add(list(map(_MUL, w2, w))) / sum_w + ratio * ratio
     else:
         a_term, b_term = sum_w, sum_w2
-    return pairwise_sum(a2) - a_term, b_term - 2.0 * yp3y, b_term
+    return add(a2) - a_term, b_term - 2.0 * yp3y, b_term
 
 
 def _at_least(x, floor):
@@ -580,6 +593,57 @@ def _likelihood(reml):
         he = _hedges(y, v, present, k)
         return _likelihood_root(y, v, present, k, np.where(np.isfinite(he), he, 0.0), reml, maxiter=maxiter)
     return estimator
+
+
+def estimate_one_row(y, v, method, maxiter, spread, q0, sum_w0):
+    """tau2 of one complete row (``y``, ``v``: lists of 2 to :data:`SCALAR_MAX_K` Python floats, nothing
+    absent) for every method but DL and FE, as :func:`estimate_intercept_only` computes it: the same
+    operations in the same order (so the same bits), without arrays. ``spread = sum (y - ybar)^2``,
+    ``q0 = (Q(0), Q'(0))`` and ``sum_w0 = sum 1/v`` are the caller's (the fixed-effect sums). Returns
+    ``(tau2, converged, iterations)`` as Python values, or None when a division by zero or an overflow
+    would need numpy's inf/NaN arithmetic (the array path then runs)."""
+    k = len(y)
+    if method == "HS":
+        return _at_least((q0[0] - k) / sum_w0, 0.0), True, 0
+    if method in ("PM", "EB"):
+        done = _solve_q_scalar(y, v, None, float(k - 1), 1e-12, maxiter, (spread, q0, min(v)))
+        return None if done is None else (done[0][0].item(), bool(done[1][0]), int(done[2][0]))
+    he = spread / (k - 1) - pairwise_sum(v) / k
+    if method == "HE":
+        return _at_least(he, 0.0), True, 0
+    if method == "SJ":
+        tau0 = spread / k
+        return _at_least(tau0 * _q_scalar(y, v, tau0)[0] / (k - 1), 0.0), True, 0
+    reml = method == "REML"
+    done = _likelihood_root_scalar(lambda t: _score_scalar(y, v, t, reml),
+                                   _at_least(he if math.isfinite(he) else 0.0, 0.0), 1e-12, maxiter)
+    if done is None:
+        return None
+    t, converged, iterations = done[0][0].item(), bool(done[1][0]), int(done[2][0])
+    if converged and t > 1e-12:          # metafor's ll0check, as likelihood_root
+        flags = [True] * k
+        ll_here = _loglik_scalar(y, v, flags, float(k), t, reml)
+        ll_zero = _loglik_scalar(y, v, flags, float(k), 0.0, reml)
+        if ll_here is None or ll_zero is None:
+            return None
+        if ll_zero - ll_here > 1e-10:
+            warnings.warn("1 fit(s): the likelihood is higher at tau2 = 0 than at the stationary point found; "
+                          "tau2 = 0 is used instead (as metafor does).", ConvergenceWarning, stacklevel=4)
+            t = 0.0
+    return t, converged, iterations
+
+
+def q_profile_row(y, v, first, second, start):
+    """:func:`solve_q_pair` of one complete row on Python floats (``start``: :func:`_q_start`'s
+    ``(spread, (Q(0), Q'(0)), min v)``, which the caller has): ``((low, converged), (high, converged))``
+    or None (the array path then runs)."""
+    out = []
+    for target in (first, second):
+        done = _solve_q_scalar(y, v, None, target, 1e-12, 200, start)
+        if done is None:
+            return None
+        out.append((done[0][0].item(), bool(done[1][0])))
+    return out
 
 
 def estimate_intercept_only(y, v, present, k, method, maxiter=1000):
