@@ -234,26 +234,46 @@ def _mix_moments(W, m, s):
 
 def _mix_quantile(W, m, s, p):
     """Quantile of sum_j W_j N(m_j, s_j²) at probability p (array per row): Newton steps inside a bracket."""
-    p = np.broadcast_to(np.asarray(p, dtype=float), (W.shape[0],)).copy()
+    p = np.broadcast_to(np.asarray(p, dtype=float), (W.shape[0],))
+    return _mix_quantiles(W, m, s, p[None, :])[0]
+
+
+def _mix_quantiles(W, m, s, P):
+    """:func:`_mix_quantile` at G probability vectors at once (``P`` of shape (G, rows); returns (G, rows)).
+
+    Each group g iterates as one call ``_mix_quantile(W, m, s, P[g])`` would: Newton steps
+    ``x <- x - (F(x) - p) / f(x)`` kept inside the bracket [lo, hi] (bisection when a step leaves it),
+    until every row of the group moved by at most 1e-13 x max(|mean|, sd); a group that is done drops out
+    of the loop, so the numbers are those of separate calls (the mixture's CDF and density share
+    ``z = (x - m_j) / s_j``)."""
+    P = np.asarray(P, dtype=float)
+    G, rows = P.shape
     mean, sd = _mix_moments(W, m, s)
-    x = mean + special.ndtri(np.clip(p, 1e-300, 1 - 1e-16)) * sd
-    lo = (m - 40.0 * s).min(axis=1)
-    hi = (m + 40.0 * s).max(axis=1)
+    x = mean + special.ndtri(np.clip(P, 1e-300, 1 - 1e-16)) * sd
+    lo = np.repeat((m - 40.0 * s).min(axis=1)[None, :], G, axis=0)
+    hi = np.repeat((m + 40.0 * s).max(axis=1)[None, :], G, axis=0)
     scale = np.maximum(np.abs(mean), sd)
+    norm = s * math.sqrt(2.0 * math.pi)
+    active = np.arange(G)
     for _ in range(200):
-        F = _mix_cdf(W, m, s, x)
-        below = F < p
-        lo = np.where(below, x, lo)
-        hi = np.where(below, hi, x)
-        dens = _mix_pdf(W, m, s, x)
+        xa, pa, la, ha = x[active], P[active], lo[active], hi[active]
+        z = ((xa[:, :, None] - m) / s).reshape(-1, m.shape[1])
+        Wz = np.broadcast_to(W, (len(active),) + W.shape).reshape(z.shape)
+        F = (Wz * special.ndtr(z)).sum(axis=1).reshape(xa.shape)
+        below = F < pa
+        la = np.where(below, xa, la)
+        ha = np.where(below, ha, xa)
+        dens = (Wz * np.exp(-0.5 * z * z) / np.broadcast_to(norm, (len(active),) + norm.shape).reshape(z.shape)
+                ).sum(axis=1).reshape(xa.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
-            new = x - (F - p) / dens
-        outside = ~np.isfinite(new) | (new < lo) | (new > hi)
-        new = np.where(outside, 0.5 * (lo + hi), new)
-        new = np.where(F == p, x, new)
-        done = np.abs(new - x) <= 1e-13 * scale
-        x = new
-        if np.all(done):
+            new = xa - (F - pa) / dens
+        outside = ~np.isfinite(new) | (new < la) | (new > ha)
+        new = np.where(outside, 0.5 * (la + ha), new)
+        new = np.where(F == pa, xa, new)
+        done = np.abs(new - xa) <= 1e-13 * scale
+        x[active], lo[active], hi[active] = new, la, ha
+        active = active[~done.all(axis=1)]
+        if not active.size:
             break
     return x
 
@@ -279,69 +299,94 @@ def _cdf_ratio(grid, t):
 
 def _tau_quantile(grid: _Grid, p, prior: Prior):
     """Posterior p-quantile of tau per row (Newton steps on the per-panel antiderivative polynomial)."""
-    R = grid.W.shape[0]
-    p = np.broadcast_to(np.asarray(p, dtype=float), (R,)).copy()
+    p = np.broadcast_to(np.asarray(p, dtype=float), (grid.W.shape[0],))
+    return _tau_quantiles(grid, p[None, :], prior)[0]
+
+
+def _tau_quantiles(grid: _Grid, P, prior: Prior):
+    """:func:`_tau_quantile` at G probability vectors at once (``P`` of shape (G, R); returns (G, R)).
+
+    In the panel [a, b] where the posterior CDF of u = log tau reaches p, solve
+    ``cum(a) + (b - a)/2 A(eta) = p`` for eta in [-1, 1] (A: the antiderivative of the panel's density
+    polynomial) by Newton steps kept in a bracket; each group stops when all its rows moved by < 1e-14,
+    as a separate call would, so the numbers are those of separate calls. p below the point mass at
+    tau_min gives the prior's quantile scaled into it."""
+    P = np.asarray(P, dtype=float)
+    G, R = P.shape
     rows = np.arange(R)
-    idx = np.clip((grid.cum[:, 1:] < p[:, None]).sum(axis=1), 0, PANELS - 1)
+    idx = np.clip((grid.cum[None, :, 1:] < P[:, :, None]).sum(axis=2), 0, PANELS - 1)          # (G, R)
     a, b = grid.edges[rows, idx], grid.edges[rows, idx + 1]
     half = 0.5 * (b - a)
-    values = grid.f[rows, idx]
-    coef = values @ _POW_FIT.T
-    anti = values @ _POW_ANTI.T
-    target = (p - grid.cum[rows, idx]) / half
-    lo, hi = -np.ones(R), np.ones(R)
-    eta = np.zeros(R)
+    values = grid.f[rows, idx]                                                                  # (G, R, n)
+    coef = np.stack([v @ _POW_FIT.T for v in values]).reshape(G * R, -1)
+    anti = np.stack([v @ _POW_ANTI.T for v in values]).reshape(G * R, -1)
+    target = ((P - grid.cum[rows, idx]) / half).ravel()
+    lo, hi = -np.ones(G * R), np.ones(G * R)
+    eta = np.zeros(G * R)
+    active = np.arange(G)
     for _ in range(100):
-        G = _horner(anti, eta) - target
-        g = _horner(coef, eta)
-        lo = np.where(G < 0, eta, lo)
-        hi = np.where(G < 0, hi, eta)
+        at = (active[:, None] * R + rows[None, :]).ravel()
+        e = eta[at]
+        g_val = _horner(anti[at], e) - target[at]
+        g_der = _horner(coef[at], e)
+        lo[at] = np.where(g_val < 0, e, lo[at])
+        hi[at] = np.where(g_val < 0, hi[at], e)
         with np.errstate(divide="ignore", invalid="ignore"):
-            new = eta - G / g
-        outside = ~np.isfinite(new) | (new < lo) | (new > hi)
-        new = np.where(outside, 0.5 * (lo + hi), new)
-        new = np.where(G == 0, eta, new)
-        done = np.abs(new - eta) < 1e-14
-        eta = new
-        if np.all(done):
+            new = e - g_val / g_der
+        outside = ~np.isfinite(new) | (new < lo[at]) | (new > hi[at])
+        new = np.where(outside, 0.5 * (lo[at] + hi[at]), new)
+        new = np.where(g_val == 0, e, new)
+        done = (np.abs(new - e) < 1e-14).reshape(len(active), R)
+        eta[at] = new
+        active = active[~done.all(axis=1)]
+        if not active.size:
             break
-    tau = np.exp(a + half * (eta + 1.0))
-    in_mass = p <= grid.W[:, 0]
+    tau = np.exp(a + half * (eta.reshape(G, R) + 1.0))
+    in_mass = P <= grid.W[:, 0]
     if np.any(in_mass):
         with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(grid.W[:, 0] > 0, p / grid.W[:, 0], 0.0) * grid.prior_min
+            frac = np.where(grid.W[:, 0] > 0, P / grid.W[:, 0], 0.0) * grid.prior_min
         low = np.asarray(prior.quantile_tau(np.clip(frac, 0.0, 1.0)), dtype=float)
         tau = np.where(in_mass, low, tau)
     return tau
 
 
-def _shortest(quantile, level, iters=40, from_zero=False):
+def _shortest(quantiles, rows, level, iters=40, from_zero=False):
     """Shortest interval of probability ``level``: minimise q(a + level) - q(a) over a in [0, 1 - level]
     (a coarse scan, then golden-section search in the best bracket); ``from_zero`` (tau) also tries the
-    interval that starts at 0."""
+    interval that starts at 0. ``quantiles(P)`` gives the quantiles at a (G, rows) array of
+    probabilities (each of the G groups as one call of a one-vector quantile function), ``rows`` per
+    group."""
     edge = 0.0 if from_zero else 1e-6 * (1.0 - level)
     alphas = np.linspace(edge, 1.0 - level - edge, 21)
-    widths = np.stack([quantile(np.float64(a + level)) - quantile(np.float64(a)) for a in alphas], axis=1)
+    scan = quantiles(np.repeat(np.concatenate([alphas + level, alphas])[:, None], rows, axis=1))
+    widths = (scan[:len(alphas)] - scan[len(alphas):]).T
     best = widths.argmin(axis=1)
     lo = alphas[np.maximum(best - 1, 0)]
     hi = alphas[np.minimum(best + 1, len(alphas) - 1)]
     g = (math.sqrt(5.0) - 1.0) / 2.0
-    width = lambda a: quantile(a + level) - quantile(a)  # noqa: E731
+
+    def width(*starts):
+        q = quantiles(np.stack([x for a in starts for x in (a + level, a)]))
+        return [q[2 * i] - q[2 * i + 1] for i in range(len(starts))]
+
     c, d = hi - g * (hi - lo), lo + g * (hi - lo)
-    wc, wd = width(c), width(d)
+    wc, wd = width(c, d)
     for _ in range(iters):               # golden-section search: one new point per step
         left = wc < wd
         hi = np.where(left, d, hi)
         lo = np.where(left, lo, c)
         new = np.where(left, hi - g * (hi - lo), lo + g * (hi - lo))
-        wn = width(new)
+        wn, = width(new)
         c, d, wc, wd = (np.where(left, new, d), np.where(left, c, new), np.where(left, wn, wd),
                         np.where(left, wc, wn))
     a = 0.5 * (lo + hi)
-    lower, upper = quantile(a), quantile(a + level)
+    ends = [a, a + level] + ([np.zeros_like(a), np.full_like(a, level)] if from_zero else [])
+    q = quantiles(np.stack(ends))
+    lower, upper = q[0], q[1]
     if not from_zero:
         return lower, upper
-    zero_lo, zero_hi = quantile(np.zeros_like(a)), quantile(np.full_like(a, level))
+    zero_lo, zero_hi = q[2], q[3]
     at_zero = (zero_hi - zero_lo) < (upper - lower)     # the interval from tau = 0 beats the interior one
     return np.where(at_zero, zero_lo, lower), np.where(at_zero, zero_hi, upper)
 
@@ -600,9 +645,9 @@ def _mixture_table(grid, y, v, level):
     sds = np.sqrt(np.vstack([grid.V, grid.V + grid.tau ** 2, (1 - b) * v[:, None] + b * b * grid.V]))
     W = np.repeat(grid.W, means.shape[0], axis=0)
     mix_mean, mix_sd = _mix_moments(W, means, sds)
-    q = lambda p: _mix_quantile(W, means, sds, np.broadcast_to(p, (W.shape[0],)))  # noqa: E731
-    central = [q(p) for p in (0.5, lo_p, hi_p)]
-    short_lo, short_hi = _shortest(q, level)
+    quantiles = lambda P: _mix_quantiles(W, means, sds, P)  # noqa: E731
+    central = quantiles(np.repeat(np.array([[0.5], [lo_p], [hi_p]]), W.shape[0], axis=1))
+    short_lo, short_hi = _shortest(quantiles, W.shape[0], level)
     return np.vstack([central[0], mix_mean, mix_sd, central[1], central[2], short_lo, short_hi])   # (7, rows)
 
 
@@ -610,11 +655,12 @@ def _tau_column(grid, prior, level) -> list:
     """The posterior of tau summarised as the rows of :func:`_mixture_table` (the shortest interval may
     start at 0)."""
     lo_p, hi_p = (1 - level) / 2, 1 - (1 - level) / 2
-    tq = lambda p: _tau_quantile(grid, np.atleast_1d(p), prior)  # noqa: E731
+    quantiles = lambda P: _tau_quantiles(grid, P, prior)  # noqa: E731
     t_mean = (grid.W * grid.tau).sum(axis=1)[0]
     t_sd = math.sqrt(max((grid.W * grid.tau ** 2).sum(axis=1)[0] - t_mean ** 2, 0.0))
-    sl, su = _shortest(tq, level, from_zero=True)
-    return [tq(0.5)[0], t_mean, t_sd, tq(lo_p)[0], tq(hi_p)[0], sl[0], su[0]]
+    sl, su = _shortest(quantiles, grid.W.shape[0], level, from_zero=True)
+    median, lower, upper = quantiles(np.array([[0.5], [lo_p], [hi_p]]))[:, 0]
+    return [median, t_mean, t_sd, lower, upper, sl[0], su[0]]
 
 
 def _marginal_and_bayes_factors(grid, mu_prior):
