@@ -361,11 +361,90 @@ def begg(result) -> dict:
     theta = np.sum(w * yi) / np.sum(w)
     ystar = (yi - theta) / np.sqrt(vi - 1.0 / np.sum(w))
     ties = len(np.unique(ystar)) < len(ystar) or len(np.unique(vi)) < len(vi)
-    from scipy import stats             # TODO: own Kendall tau, so the report needs no scipy.stats
-
-    res = stats.kendalltau(ystar, vi, method="asymptotic" if ties else "exact")
-    return BeggResult({"tau": float(res.statistic), "p": float(res.pvalue), "exact": not ties, "k": len(yi),
+    tau, p = kendall_tau(ystar, vi, method="asymptotic" if ties else "exact")
+    return BeggResult({"tau": float(tau), "p": float(p), "exact": not ties, "k": len(yi),
                        "low_power": len(yi) < SMALL_K}, **_about(result))
+
+
+def _tie_sums(values) -> tuple[int, int, int]:
+    """Over the groups of equal values (sizes t): sum t(t-1)/2 (tied pairs), sum t(t-1)(t-2) and
+    sum t(t-1)(2t+5), the terms of the tie-corrected variance of S (Kendall 1970, eq. 4.3)."""
+    t = [int(c) for c in np.unique(values, return_counts=True)[1] if c > 1]
+    return (sum(c * (c - 1) // 2 for c in t), sum(c * (c - 1) * (c - 2) for c in t),
+            sum(c * (c - 1) * (2 * c + 5) for c in t))
+
+
+def inversion_counts(n: int, up_to: int) -> list[int]:
+    """The number of permutations of n items with exactly k inversions, for k = 0..up_to (exact integers).
+
+    Recursion on n (Kendall 1970, ch. 4): placing the n-th item adds 0..n-1 inversions, so
+    ``I(n, k) = sum_{j=0}^{min(k, n-1)} I(n-1, k-j)``, computed as a moving window over a running sum.
+    Under independence without ties, the number of discordant pairs of n pairs has this distribution
+    over n! equally likely orderings.
+    """
+    counts = [1] + [0] * up_to
+    for m in range(2, n + 1):
+        running, out = 0, []
+        for k in range(up_to + 1):
+            running += counts[k]
+            if k >= m:
+                running -= counts[k - m]
+            out.append(running)
+        counts = out
+    return counts
+
+
+def kendall_exact_p(n: int, discordant: int) -> float:
+    """Two-sided exact p-value of Kendall's tau without ties: ``min(1, 2 P(D <= d))`` with ``d`` the
+    smaller of the discordant and concordant counts (the null distribution is symmetric about
+    n(n-1)/4), ``P`` from :func:`inversion_counts` over n! (R ``cor.test(method = "kendall", exact =
+    TRUE)``, scipy ``kendalltau(method="exact")``)."""
+    total = n * (n - 1) // 2
+    d = min(discordant, total - discordant)
+    tail = sum(inversion_counts(n, d))
+    return min(1.0, 2 * tail / math.factorial(n))
+
+
+def kendall_tau(x, y, method=None) -> tuple[float, float]:
+    """Kendall's tau-b (Kendall 1945) of paired values ``x``, ``y`` and its two-sided p-value.
+
+    ``tau_b = (C - D) / sqrt((n0 - n_x)(n0 - n_y))`` with C and D the concordant and discordant pairs,
+    n0 = n(n-1)/2 and n_x, n_y the pairs tied in x and in y. The p-value (``method``): "exact" (no ties
+    allowed), :func:`kendall_exact_p`; "asymptotic": S = C - D against the normal with the tie-corrected
+    variance ``[n(n-1)(2n+5) - sum t(t-1)(2t+5) - sum u(u-1)(2u+5)] / 18 + sum t(t-1) sum u(u-1) /
+    (2n(n-1)) + sum t(t-1)(t-2) sum u(u-1)(u-2) / (9n(n-1)(n-2))`` (Kendall 1970, eq. 4.3; scipy
+    ``kendalltau(method="asymptotic")``, R ``cor.test(exact = FALSE)`` without continuity correction);
+    None: exact without ties, else asymptotic (as metafor's ``ranktest``). NaN, NaN when x or y is
+    constant.
+    """
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if len(x) != len(y) or len(x) < 2:
+        raise InputError(f"x and y need the same length, at least 2 (got {len(x)} and {len(y)})", column="x")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise InputError("x and y must be finite numbers", column="x")
+    n = len(x)
+    upper = np.triu_indices(n, 1)
+    product = (np.sign(x[:, None] - x[None, :]) * np.sign(y[:, None] - y[None, :]))[upper]
+    discordant, concordant = int(np.sum(product < 0)), int(np.sum(product > 0))
+    xtie, x0, x1 = _tie_sums(x)
+    ytie, y0, y1 = _tie_sums(y)
+    total = n * (n - 1) // 2
+    if xtie == total or ytie == total:
+        return math.nan, math.nan
+    tau = min(1.0, max(-1.0, (concordant - discordant) / np.sqrt(total - xtie) / np.sqrt(total - ytie)))
+    ties = bool(xtie or ytie)
+    method = ("asymptotic" if ties else "exact") if method is None else method
+    if method == "exact":
+        if ties:
+            raise InputError("the exact p-value of Kendall's tau needs values without ties", column="method")
+        return float(tau), float(kendall_exact_p(n, discordant))
+    if method != "asymptotic":
+        raise InputError(f"'{method}' is not one of exact, asymptotic", column="method")
+    m = n * (n - 1.0)
+    var = (m * (2 * n + 5) - x1 - y1) / 18 + (2 * xtie * ytie) / m + \
+        (x0 * y0 / (9 * m * (n - 2)) if x0 * y0 else 0.0)      # (n = 2: no triple ties, no term)
+    z = (concordant - discordant) / np.sqrt(var)
+    return float(tau), float(2 * distributions.norm_sf(abs(z)))
 
 
 def _ordinal_ranks(values):
