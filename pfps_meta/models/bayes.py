@@ -238,18 +238,19 @@ def _mix_quantile(W, m, s, p):
     return _mix_quantiles(W, m, s, p[None, :])[0]
 
 
-def _mix_quantiles(W, m, s, P):
+def _mix_quantiles(W, m, s, P, start=None):
     """:func:`_mix_quantile` at G probability vectors at once (``P`` of shape (G, rows); returns (G, rows)).
 
     Each group g iterates as one call ``_mix_quantile(W, m, s, P[g])`` would: Newton steps
     ``x <- x - (F(x) - p) / f(x)`` kept inside the bracket [lo, hi] (bisection when a step leaves it),
     until every row of the group moved by at most 1e-13 x max(|mean|, sd); a group that is done drops out
     of the loop, so the numbers are those of separate calls (the mixture's CDF and density share
-    ``z = (x - m_j) / s_j``)."""
+    ``z = (x - m_j) / s_j``). ``start`` (G, rows): first iterates (quantiles at nearby probabilities)
+    instead of the normal approximation ``mean + Phi^-1(p) sd``."""
     P = np.asarray(P, dtype=float)
     G, rows = P.shape
     mean, sd = _mix_moments(W, m, s)
-    x = mean + special.ndtri(np.clip(P, 1e-300, 1 - 1e-16)) * sd
+    x = mean + special.ndtri(np.clip(P, 1e-300, 1 - 1e-16)) * sd if start is None else np.array(start, dtype=float)
     lo = np.repeat((m - 40.0 * s).min(axis=1)[None, :], G, axis=0)
     hi = np.repeat((m + 40.0 * s).max(axis=1)[None, :], G, axis=0)
     scale = np.maximum(np.abs(mean), sd)
@@ -303,14 +304,15 @@ def _tau_quantile(grid: _Grid, p, prior: Prior):
     return _tau_quantiles(grid, p[None, :], prior)[0]
 
 
-def _tau_quantiles(grid: _Grid, P, prior: Prior):
+def _tau_quantiles(grid: _Grid, P, prior: Prior, start=None):
     """:func:`_tau_quantile` at G probability vectors at once (``P`` of shape (G, R); returns (G, R)).
 
     In the panel [a, b] where the posterior CDF of u = log tau reaches p, solve
     ``cum(a) + (b - a)/2 A(eta) = p`` for eta in [-1, 1] (A: the antiderivative of the panel's density
     polynomial) by Newton steps kept in a bracket; each group stops when all its rows moved by < 1e-14,
     as a separate call would, so the numbers are those of separate calls. p below the point mass at
-    tau_min gives the prior's quantile scaled into it."""
+    tau_min gives the prior's quantile scaled into it. ``start`` (G, R): quantiles at nearby
+    probabilities, the first iterate where they lie in the same panel (else eta = 0)."""
     P = np.asarray(P, dtype=float)
     G, R = P.shape
     rows = np.arange(R)
@@ -323,6 +325,10 @@ def _tau_quantiles(grid: _Grid, P, prior: Prior):
     target = ((P - grid.cum[rows, idx]) / half).ravel()
     lo, hi = -np.ones(G * R), np.ones(G * R)
     eta = np.zeros(G * R)
+    if start is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            e0 = ((2.0 * np.log(np.asarray(start, dtype=float)) - a - b) / (b - a)).ravel()
+        eta = np.where(np.isfinite(e0) & (np.abs(e0) < 1.0), e0, 0.0)
     active = np.arange(G)
     for _ in range(100):
         at = (active[:, None] * R + rows[None, :]).ravel()
@@ -354,35 +360,37 @@ def _tau_quantiles(grid: _Grid, P, prior: Prior):
 def _shortest(quantiles, rows, level, iters=40, from_zero=False):
     """Shortest interval of probability ``level``: minimise q(a + level) - q(a) over a in [0, 1 - level]
     (a coarse scan, then golden-section search in the best bracket); ``from_zero`` (tau) also tries the
-    interval that starts at 0. ``quantiles(P)`` gives the quantiles at a (G, rows) array of
-    probabilities (each of the G groups as one call of a one-vector quantile function), ``rows`` per
-    group."""
+    interval that starts at 0. ``quantiles(P, start)`` gives the quantiles at a (G, rows) array of
+    probabilities, ``rows`` per group, its Newton iterations starting from ``start`` (the quantiles at
+    the neighbouring point of the search) when given."""
     edge = 0.0 if from_zero else 1e-6 * (1.0 - level)
     alphas = np.linspace(edge, 1.0 - level - edge, 21)
-    scan = quantiles(np.repeat(np.concatenate([alphas + level, alphas])[:, None], rows, axis=1))
+    scan = quantiles(np.repeat(np.concatenate([alphas + level, alphas])[:, None], rows, axis=1), None)
     widths = (scan[:len(alphas)] - scan[len(alphas):]).T
     best = widths.argmin(axis=1)
     lo = alphas[np.maximum(best - 1, 0)]
     hi = alphas[np.minimum(best + 1, len(alphas) - 1)]
     g = (math.sqrt(5.0) - 1.0) / 2.0
 
-    def width(*starts):
-        q = quantiles(np.stack([x for a in starts for x in (a + level, a)]))
-        return [q[2 * i] - q[2 * i + 1] for i in range(len(starts))]
+    def width(*starts, near=None):
+        q = quantiles(np.stack([x for a in starts for x in (a + level, a)]), near)
+        return [q[2 * i] - q[2 * i + 1] for i in range(len(starts))], q
 
     c, d = hi - g * (hi - lo), lo + g * (hi - lo)
-    wc, wd = width(c, d)
+    (wc, wd), q = width(c, d)
+    qc, qd = q[:2], q[2:]
     for _ in range(iters):               # golden-section search: one new point per step
         left = wc < wd
         hi = np.where(left, d, hi)
         lo = np.where(left, lo, c)
         new = np.where(left, hi - g * (hi - lo), lo + g * (hi - lo))
-        wn, = width(new)
+        (wn,), qn = width(new, near=np.where(left, qc, qd))     # Newton starts at the neighbour's quantiles
         c, d, wc, wd = (np.where(left, new, d), np.where(left, c, new), np.where(left, wn, wd),
                         np.where(left, wc, wn))
+        qc, qd = np.where(left, qn, qd), np.where(left, qc, qn)
     a = 0.5 * (lo + hi)
     ends = [a, a + level] + ([np.zeros_like(a), np.full_like(a, level)] if from_zero else [])
-    q = quantiles(np.stack(ends))
+    q = quantiles(np.stack(ends), None)
     lower, upper = q[0], q[1]
     if not from_zero:
         return lower, upper
@@ -645,8 +653,8 @@ def _mixture_table(grid, y, v, level):
     sds = np.sqrt(np.vstack([grid.V, grid.V + grid.tau ** 2, (1 - b) * v[:, None] + b * b * grid.V]))
     W = np.repeat(grid.W, means.shape[0], axis=0)
     mix_mean, mix_sd = _mix_moments(W, means, sds)
-    quantiles = lambda P: _mix_quantiles(W, means, sds, P)  # noqa: E731
-    central = quantiles(np.repeat(np.array([[0.5], [lo_p], [hi_p]]), W.shape[0], axis=1))
+    quantiles = lambda P, start: _mix_quantiles(W, means, sds, P, start)  # noqa: E731
+    central = quantiles(np.repeat(np.array([[0.5], [lo_p], [hi_p]]), W.shape[0], axis=1), None)
     short_lo, short_hi = _shortest(quantiles, W.shape[0], level)
     return np.vstack([central[0], mix_mean, mix_sd, central[1], central[2], short_lo, short_hi])   # (7, rows)
 
@@ -655,7 +663,7 @@ def _tau_column(grid, prior, level) -> list:
     """The posterior of tau summarised as the rows of :func:`_mixture_table` (the shortest interval may
     start at 0)."""
     lo_p, hi_p = (1 - level) / 2, 1 - (1 - level) / 2
-    quantiles = lambda P: _tau_quantiles(grid, P, prior)  # noqa: E731
+    quantiles = lambda P, start=None: _tau_quantiles(grid, P, prior, start)  # noqa: E731
     t_mean = (grid.W * grid.tau).sum(axis=1)[0]
     t_sd = math.sqrt(max((grid.W * grid.tau ** 2).sum(axis=1)[0] - t_mean ** 2, 0.0))
     sl, su = _shortest(quantiles, grid.W.shape[0], level, from_zero=True)
