@@ -533,6 +533,21 @@ def _one_row_result(yi, vi, settings):
     return _row_batch(settings, *done)
 
 
+def pool_one(yi, vi, settings: Settings, weights=None):
+    """One meta-analysis: ``(stats, weights)``, its statistics as Python scalars (``BatchResult.ROW_FIELDS``)
+    and its weights in percent, from :func:`pool_row` for a complete row, else from :func:`pool_batch`
+    (the same numbers either way; no BatchResult is built for the one-row path)."""
+    row = complete_row(yi, vi) if weights is None and settings.method not in COUNT_METHODS else None
+    done = None if row is None else pool_row(row[0], row[1], settings)
+    if done is None:
+        batch = pool_batch(yi, vi, settings, weights=weights)
+        return batch.row(0), batch.weights[0]
+    if not done[0]["converged"]:
+        warnings.warn(f"tau2 estimator {settings.method} did not converge for 1 meta-analysis row(s); "
+                      "their results are marked converged=False", ConvergenceWarning, stacklevel=3)
+    return done[0], np.array(done[1])
+
+
 def _effect_level_settings(settings: Settings) -> Settings:
     """``settings``, refused in one line when its method pools 2x2 tables (MH, Peto) rather than yi and vi."""
     if settings.method in COUNT_METHODS:

@@ -261,6 +261,18 @@ def check_count_method(method, measure, source=None):
                          "or an inverse-variance method such as FE or REML)", file=source)
 
 
+def _float_column(table, name):
+    """A float copy of the column ``name`` of a table :func:`pool` made. Through pandas' column-array
+    accessor where it has one: a Series, which ``table[name]`` builds (with a deep copy of the table's
+    attrs), costs more in pandas 3 than the whole fit of a small meta-analysis; the same values."""
+    getter = getattr(table, "_get_column_array", None)
+    if getter is not None and table.columns.is_unique:
+        values = getter(table.columns.get_loc(name))
+        if isinstance(values, np.ndarray):
+            return values.astype(float, copy=True)
+    return table[name].to_numpy(dtype=float, copy=True)
+
+
 def _effect_columns(table):
     """yi and vi of a table, refusing a missing column and an empty, non-numeric or out-of-range cell
     (naming its file, line, row and column)."""
@@ -312,7 +324,7 @@ def _pool_table(table, measure, settings, notes, weights, private):
     if settings.method in COUNT_METHODS:
         return _pool_counts_table(table, measure, settings, notes, weights)
     if private:
-        yi, vi = table["yi"].to_numpy(dtype=float, copy=True), table["vi"].to_numpy(dtype=float, copy=True)
+        yi, vi = _float_column(table, "yi"), _float_column(table, "vi")
     else:
         yi, vi = _effect_columns(table)
     check_measure(measure, table.attrs.get("source"))
@@ -321,15 +333,14 @@ def _pool_table(table, measure, settings, notes, weights, private):
     if weights is not None:
         weights = _weights_column(table, weights)
     try:
-        batch = pooling.pool_batch(yi, vi, settings, weights=weights)
+        stats, shares = pooling.pool_one(yi, vi, settings, weights=weights)
     except InputError as exc:
         raise InputError(exc.reason, file=table.attrs.get("source")) from None
-    stats = batch.row(0)
     stats["k"] = int(stats["k"])
     stats["iterations"] = int(stats["iterations"])
     stats["converged"] = bool(stats["converged"])
     z = ndtri(0.5 + settings.level / 2)
-    build = study_frame_builder(table if private else table.copy(deep=False), yi, vi, z, batch.weights[0])
+    build = study_frame_builder(table if private else table.copy(deep=False), yi, vi, z, shares)
     all_notes = list(notes) + list(table.attrs.get("notes", []))
     if stats["k"] == 2 and settings.pi_method == "t_k2" and settings.prediction_interval:
         all_notes.append("t(k-2) prediction interval is undefined for k = 2 (metafor silently uses df = 1)")
