@@ -1,0 +1,123 @@
+"""Issue 18 item 8, the figures' share, measured (not part of the test suite): CPU time the bundled report
+spends drawing and writing its figures.
+
+Run:  python benchmarks/bench_figures.py [--runs 5] [--out DIR]
+
+In one process: one unmeasured ``build_report`` (imports, caches: the coverage simulation is read from
+``PFPS_META_CACHE``, filled by that first run when empty), then ``--runs`` measured builds. In each build the
+CPU time (``time.process_time``) spent inside the figure functions is summed: building a figure (``plots.forest``,
+``funnel``, ``baujat``, ``published_estimates``, ``forest_multilevel``, ``tau_posterior``,
+``rob_plots.summary_bar``, ``network_plots.network_graph``, ``forest_vs_reference``, ``league_figure``) and
+writing it (``report._Document.figure``: the SVG). Nested calls count once. Medians over the runs are printed
+for the figure stage (build + write), the writing alone and the whole ``build_report``. One thread for the
+numeric libraries, as in the other benchmarks. The imports of matplotlib/pyplot are not in these numbers (they
+happen in the unmeasured first build): ``python -X importtime`` shows them.
+
+Measured on the 2-core session machine (load about 1-2 from other sessions), 5 runs, 17 figures:
+
+  before (commit 018fa31): figure stage 5.2 s (build 1.9 s, write 3.3 s) of a 8.6 s build_report
+  after:                   see the commit message of this file's last change and the report to the lead
+"""
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BUILDERS = {"pfps_meta.present.plots": ("forest", "funnel", "baujat", "published_estimates", "forest_multilevel",
+                                        "tau_posterior", "coverage"),
+            "pfps_meta.present.rob_plots": ("summary_bar",),
+            "pfps_meta.present.network_plots": ("network_graph", "forest_vs_reference", "league_figure")}
+
+
+class Clock:
+    """CPU seconds spent inside wrapped functions, by kind ("build", "write"); a call inside another
+    wrapped call is not counted again."""
+
+    def __init__(self):
+        self.seconds = {"build": 0.0, "write": 0.0}
+        self.depth = 0
+
+    def wrap(self, function, kind):
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            if self.depth:
+                return function(*args, **kwargs)
+            self.depth += 1
+            start = time.process_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[kind] += time.process_time() - start
+                self.depth -= 1
+        return timed
+
+
+def install(clock: Clock):
+    """Wrap the figure functions where the report looks them up (module attributes, read at call time)."""
+    import importlib
+
+    from pfps_meta.present import report
+
+    for module_name, names in BUILDERS.items():
+        module = importlib.import_module(module_name)
+        for name in names:
+            setattr(module, name, clock.wrap(getattr(module, name), "build"))
+    report._Document.figure = clock.wrap(report._Document.figure, "write")
+
+
+def forget_text_extents():
+    """Each measured build starts without the text extents an earlier build in this process remembered
+    (plots' process-wide measure, where there is one), as a ``pfps-meta report`` process does."""
+    from pfps_meta.present import plots
+
+    remembered = getattr(plots, "_text_measure", None)
+    if remembered is not None:
+        remembered.cache_clear()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="measured builds (default 5)")
+    parser.add_argument("--out", type=Path, default=None, help="report folder (default: a temporary one)")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    from pfps_meta.evidence.specs import default_spec_paths
+    from pfps_meta.present.report import build_report
+
+    clock = Clock()
+    install(clock)
+    with tempfile.TemporaryDirectory(prefix="bench-figures-") as tmp:
+        out = args.out or Path(tmp) / "report"
+        specs = default_spec_paths(include_models=True)
+        build_report(specs, out, progress=False)
+        stage, write, total = [], [], []
+        for _ in range(args.runs):
+            forget_text_extents()
+            clock.seconds = {"build": 0.0, "write": 0.0}
+            start = time.process_time()
+            build_report(specs, out, progress=False)
+            total.append(time.process_time() - start)
+            stage.append(clock.seconds["build"] + clock.seconds["write"])
+            write.append(clock.seconds["write"])
+        figures = len(list((out / "figures").glob("*.svg")))
+    median = statistics.median
+    print(f"{figures} figures, {args.runs} runs, load {os.getloadavg()[0]:.1f}: figure stage {median(stage):.2f} s "
+          f"CPU (build {median(stage) - median(write):.2f} s, write {median(write):.2f} s) of "
+          f"{median(total):.2f} s for build_report (medians; stage runs: "
+          f"{', '.join(f'{s:.2f}' for s in stage)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
