@@ -93,7 +93,16 @@ class _Groups:
 
 
 def _R(m: int) -> np.ndarray:
-    return (np.eye(m) + np.ones((m, m))) / 2.0
+    """The m x m correlation pattern of a study's contrasts against one base arm: 1 on the diagonal, 1/2
+    off it (read-only, built once per m)."""
+    R = _R_CACHE.get(m)
+    if R is None:
+        R = _R_CACHE[m] = (np.eye(m) + np.ones((m, m))) / 2.0
+        R.setflags(write=False)
+    return R
+
+
+_R_CACHE: dict = {}
 
 
 @dataclass
@@ -533,6 +542,7 @@ def _direct_estimates(res: NetworkResult, tau2: float) -> dict:
     study's arm Laplacian ``L_i = C_i' (V_i + tau^2 R_i)^-1 C_i``: pair (a, b) of study i has the weight
     ``-L_i[a, b]`` and the estimate ``y_a - y_b`` (Rücker 2012's reduced weights)."""
     con = res.contrasts
+    base_of, treat_of = con["base"].to_numpy(), con["treat"].to_numpy()
     T = {t: q for q, t in enumerate(res.treatments)}
     acc = {}
     for rows, y, V, _ in res._groups.parts:
@@ -540,8 +550,7 @@ def _direct_estimates(res: NetworkResult, tau2: float) -> dict:
         W = np.linalg.inv(V + tau2 * _R(m))
         for s in range(g):
             r = rows[s]
-            base = con["base"].iloc[r[0]]
-            arms = [base] + list(con["treat"].iloc[r])
+            arms = [base_of[r[0]]] + list(treat_of[r])
             C = np.zeros((m, m + 1))
             C[:, 0] = -1
             C[np.arange(m), np.arange(1, m + 1)] = 1
@@ -756,7 +765,7 @@ def _fmt_ci(lb, ub, digits=4):
 @renders("text", "NetworkResult")
 def _network_text(res: NetworkResult, digits: int = 4) -> str:
     lines = []
-    multi = sum(1 for s in pd.unique(res.contrasts["study"]) if (res.contrasts["study"] == s).sum() > 1)
+    multi = int((res.contrasts["study"].value_counts(sort=False) > 1).sum())
     lines.append(f"Network meta-analysis ({res.measure}): {res.n_studies} studies, {len(res.treatments)} treatments, "
                  f"{res.k} contrasts ({multi} multi-arm {'study' if multi == 1 else 'studies'})")
     label = {"wald": "Wald z", "t": f"t({res.df})", "hk": f"Hartung-Knapp t({res.df})"}[res.ci_method]

@@ -504,6 +504,27 @@ def shared_arm_covariance(measure: str, *, n, sd=None, events=None, y1=None, y2=
     raise InputError(f"measure must be one of {', '.join(_MEASURES)}, got {measure!r}")
 
 
+class _Keys:
+    """Row keys made of several columns (tuples), with pandas MultiIndex's ``duplicated()`` (True where
+    the key appeared in an earlier row) and ``get_indexer`` (the row of each key asked for, -1 if
+    absent; the keys are unique by then), without building a MultiIndex."""
+
+    def __init__(self, *columns):
+        self.keys = list(zip(*columns))
+
+    def duplicated(self) -> np.ndarray:
+        seen, out = set(), np.zeros(len(self.keys), dtype=bool)
+        for i, k in enumerate(self.keys):
+            if k in seen:
+                out[i] = True
+            seen.add(k)
+        return out
+
+    def get_indexer(self, *columns) -> np.ndarray:
+        where = {k: i for i, k in enumerate(self.keys)}
+        return np.array([where.get(k, -1) for k in zip(*columns)], dtype=np.intp)
+
+
 def _arm_table(arms, measure, study, arm, n, mean, sd, events):
     if not isinstance(arms, pd.DataFrame):
         raise InputError(f"arms must be a pandas DataFrame, got {type(arms).__name__}")
@@ -513,7 +534,7 @@ def _arm_table(arms, measure, study, arm, n, mean, sd, events):
     _no_missing(st, study, "missing study id")
     ar_ = _column(arms, arm, "arm")
     _no_missing(ar_, arm, "missing arm id")
-    key = pd.MultiIndex.from_arrays([st.astype(str).to_numpy(), ar_.astype(str).to_numpy()])
+    key = _Keys(st.astype(str).to_numpy(), ar_.astype(str).to_numpy())
     dup = key.duplicated()
     if dup.any():
         row = int(np.flatnonzero(dup)[0]) + 1
@@ -595,7 +616,7 @@ def _contrast_arm_rows(contrasts, key, study, treat, control):
     for role, col in (("treat", treat), ("control", control)):
         values = _column(contrasts, col, role)
         _no_missing(values, col, f"missing {role} arm")
-        where = key.get_indexer(pd.MultiIndex.from_arrays([cs.astype(str).to_numpy(), values.astype(str).to_numpy()]))
+        where = key.get_indexer(cs.astype(str).to_numpy(), values.astype(str).to_numpy())
         if (where < 0).any():
             row = int(np.flatnonzero(where < 0)[0]) + 1
             raise InputError(f"study '{cs.iloc[row - 1]}' has no arm '{values.iloc[row - 1]}' in the arms table",
@@ -605,7 +626,7 @@ def _contrast_arm_rows(contrasts, key, study, treat, control):
     same = np.flatnonzero(t == c)
     if same.size:
         raise InputError("a contrast compares an arm with itself", row=int(same[0]) + 1, column=control)
-    pair = pd.MultiIndex.from_arrays([cs.astype(str).to_numpy(), np.minimum(t, c), np.maximum(t, c)])
+    pair = _Keys(cs.astype(str).to_numpy(), np.minimum(t, c), np.maximum(t, c))
     dup = pair.duplicated()
     if dup.any():
         row = int(np.flatnonzero(dup)[0]) + 1
