@@ -100,8 +100,22 @@ def test_inversion_counts_equal_a_brute_force_count_over_permutations(n):
     brute = [0] * (total + 1)
     for perm in itertools.permutations(range(n)):
         brute[sum(perm[i] > perm[j] for i in range(n) for j in range(i + 1, n))] += 1
-    assert inversion_counts(n, total) == brute
-    assert sum(inversion_counts(n, total)) == math.factorial(n)
+    assert inversion_counts(n, total).tolist() == brute
+    if n >= 2:                              # scaled: 2 I(n, k) / n!, from I(2, .) / 1 = (1, 1)
+        assert inversion_counts(n, total, scaled=True) == pytest.approx(2 * np.array(brute) / math.factorial(n),
+                                                                       rel=1e-14)
+
+
+@pytest.mark.parametrize("n", [8, 10, 13])
+def test_inversion_counts_sum_to_n_factorial(n):
+    assert np.sum(inversion_counts(n, n * (n - 1) // 2)) == math.factorial(n)
+
+
+@pytest.mark.parametrize("n", [171, 200])
+def test_exact_p_beyond_the_float_range_of_n_factorial_matches_scipy(n):
+    x, y = _pairs(n, n, ties=False)
+    ref = stats.kendalltau(x, y, method="exact")
+    assert kendall_tau(x, y) == pytest.approx((ref.statistic, ref.pvalue), rel=1e-12, abs=1e-300)
 
 
 def test_exact_p_is_symmetric_in_discordant_and_concordant_and_capped_at_one():

@@ -374,35 +374,44 @@ def _tie_sums(values) -> tuple[int, int, int]:
             sum(c * (c - 1) * (2 * c + 5) for c in t))
 
 
-def inversion_counts(n: int, up_to: int) -> list[int]:
-    """The number of permutations of n items with exactly k inversions, for k = 0..up_to (exact integers).
+def inversion_counts(n: int, up_to: int, scaled: bool = False) -> np.ndarray:
+    """How many permutations of n items have exactly k inversions, k = 0..up_to (float64; exact while the
+    counts stay below 2**53, e.g. n <= 13).
 
-    Recursion on n (Kendall 1970, ch. 4): placing the n-th item adds 0..n-1 inversions, so
-    ``I(n, k) = sum_{j=0}^{min(k, n-1)} I(n-1, k-j)``, computed as a moving window over a running sum.
-    Under independence without ties, the number of discordant pairs of n pairs has this distribution
-    over n! equally likely orderings.
+    Recursion on n (Kendall 1970, ch. 4): placing the m-th item adds 0..m-1 inversions, so
+    ``I(m, k) = sum_{j=0}^{min(k, m-1)} I(m-1, k-j)``: a running sum over k, less the running sum m places
+    back, starting from ``I(2, .) = (1, 1)``. ``scaled`` (n >= 2): each step also divides by m, so the
+    result is ``2 I(n, k) / n!`` (for n! beyond the float range). Under independence without ties the number of
+    discordant pairs of n pairs has the distribution ``I(n, k) / n!``. The operations run in the order of
+    scipy's exact Kendall p-value, so its p-values are reproduced to the last bit.
     """
-    counts = [1] + [0] * up_to
-    for m in range(2, n + 1):
-        running, out = 0, []
-        for k in range(up_to + 1):
-            running += counts[k]
-            if k >= m:
-                running -= counts[k - m]
-            out.append(running)
-        counts = out
+    counts = np.zeros(up_to + 1)
+    counts[:2 if n >= 2 else 1] = 1.0
+    for m in range(3, n + 1):
+        counts = np.cumsum(counts) / m if scaled else np.cumsum(counts)
+        if m <= up_to:
+            counts[m:] -= counts[:up_to + 1 - m]
     return counts
 
 
 def kendall_exact_p(n: int, discordant: int) -> float:
-    """Two-sided exact p-value of Kendall's tau without ties: ``min(1, 2 P(D <= d))`` with ``d`` the
-    smaller of the discordant and concordant counts (the null distribution is symmetric about
-    n(n-1)/4), ``P`` from :func:`inversion_counts` over n! (R ``cor.test(method = "kendall", exact =
-    TRUE)``, scipy ``kendalltau(method="exact")``)."""
+    """Two-sided exact p-value of Kendall's tau without ties, ``min(1, 2 P(D <= d))``, ``d`` the smaller of
+    the discordant and concordant counts (the null distribution is symmetric about n(n-1)/4) and ``P``
+    from :func:`inversion_counts`: ``P(D <= 0) = 1/n!``, ``P(D <= 1) = 1/(n-1)!``, and 1 at the centre
+    (R ``cor.test(method = "kendall", exact = TRUE)``, scipy ``kendalltau(method="exact")``)."""
     total = n * (n - 1) // 2
     d = min(discordant, total - discordant)
-    tail = sum(inversion_counts(n, d))
-    return min(1.0, 2 * tail / math.factorial(n))
+    if n <= 2 or 4 * d == n * (n - 1):
+        p = 1.0
+    elif d == 0:
+        p = 2.0 / math.factorial(n) if n < 171 else 0.0
+    elif d == 1:
+        p = 2.0 / math.factorial(n - 1) if n < 172 else 0.0
+    elif n < 171:
+        p = 2.0 * np.sum(inversion_counts(n, d)) / math.factorial(n)
+    else:
+        p = np.sum(inversion_counts(n, d, scaled=True))
+    return float(min(1.0, max(0.0, p)))
 
 
 def kendall_tau(x, y, method=None) -> tuple[float, float]:
