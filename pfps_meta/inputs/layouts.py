@@ -37,7 +37,7 @@ from pfps_meta.effects import measures
 from pfps_meta.effects import sizes as effects
 from pfps_meta.errors import InputError, InputWarning
 from pfps_meta.inputs import checks
-from pfps_meta.inputs.load import numeric_column, place, refuse_duplicates, text_column, where_in_table
+from pfps_meta.inputs.load import Columns, place, refuse_duplicates, text_column, where_in_table
 
 # The fields one arm may give (suffixed _exp / _ctrl in the one-row-per-study layout).
 ARM_FIELDS = ("n", "mean", "sd", "se", "ci_low", "ci_high", "median", "q1", "q3", "min", "max")
@@ -70,7 +70,7 @@ class Layout:
     label: str                      # e.g. "arm-level data"
     columns: tuple                  # the columns, as the README lists them
     measures: tuple | None          # measure names computed from it; None: effect-level (measure optional)
-    rule: Callable                  # rule(df, measure_row, settings) -> Checked
+    rule: Callable                  # rule(columns, measure_row, settings) -> Checked (load.Columns)
     replacements: dict = field(default_factory=dict)   # column -> groups of columns that may stand in
     not_needed: dict = field(default_factory=dict)     # column -> measures that do not need it
     may_be_empty: tuple = ()        # columns whose cells may be empty (a setting fills them)
@@ -107,11 +107,16 @@ def _fmt(value):
     return f"{value:g}"
 
 
-def _optional(df, column, **limits):
+def _optional(cells, column, **limits):
     """A numeric column that may be absent (all NaN) or have empty cells."""
-    if column not in df.columns:
-        return np.full(len(df), np.nan)
-    return numeric_column(df, column, allow_missing=True, **limits)
+    if column not in cells:
+        return np.full(cells.length, np.nan)
+    return cells.numeric(column, allow_missing=True, **limits)
+
+
+def _cells(df) -> Columns:
+    """``df``'s columns read once (:class:`~pfps_meta.inputs.load.Columns`); ``df`` may already be that."""
+    return df if isinstance(df, Columns) else Columns(df)
 
 
 def _rounding(cell) -> float:
@@ -161,7 +166,7 @@ def _located(column, where):
         raise InputError(exc.reason, column=column, **where) from None
 
 
-def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
+def arm_statistics(df: pd.DataFrame | Columns, side: str, settings: Settings):
     """n, mean and SD of one arm (``side`` "exp" or "ctrl"; "" for unsuffixed columns, as in the curated
     ``outcomes.csv`` and the one-row-per-arm layout) for every row, from whatever the row gives (the
     order is in the module docstring; an ``sd`` given beside a median is used as printed).
@@ -172,21 +177,34 @@ def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
     a row with neither a mean nor a median. Warns (:class:`TranscriptionWarning`, with the line): an SD
     and an SE that disagree beyond the rounding of the printed digits (SE sqrt(n) and SD, each +- half a
     unit of its last decimal, do not overlap), and a CI of the mean asymmetric around it by more than
-    0.1 of its half-width beyond rounding (the tolerance effect-level CIs get).
+    0.1 of its half-width beyond rounding (the tolerance effect-level CIs get). ``df`` may be the table's
+    :class:`~pfps_meta.inputs.load.Columns` (each column then read once for both arms).
     """
+    cells = _cells(df)
+    df = cells.df
+    col = _ARM_COLUMNS[side] if side in _ARM_COLUMNS else {f: f"{f}_{side}" if side else f for f in ARM_FIELDS}
+    n = cells.numeric(col["n"], integer=True, minimum=2)
+    values = _arm_values(cells, col)
+    absent = values.pop("absent")
+    if all(values[f] is absent for f in ARM_FIELDS[3:]) and not (np.isnan(values["mean"]).any()
+                                                                 or np.isnan(values["sd"]).any()):
+        return n, values["mean"], values["sd"], [""] * cells.length     # every row a plain mean and SD
     from pfps_meta.inputs import conversions
 
-    col = {f: f"{f}_{side}" if side else f for f in ARM_FIELDS}
-    n = numeric_column(df, col["n"], integer=True, minimum=2)
-    values = {f: _optional(df, col[f], **({"above": 0} if f in ("sd", "se") else {}))
-              for f in ARM_FIELDS if f != "n"}
+    nowhere = np.zeros(cells.length, dtype=bool)
     mean, sd = values["mean"].copy(), values["sd"].copy()
-    rules = [""] * len(df)
-    given = {f: ~np.isnan(values[f]) for f in values}
+    rules = [""] * cells.length
+    given = {f: (nowhere if values[f] is absent else ~np.isnan(values[f])) for f in values}
     # a row with a mean and an SD and nothing that asks for a check (no SE, no CI, no half pair) passes the
-    # loop below untouched: skip it without building its location (the loop is the cost of a single fit)
-    plain = (given["mean"] & given["sd"] & ~given["se"] & ~given["ci_low"] & ~given["ci_high"]
-             & (given["q1"] == given["q3"]) & (given["min"] == given["max"]))
+    # loop below untouched: skip it without building its location (the loop is the cost of a single fit);
+    # an absent column changes nothing in that test, so it is left out of it
+    plain = given["mean"] & given["sd"]
+    for f in ("se", "ci_low", "ci_high"):
+        if values[f] is not absent:
+            plain &= ~given[f]
+    for first, second in (("q1", "q3"), ("min", "max")):
+        if values[first] is not absent or values[second] is not absent:
+            plain &= given[first] == given[second]
     for i in np.flatnonzero(~plain).tolist():
         where = where_in_table(df, i)
         has = {f: not np.isnan(values[f][i]) for f in values}
@@ -205,6 +223,21 @@ def arm_statistics(df: pd.DataFrame, side: str, settings: Settings):
             continue
         mean[i], sd[i], rules[i] = _from_median(conversions, df, col, i, n[i], sd[i], values, has, where, settings)
     return n, mean, sd, rules
+
+
+_ARM_COLUMNS = {side: {f: f"{f}_{side}" if side else f for f in ARM_FIELDS} for side in ("exp", "ctrl", "")}
+
+
+def _arm_values(cells, col):
+    """The numeric fields of one arm, read as :func:`arm_statistics` reads them, in the order of
+    ``ARM_FIELDS``; an absent field is ``values["absent"]``, one shared read-only array of NaN (nothing
+    writes into ``values[f]``)."""
+    absent = np.full(cells.length, np.nan)
+    absent.flags.writeable = False
+    values = {f: (_optional(cells, col[f], **({"above": 0} if f in ("sd", "se") else {})) if col[f] in cells
+                  else absent) for f in ARM_FIELDS[1:]}
+    values["absent"] = absent
+    return values
 
 
 def _check_pairs(col, has, where):
@@ -307,10 +340,19 @@ def _positive_means(df, info, means_by_column):
                              column=column, **where_in_table(df, int(bad[0])))
 
 
-def study_labels(df: pd.DataFrame) -> list[str]:
+def study_labels(df: pd.DataFrame | Columns) -> list[str]:
     """The ``study`` column as text; refuses empty labels and repeated labels."""
+    cells = _cells(df)
+    column = cells.values("study").tolist()
+    # the common case (every label a text, none empty once stripped, none twice) at once; the loop below
+    # finds and words a refusal, and reads labels that are not text
+    if all(type(cell) is str for cell in column):
+        labels = [cell.strip() for cell in column]
+        if all(labels) and len(set(labels)) == len(labels):
+            return labels
+    df = cells.df
     labels = []
-    for position, cell in enumerate(df["study"].tolist()):
+    for position, cell in enumerate(column):
         label = "" if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell).strip()
         if not label:
             raise InputError("study label is empty", column="study", **where_in_table(df, position))
@@ -319,25 +361,28 @@ def study_labels(df: pd.DataFrame) -> list[str]:
     return labels
 
 
-def _arm_rule(df, info, settings):
-    (n1, m1, s1, rules1), (n2, m2, s2, rules2) = (arm_statistics(df, side, settings) for side in ("exp", "ctrl"))
-    _positive_means(df, info, (("mean_exp", m1), ("mean_ctrl", m2)))
+def _arm_rule(cells, info, settings):
+    (n1, m1, s1, rules1), (n2, m2, s2, rules2) = (arm_statistics(cells, side, settings) for side in ("exp", "ctrl"))
+    _positive_means(cells.df, info, (("mean_exp", m1), ("mean_ctrl", m2)))
     with np.errstate(all="ignore"):
         yi, vi = info.compute(n1, m1, s1, n2, m2, s2, settings)
-    conversion = ["; ".join(f"{side}: {rule}" for side, rule in (("exp", r1), ("ctrl", r2)) if rule)
-                  for r1, r2 in zip(rules1, rules2)]
-    return Checked({"study": study_labels(df), "n_exp": n1, "mean_exp": m1, "sd_exp": s1, "n_ctrl": n2,
+    if any(rules1) or any(rules2):
+        conversion = ["; ".join(f"{side}: {rule}" for side, rule in (("exp", r1), ("ctrl", r2)) if rule)
+                      for r1, r2 in zip(rules1, rules2)]
+    else:
+        conversion = [""] * cells.length
+    return Checked({"study": study_labels(cells), "n_exp": n1, "mean_exp": m1, "sd_exp": s1, "n_ctrl": n2,
                     "mean_ctrl": m2, "sd_ctrl": s2, "conversion": conversion}, yi, vi)
 
 
-def _binary_rule(df, info, settings):
-    labels = study_labels(df)
-    n1 = numeric_column(df, "n_exp", integer=True, minimum=1)
-    n2 = numeric_column(df, "n_ctrl", integer=True, minimum=1)
-    a = numeric_column(df, "events_exp", integer=True, minimum=0)
-    c = numeric_column(df, "events_ctrl", integer=True, minimum=0)
+def _binary_rule(cells, info, settings):
+    labels = study_labels(cells)
+    n1 = cells.numeric("n_exp", integer=True, minimum=1)
+    n2 = cells.numeric("n_ctrl", integer=True, minimum=1)
+    a = cells.numeric("events_exp", integer=True, minimum=0)
+    c = cells.numeric("events_ctrl", integer=True, minimum=0)
     for events, n, column in ((a, n1, "events_exp"), (c, n2, "events_ctrl")):
-        _events_within(df, events, n, column)
+        _events_within(cells.df, events, n, column)
     with np.errstate(all="ignore"):
         yi, vi = info.compute(a, n1, c, n2, settings)
     return Checked({"study": labels, "events_exp": a, "n_exp": n1, "events_ctrl": c, "n_ctrl": n2}, yi, vi)
@@ -350,15 +395,16 @@ def _events_within(df, events, n, column):
                          column=column, **where_in_table(df, int(bad[0])))
 
 
-def _prepost_rule(df, info, settings):
-    labels = study_labels(df)
+def _prepost_rule(cells, info, settings):
+    labels = study_labels(cells)
+    df = cells.df
     needs = PREPOST.required(info.name)
-    n = numeric_column(df, "n", integer=True, minimum=2)
-    m1, m2 = numeric_column(df, "mean_t1"), numeric_column(df, "mean_t2")
-    s1 = numeric_column(df, "sd_t1", above=0)
-    s2 = numeric_column(df, "sd_t2", above=0) if "sd_t2" in needs else _optional(df, "sd_t2", above=0)
-    r = numeric_column(df, "r", minimum=-1, allow_missing=True)
-    conversion = [""] * len(df)
+    n = cells.numeric("n", integer=True, minimum=2)
+    m1, m2 = cells.numeric("mean_t1"), cells.numeric("mean_t2")
+    s1 = cells.numeric("sd_t1", above=0)
+    s2 = cells.numeric("sd_t2", above=0) if "sd_t2" in needs else _optional(cells, "sd_t2", above=0)
+    r = cells.numeric("r", minimum=-1, allow_missing=True)
+    conversion = [""] * cells.length
     for i in np.flatnonzero(np.isnan(r)):
         if settings.prepost_r is None:
             raise InputError("the pre-post correlation r is empty: give it, or borrow one for every such study "
@@ -375,29 +421,33 @@ def _prepost_rule(df, info, settings):
                     "conversion": conversion}, yi, vi)
 
 
-def _yi_vi_rule(df, info, settings):
-    return Checked({"study": study_labels(df)}, numeric_column(df, "yi"), numeric_column(df, "vi", above=0))
+def _yi_vi_rule(cells, info, settings):
+    return Checked({"study": study_labels(cells)}, cells.numeric("yi"), cells.numeric("vi", above=0))
 
 
-def _yi_sei_rule(df, info, settings):
-    yi, vi = effects.from_standard_error(numeric_column(df, "yi"), numeric_column(df, "sei", above=0))
-    return Checked({"study": study_labels(df)}, yi, vi)
+def _yi_sei_rule(cells, info, settings):
+    yi, vi = effects.from_standard_error(cells.numeric("yi"), cells.numeric("sei", above=0))
+    return Checked({"study": study_labels(cells)}, yi, vi)
 
 
-def _estimate_ci_rule(df, info, settings):
-    labels = study_labels(df)
+def _estimate_ci_rule(cells, info, settings):
+    labels = study_labels(cells)
+    df = cells.df
     ratio = info.ratio   # a ratio and its CI, given as papers print them: pooled on the log scale
     positive = {"above": 0} if ratio else {}
-    est = numeric_column(df, "estimate", **positive)
-    lo = numeric_column(df, "ci_low", **positive)
-    hi = numeric_column(df, "ci_high", **positive)
-    for position in range(len(df)):
-        if not lo[position] < hi[position]:
+    est = cells.numeric("estimate", **positive)
+    lo = cells.numeric("ci_low", **positive)
+    hi = cells.numeric("ci_high", **positive)
+    # the first row, in order, whose CI is not below-above or does not hold its estimate
+    unordered = ~(lo < hi)
+    outside = ~((lo <= est) & (est <= hi))
+    if unordered.any() or outside.any():
+        position = int(np.flatnonzero(unordered | outside)[0])
+        if unordered[position]:
             raise InputError(f"ci_low ({_fmt(lo[position])}) must be below ci_high ({_fmt(hi[position])})",
                              column="ci_low", **where_in_table(df, position))
-        if not lo[position] <= est[position] <= hi[position]:
-            raise InputError(f"estimate {_fmt(est[position])} lies outside its CI",
-                             column="estimate", **where_in_table(df, position))
+        raise InputError(f"estimate {_fmt(est[position])} lies outside its CI",
+                         column="estimate", **where_in_table(df, position))
     if ratio:
         est, lo, hi = np.log(est), np.log(lo), np.log(hi)
     yi, vi, asymmetric = effects.from_confidence_interval(est, lo, hi, level=settings.input_level,
@@ -422,19 +472,19 @@ def _arm_rows_common(df):
     return studies, treatments
 
 
-def _arm_rows_rule(df, info, settings):
-    studies, treatments = _arm_rows_common(df)
-    n, mean, sd, rules = arm_statistics(df, "", settings)
-    _positive_means(df, info, (("mean", mean),))
+def _arm_rows_rule(cells, info, settings):
+    studies, treatments = _arm_rows_common(cells.df)
+    n, mean, sd, rules = arm_statistics(cells, "", settings)
+    _positive_means(cells.df, info, (("mean", mean),))
     return Checked({"study": studies, "treatment": treatments, "n": n, "mean": mean, "sd": sd,
                     "conversion": rules})
 
 
-def _binary_arm_rows_rule(df, info, settings):
-    studies, treatments = _arm_rows_common(df)
-    n = numeric_column(df, "n", integer=True, minimum=1)
-    events = numeric_column(df, "events", integer=True, minimum=0)
-    _events_within(df, events, n, "events")
+def _binary_arm_rows_rule(cells, info, settings):
+    studies, treatments = _arm_rows_common(cells.df)
+    n = cells.numeric("n", integer=True, minimum=1)
+    events = cells.numeric("events", integer=True, minimum=0)
+    _events_within(cells.df, events, n, "events")
     return Checked({"study": studies, "treatment": treatments, "events": events, "n": n})
 
 

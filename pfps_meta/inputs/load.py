@@ -184,28 +184,17 @@ def _plain_float(text: str) -> bool:
 
 
 def numeric_column(df: pd.DataFrame, column: str, *, integer=False, minimum=None, above=None,
-                   allow_missing=False) -> np.ndarray:
+                   allow_missing=False, stacklevel=2) -> np.ndarray:
     """Column ``column`` as floats, refusing text, missing values and values out of range.
 
     ``minimum`` is inclusive (``value >= minimum``), ``above`` exclusive (``value > above``). A cell read
-    after a fix (a Unicode minus) gives an :class:`InputWarning` naming where and how it was read.
+    after a fix (a Unicode minus) gives an :class:`InputWarning` naming where and how it was read (its
+    ``stacklevel``, as :func:`warnings.warn`'s, names the caller; a wrapper adds one).
     """
     series = df[column]
-    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "fiu":
-        # a column that is already numbers: the checks below, vectorised; any refusal (or warning) is
-        # left to the cell-by-cell loop, so its message is the same
-        out = np.array(series.to_numpy(), dtype=float, copy=True)
-        with np.errstate(invalid="ignore"):
-            ok = np.isfinite(out) & (np.abs(out) <= 1e12)
-            if integer:
-                ok &= out == np.round(out)
-            if minimum is not None:
-                ok &= out >= minimum
-            if above is not None:
-                ok &= out > above
-            if allow_missing:
-                ok |= np.isnan(out)
-        if ok.all():
+    if isinstance(series.dtype, np.dtype):
+        out = clean_numbers(series.to_numpy(), integer, minimum, above, allow_missing)
+        if out is not None:
             return out
     out = np.empty(len(df))
     for position, cell in enumerate(series.tolist()):
@@ -214,7 +203,7 @@ def numeric_column(df: pd.DataFrame, column: str, *, integer=False, minimum=None
         except ValueError as exc:
             raise InputError(str(exc), column=column, **where_in_table(df, position)) from None
         if how:
-            warnings.warn(f"{place(where_in_table(df, position), column)}: {how}", InputWarning, stacklevel=2)
+            warnings.warn(f"{place(where_in_table(df, position), column)}: {how}", InputWarning, stacklevel=stacklevel)
         if value is None:
             if allow_missing:
                 out[position] = np.nan
@@ -237,6 +226,87 @@ def numeric_column(df: pd.DataFrame, column: str, *, integer=False, minimum=None
                              **where_in_table(df, position))
         out[position] = value
     return out
+
+
+def clean_numbers(values, integer=False, minimum=None, above=None, allow_missing=False):
+    """A column that is already numbers (a numpy array of ints or floats) as a new float array when every
+    value passes the checks of :func:`numeric_column`, else None: any refusal (or warning) is left to that
+    function's cell-by-cell loop, so that its message is the same.
+
+    The checks are read off the column's least and greatest values (NaN in either means a NaN cell; an
+    infinite value is outside +-1e12), so a clean column costs two reductions; a column with empty cells
+    where they are allowed is checked value by value (vectorised)."""
+    if not isinstance(values, np.ndarray) or values.dtype.kind not in "fiu":
+        return None
+    out = np.array(values, dtype=float, copy=True)
+    if not out.size:
+        return out
+    low, high = float(out.min()), float(out.max())
+    if low == low and high == high:         # no NaN: every check is one comparison of the extremes
+        ok = -1e12 <= low and high <= 1e12 and (minimum is None or low >= minimum) \
+            and (above is None or low > above) and (not integer or values.dtype.kind != "f"
+                                                     or bool((out == np.round(out)).all()))
+        return out if ok else None
+    if not allow_missing:
+        return None
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(out) & (np.abs(out) <= 1e12)
+        if integer:
+            ok &= out == np.round(out)
+        if minimum is not None:
+            ok &= out >= minimum
+        if above is not None:
+            ok &= out > above
+        ok |= np.isnan(out)
+    return out if ok.all() else None
+
+
+class Columns:
+    """The columns of one table, each taken out of its DataFrame once.
+
+    ``df[name]`` builds a Series (about 10 us), which on a table of a dozen studies costs more than the
+    checks; this reads a column's values once (a numpy array, or a pandas extension array for text and
+    other pandas types) and keeps them. :meth:`numeric` is :func:`numeric_column` with the same checks,
+    results, refusals and warnings (a column that is not clean is handed to that function). ``df`` is kept
+    for the location of a refusal (:func:`where_in_table`). The values are the table's own: never modify
+    them.
+    """
+
+    __slots__ = ("df", "names", "length", "_position", "_values")
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+        self.names = df.columns.tolist()
+        self.length = len(df)
+        self._position = {name: position for position, name in enumerate(self.names)}
+        self._values = {}
+
+    def __contains__(self, name) -> bool:
+        return name in self._position
+
+    def values(self, name):
+        """Column ``name``'s values as pandas holds them (not a copy)."""
+        values = self._values.get(name)
+        if values is None:
+            position = self._position[name]
+            # DataFrame._get_column_array (pandas >= 1.3) hands over the column's array without building a
+            # Series; the public way (a Series, then its array) is the fallback and gives the same values
+            getter = getattr(self.df, "_get_column_array", None)
+            if getter is not None:
+                values = getter(position)
+            else:
+                series = self.df.iloc[:, position]
+                values = series.to_numpy() if isinstance(series.dtype, np.dtype) else series.array
+            self._values[name] = values
+        return values
+
+    def numeric(self, name, *, integer=False, minimum=None, above=None, allow_missing=False) -> np.ndarray:
+        """:func:`numeric_column` of this table's column ``name`` (a new float array)."""
+        out = clean_numbers(self.values(name), integer, minimum, above, allow_missing)
+        if out is None:
+            out = numeric_column(self.df, name, integer=integer, minimum=minimum, above=above,
+                                 allow_missing=allow_missing, stacklevel=3)
+        return out
 
 
 def _fmt(value):

@@ -40,17 +40,32 @@ from pfps_meta.effects import measures
 from pfps_meta.errors import InputError, InputWarning
 from pfps_meta.inputs import layouts
 from pfps_meta.inputs.layouts import LAYOUTS, TranscriptionWarning, arm_statistics, study_labels
-from pfps_meta.inputs.load import (FILE_COLUMN, LINE_COLUMN, ROW_COLUMN, is_missing, numeric_column, read_csv,
-                                   refuse_duplicates, require_columns, where_in_table)
+from pfps_meta.inputs.load import (FILE_COLUMN, LINE_COLUMN, ROW_COLUMN, Columns, is_missing, numeric_column,
+                                   read_csv, refuse_duplicates, require_columns, where_in_table)
 
 # The entrance, and the helpers other stages take from here (defined in load and layouts).
-__all__ = ["study_table", "effect_table", "detect_layout", "sd_may_be_se", "LAYOUTS", "TranscriptionWarning",
+__all__ = ["study_table", "effect_table", "checked_effects", "CheckedTable", "detect_layout", "sd_may_be_se", "LAYOUTS", "TranscriptionWarning",
            "InputWarning", "arm_statistics", "study_labels", "numeric_column", "require_columns",
            "refuse_duplicates", "where_in_table", "is_missing", "FILE_COLUMN", "LINE_COLUMN", "ROW_COLUMN"]
 
 
+# (column names, measure) -> layout name, for tables whose layout was found (a refusal is never kept)
+_DETECTED: dict = {}
+
+
 def detect_layout(df: pd.DataFrame, measure: str | None) -> str:
-    """The name of the row of :data:`~pfps_meta.inputs.layouts.LAYOUTS` a table uses."""
+    """The name of the row of :data:`~pfps_meta.inputs.layouts.LAYOUTS` a table uses (it depends on the
+    column names and the measure only: a table's found layout is kept for the next table of those)."""
+    key = (tuple(df.columns.tolist()), measure) if measure is None or type(measure) is str else None
+    found = _DETECTED.get(key) if key is not None else None
+    if found is None:
+        found = _detect_layout(df, measure)
+        if key is not None and len(_DETECTED) < 1024:
+            _DETECTED[key] = found
+    return found
+
+
+def _detect_layout(df: pd.DataFrame, measure: str | None) -> str:
     cols = set(df.columns)
     source = df.attrs.get("source")
     if measure is not None and measure not in measures.MEASURES:
@@ -91,38 +106,7 @@ def study_table(df: pd.DataFrame, measure: str | None = None, *, settings: Setti
     ``vi``; ``attrs["layout"]`` names the layout. With ``drop_missing``, rows lacking a needed value are
     dropped, each listed with a warning and in ``attrs["notes"]``.
     """
-    settings = Settings.from_mapping(options, base=settings)
-    df = _as_table(df)
-    if len(df) == 0:
-        raise InputError("table has no data rows", file=df.attrs.get("source"))
-    layout = LAYOUTS[detect_layout(df, measure)]
-    dropped = []
-    if settings.drop_missing:
-        df, dropped = _drop_missing(df, layout, measure)
-    info = measures.get(measure)
-    checked = layout.rule(df, info, settings)
-    # the input's columns (their dtypes kept), the checked ones in their place or appended, then yi, vi:
-    # one DataFrame built from a dict (assigning column by column costs more than the fit)
-    columns = {c: df[c] for c in df.columns}
-    columns.update(checked.columns)
-    if layout.pooled:
-        with np.errstate(all="ignore"):
-            yi, vi = np.asarray(checked.yi, dtype=float), np.asarray(checked.vi, dtype=float)
-            bad = np.flatnonzero(~(np.isfinite(yi) & np.isfinite(vi) & (vi > 0)))
-        if bad.size:
-            i = int(bad[0])
-            raise InputError(f"the effect size of study '{np.asarray(columns['study'], dtype=object)[i]}' cannot be computed from these "
-                             f"values (yi = {yi[i]:g}, vi = {vi[i]:g}): a value is too large or too small to be "
-                             "real (overflow), or the variance is 0", **where_in_table(df, i))
-        columns["yi"] = yi
-        columns["vi"] = vi
-    out = pd.DataFrame(columns, index=df.index, copy=True)
-    out.attrs = dict(df.attrs)
-    out.attrs["layout"] = layout.name
-    if dropped:
-        out.attrs["notes"] = [f"dropped (drop_missing): {d}" for d in dropped]
-    out.attrs["measure"] = measure
-    return out
+    return _checked(df, measure, settings, options).frame
 
 
 def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Settings | None = None,
@@ -135,13 +119,111 @@ def effect_table(df: pd.DataFrame, measure: str | None = None, *, settings: Sett
     ``options`` on top) supplies the SMD convention and variance, the MD pooled-SD choice,
     ``input_level`` (the confidence level of CIs read from the input) and the conversion methods.
     """
-    out = study_table(df, measure, settings=settings, **options)
-    layout = LAYOUTS[out.attrs["layout"]]
+    return checked_effects(df, measure, settings=settings, **options).frame
+
+
+def checked_effects(df: pd.DataFrame, measure: str | None = None, *, settings: Settings | None = None,
+                    **options) -> "CheckedTable":
+    """:func:`effect_table`'s checks and effect sizes, before any DataFrame is built: a
+    :class:`CheckedTable` whose ``yi``, ``vi``, ``labels`` and ``attrs`` are read at once and whose
+    ``frame`` (what :func:`effect_table` returns) is built on first read. The same refusals and warnings,
+    in the same order, as :func:`effect_table`; for a fit that never looks at the table (``pm.pool``)."""
+    checked = _checked(df, measure, settings, options)
+    layout = LAYOUTS[checked.layout]
     if not layout.pooled:
         raise InputError(f"{layout.label} ({', '.join(layout.columns)}) is checked but not pooled yet: give one "
                          "row per study (e.g. study, n_exp, mean_exp, sd_exp, n_ctrl, mean_ctrl, sd_ctrl)",
-                         file=out.attrs.get("source"))
-    return out
+                         file=checked.source)
+    return checked
+
+
+class CheckedTable:
+    """A checked table of studies (:func:`checked_effects`), its DataFrame built only when it is read.
+
+    - ``yi``, ``vi``: read-only float arrays, one value per study (None for a layout that is not pooled);
+    - ``labels``: the study labels (text); ``layout``: the layout's name (:data:`LAYOUTS`);
+    - ``attrs``: what ``frame.attrs`` holds (``source``, ``layout``, ``measure``, ``notes`` when rows were
+      dropped); ``source`` and ``notes`` read from it;
+    - ``frame``: the DataFrame :func:`study_table` returns (the input's columns, their dtypes kept, the
+      checked ones in their place or appended, then ``yi, vi``), built on first read and then kept.
+    """
+
+    __slots__ = ("yi", "vi", "labels", "layout", "attrs", "_cells", "_columns", "_frame")
+
+    def __init__(self, cells, layout, columns, yi, vi, attrs):
+        self.yi, self.vi = yi, vi
+        self.labels = columns["study"]
+        self.layout, self.attrs = layout, attrs
+        self._cells, self._columns, self._frame = cells, columns, None
+
+    def __len__(self) -> int:
+        return self._cells.length
+
+    @property
+    def source(self):
+        return self.attrs.get("source")
+
+    @property
+    def notes(self) -> list:
+        return list(self.attrs.get("notes", ()))
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = self._build()
+        return self._frame
+
+    def _build(self) -> pd.DataFrame:
+        """One DataFrame built from a dict (assigning column by column costs more than the fit). An input
+        column goes in as its array (a Series costs ~10 us to take out), except a numpy object column,
+        which goes in as its Series: from a bare array pandas would infer a text dtype for it."""
+        cells = self._cells
+        columns = {name: cells.df[name] if _is_object_array(cells.values(name)) else cells.values(name)
+                   for name in cells.names}
+        columns.update(self._columns)
+        if self.yi is not None:
+            columns["yi"], columns["vi"] = self.yi, self.vi
+        out = pd.DataFrame(columns, index=cells.df.index, copy=True)
+        out.attrs = dict(self.attrs)
+        return out
+
+
+def _is_object_array(values) -> bool:
+    return isinstance(values, np.ndarray) and values.dtype == object
+
+
+def _checked(df, measure, settings, options) -> CheckedTable:
+    """:func:`study_table` up to its DataFrame: the layout detected, its rule run, yi and vi checked."""
+    settings = Settings.from_mapping(options, base=settings)
+    df = _as_table(df)
+    if len(df) == 0:
+        raise InputError("table has no data rows", file=df.attrs.get("source"))
+    layout = LAYOUTS[detect_layout(df, measure)]
+    dropped = []
+    if settings.drop_missing:
+        df, dropped = _drop_missing(df, layout, measure)
+    info = measures.get(measure)
+    cells = Columns(df)
+    checked = layout.rule(cells, info, settings)
+    yi = vi = None
+    if layout.pooled:
+        with np.errstate(all="ignore"):
+            yi, vi = np.asarray(checked.yi, dtype=float), np.asarray(checked.vi, dtype=float)
+            bad = np.flatnonzero(~(np.isfinite(yi) & np.isfinite(vi) & (vi > 0)))
+        if bad.size:
+            i = int(bad[0])
+            study = np.asarray(checked.columns["study"], dtype=object)[i]
+            raise InputError(f"the effect size of study '{study}' cannot be computed from these "
+                             f"values (yi = {yi[i]:g}, vi = {vi[i]:g}): a value is too large or too small to be "
+                             "real (overflow), or the variance is 0", **where_in_table(df, i))
+        yi.flags.writeable = False
+        vi.flags.writeable = False
+    attrs = dict(df.attrs)
+    attrs["layout"] = layout.name
+    if dropped:
+        attrs["notes"] = [f"dropped (drop_missing): {d}" for d in dropped]
+    attrs["measure"] = measure
+    return CheckedTable(cells, layout.name, checked.columns, yi, vi, attrs)
 
 
 def _as_table(df) -> pd.DataFrame:
@@ -150,12 +232,12 @@ def _as_table(df) -> pd.DataFrame:
         return read_csv(df)
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"data: a pandas DataFrame or the path of a CSV file is needed, got {type(df).__name__}")
-    source = df.attrs.get("source")
-    if isinstance(df.columns, pd.MultiIndex) or not all(isinstance(c, str) for c in df.columns):
-        raise InputError("column names must be text, one level (e.g. study, yi, vi)", file=source)
-    repeated = df.columns[df.columns.duplicated()]
-    if len(repeated):
-        raise InputError(f"column name '{repeated[0]}' appears twice", file=source)
+    names = df.columns.tolist()
+    if isinstance(df.columns, pd.MultiIndex) or not all(isinstance(c, str) for c in names):
+        raise InputError("column names must be text, one level (e.g. study, yi, vi)", file=df.attrs.get("source"))
+    if len(set(names)) < len(names):
+        repeated = df.columns[df.columns.duplicated()]
+        raise InputError(f"column name '{repeated[0]}' appears twice", file=df.attrs.get("source"))
     return df
 
 
