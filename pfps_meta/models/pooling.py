@@ -345,6 +345,21 @@ def pool_batch(yi, vi, settings: Settings | None = None, weights=None, **options
 # one complete row on Python floats: pool_batch's operations in its order (so the same bits)
 
 
+_QUANTILES = {}
+
+
+def _quantile(func, df, p):
+    """``float(func(df, p))`` for scipy's stdtrit or chdtri, remembered per (function, df, p): a fit asks for
+    the same few quantiles every time, and each costs more than the arithmetic around it (same values)."""
+    key = (func, df, p)
+    value = _QUANTILES.get(key)
+    if value is None:
+        value = float(func(df, p))
+        if len(_QUANTILES) < 4096:
+            _QUANTILES[key] = value
+    return value
+
+
 def _np_max(a, b):
     """``np.maximum(a, b)`` of two Python floats (NaN in ``a`` propagates, as there)."""
     return a if a >= b or a != a else b
@@ -391,7 +406,7 @@ def _row_tests(y, w, sum_w, mu, resid, k, settings):
         se = math.sqrt(s2w / sum_w)
         statistic = mu / se
         p = float(2.0 * stdtr(df, -abs(statistic)))
-        crit = float(stdtrit(df, 0.5 + level / 2))
+        crit = _quantile(stdtrit, df, 0.5 + level / 2)
         df_out = df
     else:
         statistic = mu / se
@@ -416,7 +431,7 @@ def _row_heterogeneity(y, v, k, tau2, settings, fe):
     t2_lo = t2_hi = i2_lo = i2_hi = h2_lo = h2_hi = nan
     if settings.tau2_ci and settings.method != "FE":
         alpha = 1.0 - settings.level
-        bounds = q_profile_row(y, v, float(chdtri(df, alpha / 2)), float(chdtri(df, 1.0 - alpha / 2)),
+        bounds = q_profile_row(y, v, _quantile(chdtri, df, alpha / 2), _quantile(chdtri, df, 1.0 - alpha / 2),
                                (spread, (q_raw, dq), min(v)))
         if bounds is None:
             return None
@@ -442,7 +457,7 @@ def _row_prediction(estimate, se, tau2, k, settings):
     else:
         pi_df = float(k - (2 if rule == "t_k2" else 1))
         pi_df = pi_df if pi_df >= 1 else math.nan
-        crit = float(stdtrit(pi_df, 0.5 + level / 2))
+        crit = _quantile(stdtrit, pi_df, 0.5 + level / 2)
     if settings.method == "FE" or not settings.prediction_interval:
         return math.nan, math.nan, pi_df
     half = crit * math.sqrt(se * se + tau2)

@@ -274,7 +274,7 @@ def solve_q_pair(y, v, present, first, second, rtol=1e-12, maxiter=200):
     return solve_q(y, v, present, first, rtol, maxiter), solve_q(y, v, present, second, rtol, maxiter)
 
 
-def _solve_q_scalar(y, v, present, tgt, rtol, maxiter, start=None):
+def _solve_q_scalar(y, v, present, tgt, rtol, maxiter, start=None, floats=False):
     """:func:`solve_q` of one row on Python floats: the spread, the bracket and the steps of
     :func:`_decreasing_root_one` in the same order; None (the numpy path then runs) if a division by
     zero or an overflow would need numpy's inf/NaN arithmetic. ``start``: :func:`_q_start` of the row."""
@@ -298,6 +298,8 @@ def _solve_q_scalar(y, v, present, tgt, rtol, maxiter, start=None):
             iterations += 1
     except (ZeroDivisionError, OverflowError):
         return None
+    if floats:
+        return t if active else 0.0, converged, iterations
     return np.array([t if active else 0.0]), np.array([converged]), np.array([iterations])
 
 
@@ -428,7 +430,7 @@ def _likelihood_root_one(score_at, t, tol, maxiter):
     return np.array([t], dtype=float), np.array([converged]), np.array([iterations])
 
 
-def _likelihood_root_scalar(score, t, tol, maxiter):
+def _likelihood_root_scalar(score, t, tol, maxiter, floats=False):
     """:func:`_likelihood_root_one` on Python floats (the same operations, so the same bits); None when a
     division by zero or an overflow would need numpy's inf/NaN arithmetic (the numpy loop then runs)."""
     lo, hi, converged, iterations = 0.0, math.inf, False, 0
@@ -451,6 +453,8 @@ def _likelihood_root_scalar(score, t, tol, maxiter):
             t = new
     except (ZeroDivisionError, OverflowError):
         return None
+    if floats:
+        return t, converged, iterations
     return np.array([t], dtype=float), np.array([converged]), np.array([iterations])
 
 
@@ -606,8 +610,7 @@ def estimate_one_row(y, v, method, maxiter, spread, q0, sum_w0):
     if method == "HS":
         return _at_least((q0[0] - k) / sum_w0, 0.0), True, 0
     if method in ("PM", "EB"):
-        done = _solve_q_scalar(y, v, None, float(k - 1), 1e-12, maxiter, (spread, q0, min(v)))
-        return None if done is None else (done[0][0].item(), bool(done[1][0]), int(done[2][0]))
+        return _solve_q_scalar(y, v, None, float(k - 1), 1e-12, maxiter, (spread, q0, min(v)), floats=True)
     he = spread / (k - 1) - pairwise_sum(v) / k
     if method == "HE":
         return _at_least(he, 0.0), True, 0
@@ -616,10 +619,10 @@ def estimate_one_row(y, v, method, maxiter, spread, q0, sum_w0):
         return _at_least(tau0 * _q_scalar(y, v, tau0)[0] / (k - 1), 0.0), True, 0
     reml = method == "REML"
     done = _likelihood_root_scalar(lambda t: _score_scalar(y, v, t, reml),
-                                   _at_least(he if math.isfinite(he) else 0.0, 0.0), 1e-12, maxiter)
+                                   _at_least(he if math.isfinite(he) else 0.0, 0.0), 1e-12, maxiter, floats=True)
     if done is None:
         return None
-    t, converged, iterations = done[0][0].item(), bool(done[1][0]), int(done[2][0])
+    t, converged, iterations = float(done[0]), bool(done[1]), int(done[2])
     if converged and t > 1e-12:          # metafor's ll0check, as likelihood_root
         flags = [True] * k
         ll_here = _loglik_scalar(y, v, flags, float(k), t, reml)
@@ -639,10 +642,10 @@ def q_profile_row(y, v, first, second, start):
     or None (the array path then runs)."""
     out = []
     for target in (first, second):
-        done = _solve_q_scalar(y, v, None, target, 1e-12, 200, start)
+        done = _solve_q_scalar(y, v, None, target, 1e-12, 200, start, floats=True)
         if done is None:
             return None
-        out.append((done[0][0].item(), bool(done[1][0])))
+        out.append((float(done[0]), bool(done[1])))
     return out
 
 
