@@ -214,6 +214,15 @@ class _Group:
     ic: np.ndarray | None   # (nb, m) inner codes
 
 
+def _row_sum(a, b):
+    """``sum_{c,i} a[c, i, :] (x) b[c, i, ...]``: what ``np.tensordot(a, b, axes=([0, 1], [0, 1]))`` computes,
+    by the same transpose, reshape and single ``np.dot`` (so the same numbers), without its argument
+    checks (this runs in every likelihood evaluation)."""
+    n = a.shape[0] * a.shape[1]
+    out = np.dot(a.transpose(2, 0, 1).reshape(a.shape[2], n), b.reshape(n, -1))
+    return out.reshape(a.shape[2:] + b.shape[2:])
+
+
 class Engine:
     """Block-wise (restricted) log-likelihood, its score, and the fitted quantities at given
     variance components. Build once per data set; every evaluation reuses the stacks."""
@@ -345,8 +354,8 @@ class Engine:
             W = 0.5 * (W + np.swapaxes(W, 1, 2))
             WX = W @ g.X
             Wy = (W @ g.y[:, :, None])[:, :, 0]
-            XtWX += np.tensordot(g.X, WX, axes=([0, 1], [0, 1]))
-            XtWy += np.tensordot(g.X, Wy, axes=([0, 1], [0, 1]))
+            XtWX += _row_sum(g.X, WX)
+            XtWy += _row_sum(g.X, Wy)
             ytWy += float(np.sum(g.y * Wy))
             parts.append((W, WX, Wy))
         try:
@@ -359,7 +368,7 @@ class Engine:
         rss = ytWy - 2 * beta @ XtWy + beta @ XtWX @ beta
         ll_ml = -0.5 * self.k * math.log(2 * math.pi) - 0.5 * logdet - 0.5 * rss
         logdet_xwx = 2.0 * np.log(np.diag(cX)).sum()
-        sign, logdet_xx = np.linalg.slogdet(self.X.T @ self.X)
+        logdet_xx = self._logdet_xx()
         ll_reml = (-0.5 * (self.k - self.p) * math.log(2 * math.pi) + 0.5 * logdet_xx
                    - 0.5 * logdet - 0.5 * logdet_xwx - 0.5 * rss)
         out = {"beta": beta, "vb": vb, "rss": rss, "ll_ML": ll_ml, "ll_REML": ll_reml,
@@ -369,6 +378,12 @@ class Engine:
         if score:
             out["score"] = self._score(nat, parts, beta, vb, G)
         return out
+
+    def _logdet_xx(self) -> float:
+        """log|X'X| (REML's constant term), computed once per engine."""
+        if getattr(self, "_xx", None) is None:
+            self._xx = np.linalg.slogdet(self.X.T @ self.X)[1]
+        return self._xx
 
     def _score(self, nat, parts, beta, vb, G):
         """d ll / d nat (natural scale) for sigma2 and, for the struct term, the q x q matrix A with

@@ -117,6 +117,15 @@ class _GLS:
     parts: list          # per group: W (g x m x m), residuals (g x m)
 
 
+def _contract(a, b):
+    """``sum_{g,i} a[g, :, i] (x) b[g, i, ...]``: what ``np.tensordot(a, b, axes=([0, 2], [0, 1]))``
+    computes, by the same transpose, reshape and single ``np.dot`` (so the same numbers), without its
+    argument checks (this runs in every likelihood evaluation)."""
+    n = a.shape[0] * a.shape[2]
+    out = np.dot(a.transpose(1, 0, 2).reshape(a.shape[1], n), b.reshape(n, -1))
+    return out.reshape(a.shape[1:2] + b.shape[2:])
+
+
 def _gls(G: _Groups, tau2: float) -> _GLS:
     p = G.p
     A = np.zeros((p, p))
@@ -132,8 +141,8 @@ def _gls(G: _Groups, tau2: float) -> _GLS:
         W = np.linalg.inv(S)
         Ws.append(W)
         XtW = np.swapaxes(X, 1, 2) @ W                       # g x p x m
-        A += np.tensordot(XtW, X, axes=([0, 2], [0, 1]))     # sum_g X_g' W_g X_g
-        c += np.tensordot(XtW, y, axes=([0, 2], [0, 1]))
+        A += _contract(XtW, X)                               # sum_g X_g' W_g X_g
+        c += _contract(XtW, y)
         trWR += float((W * _R(m)).sum())
     try:
         cA = np.linalg.cholesky(A)
@@ -158,7 +167,7 @@ def _score_terms(G: _Groups, fit: _GLS):
     for (rows, y, V, X), (W, r) in zip(G.parts, fit.parts):
         m = y.shape[1]
         WRW = W @ _R(m) @ W
-        M += np.tensordot(np.swapaxes(X, 1, 2) @ WRW, X, axes=([0, 2], [0, 1]))
+        M += _contract(np.swapaxes(X, 1, 2) @ WRW, X)
         rr += float(((WRW @ r[:, :, None])[:, :, 0] * r).sum())
     return float(np.sum(fit.vb * M)), rr
 
