@@ -524,15 +524,16 @@ def pool_row(y, v, settings: Settings):
 
 
 def _row_batch(settings, stats, shares):
-    """The :class:`BatchResult` of one row from :func:`pool_row`'s output (each field a 1-element view of
-    one array: one allocation instead of thirty)."""
+    """The :class:`BatchResult` of one row from :func:`pool_row`'s output: each field a 1-element view of
+    one array (one allocation instead of thirty), set without the dataclass's keyword parsing."""
     names = BatchResult.ROW_FIELDS
-    values = np.array([stats[name] for name in names], dtype=float)[:, None]
-    fields = dict(zip(names, values))
+    fields = dict(zip(names, np.array([stats[name] for name in names], dtype=float)[:, None]))
     fields["k"] = np.array([stats["k"]], dtype=np.intp)
     fields["converged"] = np.array([stats["converged"]])
     fields["iterations"] = np.array([stats["iterations"]], dtype=int)
-    return BatchResult(settings=settings, weights=np.array([shares]), **fields)
+    result = object.__new__(BatchResult)
+    result.__dict__.update(fields, settings=settings, weights=np.array([shares]), notes=[])
+    return result
 
 
 def _one_row_result(yi, vi, settings):

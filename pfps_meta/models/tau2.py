@@ -113,10 +113,10 @@ def _score_scalar(y, v, t, reml):
     sum_w = add(w)
     mu = add(list(map(_MUL, w, y))) / sum_w
     a = [wi * (yi - mu) for wi, yi in zip(w, y)]
-    a2 = [x * x for x in a]
+    a2 = list(map(_MUL, a, a))
     wa = add(list(map(_MUL, w, a)))
     yp3y = add(list(map(_MUL, w, a2))) - wa * wa / sum_w
-    w2 = [wi * wi for wi in w]
+    w2 = list(map(_MUL, w, w))
     sum_w2 = add(w2)
     if reml:
         ratio = sum_w2 / sum_w
