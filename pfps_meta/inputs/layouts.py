@@ -37,7 +37,7 @@ from pfps_meta.effects import measures
 from pfps_meta.effects import sizes as effects
 from pfps_meta.errors import InputError, InputWarning
 from pfps_meta.inputs import checks
-from pfps_meta.inputs.load import Columns, place, refuse_duplicates, text_column, where_in_table
+from pfps_meta.inputs.load import Columns, clean_numbers, place, refuse_duplicates, text_column, where_in_table
 
 # The fields one arm may give (suffixed _exp / _ctrl in the one-row-per-study layout).
 ARM_FIELDS = ("n", "mean", "sd", "se", "ci_low", "ci_high", "median", "q1", "q3", "min", "max")
@@ -184,11 +184,11 @@ def arm_statistics(df: pd.DataFrame | Columns, side: str, settings: Settings):
     df = cells.df
     col = _ARM_COLUMNS[side] if side in _ARM_COLUMNS else {f: f"{f}_{side}" if side else f for f in ARM_FIELDS}
     n = cells.numeric(col["n"], integer=True, minimum=2)
+    plain = _plain_arm(cells, col)
+    if plain is not None:               # every row a mean and an SD, nothing else to read or check
+        return n, plain[0], plain[1], [""] * cells.length
     values = _arm_values(cells, col)
     absent = values.pop("absent")
-    if all(values[f] is absent for f in ARM_FIELDS[3:]) and not (np.isnan(values["mean"]).any()
-                                                                 or np.isnan(values["sd"]).any()):
-        return n, values["mean"], values["sd"], [""] * cells.length     # every row a plain mean and SD
     from pfps_meta.inputs import conversions
 
     nowhere = np.zeros(cells.length, dtype=bool)
@@ -226,6 +226,17 @@ def arm_statistics(df: pd.DataFrame | Columns, side: str, settings: Settings):
 
 
 _ARM_COLUMNS = {side: {f: f"{f}_{side}" if side else f for f in ARM_FIELDS} for side in ("exp", "ctrl", "")}
+
+
+def _plain_arm(cells, col):
+    """``(mean, sd)`` of one arm when the table has its mean and SD columns and no column that could stand
+    in for them, and both are clean numbers with no empty cell (what :func:`_arm_values` would read them
+    as, without its refusals or warnings to give); else None."""
+    if col["mean"] not in cells or col["sd"] not in cells or any(col[f] in cells for f in ARM_FIELDS[3:]):
+        return None
+    mean = clean_numbers(cells.values(col["mean"]))
+    sd = clean_numbers(cells.values(col["sd"]), above=0) if mean is not None else None
+    return None if sd is None else (mean, sd)
 
 
 def _arm_values(cells, col):

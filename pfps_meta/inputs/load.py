@@ -274,9 +274,9 @@ class Columns:
 
     __slots__ = ("df", "names", "length", "_position", "_values")
 
-    def __init__(self, df: pd.DataFrame):
+    def __init__(self, df: pd.DataFrame, names: list | None = None):
         self.df = df
-        self.names = df.columns.tolist()
+        self.names = df.columns.tolist() if names is None else names     # names: df's, when known already
         self.length = len(df)
         self._position = {name: position for position, name in enumerate(self.names)}
         self._values = {}

@@ -56,7 +56,12 @@ _DETECTED: dict = {}
 def detect_layout(df: pd.DataFrame, measure: str | None) -> str:
     """The name of the row of :data:`~pfps_meta.inputs.layouts.LAYOUTS` a table uses (it depends on the
     column names and the measure only: a table's found layout is kept for the next table of those)."""
-    key = (tuple(df.columns.tolist()), measure) if measure is None or type(measure) is str else None
+    return _layout_of(df, df.columns.tolist(), measure)
+
+
+def _layout_of(df, names, measure) -> str:
+    """:func:`detect_layout` of ``df`` whose column names are ``names``."""
+    key = (tuple(names), measure) if measure is None or type(measure) is str else None
     found = _DETECTED.get(key) if key is not None else None
     if found is None:
         found = _detect_layout(df, measure)
@@ -195,27 +200,21 @@ def _is_object_array(values) -> bool:
 def _checked(df, measure, settings, options) -> CheckedTable:
     """:func:`study_table` up to its DataFrame: the layout detected, its rule run, yi and vi checked."""
     settings = Settings.from_mapping(options, base=settings)
-    df = _as_table(df)
+    df, names = _as_table(df)
     if len(df) == 0:
         raise InputError("table has no data rows", file=df.attrs.get("source"))
-    layout = LAYOUTS[detect_layout(df, measure)]
+    layout = LAYOUTS[_layout_of(df, names, measure)]
     dropped = []
     if settings.drop_missing:
         df, dropped = _drop_missing(df, layout, measure)
     info = measures.get(measure)
-    cells = Columns(df)
+    cells = Columns(df, names)
     checked = layout.rule(cells, info, settings)
     yi = vi = None
     if layout.pooled:
-        with np.errstate(all="ignore"):
-            yi, vi = np.asarray(checked.yi, dtype=float), np.asarray(checked.vi, dtype=float)
-            bad = np.flatnonzero(~(np.isfinite(yi) & np.isfinite(vi) & (vi > 0)))
-        if bad.size:
-            i = int(bad[0])
-            study = np.asarray(checked.columns["study"], dtype=object)[i]
-            raise InputError(f"the effect size of study '{study}' cannot be computed from these "
-                             f"values (yi = {yi[i]:g}, vi = {vi[i]:g}): a value is too large or too small to be "
-                             "real (overflow), or the variance is 0", **where_in_table(df, i))
+        yi, vi = np.asarray(checked.yi, dtype=float), np.asarray(checked.vi, dtype=float)
+        if not (np.isfinite(yi).all() and np.isfinite(vi).all() and vi.min() > 0):
+            _refuse_effects(df, checked.columns["study"], yi, vi)
         yi.flags.writeable = False
         vi.flags.writeable = False
     attrs = dict(df.attrs)
@@ -226,10 +225,23 @@ def _checked(df, measure, settings, options) -> CheckedTable:
     return CheckedTable(cells, layout.name, checked.columns, yi, vi, attrs)
 
 
-def _as_table(df) -> pd.DataFrame:
-    """A DataFrame with one text name per column; a path is read as a CSV file (:func:`load.read_csv`)."""
+def _refuse_effects(df, labels, yi, vi):
+    """Refuse the first study whose yi is not finite or whose vi is not finite and > 0."""
+    with np.errstate(all="ignore"):
+        bad = np.flatnonzero(~(np.isfinite(yi) & np.isfinite(vi) & (vi > 0)))
+    i = int(bad[0])
+    study = np.asarray(labels, dtype=object)[i]
+    raise InputError(f"the effect size of study '{study}' cannot be computed from these "
+                     f"values (yi = {yi[i]:g}, vi = {vi[i]:g}): a value is too large or too small to be "
+                     "real (overflow), or the variance is 0", **where_in_table(df, i))
+
+
+def _as_table(df) -> tuple[pd.DataFrame, list]:
+    """A DataFrame with one text name per column (and its column names); a path is read as a CSV file
+    (:func:`load.read_csv`)."""
     if isinstance(df, (str, Path)):
-        return read_csv(df)
+        df = read_csv(df)
+        return df, df.columns.tolist()
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"data: a pandas DataFrame or the path of a CSV file is needed, got {type(df).__name__}")
     names = df.columns.tolist()
@@ -238,7 +250,7 @@ def _as_table(df) -> pd.DataFrame:
     if len(set(names)) < len(names):
         repeated = df.columns[df.columns.duplicated()]
         raise InputError(f"column name '{repeated[0]}' appears twice", file=df.attrs.get("source"))
-    return df
+    return df, names
 
 
 def _drop_missing(df, layout, measure):
