@@ -313,3 +313,30 @@ def test_a_plot_of_no_fitted_analysis_is_refused_naming_the_argument(name):
 
     with pytest.raises(InputError, match=f"result: plots.{name} takes a fitted pairwise meta-analysis"):
         getattr(plots, name)(None)
+
+
+def _svg_numbers_and_rest(svg):
+    """(every number, the text with numbers and hashed ids blanked) of an SVG document."""
+    text = re.sub(r"\b[pmh][0-9a-f]{10}\b", "ID", svg.decode())
+    return [float(n) for n in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", text)], re.sub(r"-?\d+\.?\d*(?:e-?\d+)?", "N", text)
+
+
+@pytest.mark.parametrize("draw", [lambda: plots.forest(_bcg(), mcid=0.3, favours=("Vaccine", "Control")),
+                                  lambda: plots.funnel(_bcg(), contours=True, title="Funnel")],
+                         ids=["forest", "funnel after tight_layout"])
+def test_svg_bytes_draws_what_savefig_with_a_tight_box_draws_and_leaves_the_figure_as_it_was(draw):
+    expected = io.BytesIO()
+    fig = draw()
+    with matplotlib.rc_context({"svg.hashsalt": "pfps-meta", "svg.fonttype": "none"}):
+        fig.savefig(expected, format="svg", dpi=110, metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+    fig = draw()
+    canvas, engine = fig.canvas, fig.get_layout_engine()
+    got = plots.svg_bytes(fig)
+    assert fig.canvas is canvas and fig.get_layout_engine() is engine
+    numbers, rest = _svg_numbers_and_rest(got)
+    numbers_before, rest_before = _svg_numbers_and_rest(expected.getvalue())
+    assert rest == rest_before                                   # the same elements, text and styles
+    assert np.allclose(numbers, numbers_before, rtol=0, atol=2e-6)   # coordinates to the printed 6th decimal
+    assert re.findall(rb"<text[^>]*>([^<]*)</text>", got) == re.findall(rb"<text[^>]*>([^<]*)</text>",
+                                                                       expected.getvalue())
+    assert plots.svg_bytes(fig) == got                          # deterministic, the figure unchanged by saving

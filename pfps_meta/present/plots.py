@@ -560,11 +560,13 @@ def _forest_xlim(ax, result, studies, shown, xlim):
 
 
 class _ForestText:
-    """Writes text at (inches from the left edge, a row's y in data units)."""
+    """Writes text at (inches from the left edge, a row's y in data units). Made once the axis limits are
+    set; ``inverse`` maps pixels back to data (for the squares, :func:`_box`)."""
 
     def __init__(self, fig, ax, width):
         self.fig, self.ax, self.width = fig, ax, width
         self.height = fig.get_figheight()
+        self.inverse = ax.transData.inverted()
 
     def __call__(self, xpos, y, value, ha="left", bold=False, size=FOREST_PT, italic=False, colour="black"):
         fig = self.fig
@@ -619,7 +621,7 @@ def _forest_study_row(text, row, layout, shown, xlim, y, digits, quality, max_w,
     for clipped, edge, marker in ((lo < xlim[0], xlim[0], "<"), (hi > xlim[1], xlim[1], ">")):
         if clipped:      # arrow head where the CI runs off the axis
             ax.plot([edge], [y], marker=marker, color="black", ms=5, clip_on=False)
-    _box(ax, ax.transData, est, y, 0.25 + 0.45 * math.sqrt(row["weight"] / max_w), text.fig)
+    _box(ax, est, y, 0.25 + 0.45 * math.sqrt(row["weight"] / max_w), text.inverse)
     if blup is not None:
         b_lo, b_hi = max(shown(blup["pi_low"]), xlim[0]), min(shown(blup["pi_high"]), xlim[1])
         ax.plot([b_lo, b_hi], [y - 0.3, y - 0.3], color=BLUP_COLOUR, lw=0.8)
@@ -837,17 +839,16 @@ def _quality_text(value):
         return str(value)
 
 
-def _box(ax, trans, x, y, size_in, fig):
-    """A square of side ``size_in`` (in row units vertically), drawn square on the page."""
+def _box(ax, x, y, size_in, inverse):
+    """A square of side ``size_in`` (in row units vertically), drawn square on the page (``inverse``:
+    ``ax.transData.inverted()``, built once per plot)."""
     if not np.isfinite(x):
         return
     h = size_in
     # convert the height in data units to a width in data units that is equal on the page
-    y0 = trans.transform((x, y - h / 2))
-    y1 = trans.transform((x, y + h / 2))
+    y0, y1 = ax.transData.transform([(x, y - h / 2), (x, y + h / 2)])
     pix = abs(y1[1] - y0[1])
-    left = ax.transData.inverted().transform((y0[0] - pix / 2, y0[1]))[0]
-    right = ax.transData.inverted().transform((y0[0] + pix / 2, y0[1]))[0]
+    left, right = inverse.transform([(y0[0] - pix / 2, y0[1]), (y0[0] + pix / 2, y0[1])])[:, 0]
     ax.add_patch(Rectangle((left, y - h / 2), right - left, h, facecolor=BOX_COLOUR, edgecolor=BOX_COLOUR))
 
 
