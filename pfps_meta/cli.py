@@ -86,7 +86,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _preset_names():
-    from pfps_meta.analysis.presets import PRESETS
+    from pfps_meta.conventions import PRESETS       # (the table itself: no need to import analysis.presets)
 
     return list(PRESETS)
 

@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from pfps_meta.errors import InputError
-from pfps_meta.evidence.curated import PRINTED_FIELDS, Evidence, check_outcomes, check_arm_sizes, entry_rows
+from pfps_meta.evidence.curated import (PRINTED_FIELDS, Evidence, check_outcomes, check_arm_sizes, entry_positions,
+                                        entry_rows, key_columns)
 from pfps_meta.inputs.load import FILE_COLUMN, ROW_COLUMN, is_missing, read_csv, where_in_table
 
 SHEET_COLUMNS = ("trial_id", "arm", "role", "outcome", "scale", "scale_min", "scale_max", "higher_is_better",
@@ -302,18 +303,18 @@ def todo(analysis_result, evidence: Evidence) -> pd.DataFrame:
     a = analysis_result.analysis
     o = evidence.outcomes
     trials = evidence.trials.set_index("trial_id")
-    records = []
+    records, keys = [], key_columns(o)
     for missing in analysis_result.studies.missing:
         trial = missing["trial"]
         entry = next(t for t in a.trials if t.trial == trial)
         timepoint = entry.timepoint or a.timepoint
         gaps, notes = [], set()
         for arm in (entry.exp, entry.ctrl):
-            rows = entry_rows(o, a, entry, arm)
-            if rows.empty:
+            positions = entry_positions(o, a, entry, arm, keys)      # (the rows of entry_rows)
+            if not len(positions):
                 gaps.append(f"{arm}: n, mean, SD (no row yet)")
                 continue
-            row = rows.iloc[0]
+            row = o.iloc[positions[0]]
             absent = [name for name in ("n", "mean", "sd") if np.isnan(row[name])]
             if absent:
                 gaps.append(f"{arm}: {', '.join(absent)}")

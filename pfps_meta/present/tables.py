@@ -102,7 +102,10 @@ _MARKDOWN_SPECIAL = set("\\`*_[]<>#|!~")
 
 def plain_text(value) -> str:
     """One line of text with control characters (including terminal escape sequences) made visible."""
-    text = " ".join(str(value).splitlines())
+    text = str(value)
+    if text.isprintable():          # the usual cell: no line break (none is printable), nothing to show
+        return text
+    text = " ".join(text.splitlines())
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
@@ -111,9 +114,13 @@ def html_text(value) -> str:
     return html.escape(plain_text(value))
 
 
+_MARKDOWN_ESCAPES = str.maketrans({ch: "\\" + ch for ch in _MARKDOWN_SPECIAL})
+
+
 def markdown_text(value) -> str:
-    """Text from data made inert in Markdown: no raw HTML, links, emphasis, headings or table breaks."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in plain_text(value))
+    """Text from data made inert in Markdown: no raw HTML, links, emphasis, headings or table breaks
+    (each of ``_MARKDOWN_SPECIAL`` gets a backslash)."""
+    return plain_text(value).translate(_MARKDOWN_ESCAPES)
 
 
 def to_markdown(frame) -> str:
