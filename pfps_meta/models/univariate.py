@@ -20,7 +20,7 @@ from pfps_meta.formatting import render
 from pfps_meta.inputs.load import LINE_COLUMN, read_csv
 from pfps_meta.models.tau2 import tau2_standard_error
 from pfps_meta.errors import InputError
-from pfps_meta.inputs.validate import effect_table, numeric_column, require_columns, where_in_table
+from pfps_meta.inputs.validate import checked_effects, numeric_column, require_columns, where_in_table
 from pfps_meta.formatting import json_ready
 
 # the binary table that Mantel-Haenszel and Peto pool (pfps_meta.models.mantel_haenszel)
@@ -211,9 +211,13 @@ def pool(data, measure=None, settings: Settings | None = None, weights=None, pre
     check_measure(measure, data.attrs.get("source"))
     if settings.method in COUNT_METHODS:
         check_count_method(settings.method, measure, data.attrs.get("source"))
-    table = effect_table(data, measure, settings=settings)
-    settings, notes = _preset_for_counts(chosen, settings, options, table.attrs.get("layout") == "binary")
-    return _pool_table(table, measure, settings, notes, weights, private=True)
+    checked = checked_effects(data, measure, settings=settings)
+    settings, notes = _preset_for_counts(chosen, settings, options, checked.attrs.get("layout") == "binary")
+    if settings.method in COUNT_METHODS or weights is not None or checked.yi is None:
+        return _pool_table(checked.frame, measure, settings, notes, weights, private=True)
+    # the checked table's DataFrame is built only if the result's studies are read
+    return _fit_one(checked.yi, checked.vi, measure, settings, list(notes), None, checked.attrs,
+                    lambda: checked.frame)
 
 
 def _settings_and_preset(settings, preset, options):
@@ -332,16 +336,25 @@ def _pool_table(table, measure, settings, notes, weights, private):
         raise InputError("notes: a list of text notes is needed")
     if weights is not None:
         weights = _weights_column(table, weights)
+    return _fit_one(yi, vi, measure, settings, notes, weights, table.attrs,
+                    table if private else table.copy(deep=False))
+
+
+def _fit_one(yi, vi, measure, settings, notes, weights, attrs, table):
+    """The MetaResult of checked ``yi``, ``vi`` (and user ``weights`` or None): ``attrs`` of the table
+    they come from (its source and notes), ``table`` that table for the study rows, or a function that
+    returns it (called only when the studies are first read)."""
+    source = attrs.get("source")
     try:
         stats, shares = pooling.pool_one(yi, vi, settings, weights=weights)
     except InputError as exc:
-        raise InputError(exc.reason, file=table.attrs.get("source")) from None
+        raise InputError(exc.reason, file=source) from None
     stats["k"] = int(stats["k"])
     stats["iterations"] = int(stats["iterations"])
     stats["converged"] = bool(stats["converged"])
     z = ndtri(0.5 + settings.level / 2)
-    build = study_frame_builder(table if private else table.copy(deep=False), yi, vi, z, shares)
-    all_notes = list(notes) + list(table.attrs.get("notes", []))
+    build = study_frame_builder(table, yi, vi, z, shares)
+    all_notes = list(notes) + list(attrs.get("notes", []))
     if stats["k"] == 2 and settings.pi_method == "t_k2" and settings.prediction_interval:
         all_notes.append("t(k-2) prediction interval is undefined for k = 2 (metafor silently uses df = 1)")
     if stats["k"] >= 2 and settings.ci_method == "hksj" and not math.isfinite(stats["se"]):
@@ -350,7 +363,7 @@ def _pool_table(table, measure, settings, notes, weights, private):
                          "null. Use the Wald CI (ci_method='wald') for these data.")
     if stats["k"] >= 1 and not all(math.isfinite(stats[name]) for name in ("estimate",)):
         raise InputError("the pooled estimate is not a finite number (numerical overflow in the inputs?)",
-                         file=table.attrs.get("source"))
+                         file=source)
     stats["tau2_se"] = (tau2_standard_error(vi, stats["tau2"], settings.method)
                         if settings.method in ("ML", "REML") and stats["k"] >= 2 else None)
     if stats["k"] == 1 and settings.ci_method == "hksj":
@@ -358,7 +371,7 @@ def _pool_table(table, measure, settings, notes, weights, private):
     unused = unused_count_options(settings, measure)
     if unused:
         all_notes.append(unused)
-    return MetaResult(stats=stats, settings=settings, measure=measure, source=table.attrs.get("source"),
+    return MetaResult(stats=stats, settings=settings, measure=measure, source=source,
                       notes=all_notes, build_studies=build)
 
 
@@ -394,10 +407,11 @@ def study_frame_builder(table, yi, vi, z, weights):
     view of the caller's table, so their later edits do not reach the result)."""
 
     def build():
+        frame = table() if callable(table) else table
         se = np.sqrt(vi)
-        front = pd.DataFrame({"study": table["study"].astype(str).to_numpy(), "yi": yi, "vi": vi, "se": se,
-                              "ci_low": yi - z * se, "ci_high": yi + z * se, "weight": weights})
-        rest = table.drop(columns=[c for c in ("study", "yi", "vi", LINE_COLUMN) if c in table.columns])
+        front = pd.DataFrame({"study": frame["study"].astype(str).to_numpy(), "yi": np.array(yi), "vi": np.array(vi),
+                              "se": se, "ci_low": yi - z * se, "ci_high": yi + z * se, "weight": weights})
+        rest = frame.drop(columns=[c for c in ("study", "yi", "vi", LINE_COLUMN) if c in frame.columns])
         # input columns that share a name with a computed one (e.g. a CI given as input) keep a suffix
         rest = rest.rename(columns={c: f"{c}_input" for c in rest.columns if c in front.columns})
         return pd.concat([front, rest.reset_index(drop=True)], axis=1)
