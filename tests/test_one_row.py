@@ -7,6 +7,7 @@ import warnings
 import zlib
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import pfps_meta as pm
@@ -85,3 +86,29 @@ def test_one_row_warns_when_reml_does_not_converge(monkeypatch):
         warnings.simplefilter("ignore", pm.ConvergenceWarning)
         ref = _reference(yi, vi, pm.Settings(maxiter=1), monkeypatch)
     assert not got.converged[0] and got.tau2[0] == ref.tau2[0]
+
+
+def test_pool_builds_the_checked_table_only_when_its_studies_are_read(monkeypatch):
+    """pm.pool fits from the checked yi and vi; the DataFrame of the checked table is built on the first
+    read of ``studies`` (or to_frame, to_dict), once, and the result equals pool_effects on effect_table's
+    frame: every statistic, note and study row."""
+    from pfps_meta.inputs import validate
+
+    calls = []
+    frame = validate.CheckedTable.frame
+    monkeypatch.setattr(validate.CheckedTable, "frame", property(lambda self: calls.append(1) or frame.fget(self)))
+    rng = np.random.default_rng(20)
+    arm = pd.DataFrame({"study": [f"s{i}" for i in range(9)], "n_exp": rng.integers(10, 50, 9),
+                        "mean_exp": rng.normal(1, 1, 9), "sd_exp": rng.uniform(1, 2, 9),
+                        "n_ctrl": rng.integers(10, 50, 9), "mean_ctrl": rng.normal(0, 1, 9),
+                        "sd_ctrl": rng.uniform(1, 2, 9)})
+    res = pm.pool(arm, measure="MD", ci_method="hksj")
+    assert calls == []
+    ref = pm.pool_effects(pm.effect_table(arm, "MD"), measure="MD", ci_method="hksj")
+    assert res.stats == ref.stats and res.notes == ref.notes
+    pd.testing.assert_frame_equal(res.studies, ref.studies)
+    res.to_frame()
+    assert res.to_dict() == ref.to_dict()
+    assert len(calls) == 2                              # effect_table's, and this result's once
+    res.studies.loc[0, "yi"] = 99.0                     # the result's frame is its own
+    assert pm.pool(arm, measure="MD").studies["yi"].iloc[0] != 99.0
