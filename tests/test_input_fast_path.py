@@ -126,3 +126,17 @@ def test_a_layout_refused_once_is_refused_again_and_a_found_one_kept_per_measure
     assert validate.detect_layout(table, "MD") == "arm"
     with pytest.raises(InputError, match="missing column"):
         validate.detect_layout(table, "OR")
+
+
+def test_edits_to_the_input_after_the_checks_do_not_reach_the_frame():
+    table = arm_table(3)
+    table["year"] = [2001, 2002, 2003]
+    table["note"] = pd.Series(["x", "y", "z"], dtype=object)
+    checked = validate.checked_effects(table, "MD")
+    expected = validate.effect_table(table, "MD")
+    table.loc[0, "year"] = 1999
+    table.loc[0, "note"] = "edited"
+    table.loc[0, "mean_exp"] = 100.0
+    pd.testing.assert_frame_equal(checked.frame, expected, check_exact=True)
+    assert list(checked.frame.columns) == ["study", "n_exp", "mean_exp", "sd_exp", "n_ctrl", "mean_ctrl", "sd_ctrl",
+                                           "year", "note", "conversion", "yi", "vi"]

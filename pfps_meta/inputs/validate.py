@@ -153,16 +153,24 @@ class CheckedTable:
       checked ones in their place or appended, then ``yi, vi``), built on first read and then kept.
     """
 
-    __slots__ = ("yi", "vi", "labels", "layout", "attrs", "_cells", "_columns", "_frame")
+    __slots__ = ("yi", "vi", "labels", "layout", "attrs", "_length", "_names", "_index", "_columns", "_frame")
 
     def __init__(self, cells, layout, columns, yi, vi, attrs):
         self.yi, self.vi = yi, vi
         self.labels = columns["study"]
         self.layout, self.attrs = layout, attrs
-        self._cells, self._columns, self._frame = cells, columns, None
+        self._length, self._names, self._index = cells.length, cells.names, cells.df.index
+        # the input's columns that the checked ones do not replace, copied now: the caller may edit their
+        # table before the frame is built (most tables have none such: every column is checked)
+        replaced = set(columns) | ({"yi", "vi"} if yi is not None else set())
+        self._columns = {name: None if name in replaced else _own_copy(cells, name) for name in cells.names}
+        self._columns.update(columns)
+        if yi is not None:
+            self._columns["yi"], self._columns["vi"] = yi, vi
+        self._frame = None
 
     def __len__(self) -> int:
-        return self._cells.length
+        return self._length
 
     @property
     def source(self):
@@ -175,26 +183,21 @@ class CheckedTable:
     @property
     def frame(self) -> pd.DataFrame:
         if self._frame is None:
-            self._frame = self._build()
+            # one DataFrame built from a dict, in the input's column order, new columns appended
+            # (assigning column by column costs more than the fit)
+            self._frame = pd.DataFrame(self._columns, index=self._index, copy=True)
+            self._frame.attrs = dict(self.attrs)
         return self._frame
 
-    def _build(self) -> pd.DataFrame:
-        """One DataFrame built from a dict (assigning column by column costs more than the fit). An input
-        column goes in as its array (a Series costs ~10 us to take out), except a numpy object column,
-        which goes in as its Series: from a bare array pandas would infer a text dtype for it."""
-        cells = self._cells
-        columns = {name: cells.df[name] if _is_object_array(cells.values(name)) else cells.values(name)
-                   for name in cells.names}
-        columns.update(self._columns)
-        if self.yi is not None:
-            columns["yi"], columns["vi"] = self.yi, self.vi
-        out = pd.DataFrame(columns, index=cells.df.index, copy=True)
-        out.attrs = dict(self.attrs)
-        return out
 
-
-def _is_object_array(values) -> bool:
-    return isinstance(values, np.ndarray) and values.dtype == object
+def _own_copy(cells, name):
+    """A copy of column ``name`` of ``cells`` for a DataFrame constructor: its array (taking a Series out
+    costs ~10 us), except a numpy object column, which goes in as a Series (from a bare object array
+    pandas would infer a text dtype)."""
+    values = cells.values(name)
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return cells.df[name].copy()
+    return values.copy()
 
 
 def _checked(df, measure, settings, options) -> CheckedTable:
