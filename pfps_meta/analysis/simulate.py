@@ -92,6 +92,19 @@ DASK_CLOSE_TIMEOUT = 20.0
 #: scheduler of one's own ("given": an address or a Client) more in connection and scheduling
 #: (benchmarks/bench_dask.py: the crossover was 20-25 s of in-process work on a shared 2-core machine)
 DASK_MIN_SECONDS = {"local": 20.0, "given": 1.0}
+#: Dask settings for a LocalCluster we start (only while it is created, and so only for it): no statistical
+#: profiler in the workers, slower bookkeeping timers, no work stealing (the tasks are of equal cost). Idle,
+#: the defaults cost each worker 3.8% of a core and this process (scheduler, nannies) 6.3%; these 0.5% and
+#: 1.1% (measured on this 2-core machine over 10 s)
+OWN_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
+                      "distributed.worker.memory.monitor-interval": "1s", "distributed.scheduler.work-stealing": False,
+                      "distributed.admin.system-monitor.interval": "2s"}
+#: on Dask the blocks go out as at most this many tasks per worker (each the same mix of grid cells): a task
+#: costs about 7.5 ms of scheduler and worker CPU, so the in-process groups of 8 blocks (~0.1 s at k = 14)
+#: cost ~8% of the work, and the workers sat idle between them
+DASK_TASKS_PER_WORKER = 16
+#: blocks per task group in this process when ``blocks_per_task`` is not given (the unit of the progress bar)
+IN_PROCESS_BLOCKS = 8
 ROM_MARGIN = 6.0                   # arm means must lie this many standard errors above 0 for ROM
 
 
@@ -566,7 +579,7 @@ def _block_sums(task: Task):
 
 
 def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd=1.0, control_mean=None,
-             methods=None, ci_methods=None, pi_methods=None, replicates=1000, seed=2018, blocks_per_task=8,
+             methods=None, ci_methods=None, pi_methods=None, replicates=1000, seed=2018, blocks_per_task=None,
              client=None, progress=None, engine="auto", settings: Settings | None = None, preset=None,
              max_study_fits=MAX_STUDY_FITS, dask_min_seconds=None, **options) -> SimulationResult:
     """Simulate ``replicates`` meta-analyses of ``design`` per grid cell (every ``mu`` x ``tau2``) and pool
@@ -595,6 +608,7 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     ``DASK_MIN_SECONDS``: 20 s for "local", 1 s for a scheduler of one's own; 0 sends everything to Dask);
     otherwise it stays in-process and ``notes`` says so and why. ``setup["scheduler"]`` records where
     the run went ("in-process" or "dask") and ``setup["estimated_seconds"]`` the in-process estimate.
+    ``blocks_per_task``: by default ``IN_PROCESS_BLOCKS`` here, and on Dask :func:`_dask_groups`.
     ``engine``: "numpy" (the
     reference core, :func:`pfps_meta.models.pooling.pool_batch`), "numba" (the compiled kernel of
     :mod:`pfps_meta.models.fast`, FE/DL/ML/REML), or "auto" (numba when installed and every method is one
@@ -614,7 +628,7 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     mus, tau2s, sd, control_mean = _checked_draws(design, mu, tau2, measure, sd, control_mean)
     _check_replicates(replicates)
     seed = _seed(seed)
-    blocks_per_task = _whole("blocks_per_task", blocks_per_task, 1)
+    dask_blocks = None if blocks_per_task is None else _whole("blocks_per_task", blocks_per_task, 1)
     bayes_names = [m for m in method_names if is_bayes_method(m)]
     frequentist = [m for m in method_names if not is_bayes_method(m)]
     _check_priors(bayes_names, design, measure)
@@ -627,10 +641,11 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     tasks = [Task(cell=c, block=b, design=design, measure=measure, mu=m, tau2=t, sd=sd, control_mean=cm,
                   seed=seed, combos=combos, settings=run, replicates=BLOCK, engine=engine)
              for c, (m, t) in enumerate(cells) for b in range(n_blocks)]
-    groups = [tasks[i:i + blocks_per_task] for i in range(0, len(tasks), blocks_per_task)]
+    size = dask_blocks or IN_PROCESS_BLOCKS         # the task groups here (on Dask: _dask_groups)
+    groups = [tasks[i:i + size] for i in range(0, len(tasks), size)]
     if dask_min_seconds is not None:
         dask_min_seconds = _number("dask_min_seconds", dask_min_seconds, positive=False)
-    results, how, where = _run(groups, client, progress, dask_min_seconds)
+    results, how, where = _run(groups, client, progress, dask_min_seconds, dask_blocks)
     rows, notes = _cell_rows(results, cells, combos, design, measure, sd, control_mean, n_blocks)
     for note in notes:
         warnings.warn(note, SimulationWarning, stacklevel=2)
@@ -890,20 +905,22 @@ def _checked_client(client):
     return client
 
 
-def _run(groups, client, progress, min_seconds=None):
+def _run(groups, client, progress, min_seconds=None, blocks_per_task=None):
     """(the block sums of every task group, how it ran: a dict for ``setup`` and a note or None).
 
     In-process when ``client`` is None. Otherwise the first task group runs here, timed per block, and the
     rest goes to Dask only when its estimated in-process time reaches ``min_seconds`` (default
     ``DASK_MIN_SECONDS``: what starting and stopping a LocalCluster costs, or using a scheduler of one's
-    own); ``min_seconds=0`` sends every group to Dask without timing any here."""
+    own); ``min_seconds=0`` sends every group to Dask without timing any here. A LocalCluster we start
+    for the rest starts in a thread while this process goes on with the next groups, until its workers
+    are up (:class:`_LocalStart`); on Dask the blocks left are regrouped (:func:`_dask_groups`)."""
     if client is None:
         return _in_process(groups, progress), {"scheduler": "in-process"}, None
     client = _checked_client(client)
     kind = "local" if isinstance(client, str) and client == "local" else "given"
     threshold = DASK_MIN_SECONDS[kind] if min_seconds is None else float(min_seconds)
     if threshold <= 0:
-        return _on_dask(groups, client), {"scheduler": "dask", "estimated_seconds": None}, None
+        return _on_dask(_flat(groups), client, blocks_per_task), {"scheduler": "dask", "estimated_seconds": None}, None
     first, per_block = _timed_first_group(groups[0])
     remaining = sum(len(group) for group in groups[1:])
     estimate = per_block * remaining
@@ -915,7 +932,36 @@ def _run(groups, client, progress, min_seconds=None):
                 f"{remaining} blocks), under the {threshold:g} s that using {where} costs (dask_min_seconds)")
         return first + _in_process(groups[1:], progress, done=1, total=len(groups)), how, note
     how["scheduler"] = "dask"
-    return first + _on_dask(groups[1:], client), how, None
+    done = 1
+    if kind == "local":          # the workers start and import the package while this process simulates
+        client = _LocalStart()
+        try:
+            while done < len(groups) and not client.ready():
+                first += _run_group(groups[done])
+                done += 1
+        except BaseException:
+            client.close()
+            raise
+    note = None
+    if done == len(groups):     # the cluster was not up before the work was done
+        how["scheduler"], note = "in-process", "ran in this process: the work was done before the LocalCluster was up"
+    return first + _on_dask(_flat(groups[done:]), client, blocks_per_task), how, note
+
+
+def _flat(groups):
+    return [task for group in groups for task in group]
+
+
+def _dask_groups(tasks, workers, blocks_per_task=None):
+    """The Dask tasks for ``tasks`` (blocks in cell, block order): ``blocks_per_task`` consecutive blocks
+    each when given; otherwise at most ``DASK_TASKS_PER_WORKER`` per worker thread, task ``i`` taking every
+    n-th block from block ``i`` on, so that every task holds the same mix of grid cells (about the same
+    cost: no task left alone on one worker at the end). Any partition gives the same bits
+    (:func:`_cell_rows` adds the block sums in block order)."""
+    if blocks_per_task is not None:
+        return [tasks[i:i + blocks_per_task] for i in range(0, len(tasks), blocks_per_task)]
+    n = max(1, min(len(tasks), DASK_TASKS_PER_WORKER * max(1, workers)))
+    return [tasks[i::n] for i in range(n)]
 
 
 def _client_name(client):
@@ -938,33 +984,73 @@ def _quiet_distributed():
             logger.setLevel(level)
 
 
-def _on_dask(groups, client):
-    """The block sums of ``groups`` computed on Dask: "local" starts a LocalCluster of two one-thread
-    worker processes for this call and shuts it down (client first, then the cluster with a generous
-    timeout, so no worker is killed); an address is connected to and the connection closed; a Client is
-    used as given and never closed."""
-    if not groups:
-        return []
-    from dask.distributed import Client, LocalCluster
+class _LocalStart:
+    """A LocalCluster of two one-thread worker processes and our Client of it, started in a thread (so this
+    process can go on simulating meanwhile), with ``OWN_CLUSTER_CONFIG`` and the workers importing this
+    module before they report ready (``preload``); :meth:`close` shuts both down: client first, then the
+    cluster with a generous timeout, so no worker is killed."""
 
-    own = cluster = None
-    if isinstance(client, str):
-        if client == "local":
-            # its worker processes log only CRITICAL: a worker whose heartbeat meets the closing scheduler
-            # logs an ERROR from its own process, which no logger here reaches
-            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.CRITICAL)
-            own = client = Client(cluster, set_as_default=False)
-        else:
-            own = client = _connect(client)
+    def __init__(self):
+        self.cluster = self.client = self.error = None
+        self._thread = threading.Thread(target=self._start, daemon=True, name="pfps-dask-start")
+        self._thread.start()
+
+    def _start(self):
+        try:
+            import dask
+            from dask.distributed import Client, LocalCluster
+
+            with dask.config.set(OWN_CLUSTER_CONFIG):
+                # its worker processes log only CRITICAL: a worker whose heartbeat meets the closing scheduler
+                # logs an ERROR from its own process, which no logger here reaches
+                self.cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                            silence_logs=logging.CRITICAL, preload=[__name__])
+                self.client = Client(self.cluster, set_as_default=False)
+        except BaseException as exc:             # raised in the caller's thread by started()
+            self.error = exc
+
+    def ready(self) -> bool:
+        return not self._thread.is_alive()
+
+    def started(self):
+        """Our Client, once the cluster is up (an error of the start raised here)."""
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.client
+
+    def close(self):
+        self._thread.join()
+        with _quiet_distributed():
+            if self.client is not None:
+                self.client.close(timeout=DASK_CLOSE_TIMEOUT)
+            if self.cluster is not None:
+                self.cluster.close(timeout=DASK_CLOSE_TIMEOUT)
+
+
+def _on_dask(tasks, client, blocks_per_task=None):
+    """The block sums of ``tasks`` computed on Dask, in the tasks of :func:`_dask_groups`: "local" (or a
+    :class:`_LocalStart` already under way) is a LocalCluster for this call, shut down before returning;
+    an address is connected to and the connection closed; a Client is used as given and never closed."""
+    if not tasks:
+        if isinstance(client, _LocalStart):
+            client.close()
+        return []
+    own = None
+    if isinstance(client, _LocalStart):
+        own = client
+    elif isinstance(client, str):
+        own = _LocalStart() if client == "local" else _connect(client)
     try:
+        if own is not None:
+            client = own.started() if isinstance(own, _LocalStart) else own
         _wait_for_worker(client, getattr(client.scheduler, "address", "the scheduler"))
-        futures = client.map(_run_group, groups, pure=False)
+        threads = 2 if isinstance(own, _LocalStart) else sum(client.nthreads().values())
+        futures = client.map(_run_group, _dask_groups(tasks, threads, blocks_per_task), pure=False)
         return [item for part in client.gather(futures) for item in part]
     finally:
-        if own is not None:
+        if isinstance(own, _LocalStart):
+            own.close()
+        elif own is not None:
             with _quiet_distributed():
                 own.close(timeout=DASK_CLOSE_TIMEOUT)
-                if cluster is not None:
-                    cluster.close(timeout=DASK_CLOSE_TIMEOUT)
-
