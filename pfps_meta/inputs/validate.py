@@ -6,7 +6,9 @@ with the analysis's :class:`~pfps_meta.conventions.Settings`, detects its input 
 :mod:`pfps_meta.inputs.layouts`, checks it and does the conversions there (so ``mean_method``,
 ``sd_method`` and ``input_level`` mean the same on every path, with the same messages).
 :func:`effect_table` (``pm.escalc``) is the entrance for the layouts that are pooled: it returns ``yi``
-and ``vi``.
+and ``vi``. :func:`checked_effects` does its checks and gives ``yi``, ``vi`` and the labels without
+building the DataFrame (a :class:`CheckedTable`, whose ``frame`` is built when first read): what a fit
+reads, for the price of the checks alone.
 
 Every refusal is an :class:`~pfps_meta.errors.InputError` naming the file, line, row and column and
 the reason. The layouts (see :data:`pfps_meta.inputs.layouts.LAYOUTS`):
@@ -44,9 +46,9 @@ from pfps_meta.inputs.load import (FILE_COLUMN, LINE_COLUMN, ROW_COLUMN, Columns
                                    read_csv, refuse_duplicates, require_columns, where_in_table)
 
 # The entrance, and the helpers other stages take from here (defined in load and layouts).
-__all__ = ["study_table", "effect_table", "checked_effects", "CheckedTable", "detect_layout", "sd_may_be_se", "LAYOUTS", "TranscriptionWarning",
-           "InputWarning", "arm_statistics", "study_labels", "numeric_column", "require_columns",
-           "refuse_duplicates", "where_in_table", "is_missing", "FILE_COLUMN", "LINE_COLUMN", "ROW_COLUMN"]
+__all__ = ["study_table", "effect_table", "checked_effects", "CheckedTable", "detect_layout", "sd_may_be_se",
+           "LAYOUTS", "TranscriptionWarning", "InputWarning", "arm_statistics", "study_labels", "numeric_column",
+           "require_columns", "refuse_duplicates", "where_in_table", "is_missing", "FILE_COLUMN", "LINE_COLUMN", "ROW_COLUMN"]
 
 
 # (column names, measure) -> layout name, for tables whose layout was found (a refusal is never kept)
@@ -146,7 +148,8 @@ class CheckedTable:
     """A checked table of studies (:func:`checked_effects`), its DataFrame built only when it is read.
 
     - ``yi``, ``vi``: read-only float arrays, one value per study (None for a layout that is not pooled);
-    - ``labels``: the study labels (text); ``layout``: the layout's name (:data:`LAYOUTS`);
+    - ``labels``: the study labels (a list of text; the table's own: read it, do not modify it);
+    - ``layout``: the layout's name (:data:`LAYOUTS`);
     - ``attrs``: what ``frame.attrs`` holds (``source``, ``layout``, ``measure``, ``notes`` when rows were
       dropped); ``source`` and ``notes`` read from it;
     - ``frame``: the DataFrame :func:`study_table` returns (the input's columns, their dtypes kept, the
