@@ -105,9 +105,10 @@ def check_outcomes(df: pd.DataFrame) -> pd.DataFrame:
     out["derivation"] = ""
     _derive_printed(df, out)
     out["n_alternatives"] = [_alternatives(df, i) for i in range(len(df))]
+    printed_rows = _printed_rows(df)
     for position, row in enumerate(out.itertuples(index=False)):
         where = where_in_table(df, position)
-        printed = any(not is_missing(df[c].iloc[position]) for c in PRINTED_FIELDS if c in df.columns)
+        printed = bool(printed_rows[position])
         has_value = printed or not (np.isnan(row.n) and np.isnan(row.mean) and np.isnan(row.sd))
         if has_value:
             _require_source(row, where)
@@ -145,13 +146,22 @@ def check_outcomes(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _printed_rows(df) -> np.ndarray:
+    """Per row of ``df``: whether any of :data:`PRINTED_FIELDS` it has is filled (not ``is_missing``)."""
+    printed = np.zeros(len(df), dtype=bool)
+    for column in PRINTED_FIELDS:
+        if column in df.columns:
+            printed |= np.array([not is_missing(cell) for cell in df[column].tolist()], dtype=bool)
+    return printed
+
+
 def _derive_printed(df, out):
     """Check the rows that give what the paper printed (an SD beside an SE, a CI of the mean, quartiles):
     fill the mean and SD of those that lack them (provisionally, with the defaults) and record the rule."""
     present = [c for c in PRINTED_FIELDS if c in df.columns]
     if not present:
         return
-    printed = [i for i in range(len(df)) if any(not is_missing(df[c].iloc[i]) for c in present)]
+    printed = np.flatnonzero(_printed_rows(df)).tolist()
     needs = [i for i in printed if np.isnan(out["mean"].iloc[i]) or np.isnan(out["sd"].iloc[i])]
     sub = df.iloc[printed].copy()
     sub[ROW_COLUMN] = [i + 1 for i in printed]

@@ -617,16 +617,17 @@ def _convert_pairs(analysis, outcomes, pairs) -> list:
     counts = {}
     for entry, _, _ in pairs:
         counts[entry.trial] = counts.get(entry.trial, 0) + 1
-    frames, seen = [], set()
+    labels, seen = [], set()
     for entry, exp, ctrl in pairs:
         label = entry.trial if counts[entry.trial] == 1 else f"{entry.trial} ({entry.exp} vs {entry.ctrl})"
         if label in seen:
             label = f"{label} [{exp.get('timepoint')}, {exp.get('scale')}]"
         seen.add(label)
-        frame = arm_rows(pd.DataFrame([exp, ctrl]), source=outcomes.attrs.get("source"))
-        frame["study"] = label
-        frames.append(frame)
-    table = pd.concat(frames, ignore_index=True)
+        labels += [label, label]
+    # every pair's two rows in one table (one frame, not one per pair), each pair under its label
+    table = arm_rows(pd.DataFrame([row for _, exp, ctrl in pairs for row in (exp, ctrl)]),
+                     source=outcomes.attrs.get("source"))
+    table["study"] = labels
     table.attrs["source"] = outcomes.attrs.get("source")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TranscriptionWarning)
@@ -1493,31 +1494,37 @@ def build_network_arms(analysis: Analysis, evidence: Evidence):
     if unknown:
         raise _spec_error(analysis, f"nodes: role(s) {', '.join(unknown)} match no arm of outcomes.csv (roles: "
                                     f"{', '.join(sorted(set(o['role'])))})")
-    rows = o[(o["outcome"] == analysis.outcome) & (o["timepoint"] == analysis.timepoint) & o["role"].isin(list(nodes))]
-    if rows.empty:
+    positions = np.flatnonzero(equal_mask(o["outcome"], analysis.outcome) & equal_mask(o["timepoint"], analysis.timepoint)
+                               & o["role"].isin(list(nodes)).to_numpy(dtype=bool))
+    if not len(positions):
         raise _spec_error(analysis, f"no arm of outcomes.csv has outcome '{analysis.outcome}' at timepoint "
                                     f"'{analysis.timepoint}' with a role among the nodes")
     preferred = analysis.options.get("scales") or []
     availability, chosen, notes = [], [], []
-    for trial, group in rows.groupby("trial_id", sort=False):
-        scales = list(dict.fromkeys(group["scale"]))
-        complete = group[group["n"].notna() & group["mean"].notna() & group["sd"].notna()]
+    trial_of, scale_of = o["trial_id"].to_numpy()[positions], o["scale"].to_numpy()[positions]
+    complete = np.logical_and.reduce([o[c].notna().to_numpy()[positions] for c in ("n", "mean", "sd")])
+    for trial in dict.fromkeys(trial_of):               # each trial's arms, trials in order of first row
+        group = trial_of == trial
+        scales = list(dict.fromkeys(scale_of[group]))
         ranked = [s for s in preferred if s in scales] + [s for s in scales if s not in preferred]
-        with_data = [s for s in ranked if (complete["scale"] == s).sum() >= 2]
+        with_data = [s for s in ranked if np.sum(group & complete & (scale_of == s)) >= 2]
         scale = with_data[0] if with_data else ranked[0]
         if len(scales) > 1:
             notes.append(f"{trial}: {analysis.outcome} on {scale} (of {', '.join(scales)})")
-        for _, row in group[group["scale"] == scale].iterrows():
+        for position in positions[group & (scale_of == scale)]:
+            row = o.iloc[position]
             availability.append(_availability_row(trial, row["arm"], row["role"], None, row, nodes[row["role"]]))
             if not (np.isnan(row["n"]) or np.isnan(row["mean"]) or np.isnan(row["sd"])):
                 chosen.append(row)
-    availability = pd.DataFrame(availability)
-    missing = []
-    for trial, group in availability.groupby("trial", sort=False):
-        lacking = group[group["missing"] != ""]
-        if len(lacking):
+    missing, by_trial = [], {}
+    for item in availability:
+        by_trial.setdefault(item["trial"], []).append(item)
+    for trial, items in by_trial.items():
+        lacking = [r for r in items if r["missing"] != ""]
+        if lacking:
             missing.append({"trial": trial, "reason": "; ".join(f"{r['arm']} ({r['node']}): {r['missing']}"
-                                                                  for r in lacking.to_dict("records"))})
+                                                                  for r in lacking)})
+    availability = pd.DataFrame(availability)
     if not chosen:
         return pd.DataFrame(columns=["study", "treatment", "n", "mean", "sd"]), availability, missing, notes
     arms = pd.DataFrame(chosen)
