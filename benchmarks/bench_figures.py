@@ -86,9 +86,33 @@ def forget_text_extents():
         remembered.cache_clear()
 
 
+def counts(specs, out) -> str:
+    """Call counts of one build under cProfile (not affected by the machine's load): FreeType string layouts
+    (``ft2font.set_text``), whole-figure draws (``Figure.draw``, disabled or not) and text layouts
+    (``Text._get_layout``)."""
+    import cProfile
+    import pstats
+
+    from pfps_meta.present.report import build_report
+
+    forget_text_extents()
+    profile = cProfile.Profile()
+    profile.runcall(build_report, specs, out, progress=False)
+    found = {"set_text": 0, "Figure.draw": 0, "Text._get_layout": 0}
+    for (filename, _, name), (_, calls, *_rest) in pstats.Stats(profile).stats.items():
+        if "set_text" in name and "ft2font" in name:
+            found["set_text"] += calls
+        elif name == "draw" and filename.endswith("matplotlib/figure.py"):
+            found["Figure.draw"] += calls
+        elif name == "_get_layout" and filename.endswith("matplotlib/text.py"):
+            found["Text._get_layout"] += calls
+    return ", ".join(f"{key} {value}" for key, value in found.items())
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="measured builds (default 5)")
+    parser.add_argument("--counts", action="store_true", help="also print call counts of one build (cProfile)")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: a temporary one)")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
@@ -111,6 +135,8 @@ def main(argv=None) -> int:
             stage.append(clock.seconds["build"] + clock.seconds["write"])
             write.append(clock.seconds["write"])
         figures = len(list((out / "figures").glob("*.svg")))
+        if args.counts:
+            print("calls in one build:", counts(specs, out))
     median = statistics.median
     print(f"{figures} figures, {args.runs} runs, load {os.getloadavg()[0]:.1f}: figure stage {median(stage):.2f} s "
           f"CPU (build {median(stage) - median(write):.2f} s, write {median(write):.2f} s) of "

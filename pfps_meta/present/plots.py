@@ -95,7 +95,8 @@ def _text_measure():
     line), and matplotlib's own cache lives and dies with one renderer, so saving a figure with
     ``bbox_inches="tight"`` measured every label twice, and every figure measured the tick labels again.
     The extent depends only on the string, the font file that draws it (``findfont``, which follows
-    rcParams) and the font properties, so the key holds all three; math text is measured each time."""
+    rcParams), the font properties and two font rcParams (``text.hinting_factor``, ``text.kerning_factor``), so
+    the key holds all of them; math text is measured each time."""
     from matplotlib.font_manager import findfont
     from matplotlib.textpath import TextToPath
 
@@ -109,7 +110,8 @@ def _text_measure():
         def get_text_width_height_descent(self, s, prop, ismath):
             if ismath:
                 return super().get_text_width_height_descent(s, prop, ismath)
-            key = (s, hash(prop), findfont(prop))
+            rc = matplotlib.rcParams
+            key = (s, hash(prop), findfont(prop), rc["text.hinting_factor"], rc["text.kerning_factor"])
             extent = self.seen.get(key)
             if extent is None:
                 if len(self.seen) >= self.limit:
@@ -640,8 +642,8 @@ def _forest_diamond_row(text, payload, studies, layout, shown, y, digits):
         text(layout.weight_x, y, f"{share:.1f}%", ha="right", bold=bold)
     text(layout.effect_x, y, _effect_text(est, lo, hi, digits), ha="right", bold=bold)
     colour = DIAMOND_COLOUR if bold else "#555555"
-    text.ax.add_patch(Polygon([[lo, y], [est, y + 0.32], [hi, y], [est, y - 0.32]], closed=True,
-                              facecolor=colour, edgecolor=colour))
+    text.ax.add_artist(Polygon([[lo, y], [est, y + 0.32], [hi, y], [est, y - 0.32]], closed=True,   # see _box
+                               facecolor=colour, edgecolor=colour))
 
 
 def _forest_axis(ax, result, xlim, mcid, xlabel, favours, line_top):
@@ -746,8 +748,8 @@ def _rob_columns(fig, ax, layout, rob, header_y, first_y, rows):
             for x, column in zip(layout.rob_x, rob.columns):
                 judgement = rob.iloc[payload][column]
                 colour, symbol = ROB_JUDGEMENTS.get(judgement, (ROB_MISSING_COLOUR, ""))
-                rob_ax.add_patch(Ellipse((x, y), 2 * radius, 2 * radius / ROW_IN, facecolor=colour,
-                                         edgecolor="#666666", lw=0.5))
+                rob_ax.add_artist(Ellipse((x, y), 2 * radius, 2 * radius / ROW_IN, facecolor=colour,  # see _box
+                                          edgecolor="#666666", lw=0.5))
                 if symbol:
                     rob_ax.text(x, y, symbol, ha="center", va="center", fontsize=FOREST_PT, fontweight="bold",
                                 color="black" if judgement == "some concerns" else "white")
@@ -849,7 +851,9 @@ def _box(ax, x, y, size_in, inverse):
     y0, y1 = ax.transData.transform([(x, y - h / 2), (x, y + h / 2)])
     pix = abs(y1[1] - y0[1])
     left, right = inverse.transform([(y0[0] - pix / 2, y0[1]), (y0[0] + pix / 2, y0[1])])[:, 0]
-    ax.add_patch(Rectangle((left, y - h / 2), right - left, h, facecolor=BOX_COLOUR, edgecolor=BOX_COLOUR))
+    # add_artist, not add_patch: the same patch, clipped and drawn alike, without add_patch's update of the data
+    # limits (half a millisecond per square on a log axis), which nothing reads: the axis limits are already set
+    ax.add_artist(Rectangle((left, y - h / 2), right - left, h, facecolor=BOX_COLOUR, edgecolor=BOX_COLOUR))
 
 
 def _isnan(value):
