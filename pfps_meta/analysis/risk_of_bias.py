@@ -81,7 +81,7 @@ def validate(frame: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
         if column not in out.columns:
             out[column] = ""
         out[column] = out[column].fillna("").astype(str).str.strip()
-    for index, row in out.iterrows():
+    for index, row in zip(out.index, out.to_dict("records")):     # (rows as dicts: no Series per row)
         _check_row(row, index + 2, source)
     out = out.replace({"": None})
     out["pedro_total"] = pd.to_numeric(out["pedro_total"], errors="coerce")
