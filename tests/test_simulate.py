@@ -51,6 +51,34 @@ def test_dask_first_group_here_and_the_rest_on_a_given_client_is_identical_and_l
     pd.testing.assert_frame_equal(in_process, mixed.table, check_exact=True)
 
 
+@pytest.mark.parametrize("up_after", [1, None])
+def test_local_cluster_starting_while_this_process_simulates_is_identical(monkeypatch, capfd, up_after):
+    """The first group is timed here, the LocalCluster starts in a thread while the next groups run here;
+    the rest goes to Dask once it is up (after one more group), or nothing does when it is not up before
+    the work is done (then a note says so). Either way the table is the in-process one, bit for bit, and
+    the cluster is shut down without killing a worker."""
+    pytest.importorskip("dask.distributed")
+    calls = []
+
+    def ready(self):
+        calls.append(1)
+        if up_after is not None and len(calls) > up_after:
+            self.started()              # wait for the cluster, so the rest really goes to Dask
+            return True
+        return False
+
+    monkeypatch.setattr(sim_module._LocalStart, "ready", ready)
+    in_process = simulate(DESIGN, blocks_per_task=1, **GRID).table
+    res = simulate(DESIGN, blocks_per_task=1, client="local", dask_min_seconds=1e-9, **GRID)
+    pd.testing.assert_frame_equal(in_process, res.table, check_exact=True)
+    if up_after is None:
+        assert res.setup["scheduler"] == "in-process" and len(calls) == 5      # 6 groups, the first timed
+        assert "the work was done before the LocalCluster was up" in res.notes[-1]
+    else:
+        assert res.setup["scheduler"] == "dask" and len(calls) == up_after + 1
+    assert "killing" not in capfd.readouterr().err
+
+
 def test_small_grid_with_local_stays_in_process_with_a_note(monkeypatch):
     distributed = pytest.importorskip("dask.distributed")
 

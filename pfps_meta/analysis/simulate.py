@@ -95,10 +95,12 @@ DASK_MIN_SECONDS = {"local": 20.0, "given": 1.0}
 #: Dask settings for a LocalCluster we start (only while it is created, and so only for it): no statistical
 #: profiler in the workers, slower bookkeeping timers, no work stealing (the tasks are of equal cost). Idle,
 #: the defaults cost each worker 3.8% of a core and this process (scheduler, nannies) 6.3%; these 0.5% and
-#: 1.1% (measured on this 2-core machine over 10 s)
+#: 1.1% (measured on this 2-core machine over 10 s). And glibc's own heap trimming in the workers: Dask's
+#: MALLOC_TRIM_THRESHOLD_=65536 gave back the heap after nearly every block, for 2-3% more CPU in page faults
 OWN_CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "1s",
                       "distributed.worker.memory.monitor-interval": "1s", "distributed.scheduler.work-stealing": False,
-                      "distributed.admin.system-monitor.interval": "2s"}
+                      "distributed.admin.system-monitor.interval": "2s",
+                      "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 #: on Dask the blocks go out as at most this many tasks per worker (each the same mix of grid cells): a task
 #: costs about 7.5 ms of scheduler and worker CPU, so the in-process groups of 8 blocks (~0.1 s at k = 14)
 #: cost ~8% of the work, and the workers sat idle between them
