@@ -112,3 +112,23 @@ def test_pool_builds_the_checked_table_only_when_its_studies_are_read(monkeypatc
     assert len(calls) == 2                              # effect_table's, and this result's once
     res.studies.loc[0, "yi"] = 99.0                     # the result's frame is its own
     assert pm.pool(arm, measure="MD").studies["yi"].iloc[0] != 99.0
+
+
+def test_straight_line_q_and_score_equal_their_list_forms_bit_for_bit(monkeypatch):
+    """Q(tau2), Q'(tau2) and the ML/REML score compiled as straight-line code (after COMPILE_AFTER calls
+    at one k) give the bits of the list form, for every k the one-row path takes (1 to 128 studies)."""
+    rng = np.random.default_rng(128)
+    rows = []
+    for n in range(1, tau2.SCALAR_MAX_K + 1):
+        v = (rng.uniform(0.01, 1, n) * 10 ** rng.uniform(-3, 3)).tolist()
+        rows.append((rng.normal(0, 2, n).tolist(), v, float(rng.uniform(0, 2))))
+    monkeypatch.setattr(tau2, "_GENERATED", {})
+    monkeypatch.setattr(tau2, "COMPILE_AFTER", 10 ** 9)
+    lists = [(tau2._q_scalar(y, v, t), tau2._score_scalar(y, v, t, True), tau2._score_scalar(y, v, t, False))
+             for y, v, t in rows]
+    assert tau2._GENERATED == {}
+    monkeypatch.setattr(tau2, "COMPILE_AFTER", 0)
+    compiled = [(tau2._q_scalar(y, v, t), tau2._score_scalar(y, v, t, True), tau2._score_scalar(y, v, t, False))
+                for y, v, t in rows]
+    assert len(tau2._GENERATED) == 2 * len(rows)
+    assert compiled == lists

@@ -30,6 +30,7 @@ Q statistic.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from operator import mul as _MUL
 
@@ -96,8 +97,75 @@ def _scalar_row(y, v):
     return y[0].tolist(), v[0].tolist()
 
 
+def _sum_of(n, term):
+    """:func:`_pairwise_expression` of ``n`` terms, term ``i`` written as ``term.format(i=i)``."""
+    return re.sub(r"\ba(\d+)\b", lambda m: term.format(i=m.group(1)), _pairwise_expression(n))
+
+
+def _unpack(n, name, source):
+    return f"    {''.join(f'{name}{i}, ' for i in range(n)) or '_'} = {source if n else '()'}"
+
+
+def _q_code(n):
+    """Source of :func:`_q_scalar` for rows of ``n`` studies, in straight-line code on locals."""
+    lines = ["def _q(y, v, t):", _unpack(n, "y", "y"), _unpack(n, "v", "v")]
+    lines += [f"    w{i} = 1.0 / (v{i} + t)" for i in range(n)]
+    lines.append(f"    mu = ({_sum_of(n, 'w{i} * y{i}')}) / ({_sum_of(n, 'w{i}')})")
+    lines += [f"    r{i} = y{i} - mu\n    q{i} = w{i} * (r{i} * r{i})" for i in range(n)]
+    lines.append(f"    return {_sum_of(n, 'q{i}')}, -({_sum_of(n, 'w{i} * q{i}')})")
+    return "\n".join(lines) + "\n"
+
+
+def _score_code(n):
+    """Source of :func:`_score_scalar` for rows of ``n`` studies, in straight-line code on locals."""
+    lines = ["def _score(y, v, t, reml):", _unpack(n, "y", "y"), _unpack(n, "v", "v")]
+    lines += [f"    w{i} = 1.0 / (v{i} + t)" for i in range(n)]
+    lines.append(f"    sum_w = {_sum_of(n, 'w{i}')}")
+    lines.append(f"    mu = ({_sum_of(n, 'w{i} * y{i}')}) / sum_w")
+    lines += [f"    a{i} = w{i} * (y{i} - mu)\n    b{i} = a{i} * a{i}\n    c{i} = w{i} * w{i}" for i in range(n)]
+    lines.append(f"    wa = {_sum_of(n, 'w{i} * a{i}')}")
+    lines.append(f"    yp3y = ({_sum_of(n, 'w{i} * b{i}')}) - wa * wa / sum_w")
+    lines.append(f"    sum_w2 = {_sum_of(n, 'c{i}')}")
+    lines.append("    if reml:\n        ratio = sum_w2 / sum_w\n        a_term = sum_w - ratio")
+    lines.append(f"        b_term = sum_w2 - 2.0 * ({_sum_of(n, 'c{i} * w{i}')}) / sum_w + ratio * ratio")
+    lines.append("    else:\n        a_term, b_term = sum_w, sum_w2")
+    lines.append(f"    return ({_sum_of(n, 'b{i}')}) - a_term, b_term - 2.0 * yp3y, b_term")
+    return "\n".join(lines) + "\n"
+
+
+_GENERATED = {}
+_CALLS = {}
+#: calls of one function at one number of studies before it is compiled: compiling the straight-line
+#: form costs about 1 ms at k = 14 (7 ms at k = 128) and saves 2-4 us per call, so it is compiled once the
+#: calls so far have cost about what compiling does (a single fit never pays for it; a notebook does)
+COMPILE_AFTER = 256
+
+
+def _generated(kind, n):
+    """The function ``kind`` ("q" or "score") for rows of ``n`` studies in straight-line code, compiled
+    from :func:`_q_code` / :func:`_score_code` once it has been asked for :data:`COMPILE_AFTER` times
+    (None before: the list form then runs). The same operations in the same order as the list form (so
+    the same bits), without building a list per operation (about twice as fast at k = 14)."""
+    key = (kind, n)
+    func = _GENERATED.get(key)
+    if func is None:
+        calls = _CALLS[key] = _CALLS.get(key, 0) + 1
+        if calls < COMPILE_AFTER:
+            return None
+        code = _q_code(n) if kind == "q" else _score_code(n)
+        scope = {}
+        exec(compile(code, f"<{kind} of {n} studies>", "exec"), scope)     # noqa: S102 (generated above)
+        func = _GENERATED[key] = scope["_q" if kind == "q" else "_score"]
+    return func
+
+
 def _q_scalar(y, v, t):
-    """:func:`generalised_q` of one row on Python floats, operation for operation (so the same bits)."""
+    """:func:`generalised_q` of one row on Python floats, operation for operation (so the same bits):
+    ``w = 1 / (v + t)``, ``mu = sum w y / sum w``, ``Q = sum w (y - mu)^2``, ``Q' = -sum w^2 (y - mu)^2``,
+    every sum in numpy's pairwise order (straight-line code from :func:`_generated` once compiled)."""
+    func = _GENERATED.get(("q", len(v))) or _generated("q", len(v))
+    if func is not None:
+        return func(y, v, t)
     add = summer(len(v))
     w = [1.0 / (vi + t) for vi in v]
     sum_w = add(w)
@@ -107,7 +175,11 @@ def _q_scalar(y, v, t):
 
 
 def _score_scalar(y, v, t, reml):
-    """The ``score_at`` of :func:`_likelihood_root` for one row on Python floats (the same operations)."""
+    """The ``score_at`` of :func:`_likelihood_root` for one row on Python floats (the same operations;
+    straight-line code from :func:`_generated` once compiled)."""
+    func = _GENERATED.get(("score", len(v))) or _generated("score", len(v))
+    if func is not None:
+        return func(y, v, t, reml)
     add = summer(len(v))
     w = [1.0 / (vi + t) for vi in v]
     sum_w = add(w)
