@@ -64,6 +64,7 @@ def _horner(coef, x):
         out = out * x + coef[:, j]
     return out
 _LOG2PI = math.log(2.0 * math.pi)
+_EPS = float(np.finfo(float).eps)
 
 METHOD_TEXT = (f"exact posterior by quadrature over log(tau) ({PANELS} panels x {NODES}-point Gauss-Legendre on "
                "the range holding the posterior; closed-form normal conditionals for mu given tau)")
@@ -238,7 +239,7 @@ def _mix_quantile(W, m, s, p):
     return _mix_quantiles(W, m, s, p[None, :])[0]
 
 
-def _mix_quantiles(W, m, s, P, start=None):
+def _mix_quantiles(W, m, s, P, start=None, rounding_stop=False):
     """:func:`_mix_quantile` at G probability vectors at once (``P`` of shape (G, rows); returns (G, rows)).
 
     Each group g iterates as one call ``_mix_quantile(W, m, s, P[g])`` would: Newton steps
@@ -246,7 +247,10 @@ def _mix_quantiles(W, m, s, P, start=None):
     until every row of the group moved by at most 1e-13 x max(|mean|, sd); a group that is done drops out
     of the loop, so the numbers are those of separate calls (the mixture's CDF and density share
     ``z = (x - m_j) / s_j``). ``start`` (G, rows): first iterates (quantiles at nearby probabilities)
-    instead of the normal approximation ``mean + Phi^-1(p) sd``."""
+    instead of the normal approximation ``mean + Phi^-1(p) sd``. ``rounding_stop``: a row with p > 1/2
+    also counts as done once ``|F(x) - p| <= 8 eps``, as close as F (a sum near 1, known to a few eps)
+    can tell; far in the upper tail (p within ~1e-7 of 1, where the density is tiny) x otherwise jitters
+    at that level for all 200 steps without meeting the step tolerance."""
     P = np.asarray(P, dtype=float)
     G, rows = P.shape
     mean, sd = _mix_moments(W, m, s)
@@ -272,6 +276,8 @@ def _mix_quantiles(W, m, s, P, start=None):
         new = np.where(outside, 0.5 * (la + ha), new)
         new = np.where(F == pa, xa, new)
         done = np.abs(new - xa) <= 1e-13 * scale
+        if rounding_stop:
+            done |= (np.abs(F - pa) <= 8 * _EPS) & (pa > 0.5)
         x[active], lo[active], hi[active] = new, la, ha
         active = active[~done.all(axis=1)]
         if not active.size:
@@ -357,12 +363,13 @@ def _tau_quantiles(grid: _Grid, P, prior: Prior, start=None):
     return tau
 
 
-def _shortest(quantiles, rows, level, iters=40, from_zero=False):
+def _shortest(quantiles, rows, level, iters=40, from_zero=False, final=None):
     """Shortest interval of probability ``level``: minimise q(a + level) - q(a) over a in [0, 1 - level]
     (a coarse scan, then golden-section search in the best bracket); ``from_zero`` (tau) also tries the
     interval that starts at 0. ``quantiles(P, start)`` gives the quantiles at a (G, rows) array of
     probabilities, ``rows`` per group, its Newton iterations starting from ``start`` (the quantiles at
-    the neighbouring point of the search) when given."""
+    the neighbouring point of the search) when given; ``final`` (default ``quantiles``) solves the ends
+    of the interval found."""
     edge = 0.0 if from_zero else 1e-6 * (1.0 - level)
     alphas = np.linspace(edge, 1.0 - level - edge, 21)
     scan = quantiles(np.repeat(np.concatenate([alphas + level, alphas])[:, None], rows, axis=1), None)
@@ -390,7 +397,7 @@ def _shortest(quantiles, rows, level, iters=40, from_zero=False):
         qc, qd = np.where(left, qn, qd), np.where(left, qc, qn)
     a = 0.5 * (lo + hi)
     ends = [a, a + level] + ([np.zeros_like(a), np.full_like(a, level)] if from_zero else [])
-    q = quantiles(np.stack(ends), None)
+    q = (final or quantiles)(np.stack(ends), None)
     lower, upper = q[0], q[1]
     if not from_zero:
         return lower, upper
@@ -653,9 +660,11 @@ def _mixture_table(grid, y, v, level):
     sds = np.sqrt(np.vstack([grid.V, grid.V + grid.tau ** 2, (1 - b) * v[:, None] + b * b * grid.V]))
     W = np.repeat(grid.W, means.shape[0], axis=0)
     mix_mean, mix_sd = _mix_moments(W, means, sds)
-    quantiles = lambda P, start: _mix_quantiles(W, means, sds, P, start)  # noqa: E731
-    central = quantiles(np.repeat(np.array([[0.5], [lo_p], [hi_p]]), W.shape[0], axis=1), None)
-    short_lo, short_hi = _shortest(quantiles, W.shape[0], level)
+    central = _mix_quantiles(W, means, sds, np.repeat(np.array([[0.5], [lo_p], [hi_p]]), W.shape[0], axis=1))
+    # the search for the shortest interval stops the far upper tail's Newton steps at F's rounding level
+    # (see _mix_quantiles); the interval's ends themselves are solved to the full tolerance
+    short_lo, short_hi = _shortest(lambda P, start: _mix_quantiles(W, means, sds, P, start, rounding_stop=True),
+                                   W.shape[0], level, final=lambda P, start: _mix_quantiles(W, means, sds, P, start))
     return np.vstack([central[0], mix_mean, mix_sd, central[1], central[2], short_lo, short_hi])   # (7, rows)
 
 
