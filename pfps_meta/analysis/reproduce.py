@@ -84,7 +84,8 @@ def converted_values(analysis_result, evidence=None) -> list[dict]:
         return []
     a, studies = analysis_result.analysis, res.studies
     out = []
-    for record in studies.to_dict("records"):
+    read = [c for c in ("study", "input", "conversion") if c in studies.columns]    # all the records need
+    for record in (dict(zip(read, values)) for values in zip(*(studies[c].tolist() for c in read))):
         study = _text(record.get("study"))
         item = _effect_conversion(study, record, a, evidence) or _arm_conversion(study, record, a, evidence)
         if item is not None:

@@ -709,9 +709,10 @@ class AnalysisResult:
         if self.result is None:
             return None
         s = self.result.studies
-        if {"n_exp", "n_ctrl"} <= set(s.columns):
-            total = pd.to_numeric(s["n_exp"], errors="coerce") + pd.to_numeric(s["n_ctrl"], errors="coerce")
-            return None if total.isna().any() else int(round(total.sum()))
+        if {"n_exp", "n_ctrl"} <= set(s.columns):      # (numpy arrays: no Series per step)
+            total = (pd.to_numeric(s["n_exp"].to_numpy(), errors="coerce").astype(float)
+                     + pd.to_numeric(s["n_ctrl"].to_numpy(), errors="coerce").astype(float))
+            return None if np.isnan(total).any() else int(round(total.sum()))
         return None
 
 
