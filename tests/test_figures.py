@@ -321,18 +321,28 @@ def _svg_numbers_and_rest(svg):
     return [float(n) for n in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", text)], re.sub(r"-?\d+\.?\d*(?:e-?\d+)?", "N", text)
 
 
+def _constrained_figure():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(layout="constrained")
+    ax.plot([0.5, 2.0], [1.0, 3.0])
+    ax.set_title("A title")
+    ax.set_xlabel("An axis label")
+    return fig
+
+
 @pytest.mark.parametrize("draw", [lambda: plots.forest(_bcg(), mcid=0.3, favours=("Vaccine", "Control")),
-                                  lambda: plots.funnel(_bcg(), contours=True, title="Funnel")],
-                         ids=["forest", "funnel after tight_layout"])
+                                  lambda: plots.funnel(_bcg(), contours=True, title="Funnel"), _constrained_figure],
+                         ids=["forest", "funnel after tight_layout", "constrained layout engine"])
 def test_svg_bytes_draws_what_savefig_with_a_tight_box_draws_and_leaves_the_figure_as_it_was(draw):
     expected = io.BytesIO()
     fig = draw()
     with matplotlib.rc_context({"svg.hashsalt": "pfps-meta", "svg.fonttype": "none"}):
         fig.savefig(expected, format="svg", dpi=110, metadata={"Date": None, "Creator": None}, bbox_inches="tight")
     fig = draw()
-    canvas, engine = fig.canvas, fig.get_layout_engine()
+    canvas, engine, dpi = fig.canvas, fig.get_layout_engine(), fig.dpi
     got = plots.svg_bytes(fig)
-    assert fig.canvas is canvas and fig.get_layout_engine() is engine
+    assert fig.canvas is canvas and fig.get_layout_engine() is engine and fig.dpi == dpi
     numbers, rest = _svg_numbers_and_rest(got)
     numbers_before, rest_before = _svg_numbers_and_rest(expected.getvalue())
     assert rest == rest_before                                   # the same elements, text and styles

@@ -183,20 +183,25 @@ def svg_bytes(fig, dpi=110) -> bytes:
 
     canvas_class = _svg_canvas_class()
     buffer = io.BytesIO()
-    own, engine = fig.canvas, fig.get_layout_engine()
+    own, engine, own_dpi = fig.canvas, fig.get_layout_engine(), fig.dpi
     canvas_class(fig)                        # a canvas attaches itself to its figure
-    # after fig.tight_layout() the figure holds a placeholder engine that does nothing when run, but makes
-    # savefig draw the whole figure once more before the real drawing; a real engine runs here, once
-    fig.set_layout_engine(None)
-    if engine is not None:
-        engine.execute(fig)
     try:
-        with matplotlib.rc_context({"svg.hashsalt": "pfps-meta", "svg.fonttype": "none"}):
+        with matplotlib.rc_context({"svg.hashsalt": "pfps-meta", "svg.fonttype": "none", "figure.autolayout": False,
+                                    "figure.constrained_layout.use": False}):
+            # after fig.tight_layout() the figure holds a placeholder engine that does nothing when run, but
+            # makes savefig draw the whole figure once more before the real drawing; a real engine runs here,
+            # once, as savefig would run it (SVG metrics), and the figure goes without one while it is saved
+            if engine is not None:
+                engine.execute(fig)
+                fig.dpi = own_dpi            # measuring for the engine leaves the figure at the SVG's 72 dpi
+                fig.set_layout_engine(None)
             box = canvas_class.tight_box(fig)
             fig.savefig(buffer, format="svg", dpi=dpi, metadata={"Date": None, "Creator": None}, bbox_inches=box)
     finally:
         fig.set_canvas(own)
-        fig.set_layout_engine(engine)
+        fig.dpi = own_dpi
+        if engine is not None:
+            fig.set_layout_engine(engine)
     return buffer.getvalue()
 
 
