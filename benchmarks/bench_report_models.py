@@ -11,28 +11,37 @@ belongs to; ``present/report_models.model_section`` and ``bayes_section`` (which
 plotting modules are not ours) are timed as wholes. Medians over the runs are printed. One thread for the
 numeric libraries. The importing of the modules is not counted here (``python -X importtime``).
 
-Measured on the shared 2-core machine (load average 5-8 from the other sessions' tests), CPU seconds, the
-median of 3 counted builds, in two before/after pairs run back to back. "before" is commit 018fa31 (the
-package as this session found it, run from a ``git archive`` copy with PYTHONPATH); "after" is the
-commit that added these numbers. The fitted models are the report's own: 2 multilevel fits
-(konstantopoulos2011, one with CR2), 1 network (senn2013), 1 Bayesian fit (normand1999); the other
-dependent-effect and network analyses of the bundled specs have too few arms with data to be fitted.
+Measured on the shared 2-core machine (load average 5-9.5 from the other sessions' tests, so single
+numbers move by +-30%), CPU seconds, the median of 3 counted builds, in three before/after pairs run
+back to back. "before" is commit 018fa31 (the package as this session found it, run from a
+``git archive`` copy with PYTHONPATH); "after" is f32ff7b for pairs 1-2 and 7c3d022 (the last Bayes
+change) for pair 3. The fitted models are the report's own: 2 multilevel fits (konstantopoulos2011, one
+with CR2), 1 network (senn2013), 1 Bayesian fit (normand1999); the bundled pfp_dependent and pfp_network
+analyses have too few arms with data to be fitted.
 
-=========================================  ===============  ===============  =====
-model code the report runs                  before (2 runs)  after (2 runs)   ratio
-=========================================  ===============  ===============  =====
-multilevel (fits, robust, print, I²)        0.080, 0.095     0.050, 0.075     1.4x
-network (contrasts, fit, print, netsplit,   0.111, 0.126     0.038, 0.041     3.0x
-league table, forest frame)
-Bayesian (fit, print, tail probabilities)   0.192, 0.231     0.097, 0.122     1.9x
-all of it                                   0.384, 0.442     0.186, 0.242     1.9x
-=========================================  ===============  ===============  =====
+=============================  =====================  =====================
+model code the report runs      before (pairs 1-3)     after (pairs 1-3)
+=============================  =====================  =====================
+multilevel (2 fits, CR2)        0.080, 0.095, 0.065    0.050, 0.075, 0.065
+network (1 fit, printout,       0.111, 0.126, 0.075    0.038, 0.041, 0.040
+netsplit, league, forest)
+Bayesian (1 fit, printout)      0.192, 0.231, 0.182    0.097, 0.122, 0.109
+all of it                       0.384, 0.442, 0.320    0.186, 0.242, 0.220
+=============================  =====================  =====================
 
-Not comparable between the columns: ``model_section`` and the whole build (about 2.3 s and 7.7-8.3 s
-before, 1.1-1.25 s and 4.1-5.1 s after) also moved with the other sessions' commits (figures, input
-path) between 018fa31 and now. ``model_section`` is ~90% figures (present/plots.py, network_plots.py).
-The first build of a process also re-simulates a coverage table when models/bayes.py changed (the
-simulation cache is keyed on its source), which shows as ~1.1-1.5 s of "bayes" in "first build".
+The same calls replayed outside the report (the recorded arguments of the report's multilevel(),
+network() and bayes() calls, fit + what the report reads from each, median of 7, three alternating
+old/new processes): multilevel 0.031-0.043 -> 0.036-0.041 s per fit (unchanged: its arithmetic is
+kept bit for bit, the savings are log|X'X| once and tensordot's overhead); network 0.073-0.092 ->
+0.022-0.038 s (2.5-3x); Bayesian 0.186-0.217 -> 0.093-0.118 s (1.9-2x). For the report that is
+about 0.34 -> 0.21 s of model code (1.6x).
+
+Not comparable between the columns: ``model_section`` and the whole build (1.5-2.3 s and 5.8-8.3 s
+before, 1.1-1.3 s and 3.6-5.1 s after) also moved with the other sessions' commits (figures, input
+path) between 018fa31 and now; ``model_section`` is ~90% figures (present/plots.py, network_plots.py).
+The first build of a process re-simulates a coverage table when models/bayes.py changed (the simulation
+cache is keyed on its source): that is the ~1.1-1.5 s of "bayes" in "first build" (bayes_batch,
+unchanged and bit-identical).
 """
 
 import os
