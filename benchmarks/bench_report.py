@@ -7,8 +7,13 @@ What it does, from the repository root, in a temporary folder of its own:
 - cold: one ``pfps-meta report`` with an empty simulation cache (``PFPS_META_CACHE``), so every coverage
   table is simulated (a first run after installing); ``--no-bytecode`` also gives it an empty bytecode cache
   (``PYTHONPYCACHEPREFIX``), so every module, numpy's and pandas' included, is compiled first;
-- warm: after one unmeasured run that refreshes the usual ``__pycache__`` folders, ``--runs`` more runs with
-  the simulation cache the cold run filled (the median is reported).
+- warm: after one unmeasured run that writes the bytecode of every module it imports into a folder of its
+  own (``PYTHONPYCACHEPREFIX``; ``PYTHONDONTWRITEBYTECODE`` is lifted for it, because a user's second run
+  finds its bytecode), ``--runs`` more runs with that bytecode and the simulation cache the cold run
+  filled (the median is reported).
+- cold without ``--no-bytecode`` runs in the environment as it is: where it sets
+  ``PYTHONDONTWRITEBYTECODE`` (this machine does), pfps_meta's own modules are compiled from source, as on
+  a first run after an editable install.
 
 CPU time is user + system time of the child process (``resource.getrusage(RUSAGE_CHILDREN)`` before and
 after), so other processes on the machine do not count, but the interpreter's start and every import do.
@@ -31,10 +36,12 @@ TARGETS = {"warm": 5.0, "cold": 10.0}
 
 def run_once(out: Path, cache: Path, pycache: Path | None) -> tuple[float, float]:
     """(CPU seconds, wall seconds) of one ``pfps-meta report`` process (``pycache``: a bytecode folder
-    of its own, empty for a cold start; None: the usual __pycache__ folders)."""
+    of its own, which the process may write to; None: the environment as it is, which may forbid writing
+    bytecode with PYTHONDONTWRITEBYTECODE, so pfps_meta's modules are compiled from source every time)."""
     env = dict(os.environ, PFPS_META_CACHE=str(cache))
     if pycache is not None:
         env["PYTHONPYCACHEPREFIX"] = str(pycache)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env.setdefault(var, "1")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -59,10 +66,10 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         work = args.keep or Path(tmp)
-        cache, pycache, out = work / "cache", work / "pycache", work / "report"
-        cold = run_once(out, cache, pycache if args.no_bytecode else None)
-        run_once(out, cache, None)             # fills the usual bytecode folders if they are stale
-        warm = [run_once(out, cache, None) for _ in range(args.runs)]
+        cache, out = work / "cache", work / "report"
+        cold = run_once(out, cache, work / "pycache-cold" if args.no_bytecode else None)
+        run_once(out, cache, work / "pycache-warm")          # writes the bytecode the warm runs read
+        warm = [run_once(out, cache, work / "pycache-warm") for _ in range(args.runs)]
     warm_cpu = statistics.median(c for c, _ in warm)
     warm_wall = statistics.median(w for _, w in warm)
     print(f"load average before and after: {load[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
