@@ -13,10 +13,16 @@ for the figure stage (build + write), the writing alone and the whole ``build_re
 numeric libraries, as in the other benchmarks. The imports of matplotlib/pyplot are not in these numbers (they
 happen in the unmeasured first build): ``python -X importtime`` shows them.
 
-Measured on the 2-core session machine (load about 1-2 from other sessions), 5 runs, 17 figures:
+Measured 2026-12-01 on the 2-core session machine under load 6-9 from the other sessions (so CPU seconds run
+high and vary by +-20%), each tree run three times in turn with ``--runs 3``, medians of the 9 runs; "before"
+is this repository with present/plots.py and present/report.py as of commit 018fa31, "after" with them as of
+the commit that wrote these numbers, everything else the same:
 
-  before (commit 018fa31): figure stage 5.2 s (build 1.9 s, write 3.3 s) of a 8.6 s build_report
-  after:                   see the commit message of this file's last change and the report to the lead
+  before: figure stage 5.29 s CPU (build 2.59 s, write 2.69 s) of a 6.25 s build_report
+  after:  figure stage 3.91 s CPU (build 2.25 s, write 1.66 s) of a 4.81 s build_report   (-26%; writing -38%)
+
+``--counts`` (one build under cProfile, independent of the load): FreeType string layouts ``ft2font.set_text``
+3,559 -> 1,728; whole-figure draws 34 -> 17; ``Text._get_layout`` 5,628 -> 3,943.
 """
 
 import argparse
