@@ -1,17 +1,25 @@
 """Issue 20's Dask targets, measured (not part of the test suite).
 
-Run:  python benchmarks/bench_dask.py            (about 4 minutes; --quick for a smaller main grid)
+Run:  python benchmarks/bench_dask.py            (about 5 minutes; --quick for a smaller main grid)
 
 1. A simulation grid that takes >= 60 s in this process on one core, against the same grid on a
    LocalCluster of two one-thread workers that simulate starts and stops itself (client="local",
-   dask_min_seconds=0: wall time including the cluster's start, the workers' imports and the shutdown).
+   dask_min_seconds=1e-9: the first task group timed here, the cluster started in a thread while this
+   process simulates the next ones; wall time including the start, the workers' imports and the shutdown).
    Target: >= 1.7x. The two tables must be identical.
-2. The crossover: grids of about 2.5, 5, 10 and 20 s in-process, each run both ways, and the main grid; the crossover is the
-   in-process time at which the cluster starts to win (linear interpolation of the wall-time difference),
+2. The crossover: grids of about 2.5, 5, 10 and 20 s in-process, each run both ways, and the main grid; the
+   crossover is the in-process time at which the cluster starts to win (linear interpolation of the wall-time difference),
    set against simulate's DASK_MIN_SECONDS["local"].
 3. What simulate does by itself with client="local" for a small grid (stays in-process, with its note).
 
 Wall times (time.perf_counter); the machine is shared, so each number is one run, not a best of.
+
+4. CPU accounting, robust to the other engineers' load (--cpu-only runs just this: about a minute on an idle machine): the
+   in-process CPU of a ~10 s grid; the LocalCluster simulate starts (its start and stop wall time, the
+   CPU each worker spends starting, the idle CPU per second of the workers and of this process, which
+   hosts the scheduler and the nannies); the same grid on it (the workers' CPU, this process's CPU, and
+   from the task stream the tasks, the gaps between them and how far apart the two workers finish); and
+   from these the speedup predicted for the main grid on two idle cores.
 """
 
 import os
@@ -32,8 +40,11 @@ GRID = dict(tau2=(0.0, 0.1, 0.3), methods=("DL", "REML"), ci_methods=("wald", "h
 
 
 def timed(replicates, client=None):
+    """(wall s, result); with a client, simulate decides as a user's call does except that any estimate sends
+    the rest to Dask (dask_min_seconds=1e-9: the first task group is timed here, the cluster starts while
+    this process simulates the next ones)."""
     start = time.perf_counter()
-    res = simulate(DESIGN, replicates=replicates, client=client, dask_min_seconds=0 if client else None, **GRID)
+    res = simulate(DESIGN, replicates=replicates, client=client, dask_min_seconds=1e-9 if client else None, **GRID)
     return time.perf_counter() - start, res
 
 
@@ -54,6 +65,85 @@ def cpu_on_given_client(replicates):
         return wall, sum(client.run(time.process_time).values()) - before, here
 
 
+def _cpu_self():
+    return time.process_time()
+
+
+def _stream_summary(data):
+    """(tasks, seconds of gaps between a worker's tasks, seconds between the two workers' last task ends)."""
+    by_worker = {}
+    for task in data:
+        for part in task["startstops"]:
+            if part["action"] == "compute":
+                by_worker.setdefault(task["worker"], []).append((part["start"], part["stop"]))
+    gaps, ends = 0.0, []
+    for spans in by_worker.values():
+        spans.sort()
+        gaps += sum(b[0] - a[1] for a, b in zip(spans, spans[1:]))
+        ends.append(spans[-1][1])
+    return sum(len(v) for v in by_worker.values()), gaps, (max(ends) - min(ends)) if len(ends) > 1 else 0.0
+
+
+def _on_cluster(client, replicates):
+    """(workers' CPU s, this process's CPU s, task stream summary, result) of the grid on ``client``."""
+    from dask.distributed import get_task_stream
+
+    before, mine = client.run(time.process_time), _cpu_self()
+    with get_task_stream(client) as stream:
+        res = simulate(DESIGN, replicates=replicates, client=client, dask_min_seconds=0, **GRID)
+    workers = sum(client.run(time.process_time).values()) - sum(before.values())
+    return workers, _cpu_self() - mine, _stream_summary(stream.data), res
+
+
+def cpu_accounting(main_seconds, repeats=3):
+    """Section 4: where the two-worker time goes, in CPU seconds (see the module docstring); the grid runs
+    ``repeats`` times each way, alternating, and the medians are compared."""
+    import statistics
+
+    from pfps_meta.analysis import simulate as sim
+
+    start = _cpu_self()
+    simulate(DESIGN, replicates=8 * BLOCK, **GRID)
+    replicates = replicates_for(8.0, (_cpu_self() - start) / (8 * BLOCK))
+    wall = time.perf_counter()
+    own = sim._LocalStart()                              # the cluster simulate starts for client="local"
+    client = own.started()
+    start_wall = time.perf_counter() - wall
+    worker_start = max(client.run(time.process_time).values())    # CPU up to ready, imports included
+    before, mine, wall = client.run(time.process_time), _cpu_self(), time.perf_counter()
+    time.sleep(5.0)
+    idle_workers = sum(client.run(time.process_time).values()) - sum(before.values())
+    idle_here, idle_s = _cpu_self() - mine, time.perf_counter() - wall
+    here, there = [], []
+    for _ in range(repeats):
+        start = _cpu_self()
+        reference = simulate(DESIGN, replicates=replicates, **GRID)
+        here.append(_cpu_self() - start)
+        there.append(_on_cluster(client, replicates))
+        pd.testing.assert_frame_equal(reference.table, there[-1][3].table, check_exact=True)
+    wall = time.perf_counter()
+    own.close()
+    stop_wall = time.perf_counter() - wall
+    in_process = statistics.median(here)
+    workers, client_cpu = (statistics.median(run[i] for run in there) for i in (0, 1))
+    tasks, gaps, tail = there[-1][2]
+    print(f"CPU accounting, a grid of {replicates:,} replicates, {repeats} runs each way (medians):")
+    print(f"  LocalCluster start {start_wall:.1f} s wall (each worker {worker_start:.2f} s CPU to ready, imports "
+          f"included), stop {stop_wall:.1f} s wall")
+    print(f"  idle: workers {100 * idle_workers / idle_s / 2:.1f}% of a core each, this process (scheduler, "
+          f"nannies) {100 * idle_here / idle_s:.1f}%")
+    print(f"  in-process {in_process:.2f} s CPU (runs {', '.join(f'{x:.2f}' for x in here)}); on the cluster: "
+          f"workers {workers:.2f} s ({workers / in_process:.3f}x; runs {', '.join(f'{r[0]:.2f}' for r in there)}), "
+          f"this process {client_cpu:.2f} s; {tasks} tasks, {gaps:.2f} s of gaps between tasks, the two workers "
+          f"finish {tail:.2f} s apart; tables identical")
+    steady = 2 * in_process / (workers + client_cpu)
+    overlap = worker_start                    # this process simulates while the workers start
+    predicted = 1.5 * worker_start + (main_seconds - overlap) / steady + stop_wall
+    print(f"  steady-state speedup {steady:.2f}x of 2; predicted for a {main_seconds:.0f} s grid on two idle "
+          f"cores: {main_seconds / predicted:.2f}x (start ~{1.5 * worker_start:.1f} s while this process "
+          f"simulates {overlap:.1f} s of the grid, stop {stop_wall:.1f} s as measured here)")
+
+
 def replicates_for(seconds, per_replicate):
     return max(BLOCK, int(round(seconds / per_replicate / BLOCK)) * BLOCK)
 
@@ -61,6 +151,7 @@ def replicates_for(seconds, per_replicate):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a 20 s main grid instead of 65 s")
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU accounting (section 4)")
     args = parser.parse_args()
     calibration, _ = timed(8 * BLOCK)
     calibration, _ = timed(8 * BLOCK)             # the second run: imports and caches warm
@@ -70,11 +161,15 @@ def main():
     print(f"load average at the start (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())} on "
           f"{os.cpu_count()} CPUs (a shared machine: two workers can only be faster with two idle cores)")
     replicates = replicates_for(20.0 if args.quick else 65.0, per_replicate)
+    cpu_accounting(20.0 if args.quick else 65.0)
+    if args.cpu_only:
+        return
     cpu_start = time.process_time()
     here, res_here = timed(replicates)
     cpu_here = time.process_time() - cpu_start
     there, res_there = timed(replicates, "local")
     pd.testing.assert_frame_equal(res_here.table, res_there.table, check_exact=True)
+    assert res_there.setup["scheduler"] == "dask"
     print(f"main grid: {replicates:,} replicates x 3 cells: in-process {here:.1f} s, two local workers "
           f"{there:.1f} s (start and stop included): speedup {here / there:.2f}x (target 1.7x); tables identical")
     wall, workers, client_cpu = cpu_on_given_client(replicates)

@@ -41,7 +41,9 @@ own and added up in block order, so a run gives bit-identical results whatever t
 per task and the number of workers, in-process or on Dask (``client=``). No scheduler of our own: a task
 list for ``dask.distributed`` (``client="local"`` starts a ``LocalCluster``; an address string connects to
 a running scheduler, with bounded waits), used only when the work is large enough to pay for it: the
-first task group is timed in-process and the rest estimated from it (``DASK_MIN_SECONDS``).
+first task group is timed in-process and the rest estimated from it (``DASK_MIN_SECONDS``). A LocalCluster
+starts while this process goes on simulating; on Dask the blocks go out as a few large tasks per worker of
+equal cost (``DASK_TASKS_PER_WORKER``).
 """
 
 from __future__ import annotations
