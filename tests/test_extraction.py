@@ -105,6 +105,18 @@ def test_dolak_under_each_plausible_arm_size():
     assert any("inferred" in note for note in scenarios["as used"]["result"].notes)
 
 
+def test_arm_size_scenarios_take_the_run_the_caller_has():
+    evidence = Evidence.load(ROOT / "data")
+    b1 = next(a for a in load_spec(SPEC).analyses if a.id == "B1")
+    run = run_analysis(b1, evidence)
+    given = arm_size_scenarios(b1, evidence, base=run)
+    assert given[0]["result"] is run.result         # "as used" is the caller's run, not a second one
+    fresh = arm_size_scenarios(b1, evidence)
+    assert [(s["scenario"], s["n_exp"], s["n_ctrl"], s["result"].stats["estimate"], s["result"].stats["ci_low"])
+            for s in given] == [(s["scenario"], s["n_exp"], s["n_ctrl"], s["result"].stats["estimate"],
+                                 s["result"].stats["ci_low"]) for s in fresh]
+
+
 def test_todo_says_what_is_missing_and_where():
     evidence = Evidence.load(ROOT / "data")
     b1 = next(a for a in load_spec(SPEC).analyses if a.id == "B1")

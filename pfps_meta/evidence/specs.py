@@ -748,15 +748,16 @@ def run_analysis(analysis: Analysis, evidence: Evidence | None = None,
     return AnalysisResult(analysis=analysis, result=result, studies=studies, published=published)
 
 
-def arm_size_scenarios(analysis: Analysis, evidence: Evidence) -> list[dict]:
+def arm_size_scenarios(analysis: Analysis, evidence: Evidence, base: AnalysisResult | None = None) -> list[dict]:
     """The analysis re-run under every plausible arm size of the trials whose n is inferred.
 
     Rows of ``outcomes.csv`` with status ``inferred`` may list other plausible arm sizes in
     ``n_alternatives`` (e.g. completers, randomised). For each label that both arms of such a trial
     carry, the analysis is pooled again with those sizes. Returns one dict per scenario:
     ``{"scenario", "trial", "n_exp", "n_ctrl", "result"}``, the first being the sizes used.
+    ``base``: ``run_analysis(analysis, evidence)`` when the caller has it already (not run again).
     """
-    base = run_analysis(analysis, evidence)
+    base = run_analysis(analysis, evidence) if base is None else base
     if base.result is None or "status" not in base.result.studies.columns:
         return []
     inferred = base.result.studies.loc[base.result.studies["status"] == "inferred", "study"].tolist()
