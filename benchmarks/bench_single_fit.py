@@ -143,18 +143,25 @@ def run_peers(csv, peer_python, use_r, number):
 
 
 def import_times(repeat):
-    """Median wall time of a fresh interpreter importing pfps_meta, and the baseline."""
-    def wall(code):
-        times = []
+    """Median wall time of a fresh interpreter importing pfps_meta, and the baseline, taken in turn.
+
+    Every interpreter reads bytecode from one folder of this run (``PYTHONPYCACHEPREFIX``, written by an
+    unmeasured first import; ``PYTHONDONTWRITEBYTECODE``, which this machine sets, is lifted): without it
+    pfps_meta's modules, installed editable, would be compiled from source on every import while numpy's
+    and pandas' come precompiled from site-packages, which is not what a user's second import does."""
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as prefix:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONPYCACHEPREFIX": prefix}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        codes = {"interpreter": "pass", "baseline": "import numpy, pandas, scipy.special", "pfps_meta": "import pfps_meta"}
+        for code in codes.values():
+            subprocess.run([sys.executable, "-c", code], check=True, env=env)         # writes the bytecode
+        times = {name: [] for name in codes}
         for _ in range(repeat):
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
-    empty = wall("pass")
-    base = wall("import numpy, pandas, scipy.special")
-    ours = wall("import pfps_meta")
-    return {"interpreter": empty, "baseline": base, "pfps_meta": ours}
+            for name, code in codes.items():
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-c", code], check=True, env=env)
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def _split_of_one_fit(arm, number):
