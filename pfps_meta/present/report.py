@@ -646,7 +646,7 @@ def _analysis_section(doc, ar, evidence, spec=None):
         doc.para(f"imputed SDs ({a.impute_sd}) for {imputed}. With them: {pooled(ar.result)}; without them: "
                  f"{pooled(without.result)}.", bold_prefix="Imputation flagged:", css="missing")
     if a.trials and evidence is not None:
-        scenarios = arm_size_scenarios(a, evidence)
+        scenarios = arm_size_scenarios(a, evidence, base=ar)
         if scenarios:
             show = measures.get(a.measure).to_reporting
             doc.para("a trial's arm sizes are inferred (see the note above), so the analysis is shown under each "
