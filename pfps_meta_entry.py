@@ -14,7 +14,7 @@ EXIT_INTERRUPTED = 130
 
 def main() -> int:
     try:
-        from pfps_meta.cli import main as run
+        from pfps_meta.cli import run_process as run
     except KeyboardInterrupt:
         return _interrupted()
     try:

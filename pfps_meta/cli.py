@@ -1253,5 +1253,17 @@ def _fail(line: str, code: int) -> int:
     return code
 
 
+def run_process(argv=None) -> int:
+    """:func:`main` for a process that runs one command and exits (the console script, ``python -m
+    pfps_meta.cli``): the objects the imports created (most of the process's, and alive until exit) are
+    moved out of the garbage collector's sight with :func:`gc.freeze` first, so the collections a report
+    triggers walk only what the command allocates (about 0.3 s of a report's 5 s CPU). Not for repeated
+    calls in one process (tests, notebooks): there :func:`main` is the entrance."""
+    import gc
+
+    gc.freeze()
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_process())
