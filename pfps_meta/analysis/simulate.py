@@ -92,8 +92,9 @@ DASK_CLOSE_TIMEOUT = 20.0
 #: the estimated in-process seconds from which a run goes to Dask: below them a LocalCluster ("local")
 #: costs more to start, import the package in its workers and stop than it saves on two workers, and a
 #: scheduler of one's own ("given": an address or a Client) more in connection and scheduling
-#: (benchmarks/bench_dask.py: the crossover was 20-25 s of in-process work on a shared 2-core machine)
-DASK_MIN_SECONDS = {"local": 20.0, "given": 1.0}
+#: (benchmarks/bench_dask.py on this 2-core machine: the crossover was 20-25 s of in-process work with tasks of
+#: 8 blocks and Dask's default worker settings, about 5 s since (2.5 s: 0.61x, 5.4 s: 1.13x, 9.3 s: 1.19x))
+DASK_MIN_SECONDS = {"local": 10.0, "given": 1.0}
 #: Dask settings for a LocalCluster we start (only while it is created, and so only for it): no statistical
 #: profiler in the workers, slower bookkeeping timers, no work stealing (the tasks are of equal cost). Idle,
 #: the defaults cost each worker 3.8% of a core and this process (scheduler, nannies) 6.3%; these 0.5% and
@@ -609,7 +610,7 @@ def simulate(design: Design, *, mu=0.5, tau2=(0.0, 0.05, 0.2), measure="SMD", sd
     bounded by ``DASK_TIMEOUT`` seconds; the connection is closed, the scheduler left running), or a Client
     (used as given, never closed). With a client, the first task group runs here, timed, and the rest
     goes to Dask only when its estimated time here reaches ``dask_min_seconds`` (default
-    ``DASK_MIN_SECONDS``: 20 s for "local", 1 s for a scheduler of one's own; 0 sends everything to Dask);
+    ``DASK_MIN_SECONDS``: 10 s for "local", 1 s for a scheduler of one's own; 0 sends everything to Dask);
     otherwise it stays in-process and ``notes`` says so and why. ``setup["scheduler"]`` records where
     the run went ("in-process" or "dask") and ``setup["estimated_seconds"]`` the in-process estimate.
     ``blocks_per_task``: by default ``IN_PROCESS_BLOCKS`` here, and on Dask :func:`_dask_groups`.
