@@ -8,14 +8,14 @@ Run:  python benchmarks/bench_dask.py            (about 5 minutes; --quick for a
    process simulates the next ones; wall time including the start, the workers' imports and the shutdown).
    Target: >= 1.7x. The two tables must be identical.
 2. The crossover: grids of about 2.5, 5, 10 and 20 s in-process, each run both ways, and the main grid; the
-   crossover is the in-process time at which the cluster starts to win (linear interpolation of the wall-time difference),
-   set against simulate's DASK_MIN_SECONDS["local"].
+   crossover is the in-process time at which the cluster starts to win (linear interpolation of the wall-time
+   difference), set against simulate's DASK_MIN_SECONDS["local"].
 3. What simulate does by itself with client="local" for a small grid (stays in-process, with its note).
 
 Wall times (time.perf_counter); the machine is shared, so each number is one run, not a best of.
 
-4. CPU accounting, robust to the other engineers' load (--cpu-only runs just this: about a minute on an idle machine): the
-   in-process CPU of a ~10 s grid; the LocalCluster simulate starts (its start and stop wall time, the
+4. CPU accounting, robust to the other engineers' load (--cpu-only runs just this: about a minute on an idle
+   machine): the in-process CPU of a ~8 s grid; the LocalCluster simulate starts (its start and stop wall time, the
    CPU each worker spends starting, the idle CPU per second of the workers and of this process, which
    hosts the scheduler and the nannies); the same grid on it (the workers' CPU, this process's CPU, and
    from the task stream the tasks, the gaps between them and how far apart the two workers finish); and
