@@ -13,7 +13,7 @@ import warnings
 
 from pfps_meta import __version__
 from pfps_meta.effects import measures
-from pfps_meta.conventions import OPTION_BY_NAME, OPTIONS, Settings, cli_flag
+from pfps_meta.conventions import DASK_MIN_SECONDS, OPTION_BY_NAME, OPTIONS, Settings, cli_flag
 from pfps_meta.errors import ConvergenceWarning, InputError, PfpsWarning
 from pfps_meta.formatting import format_number, format_p, json_ready
 from pfps_meta.present.outputs import run_inputs
@@ -250,7 +250,8 @@ def _add_simulate(sub):
                        "(default: none: in this process)")
     p_sim.add_argument("--dask-min-seconds", type=float, default=None, metavar="S",
                        help="with --scheduler: use Dask only when the work is estimated at S seconds or more in this "
-                            "process (default: 20 for 'local', 1 for an address; 0: always)")
+                            f"process (default: {DASK_MIN_SECONDS['local']:g} for 'local', {DASK_MIN_SECONDS['given']:g} "
+                            "for an address; 0: always)")
     p_sim.add_argument("--plot", metavar="FILE", help="write the coverage plot (FILE.png and FILE.svg; never over "
                        "an input file, a folder, a device or a pipe)")
     p_sim.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)

@@ -362,3 +362,11 @@ def named_preset(name) -> Preset:
     if not isinstance(name, str) or name not in PRESETS:
         raise SettingsError("preset", f"unknown preset '{name}'; choose from {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+#: the estimated in-process seconds from which a run goes to Dask: below them a LocalCluster ("local")
+#: costs more to start, import the package in its workers and stop than it saves on two workers, and a
+#: scheduler of one's own ("given": an address or a Client) more in connection and scheduling
+#: (benchmarks/bench_dask.py on this 2-core machine: the crossover was 20-25 s of in-process work with tasks of
+#: 8 blocks and Dask's default worker settings, about 5 s since (2.5 s: 0.61x, 5.4 s: 1.13x, 9.3 s: 1.19x))
+DASK_MIN_SECONDS = {"local": 10.0, "given": 1.0}

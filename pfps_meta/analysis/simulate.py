@@ -65,6 +65,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from pfps_meta import conventions
 from pfps_meta.conventions import COUNT_METHODS, Settings, canonical, unused_count_options
 from pfps_meta.effects import measures
 from pfps_meta.errors import ConvergenceWarning, InputError, PfpsWarning
@@ -89,12 +90,8 @@ MAX_BLOCK_BYTES = 1e9              # memory bound: one block in flight plus the 
 DASK_TIMEOUT = 5.0
 #: seconds we give our own client and LocalCluster to close (its workers get 0.8 of it to exit)
 DASK_CLOSE_TIMEOUT = 20.0
-#: the estimated in-process seconds from which a run goes to Dask: below them a LocalCluster ("local")
-#: costs more to start, import the package in its workers and stop than it saves on two workers, and a
-#: scheduler of one's own ("given": an address or a Client) more in connection and scheduling
-#: (benchmarks/bench_dask.py on this 2-core machine: the crossover was 20-25 s of in-process work with tasks of
-#: 8 blocks and Dask's default worker settings, about 5 s since (2.5 s: 0.61x, 5.4 s: 1.13x, 9.3 s: 1.19x))
-DASK_MIN_SECONDS = {"local": 10.0, "given": 1.0}
+#: from what estimated in-process work a run goes to Dask: one home, in pfps_meta.conventions
+DASK_MIN_SECONDS = conventions.DASK_MIN_SECONDS
 #: Dask settings for a LocalCluster we start (only while it is created, and so only for it): no statistical
 #: profiler in the workers, slower bookkeeping timers, no work stealing (the tasks are of equal cost). Idle,
 #: the defaults cost each worker 3.8% of a core and this process (scheduler, nannies) 6.3%; these 0.5% and
