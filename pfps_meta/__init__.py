@@ -6,7 +6,8 @@ The pipeline, one folder per stage, each importing only from the folders above i
                 the leaves: settings, probability tails and quantiles, the error family, number formatting
     effects/    measures (the registry), sizes (yi, vi)
     inputs/     load (CSV, cells) -> layouts (the layout registry) -> validate.study_table (the one
-                entrance; effect_table for pooled layouts, checked_effects when no table is needed) ; conversions, checks, revman (RevMan 5 files)
+                entrance; effect_table for pooled layouts, checked_effects when no table is needed) ;
+                conversions, checks, revman (RevMan 5 files)
     models/     tau2, pooling (the batch core), univariate (MetaResult, pool), mantel_haenszel (MH, Peto),
                 metareg, fast, blocks (block-diagonal V), multilevel, vcalc, robust, network, bayes
     evidence/   curated (the PFP evidence base), specs (analyses/*.toml), extraction (sheets)
