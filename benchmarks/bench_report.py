@@ -56,6 +56,22 @@ def run_once(out: Path, cache: Path, pycache: Path | None) -> tuple[float, float
     return cpu, wall
 
 
+#: a fixed workload timed beside each warm run: the imports every report makes, nothing of ours. This
+#: machine's speed drifts by a third from one quarter of an hour to the next (the same tree gave warm
+#: medians of 4.3, 5.3 and 6.1 s within 30 minutes), so the ratio of the two says more than either alone.
+REFERENCE = "import numpy, pandas, scipy.special, scipy.optimize, matplotlib.pyplot"
+
+
+def reference_cpu(pycache: Path) -> float:
+    """CPU seconds of one interpreter running :data:`REFERENCE` with warm bytecode."""
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(pycache))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, "-c", REFERENCE], env=env, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="warm runs after the cold one (default 3)")
@@ -69,7 +85,10 @@ def main(argv=None) -> int:
         cache, out = work / "cache", work / "report"
         cold = run_once(out, cache, work / "pycache-cold" if args.no_bytecode else None)
         run_once(out, cache, work / "pycache-warm")          # writes the bytecode the warm runs read
-        warm = [run_once(out, cache, work / "pycache-warm") for _ in range(args.runs)]
+        warm, reference = [], []
+        for _ in range(args.runs):
+            warm.append(run_once(out, cache, work / "pycache-warm"))
+            reference.append(reference_cpu(work / "pycache-warm"))
     warm_cpu = statistics.median(c for c, _ in warm)
     warm_wall = statistics.median(w for _, w in warm)
     print(f"load average before and after: {load[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
@@ -79,6 +98,9 @@ def main(argv=None) -> int:
     print(f"warm: {warm_cpu:.2f} s CPU ({warm_wall:.2f} s wall), median of {len(warm)}   "
           f"target < {TARGETS['warm']:g} s CPU")
     print("each warm run: " + ", ".join(f"{c:.2f}" for c, _ in warm) + " s CPU")
+    ratio = statistics.median(c / r for (c, _), r in zip(warm, reference))
+    print(f"reference workload ({REFERENCE}) beside each warm run: "
+          + ", ".join(f"{r:.2f}" for r in reference) + f" s CPU; warm report / reference: {ratio:.2f} (median)")
     met = cold[0] < TARGETS["cold"] and warm_cpu < TARGETS["warm"]
     print("targets met" if met else "targets NOT met")
     return 0
