@@ -33,13 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "345f4fc"        # main just before the input path was made faster
 
 CHILD = textwrap.dedent('''
-    import json, sys, time, warnings
+    import json, sys, warnings
     sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
-    import numpy as np, pandas as pd
+    import pandas as pd
     import pfps_meta as pm
     from pfps_meta.inputs import validate
     assert pm.__file__.startswith(sys.argv[1]), pm.__file__
-    from bench_single_fit import arm_table
+    from bench_single_fit import arm_table, cpu_per_call
     number = int(sys.argv[3])
     warnings.simplefilter("ignore")
     arm = arm_table()
@@ -47,14 +47,8 @@ CHILD = textwrap.dedent('''
     yivi = pd.DataFrame({"study": arm["study"], "yi": res.studies["yi"].to_numpy(),
                          "vi": res.studies["vi"].to_numpy()})
 
-    def cpu(func, n, repeat=5):
-        out = []
-        for _ in range(repeat):
-            start = time.process_time()
-            for _ in range(n):
-                func()
-            out.append((time.process_time() - start) / n)
-        return float(np.median(out))
+    def cpu(func, n):
+        return cpu_per_call(func, n, repeat=5)
 
     rows = {}
     checked = getattr(validate, "checked_effects", None)
