@@ -34,26 +34,35 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"warm": 5.0, "cold": 10.0}
 
 
-def run_once(out: Path, cache: Path, pycache: Path | None) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) of one ``pfps-meta report`` process (``pycache``: a bytecode folder
-    of its own, which the process may write to; None: the environment as it is, which may forbid writing
-    bytecode with PYTHONDONTWRITEBYTECODE, so pfps_meta's modules are compiled from source every time)."""
-    env = dict(os.environ, PFPS_META_CACHE=str(cache))
+def child_env(pycache: Path | None, **extra) -> dict:
+    """The environment of a measured child: one thread for the numeric libraries; ``pycache``: a bytecode
+    folder of its own, which the process may write to (None: the environment as it is, which may forbid
+    writing bytecode with PYTHONDONTWRITEBYTECODE, so pfps_meta's modules are compiled from source)."""
+    env = dict(os.environ, **extra)
     if pycache is not None:
         env["PYTHONPYCACHEPREFIX"] = str(pycache)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env.setdefault(var, "1")
+    return env
+
+
+def child_cpu(command: list, env: dict) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one child process running ``command`` from the repository root."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pfps_meta.cli", "report", "--out", str(out)], cwd=ROOT, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        sys.exit(f"pfps-meta report failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu, wall
+        sys.exit(f"{' '.join(command[1:3])} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
+
+
+def run_once(out: Path, cache: Path, pycache: Path | None) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one ``pfps-meta report`` process (``pycache``: see :func:`child_env`)."""
+    return child_cpu([sys.executable, "-m", "pfps_meta.cli", "report", "--out", str(out)],
+                     child_env(pycache, PFPS_META_CACHE=str(cache)))
 
 
 #: a fixed workload timed beside each warm run: the imports every report makes, nothing of ours. This
@@ -64,12 +73,7 @@ REFERENCE = "import numpy, pandas, scipy.special, scipy.optimize, matplotlib.pyp
 
 def reference_cpu(pycache: Path) -> float:
     """CPU seconds of one interpreter running :data:`REFERENCE` with warm bytecode."""
-    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(pycache))
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-c", REFERENCE], env=env, check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return child_cpu([sys.executable, "-c", REFERENCE], child_env(pycache))[0]
 
 
 def main(argv=None) -> int:
