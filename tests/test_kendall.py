@@ -139,6 +139,10 @@ def test_bad_input_is_refused_with_an_input_error():
         kendall_tau([1.0, 1.0, 3.0], [1.0, 2.0, 3.0], method="exact")
     with pytest.raises(InputError, match="not one of"):
         kendall_tau([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], method="permutation")
+    with pytest.raises(InputError, match=r"^x: numbers are needed"):
+        kendall_tau("abc", [1.0, 2.0, 3.0])
+    with pytest.raises(InputError, match=r"^y: numbers are needed"):
+        kendall_tau([1.0, 2.0, 3.0], [1.0, "b", 3.0])
 
 
 def test_begg_imports_no_scipy_stats():

@@ -25,7 +25,7 @@ from pfps_meta.effects import measures
 from pfps_meta.errors import ConvergenceWarning, InputError, SmallStudyWarning  # noqa: F401  (re-exported)
 from pfps_meta.models.metareg import ResultDict, ResultFrame, design, meta_regression
 from pfps_meta.models.multilevel_input import check_level
-from pfps_meta.models.pooling import pool_batch
+from pfps_meta.models.pooling import as_float_array, pool_batch
 from pfps_meta.formatting import json_ready
 
 SMALL_K = 10
@@ -426,7 +426,7 @@ def kendall_tau(x, y, method=None) -> tuple[float, float]:
     None: exact without ties, else asymptotic (as metafor's ``ranktest``). NaN, NaN when x or y is
     constant.
     """
-    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    x, y = as_float_array(x, "x").ravel(), as_float_array(y, "y").ravel()
     if len(x) != len(y) or len(x) < 2:
         raise InputError(f"x and y need the same length, at least 2 (got {len(x)} and {len(y)})", column="x")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
