@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import special
 
+from pfps_meta import distributions
 from pfps_meta.errors import InputError
 
 #: where the published prior tables live (one CSV per table, every row with its source)
@@ -263,7 +264,7 @@ class _LocationScale:
 
 
 class _Normal(_LocationScale):
-    """Normal: ``log f(y) = -y²/2 - log sqrt(2 pi)``, ``F = Phi`` (``ndtr``), ``F^-1 = ndtri``."""
+    """Normal: ``log f(y) = -y²/2 - log sqrt(2 pi)``, ``F = Phi`` and ``F^-1`` from :mod:`pfps_meta.distributions`."""
 
     _LOG_C = np.log(np.sqrt(2 * np.pi))
 
@@ -271,16 +272,16 @@ class _Normal(_LocationScale):
         return -y ** 2 / 2.0 - self._LOG_C
 
     def _cdf(self, y):
-        return special.ndtr(y)
+        return distributions.norm_cdf(y)
 
     def _ppf(self, q):
-        return special.ndtri(q)
+        return distributions.norm_ppf(q)
 
 
 class _StudentT(_LocationScale):
     """Student's t with ``df`` degrees of freedom: ``log f(y) = log(Gamma((df+1)/2) / Gamma(df/2))
     - (log df + log pi) / 2 - (df+1)/2 log(1 + y²/df)`` (the gamma ratio as ``poch(df/2, 1/2)``);
-    ``F = stdtr``, ``F^-1 = stdtrit``."""
+    ``F`` and ``F^-1`` from :mod:`pfps_meta.distributions`."""
 
     def __init__(self, df, loc=0.0, scale=1.0):
         super().__init__(loc, scale)
@@ -292,10 +293,10 @@ class _StudentT(_LocationScale):
                 - (df + 1) / 2 * np.log1p(y * y / df))
 
     def _cdf(self, y):
-        return special.stdtr(self.df, y)
+        return distributions.t_cdf(y, self.df)
 
     def _ppf(self, q):
-        return special.stdtrit(self.df, q)
+        return distributions.t_ppf(q, self.df)
 
 
 class _HalfNormal(_LocationScale):
