@@ -213,7 +213,7 @@ def pool(data, measure=None, settings: Settings | None = None, weights=None, pre
         check_count_method(settings.method, measure, data.attrs.get("source"))
     checked = checked_effects(data, measure, settings=settings)
     settings, notes = _preset_for_counts(chosen, settings, options, checked.attrs.get("layout") == "binary")
-    if settings.method in COUNT_METHODS or weights is not None or checked.yi is None:
+    if settings.method in COUNT_METHODS or weights is not None:
         return _pool_table(checked.frame, measure, settings, notes, weights, private=True)
     # the checked table's DataFrame is built only if the result's studies are read
     return _fit_one(checked.yi, checked.vi, measure, settings, list(notes), None, checked.attrs,
