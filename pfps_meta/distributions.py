@@ -7,6 +7,11 @@ which every command and report paid at start. The functions broadcast like numpy
 numpy floats (or arrays).
 
 Degrees of freedom may be ``inf`` in ``t_*`` (the normal limit, as ``scipy.stats.t`` handles it).
+
+These are building blocks for the package's own models, not part of the user-facing API (``pfps_meta``
+does not export them): their callers have checked the arguments already, so nothing is checked twice on
+the fitting paths, and a value outside a function's domain (a probability outside [0, 1], df <= 0) gives
+NaN, as in ``scipy.stats``.
 """
 
 import numpy as np
