@@ -368,5 +368,6 @@ def named_preset(name) -> Preset:
 #: costs more to start, import the package in its workers and stop than it saves on two workers, and a
 #: scheduler of one's own ("given": an address or a Client) more in connection and scheduling
 #: (benchmarks/bench_dask.py on this 2-core machine: the crossover was 20-25 s of in-process work with tasks of
-#: 8 blocks and Dask's default worker settings, about 5 s since (2.5 s: 0.61x, 5.4 s: 1.13x, 9.3 s: 1.19x))
+#: 8 blocks and Dask's default worker settings; 3.6 s since, on an idle machine (2.6 s of work: 0.83x, 4.0 s:
+#: 1.06x, 7.5 s: 1.34x, 15.5 s: 1.56x); 10 s leaves room for a busy one)
 DASK_MIN_SECONDS = {"local": 10.0, "given": 1.0}
