@@ -250,8 +250,8 @@ def _add_simulate(sub):
                        "(default: none: in this process)")
     p_sim.add_argument("--dask-min-seconds", type=float, default=None, metavar="S",
                        help="with --scheduler: use Dask only when the work is estimated at S seconds or more in this "
-                            f"process (default: {DASK_MIN_SECONDS['local']:g} for 'local', {DASK_MIN_SECONDS['given']:g} "
-                            "for an address; 0: always)")
+                            f"process (default: {DASK_MIN_SECONDS['local']:g} for 'local', "
+                            f"{DASK_MIN_SECONDS['given']:g} for an address; 0: always)")
     p_sim.add_argument("--plot", metavar="FILE", help="write the coverage plot (FILE.png and FILE.svg; never over "
                        "an input file, a folder, a device or a pipe)")
     p_sim.add_argument("--format", choices=["text", "json"], default="text", help=FORMAT_HELP)
