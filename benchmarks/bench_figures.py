@@ -84,10 +84,10 @@ def install(clock: Clock):
 
 def forget_text_extents():
     """Each measured build starts without the text extents an earlier build in this process remembered
-    (plots' process-wide measure, where there is one), as a ``pfps-meta report`` process does."""
-    from pfps_meta.present import plots
+    (the process-wide measure of ``pfps_meta.present.svg``), as a ``pfps-meta report`` process does."""
+    from pfps_meta.present import svg
 
-    remembered = getattr(plots, "_text_measure", None)
+    remembered = getattr(svg, "text_measure", None)
     if remembered is not None:
         remembered.cache_clear()
 

@@ -18,6 +18,7 @@ import pfps_meta as pm
 from pfps_meta import conventions
 from pfps_meta.formatting import format_p
 from pfps_meta.present import plots
+from pfps_meta.present.svg import svg_bytes
 from tests.conftest import ROOT
 
 BCG = ROOT / "data" / "examples" / "bcg.csv"
@@ -341,7 +342,7 @@ def test_svg_bytes_draws_what_savefig_with_a_tight_box_draws_and_leaves_the_figu
         fig.savefig(expected, format="svg", dpi=110, metadata={"Date": None, "Creator": None}, bbox_inches="tight")
     fig = draw()
     canvas, engine, dpi = fig.canvas, fig.get_layout_engine(), fig.dpi
-    got = plots.svg_bytes(fig)
+    got = svg_bytes(fig)
     assert fig.canvas is canvas and fig.get_layout_engine() is engine and fig.dpi == dpi
     numbers, rest = _svg_numbers_and_rest(got)
     numbers_before, rest_before = _svg_numbers_and_rest(expected.getvalue())
@@ -349,4 +350,4 @@ def test_svg_bytes_draws_what_savefig_with_a_tight_box_draws_and_leaves_the_figu
     assert np.allclose(numbers, numbers_before, rtol=0, atol=2e-6)   # coordinates to the printed 6th decimal
     assert re.findall(rb"<text[^>]*>([^<]*)</text>", got) == re.findall(rb"<text[^>]*>([^<]*)</text>",
                                                                        expected.getvalue())
-    assert plots.svg_bytes(fig) == got                          # deterministic, the figure unchanged by saving
+    assert svg_bytes(fig) == got                          # deterministic, the figure unchanged by saving

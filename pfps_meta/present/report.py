@@ -195,10 +195,10 @@ def _save_svg(fig, path: Path) -> bytes:
     Text stays text (``svg.fonttype = "none"``: selectable, read by screen readers, a third of the size
     and a third faster to write than glyph outlines); the browser draws it in DejaVu Sans, matplotlib's
     font, or a narrower fallback, so labels laid out by matplotlib do not grow into each other.
-    Drawn by :func:`pfps_meta.present.plots.svg_bytes` (each string measured once per process)."""
-    from pfps_meta.present import plots
+    Drawn by :func:`pfps_meta.present.svg.svg_bytes` (each string measured once per process)."""
+    from pfps_meta.present.svg import svg_bytes
 
-    svg = plots.svg_bytes(fig, dpi=110)
+    svg = svg_bytes(fig, dpi=110)
     atomic_write_bytes(path, svg)
     return svg
 
