@@ -18,7 +18,6 @@ import pfps_meta as pm
 from pfps_meta import conventions
 from pfps_meta.formatting import format_p
 from pfps_meta.present import plots
-from pfps_meta.present.svg import svg_bytes
 from tests.conftest import ROOT
 
 BCG = ROOT / "data" / "examples" / "bcg.csv"
@@ -314,40 +313,3 @@ def test_a_plot_of_no_fitted_analysis_is_refused_naming_the_argument(name):
 
     with pytest.raises(InputError, match=f"result: plots.{name} takes a fitted pairwise meta-analysis"):
         getattr(plots, name)(None)
-
-
-def _svg_numbers_and_rest(svg):
-    """(every number, the text with numbers and hashed ids blanked) of an SVG document."""
-    text = re.sub(r"\b[pmh][0-9a-f]{10}\b", "ID", svg.decode())
-    return [float(n) for n in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", text)], re.sub(r"-?\d+\.?\d*(?:e-?\d+)?", "N", text)
-
-
-def _constrained_figure():
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(layout="constrained")
-    ax.plot([0.5, 2.0], [1.0, 3.0])
-    ax.set_title("A title")
-    ax.set_xlabel("An axis label")
-    return fig
-
-
-@pytest.mark.parametrize("draw", [lambda: plots.forest(_bcg(), mcid=0.3, favours=("Vaccine", "Control")),
-                                  lambda: plots.funnel(_bcg(), contours=True, title="Funnel"), _constrained_figure],
-                         ids=["forest", "funnel after tight_layout", "constrained layout engine"])
-def test_svg_bytes_draws_what_savefig_with_a_tight_box_draws_and_leaves_the_figure_as_it_was(draw):
-    expected = io.BytesIO()
-    fig = draw()
-    with matplotlib.rc_context({"svg.hashsalt": "pfps-meta", "svg.fonttype": "none"}):
-        fig.savefig(expected, format="svg", dpi=110, metadata={"Date": None, "Creator": None}, bbox_inches="tight")
-    fig = draw()
-    canvas, engine, dpi = fig.canvas, fig.get_layout_engine(), fig.dpi
-    got = svg_bytes(fig)
-    assert fig.canvas is canvas and fig.get_layout_engine() is engine and fig.dpi == dpi
-    numbers, rest = _svg_numbers_and_rest(got)
-    numbers_before, rest_before = _svg_numbers_and_rest(expected.getvalue())
-    assert rest == rest_before                                   # the same elements, text and styles
-    assert np.allclose(numbers, numbers_before, rtol=0, atol=2e-6)   # coordinates to the printed 6th decimal
-    assert re.findall(rb"<text[^>]*>([^<]*)</text>", got) == re.findall(rb"<text[^>]*>([^<]*)</text>",
-                                                                       expected.getvalue())
-    assert svg_bytes(fig) == got                          # deterministic, the figure unchanged by saving

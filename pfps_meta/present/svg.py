@@ -9,6 +9,7 @@ wrapping) use, so a label measured while laying a figure out is not measured aga
 from __future__ import annotations
 
 import functools
+import math
 
 import matplotlib
 
@@ -47,72 +48,267 @@ def text_measure():
     return Remembering()
 
 
-@functools.cache
-def _canvas_class():
-    """An SVG canvas whose renderer measures text with :func:`text_measure` (same numbers as matplotlib's
-    SVG renderer, which measures with its own TextToPath, without measuring any string twice)."""
-    import io
+class InkBox:
+    """The running union, in display points (origin at the bottom left), of every extent a renderer drew
+    while :attr:`paused` is false; empty until the first one."""
 
-    from matplotlib.backends.backend_mixed import MixedModeRenderer
-    from matplotlib.backends.backend_svg import FigureCanvasSVG, RendererSVG
+    __slots__ = ("x0", "y0", "x1", "y1", "paused")
+
+    def __init__(self):
+        self.x0 = self.y0 = math.inf
+        self.x1 = self.y1 = -math.inf
+        self.paused = False
+
+    def add(self, x0, y0, x1, y1):
+        """Take in the box [x0, x1] x [y0, y1]; a box with a NaN or infinite side is skipped."""
+        if math.isfinite(x0 + y0 + x1 + y1):
+            self.x0, self.y0 = min(self.x0, x0), min(self.y0, y0)
+            self.x1, self.y1 = max(self.x1, x1), max(self.y1, y1)
+
+    def is_empty(self) -> bool:
+        return self.x0 > self.x1
+
+
+def _finite_extent(points):
+    """(x0, y0, x1, y1) of the finite rows of an (n, 2) array, or None when there are none (matplotlib
+    leaves NaN where a line has a gap)."""
+    import numpy as np
+
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    points = points[np.isfinite(points).all(axis=1)]
+    if not len(points):
+        return None
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def _path_extent(path, transform):
+    """Extent of ``path``'s vertices under ``transform``. A curve lies inside its control points, so this
+    holds every path; for matplotlib's circles and ellipses (markers, dots) it is their exact extent, for a
+    rounded box the box without the rounding (``Path.get_extents``, exact for curves, costs 0.6 ms a path)."""
+    return _finite_extent(transform.transform(path.vertices)) if len(path.vertices) else None
+
+
+def _rotated_text_extent(x, y, width, height, descent, angle):
+    """Extent of a text line whose baseline starts at (x, y), y upwards, turned ``angle`` degrees
+    anticlockwise about that point: the box from the descent below the baseline to the height above it."""
+    cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    corners = [(dx * cos - dy * sin, dx * sin + dy * cos)
+               for dx in (0.0, width) for dy in (-descent, height - descent)]
+    xs, ys = [x + cx for cx, _ in corners], [y + cy for _, cy in corners]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _collection_extent(master_transform, paths, all_transforms, offsets, offset_trans):
+    """Extent of a path collection: every path's extent moved by every offset (exact for one path at many
+    offsets, a scatter plot; a box around the union otherwise), or None when nothing is finite."""
+    from matplotlib.transforms import Affine2D
+
+    transforms = [master_transform + Affine2D(t) for t in all_transforms] or [master_transform]
+    shapes = [e for e in (_path_extent(p, t) for p in paths for t in transforms) if e is not None]
+    moves = _finite_extent(offset_trans.transform(offsets)) if len(offsets) else (0.0, 0.0, 0.0, 0.0)
+    if not shapes or moves is None:
+        return None
+    return (moves[0] + min(e[0] for e in shapes), moves[1] + min(e[1] for e in shapes),
+            moves[2] + max(e[2] for e in shapes), moves[3] + max(e[3] for e in shapes))
+
+
+@functools.cache
+def _renderer_class():
+    """An SVG renderer that measures text with :func:`text_measure` (same numbers as matplotlib's SVG
+    renderer, which measures with its own TextToPath, without measuring any string twice) and, given an
+    :class:`InkBox`, adds to it the extent of everything it draws, within its clip."""
+    from matplotlib.backends.backend_svg import RendererSVG
 
     class RememberingRenderer(RendererSVG):
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, ink=None, **kwargs):
             super().__init__(*args, **kwargs)
             self._text2path = text_measure()
+            self.ink = ink
+
+        def _record(self, gc, extent):
+            """Add ``extent`` (display points, y up), cut to the drawing's clip box and clip path."""
+            if extent is None or self.ink is None or self.ink.paused:
+                return
+            x0, y0, x1, y1 = extent
+            clips = [gc.get_clip_rectangle()]
+            clip_path, clip_transform = gc.get_clip_path()
+            if clip_path is not None:
+                clips.append(clip_path.get_extents(clip_transform))
+            for clip in clips:
+                if clip is not None:
+                    x0, y0 = max(x0, clip.x0), max(y0, clip.y0)
+                    x1, y1 = min(x1, clip.x1), min(y1, clip.y1)
+            if x0 <= x1 and y0 <= y1:
+                self.ink.add(x0, y0, x1, y1)
+
+        def draw_path(self, gc, path, transform, rgbFace=None):
+            self._record(gc, _path_extent(path, transform))
+            super().draw_path(gc, path, transform, rgbFace)
+
+        def draw_markers(self, gc, marker_path, marker_trans, path, trans, rgbFace=None):
+            marker = _path_extent(marker_path, marker_trans)
+            centres = _finite_extent(trans.transform(path.vertices)) if len(path.vertices) else None
+            if marker is not None and centres is not None:
+                self._record(gc, (centres[0] + marker[0], centres[1] + marker[1],
+                                  centres[2] + marker[2], centres[3] + marker[3]))
+            super().draw_markers(gc, marker_path, marker_trans, path, trans, rgbFace)
+
+        def draw_path_collection(self, gc, master_transform, paths, all_transforms, offsets, offset_trans,
+                                 *args, **kwargs):
+            self._record(gc, _collection_extent(master_transform, paths, all_transforms, offsets, offset_trans))
+            ink, self.ink = self.ink, None           # the paths drawn one by one inside are recorded above
+            try:
+                super().draw_path_collection(gc, master_transform, paths, all_transforms, offsets, offset_trans,
+                                             *args, **kwargs)
+            finally:
+                self.ink = ink
+
+        def draw_gouraud_triangles(self, gc, triangles_array, colors_array, transform):
+            self._record(gc, _finite_extent(transform.transform(triangles_array.reshape(-1, 2))))
+            super().draw_gouraud_triangles(gc, triangles_array, colors_array, transform)
+
+        def draw_image(self, gc, x, y, im, transform=None):
+            height, width = im.shape[:2]
+            if transform is None:                   # pixels at image_dpi, lower left corner at (x, y)
+                scale = 72.0 / self.image_dpi
+                self._record(gc, (x, y, x + width * scale, y + height * scale))
+            else:
+                corners = [(0, 0), (width, 0), (0, height), (width, height)]
+                self._record(gc, _finite_extent([(x + cx, y + cy) for cx, cy in transform.transform(corners)]))
+            super().draw_image(gc, x, y, im, transform)
+
+        def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+            # matplotlib hands an SVG renderer (flipy) the baseline start with y downwards
+            width, height, descent = self.get_text_width_height_descent(s, prop, ismath)
+            self._record(gc, _rotated_text_extent(x, self.height - y, width, height, descent, angle))
+            super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
+
+        def draw_tex(self, gc, x, y, s, prop, angle, *, mtext=None):
+            width, height, descent = self.get_text_width_height_descent(s, prop, "TeX")
+            self._record(gc, _rotated_text_extent(x, self.height - y, width, height, descent, angle))
+            super().draw_tex(gc, x, y, s, prop, angle, mtext=mtext)
+
+    return RememberingRenderer
+
+
+@functools.cache
+def _canvas_class():
+    """An SVG canvas that draws with :func:`_renderer_class` and, with a ``crop_pad``, cuts the SVG's root box
+    to what was drawn (:func:`svg_bytes`)."""
+    import io
+    import re
+
+    from matplotlib.backends.backend_mixed import MixedModeRenderer
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    RememberingRenderer = _renderer_class()
 
     class RememberingCanvas(FigureCanvasSVG):
+        #: savefig.pad_inches for a figure cut to what it draws (svg_bytes), or None: drawn whole
+        crop_pad = None
+
         def print_svg(self, filename, *, bbox_inches_restore=None, metadata=None, **colours_and_orientation):
             # only the in-memory buffers svg_bytes hands over; anything else is written as matplotlib does.
             # savefig also passes facecolor, edgecolor and orientation, which matplotlib's SVG writer
             # ignores too (the colours are already set on the figure)
             if not isinstance(filename, io.BytesIO):
                 return super().print_svg(filename, bbox_inches_restore=bbox_inches_restore, metadata=metadata)
-            stream = io.TextIOWrapper(filename, encoding="utf-8", newline="")
-            try:
-                image_dpi, self.figure.dpi = self.figure.dpi, 72     # SVG user units are points
-                width, height = self.figure.get_size_inches()
-                svg = RememberingRenderer(width * 72, height * 72, stream, image_dpi=image_dpi, metadata=metadata)
-                renderer = MixedModeRenderer(self.figure, width, height, image_dpi, svg,
-                                             bbox_inches_restore=bbox_inches_restore)
+            stream = io.StringIO()
+            image_dpi, self.figure.dpi = self.figure.dpi, 72     # SVG user units are points
+            width, height = self.figure.get_size_inches()
+            ink = InkBox() if self.crop_pad is not None else None
+            svg = RememberingRenderer(width * 72, height * 72, stream, image_dpi=image_dpi, metadata=metadata,
+                                      ink=ink)
+            renderer = MixedModeRenderer(self.figure, width, height, image_dpi, svg,
+                                         bbox_inches_restore=bbox_inches_restore)
+            with _outside_layout_unrecorded(self.figure, ink):
                 self.figure.draw(renderer)
-                renderer.finalize()
-            finally:
-                stream.flush()
-                stream.detach()
-
-        @staticmethod
-        def tight_box(fig):
-            """The box ``bbox_inches="tight"`` finds, in inches: every artist's extent measured by an SVG
-            renderer at 72 dpi (SVG units are points), padded by ``savefig.pad_inches``; nothing is drawn."""
-            dpi = fig.dpi
-            fig.dpi = 72
-            try:
-                width, height = fig.get_size_inches()
-                renderer = RememberingRenderer(width * 72, height * 72, io.StringIO())
-                box = fig.get_tightbbox(renderer)
-            finally:
-                fig.dpi = dpi
-            pad = matplotlib.rcParams["savefig.pad_inches"]
-            return box.padded(pad, pad)
+            renderer.finalize()
+            text = stream.getvalue()
+            if ink is not None:
+                text = re.sub(r'width="[^"]*" height="[^"]*" viewBox="[^"]*"',
+                              _cropped_header(self.figure, ink, self.crop_pad, height * 72), text, count=1)
+            filename.write(text.encode("utf-8"))
 
     return RememberingCanvas
 
 
+class _outside_layout_unrecorded:
+    """While a figure draws, the artists that matplotlib leaves out of a tight bounding box (``in_layout``
+    false: the figure's background, anything a user took out of the layout), at the two levels where
+    ``Figure.get_tightbbox`` looks (the figure's children and each Axes' children), draw without adding to
+    ``ink``."""
+
+    def __init__(self, fig, ink):
+        self.ink = ink
+        children = [] if ink is None else [a for a in fig.get_children() if a not in fig.axes]
+        for ax in ([] if ink is None else fig.axes):
+            children += ax.get_children()
+        self.artists = [a for a in children if not a.get_in_layout()]
+
+    def __enter__(self):
+        for artist in self.artists:
+            artist.draw = self._paused(artist.draw)
+
+    def __exit__(self, *exc):
+        for artist in self.artists:
+            del artist.draw                         # the class's draw again
+
+    def _paused(self, draw):
+        def unrecorded(renderer, *args, **kwargs):
+            paused, self.ink.paused = self.ink.paused, True
+            try:
+                return draw(renderer, *args, **kwargs)
+            finally:
+                self.ink.paused = paused
+        return unrecorded
+
+
+def _cropped_header(fig, ink, pad_inches, height_pt) -> str:
+    """The SVG root's size and viewBox cut to ``ink`` and the figure's visible Axes (whose boxes a tight
+    bounding box always holds, drawn or not), padded by ``pad_inches``; the whole figure when nothing
+    was drawn."""
+    for ax in fig.axes:
+        if ax.get_visible():
+            box = ax.get_window_extent()
+            ink.add(box.x0, box.y0, box.x1, box.y1)
+    if ink.is_empty():
+        x0, y0, x1, y1 = 0.0, 0.0, fig.get_figwidth() * 72, height_pt
+    else:
+        pad = 72 * pad_inches
+        x0, y0, x1, y1 = ink.x0 - pad, ink.y0 - pad, ink.x1 + pad, ink.y1 + pad
+    width, height = _svg_number(x1 - x0), _svg_number(y1 - y0)
+    return (f'width="{width}pt" height="{height}pt" '
+            f'viewBox="{_svg_number(x0)} {_svg_number(height_pt - y1)} {width} {height}"')
+
+
+def _svg_number(value) -> str:
+    """A coordinate as the SVG writer prints them: six decimals, trailing zeros dropped."""
+    return f"{value:f}".rstrip("0").rstrip(".")
+
+
 def svg_bytes(fig, dpi=110) -> bytes:
-    """``fig`` as deterministic SVG (no date, no creator, fixed ids) cut to its tight bounding box, text kept as
-    text (``svg.fonttype = "none"``); the same file as ``fig.savefig(..., format="svg", bbox_inches="tight")``
-    drawn once instead of twice (matplotlib draws the figure a first time only to find that box) and with each
-    string measured once per process (:func:`_canvas_class`). The figure keeps its own canvas afterwards."""
+    """``fig`` as deterministic SVG (no date, no creator, fixed ids), text kept as text
+    (``svg.fonttype = "none"``), cut to the box of everything it draws padded by ``savefig.pad_inches``.
+
+    The drawing is the one ``fig.savefig(..., format="svg")`` writes for the whole figure; only the root's
+    size and viewBox are cut. The box comes from the draw itself (:class:`InkBox`: every path, marker,
+    image and text line as drawn, within its clip, plus each visible Axes' box, leaving out what is not
+    ``in_layout``), so the figure is drawn once. ``bbox_inches="tight"`` would measure every artist in a pass
+    of its own first; its box differs from this one by the difference between a text's line box and the
+    extent of its glyphs (tests/test_svg.py measures it), and it leaves tick marks out. Each string is
+    measured once per process (:func:`text_measure`). The figure keeps its own canvas afterwards."""
     import io
 
     canvas_class = _canvas_class()
     buffer = io.BytesIO()
     own, engine, own_dpi = fig.canvas, fig.get_layout_engine(), fig.dpi
-    canvas_class(fig)                        # a canvas attaches itself to its figure
+    canvas = canvas_class(fig)                        # a canvas attaches itself to its figure
+    canvas.crop_pad = matplotlib.rcParams["savefig.pad_inches"]
     try:
         with matplotlib.rc_context({"svg.hashsalt": "pfps-meta", "svg.fonttype": "none", "figure.autolayout": False,
-                                    "figure.constrained_layout.use": False}):
+                                    "figure.constrained_layout.use": False, "savefig.bbox": None}):
             # after fig.tight_layout() the figure holds a placeholder engine that does nothing when run, but
             # makes savefig draw the whole figure once more before the real drawing; a real engine runs here,
             # once, as savefig would run it (SVG metrics), and the figure goes without one while it is saved
@@ -120,8 +316,7 @@ def svg_bytes(fig, dpi=110) -> bytes:
                 engine.execute(fig)
                 fig.dpi = own_dpi            # measuring for the engine leaves the figure at the SVG's 72 dpi
                 fig.set_layout_engine(None)
-            box = canvas_class.tight_box(fig)
-            fig.savefig(buffer, format="svg", dpi=dpi, metadata={"Date": None, "Creator": None}, bbox_inches=box)
+            fig.savefig(buffer, format="svg", dpi=dpi, metadata={"Date": None, "Creator": None})
     finally:
         fig.set_canvas(own)
         fig.dpi = own_dpi

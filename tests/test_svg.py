@@ -1,0 +1,133 @@
+"""The report's SVG writer (pfps_meta.present.svg): one draw, the drawing matplotlib writes for the whole
+figure, cut to the box of what it draws; that box set beside the one ``bbox_inches="tight"`` measures."""
+
+import io
+import re
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from pfps_meta.present import plots
+from pfps_meta.present.svg import svg_bytes
+from tests.conftest import ROOT
+
+ROOT_TAG = re.compile(rb'<svg [^>]*width="([^"]*)pt" height="([^"]*)pt" viewBox="([^"]*)"[^>]*>')
+
+
+def _bcg():
+    import pfps_meta as pm
+
+    return pm.pool(pd.read_csv(ROOT / "data" / "examples" / "bcg.csv"), measure="RR")
+
+
+def _constrained_figure():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(layout="constrained")
+    ax.plot([0.5, 2.0], [1.0, 3.0])
+    ax.set_title("A title")
+    ax.set_xlabel("An axis label")
+    return fig
+
+
+def _rotated_text_figure():
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
+    ax.scatter([1, 2, 3], [3, 1, 2], s=80)
+    ax.set_ylabel("A rotated label that goes low and high", rotation=90)
+    ax.annotate("arrow", (2, 1), xytext=(2.5, 2.8), arrowprops={"arrowstyle": "->"})
+    fig.text(0.98, 0.02, "corner note", ha="right", rotation=20)
+    return fig
+
+
+DRAWINGS = {"forest": lambda: plots.forest(_bcg(), mcid=0.3, favours=("Vaccine", "Control")),
+            "funnel after tight_layout": lambda: plots.funnel(_bcg(), contours=True, title="Funnel"),
+            "constrained layout engine": _constrained_figure,
+            "rotated text, markers, an arrow": _rotated_text_figure}
+
+
+def _numbers_and_rest(svg: bytes):
+    """(every number, the text with numbers and hashed ids blanked) of an SVG document after its root tag."""
+    body = svg[ROOT_TAG.search(svg).end():].decode()
+    text = re.sub(r"\b[pmh][0-9a-f]{10}\b", "ID", body)
+    return [float(n) for n in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", text)], re.sub(r"-?\d+\.?\d*(?:e-?\d+)?", "N", text)
+
+
+def _matplotlib_tight_box_pt(fig):
+    """(x0, top, x1, bottom) of the box ``bbox_inches="tight"`` would cut, padded, in SVG points (y down)."""
+    from matplotlib.backends.backend_svg import RendererSVG
+
+    dpi, fig.dpi = fig.dpi, 72
+    try:
+        width, height = fig.get_size_inches()
+        box = fig.get_tightbbox(RendererSVG(width * 72, height * 72, io.StringIO()))
+    finally:
+        fig.dpi = dpi
+    pad = matplotlib.rcParams["savefig.pad_inches"]
+    box = box.padded(pad, pad)
+    return box.x0 * 72, (height - box.y1) * 72, box.x1 * 72, (height - box.y0) * 72
+
+
+@pytest.mark.parametrize("name", DRAWINGS)
+def test_svg_bytes_writes_the_drawing_savefig_writes_for_the_whole_figure_and_cuts_only_its_root_box(name):
+    whole = io.BytesIO()
+    fig = DRAWINGS[name]()
+    with matplotlib.rc_context({"svg.hashsalt": "pfps-meta", "svg.fonttype": "none"}):
+        fig.savefig(whole, format="svg", dpi=110, metadata={"Date": None, "Creator": None})
+    fig = DRAWINGS[name]()
+    canvas, engine, dpi = fig.canvas, fig.get_layout_engine(), fig.dpi
+    got = svg_bytes(fig)
+    assert fig.canvas is canvas and fig.get_layout_engine() is engine and fig.dpi == dpi
+    numbers, rest = _numbers_and_rest(got)
+    numbers_whole, rest_whole = _numbers_and_rest(whole.getvalue())
+    assert rest == rest_whole                                    # the same elements, text and styles
+    assert np.allclose(numbers, numbers_whole, rtol=0, atol=2e-6)  # coordinates to the printed 6th decimal
+    assert svg_bytes(fig) == got                                 # deterministic, the figure unchanged by saving
+
+
+@pytest.mark.parametrize("name", DRAWINGS)
+def test_the_cut_box_is_the_tight_box_except_where_glyphs_sit_inside_their_line_box(name):
+    """matplotlib's tight box holds each text's line box, which reaches the font's full ascent and descent;
+    the cut box holds the glyphs as drawn. So an edge set by a text may sit up to a few points inside the
+    tight box (4.3 pt at most over the report's 17 figures, all at the bottom edge), and an edge set by an
+    Axes or a drawn path is the same both ways. No edge lies outside the tight box."""
+    fig = DRAWINGS[name]()
+    width, height, view = ROOT_TAG.search(svg_bytes(fig)).groups()
+    x0, top, w, h = (float(v) for v in view.split())
+    assert (float(width), float(height)) == pytest.approx((w, h), abs=1e-6)
+    tight_x0, tight_top, tight_x1, tight_bottom = _matplotlib_tight_box_pt(fig)
+    inwards = [x0 - tight_x0, top - tight_top, tight_x1 - (x0 + w), tight_bottom - (top + h)]
+    assert all(-1e-3 <= d <= 6.0 for d in inwards), inwards
+    if name in ("forest", "funnel after tight_layout"):
+        assert inwards[:3] == pytest.approx([0, 0, 0], abs=1e-3)
+
+
+def test_an_artist_out_of_the_layout_is_drawn_but_not_in_the_box_and_an_empty_figure_keeps_its_size():
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 3))
+    fig.text(0.5, 0.5, "kept")
+    note = fig.text(0.99, 0.01, "outside the layout", ha="right")
+    note.set_in_layout(False)
+    svg = svg_bytes(fig)
+    x0, top, w, h = (float(v) for v in ROOT_TAG.search(svg).group(3).split())
+    assert b">outside the layout<" in svg and b">kept<" in svg
+    assert x0 > 100 and w < 60 and h < 30                        # only "kept", at the middle, padded
+    empty = svg_bytes(Figure(figsize=(4, 3)))
+    assert ROOT_TAG.search(empty).groups()[:2] == (b"288", b"216")
+
+
+def test_text_lines_as_drawn_are_inside_the_cut_box():
+    """Every text element's anchor lies inside the viewBox (the box holds each line from its descent to its
+    height, turned with it)."""
+    fig = _rotated_text_figure()
+    svg = svg_bytes(fig)
+    x0, top, w, h = (float(v) for v in ROOT_TAG.search(svg).group(3).split())
+    anchors = [(float(x), float(y)) for x, y in re.findall(rb'<text [^>]*?x="([-\d.]+)" y="([-\d.]+)"', svg)]
+    anchors += [(float(x), float(y)) for x, y in re.findall(rb'translate\(([-\d.]+) ([-\d.]+)\)', svg)]
+    assert anchors
+    assert all(x0 <= x <= x0 + w and top <= y <= top + h for x, y in anchors)
