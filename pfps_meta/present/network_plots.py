@@ -16,6 +16,31 @@ from ..models.network import NetworkResult  # noqa: E402
 __all__ = ["network_graph", "forest_vs_reference", "league_figure"]
 
 
+def _tight_layout(fig):
+    """``fig.tight_layout()`` with the SVG writer's text metrics (:func:`pfps_meta.present.plots.tight_layout`;
+    imported when called, so importing this module stays as light as it was)."""
+    from pfps_meta.present.plots import tight_layout
+
+    tight_layout(fig)
+
+
+def _records(frame, columns):
+    """The rows of ``frame`` as dicts of ``columns`` only (``to_dict("records")`` of the whole, wide frame
+    took milliseconds per figure)."""
+    return [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]
+
+
+def _axis_off(ax):
+    """``ax.axis("off")``, and no tick locations: ticks that are never drawn are then not made either (each is
+    two lines and two texts, made when anything lists the axis' children or measures its layout)."""
+    from matplotlib.ticker import NullLocator
+
+    ax.axis("off")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(NullLocator())
+        axis.set_minor_locator(NullLocator())
+
+
 def _check(res):
     if not isinstance(res, NetworkResult):
         raise InputError(f"expected a NetworkResult from network(), got {type(res).__name__}")
@@ -63,7 +88,7 @@ def network_graph(res: NetworkResult, ax=None, title=None):
     ax.set_xlim(-1.5, 1.5)
     ax.set_ylim(-1.5, 1.5)
     ax.set_aspect("equal")
-    ax.axis("off")
+    _axis_off(ax)
     ax.set_title(title or f"Network: edge width = studies, node size = {what}", fontsize=10)
     return fig
 
@@ -82,7 +107,7 @@ def forest_vs_reference(res: NetworkResult, reference=None, ax=None, xlabel=None
     info = res.measure_info
     tr = info.to_reporting if info.ratio else (lambda v: v)
     ys = np.arange(n)[::-1]
-    for y, r in zip(ys, frame.to_dict("records")):
+    for y, r in zip(ys, _records(frame, ["estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub"])):
         if np.isfinite(r["pi_lb"]):
             ax.plot([tr(r["pi_lb"]), tr(r["pi_ub"])], [y, y], color="#9bb3d4", lw=1)
         ax.plot([tr(r["ci_lb"]), tr(r["ci_ub"])], [y, y], color="#1f3b63", lw=2.2)
@@ -95,7 +120,7 @@ def forest_vs_reference(res: NetworkResult, reference=None, ax=None, xlabel=None
     pct = f"{100 * res.level:g}%"
     ax.set_xlabel(xlabel or f"{info.name} against {ref} ({pct} CI; thin line: {pct} PI)")
     ax.set_ylim(-0.8, n - 0.2)
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 
@@ -109,18 +134,19 @@ def league_figure(res: NetworkResult, model=None, digits=2):
     fig, ax = plt.subplots(figsize=(1.35 * n + 1, 0.7 * n + 1))
     info = res.measure_info
     tr = info.to_reporting if info.ratio else (lambda v: v)
-    for r in table.to_dict("records"):
+    for r in _records(table, ["treatment", "versus", "estimate", "ci_lb", "ci_ub"]):
         i, j = T.index(r["treatment"]), T.index(r["versus"])
         sig = r["ci_lb"] > 0 or r["ci_ub"] < 0
-        ax.add_patch(plt.Rectangle((j, n - 1 - i), 1, 1, fc="#f3d9c4" if sig else "white", ec="#cccccc"))
+        # add_artist, not add_patch: drawn alike, without updating data limits that the fixed limits below ignore
+        ax.add_artist(plt.Rectangle((j, n - 1 - i), 1, 1, fc="#f3d9c4" if sig else "white", ec="#cccccc"))
         ax.text(j + 0.5, n - 0.5 - i, f"{tr(r['estimate']):.{digits}f}\n({tr(r['ci_lb']):.{digits}f}, "
                 f"{tr(r['ci_ub']):.{digits}f})", ha="center", va="center", fontsize=7)
     for i, t in enumerate(T):
-        ax.add_patch(plt.Rectangle((i, n - 1 - i), 1, 1, fc="#d9e4f2", ec="#cccccc"))
+        ax.add_artist(plt.Rectangle((i, n - 1 - i), 1, 1, fc="#d9e4f2", ec="#cccccc"))
         ax.text(i + 0.5, n - 0.5 - i, t, ha="center", va="center", fontsize=8, weight="bold")
     ax.set_xlim(0, n)
     ax.set_ylim(0, n)
-    ax.axis("off")
+    _axis_off(ax)
     ax.set_title(f"League table ({info.name}: row minus column; shaded: CI excludes {info.null:g})", fontsize=9)
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig

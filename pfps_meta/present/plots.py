@@ -88,6 +88,11 @@ def _text_width(text, bold=False, size=FOREST_PT):
     return width / 72.0
 
 
+def tight_layout(fig, **kwargs):
+    """``fig.tight_layout(**kwargs)``: every figure function lays its figure out through here."""
+    fig.tight_layout(**kwargs)
+
+
 def _wrap(text, width_in, size=FOREST_PT):
     """``text`` broken at spaces into lines no wider than ``width_in`` inches (a longer word stands alone);
     never beside "=", "<" or after "(P", so "(P < 0.00001)" and "Chi² = 9.47" stay on one line."""
@@ -98,15 +103,28 @@ def _wrap(text, width_in, size=FOREST_PT):
         else:
             words.append(token)
         previous = token
-    lines, line = [], ""
-    for word in words:
-        trial = f"{line} {word}" if line else word
-        if line and _text_width(trial, size=size) > width_in:
-            lines.append(line)
-            line = word
-        else:
-            line = trial
-    return lines + [line]
+    return _fill_lines(words, width_in, size)
+
+
+def _fill_lines(words, width_in, size):
+    """Greedy filling: each line takes as many of the next words as fit (at least one); an empty word (from
+    two spaces) does not start a line that has more words. A line's width only grows with each word added,
+    so the longest run that fits is found by halving (a few measurements per line, not one per word: each
+    is FreeType laying the string out, about 1 ms)."""
+    lines, start, count = [], 0, len(words)
+    while start < count:
+        while start < count - 1 and words[start] == "":
+            start += 1
+        fits, over = start + 1, count + 1          # words[start:fits] fits (or is one word); words[start:over] not
+        while over - fits > 1:
+            middle = (fits + over) // 2
+            if _text_width(" ".join(words[start:middle]), size=size) > width_in:
+                over = middle
+            else:
+                fits = middle
+        lines.append(" ".join(words[start:fits]))
+        start = fits
+    return lines or [""]
 
 
 def _check_fitted(result, name):
@@ -306,6 +324,16 @@ def _is_converted(row):
     return isinstance(rule, str) and bool(rule.strip())
 
 
+def _records(frame, columns=None):
+    """The rows of ``frame`` as dicts of plain Python values (``columns`` only, by default all): a figure reads
+    each row's values many times, and a value from a dict costs nothing where one from a row Series
+    (``frame.iloc[i][name]``) costs tens of microseconds; ``to_dict("records")`` of a wide frame, milliseconds."""
+    columns = list(frame.columns if columns is None else columns)
+    if not columns:
+        return [{} for _ in range(len(frame))]
+    return [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]
+
+
 def _study_label(row):
     return str(row["study"]) + FLAGS.get(row.get("status"), "") + (f" {DAGGER}" if _is_converted(row) else "")
 
@@ -356,7 +384,8 @@ def _forest_columns(result, rows, studies, arm_level, quality, quality_label, di
     """Column positions from the widest text each column holds, and the plot width within the width budget."""
     shown = _scale(result)
     pct = int(round(result.level * 100))
-    left = ["Study"] + [_study_label(studies.iloc[p]) for kind, p in rows if kind == "study"]
+    records = _records(studies)
+    left = ["Study"] + [_study_label(records[p]) for kind, p in rows if kind == "study"]
     left += [p[0] for kind, p in rows if kind == "diamond"] + [str(p) for kind, p in rows if kind == "header"]
     left += ["Prediction interval"] if any(kind == "pi" for kind, _ in rows) else []
     x = 0.1 + max(_text_width(t, bold=True) for t in left) + 0.1
@@ -381,7 +410,7 @@ def _forest_columns(result, rows, studies, arm_level, quality, quality_label, di
     columns.append(("Weight", weight_x, "right"))
     effect_header = f"{result.measure or 'Effect'} [{pct}% CI]"
     effects = [_effect_text(*shown(np.array([r["yi"], r["ci_low"], r["ci_high"]], dtype=float)), digits)
-               for r in studies.to_dict("records")]
+               for r in records]
     effects += [_effect_text(*shown(np.array([p[1]["estimate"], p[1]["ci_low"], p[1]["ci_high"]], dtype=float)),
                              digits) for kind, p in rows if kind == "diamond"]
     effect_x = _column_right(x, [effect_header, "[-00.00, -00.00]"] + effects, gap=gap)
@@ -477,12 +506,14 @@ def _forest_body(text, rows, studies, layout, shown, xlim, y, digits, quality, b
     """Every row, top to bottom, starting at ``y``."""
     weights = studies["weight"].to_numpy()
     max_w = np.nanmax(weights) if len(studies) else 1.0
+    records = _records(studies)
+    blup_rows = None if blups is None else _records(blups, ["pi_low", "pi_high", "pred"])
     for kind, payload in rows:
         if kind == "header":
             text(0.1, y, str(payload), bold=True, italic=True)
         elif kind == "study":
-            _forest_study_row(text, studies.iloc[payload], layout, shown, xlim, y, digits, quality, max_w,
-                              None if blups is None else blups.iloc[payload])
+            _forest_study_row(text, records[payload], layout, shown, xlim, y, digits, quality, max_w,
+                              None if blup_rows is None else blup_rows[payload])
         elif kind == "diamond":
             _forest_diamond_row(text, payload, studies, layout, shown, y, digits)
         elif kind == "pi":
@@ -618,6 +649,7 @@ def _rob_value(value, row_number, column):
 def _rob_columns(fig, ax, layout, rob, header_y, first_y, rows):
     """Traffic-light circles (colour plus +, ?, -) in an axis of their own right of the plot, rows aligned."""
     from matplotlib.patches import Ellipse
+    from matplotlib.ticker import NullLocator
 
     width = layout.width
     left, right = layout.rob_x[0] - ROB_STEP / 2, layout.rob_x[-1] + 0.3
@@ -626,15 +658,19 @@ def _rob_columns(fig, ax, layout, rob, header_y, first_y, rows):
     rob_ax.set_xlim(left, right)
     rob_ax.set_ylim(*ax.get_ylim())
     rob_ax.axis("off")
+    for axis in (rob_ax.xaxis, rob_ax.yaxis):       # no ticks are drawn, so none are made
+        axis.set_major_locator(NullLocator())
+        axis.set_minor_locator(NullLocator())
     headers = [d for d, _ in ROB_DOMAINS] + ["Overall"]
     for x, header in zip(layout.rob_x, headers):
         rob_ax.text(x, header_y, header, ha="center", va="center", fontsize=FOREST_PT, fontweight="bold")
     y = first_y
     radius = 0.1
+    judgements = _records(rob)
     for kind, payload in rows:
         if kind == "study":
             for x, column in zip(layout.rob_x, rob.columns):
-                judgement = rob.iloc[payload][column]
+                judgement = judgements[payload][column]
                 colour, symbol = ROB_JUDGEMENTS.get(judgement, (ROB_MISSING_COLOUR, ""))
                 rob_ax.add_artist(Ellipse((x, y), 2 * radius, 2 * radius / ROW_IN, facecolor=colour,  # see _box
                                           edgecolor="#666666", lw=0.5))
@@ -800,7 +836,7 @@ def funnel(result, *, level=0.95, contours=False, title=None, xlabel=None, fille
     if contours:
         handles += contour_handles
     ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=True)
-    fig.tight_layout()
+    tight_layout(fig)
     return fig
 
 
@@ -831,12 +867,12 @@ def baujat(result, *, title=None):
     ax.set_ylabel("Influence on overall result")
     if title:
         _axes_title(ax, title)
-    fig.tight_layout()
+    tight_layout(fig)
     unlabelled = _place_labels(fig, ax, contribution, influence, names)
     if unlabelled:
         reserved = 0.1 + 0.14 * (len(_wrap("Not labelled (no free space): " + ", ".join(unlabelled), 5.2, size=7)) + 1)
         fig.set_figheight(4.5 + reserved)
-        fig.tight_layout(rect=(0, reserved / fig.get_figheight(), 1, 1))
+        tight_layout(fig, rect=(0, reserved / fig.get_figheight(), 1, 1))
         for text in list(ax.texts):
             text.remove()
         unlabelled = _place_labels(fig, ax, contribution, influence, names)
@@ -857,38 +893,44 @@ def _axes_title(ax, title, size=10.0):
 def _place_labels(fig, ax, xs, ys, names, size=7):
     """Greedy label placement on a scatter: returns the names that could not be placed without overlap.
 
-    Each label's extent is measured once (a text's box moves with its anchor, so each candidate offset is
-    arithmetic); only the chosen position becomes an annotation."""
-    renderer = fig.canvas.get_renderer() if hasattr(fig.canvas, "get_renderer") else fig._get_renderer()
-    frame = ax.get_window_extent(renderer)
+    Each label's extent is measured once, on one probe text that is never added to the axes (a text's box
+    moves with its anchor, so each candidate offset is arithmetic, all of a label's candidates at once); only
+    the chosen position becomes an annotation."""
     points = ax.transData.transform(np.column_stack([xs, ys]))
     span = np.ptp(points, axis=0)
     order = np.argsort(-np.hypot(*((points - points.min(axis=0)) / np.where(span > 0, span, 1)).T), kind="stable")
-    taken = [matplotlib.transforms.Bbox.from_bounds(px - 3, py - 3, 6, 6) for px, py in points]
+    taken = [(px - 3, py - 3, px - 3 + 6, py - 3 + 6) for px, py in points]      # (x0, y0, x1, y1)
     rings = [(dx * r, dy * r) for r in (4, 9, 16) for dx, dy in
              ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1.4), (0, -1.4))]
+    dx, dy = np.array(rings).T
     pixels_per_point = fig.dpi / 72.0
+    probe = matplotlib.text.Text(0, 0, "", fontsize=size)
+    probe.set_figure(fig)
     missed = []
+    renderer = fig.canvas.get_renderer() if hasattr(fig.canvas, "get_renderer") else fig._get_renderer()
+    frame = ax.get_window_extent(renderer)
     for i in order:
-        probe = ax.text(0, 0, names[i], fontsize=size)
+        probe.set_text(names[i])
         extent = probe.get_window_extent(renderer)
-        probe.remove()
         width, height = extent.width, extent.height
-        for dx, dy in rings:
-            x = points[i, 0] + dx * pixels_per_point
-            y = points[i, 1] + dy * pixels_per_point
-            x0 = x if dx >= 0 else x - width
-            y0 = y if dy > 0 else (y - height if dy < 0 else y - height / 2)
-            box = matplotlib.transforms.Bbox.from_bounds(x0, y0, width, height)
-            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-            if inside and not any(box.overlaps(other) for other in taken):
-                taken.append(box)
-                ax.annotate(names[i], (xs[i], ys[i]), textcoords="offset points", xytext=(dx, dy), fontsize=size,
-                            ha="left" if dx >= 0 else "right",
-                            va="bottom" if dy > 0 else ("top" if dy < 0 else "center"))
-                break
-        else:
+        x = points[i, 0] + dx * pixels_per_point
+        y = points[i, 1] + dy * pixels_per_point
+        x0 = np.where(dx >= 0, x, x - width)
+        y0 = np.where(dy > 0, y, np.where(dy < 0, y - height, y - height / 2))
+        x1, y1 = x0 + width, y0 + height
+        inside = (frame.x0 <= x0) & (x1 <= frame.x1) & (frame.y0 <= y0) & (y1 <= frame.y1)
+        t = np.array(taken)
+        overlaps = ((x0[:, None] <= t[:, 2]) & (t[:, 0] <= x1[:, None]) & (y0[:, None] <= t[:, 3])
+                    & (t[:, 1] <= y1[:, None])).any(axis=1)
+        free = np.flatnonzero(inside & ~overlaps)
+        if not len(free):
             missed.append(names[i])
+            continue
+        j = free[0]
+        taken.append((x0[j], y0[j], x1[j], y1[j]))
+        ax.annotate(names[i], (xs[i], ys[i]), textcoords="offset points", xytext=rings[j], fontsize=size,
+                    ha="left" if rings[j][0] >= 0 else "right",
+                    va="bottom" if rings[j][1] > 0 else ("top" if rings[j][1] < 0 else "center"))
     return missed
 
 
@@ -922,7 +964,8 @@ def published_estimates(frame, *, title=None):
     """
     frame = frame[frame["measure"].isin(["MD", "SMD"])].dropna(subset=["estimate", "ci_low", "ci_high"])
     if "label" not in frame.columns:
-        frame = frame.assign(label=[published_label(row) for row in frame.to_dict("records")])
+        named = [c for c in ("citation", "review", "comparison", "outcome") if c in frame.columns]
+        frame = frame.assign(label=[published_label(row) for row in _records(frame, named)])
     panels = [m for m in ("MD", "SMD") if (frame["measure"] == m).any()]
     heights = [max(1, int((frame["measure"] == m).sum())) for m in panels]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8.5, 1.0 + 0.34 * sum(heights) + 0.7 * len(panels)),
@@ -942,7 +985,7 @@ def published_estimates(frame, *, title=None):
             ax.spines[side].set_visible(False)
     if title:
         fig.suptitle(title, x=0.02, ha="left", fontsize=10, fontweight="bold")
-    fig.tight_layout()
+    tight_layout(fig)
     return fig
 
 
@@ -967,7 +1010,7 @@ def coverage(simulation, *, title=None, level=None):
         ax.spines[side].set_visible(False)
     ax.set_title(title or f"{simulation.design.label}: {simulation.setup['replicates']:,} replicates per point",
                  fontsize=9, loc="left")
-    fig.tight_layout()
+    tight_layout(fig)
     return fig
 
 
@@ -996,7 +1039,7 @@ def tau_posterior(result, *, title=None):
         ax.spines[side].set_visible(False)
     ax.set_title(title or f"tau: posterior median {float(s['median']):.2f} "
                           f"[{float(s['lower']):.2f}, {float(s['upper']):.2f}]", fontsize=8, loc="left")
-    fig.tight_layout()
+    tight_layout(fig)
     return fig
 
 

@@ -23,6 +23,14 @@ DOMAIN_LABELS = {**{d: f"{d} {name[0].upper()}{name[1:]}" for d, name in ROB_DOM
                  "overall": "Overall risk of bias"}
 
 
+def _tight_layout(fig):
+    """``fig.tight_layout()`` with the SVG writer's text metrics (:func:`pfps_meta.present.plots.tight_layout`;
+    imported when called: plots imports this module)."""
+    from pfps_meta.present.plots import tight_layout
+
+    tight_layout(fig)
+
+
 def summary_bar(rob, weights=None, ax=None, title=None):
     """The weighted summary bar chart of the RoB 2 judgements in ``rob`` (a frame with columns study,
     D1-D5, overall, e.g. :func:`~pfps_meta.analysis.risk_of_bias.forest_frame`). ``weights``: as
@@ -52,5 +60,5 @@ def summary_bar(rob, weights=None, ax=None, title=None):
     if title:
         ax.set_title(title)
     ax.rob_summary = shares
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
