@@ -131,3 +131,80 @@ def test_text_lines_as_drawn_are_inside_the_cut_box():
     anchors += [(float(x), float(y)) for x, y in re.findall(rb'translate\(([-\d.]+) ([-\d.]+)\)', svg)]
     assert anchors
     assert all(x0 <= x <= x0 + w and top <= y <= top + h for x, y in anchors)
+
+
+# --- text extents kept between processes (the report's cache folder) ---------------------------------
+
+def _measured(strings, prop):
+    from pfps_meta.present.svg import text_measure
+
+    return [text_measure().get_text_width_height_descent(s, prop, False) for s in strings]
+
+
+@pytest.fixture
+def fresh_measure():
+    from pfps_meta.present import svg
+
+    svg.text_measure.cache_clear()
+    yield svg
+    svg.text_measure.cache_clear()
+
+
+def test_text_extents_stored_and_loaded_again_are_the_same_floats_and_are_not_measured_again(tmp_path, fresh_measure,
+                                                                                           monkeypatch):
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    svg = fresh_measure
+    props = [FontProperties(size=9), FontProperties(size=10.5, weight="bold"), FontProperties(size=9, style="italic")]
+    strings = ["Total (random effects) (95% CI)", "dolak2011 [inferred n]", "-1.70 [-3.42, 0.02]", "é ü ²"]
+    measured = [_measured(strings, p) for p in props]
+    assert svg.store_text_extents(tmp_path) and not svg.store_text_extents(tmp_path)   # nothing new: not rewritten
+    svg.text_measure.cache_clear()
+    calls = []
+    original = TextToPath.get_text_width_height_descent
+    monkeypatch.setattr(TextToPath, "get_text_width_height_descent",
+                        lambda self, *args: calls.append(args) or original(self, *args))
+    assert svg.load_text_extents(tmp_path) == len(props) * len(strings)
+    assert [_measured(strings, p) for p in props] == measured          # exactly, JSON keeps every bit
+    assert calls == []
+    _measured(["a string not seen before"], props[0])
+    assert len(calls) == 1
+
+
+def test_text_extents_of_a_replaced_font_file_or_a_damaged_cache_are_measured_again(tmp_path, fresh_measure):
+    import json
+
+    from matplotlib.font_manager import FontProperties
+
+    svg = fresh_measure
+    _measured(["Study", "Weight"], FontProperties(size=9))
+    svg.store_text_extents(tmp_path)
+    path = svg._text_extents_file(tmp_path)
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    stored["fonts"][0]["files"][2] += 1                         # the font file's mtime changed
+    path.write_text(json.dumps(stored), encoding="utf-8")
+    svg.text_measure.cache_clear()
+    assert svg.load_text_extents(tmp_path) == 0
+    path.write_text("{not json", encoding="utf-8")
+    assert svg.load_text_extents(tmp_path) == 0
+    assert svg.load_text_extents(None) == 0 and not svg.store_text_extents(None)
+
+
+def test_a_cache_folder_that_cannot_be_written_is_skipped(tmp_path, fresh_measure):
+    from matplotlib.font_manager import FontProperties
+
+    svg = fresh_measure
+    _measured(["Study"], FontProperties(size=9))
+    blocker = tmp_path / "a file"
+    blocker.write_text("x", encoding="utf-8")
+    assert svg.store_text_extents(blocker) is False            # text-extents/ cannot be made under a file
+
+
+def test_a_figure_drawn_with_remembered_extents_is_byte_identical_to_one_measured_afresh(tmp_path, fresh_measure):
+    svg = fresh_measure
+    first = svg.svg_bytes(plots.forest(_bcg(), mcid=0.3, favours=("Vaccine", "Control")))
+    svg.store_text_extents(tmp_path)
+    svg.text_measure.cache_clear()
+    assert svg.load_text_extents(tmp_path) > 50
+    assert svg.svg_bytes(plots.forest(_bcg(), mcid=0.3, favours=("Vaccine", "Control"))) == first

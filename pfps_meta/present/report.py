@@ -213,6 +213,8 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
     file, device, pipe or socket, and a folder holding an input file of the run (a spec, its data, the
     extraction sheet); a symbolic link is followed, so its target is filled and the link stays.
     """
+    from pfps_meta.present import svg
+
     check_target(out_dir, what="--out", folder=True)          # refused before any work is done
     shown_dir = Path(out_dir)
     loaded = loaded_specs(spec_paths, extraction)
@@ -239,7 +241,9 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
         doc = _Document(build, out_dir, png=png)
         doc.cache = cache_dir() if cache else None
         prov = provenance(results, command)             # every input hashed once, for the page and report.json
+        svg.load_text_extents(doc.cache)                # labels measured by an earlier report (svg.py)
         rows = _write_document(doc, loaded, results, prov)
+        svg.store_text_extents(doc.cache)
         atomic_write_text(build / "index.html", _page("\n".join(doc.body)))
         atomic_write_text(build / "report.md", "\n".join(doc.md) + "\n")
         atomic_write_text(build / "report.json", _report_json(loaded, results, prov))

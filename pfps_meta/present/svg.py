@@ -10,42 +10,145 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+from pathlib import Path
 
 import matplotlib
+
+
+#: rcParams that decide which font files draw a FontProperties (its family may name one of these lists)
+#: and how FreeType lays a string out in them; part of every remembered extent's key
+FONT_RC = ("font.family", "font.serif", "font.sans-serif", "font.cursive", "font.fantasy", "font.monospace",
+           "text.hinting_factor", "text.kerning_factor")
+#: remembered strings per process (and per cache file) at most
+TEXT_EXTENTS_LIMIT = 50_000
+TEXT_EXTENTS_FORMAT = 1
+
+
+def _font_key(prop) -> tuple:
+    """Everything besides the string that decides a plain string's extent: the font properties that pick
+    the font files (family, style, variant, weight, stretch, or a font file named outright), the size, and
+    :data:`FONT_RC`."""
+    rc = matplotlib.rcParams
+    settings = tuple(tuple(v) if isinstance(v, list) else v for v in map(rc.__getitem__, FONT_RC))
+    return (tuple(prop.get_family()), prop.get_style(), prop.get_variant(), prop.get_weight(), prop.get_stretch(),
+            prop.get_size_in_points(), prop.get_file(), settings)
 
 
 @functools.cache
 def text_measure():
     """One process-wide :class:`matplotlib.textpath.TextToPath` that remembers the extent of each plain
-    (non-math) string it measured. Measuring is FreeType laying the string out (about 1 ms for a 70-character
-    line), and matplotlib's own cache lives and dies with one renderer, so saving a figure with
-    ``bbox_inches="tight"`` measured every label twice, and every figure measured the tick labels again.
-    The extent depends only on the string, the font file that draws it (``findfont``, which follows
-    rcParams), the font properties and two font rcParams (``text.hinting_factor``, ``text.kerning_factor``), so
-    the key holds all of them; math text is measured each time."""
-    from matplotlib.font_manager import findfont
+    (non-math) string it measured. Measuring is FreeType laying the string out (0.3-1 ms a label here), and
+    matplotlib's own cache lives and dies with one renderer, so the layout of a figure, its drawing and the
+    next figure's tick labels measured the same strings again. The extent depends only on the string and
+    :func:`_font_key`, so those are the key; math text is measured each time. :func:`load_text_extents`
+    and :func:`store_text_extents` keep the extents between processes."""
     from matplotlib.textpath import TextToPath
 
     class Remembering(TextToPath):
-        limit = 50_000
-
         def __init__(self):
             super().__init__()
-            self.seen = {}
+            self.seen = {}          # font key -> {string: (width, height, descent)}
+            self.count = 0
+            self.stored = 0         # entries the cache folder already holds (load) or was given (store)
 
         def get_text_width_height_descent(self, s, prop, ismath):
             if ismath:
                 return super().get_text_width_height_descent(s, prop, ismath)
-            rc = matplotlib.rcParams
-            key = (s, hash(prop), findfont(prop), rc["text.hinting_factor"], rc["text.kerning_factor"])
-            extent = self.seen.get(key)
+            strings = self.seen.get(key := _font_key(prop))
+            if strings is None:
+                strings = self.seen[key] = {}
+            extent = strings.get(s)
             if extent is None:
-                if len(self.seen) >= self.limit:
+                if self.count >= TEXT_EXTENTS_LIMIT:
                     self.seen.clear()
-                extent = self.seen[key] = super().get_text_width_height_descent(s, prop, ismath)
+                    self.count = self.stored = 0
+                    strings = self.seen[key] = {}
+                extent = strings[s] = super().get_text_width_height_descent(s, prop, ismath)
+                self.count += 1
             return extent
 
     return Remembering()
+
+
+def _text_extents_file(folder) -> Path:
+    """The cache file of this matplotlib and FreeType (their layout of a string is what is remembered)."""
+    import hashlib
+
+    from matplotlib import ft2font
+
+    versions = f"{TEXT_EXTENTS_FORMAT}|{matplotlib.__version__}|{ft2font.__freetype_version__}"
+    return Path(folder) / "text-extents" / f"{hashlib.sha256(versions.encode()).hexdigest()[:24]}.json"
+
+
+def _font_files(key) -> list:
+    """[path, size, mtime_ns] of the font file matplotlib picks for a font key now (a font installed,
+    removed or replaced since changes it, and the extents remembered for the old one are dropped)."""
+    from matplotlib.font_manager import FontProperties, findfont
+
+    family, style, variant, weight, stretch, size, file, settings = key
+    families = {k: list(v) for k, v in zip(FONT_RC, settings) if k.startswith("font.")}
+    with matplotlib.rc_context(families):
+        path = findfont(FontProperties(family=list(family), style=style, variant=variant, weight=weight,
+                                       stretch=stretch, size=size, fname=file))
+    stat = os.stat(path)
+    return [path, stat.st_size, stat.st_mtime_ns]
+
+
+def load_text_extents(folder) -> int:
+    """Add the extents remembered in ``folder`` (the report's cache folder) to :func:`text_measure`, where
+    their font files are still the ones matplotlib picks; returns how many. A missing, unreadable or foreign
+    file adds nothing (the strings are measured again)."""
+    import json
+
+    if folder is None:
+        return 0
+    measure, added = text_measure(), 0
+    try:
+        stored = json.loads(_text_extents_file(folder).read_text(encoding="utf-8"))
+        assert stored["format"] == TEXT_EXTENTS_FORMAT
+        for entry in stored["fonts"]:
+            key = tuple(_tuple_from_json(entry["key"]))
+            if entry["files"] != _font_files(key):
+                continue
+            strings = measure.seen.setdefault(key, {})
+            for s, extent in entry["extents"].items():
+                if s not in strings and measure.count < TEXT_EXTENTS_LIMIT:
+                    strings[s] = tuple(float(v) for v in extent)
+                    measure.count += 1
+                    added += 1
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        return added
+    measure.stored = measure.count
+    return added
+
+
+def _tuple_from_json(value):
+    """JSON's lists back as the tuples a font key holds."""
+    return tuple(_tuple_from_json(v) for v in value) if isinstance(value, list) else value
+
+
+def store_text_extents(folder) -> bool:
+    """Write every extent :func:`text_measure` holds to ``folder`` (atomically) when it holds more than the
+    folder gave it; True if written. A folder that cannot be written is skipped (the report does not depend
+    on it)."""
+    import json
+
+    from pfps_meta.errors import InputError
+    from pfps_meta.present.outputs import atomic_write_text
+
+    measure = text_measure()
+    if folder is None or measure.count <= measure.stored:
+        return False
+    try:
+        fonts = [{"key": key, "files": _font_files(key), "extents": strings}
+                 for key, strings in measure.seen.items() if strings]
+        atomic_write_text(_text_extents_file(folder), json.dumps(
+            {"format": TEXT_EXTENTS_FORMAT, "fonts": fonts}, ensure_ascii=False))
+    except (OSError, InputError, ValueError):
+        return False
+    measure.stored = measure.count
+    return True
 
 
 class InkBox:
