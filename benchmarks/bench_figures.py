@@ -120,10 +120,16 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="measured builds (default 5)")
     parser.add_argument("--counts", action="store_true", help="also print call counts of one build (cProfile)")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: a temporary one)")
+    parser.add_argument("--layout-metrics", choices=("agg", "svg"), default=None,
+                        help="the text metrics of the figure layouts (plots.LAYOUT_METRICS; default: as set there)")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     from pfps_meta.evidence.specs import default_spec_paths
+    from pfps_meta.present import plots
     from pfps_meta.present.report import build_report
+
+    if args.layout_metrics:
+        plots.LAYOUT_METRICS = args.layout_metrics
 
     clock = Clock()
     install(clock)
@@ -144,7 +150,7 @@ def main(argv=None) -> int:
         if args.counts:
             print("calls in one build:", counts(specs, out))
     median = statistics.median
-    print(f"{figures} figures, {args.runs} runs, load {os.getloadavg()[0]:.1f}: figure stage {median(stage):.2f} s "
+    print(f"{figures} figures, layout metrics {plots.LAYOUT_METRICS}, {args.runs} runs, load {os.getloadavg()[0]:.1f}: figure stage {median(stage):.2f} s "
           f"CPU (build {median(stage) - median(write):.2f} s, write {median(write):.2f} s) of "
           f"{median(total):.2f} s for build_report (medians; stage runs: "
           f"{', '.join(f'{s:.2f}' for s in stage)})")

@@ -313,3 +313,129 @@ def test_a_plot_of_no_fitted_analysis_is_refused_naming_the_argument(name):
 
     with pytest.raises(InputError, match=f"result: plots.{name} takes a fitted pairwise meta-analysis"):
         getattr(plots, name)(None)
+
+
+def _agg_text_measurements(monkeypatch):
+    """A list that grows by one string each time matplotlib's Agg renderer measures text."""
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    measured = []
+    own = RendererAgg.get_text_width_height_descent
+
+    def counting(self, s, prop, ismath):
+        measured.append(s)
+        return own(self, s, prop, ismath)
+
+    monkeypatch.setattr(RendererAgg, "get_text_width_height_descent", counting)
+    return measured
+
+
+@pytest.mark.parametrize("draw", [lambda: plots.funnel(_bcg(), contours=True, title="Funnel of BCG"),
+                                  lambda: plots.baujat(_bcg(), title="Baujat of BCG"),
+                                  lambda: plots.published_estimates(pd.DataFrame(
+                                      {"measure": ["MD", "SMD"], "estimate": [-1.0, -0.4], "ci_low": [-2.0, -0.8],
+                                       "ci_high": [0.1, 0.0], "label": ["Review A 2018 pain", "Review B 2020 function"]}))],
+                         ids=["funnel", "baujat (tight_layout twice and its labels' room)", "published estimates"])
+def test_svg_layout_metrics_measure_text_through_the_svg_writers_measurer_only(monkeypatch, draw):
+    from matplotlib.textpath import TextToPath
+
+    from pfps_meta.present import svg
+
+    monkeypatch.setattr(plots, "LAYOUT_METRICS", "svg")
+    svg.text_measure.cache_clear()
+    agg = _agg_text_measurements(monkeypatch)
+    laid_out = []                 # strings FreeType laid out for the SVG measurer (first measurements only)
+    own = TextToPath.get_text_width_height_descent
+    monkeypatch.setattr(TextToPath, "get_text_width_height_descent",
+                        lambda self, s, prop, ismath: laid_out.append(s) or own(self, s, prop, ismath))
+    fig = draw()
+    assert agg == []                                          # no label was measured by Agg for the layout
+    assert len(laid_out) > 5                                  # ... but by the SVG writer's measurer
+    assert "get_renderer" not in vars(fig.canvas)             # the canvas lent its renderer back
+    for_layout = set(laid_out)
+    laid_out.clear()
+    svg.svg_bytes(fig)
+    assert not for_layout & set(laid_out)                     # the writer measures none of them again
+    assert agg == []
+
+
+def test_default_layout_metrics_are_the_canvas_own_so_layouts_stay_as_they_were(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    assert plots.LAYOUT_METRICS == "agg"
+    agg = _agg_text_measurements(monkeypatch)
+    positions = []
+    for layout in (lambda f: f.tight_layout(), plots.tight_layout):
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.set_yticks([0, 1], ["a long label on the left", "short"])
+        ax.set_title("A title")
+        layout(fig)
+        positions.append(ax.get_position().bounds)
+        plt.close(fig)
+    assert positions[0] == positions[1] and agg
+
+
+def test_svg_layout_metrics_move_a_layout_only_by_the_difference_in_text_widths(monkeypatch):
+    """Agg's hinted widths run about 1.5% wider than the outline widths the SVG writer measures: the axes of
+    the funnel plot move by under 2 px at 110 dpi."""
+    def box():
+        fig = plots.funnel(_bcg(), contours=True, title="Funnel of BCG")
+        return np.array(ax_box(fig))
+
+    def ax_box(fig):
+        width, height = fig.get_size_inches() * 110
+        return [v * s for v, s in zip(fig.axes[0].get_position().bounds, (width, height, width, height))]
+
+    agg = box()
+    monkeypatch.setattr(plots, "LAYOUT_METRICS", "svg")
+    moved = np.abs(box() - agg).max()
+    assert 0 < moved < 2.0
+
+
+def _wrap_word_by_word(text, width_in, size=plots.FOREST_PT):
+    """The line breaking plots._wrap did before it halved: one measurement per word (the reference)."""
+    words, previous = [], None
+    for token in str(text).split(" "):
+        if words and (token in ("=", "<", ">") or previous in ("=", "<", ">", "(P")):
+            words[-1] += " " + token
+        else:
+            words.append(token)
+        previous = token
+    lines, line = [], ""
+    for word in words:
+        trial = f"{line} {word}" if line else word
+        if line and plots._text_width(trial, size=size) > width_in:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return lines + [line]
+
+
+def test_wrapping_by_halving_breaks_every_line_where_word_by_word_filling_does():
+    import random
+
+    rng = random.Random(18)
+    words = ["Heterogeneity:", "Tau²", "=", "0.123;", "Chi²", "9.47,", "df", "4", "(P", "<", "0.00001);", "I²",
+             "87%", "", "W", "iii", "Favours", "hip + knee", "Nascimento 2018", "\u2014", "[imputed SD]", "ff"]
+    cases = [("", 1.0), (" leading space", 0.5), ("two  spaces  here", 0.4), ("one", 0.01)]
+    cases += [((" " if rng.random() < 0.2 else "") + " ".join(rng.choice(words) for _ in range(rng.randint(0, 25))),
+               rng.uniform(0.2, 6.0)) for _ in range(300)]
+    for text, width in cases:
+        assert plots._wrap(text, width) == _wrap_word_by_word(text, width), (text, width)
+
+
+def test_axes_drawn_without_an_axis_make_no_ticks():
+    from pfps_meta.models.network import network
+    from pfps_meta.present import network_plots
+
+    net = network(pd.read_csv(ROOT / "data" / "examples" / "senn2013.csv"), measure="MD", reference="placebo")
+    figures = [network_plots.network_graph(net), network_plots.league_figure(net),
+               plots.forest(_bcg(), rob=_rob_frame(pd.read_csv(BCG)["study"]))]
+    hidden = [ax for fig in figures for ax in fig.axes if not ax.axison]
+    assert len(hidden) == 3
+    for fig in figures:
+        fig.canvas.draw()
+    for ax in hidden:
+        assert ax.xaxis.get_major_ticks() == [] and ax.yaxis.get_major_ticks() == []
+        assert ax.xaxis.get_minor_ticks() == [] and ax.yaxis.get_minor_ticks() == []
