@@ -4,13 +4,14 @@ Run:  python benchmarks/bench_report.py [--runs 3] [--keep DIR]
 
 What it does, from the repository root, in a temporary folder of its own:
 
-- cold: one ``pfps-meta report`` with an empty simulation cache (``PFPS_META_CACHE``), so every coverage
-  table is simulated (a first run after installing); ``--no-bytecode`` also gives it an empty bytecode cache
+- cold: one ``pfps-meta report`` with an empty cache folder (``PFPS_META_CACHE``), so every coverage
+  table is simulated and every label is measured by FreeType (a first run after installing); ``--no-bytecode`` also gives it an empty bytecode cache
   (``PYTHONPYCACHEPREFIX``), so every module, numpy's and pandas' included, is compiled first;
 - warm: after one unmeasured run that writes the bytecode of every module it imports into a folder of its
   own (``PYTHONPYCACHEPREFIX``; ``PYTHONDONTWRITEBYTECODE`` is lifted for it, because a user's second run
-  finds its bytecode), ``--runs`` more runs with that bytecode and the simulation cache the cold run
-  filled (the median is reported).
+  finds its bytecode), ``--runs`` more runs with that bytecode and the cache folder the cold run filled:
+  its coverage tables and its labels' text extents (``text-extents/``: ``pfps_meta.present.svg``); every
+  figure is still built and drawn in every run (the median is reported).
 - cold without ``--no-bytecode`` runs in the environment as it is: where it sets
   ``PYTHONDONTWRITEBYTECODE`` (this machine does), pfps_meta's own modules are compiled from source, as on
   a first run after an editable install.
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     warm_wall = statistics.median(w for _, w in warm)
     print(f"load average before and after: {load[0]:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(CPU seconds grow on a loaded machine)")
-    what = "empty simulation and bytecode caches" if args.no_bytecode else "empty simulation cache"
+    what = "empty cache folder and bytecode cache" if args.no_bytecode else "empty cache folder"
     print(f"cold ({what}): {cold[0]:.2f} s CPU ({cold[1]:.2f} s wall)   target < {TARGETS['cold']:g} s CPU")
     print(f"warm: {warm_cpu:.2f} s CPU ({warm_wall:.2f} s wall), median of {len(warm)}   "
           f"target < {TARGETS['warm']:g} s CPU")
