@@ -1,28 +1,33 @@
 """Issue 18 item 8, the figures' share, measured (not part of the test suite): CPU time the bundled report
 spends drawing and writing its figures.
 
-Run:  python benchmarks/bench_figures.py [--runs 5] [--out DIR]
+Run:  python benchmarks/bench_figures.py [--runs 5] [--out DIR] [--layout-metrics agg|svg] [--counts]
 
 In one process: one unmeasured ``build_report`` (imports, caches: the coverage simulation is read from
-``PFPS_META_CACHE``, filled by that first run when empty), then ``--runs`` measured builds. In each build the
-CPU time (``time.process_time``) spent inside the figure functions is summed: building a figure (``plots.forest``,
-``funnel``, ``baujat``, ``published_estimates``, ``forest_multilevel``, ``tau_posterior``,
-``rob_plots.summary_bar``, ``network_plots.network_graph``, ``forest_vs_reference``, ``league_figure``) and
-writing it (``report._Document.figure``: the SVG). Nested calls count once. Medians over the runs are printed
-for the figure stage (build + write), the writing alone and the whole ``build_report``. One thread for the
-numeric libraries, as in the other benchmarks. The imports of matplotlib/pyplot are not in these numbers (they
-happen in the unmeasured first build): ``python -X importtime`` shows them.
+``PFPS_META_CACHE``, filled by that first run when empty, and so are the remembered text extents), then
+``--runs`` measured builds. In each build the CPU time (``time.process_time``) spent inside the figure functions
+is summed: building a figure (``plots.forest``, ``funnel``, ``baujat``, ``published_estimates``,
+``forest_multilevel``, ``tau_posterior``, ``rob_plots.summary_bar``, ``network_plots.network_graph``,
+``forest_vs_reference``, ``league_figure``) and writing it (``report._Document.figure``: the SVG). Nested calls
+count once. Medians over the runs are printed for the figure stage (build + write), the writing alone and the
+whole ``build_report``. One thread for the numeric libraries, as in the other benchmarks. The imports of
+matplotlib/pyplot are not in these numbers (they happen in the unmeasured first build): ``python -X
+importtime`` shows them. ``--layout-metrics`` sets ``plots.LAYOUT_METRICS`` (the text metrics of the figure
+layouts) for the run.
 
-Measured 2026-12-01 on the 2-core session machine under load 6-9 from the other sessions (so CPU seconds run
-high and vary by +-20%), each tree run three times in turn with ``--runs 3``, medians of the 9 runs; "before"
-is this repository with present/plots.py and present/report.py as of commit 018fa31, "after" with them as of
-the commit that wrote these numbers, everything else the same:
+Measured 2026-12-01 on the 2-core session machine (load 0.7-1.1), the trees run in turn four times with
+``--runs 3``, medians of the four medians; "before" is this repository with present/plots.py,
+network_plots.py and rob_plots.py as of commit 63287fe, "after" with them as of the commit that wrote these
+numbers, everything else the same (svg.py of commit 4d28367, text extents remembered between runs):
 
-  before: figure stage 5.29 s CPU (build 2.59 s, write 2.69 s) of a 6.25 s build_report
-  after:  figure stage 3.91 s CPU (build 2.25 s, write 1.66 s) of a 4.81 s build_report   (-26%; writing -38%)
+  before:                     figure stage 2.23 s CPU (build 1.47 s, write 0.76 s) of a 2.86 s build_report
+  after (LAYOUT_METRICS agg): figure stage 1.94 s CPU (build 1.26 s, write 0.69 s) of a 2.48 s build_report
+  after, --layout-metrics svg: figure stage 1.65 s CPU (build 0.96 s, write 0.69 s) of a 2.22 s build_report
 
-``--counts`` (one build under cProfile, independent of the load): FreeType string layouts ``ft2font.set_text``
-3,559 -> 1,728; whole-figure draws 34 -> 17; ``Text._get_layout`` 5,628 -> 3,943.
+(build -14% with the default, -35% with the SVG writer's metrics). ``--counts`` (one build under cProfile,
+independent of the load): FreeType string layouts ``ft2font.set_text`` 460 (before) -> 454 (agg) -> 0 (svg:
+every label's extent comes from the remembered ones); whole-figure draws 17; ``Text._get_layout`` 2,517 ->
+2,479.
 """
 
 import argparse

@@ -116,8 +116,9 @@ def _svg_metrics_renderer_class():
 
 # The text metrics that figure layouts (tight_layout, room for the Baujat labels) measure with: "agg", the
 # figure canvas' own renderer (matplotlib's default: FreeType with hinting at the figure's dpi), or "svg", the
-# SVG writer's (svg.text_measure: each string measured once per process, and the writer then finds it
-# measured, so a label costs one FreeType layout instead of two; 0.15-0.3 s CPU of a report build). Agg's
+# SVG writer's (svg.text_measure: each string measured once, then remembered, also between reports, so a
+# label costs no FreeType layout where Agg lays every label out again in every build: 460 layouts, about
+# 0.3 s CPU of a report's figure building, benchmarks/bench_figures.py --layout-metrics svg). Agg's
 # hinted widths run about 1.5% wider, so "svg" moves a layout where a label is long, by up to 10.1 px at
 # 110 dpi (the report's figures: published estimates 10.1, RoB summary 4.8, network forest 2.3, funnel 1.7,
 # league 1.7, tau posterior 1.2, Baujat 1.0; forest plots and the network graph have no tight_layout: 0).
