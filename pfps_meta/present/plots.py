@@ -545,18 +545,32 @@ def _forest_xlim(ax, result, studies, shown, xlim):
 
 class _ForestText:
     """Writes text at (inches from the left edge, a row's y in data units). Made once the axis limits are
-    set; ``inverse`` maps pixels back to data (for the squares, :func:`_box`)."""
+    set; ``inverse`` maps pixels back to data (for the squares, :func:`_box`). A row's height on the figure is
+    computed once for all the texts in that row, and each style's font once per figure (each Text copies it;
+    setting size, weight and style on every text cost more)."""
 
     def __init__(self, fig, ax, width):
         self.fig, self.ax, self.width = fig, ax, width
         self.height = fig.get_figheight()
         self.inverse = ax.transData.inverted()
+        self.rows, self.fonts = {}, {}
+
+    def font(self, size, bold, italic):
+        font = self.fonts.get((size, bold, italic))
+        if font is None:
+            from matplotlib.font_manager import FontProperties
+
+            font = self.fonts[size, bold, italic] = FontProperties(
+                size=size, weight="bold" if bold else "normal", style="italic" if italic else "normal")
+        return font
 
     def __call__(self, xpos, y, value, ha="left", bold=False, size=FOREST_PT, italic=False, colour="black"):
         fig = self.fig
-        fig.text(xpos / self.width, self.ax.transData.transform((0, y))[1] / fig.dpi / self.height, value, ha=ha,
-                 va="center", fontsize=size, fontweight="bold" if bold else "normal",
-                 fontstyle="italic" if italic else "normal", color=colour)
+        row = self.rows.get(y)
+        if row is None:
+            row = self.rows[y] = self.ax.transData.transform((0, y))[1] / fig.dpi / self.height
+        fig.text(xpos / self.width, row, value, fontproperties=self.font(size, bold, italic), color=colour,
+                 horizontalalignment=ha, verticalalignment="center")
 
 
 def _forest_headers(text, result, layout, arm_level, header_y):
