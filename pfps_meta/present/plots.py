@@ -393,10 +393,15 @@ def _records(frame, columns=None):
     """The rows of ``frame`` as dicts of plain Python values (``columns`` only, by default all): a figure reads
     each row's values many times, and a value from a dict costs nothing where one from a row Series
     (``frame.iloc[i][name]``) costs tens of microseconds; ``to_dict("records")`` of a wide frame, milliseconds."""
-    columns = list(frame.columns if columns is None else columns)
+    if columns is None and not frame.columns.is_unique:
+        columns = list(frame.columns)
+        values = [frame.iloc[:, i].tolist() for i in range(len(columns))]     # by position: names repeat
+    else:
+        columns = list(frame.columns if columns is None else columns)
+        values = [frame[c].tolist() for c in columns]
     if not columns:
         return [{} for _ in range(len(frame))]
-    return [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]
+    return [dict(zip(columns, row)) for row in zip(*values)]
 
 
 def _study_label(row):
