@@ -155,7 +155,8 @@ def main(argv=None) -> int:
         if args.counts:
             print("calls in one build:", counts(specs, out))
     median = statistics.median
-    print(f"{figures} figures, layout metrics {plots.LAYOUT_METRICS}, {args.runs} runs, load {os.getloadavg()[0]:.1f}: figure stage {median(stage):.2f} s "
+    print(f"{figures} figures, layout metrics {plots.LAYOUT_METRICS}, {args.runs} runs, "
+          f"load {os.getloadavg()[0]:.1f}: figure stage {median(stage):.2f} s "
           f"CPU (build {median(stage) - median(write):.2f} s, write {median(write):.2f} s) of "
           f"{median(total):.2f} s for build_report (medians; stage runs: "
           f"{', '.join(f'{s:.2f}' for s in stage)})")

@@ -330,12 +330,14 @@ def _agg_text_measurements(monkeypatch):
     return measured
 
 
+PUBLISHED = pd.DataFrame({"measure": ["MD", "SMD"], "estimate": [-1.0, -0.4], "ci_low": [-2.0, -0.8],
+                          "ci_high": [0.1, 0.0], "label": ["Review A 2018 pain", "Review B 2020 function"]})
+
+
 @pytest.mark.parametrize("draw", [lambda: plots.funnel(_bcg(), contours=True, title="Funnel of BCG"),
                                   lambda: plots.baujat(_bcg(), title="Baujat of BCG"),
-                                  lambda: plots.published_estimates(pd.DataFrame(
-                                      {"measure": ["MD", "SMD"], "estimate": [-1.0, -0.4], "ci_low": [-2.0, -0.8],
-                                       "ci_high": [0.1, 0.0], "label": ["Review A 2018 pain", "Review B 2020 function"]}))],
-                         ids=["funnel", "baujat (tight_layout twice and its labels' room)", "published estimates"])
+                                  lambda: plots.published_estimates(PUBLISHED)],
+                         ids=["funnel", "baujat (its labels' room)", "published estimates"])
 def test_svg_layout_metrics_measure_text_through_the_svg_writers_measurer_only(monkeypatch, draw):
     from matplotlib.textpath import TextToPath
 
@@ -439,3 +441,19 @@ def test_axes_drawn_without_an_axis_make_no_ticks():
     for ax in hidden:
         assert ax.xaxis.get_major_ticks() == [] and ax.yaxis.get_major_ticks() == []
         assert ax.xaxis.get_minor_ticks() == [] and ax.yaxis.get_minor_ticks() == []
+
+
+def test_layout_metrics_chosen_for_a_block_apply_inside_it_only(monkeypatch):
+    agg = _agg_text_measurements(monkeypatch)
+    with plots.layout_metrics("svg"):
+        plots.funnel(_bcg(), title="Funnel of BCG")
+        assert agg == []
+        with plots.layout_metrics("agg"):
+            plots.funnel(_bcg(), title="Funnel of BCG")
+        assert agg
+    measured = len(agg)
+    plots.funnel(_bcg(), title="Funnel of BCG")           # the default again: Agg's metrics
+    assert len(agg) > measured
+    with pytest.raises(ValueError, match="'agg' or 'svg'"):
+        with plots.layout_metrics("pdf"):
+            pass

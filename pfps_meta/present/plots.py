@@ -9,6 +9,7 @@ module does not choose a matplotlib backend. Each function returns the matplotli
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 from dataclasses import dataclass
 import math
@@ -123,16 +124,36 @@ def _svg_metrics_renderer_class():
 # 110 dpi (the report's figures: published estimates 10.1, RoB summary 4.8, network forest 2.3, funnel 1.7,
 # league 1.7, tau posterior 1.2, Baujat 1.0; forest plots and the network graph have no tight_layout: 0).
 LAYOUT_METRICS = "agg"
+_CHOSEN_METRICS = contextvars.ContextVar("pfps_meta_layout_metrics", default=None)
+
+
+@contextlib.contextmanager
+def layout_metrics(metrics):
+    """Inside, figure layouts measure text with ``metrics`` ("agg" or "svg", see :data:`LAYOUT_METRICS`) unless
+    a call names its own: e.g. a report that writes only SVG lays its figures out with "svg", while figures
+    drawn elsewhere (notebooks, PNG) keep the default."""
+    if metrics not in ("agg", "svg"):
+        raise ValueError(f"layout metrics: 'agg' or 'svg', not {metrics!r}")
+    token = _CHOSEN_METRICS.set(metrics)
+    try:
+        yield
+    finally:
+        _CHOSEN_METRICS.reset(token)
+
+
+def _layout_metrics(metrics=None):
+    """The metrics a layout uses: the call's own, else the one :func:`layout_metrics` chose, else the default."""
+    return metrics or _CHOSEN_METRICS.get() or LAYOUT_METRICS
 
 
 @contextlib.contextmanager
 def layout_renderer(fig, metrics=None):
-    """The renderer that ``fig``'s layout measures text with while inside. ``metrics`` (default
-    :data:`LAYOUT_METRICS`): "agg", the canvas' own; "svg", one that draws nothing and measures as the SVG
-    writer does (:func:`pfps_meta.present.svg.text_measure`), lent to the canvas as its ``get_renderer`` (so
-    ``tight_layout`` uses it too); the figure keeps its canvas."""
+    """The renderer that ``fig``'s layout measures text with while inside. ``metrics`` (default: as
+    :func:`layout_metrics` chose, else :data:`LAYOUT_METRICS`): "agg", the canvas' own; "svg", one that draws
+    nothing and measures as the SVG writer does (:func:`pfps_meta.present.svg.text_measure`), lent to the
+    canvas as its ``get_renderer`` (so ``tight_layout`` uses it too); the figure keeps its canvas."""
     canvas = fig.canvas
-    if (metrics or LAYOUT_METRICS) != "svg":
+    if _layout_metrics(metrics) != "svg":
         yield canvas.get_renderer() if hasattr(canvas, "get_renderer") else fig._get_renderer()
         return
     width, height = fig.get_size_inches() * fig.dpi
@@ -149,9 +170,9 @@ def layout_renderer(fig, metrics=None):
 
 
 def tight_layout(fig, metrics=None, **kwargs):
-    """``fig.tight_layout(**kwargs)`` measured with ``metrics`` (default :data:`LAYOUT_METRICS`, see
-    :func:`layout_renderer`); every figure function here, in rob_plots and in network_plots lays out so."""
-    if (metrics or LAYOUT_METRICS) != "svg":
+    """``fig.tight_layout(**kwargs)`` measured with ``metrics`` (default as in :func:`layout_renderer`);
+    every figure function here, in rob_plots and in network_plots lays out so."""
+    if _layout_metrics(metrics) != "svg":
         fig.tight_layout(**kwargs)
         return
     with layout_renderer(fig, "svg"):
