@@ -208,3 +208,46 @@ def test_a_figure_drawn_with_remembered_extents_is_byte_identical_to_one_measure
     svg.text_measure.cache_clear()
     assert svg.load_text_extents(tmp_path) > 50
     assert svg.svg_bytes(plots.forest(_bcg(), mcid=0.3, favours=("Vaccine", "Control"))) == first
+
+
+def _small_spec(tmp_path):
+    data = tmp_path / "three.csv"
+    data.write_text("study,yi,vi\nA,0.1,0.04\nB,0.3,0.05\nC,0.2,0.06\nD,0.5,0.03\n", encoding="utf-8")
+    spec = tmp_path / "analyses" / "three.toml"
+    spec.parent.mkdir(exist_ok=True)
+    spec.write_text(f'[review]\nid = "three"\ntitle = "Three"\n[[analyses]]\nid = "a"\nlabel = "A label"\n'
+                    f'data = "{data.as_posix()}"\n', encoding="utf-8")
+    return spec
+
+
+def test_an_svg_only_report_lays_out_with_svg_metrics_and_a_second_one_measures_no_label_again(tmp_path, monkeypatch,
+                                                                                              fresh_measure):
+    """Agg never measures a label of a report that writes only SVG (plots.layout_metrics("svg")), and a
+    report built again with the same cache folder finds every label's extent there (FreeType lays out none)."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.textpath import TextToPath
+
+    from pfps_meta.present.report import build_report
+
+    calls = {"agg": 0, "freetype": 0}
+    agg, freetype = RendererAgg.get_text_width_height_descent, TextToPath.get_text_width_height_descent
+
+    def counted(kind, original):
+        def measure(self, *args, **kwargs):
+            calls[kind] += 1
+            return original(self, *args, **kwargs)
+        return measure
+
+    monkeypatch.setattr(RendererAgg, "get_text_width_height_descent", counted("agg", agg))
+    monkeypatch.setattr(TextToPath, "get_text_width_height_descent", counted("freetype", freetype))
+    monkeypatch.setenv("PFPS_META_CACHE", str(tmp_path / "cache"))
+    spec = _small_spec(tmp_path)
+    build_report([spec], tmp_path / "first", progress=False)
+    assert calls["agg"] == 0 and calls["freetype"] > 50
+    assert len(list((tmp_path / "first" / "figures").glob("*.svg"))) >= 3
+    fresh_measure.text_measure.cache_clear()                  # as a new process: nothing remembered in memory
+    calls.update(agg=0, freetype=0)
+    build_report([spec], tmp_path / "second", progress=False)
+    assert calls == {"agg": 0, "freetype": 0}
+    for first in (tmp_path / "first" / "figures").glob("*.svg"):
+        assert (tmp_path / "second" / "figures" / first.name).read_bytes() == first.read_bytes()

@@ -213,7 +213,7 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
     file, device, pipe or socket, and a folder holding an input file of the run (a spec, its data, the
     extraction sheet); a symbolic link is followed, so its target is filled and the link stays.
     """
-    from pfps_meta.present import svg
+    from pfps_meta.present import plots, svg
 
     check_target(out_dir, what="--out", folder=True)          # refused before any work is done
     shown_dir = Path(out_dir)
@@ -242,7 +242,10 @@ def build_report(spec_paths, out_dir="reports", command="pfps-meta report", prog
         doc.cache = cache_dir() if cache else None
         prov = provenance(results, command)             # every input hashed once, for the page and report.json
         svg.load_text_extents(doc.cache)                # labels measured by an earlier report (svg.py)
-        rows = _write_document(doc, loaded, results, prov)
+        # figures written only as SVG are laid out with the SVG writer's text metrics; with png=True Agg draws
+        # them too, so they keep Agg's
+        with plots.layout_metrics("agg" if png else "svg"):
+            rows = _write_document(doc, loaded, results, prov)
         svg.store_text_extents(doc.cache)
         atomic_write_text(build / "index.html", _page("\n".join(doc.body)))
         atomic_write_text(build / "report.md", "\n".join(doc.md) + "\n")
