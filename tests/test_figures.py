@@ -454,6 +454,8 @@ def test_layout_metrics_chosen_for_a_block_apply_inside_it_only(monkeypatch):
     measured = len(agg)
     plots.funnel(_bcg(), title="Funnel of BCG")           # the default again: Agg's metrics
     assert len(agg) > measured
-    with pytest.raises(ValueError, match="'agg' or 'svg'"):
+    with pytest.raises(pm.InputError, match="metrics: 'agg' or 'svg', not 'pdf'"):
         with plots.layout_metrics("pdf"):
             pass
+    with pytest.raises(pm.InputError, match="metrics: 'agg' or 'svg', not 'png'"):
+        plots.tight_layout(plots.funnel(_bcg()), metrics="png")

@@ -124,6 +124,7 @@ def _svg_metrics_renderer_class():
 # 110 dpi (the report's figures: published estimates 10.1, RoB summary 4.8, network forest 2.3, funnel 1.7,
 # league 1.7, tau posterior 1.2, Baujat 1.0; forest plots and the network graph have no tight_layout: 0).
 LAYOUT_METRICS = "agg"
+LAYOUT_METRICS_CHOICES = ("agg", "svg")
 _CHOSEN_METRICS = contextvars.ContextVar("pfps_meta_layout_metrics", default=None)
 
 
@@ -132,18 +133,25 @@ def layout_metrics(metrics):
     """Inside, figure layouts measure text with ``metrics`` ("agg" or "svg", see :data:`LAYOUT_METRICS`) unless
     a call names its own: e.g. a report that writes only SVG lays its figures out with "svg", while figures
     drawn elsewhere (notebooks, PNG) keep the default."""
-    if metrics not in ("agg", "svg"):
-        raise ValueError(f"layout metrics: 'agg' or 'svg', not {metrics!r}")
-    token = _CHOSEN_METRICS.set(metrics)
+    token = _CHOSEN_METRICS.set(_checked_metrics(metrics))
     try:
         yield
     finally:
         _CHOSEN_METRICS.reset(token)
 
 
+def _checked_metrics(metrics):
+    """``metrics`` if it names layout metrics; anything else is refused in one line naming the argument."""
+    if metrics not in LAYOUT_METRICS_CHOICES:
+        from pfps_meta.errors import InputError
+
+        raise InputError(f"metrics: {' or '.join(map(repr, LAYOUT_METRICS_CHOICES))}, not {metrics!r}")
+    return metrics
+
+
 def _layout_metrics(metrics=None):
     """The metrics a layout uses: the call's own, else the one :func:`layout_metrics` chose, else the default."""
-    return metrics or _CHOSEN_METRICS.get() or LAYOUT_METRICS
+    return _checked_metrics(metrics or _CHOSEN_METRICS.get() or LAYOUT_METRICS)
 
 
 @contextlib.contextmanager
