@@ -395,16 +395,10 @@ def test_svg_layout_metrics_move_a_layout_only_by_the_difference_in_text_widths(
 
 
 def _wrap_word_by_word(text, width_in, size=plots.FOREST_PT):
-    """The line breaking plots._wrap did before it halved: one measurement per word (the reference)."""
-    words, previous = [], None
-    for token in str(text).split(" "):
-        if words and (token in ("=", "<", ">") or previous in ("=", "<", ">", "(P")):
-            words[-1] += " " + token
-        else:
-            words.append(token)
-        previous = token
+    """The line filling plots._wrap did before it halved: one measurement per word (the reference), on the
+    same unbreakable words."""
     lines, line = [], ""
-    for word in words:
+    for word in plots._unbreakable_words(text):
         trial = f"{line} {word}" if line else word
         if line and plots._text_width(trial, size=size) > width_in:
             lines.append(line)

@@ -190,6 +190,11 @@ def tight_layout(fig, metrics=None, **kwargs):
 def _wrap(text, width_in, size=FOREST_PT):
     """``text`` broken at spaces into lines no wider than ``width_in`` inches (a longer word stands alone);
     never beside "=", "<" or after "(P", so "(P < 0.00001)" and "Chi² = 9.47" stay on one line."""
+    return _fill_lines(_unbreakable_words(text), width_in, size)
+
+
+def _unbreakable_words(text) -> list[str]:
+    """``text`` split at spaces, except beside "=", "<", ">" and after "(P" (see :func:`_wrap`)."""
     words, previous = [], None
     for token in str(text).split(" "):
         if words and (token in ("=", "<", ">") or previous in ("=", "<", ">", "(P")):
@@ -197,7 +202,7 @@ def _wrap(text, width_in, size=FOREST_PT):
         else:
             words.append(token)
         previous = token
-    return _fill_lines(words, width_in, size)
+    return words
 
 
 def _fill_lines(words, width_in, size):
