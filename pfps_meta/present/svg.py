@@ -1,9 +1,11 @@
-"""Figures as deterministic SVG files, drawn once, with every string's extent measured once per process.
+"""Figures as deterministic SVG files, drawn once, with every string's extent measured once.
 
 Presentation only, below the figure functions (:mod:`pfps_meta.present.plots`, ``network_plots``,
-``rob_plots``): :func:`svg_bytes` turns a finished matplotlib Figure into the bytes the report writes;
-:func:`text_measure` is the measurer that both the SVG writer and the figure layouts (column widths, label
-wrapping) use, so a label measured while laying a figure out is not measured again when it is drawn.
+``rob_plots``): :func:`svg_bytes` turns a finished matplotlib Figure into the bytes the report writes, cut to
+what the draw inked; :func:`text_measure` is the measurer that both the SVG writer and the figure layouts
+(column widths, label wrapping, tight_layout with the SVG metrics) use, so a label measured while laying a
+figure out is not measured again when it is drawn, and :func:`load_text_extents` / :func:`store_text_extents`
+keep what it measured in the report's cache folder for the next report.
 """
 
 from __future__ import annotations
