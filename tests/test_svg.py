@@ -251,3 +251,38 @@ def test_an_svg_only_report_lays_out_with_svg_metrics_and_a_second_one_measures_
     assert calls == {"agg": 0, "freetype": 0}
     for first in (tmp_path / "first" / "figures").glob("*.svg"):
         assert (tmp_path / "second" / "figures" / first.name).read_bytes() == first.read_bytes()
+
+
+@pytest.mark.parametrize("name", DRAWINGS)
+def test_remembered_font_heights_lay_every_text_out_as_matplotlib_does(name):
+    """The renderers' ``_get_font_height_metrics`` (svg.font_height_metrics) give every text the extent
+    matplotlib's own reading of the font tables gives it, at the SVG's 72 dpi and at a figure's own dpi
+    (the layouts' SVG metrics, plots.layout_renderer)."""
+    from matplotlib.backends.backend_svg import RendererSVG
+    from matplotlib.text import Text
+
+    from pfps_meta.present import svg
+
+    fig = DRAWINGS[name]()
+    svg.svg_bytes(fig)                                  # a draw makes the tick labels
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    assert len(texts) > 3
+    dpi, fig.dpi = fig.dpi, 72
+    try:
+        width, height = fig.get_size_inches() * 72
+        ours = svg._renderer_class()(width, height, io.StringIO())
+        plain = RendererSVG(width, height, io.StringIO())
+        plain._text2path = ours._text2path               # the same string extents: only the font heights differ
+        assert hasattr(ours, "_get_font_height_metrics") and not hasattr(plain, "_get_font_height_metrics")
+        assert [t.get_window_extent(ours).bounds for t in texts] == [t.get_window_extent(plain).bounds for t in texts]
+    finally:
+        fig.dpi = dpi
+    with plots.layout_renderer(fig, "svg") as layout:
+        with_hook = [t.get_window_extent(layout).bounds for t in texts]
+        hook = type(layout)._get_font_height_metrics
+        try:
+            del type(layout)._get_font_height_metrics
+            without = [t.get_window_extent(layout).bounds for t in texts]
+        finally:
+            type(layout)._get_font_height_metrics = hook
+    assert with_hook == without

@@ -112,6 +112,9 @@ def _svg_metrics_renderer_class():
             scale = self.dpi / 72.0
             return width * scale, height * scale, descent * scale
 
+        def _get_font_height_metrics(self, prop):
+            return svg.font_height_metrics(prop, self.dpi)
+
     return SvgMetrics
 
 
