@@ -25,7 +25,11 @@ numbers, everything else the same (svg.py of commit 4d28367, text extents rememb
   after, Agg's metrics:       figure stage 1.94 s CPU (build 1.26 s, write 0.69 s) of a 2.48 s build_report
   after, the SVG metrics:     figure stage 1.65 s CPU (build 0.96 s, write 0.69 s) of a 2.22 s build_report
 
-(the report has used the SVG metrics since: "after, the SVG metrics" is its default)
+(the report has used the SVG metrics since: "after, the SVG metrics" is its default). Then the SVG renderers
+read each font's height floor once (svg.font_height_metrics), three alternating rounds at load 0.9-1.0:
+
+  SVG metrics (the report):   figure stage 1.50 s CPU (build 0.94 s, write 0.57 s) of a 2.07 s build_report
+  Agg's metrics:              figure stage 1.66 s CPU (build 1.06 s, write 0.60 s) of a 2.34 s build_report
 
 (build -14% with the default, -35% with the SVG writer's metrics). ``--counts`` (one build under cProfile,
 independent of the load): FreeType string layouts ``ft2font.set_text`` 460 (before) -> 454 (agg) -> 0 (svg:
