@@ -294,13 +294,27 @@ def _trial_entries(entry: dict, name: str, where: str) -> list:
     return trials
 
 
+#: settings of pairwise pooling that a model analysis (multilevel, multivariate, network) does not apply: its
+#: estimator, tests and intervals come from its own keys (method, test, robust; a network's ci_method is
+#: applied), so one of these away from its default would change nothing and is refused
+PAIRWISE_ONLY_SETTINGS = ("pi_method", "i2_method", "prediction_interval", "tau2_ci", "fit_statistics", "maxiter",
+                          "mh_add", "mh_to", "mh_drop00", "mh_sums_add", "mh_sums_to", "mh_sums_drop00", "cmh_correct")
+
+
 def _check_entry_choices(entry: dict, model: str, name: str, where: str, settings: Settings) -> None:
     """impute_sd and design take one of their named values; a network has no trials list; a multilevel or
-    multivariate model has no HKSJ CI (its fit reads ``test``, so ci = "hksj" would change nothing)."""
+    multivariate model has no HKSJ CI (its fit reads ``test``, so ci = "hksj" would change nothing), and no
+    model analysis takes a :data:`PAIRWISE_ONLY_SETTINGS` setting away from its default."""
     if model in ("multilevel", "multivariate") and settings.ci_method == "hksj":
         raise InputError(f"{where} ('{entry['id']}'): ci = \"hksj\" (here or in [settings]) is not applied to a "
                          f"{model} model; give test = \"t\" for t and F tests (metafor rma.mv test=\"t\")",
                          file=name)
+    unused = [f"{key} = {getattr(settings, key)!r}" for key in PAIRWISE_ONLY_SETTINGS
+              if model != "pairwise" and getattr(settings, key) != OPTION_BY_NAME[key].default]
+    if unused:
+        raise InputError(f"{where} ('{entry['id']}'): {', '.join(unused)} (here or in [settings]) is not applied to "
+                         f"a {model} model, whose estimator, tests and intervals come from its own keys (method, "
+                         "test, robust); give it to the pairwise analyses that use it", file=name)
     if entry.get("impute_sd") is not None and (not isinstance(entry["impute_sd"], str)
                                                or entry["impute_sd"] not in IMPUTE_SD):
         raise InputError(f"{where} ('{entry['id']}'): impute_sd must be one of {', '.join(IMPUTE_SD)}",
