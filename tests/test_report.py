@@ -172,6 +172,22 @@ def test_reproduce_marks_converted_values_with_rule_and_quote_and_names_the_reco
     assert 'source: "the WOMAC scores were lower' in text
 
 
+def test_reproduce_text_shows_both_intervals_at_the_papers_printed_precision_when_it_printed_more_than_two():
+    """A risk difference published as 0.012 (0.004 to 0.020) is not shown as 0.01 [0.00, 0.02]; a mean
+    difference published to one or two decimals stays at two."""
+    from pfps_meta.analysis.reproduce import format_table
+
+    base = {"analysis": "r/rd", "measure": "RD", "k_available": 3, "k_expected": 3, "status": "reproduced",
+            "missing_trials": [], "converted": [], "trial_list": None}
+    rd = dict(base, published_estimate=0.012, published_ci_low=0.004, published_ci_high=0.02,
+              reproduced_estimate=0.01234, reproduced_ci_low=0.00391, reproduced_ci_high=0.02049)
+    md = dict(base, analysis="r/md", measure="MD", published_estimate=-1.5, published_ci_low=-2.3,
+              published_ci_high=-0.8, reproduced_estimate=-1.504, reproduced_ci_low=-2.296, reproduced_ci_high=-0.8)
+    lines = format_table([rd, md]).splitlines()
+    assert "0.012 [0.004, 0.020]" in lines[2] and "0.012 [0.004, 0.020]" in lines[2].split("0.012 [0.004, 0.020]", 1)[1]
+    assert "-1.50 [-2.30, -0.80]" in lines[3] and "-1.50 [-2.30, -0.80]" in lines[3].split("-1.50 [-2.30, -0.80]", 1)[1]
+
+
 def test_report_of_no_spec_is_refused_in_one_line_before_anything_is_written(tmp_path):
     from pfps_meta.errors import InputError
     from pfps_meta.present.report import build_report

@@ -172,15 +172,21 @@ def reproduce_table(results: list[AnalysisResult], evidence=None) -> pd.DataFram
     return pd.DataFrame(reproduce_rows(results, evidence), columns=COLUMNS)
 
 
-def format_table(frame) -> str:
-    """A plain-text table: published vs reproduced, side by side."""
-    def num(value, places=2):
+def interval_text(row, prefix) -> str:
+    """``row``'s (a :func:`compare` row) ``prefix`` ("published" or "reproduced") estimate and CI as text, both
+    at the paper's printed precision where it printed more than two decimals (a risk difference published
+    as 0.012 (0.004 to 0.020) is not shown as 0.01 [0.00, 0.02]), else at two; "-" for a missing value."""
+    places = max([2] + [decimals(f"{row[f'published_{n}']:.6f}".rstrip("0"))
+                        for n in ("estimate", "ci_low", "ci_high") if isinstance(row.get(f"published_{n}"), float)])
+
+    def num(value):
         return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{places}f}"
 
-    def interval(row, prefix):
-        return (f"{num(row[prefix + '_estimate'])} [{num(row[prefix + '_ci_low'])}, "
-                f"{num(row[prefix + '_ci_high'])}]")
+    return f"{num(row[prefix + '_estimate'])} [{num(row[prefix + '_ci_low'])}, {num(row[prefix + '_ci_high'])}]"
 
+
+def format_table(frame) -> str:
+    """A plain-text table: published vs reproduced, side by side."""
     lines = []
     header = f"{'analysis':24} {'measure':7} {'published':24} {'reproduced':24} {'k':>7} {'status':11} detail"
     lines.append(header)
@@ -193,8 +199,8 @@ def format_table(frame) -> str:
         elif row["status"] == "differs":
             d = row["difference"]
             detail = f"by {d['estimate']:+.3f} (estimate), {d['ci_low']:+.3f} / {d['ci_high']:+.3f} (CI)"
-        lines.append(f"{row['analysis']:24} {row['measure'] or '-':7} {interval(row, 'published'):24} "
-                     f"{interval(row, 'reproduced'):24} {row['k_available']:>3}/{row['k_expected']:<3} "
+        lines.append(f"{row['analysis']:24} {row['measure'] or '-':7} {interval_text(row, 'published'):24} "
+                     f"{interval_text(row, 'reproduced'):24} {row['k_available']:>3}/{row['k_expected']:<3} "
                      f"{row['status']:11} {detail}")
     if any(row.get("trial_list") for row in rows):
         lines += ["", f"k: trials with data / trials expected in {RECONSTRUCTION} (not the review's own list)."]

@@ -38,7 +38,8 @@ from pfps_meta.analysis.grade import summary_of_findings, thin_evidence
 from pfps_meta.present.outputs import atomic_write_bytes, atomic_write_text, check_target, run_inputs, umask_mode
 from pfps_meta.present.report_data import completeness_rows, provenance
 from pfps_meta.present.report_models import bayes_section, model_section
-from pfps_meta.analysis.reproduce import RECONSTRUCTION, converted_values, preset_statuses, reproduce_rows
+from pfps_meta.analysis.reproduce import (RECONSTRUCTION, converted_values, interval_text, preset_statuses,
+                                         reproduce_rows)
 from pfps_meta.present.tables import ci_label, display_frame, html_text, markdown_text, plain_text, summary_table, to_html, to_markdown
 
 REPORT_ENTRIES = ("index.html", "report.md", "report.json", "figures")
@@ -406,7 +407,7 @@ def _status_tables(doc, spec, evidence, spec_results, rows):
                  "not a list printed by the review.", css="note")
     doc.table(pd.DataFrame([{
         "Analysis": r["analysis"], "Measure": r["measure"],
-        "Published": _interval(r, "published"), "Reproduced": _interval(r, "reproduced"),
+        "Published": interval_text(r, "published"), "Reproduced": interval_text(r, "reproduced"),
         "k": f"{r['k_available']}/{r['k_expected']}", "Status": r["status"],
         "Presets that reproduce it": ", ".join(r["reproduced_by"]) or "-",
         "Converted values": ", ".join(f"{c['study']}{_mark()}" for c in r["converted"]) or "-",
@@ -928,12 +929,6 @@ def _remove_abandoned_builds(parent: Path, name: str):
             shutil.rmtree(folder, ignore_errors=True)
         except (ValueError, PermissionError, OSError):
             continue
-
-
-def _interval(row, prefix):
-    def num(x):
-        return "-" if x is None else f"{x:.2f}"
-    return f"{num(row[prefix + '_estimate'])} [{num(row[prefix + '_ci_low'])}, {num(row[prefix + '_ci_high'])}]"
 
 
 def _page(body: str) -> str:
