@@ -113,17 +113,17 @@ def _text_extents_file(folder) -> Path:
 
 
 def _font_files(key) -> list:
-    """[path, size, mtime_ns] of the font file matplotlib picks for a font key now (a font installed,
-    removed or replaced since changes it, and the extents remembered for the old one are dropped)."""
-    from matplotlib.font_manager import FontProperties, findfont
+    """[[path, size, mtime_ns], ...] of the font files matplotlib lays a font key's strings out in now: the
+    font and its fallbacks, in order, as TextToPath finds them (a font installed, removed or replaced since
+    changes it, and the extents remembered for the old ones are dropped)."""
+    from matplotlib.font_manager import FontProperties, fontManager
 
     family, style, variant, weight, stretch, size, file, settings = key
     families = {k: list(v) for k, v in zip(FONT_RC, settings) if k.startswith("font.")}
     with matplotlib.rc_context(families):
-        path = findfont(FontProperties(family=list(family), style=style, variant=variant, weight=weight,
-                                       stretch=stretch, size=size, fname=file))
-    stat = os.stat(path)
-    return [path, stat.st_size, stat.st_mtime_ns]
+        paths = fontManager._find_fonts_by_props(FontProperties(
+            family=list(family), style=style, variant=variant, weight=weight, stretch=stretch, size=size, fname=file))
+    return [[str(path), (stat := os.stat(path)).st_size, stat.st_mtime_ns] for path in paths]
 
 
 def load_text_extents(folder) -> int:
@@ -134,22 +134,25 @@ def load_text_extents(folder) -> int:
 
     if folder is None:
         return 0
-    measure, added = text_measure(), 0
     try:
         stored = json.loads(_text_extents_file(folder).read_text(encoding="utf-8"))
-        assert stored["format"] == TEXT_EXTENTS_FORMAT
+        if not isinstance(stored, dict) or stored.get("format") != TEXT_EXTENTS_FORMAT:
+            return 0
+        found = {}                               # read whole before any of it is used
         for entry in stored["fonts"]:
             key = tuple(_tuple_from_json(entry["key"]))
-            if entry["files"] != _font_files(key):
-                continue
-            strings = measure.seen.setdefault(key, {})
-            for s, extent in entry["extents"].items():
-                if s not in strings and measure.count < TEXT_EXTENTS_LIMIT:
-                    strings[s] = tuple(float(v) for v in extent)
-                    measure.count += 1
-                    added += 1
-    except (OSError, ValueError, KeyError, TypeError, AssertionError):
-        return added
+            if entry["files"] == _font_files(key):
+                found[key] = {s: tuple(float(v) for v in extent) for s, extent in entry["extents"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 0
+    measure, added = text_measure(), 0
+    for key, extents in found.items():
+        strings = measure.seen.setdefault(key, {})
+        for s, extent in extents.items():
+            if s not in strings and measure.count < TEXT_EXTENTS_LIMIT:
+                strings[s] = extent
+                measure.count += 1
+                added += 1
     measure.stored = measure.count
     return added
 
@@ -238,13 +241,34 @@ def _collection_extent(master_transform, paths, all_transforms, offsets, offset_
     offsets, a scatter plot; a box around the union otherwise), or None when nothing is finite."""
     from matplotlib.transforms import Affine2D
 
-    transforms = [master_transform + Affine2D(t) for t in all_transforms] or [master_transform]
+    # each path is drawn with its own transform first, then the collection's (RendererBase's order)
+    transforms = [Affine2D(t) + master_transform for t in all_transforms] or [master_transform]
     shapes = [e for e in (_path_extent(p, t) for p in paths for t in transforms) if e is not None]
     moves = _finite_extent(offset_trans.transform(offsets)) if len(offsets) else (0.0, 0.0, 0.0, 0.0)
     if not shapes or moves is None:
         return None
     return (moves[0] + min(e[0] for e in shapes), moves[1] + min(e[1] for e in shapes),
             moves[2] + max(e[2] for e in shapes), moves[3] + max(e[3] for e in shapes))
+
+
+def _drawn_extent(gc, extent, stroke=None):
+    """``extent`` (display points, y up; None: nothing drawn) widened by the reach of a stroke ``stroke`` wide
+    (default ``gc``'s line width; 0 for text and images): half the width times sqrt(2), as far as a square
+    cap or a right-angled mitre reaches past a vertex; then cut to the drawing's clip box and clip path.
+    None when nothing is left."""
+    if extent is None:
+        return None
+    half = 0.5 * math.sqrt(2.0) * max(gc.get_linewidth() if stroke is None else stroke, 0.0)
+    x0, y0, x1, y1 = extent[0] - half, extent[1] - half, extent[2] + half, extent[3] + half
+    clips = [gc.get_clip_rectangle()]
+    clip_path, clip_transform = gc.get_clip_path()
+    if clip_path is not None:
+        clips.append(clip_path.get_extents(clip_transform))
+    for clip in clips:
+        if clip is not None:
+            x0, y0 = max(x0, clip.x0), max(y0, clip.y0)
+            x1, y1 = min(x1, clip.x1), min(y1, clip.y1)
+    return (x0, y0, x1, y1) if x0 <= x1 and y0 <= y1 else None
 
 
 @functools.cache
@@ -263,21 +287,12 @@ def _renderer_class():
         def _get_font_height_metrics(self, prop):
             return font_height_metrics(prop, 72)        # an SVG renderer draws at 72 dpi (SVG units are points)
 
-        def _record(self, gc, extent):
-            """Add ``extent`` (display points, y up), cut to the drawing's clip box and clip path."""
-            if extent is None or self.ink is None or self.ink.paused:
-                return
-            x0, y0, x1, y1 = extent
-            clips = [gc.get_clip_rectangle()]
-            clip_path, clip_transform = gc.get_clip_path()
-            if clip_path is not None:
-                clips.append(clip_path.get_extents(clip_transform))
-            for clip in clips:
-                if clip is not None:
-                    x0, y0 = max(x0, clip.x0), max(y0, clip.y0)
-                    x1, y1 = min(x1, clip.x1), min(y1, clip.y1)
-            if x0 <= x1 and y0 <= y1:
-                self.ink.add(x0, y0, x1, y1)
+        def _record(self, gc, extent, stroke=None):
+            """Add ``extent`` as :func:`_drawn_extent` finds it (nothing while ``ink`` is paused or absent)."""
+            if self.ink is not None and not self.ink.paused:
+                box = _drawn_extent(gc, extent, stroke)
+                if box is not None:
+                    self.ink.add(*box)
 
         def draw_path(self, gc, path, transform, rgbFace=None):
             self._record(gc, _path_extent(path, transform))
@@ -293,7 +308,9 @@ def _renderer_class():
 
         def draw_path_collection(self, gc, master_transform, paths, all_transforms, offsets, offset_trans,
                                  *args, **kwargs):
-            self._record(gc, _collection_extent(master_transform, paths, all_transforms, offsets, offset_trans))
+            widths = args[2] if len(args) > 2 else kwargs.get("linewidths", ())     # after face and edge colours
+            self._record(gc, _collection_extent(master_transform, paths, all_transforms, offsets, offset_trans),
+                         max([gc.get_linewidth(), *widths]))
             ink, self.ink = self.ink, None           # the paths drawn one by one inside are recorded above
             try:
                 super().draw_path_collection(gc, master_transform, paths, all_transforms, offsets, offset_trans,
@@ -302,28 +319,28 @@ def _renderer_class():
                 self.ink = ink
 
         def draw_gouraud_triangles(self, gc, triangles_array, colors_array, transform):
-            self._record(gc, _finite_extent(transform.transform(triangles_array.reshape(-1, 2))))
+            self._record(gc, _finite_extent(transform.transform(triangles_array.reshape(-1, 2))), 0.0)
             super().draw_gouraud_triangles(gc, triangles_array, colors_array, transform)
 
         def draw_image(self, gc, x, y, im, transform=None):
             height, width = im.shape[:2]
             if transform is None:                   # pixels at image_dpi, lower left corner at (x, y)
                 scale = 72.0 / self.image_dpi
-                self._record(gc, (x, y, x + width * scale, y + height * scale))
+                self._record(gc, (x, y, x + width * scale, y + height * scale), 0.0)
             else:
                 corners = [(0, 0), (width, 0), (0, height), (width, height)]
-                self._record(gc, _finite_extent([(x + cx, y + cy) for cx, cy in transform.transform(corners)]))
+                self._record(gc, _finite_extent([(x + cx, y + cy) for cx, cy in transform.transform(corners)]), 0.0)
             super().draw_image(gc, x, y, im, transform)
 
         def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
             # matplotlib hands an SVG renderer (flipy) the baseline start with y downwards
             width, height, descent = self.get_text_width_height_descent(s, prop, ismath)
-            self._record(gc, _rotated_text_extent(x, self.height - y, width, height, descent, angle))
+            self._record(gc, _rotated_text_extent(x, self.height - y, width, height, descent, angle), 0.0)
             super().draw_text(gc, x, y, s, prop, angle, ismath, mtext)
 
         def draw_tex(self, gc, x, y, s, prop, angle, *, mtext=None):
             width, height, descent = self.get_text_width_height_descent(s, prop, "TeX")
-            self._record(gc, _rotated_text_extent(x, self.height - y, width, height, descent, angle))
+            self._record(gc, _rotated_text_extent(x, self.height - y, width, height, descent, angle), 0.0)
             super().draw_tex(gc, x, y, s, prop, angle, mtext=mtext)
 
     return RememberingRenderer
