@@ -293,25 +293,29 @@ def test_an_evidence_base_analysis_run_without_its_evidence_is_refused_naming_th
             run_analysis(spec.analyses[0], None)
 
 
-@pytest.mark.parametrize("model, where, setting", [("multilevel", "settings", 'pi = "t"'),
-                                                   ("multilevel", "entry", "tau2_ci = false"),
-                                                   ("network", "entry", 'i2_method = "q"'),
-                                                   ("multilevel", "settings", "prediction_interval = false")])
-def test_a_pairwise_pooling_setting_on_a_model_analysis_is_refused_not_silently_dropped(tmp_path, model, where,
-                                                                                        setting):
+@pytest.mark.parametrize("model, setting", [("multilevel", 'pi = "t"'), ("multilevel", "tau2_ci = false"),
+                                            ("network", 'i2_method = "q"'), ("multilevel", "prediction_interval = false")])
+def test_a_pairwise_pooling_setting_on_a_model_analysis_is_refused_there_and_noted_from_the_files_settings(
+        tmp_path, model, setting):
     """A model analysis takes its estimator, tests and intervals from its own keys, so a pairwise setting
-    away from its default, in the entry or in [settings], would change nothing: refused, naming it."""
+    away from its default changes nothing there: given in the entry it is refused, naming the key as
+    written; from the file's [settings] (meant for its pairwise analyses) the result says it is not applied."""
     data = {"multilevel": ('data = "{}"\nlevels = ["district", "school"]\n'
                            .format((ROOT / "data" / "examples" / "konstantopoulos2011.csv").as_posix())),
-            "network": ('data = "{}"\nmeasure = "MD"\nreference = "plac"\n'
+            "network": ('data = "{}"\nmeasure = "MD"\nreference = "placebo"\n'
                         .format((ROOT / "data" / "examples" / "senn2013.csv").as_posix()))}[model]
     spec = tmp_path / "t.toml"
-    spec.write_text('[review]\nid = "t"\ntitle = "t"\n' + (f"[settings]\n{setting}\n" if where == "settings" else "")
-                    + f'[[analyses]]\nid = "a"\nmodel = "{model}"\n' + data
-                    + (f"{setting}\n" if where == "entry" else ""), encoding="utf-8")
-    name = setting.split(" =")[0].replace("pi", "pi_method") if setting.startswith("pi ") else setting.split(" =")[0]
-    with pytest.raises(InputError, match=rf"\('a'\): {name} = .* \(here or in \[settings\]\) is not applied to a "
-                                         rf"{model} model"):
+    head = '[review]\nid = "t"\ntitle = "t"\n'
+    entry = f'[[analyses]]\nid = "a"\nmodel = "{model}"\n' + data
+    spec.write_text(head + entry + f"{setting}\n", encoding="utf-8")
+    key = setting.split(" =")[0]
+    with pytest.raises(InputError, match=rf"\('a'\): {key} = .* is not applied to a {model} model"):
         load_spec(spec)
-    spec.write_text(spec.read_text(encoding="utf-8").replace(setting, ""), encoding="utf-8")
-    assert load_spec(spec).analyses[0].model == model
+    spec.write_text(head + f"[settings]\n{setting}\n" + entry, encoding="utf-8")
+    analysis = load_spec(spec).analyses[0]
+    result = run_analysis(analysis)
+    option = {"pi": "pi_method"}.get(key, key)
+    assert any(n.startswith(f"not applied to this {model} model: {option} = ") for n in result.notes), result.notes
+    assert f"note: not applied to this {model} model: {option}" in str(result)
+    spec.write_text(head + entry, encoding="utf-8")
+    assert not any("not applied" in n for n in run_analysis(load_spec(spec).analyses[0]).notes)

@@ -296,7 +296,8 @@ def _trial_entries(entry: dict, name: str, where: str) -> list:
 
 #: settings of pairwise pooling that a model analysis (multilevel, multivariate, network) does not apply: its
 #: estimator, tests and intervals come from its own keys (method, test, robust; a network's ci_method is
-#: applied), so one of these away from its default would change nothing and is refused
+#: applied), so one of these away from its default would change nothing: refused when the entry gives it,
+#: noted in the result when it comes from the file's [settings] (meant for the file's pairwise analyses)
 PAIRWISE_ONLY_SETTINGS = ("pi_method", "i2_method", "prediction_interval", "tau2_ci", "fit_statistics", "maxiter",
                           "mh_add", "mh_to", "mh_drop00", "mh_sums_add", "mh_sums_to", "mh_sums_drop00", "cmh_correct")
 
@@ -309,12 +310,12 @@ def _check_entry_choices(entry: dict, model: str, name: str, where: str, setting
         raise InputError(f"{where} ('{entry['id']}'): ci = \"hksj\" (here or in [settings]) is not applied to a "
                          f"{model} model; give test = \"t\" for t and F tests (metafor rma.mv test=\"t\")",
                          file=name)
-    unused = [f"{key} = {getattr(settings, key)!r}" for key in PAIRWISE_ONLY_SETTINGS
-              if model != "pairwise" and getattr(settings, key) != OPTION_BY_NAME[key].default]
-    if unused:
-        raise InputError(f"{where} ('{entry['id']}'): {', '.join(unused)} (here or in [settings]) is not applied to "
-                         f"a {model} model, whose estimator, tests and intervals come from its own keys (method, "
-                         "test, robust); give it to the pairwise analyses that use it", file=name)
+    written = {k: k for k in PAIRWISE_ONLY_SETTINGS} | {a: o for a, o in ALIASES.items() if o in PAIRWISE_ONLY_SETTINGS}
+    given = [f"{key} = {entry[key]!r}" for key, option in written.items() if model != "pairwise" and key in entry
+             and getattr(settings, option) != OPTION_BY_NAME[option].default]
+    if given:
+        raise InputError(f"{where} ('{entry['id']}'): {', '.join(given)} is not applied to a {model} model, whose "
+                         "estimator, tests and intervals come from its own keys (method, test, robust)", file=name)
     if entry.get("impute_sd") is not None and (not isinstance(entry["impute_sd"], str)
                                                or entry["impute_sd"] not in IMPUTE_SD):
         raise InputError(f"{where} ('{entry['id']}'): impute_sd must be one of {', '.join(IMPUTE_SD)}",
@@ -1645,10 +1646,19 @@ def _run_network(analysis: Analysis, evidence: Evidence | None) -> ModelAnalysis
 
 def run_model_analysis(analysis: Analysis, evidence: Evidence | None = None) -> ModelAnalysisResult:
     """Run a spec analysis with ``model = "multilevel" | "multivariate" | "network"`` (see the module
-    docstring); :func:`run_analysis` calls it for those analyses."""
+    docstring); :func:`run_analysis` calls it for those analyses. A :data:`PAIRWISE_ONLY_SETTINGS` setting
+    away from its default (from the file's [settings], or given to run_analysis) is not applied, and a note
+    says so."""
     if analysis.model == "network":
-        return _run_network(analysis, evidence)
-    if analysis.data is not None:
-        return _run_dependent_data(analysis)
-    _require_evidence(evidence, analysis)
-    return _run_dependent_evidence(analysis, evidence)
+        result = _run_network(analysis, evidence)
+    elif analysis.data is not None:
+        result = _run_dependent_data(analysis)
+    else:
+        _require_evidence(evidence, analysis)
+        result = _run_dependent_evidence(analysis, evidence)
+    unapplied = [f"{key} = {getattr(analysis.settings, key)!r}" for key in PAIRWISE_ONLY_SETTINGS
+                 if getattr(analysis.settings, key) != OPTION_BY_NAME[key].default]
+    if unapplied:
+        result.notes.append(f"not applied to this {analysis.model} model: {', '.join(unapplied)} (settings of "
+                            "pairwise pooling; its estimator, tests and intervals come from method, test and robust)")
+    return result
