@@ -1259,8 +1259,9 @@ def run_process(argv=None) -> int:
     pfps_meta.cli``). Two settings of the garbage collector, for a process whose objects mostly live until
     it exits: the objects the imports created are moved out of the collector's sight with
     :func:`gc.freeze` (a report: 5.67 against 6.30 s CPU, medians of 5 alternating runs on a noisy machine),
-    and :data:`GC_THRESHOLDS` makes collections rarer (a report: 35 collections taking 0.08 s instead of
-    527 taking 0.21 s, 12 MB more peak memory). Not for repeated calls in one process (tests, notebooks):
+    and :data:`GC_THRESHOLDS` makes collections rarer (a report: 35 collections taking 0.10 s instead of
+    525 taking 0.26-0.33 s in 4 alternating runs, 14 MB more peak memory). Not for repeated calls in one
+    process (tests, notebooks):
     there :func:`main` is the entrance and the collector is left as Python sets it."""
     import gc
 

@@ -123,9 +123,11 @@ def _svg_metrics_renderer_class():
 # SVG writer's (svg.text_measure: each string measured once, then remembered, also between reports, so a
 # label costs no FreeType layout where Agg lays every label out again in every build: 460 layouts, about
 # 0.3 s CPU of a report's figure building, benchmarks/bench_figures.py --layout-metrics svg). Agg's
-# hinted widths run about 1.5% wider, so "svg" moves a layout where a label is long, by up to 10.1 px at
-# 110 dpi (the report's figures: published estimates 10.1, RoB summary 4.8, network forest 2.3, funnel 1.7,
-# league 1.7, tau posterior 1.2, Baujat 1.0; forest plots and the network graph have no tight_layout: 0).
+# hinted widths run about 1.5% wider, so "svg" moves a layout where a label is long: an Axes' box by up to
+# 10.1 px at 110 dpi (the report's figures: published estimates 10.1, RoB summary 4.8, network forest 2.3,
+# funnel 1.7, league 1.7, tau posterior 1.2, Baujat 1.0; forest plots and the network graph have no
+# tight_layout: 0), while the figures' cut sizes change by at most 2 px. The default stays "agg" (Agg draws
+# notebooks' and PNG figures); the report, which writes SVG only, chooses "svg" (present/report.py).
 LAYOUT_METRICS = "agg"
 LAYOUT_METRICS_CHOICES = ("agg", "svg")
 _CHOSEN_METRICS = contextvars.ContextVar("pfps_meta_layout_metrics", default=None)
