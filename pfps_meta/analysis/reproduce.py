@@ -23,6 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pandas as pd
 
 from pfps_meta.effects import measures
+from pfps_meta.formatting import frame_records
 from pfps_meta.evidence.specs import AnalysisResult
 
 COLUMNS = ["analysis", "label", "comparison", "outcome", "measure", "published_estimate", "published_ci_low",
@@ -85,7 +86,7 @@ def converted_values(analysis_result, evidence=None) -> list[dict]:
     a, studies = analysis_result.analysis, res.studies
     out = []
     read = [c for c in ("study", "input", "conversion") if c in studies.columns]    # all the records need
-    for record in (dict(zip(read, values)) for values in zip(*(studies[c].tolist() for c in read))):
+    for record in frame_records(studies, read):
         study = _text(record.get("study"))
         item = _effect_conversion(study, record, a, evidence) or _arm_conversion(study, record, a, evidence)
         if item is not None:

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (no backend is chosen here: the u
 import numpy as np  # noqa: E402
 
 from ..errors import InputError  # noqa: E402
+from ..formatting import frame_records  # noqa: E402
 from ..models.network import NetworkResult  # noqa: E402
 
 __all__ = ["network_graph", "forest_vs_reference", "league_figure"]
@@ -22,12 +23,6 @@ def _tight_layout(fig):
     from pfps_meta.present.plots import tight_layout
 
     tight_layout(fig)
-
-
-def _records(frame, columns):
-    """The rows of ``frame`` as dicts of ``columns`` only (``to_dict("records")`` of the whole, wide frame
-    took milliseconds per figure)."""
-    return [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]
 
 
 def _axis_off(ax):
@@ -107,7 +102,7 @@ def forest_vs_reference(res: NetworkResult, reference=None, ax=None, xlabel=None
     info = res.measure_info
     tr = info.to_reporting if info.ratio else (lambda v: v)
     ys = np.arange(n)[::-1]
-    for y, r in zip(ys, _records(frame, ["estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub"])):
+    for y, r in zip(ys, frame_records(frame, ["estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub"])):
         if np.isfinite(r["pi_lb"]):
             ax.plot([tr(r["pi_lb"]), tr(r["pi_ub"])], [y, y], color="#9bb3d4", lw=1)
         ax.plot([tr(r["ci_lb"]), tr(r["ci_ub"])], [y, y], color="#1f3b63", lw=2.2)
@@ -134,7 +129,7 @@ def league_figure(res: NetworkResult, model=None, digits=2):
     fig, ax = plt.subplots(figsize=(1.35 * n + 1, 0.7 * n + 1))
     info = res.measure_info
     tr = info.to_reporting if info.ratio else (lambda v: v)
-    for r in _records(table, ["treatment", "versus", "estimate", "ci_lb", "ci_ub"]):
+    for r in frame_records(table, ["treatment", "versus", "estimate", "ci_lb", "ci_ub"]):
         i, j = T.index(r["treatment"]), T.index(r["versus"])
         sig = r["ci_lb"] > 0 or r["ci_ub"] < 0
         # add_artist, not add_patch: drawn alike, without updating data limits that the fixed limits below ignore

@@ -25,7 +25,7 @@ from scipy.special import ndtri
 from pfps_meta import conventions
 from pfps_meta.effects import measures
 from pfps_meta.evidence.extraction import ROB_DOMAIN_NAMES, ROB_JUDGEMENTS as ROB_JUDGEMENT_NAMES, rob_judgement
-from pfps_meta.formatting import format_p
+from pfps_meta.formatting import format_p, frame_records
 from pfps_meta.present import rob_plots, svg
 from pfps_meta.present.outputs import atomic_write_bytes
 from pfps_meta.models.pooling import pool_batch
@@ -428,21 +428,6 @@ def _is_converted(row):
     return isinstance(rule, str) and bool(rule.strip())
 
 
-def _records(frame, columns=None):
-    """The rows of ``frame`` as dicts of plain Python values (``columns`` only, by default all): a figure reads
-    each row's values many times, and a value from a dict costs nothing where one from a row Series
-    (``frame.iloc[i][name]``) costs tens of microseconds; ``to_dict("records")`` of a wide frame, milliseconds."""
-    if columns is None and not frame.columns.is_unique:
-        columns = list(frame.columns)
-        values = [frame.iloc[:, i].tolist() for i in range(len(columns))]     # by position: names repeat
-    else:
-        columns = list(frame.columns if columns is None else columns)
-        values = [frame[c].tolist() for c in columns]
-    if not columns:
-        return [{} for _ in range(len(frame))]
-    return [dict(zip(columns, row)) for row in zip(*values)]
-
-
 def _study_label(row):
     return str(row["study"]) + FLAGS.get(row.get("status"), "") + (f" {DAGGER}" if _is_converted(row) else "")
 
@@ -493,7 +478,7 @@ def _forest_columns(result, rows, studies, arm_level, quality, quality_label, di
     """Column positions from the widest text each column holds, and the plot width within the width budget."""
     shown = _scale(result)
     pct = int(round(result.level * 100))
-    records = _records(studies)
+    records = frame_records(studies)
     left = ["Study"] + [_study_label(records[p]) for kind, p in rows if kind == "study"]
     left += [p[0] for kind, p in rows if kind == "diamond"] + [str(p) for kind, p in rows if kind == "header"]
     left += ["Prediction interval"] if any(kind == "pi" for kind, _ in rows) else []
@@ -629,8 +614,8 @@ def _forest_body(text, rows, studies, layout, shown, xlim, y, digits, quality, b
     """Every row, top to bottom, starting at ``y``."""
     weights = studies["weight"].to_numpy()
     max_w = np.nanmax(weights) if len(studies) else 1.0
-    records = _records(studies)
-    blup_rows = None if blups is None else _records(blups, ["pi_low", "pi_high", "pred"])
+    records = frame_records(studies)
+    blup_rows = None if blups is None else frame_records(blups, ["pi_low", "pi_high", "pred"])
     for kind, payload in rows:
         if kind == "header":
             text(0.1, y, str(payload), bold=True, italic=True)
@@ -798,7 +783,7 @@ def _rob_columns(fig, ax, layout, rob, header_y, first_y, rows):
         rob_ax.text(x, header_y, header, ha="center", va="center", fontsize=FOREST_PT, fontweight="bold")
     y = first_y
     radius = 0.1
-    judgements = _records(rob)
+    judgements = frame_records(rob)
     for kind, payload in rows:
         if kind == "study":
             for x, column in zip(layout.rob_x, rob.columns):
@@ -1097,7 +1082,7 @@ def published_estimates(frame, *, title=None):
     frame = frame[frame["measure"].isin(["MD", "SMD"])].dropna(subset=["estimate", "ci_low", "ci_high"])
     if "label" not in frame.columns:
         named = [c for c in ("citation", "review", "comparison", "outcome") if c in frame.columns]
-        frame = frame.assign(label=[published_label(row) for row in _records(frame, named)])
+        frame = frame.assign(label=[published_label(row) for row in frame_records(frame, named)])
     panels = [m for m in ("MD", "SMD") if (frame["measure"] == m).any()]
     heights = [max(1, int((frame["measure"] == m).sum())) for m in panels]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8.5, 1.0 + 0.34 * sum(heights) + 0.7 * len(panels)),

@@ -9,7 +9,7 @@ import numpy as np
 
 from pfps_meta.effects import measures
 from pfps_meta.conventions import TAU2_ESTIMATORS
-from pfps_meta.formatting import format_p, renders
+from pfps_meta.formatting import format_p, frame_rows, renders
 from pfps_meta.models.metareg import ResultFrame
 
 
@@ -123,16 +123,6 @@ def markdown_text(value) -> str:
     return plain_text(value).translate(_MARKDOWN_ESCAPES)
 
 
-def _rows(frame) -> list[tuple]:
-    """The rows of ``frame`` as tuples of the values ``itertuples`` gives (Python scalars), read column by
-    column (cheaper than a named tuple per row)."""
-    if not frame.shape[1]:
-        return [()] * len(frame)
-    columns = ([frame[c] for c in frame.columns] if frame.columns.is_unique else
-               [frame.iloc[:, k] for k in range(frame.shape[1])])
-    return list(zip(*(column.tolist() for column in columns)))
-
-
 def to_markdown(frame) -> str:
     """A GitHub-flavoured Markdown table (no extra dependency); every cell is neutralised."""
     def cell(value):
@@ -140,7 +130,7 @@ def to_markdown(frame) -> str:
 
     header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in _rows(frame)]
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame_rows(frame)]
     return "\n".join([header, rule, *body])
 
 
@@ -163,7 +153,7 @@ def to_html(frame, css_class="table", link_columns=()) -> str:
     head = "".join(f"<th>{html_text(c)}</th>" for c in frame.columns)
     cell = [html_links if column in link_columns else html_text for column in frame.columns]
     rows = "".join("<tr>" + "".join(f"<td>{show(v)}</td>" for show, v in zip(cell, row)) + "</tr>"
-                   for row in _rows(frame))
+                   for row in frame_rows(frame))
     return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
