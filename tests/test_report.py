@@ -186,6 +186,10 @@ def test_reproduce_text_shows_both_intervals_at_the_papers_printed_precision_whe
     lines = format_table([rd, md]).splitlines()
     assert "0.012 [0.004, 0.020]" in lines[2] and "0.012 [0.004, 0.020]" in lines[2].split("0.012 [0.004, 0.020]", 1)[1]
     assert "-1.50 [-2.30, -0.80]" in lines[3] and "-1.50 [-2.30, -0.80]" in lines[3].split("-1.50 [-2.30, -0.80]", 1)[1]
+    from pfps_meta.analysis.reproduce import interval_text
+
+    with pytest.raises(pm.InputError, match="prefix: 'published' or 'reproduced', not 'pub'"):
+        interval_text(rd, "pub")
 
 
 def test_report_of_no_spec_is_refused_in_one_line_before_anything_is_written(tmp_path):

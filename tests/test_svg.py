@@ -323,3 +323,23 @@ def test_remembered_font_heights_lay_every_text_out_as_matplotlib_does(name):
         finally:
             type(layout)._get_font_height_metrics = hook
     assert with_hook == without
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda svg: svg.svg_bytes(None), "fig: a matplotlib Figure, not NoneType"),
+    (lambda svg: svg.svg_bytes(_constrained_figure(), dpi=0), "dpi: a positive number of dots per inch, not 0"),
+    (lambda svg: svg.svg_bytes(_constrained_figure(), dpi="110"), "dpi: a positive number"),
+    (lambda svg: svg.load_text_extents(123), "folder: a cache folder's path, or None for none, not 123"),
+    (lambda svg: svg.store_text_extents(""), "folder: a cache folder's path"),
+    (lambda svg: svg.font_height_metrics("DejaVu Sans", 72), "prop: a matplotlib FontProperties, not str"),
+    (lambda svg: svg.font_height_metrics(matplotlib.font_manager.FontProperties(size=9.25), float("nan")),
+     "dpi: a positive number of dots per inch, not nan"),
+], ids=["no figure", "dpi 0", "dpi text", "folder number", "folder empty", "prop text", "dpi nan"])
+def test_the_svg_writers_public_functions_refuse_bad_arguments_naming_them(call, message):
+    import re as regex
+
+    from pfps_meta.errors import InputError
+    from pfps_meta.present import svg
+
+    with pytest.raises(InputError, match=regex.escape(message)):
+        call(svg)

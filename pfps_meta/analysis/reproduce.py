@@ -177,6 +177,10 @@ def interval_text(row, prefix) -> str:
     """``row``'s (a :func:`compare` row) ``prefix`` ("published" or "reproduced") estimate and CI as text, both
     at the paper's printed precision where it printed more than two decimals (a risk difference published
     as 0.012 (0.004 to 0.020) is not shown as 0.01 [0.00, 0.02]), else at two; "-" for a missing value."""
+    if prefix not in ("published", "reproduced"):
+        from pfps_meta.errors import InputError
+
+        raise InputError(f"prefix: 'published' or 'reproduced', not {prefix!r}")
     places = max([2] + [decimals(f"{row[f'published_{n}']:.6f}".rstrip("0"))
                         for n in ("estimate", "ci_low", "ci_high") if isinstance(row.get(f"published_{n}"), float)])
 

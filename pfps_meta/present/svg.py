@@ -16,6 +16,9 @@ import os
 from pathlib import Path
 
 import matplotlib
+from matplotlib.font_manager import FontProperties
+
+from pfps_meta.errors import InputError
 
 
 #: rcParams that decide which font files draw a FontProperties (its family may name one of these lists)
@@ -84,10 +87,14 @@ def font_height_metrics(prop, dpi) -> tuple:
     reads and a font lookup, a fifth of laying a text out); renderers hand it to matplotlib through the hook
     ``_get_font_height_metrics`` that ``Text._get_layout`` asks first (tests/test_svg.py checks that every
     text's extent is the same with and without it)."""
+    if not isinstance(prop, FontProperties):
+        raise InputError(f"prop: a matplotlib FontProperties, not {type(prop).__name__}")
     key = (_font_key(prop), dpi)
     found = _FONT_HEIGHTS.get(key)
     if found is None:
         from matplotlib.font_manager import fontManager, get_font
+
+        _check_dpi(dpi)
 
         font = get_font(fontManager._find_fonts_by_props(prop))
         found = (None, None, None)
@@ -112,11 +119,29 @@ def _text_extents_file(folder) -> Path:
     return Path(folder) / "text-extents" / f"{hashlib.sha256(versions.encode()).hexdigest()[:24]}.json"
 
 
+def _check_dpi(dpi):
+    """``dpi`` if a positive finite number; anything else is refused naming the argument."""
+    if isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or not math.isfinite(dpi) or dpi <= 0:
+        raise InputError(f"dpi: a positive number of dots per inch, not {dpi!r}")
+    return dpi
+
+
+def _cache_folder(folder):
+    """``folder`` as a Path, or None for no cache folder; anything else is refused naming the argument."""
+    if folder is None:
+        return None
+    if not isinstance(folder, (str, os.PathLike)) or not str(folder):
+        raise InputError(f"folder: a cache folder's path, or None for none, not {folder!r}")
+    return Path(folder)
+
+
+@functools.cache
 def _font_files(key) -> list:
     """[[path, size, mtime_ns], ...] of the font files matplotlib lays a font key's strings out in now: the
     font and its fallbacks, in order, as TextToPath finds them (a font installed, removed or replaced since
-    changes it, and the extents remembered for the old ones are dropped)."""
-    from matplotlib.font_manager import FontProperties, fontManager
+    changes it, and the extents remembered for the old ones are dropped). Looked up once per process: loading
+    and storing a report's extents ask for the same keys."""
+    from matplotlib.font_manager import fontManager
 
     family, style, variant, weight, stretch, size, file, settings = key
     families = {k: list(v) for k, v in zip(FONT_RC, settings) if k.startswith("font.")}
@@ -132,6 +157,7 @@ def load_text_extents(folder) -> int:
     file adds nothing (the strings are measured again)."""
     import json
 
+    folder = _cache_folder(folder)
     if folder is None:
         return 0
     try:
@@ -168,9 +194,9 @@ def store_text_extents(folder) -> bool:
     on it)."""
     import json
 
-    from pfps_meta.errors import InputError
     from pfps_meta.present.outputs import atomic_write_text
 
+    folder = _cache_folder(folder)
     measure = text_measure()
     if folder is None or measure.count <= measure.stored:
         return False
@@ -451,10 +477,16 @@ def svg_bytes(fig, dpi=110) -> bytes:
     image and text line as drawn, within its clip, plus each visible Axes' box, leaving out what is not
     ``in_layout``), so the figure is drawn once. ``bbox_inches="tight"`` would measure every artist in a pass
     of its own first; its box differs from this one by the difference between a text's line box and the
-    extent of its glyphs (tests/test_svg.py measures it), and it leaves tick marks out. Each string is
-    measured once per process (:func:`text_measure`). The figure keeps its own canvas afterwards."""
+    extent of its glyphs (tests/test_svg.py measures it), and it leaves tick marks and line widths out. Each
+    string is measured once per process (:func:`text_measure`). The figure keeps its own canvas afterwards.
+    A ``fig`` that is not a matplotlib Figure, or a ``dpi`` that is not a positive number, is refused."""
     import io
 
+    from matplotlib.figure import Figure
+
+    if not isinstance(fig, Figure):
+        raise InputError(f"fig: a matplotlib Figure, not {type(fig).__name__}")
+    _check_dpi(dpi)
     canvas_class = _canvas_class()
     buffer = io.BytesIO()
     own, engine, own_dpi = fig.canvas, fig.get_layout_engine(), fig.dpi
