@@ -90,34 +90,6 @@ def _text_width(text, bold=False, size=FOREST_PT):
     return width / 72.0
 
 
-@functools.cache
-def _svg_metrics_renderer_class():
-    """A renderer that draws nothing and measures text as the SVG writer does (:func:`svg.text_measure`, in
-    points, scaled to the figure's dpi): for layouts only."""
-    from matplotlib.backend_bases import RendererBase
-
-    class SvgMetrics(RendererBase):
-        def __init__(self, dpi, width, height):
-            super().__init__()
-            self.dpi, self.width, self.height = dpi, width, height
-
-        def points_to_pixels(self, points):
-            return points * self.dpi / 72.0
-
-        def get_canvas_width_height(self):
-            return self.width, self.height
-
-        def get_text_width_height_descent(self, s, prop, ismath):
-            width, height, descent = svg.text_measure().get_text_width_height_descent(s, prop, ismath)
-            scale = self.dpi / 72.0
-            return width * scale, height * scale, descent * scale
-
-        def _get_font_height_metrics(self, prop):
-            return svg.font_height_metrics(prop, self.dpi)
-
-    return SvgMetrics
-
-
 # The text metrics that figure layouts (tight_layout, room for the Baujat labels) measure with: "agg", the
 # figure canvas' own renderer (matplotlib's default: FreeType with hinting at the figure's dpi), or "svg", the
 # SVG writer's (svg.text_measure: each string measured once, then remembered, also between reports, so a
@@ -170,7 +142,7 @@ def layout_renderer(fig, metrics=None):
         yield canvas.get_renderer() if hasattr(canvas, "get_renderer") else fig._get_renderer()
         return
     width, height = fig.get_size_inches() * fig.dpi
-    renderer = _svg_metrics_renderer_class()(fig.dpi, width, height)
+    renderer = svg.metrics_renderer_class()(fig.dpi, width, height)
     own = vars(canvas).get("get_renderer")
     canvas.get_renderer = lambda: renderer
     try:

@@ -373,6 +373,35 @@ def _renderer_class():
 
 
 @functools.cache
+def metrics_renderer_class():
+    """A renderer that draws nothing and measures text as the SVG writer does (:func:`text_measure`, in points,
+    scaled to the figure's dpi, and :func:`font_height_metrics`): for figure layouts only
+    (``pfps_meta.present.plots.layout_renderer``). Made as ``metrics_renderer_class()(dpi, width, height)``."""
+    from matplotlib.backend_bases import RendererBase
+
+    class SvgMetrics(RendererBase):
+        def __init__(self, dpi, width, height):
+            super().__init__()
+            self.dpi, self.width, self.height = dpi, width, height
+
+        def points_to_pixels(self, points):
+            return points * self.dpi / 72.0
+
+        def get_canvas_width_height(self):
+            return self.width, self.height
+
+        def get_text_width_height_descent(self, s, prop, ismath):
+            width, height, descent = text_measure().get_text_width_height_descent(s, prop, ismath)
+            scale = self.dpi / 72.0
+            return width * scale, height * scale, descent * scale
+
+        def _get_font_height_metrics(self, prop):
+            return font_height_metrics(prop, self.dpi)
+
+    return SvgMetrics
+
+
+@functools.cache
 def _canvas_class():
     """An SVG canvas that draws with :func:`_renderer_class` and, with a ``crop_pad``, cuts the SVG's root box
     to what was drawn (:func:`svg_bytes`)."""
