@@ -302,6 +302,11 @@ PAIRWISE_ONLY_SETTINGS = ("pi_method", "i2_method", "prediction_interval", "tau2
                           "mh_add", "mh_to", "mh_drop00", "mh_sums_add", "mh_sums_to", "mh_sums_drop00", "cmh_correct")
 
 
+def _pairwise_only_changed(settings: Settings) -> list[str]:
+    """The :data:`PAIRWISE_ONLY_SETTINGS` that ``settings`` sets away from their defaults."""
+    return [key for key in PAIRWISE_ONLY_SETTINGS if getattr(settings, key) != OPTION_BY_NAME[key].default]
+
+
 def _check_entry_choices(entry: dict, model: str, name: str, where: str, settings: Settings) -> None:
     """impute_sd and design take one of their named values; a network has no trials list; a multilevel or
     multivariate model has no HKSJ CI (its fit reads ``test``, so ci = "hksj" would change nothing), and no
@@ -310,9 +315,8 @@ def _check_entry_choices(entry: dict, model: str, name: str, where: str, setting
         raise InputError(f"{where} ('{entry['id']}'): ci = \"hksj\" (here or in [settings]) is not applied to a "
                          f"{model} model; give test = \"t\" for t and F tests (metafor rma.mv test=\"t\")",
                          file=name)
-    written = {k: k for k in PAIRWISE_ONLY_SETTINGS} | {a: o for a, o in ALIASES.items() if o in PAIRWISE_ONLY_SETTINGS}
-    given = [f"{key} = {entry[key]!r}" for key, option in written.items() if model != "pairwise" and key in entry
-             and getattr(settings, option) != OPTION_BY_NAME[option].default]
+    changed = _pairwise_only_changed(settings) if model != "pairwise" else []
+    given = [f"{key} = {value!r}" for key, value in entry.items() if ALIASES.get(key, key) in changed]
     if given:
         raise InputError(f"{where} ('{entry['id']}'): {', '.join(given)} is not applied to a {model} model, whose "
                          "estimator, tests and intervals come from its own keys (method, test, robust)", file=name)
@@ -1656,8 +1660,7 @@ def run_model_analysis(analysis: Analysis, evidence: Evidence | None = None) -> 
     else:
         _require_evidence(evidence, analysis)
         result = _run_dependent_evidence(analysis, evidence)
-    unapplied = [f"{key} = {getattr(analysis.settings, key)!r}" for key in PAIRWISE_ONLY_SETTINGS
-                 if getattr(analysis.settings, key) != OPTION_BY_NAME[key].default]
+    unapplied = [f"{key} = {getattr(analysis.settings, key)!r}" for key in _pairwise_only_changed(analysis.settings)]
     if unapplied:
         result.notes.append(f"not applied to this {analysis.model} model: {', '.join(unapplied)} (settings of "
                             "pairwise pooling; its estimator, tests and intervals come from method, test and robust)")
