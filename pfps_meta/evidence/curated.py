@@ -220,13 +220,15 @@ def equal_mask(values, value) -> np.ndarray:
 def entry_positions(outcomes: pd.DataFrame, analysis, entry, arm: str, keys: dict | None = None) -> np.ndarray:
     """The positions (``iloc``, ascending) of :func:`entry_rows`; ``keys``: :func:`key_columns` of
     ``outcomes``, when the caller matches many entries against one table."""
-    keys = key_columns(outcomes) if keys is None else keys
-    timepoint = entry.timepoint or analysis.timepoint
-    keep = (equal_mask(keys["trial_id"], entry.trial) & equal_mask(keys["arm"], arm)
-            & equal_mask(keys["outcome"], analysis.outcome) & equal_mask(keys["timepoint"], timepoint))
-    if entry.scale is not None:
-        keep &= equal_mask(keys["scale"], entry.scale)
-    return np.flatnonzero(keep)
+    wanted = {"trial_id": entry.trial, "arm": arm, "outcome": analysis.outcome,
+              "timepoint": entry.timepoint or analysis.timepoint, **({} if entry.scale is None else {"scale": entry.scale})}
+    return matching_positions(key_columns(outcomes) if keys is None else keys, wanted)
+
+
+def matching_positions(keys: dict, wanted: dict) -> np.ndarray:
+    """The positions (ascending) of the rows whose every ``wanted`` column equals its value
+    (:func:`equal_mask`); ``keys``: :func:`key_columns` of the table, holding every wanted column."""
+    return np.flatnonzero(np.logical_and.reduce([equal_mask(keys[column], value) for column, value in wanted.items()]))
 
 
 def entry_rows(outcomes: pd.DataFrame, analysis, entry, arm: str) -> pd.DataFrame:
@@ -390,4 +392,4 @@ def completeness(evidence: Evidence) -> pd.DataFrame:
     return table
 
 
-__all__ = ["Evidence", "entry_rows", "entry_positions", "equal_mask", "key_columns", "arm_rows", "load_outcomes", "check_outcomes", "load_effects", "load_published", "load_trials", "completeness"]
+__all__ = ["Evidence", "entry_rows", "entry_positions", "equal_mask", "key_columns", "matching_positions", "arm_rows", "load_outcomes", "check_outcomes", "load_effects", "load_published", "load_trials", "completeness"]

@@ -47,7 +47,8 @@ from pfps_meta.effects import measures
 from pfps_meta.conventions import ALIASES, OPTION_BY_NAME, Settings
 from pfps_meta.errors import InputError, SettingsError
 from pfps_meta.evidence.curated import (ENTRY_KEYS, EFFECT_REQUIRED, OUTCOME_REQUIRED, TRIALS_REQUIRED, Evidence, arm_rows,  # noqa: F401
-                                        entry_positions, entry_rows, equal_mask, key_columns, load_published)  # (entry_rows re-exported)
+                                        entry_positions, entry_rows, equal_mask, key_columns, load_published,
+                                        matching_positions)  # (entry_rows re-exported)
 from pfps_meta.evidence.extraction import check_sheet, load_extraction, with_extraction
 from pfps_meta.inputs.load import is_missing, read_csv, read_text
 from pfps_meta.models.network_inputs import connected_parts
@@ -572,8 +573,7 @@ def build_from_evidence(analysis: Analysis, evidence: Evidence) -> StudyTable:
             wanted = {"trial_id": entry.trial, "exp_arm": entry.exp, "ctrl_arm": entry.ctrl,
                       "outcome": analysis.outcome, "timepoint": timepoint, "measure": analysis.measure,
                       **({} if entry.scale is None else {"scale": entry.scale})}
-            eff = effects.iloc[np.flatnonzero(np.logical_and.reduce([equal_mask(effect_keys[column], value)
-                                                                     for column, value in wanted.items()]))]
+            eff = effects.iloc[matching_positions(effect_keys, wanted)]
             if len(eff):
                 row = eff.iloc[0]
                 flip = bool(row["higher_is_better"]) == lower_is_favourable
